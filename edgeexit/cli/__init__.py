@@ -1,0 +1,100 @@
+"""The ``edgeexit`` command: a thin click layer over the library.
+
+Each sub-command lives in its own module (``edgeexit/cli/<name>.py``) exposing ``command``; the
+group imports them lazily so ``edgeexit --help`` stays fast on a board.
+"""
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from typing import Any, List, Optional
+
+import click
+
+from edgeexit import __version__
+from edgeexit.errors import EdgeExitError
+
+# name on the command line -> module under edgeexit.cli
+COMMANDS = {
+    "run": "run",
+    "profile": "profile",
+    "calibrate": "calibrate",
+    "bench": "bench",
+    "boards": "boards",
+    "status": "status",
+    "restore": "restore",
+    "sim": "sim",
+}
+
+
+class CliError(click.ClickException):
+    """An :class:`EdgeExitError` shown as one line, keeping its exit code."""
+
+    def __init__(self, err: EdgeExitError) -> None:
+        super().__init__(err.message)
+        self.exit_code = err.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo("edgeexit: error: {}".format(self.message), err=True)
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        modname = COMMANDS.get(cmd_name)
+        if modname is None:
+            return None
+        module = importlib.import_module("edgeexit.cli." + modname)
+        return module.command  # type: ignore[no-any-return]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeExitError as err:
+            raise CliError(err) from None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeexit")
+def cli() -> None:
+    """Run multi-exit int8 TFLite networks block by block, exit early, and pick the
+    energy-optimal CPU/GPU operating point on Jetson and Raspberry Pi boards.
+
+    Simulated boards (--simulate, or a tree from `edgeexit sim init`) are never chosen
+    silently, and every output of a simulated run says so.
+    """
+
+
+def _raise_sigterm(signum: int, frame: Any) -> None:
+    # SystemExit unwinds through every context manager, so the DVFS controller restores.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Console-script entry point: one line per error, no tracebacks, clean Ctrl-C/SIGTERM."""
+    signal.signal(signal.SIGTERM, _raise_sigterm)
+    try:
+        rc = cli.main(args=argv, prog_name="edgeexit", standalone_mode=False)
+    except CliError as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("edgeexit: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("edgeexit: interrupted; the board state was restored", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    except OSError as err:
+        # Unexpected I/O failure outside our own checks: still one line, never a traceback.
+        where = " ({})".format(err.filename) if getattr(err, "filename", None) else ""
+        click.echo("edgeexit: error: {}{}".format(err.strerror or err, where), err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,57 @@
+"""Options shared by several commands, defined once (pip-tools' pattern)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+json_output = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table (for scripts)."
+)
+
+board = click.option(
+    "--board",
+    metavar="NAME",
+    default=None,
+    help="Board name from `edgeexit boards` (e.g. jetson-nano, raspberry-pi-5), or 'auto' to detect it "
+    "from the device-tree model string.",
+)
+
+sysfs_root = click.option(
+    "--sysfs-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Root under which /sys lives: '/' on a board (the default), or a simulated tree made by "
+    "`edgeexit sim init` or mounted by `edgeexit sim mount`.",
+)
+
+simulate = click.option(
+    "--simulate",
+    is_flag=True,
+    help="Use a fresh temporary simulated sysfs tree and board physics for --board instead of the real "
+    "board. Every output then says it is simulated.",
+)
+
+model = click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Bundle directory (manifest.json + int8 .tflite segments). Default: the bundled demo model.",
+)
+
+interpreter = click.option(
+    "--interpreter",
+    type=click.Choice(["auto", "litert", "tflite"]),
+    default=None,
+    help="TFLite interpreter backend: LiteRT (ai_edge_litert) or tflite_runtime. Default: "
+    "$EDGEEXIT_INTERPRETER, else LiteRT when installed, else tflite_runtime.",
+)
+
+threads = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Interpreter threads per segment.",
+)

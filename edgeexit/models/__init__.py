@@ -1,0 +1,1 @@
+"""Bundled model bundles (the demo model lives in ``demo/``)."""

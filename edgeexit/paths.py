@@ -1,0 +1,51 @@
+"""Where edgeexit's shipped data lives, for source checkouts and (non-editable) installs alike."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _package_dir(modname: str) -> Path:
+    import importlib
+
+    mod = importlib.import_module(modname)
+    return Path(mod.__file__).resolve().parent  # type: ignore[arg-type]
+
+
+def board_configs_dir() -> Path:
+    """Directory of the shipped board configs (``EDGEEXIT_BOARD_CONFIGS`` overrides it)."""
+    env = os.environ.get("EDGEEXIT_BOARD_CONFIGS")
+    return Path(env) if env else _package_dir("edgeexit.board_configs")
+
+
+def firmware_profiles_dir() -> Path:
+    """Directory of the shipped firmware profiles (``EDGEEXIT_FIRMWARE_PROFILES`` overrides it)."""
+    env = os.environ.get("EDGEEXIT_FIRMWARE_PROFILES")
+    return Path(env) if env else _package_dir("edgeexit.firmware_profiles")
+
+
+def models_dir() -> Path:
+    """Directory holding the bundled model bundles."""
+    return _package_dir("edgeexit.models")
+
+
+def demo_bundle_dir() -> Path:
+    """The bundled demo bundle (an 8-exit CNN on MNIST digits)."""
+    return models_dir() / "demo"
+
+
+def runtime_dir() -> Path:
+    """Where controller state files and locks live (``EDGEEXIT_RUNTIME_DIR`` overrides it).
+
+    ``/run/edgeexit`` when running as root (survives a crash until reboot, as the board's clocks
+    do), otherwise ``$XDG_RUNTIME_DIR/edgeexit`` or ``/tmp/edgeexit-<uid>``.
+    """
+    env = os.environ.get("EDGEEXIT_RUNTIME_DIR")
+    if env:
+        return Path(env)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/run/edgeexit")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "edgeexit"
+    return Path("/tmp") / "edgeexit-{}".format(os.getuid())

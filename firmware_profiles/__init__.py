@@ -1,0 +1,1 @@
+"""Operating points and power-model coefficients per board (TOML, every number sourced)."""
