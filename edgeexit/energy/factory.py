@@ -1,0 +1,86 @@
+"""Choose the power meter for a board, explicitly.
+
+``kind="auto"`` follows the board config's ``[power] sensor`` field and nothing else: it never
+probes for or falls back to a simulator, and a board without a sensor raises
+:class:`SensorMissingError` pointing at an external meter. A simulated board is read through the
+same backends (its sysfs tree under ``root``, its own PMIC ``runner``).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from edgeexit.energy.ina3221 import Ina3221Meter
+from edgeexit.energy.meter import Clock, PowerMeter
+from edgeexit.energy.pi5_pmic import Pi5PmicMeter, Runner
+from edgeexit.energy.reading import PowerReading
+from edgeexit.energy.power_config import PowerConfig
+from edgeexit.errors import BoardConfigError, SensorMissingError
+
+KINDS = ("auto", "ina3221", "pmic", "joulescope", "none")
+DEFAULT_EXTERNAL_HINT = (
+    "wire a Joulescope JS220/JS110 in series with the board's supply and use --meter joulescope"
+)
+
+
+class NoMeter(PowerMeter):
+    """Chosen explicitly with ``kind="none"``: measures nothing, so every window is invalid."""
+
+    name = "none"
+    source = "no power meter (energy not measured)"
+    total_basis = "not measured"
+
+    def read(self) -> PowerReading:
+        return PowerReading(self.clock(), {}, None, self.total_basis)
+
+
+def _no_sensor(config: PowerConfig) -> SensorMissingError:
+    hint = config.external_meter_hint or DEFAULT_EXTERNAL_HINT
+    return SensorMissingError(f"This board has no on-board power sensor; to measure energy, {hint}.")
+
+
+def meter_for_board(
+    power_table: Mapping[str, Any],
+    root: Path = Path("/"),
+    kind: str = "auto",
+    runner: Optional[Runner] = None,
+    clock: Clock = time.monotonic,
+    joulescope_driver: Any = None,
+) -> PowerMeter:
+    """The meter for a board's ``[power]`` table.
+
+    ``kind``: ``auto`` (what the board's ``sensor`` says; a board whose sensor is ``none`` raises
+    :class:`SensorMissingError` naming an external meter), ``ina3221``, ``pmic``, ``joulescope``
+    or ``none`` (an explicit :class:`NoMeter`: every reading is invalid, energy is reported as
+    unmeasured).
+    ``root`` is the filesystem root holding ``sys/`` (``/`` on a board, a tree on a simulated one);
+    ``runner`` replaces ``vcgencmd`` for the Pi 5 PMIC.
+    """
+    if kind not in KINDS:
+        raise BoardConfigError(f"Unknown meter kind {kind!r}; use one of {', '.join(KINDS)}.")
+    config = PowerConfig.from_dict(power_table)
+    requested = kind
+    if kind == "auto":
+        kind = {
+            "ina3221-iio": "ina3221",
+            "ina3221-hwmon": "ina3221",
+            "pi5-pmic": "pmic",
+            "none": "none",
+        }[config.sensor]
+    if kind == "ina3221":
+        return Ina3221Meter(Path(root), config, clock=clock)
+    if kind == "pmic":
+        if config.sensor != "pi5-pmic":
+            raise SensorMissingError(
+                f"The board's power sensor is {config.sensor!r}, not the Raspberry Pi 5 PMIC; "
+                "use --meter auto."
+            )
+        return Pi5PmicMeter(runner=runner, clock=clock)
+    if kind == "joulescope":
+        from edgeexit.energy.joulescope import JoulescopeMeter
+
+        return JoulescopeMeter(driver=joulescope_driver, clock=clock)
+    if requested == "none":
+        return NoMeter(clock=clock)
+    raise _no_sensor(config)

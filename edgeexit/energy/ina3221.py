@@ -1,0 +1,218 @@
+"""INA3221 power monitors on Jetson boards, in both kernel layouts.
+
+JetPack 4 (NVIDIA ``ina3221x`` IIO driver)::
+
+    <root>/sys/bus/i2c/drivers/ina3221x/<bus>-00<addr>/iio:deviceN/
+        rail_name_{0,1,2}   in_power{0,1,2}_input (mW)   in_voltage*_input (mV)   in_current*_input (mA)
+
+JetPack 5+ (mainline ``ina3221`` hwmon driver)::
+
+    <root>/sys/bus/i2c/drivers/ina3221/<bus>-00<addr>/hwmon/hwmonN/
+        in{1,2,3}_label   in{1,2,3}_input (mV)   curr{1,2,3}_input (mA)   in7_label "sum of shunt voltages"
+        (no power file: power = V * I)
+
+``N`` in ``iio:deviceN``/``hwmonN`` changes across boots and driver reloads, so it is scanned, and
+rails are matched by the label the kernel reports, not by position alone. ``NC`` channels are
+skipped. The board total comes from the input rail when the board has one (VDD_IN / POM_5V_IN);
+otherwise it is the sum of the rails and ``total_basis`` says so. The meter reads plain files under
+``root``, so a simulated tree is read exactly as a real one.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from edgeexit.energy.meter import Clock, PowerMeter
+from edgeexit.energy.power_config import NOT_CONNECTED, Ina3221ChipSpec, PowerConfig
+from edgeexit.energy.reading import PowerReading
+from edgeexit.energy.sysfs_values import read_number, read_text
+from edgeexit.errors import MeterError, SensorMissingError
+
+
+@dataclass(frozen=True)
+class RailFiles:
+    """Where one rail's numbers live. ``power_path`` is set for IIO (mW), else V*I is used."""
+
+    rail: str
+    chip: str
+    channel: int
+    voltage_path: Path
+    current_path: Path
+    power_path: Optional[Path] = None
+
+    def read_power_mw(self) -> Optional[float]:
+        if self.power_path is not None and self.power_path.exists():
+            return read_number(self.power_path)
+        voltage_mv = read_number(self.voltage_path)
+        current_ma = read_number(self.current_path)
+        if voltage_mv is None or current_ma is None:
+            return None
+        return voltage_mv * current_ma / 1000.0
+
+
+def _driver_dir(root: Path, chip: Ina3221ChipSpec) -> Path:
+    return root / "sys" / "bus" / "i2c" / "drivers" / chip.driver
+
+
+def _channel_indices(layout: str) -> List[int]:
+    return [0, 1, 2] if layout == "iio" else [1, 2, 3]
+
+
+def _kernel_labels(node: Path, layout: str) -> Dict[int, Optional[str]]:
+    """Channel index -> label the kernel reports (None where no label file exists)."""
+    name = "rail_name_{}" if layout == "iio" else "in{}_label"
+    return {i: read_text(node / name.format(i)) for i in _channel_indices(layout)}
+
+
+def _data_nodes(device_dir: Path, layout: str) -> List[Path]:
+    """Candidate ``iio:deviceN`` / ``hwmon/hwmonN`` directories under one I2C device."""
+    if layout == "iio":
+        nodes = sorted(device_dir.glob("iio:device*")) + [device_dir / "iio_device"]
+        return [n for n in nodes if (n / "in_voltage0_input").exists() or (n / "rail_name_0").exists()]
+    nodes = sorted((device_dir / "hwmon").glob("hwmon*"))
+    return [n for n in nodes if (n / "in1_input").exists()]
+
+
+def _match_channels(
+    chip: Ina3221ChipSpec, labels: Dict[int, Optional[str]], layout: str
+) -> Optional[Dict[str, int]]:
+    """Rail label -> kernel channel index, or None if a configured rail is not there.
+
+    A label the kernel reports wins over position; position is used only where the kernel has
+    no label file at all (some device trees leave labels out).
+    """
+    indices = _channel_indices(layout)
+    mapping: Dict[str, int] = {}
+    for pos, rail in enumerate(chip.channels):
+        if rail == NOT_CONNECTED:
+            continue
+        hits = [i for i, lab in labels.items() if lab == rail]
+        if hits:
+            mapping[rail] = indices[pos] if indices[pos] in hits else hits[0]
+        elif labels.get(indices[pos]) is None:
+            mapping[rail] = indices[pos]
+        else:
+            return None
+    return mapping
+
+
+def _rail_files(node: Path, chip: Ina3221ChipSpec, rail: str, channel: int, layout: str) -> RailFiles:
+    if layout == "iio":
+        return RailFiles(
+            rail=rail,
+            chip=chip.device,
+            channel=channel,
+            voltage_path=node / f"in_voltage{channel}_input",
+            current_path=node / f"in_current{channel}_input",
+            power_path=node / f"in_power{channel}_input",
+        )
+    return RailFiles(
+        rail=rail,
+        chip=chip.device,
+        channel=channel,
+        voltage_path=node / f"in{channel}_input",
+        current_path=node / f"curr{channel}_input",
+    )
+
+
+def locate_chip(root: Path, chip: Ina3221ChipSpec) -> List[RailFiles]:
+    """Find one chip's data directory and match its rails by label.
+
+    The configured ``<bus>-00<addr>`` directory is tried first; if it is absent, any device at the
+    same I2C address under the same driver whose labels match is used (bus numbers differ between
+    JetPack releases of the same module).
+    """
+    driver_dir = _driver_dir(root, chip)
+    exact = driver_dir / chip.device
+    candidates = [exact] + [
+        d for d in sorted(driver_dir.glob(f"*-{chip.i2c_address}")) if d.name != chip.device
+    ]
+    seen_labels: List[str] = []
+    for device_dir in candidates:
+        for node in _data_nodes(device_dir, chip.layout):
+            labels = _kernel_labels(node, chip.layout)
+            mapping = _match_channels(chip, labels, chip.layout)
+            if mapping is not None:
+                return [
+                    _rail_files(node, chip, rail, ch, chip.layout) for rail, ch in mapping.items()
+                ]
+            seen_labels.append(f"{node}: {[labels[i] for i in sorted(labels)]}")
+    if seen_labels:
+        raise MeterError(
+            f"INA3221 {chip.device}: the kernel reports rails {'; '.join(seen_labels)}, which do not "
+            f"include the configured {chip.channels}; fix channels in the board config's "
+            "[[power.ina3221]] table."
+        )
+    kind = "iio:deviceN" if chip.layout == "iio" else "hwmon/hwmonN"
+    raise SensorMissingError(
+        f"No INA3221 at {exact}/{kind}: this board has no '{chip.driver}' power monitor at "
+        f"{chip.device}. Check the board name (--board), that the {chip.driver} driver is loaded, or "
+        "use an external meter (--meter joulescope)."
+    )
+
+
+class Ina3221Meter(PowerMeter):
+    """Reads every configured INA3221 rail; the layout (iio/hwmon) comes from each chip's driver."""
+
+    def __init__(
+        self,
+        root: Path,
+        config: Union[PowerConfig, Mapping[str, Any]],
+        clock: Clock = time.monotonic,
+    ) -> None:
+        super().__init__(clock)
+        if not isinstance(config, PowerConfig):
+            config = PowerConfig.from_dict(config)
+        if not config.ina3221:
+            raise SensorMissingError(
+                f"The board config has no [[power.ina3221]] chips (sensor = {config.sensor!r}); "
+                "this board has no INA3221 power monitor."
+            )
+        self.root = Path(root)
+        self.config = config
+        self.rails: List[RailFiles] = []
+        for chip in config.ina3221:
+            self.rails.extend(locate_chip(self.root, chip))
+        layouts = sorted({c.layout for c in config.ina3221})
+        self.name = "ina3221-" + "+".join(layouts)
+        self.input_rail = config.input_rail
+        names = [r.rail for r in self.rails]
+        if self.input_rail is not None:
+            self.total_basis = f"input rail {self.input_rail} (whole board input)"
+        else:
+            self.total_basis = (
+                f"sum of rails {'+'.join(names)} (the board has no input rail; the sum can "
+                "double-count rails fed by another measured rail and misses unmeasured loads)"
+            )
+        chips = ", ".join(f"{c.device} ({c.driver})" for c in config.ina3221)
+        self.source = f"INA3221 {chips}: {', '.join(names)}"
+
+    @property
+    def rail_names(self) -> Sequence[str]:
+        return [r.rail for r in self.rails]
+
+    def read(self) -> PowerReading:
+        t0 = self.clock()
+        rails_mw: Dict[str, float] = {}
+        failed: List[str] = []
+        for rail in self.rails:
+            power_mw = rail.read_power_mw()
+            if power_mw is None:
+                failed.append(rail.rail)
+            else:
+                rails_mw[rail.rail] = power_mw
+        total_mw: Optional[float]
+        if self.input_rail is not None:
+            total_mw = rails_mw.get(self.input_rail)
+        else:
+            # A partial sum would be a wrong number, not a noisy one: drop the sample instead.
+            total_mw = None if failed else sum(rails_mw.values())
+        return PowerReading(
+            t_s=self._stamp(t0),
+            rails_mw=rails_mw,
+            total_mw=total_mw,
+            total_basis=self.total_basis,
+            failed_rails=failed,
+        )

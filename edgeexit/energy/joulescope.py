@@ -1,0 +1,234 @@
+"""Joulescope JS220/JS110 as a power meter, through ``pyjoulescope_driver`` (optional extra).
+
+The instrument streams power on ``<device>/s/p/!data``. Each message carries ``sample_id``
+(undecimated counter, 2 MHz on the JS220), ``decimate_factor``, ``time_map{offset_time,
+offset_counter, counter_rate}`` (the driver's estimate of host UTC time for the counter) and
+``data`` (float32 W). Sample ``k`` of a message starts at counter ``sample_id + k *
+decimate_factor``, i.e. at UTC ``offset_time + (counter - offset_counter) / counter_rate``; that
+UTC time is mapped to the host monotonic clock with one offset ``time.time() - time.monotonic()``
+taken when the meter opens (both clocks are injectable).
+
+Energy per window is the block sum: every sample holds its power for ``decimate_factor /
+counter_rate`` seconds and contributes power times its overlap with the window. The instrument
+measures whatever it is wired in series with (normally the board's whole supply).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any, Deque, List, Optional
+
+import numpy as np
+
+from edgeexit.energy.integrate import BLOCK_METHOD, block_energy_mj, covered_window
+from edgeexit.energy.meter import Clock, PowerMeter
+from edgeexit.energy.reading import EnergyWindow, PowerReading
+from edgeexit.energy.time64 import counter_to_posix_s
+from edgeexit.energy.windows import WindowedEnergySource
+from edgeexit.errors import MeterError, SensorMissingError
+
+POWER_TOPIC = "s/p/!data"
+POWER_CTRL = "s/p/ctrl"
+MODELS = ("js220", "js110")
+BASIS = "external Joulescope in series with the board supply (whole board input as wired)"
+
+
+def _open_default_driver() -> Any:
+    try:
+        import pyjoulescope_driver  # type: ignore[import-not-found]
+    except ImportError:
+        raise SensorMissingError(
+            "The Joulescope backend needs pyjoulescope_driver: pip install 'edgeexit[joulescope]'."
+        ) from None
+    return pyjoulescope_driver.Driver()
+
+
+class _Chunk:
+    """One ``s/p/!data`` message mapped to host time. Units: s, mW."""
+
+    __slots__ = ("start_s", "period_s", "power_mw")
+
+    def __init__(self, start_s: float, period_s: float, power_mw: np.ndarray) -> None:
+        self.start_s = start_s
+        self.period_s = period_s
+        self.power_mw = power_mw
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.period_s * len(self.power_mw)
+
+
+class JoulescopeMeter(PowerMeter, WindowedEnergySource):
+    """Streams power from one Joulescope and integrates it per host-time window.
+
+    ``driver`` is a ``pyjoulescope_driver.Driver`` (or an object with the same
+    ``device_paths/open/publish/subscribe/unsubscribe/close`` methods); by default one is created.
+    Raises :class:`SensorMissingError` when no instrument is attached.
+    """
+
+    name = "joulescope"
+
+    def __init__(
+        self,
+        driver: Any = None,
+        device_path: Optional[str] = None,
+        sample_rate_hz: int = 100_000,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        history_s: float = 120.0,
+        timeout_s: float = 2.0,
+        data_wait_s: float = 0.5,
+        min_coverage: float = 0.95,
+    ) -> None:
+        PowerMeter.__init__(self, clock)
+        self._init_windows()
+        self._owns_driver = driver is None
+        self.driver = driver if driver is not None else _open_default_driver()
+        self.history_s = history_s
+        self.data_wait_s = data_wait_s
+        self.min_coverage = min_coverage
+        self.total_basis = BASIS
+        self._chunks: Deque[_Chunk] = deque()
+        self._cond = threading.Condition()
+        self._opened = False
+        try:
+            self.device_path = self._pick_device(device_path)
+            self.model = self.device_path.split("/")[1]
+            try:
+                self.driver.open(self.device_path, "defaults", timeout=timeout_s)
+            except TimeoutError:
+                raise SensorMissingError(
+                    f"Joulescope {self.device_path} did not answer within {timeout_s} s; reconnect "
+                    "its USB cable and retry."
+                ) from None
+            self._opened = True
+            self._configure(sample_rate_hz)
+            # POSIX minus monotonic: maps the driver's UTC estimate onto the host clock.
+            self.host_offset_s = wall_clock() - clock()
+            self.driver.subscribe(f"{self.device_path}/{POWER_TOPIC}", ["pub"], self._on_data)
+            self.driver.publish(f"{self.device_path}/{POWER_CTRL}", 1)
+        except BaseException:
+            self.close()
+            raise
+        self.source = f"Joulescope {self.model.upper()} {self.device_path} at {sample_rate_hz} Hz"
+
+    # --- setup ------------------------------------------------------------------------------
+    def _pick_device(self, device_path: Optional[str]) -> str:
+        paths: List[str] = [str(p) for p in self.driver.device_paths()]
+        joulescopes = [p for p in paths if p.count("/") == 2 and p.split("/")[1] in MODELS]
+        if not joulescopes:
+            raise SensorMissingError(
+                "No Joulescope is attached (the driver lists no JS220/JS110). Plug the instrument in "
+                "over USB, wire it in series with the board's supply, or choose another meter."
+            )
+        if device_path is None:
+            return joulescopes[0]
+        if device_path not in joulescopes:
+            raise SensorMissingError(
+                f"Joulescope {device_path!r} is not attached; attached: {', '.join(joulescopes)}."
+            )
+        return device_path
+
+    def _configure(self, sample_rate_hz: int) -> None:
+        dev = self.device_path
+        if self.model == "js220":
+            self.driver.publish(f"{dev}/s/i/range/mode", "auto")
+        else:
+            self.driver.publish(f"{dev}/s/i/range/select", "auto")
+            self.driver.publish(f"{dev}/s/v/range/select", "15 V")
+        self.driver.publish(f"{dev}/h/fs", int(sample_rate_hz))
+
+    # --- streaming --------------------------------------------------------------------------
+    def _on_data(self, topic: str, value: Any) -> None:
+        """Driver callback (USB thread): map one power message onto host time."""
+        tm = value["time_map"]
+        counter_rate = float(tm["counter_rate"])
+        decimate = int(value["decimate_factor"])
+        start_posix_s = counter_to_posix_s(
+            value["sample_id"], tm["offset_time"], tm["offset_counter"], counter_rate
+        )
+        chunk = _Chunk(
+            start_s=start_posix_s - self.host_offset_s,
+            period_s=decimate / counter_rate,
+            power_mw=np.asarray(value["data"], dtype=np.float64) * 1000.0,
+        )
+        with self._cond:
+            self._chunks.append(chunk)
+            while self._chunks and self._chunks[0].end_s < chunk.end_s - self.history_s:
+                self._chunks.popleft()
+            self._cond.notify_all()
+
+    def _data_end_s(self) -> float:
+        return self._chunks[-1].end_s if self._chunks else float("-inf")
+
+    # --- PowerMeter -------------------------------------------------------------------------
+    def read(self) -> PowerReading:
+        """Mean power of the most recent message (stamped at its middle, host time)."""
+        with self._cond:
+            last = self._chunks[-1] if self._chunks else None
+        if last is None:
+            return PowerReading(self.clock(), {}, None, BASIS, ["joulescope"])
+        good = last.power_mw[np.isfinite(last.power_mw)]
+        mid_s = 0.5 * (last.start_s + last.end_s)
+        if len(good) == 0:
+            return PowerReading(mid_s, {}, None, BASIS, ["joulescope"])
+        mean_mw = float(np.mean(good))
+        return PowerReading(mid_s, {"joulescope": mean_mw}, mean_mw, BASIS)
+
+    def close(self) -> None:
+        """Stop streaming and release the instrument (errors on the way out are ignored)."""
+        if self._opened:
+            self._opened = False
+            for call in (
+                lambda: self.driver.publish(f"{self.device_path}/{POWER_CTRL}", 0),
+                lambda: self.driver.unsubscribe(f"{self.device_path}/{POWER_TOPIC}", self._on_data),
+                lambda: self.driver.close(self.device_path),
+            ):
+                try:
+                    call()
+                except Exception:  # noqa: BLE001 - best effort while shutting down
+                    pass
+        if self._owns_driver and getattr(self, "driver", None) is not None:
+            try:
+                self.driver.finalize()
+            except Exception:  # noqa: BLE001
+                pass
+            self._owns_driver = False
+
+    # --- windows ----------------------------------------------------------------------------
+    def now_s(self) -> float:
+        return self.clock()
+
+    def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:
+        """Energy over ``[t0_s, t1_s]`` (host monotonic s) by the block sum; see the module doc.
+
+        Waits up to ``data_wait_s`` (real time) for the instrument's data to reach ``t1_s``, since
+        USB delivery lags the host clock by some milliseconds.
+        """
+        if t1_s < t0_s:
+            raise MeterError(f"Window end {t1_s} s is before its start {t0_s} s.")
+        with self._cond:
+            self._cond.wait_for(lambda: self._data_end_s() >= t1_s, timeout=self.data_wait_s)
+            chunks = [c for c in self._chunks if c.end_s > t0_s and c.start_s < t1_s]
+        energy = covered = 0.0
+        n = 0
+        for c in chunks:
+            e, cov, k = block_energy_mj(c.start_s, c.period_s, c.power_mw, t0_s, t1_s)
+            energy += e
+            covered += cov
+            n += k
+        energy, mean_mw, valid = covered_window(energy, covered, n, t0_s, t1_s, self.min_coverage)
+        return EnergyWindow(
+            energy_mj=energy,
+            mean_power_mw=mean_mw,
+            n_samples=n,
+            method=BLOCK_METHOD,
+            valid=valid,
+            t0_s=t0_s,
+            t1_s=t1_s,
+            total_basis=BASIS,
+            source=self.name,
+            rails_energy_mj={"joulescope": energy} if valid else {},
+        )
+

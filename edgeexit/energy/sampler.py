@@ -1,0 +1,181 @@
+"""Background sampling of a :class:`PowerMeter` and integration of power over host-time windows.
+
+Integration method (also returned in ``EnergyWindow.method``): power is linearly interpolated
+between valid samples and integrated exactly over ``[t0, t1]`` (trapezoids with the window edges
+as extra knots). A window shorter than the sampling period therefore gets the interpolated power
+times its duration. Beyond the first/last sample power is held constant, but only up to
+``max_gap_s`` (default two sampling periods): a window whose start or end lies further than that
+from a valid sample is ``valid=False``. Invalid samples (failed reads) are dropped and the gap is
+bridged by interpolation, so one bad read neither crashes nor biases a window.
+
+``begin_window``/``end_window`` take a synchronous sample just before the start and just after the
+end (``sync_edges=True``), so every keyed window is bracketed by samples even when it is much
+shorter than the sampling period; that read happens outside the window it measures.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import threading
+import time
+from typing import Dict, List, Optional
+
+from edgeexit.energy.integrate import LINEAR_METHOD, piecewise_linear_energy_mj
+from edgeexit.energy.meter import Clock, PowerMeter
+from edgeexit.energy.reading import EnergyWindow, PowerReading
+from edgeexit.energy.windows import WindowedEnergySource
+from edgeexit.errors import MeterError
+
+
+class Sampler(WindowedEnergySource):
+    """Reads ``meter`` at ``rate_hz`` in a daemon thread and keeps ``history_s`` of readings.
+
+    ``clock`` stamps every reading (the midpoint of the read) and the window edges, so a fake
+    clock makes tests deterministic: call :meth:`sample_once` instead of starting the thread.
+    """
+
+    def __init__(
+        self,
+        meter: PowerMeter,
+        rate_hz: float = 50.0,
+        clock: Clock = time.monotonic,
+        history_s: float = 600.0,
+        max_gap_s: Optional[float] = None,
+        sync_edges: bool = True,
+    ) -> None:
+        if not rate_hz > 0:
+            raise MeterError(f"Sampler rate_hz must be > 0, got {rate_hz!r}.")
+        self.meter = meter
+        self.rate_hz = float(rate_hz)
+        self.clock = clock
+        self.history_s = float(history_s)
+        self.max_gap_s = float(max_gap_s) if max_gap_s is not None else 2.0 / self.rate_hz
+        self.sync_edges = sync_edges
+        self.last_error: Optional[BaseException] = None
+        self._readings: List[PowerReading] = []
+        self._times: List[float] = []
+        self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._init_windows()
+
+    # --- sampling ---------------------------------------------------------------------------
+    def sample_once(self) -> PowerReading:
+        """Read the meter once, stamp it with ``clock`` and store it."""
+        with self._read_lock:
+            t_before = self.clock()
+            try:
+                reading = self.meter.read()
+            except Exception as exc:  # noqa: BLE001 - a sampler thread must outlive a bad read
+                self.last_error = exc
+                reading = PowerReading(0.0, {}, None, getattr(self.meter, "source", ""))
+            t_s = 0.5 * (t_before + self.clock())
+        reading = dataclasses.replace(reading, t_s=t_s)
+        with self._lock:
+            # Readings normally arrive in time order; insort keeps them sorted if threads interleave.
+            i = bisect.bisect_right(self._times, t_s)
+            self._times.insert(i, t_s)
+            self._readings.insert(i, reading)
+            cutoff = t_s - self.history_s
+            drop = bisect.bisect_left(self._times, cutoff)
+            if drop:
+                del self._times[:drop]
+                del self._readings[:drop]
+        return reading
+
+    def start(self) -> "Sampler":
+        """Start the background thread (idempotent)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="edgeexit-power-sampler", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the background thread and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop sampling and close the meter."""
+        self.stop()
+        self.meter.close()
+
+    def __enter__(self) -> "Sampler":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        period_s = 1.0 / self.rate_hz
+        next_s = time.monotonic()
+        while not self._stop.is_set():
+            self.sample_once()
+            next_s += period_s
+            delay_s = next_s - time.monotonic()
+            if delay_s < 0:  # fell behind (slow read): do not burst to catch up
+                next_s = time.monotonic()
+                delay_s = 0.0
+            self._stop.wait(delay_s)
+
+    # --- access -----------------------------------------------------------------------------
+    def readings(self, t0_s: float = float("-inf"), t1_s: float = float("inf")) -> List[PowerReading]:
+        """Stored readings with ``t0_s <= t_s <= t1_s`` (valid and invalid)."""
+        with self._lock:
+            i0 = bisect.bisect_left(self._times, t0_s)
+            i1 = bisect.bisect_right(self._times, t1_s)
+            return list(self._readings[i0:i1])
+
+    def now_s(self) -> float:
+        return self.clock()
+
+    def _edge_sample(self) -> None:
+        if self.sync_edges:
+            self.sample_once()
+
+    # --- integration ------------------------------------------------------------------------
+    def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:
+        """Energy over ``[t0_s, t1_s]`` (host seconds on ``clock``); see the module docstring."""
+        if t1_s < t0_s:
+            raise MeterError(f"Window end {t1_s} s is before its start {t0_s} s.")
+        near = [
+            r for r in self.readings(t0_s - self.max_gap_s, t1_s + self.max_gap_s) if r.valid
+        ]
+        basis = near[0].total_basis if near else getattr(self.meter, "total_basis", "")
+        invalid = EnergyWindow(
+            0.0, 0.0, 0, LINEAR_METHOD, False, t0_s, t1_s, basis, self.meter.name, {}
+        )
+        # Held-constant extrapolation is trusted only up to max_gap_s past the last good sample.
+        if not near or near[0].t_s > t0_s + self.max_gap_s or near[-1].t_s < t1_s - self.max_gap_s:
+            return invalid
+        # The knots used are the near samples plus the closest valid one beyond each side, so an
+        # interior gap (dropped reads) is bridged by interpolation, never by zeros.
+        ts = [r.t_s for r in near]
+        ps = [r.total_mw for r in near]  # type: ignore[misc]
+        duration_s = t1_s - t0_s
+        n_inside = sum(1 for t in ts if t0_s <= t <= t1_s)
+        if duration_s == 0:
+            return dataclasses.replace(invalid, valid=True, n_samples=n_inside)
+        energy = piecewise_linear_energy_mj(ts, ps, t0_s, t1_s)
+        rails: Dict[str, float] = {}
+        for rail in near[0].rails_mw:
+            pts = [(r.t_s, r.rails_mw[rail]) for r in near if rail in r.rails_mw]
+            rails[rail] = piecewise_linear_energy_mj(
+                [p[0] for p in pts], [p[1] for p in pts], t0_s, t1_s
+            )
+        return EnergyWindow(
+            energy_mj=energy,
+            mean_power_mw=energy / duration_s,
+            n_samples=n_inside,
+            method=LINEAR_METHOD,
+            valid=True,
+            t0_s=t0_s,
+            t1_s=t1_s,
+            total_basis=basis,
+            source=self.meter.name,
+            rails_energy_mj=rails,
+        )
