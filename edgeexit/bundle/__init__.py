@@ -1,1 +1,77 @@
-"""edgeexit.bundle."""
+"""Model bundles: a manifest plus one int8 .tflite per block and per exit head (docs/bundle-format.md)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edgeexit.bundle.data import Samples, read_samples
+from edgeexit.bundle.manifest import Manifest, SegmentSpec, check_structure, parse_manifest, read_manifest_json, verify_file
+from edgeexit.errors import BundleError
+from edgeexit.paths import demo_bundle_dir
+
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass
+class Bundle:
+    """A validated bundle on disk."""
+
+    root: Path
+    manifest: Manifest
+    segment_paths: Dict[str, Path]  # "block0" / "exit3" -> verified file
+    calibration: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def blocks(self) -> List[SegmentSpec]:
+        return self.manifest.blocks
+
+    @property
+    def exits(self) -> List[SegmentSpec]:
+        return self.manifest.exits
+
+    def split(self, name: str) -> Samples:
+        """The bundle's own held-out split ('calibration' or 'evaluation'), checked like any input."""
+        spec = self.manifest.splits.get(name)
+        if spec is None:
+            raise BundleError("bundle {} has no '{}' split; re-export it with tools/export.py".format(self.root, name))
+        path = verify_file(self.root, spec.file, spec.sha256, "{} split".format(name))
+        return read_samples(path, self.manifest.input, self.manifest.num_classes)
+
+    def save_calibration(self) -> Path:
+        path = self.root / CALIBRATION_FILE
+        tmp = path.with_suffix(".json.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.calibration, f, indent=2, sort_keys=True)
+            f.write("\n")
+        tmp.replace(path)
+        return path
+
+
+def load_bundle(path: Optional[Path] = None) -> Bundle:
+    """Load and validate a bundle (default: the bundled demo). Raises :class:`BundleError` with one line."""
+    root = Path(path) if path is not None else demo_bundle_dir()
+    manifest = parse_manifest(read_manifest_json(root))
+    check_structure(manifest)
+    paths = {}
+    for seg in manifest.blocks + manifest.exits:
+        paths[seg.label] = verify_file(root, seg.file, seg.sha256, seg.label)
+    calibration: Dict[str, Any] = {}
+    cal_path = root / CALIBRATION_FILE
+    if cal_path.is_file():
+        try:
+            with open(cal_path, "r", encoding="utf-8") as f:
+                calibration = json.load(f)
+        except ValueError as err:
+            raise BundleError("{} is not valid JSON ({}); delete it and run `edgeexit calibrate`".format(cal_path, err)) from None
+        if not isinstance(calibration, dict):
+            raise BundleError("{} must hold a JSON object; delete it and run `edgeexit calibrate`".format(cal_path))
+    return Bundle(root=root, manifest=manifest, segment_paths=paths, calibration=calibration)
+
+
+__all__ = ["Bundle", "Samples", "load_bundle", "read_samples", "SegmentSpec"]

@@ -84,8 +84,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     except click.exceptions.Abort:
         click.echo("edgeexit: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as err:
+        # One line, naming the fix, instead of click's usage block.
+        cmd = err.ctx.command_path if err.ctx is not None else "edgeexit"
+        click.echo("edgeexit: error: {} (see '{} --help')".format(err.format_message(), cmd), err=True)
+        sys.exit(err.exit_code)
     except click.ClickException as err:
-        err.show()
+        click.echo("edgeexit: error: {}".format(err.format_message()), err=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("edgeexit: interrupted; the board state was restored", err=True)

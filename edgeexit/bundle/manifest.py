@@ -1,0 +1,283 @@
+"""The bundle manifest (docs/bundle-format.md) as dataclasses, parsed and checked strictly."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edgeexit.errors import BundleError
+
+SCHEMA_VERSIONS = (1,)
+_FIX = "re-export the bundle with tools/export.py"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One segment input or output as recorded in the manifest."""
+
+    name: str
+    shape: List[int]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    def same_layout(self, other: "TensorSpec") -> bool:
+        return list(self.shape) == list(other.shape) and self.dtype == other.dtype
+
+    def same_quantization(self, other: "TensorSpec") -> bool:
+        # Exporter-calibrated chains agree to ~1e-7 relative; anything more needs requantization.
+        return self.zero_point == other.zero_point and abs(self.scale - other.scale) <= 1e-5 * abs(other.scale)
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A block or exit-head segment: its file, cost and tensors."""
+
+    kind: str  # "block" or "exit"
+    index: int
+    file: str
+    sha256: str
+    macs: int
+    params: int
+    input: TensorSpec
+    output: TensorSpec
+    after_block: int = -1  # exits only
+    confidence_output: Optional[TensorSpec] = None  # PTEENet-style confidence head
+    stats: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "{}{}".format(self.kind, self.index)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    shape: List[int]
+    raw_dtype: str
+    preprocess_scale: float
+    preprocess_offset: float
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    file: str
+    sha256: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema_version: int
+    name: str
+    input: InputSpec
+    blocks: List[SegmentSpec]
+    exits: List[SegmentSpec]
+    num_classes: int
+    labels: List[str]
+    splits: Dict[str, SplitSpec]
+    training: Dict[str, Any]
+    raw: Dict[str, Any]
+
+
+class _Reader:
+    """Typed access to nested JSON with errors that name the key path."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        self.data = data
+        self.where = where
+
+    def _get(self, key: str) -> Any:
+        if not isinstance(self.data, dict) or key not in self.data:
+            raise BundleError("manifest.json: missing key '{}{}'; {}".format(self.where, key, _FIX))
+        return self.data[key]
+
+    def sub(self, key: str) -> "_Reader":
+        return _Reader(self._get(key), "{}{}.".format(self.where, key))
+
+    def items(self, key: str) -> List["_Reader"]:
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise BundleError("manifest.json: '{}{}' must be a list; {}".format(self.where, key, _FIX))
+        return [_Reader(v, "{}{}[{}].".format(self.where, key, i)) for i, v in enumerate(value)]
+
+    def typed(self, key: str, kind: Any, optional: bool = False) -> Any:
+        if optional and (not isinstance(self.data, dict) or self.data.get(key) is None):
+            return None
+        value = self._get(key)
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise BundleError(
+                "manifest.json: '{}{}' must be {}, got {!r}; {}".format(self.where, key, kind.__name__, value, _FIX)
+            )
+        return value
+
+
+def _tensor(r: _Reader) -> TensorSpec:
+    shape = r.typed("shape", list)
+    if not all(isinstance(d, int) and d > 0 for d in shape):
+        raise BundleError("manifest.json: '{}shape' must be positive integers, got {}; {}".format(r.where, shape, _FIX))
+    return TensorSpec(
+        name=r.typed("name", str),
+        shape=shape,
+        dtype=r.typed("dtype", str),
+        scale=r.typed("scale", float),
+        zero_point=r.typed("zero_point", int),
+    )
+
+
+def _segment(r: _Reader, kind: str) -> SegmentSpec:
+    conf = r.data.get("confidence_output") if isinstance(r.data, dict) else None
+    return SegmentSpec(
+        kind=kind,
+        index=r.typed("index", int),
+        file=r.typed("file", str),
+        sha256=r.typed("sha256", str),
+        macs=r.typed("macs", int),
+        params=r.typed("params", int),
+        input=_tensor(r.sub("input")),
+        output=_tensor(r.sub("output")),
+        after_block=r.typed("after_block", int) if kind == "exit" else -1,
+        confidence_output=_tensor(r.sub("confidence_output")) if conf is not None else None,
+        stats=dict(r.data.get("stats") or {}),
+    )
+
+
+def parse_manifest(data: Any) -> Manifest:
+    """Parse manifest JSON into a :class:`Manifest`, checking every key it needs."""
+    r = _Reader(data, "")
+    version = r.typed("schema_version", int)
+    if version not in SCHEMA_VERSIONS:
+        raise BundleError(
+            "manifest.json: unknown schema_version {} (this edgeexit reads {}); upgrade edgeexit or re-export the "
+            "bundle".format(version, ", ".join(map(str, SCHEMA_VERSIONS)))
+        )
+    inp = r.sub("input")
+    pre = inp.sub("preprocessing")
+    q = inp.sub("quantization")
+    input_spec = InputSpec(
+        shape=inp.typed("shape", list),
+        raw_dtype=inp.typed("raw_dtype", str),
+        preprocess_scale=pre.typed("scale", float),
+        preprocess_offset=pre.typed("offset", float),
+        dtype=inp.typed("dtype", str),
+        scale=q.typed("scale", float),
+        zero_point=q.typed("zero_point", int),
+    )
+    blocks = [_segment(b, "block") for b in r.items("blocks")]
+    exits = [_segment(e, "exit") for e in r.items("exits")]
+    splits = {
+        name: SplitSpec(file=s.typed("file", str), sha256=s.typed("sha256", str), n=s.typed("n", int))
+        for name, s in ((k, r.sub("splits").sub(k)) for k in sorted(r.typed("splits", dict)))
+    }
+    labels = r.typed("labels", list)
+    return Manifest(
+        schema_version=version,
+        name=r.typed("name", str),
+        input=input_spec,
+        blocks=blocks,
+        exits=exits,
+        num_classes=r.typed("num_classes", int),
+        labels=[str(x) for x in labels],
+        splits=splits,
+        training=dict(data.get("training") or {}),
+        raw=data,
+    )
+
+
+def check_structure(m: Manifest) -> None:
+    """Indices, exit placement and the declared tensor chain (real tensors are checked at load)."""
+    if not m.blocks:
+        raise BundleError("manifest.json: the bundle has no blocks; {}".format(_FIX))
+    if not m.exits:
+        raise BundleError("manifest.json: the bundle has no exits; {}".format(_FIX))
+    for i, b in enumerate(m.blocks):
+        if b.index != i:
+            raise BundleError("manifest.json: blocks[{}] has index {}; blocks must be numbered 0..N-1 in order".format(i, b.index))
+    last = -1
+    for i, e in enumerate(m.exits):
+        if e.index != i:
+            raise BundleError("manifest.json: exits[{}] has index {}; exits must be numbered 0..E-1 in order".format(i, e.index))
+        if not 0 <= e.after_block < len(m.blocks) or e.after_block <= last:
+            raise BundleError(
+                "manifest.json: exit {} sits after block {}; exits need increasing after_block within 0..{}".format(
+                    i, e.after_block, len(m.blocks) - 1
+                )
+            )
+        last = e.after_block
+    if m.exits[-1].after_block != len(m.blocks) - 1:
+        raise BundleError("manifest.json: the last block has no exit (the final classifier); {}".format(_FIX))
+    if len(m.labels) != m.num_classes:
+        raise BundleError("manifest.json: {} labels for num_classes={}; {}".format(len(m.labels), m.num_classes, _FIX))
+    if list(m.input.shape) != list(m.blocks[0].input.shape) or m.input.dtype != m.blocks[0].input.dtype:
+        raise BundleError("manifest.json: input shape/dtype does not match block0's input; {}".format(_FIX))
+    for a, b in zip(m.blocks, m.blocks[1:]):
+        if not a.output.same_layout(b.input):
+            raise BundleError(
+                "manifest.json: block{} outputs {} {} but block{} takes {} {}: the blocks do not chain; {}".format(
+                    a.index, a.output.shape, a.output.dtype, b.index, b.input.shape, b.input.dtype, _FIX
+                )
+            )
+    for e in m.exits:
+        src = m.blocks[e.after_block].output
+        if not src.same_layout(e.input):
+            raise BundleError(
+                "manifest.json: exit{} takes {} {} but block{} outputs {} {}; {}".format(
+                    e.index, e.input.shape, e.input.dtype, e.after_block, src.shape, src.dtype, _FIX
+                )
+            )
+        if e.output.shape != [1, m.num_classes]:
+            raise BundleError(
+                "manifest.json: exit{} outputs shape {}, expected [1, {}] logits; {}".format(
+                    e.index, e.output.shape, m.num_classes, _FIX
+                )
+            )
+
+
+def resolve_inside(root: Path, relpath: str, what: str) -> Path:
+    """Resolve a manifest path, refusing anything that escapes the bundle directory."""
+    candidate = (root / relpath).resolve()
+    base = root.resolve()
+    if Path(relpath).is_absolute() or (candidate != base and base not in candidate.parents):
+        raise BundleError("manifest.json: {} path '{}' escapes the bundle directory {}; use a path inside it".format(what, relpath, root))
+    return candidate
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_file(root: Path, relpath: str, sha256: str, what: str) -> Path:
+    path = resolve_inside(root, relpath, what)
+    if not path.is_file():
+        raise BundleError("bundle {}: {} file '{}' is missing; restore it or re-export the bundle".format(root, what, relpath))
+    actual = sha256_file(path)
+    if actual != sha256.lower():
+        raise BundleError(
+            "bundle {}: {} file '{}' has sha256 {}… but the manifest says {}…: the file is corrupt or was replaced; "
+            "re-export the bundle".format(root, what, relpath, actual[:12], sha256[:12])
+        )
+    return path
+
+
+def read_manifest_json(root: Path) -> Any:
+    path = root / "manifest.json"
+    if not root.is_dir():
+        raise BundleError("model bundle '{}' is not a directory; pass --model DIR with a manifest.json inside".format(root))
+    if not path.is_file():
+        raise BundleError("'{}' has no manifest.json; pass --model a bundle directory made by tools/export.py".format(root))
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BundleError("{} is not valid JSON ({}); re-export the bundle".format(path, err)) from None

@@ -1,0 +1,47 @@
+"""Human output helpers shared by commands: tables, progress bars, JSON."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import click
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def table(rows: Sequence[Sequence[Any]], header: Optional[Sequence[str]] = None) -> str:
+    cells: List[List[str]] = [[_fmt(c) for c in r] for r in ([header] if header else []) + list(rows)]
+    if not cells:
+        return ""
+    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(max(len(r) for r in cells))]
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in cells]
+    if header:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "{:.4g}".format(v)
+    return str(v)
+
+
+def key_values(d: Dict[str, Any]) -> str:
+    return table([(k, v) for k, v in d.items()])
+
+
+@contextmanager
+def progress(total: int, label: str, enabled: bool = True) -> Iterator[Any]:
+    """A progress bar on stderr for work longer than a moment; a no-op updater otherwise."""
+    show = enabled and total >= 50
+    if not show:
+        yield lambda n=1: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update

@@ -1,0 +1,129 @@
+"""The exit-policy interface.
+
+The runtime runs block k, then asks the policy whether to evaluate the exit head that sits after
+block k (``wants_head``: Predictive Exit says no to every head but the forecast one), then whether
+to exit there (``decide``). The final exit is always evaluated and always taken. A policy may set
+``state.planned_exit`` (its forecast) so a DVFS planner can size the remaining work.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, List, Optional
+
+import numpy as np
+
+from edgeexit.bundle.manifest import SegmentSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgeexit.runtime import Runtime
+
+
+class HeadDecoder:
+    """Per-exit constants that turn int8 logits into softmax statistics without float work per class.
+
+    max-softmax = 1 / sum_i exp((q_i - q_max) * scale): the zero point cancels, so a 256-entry table
+    of exp(-d * scale) replaces the exponentials.
+    """
+
+    __slots__ = ("scale", "zero_point", "exp_table", "conf_scale", "conf_zero_point")
+
+    def __init__(self, spec: SegmentSpec) -> None:
+        self.scale = float(spec.output.scale)
+        self.zero_point = int(spec.output.zero_point)
+        self.exp_table = [math.exp(-d * self.scale) for d in range(256)]
+        conf = spec.confidence_output
+        self.conf_scale = float(conf.scale) if conf is not None else 0.0
+        self.conf_zero_point = int(conf.zero_point) if conf is not None else 0
+
+
+class HeadView:
+    """One evaluated exit head for one sample: int8 logits plus cheap derived statistics."""
+
+    __slots__ = ("exit_index", "codes", "decoder", "conf_q", "_top", "_sum")
+
+    def __init__(self, exit_index: int, logits_q: np.ndarray, decoder: HeadDecoder, conf_q: Optional[np.ndarray] = None) -> None:
+        self.exit_index = exit_index
+        self.codes: List[int] = logits_q.reshape(-1).tolist()
+        self.decoder = decoder
+        self.conf_q = conf_q
+        self._top = -1
+        self._sum = 0.0
+
+    def _stats(self) -> None:
+        codes = self.codes
+        qmax = max(codes)
+        self._top = codes.index(qmax)
+        tab = self.decoder.exp_table
+        self._sum = sum(tab[qmax - c] for c in codes)
+
+    def argmax(self) -> int:
+        if self._top < 0:
+            self._stats()
+        return self._top
+
+    def max_softmax(self) -> float:
+        if self._top < 0:
+            self._stats()
+        return 1.0 / self._sum
+
+    def logits(self) -> np.ndarray:
+        return (np.asarray(self.codes, dtype=np.float32) - self.decoder.zero_point) * self.decoder.scale
+
+    def probs(self) -> np.ndarray:
+        z = self.logits()
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    def entropy(self) -> float:
+        """Normalized entropy in [0, 1] (0 = certain)."""
+        p = self.probs()
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum() / math.log(len(self.codes)))
+
+    def confidence(self) -> float:
+        """The PTEENet confidence head's output in [0, 1]; the max-softmax where there is no such head."""
+        if self.conf_q is None:
+            return self.max_softmax()
+        d = self.decoder
+        return float((int(self.conf_q.reshape(-1)[0]) - d.conf_zero_point) * d.conf_scale)
+
+
+class SampleState:
+    """What a policy and the hooks see of the sample being inferred."""
+
+    __slots__ = ("index", "label", "planned_exit", "heads", "block_index", "block_output", "extra")
+
+    def __init__(self, index: int = -1, label: int = -1) -> None:
+        self.index = index
+        self.label = label  # true label where known (only the oracle may use it)
+        self.planned_exit = -1  # the policy's forecast exit, -1 = none
+        self.heads: List[int] = []  # exit heads evaluated, in order
+        self.block_index = -1
+        self.block_output: Optional[np.ndarray] = None
+        self.extra: Any = None
+
+
+class ExitPolicy:
+    """Base class: evaluate every head, never exit early (subclasses override)."""
+
+    name = "base"
+    #: whether the DVFS planner may trust ``planned_exit`` as a forecast of the remaining work
+    forecasts = False
+
+    def bind(self, runtime: "Runtime") -> None:
+        """Called once when the runtime loads; precompute tables here, never per inference."""
+        self.runtime = runtime
+
+    def start(self, state: SampleState) -> None:
+        """A new sample begins."""
+
+    def wants_head(self, exit_index: int, state: SampleState) -> bool:
+        """Evaluate the head ``exit_index`` whose block just ran?"""
+        return True
+
+    def decide(self, head: HeadView, state: SampleState) -> bool:
+        """Exit at this evaluated head?"""
+        return False
+
+    def describe(self) -> dict:
+        return {"policy": self.name}

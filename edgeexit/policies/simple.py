@@ -1,0 +1,59 @@
+"""``full`` (final exit only) and ``threshold`` (classic early exit: every head in order)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from edgeexit.errors import CalibrationError
+from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
+
+
+class FullPolicy(ExitPolicy):
+    """Run every block and only the final exit head."""
+
+    name = "full"
+
+    def wants_head(self, exit_index: int, state: SampleState) -> bool:
+        return False  # the runtime always evaluates the final head
+
+    def decide(self, head: HeadView, state: SampleState) -> bool:
+        return True
+
+
+class ThresholdPolicy(ExitPolicy):
+    """Classic early exit (BranchyNet/SDN): evaluate each head in order, exit at the first whose
+    max-softmax reaches its threshold (or whose normalized entropy falls to it)."""
+
+    name = "threshold"
+
+    def __init__(self, thresholds: List[float], metric: str = "max_softmax") -> None:
+        if metric not in ("max_softmax", "entropy"):
+            raise CalibrationError("unknown confidence metric '{}'; use max_softmax or entropy".format(metric))
+        self.thresholds = [float(t) for t in thresholds]
+        self.metric = metric
+
+    @classmethod
+    def from_calibration(cls, calibration: Dict[str, Any], n_exits: int) -> "ThresholdPolicy":
+        entry = calibration.get("threshold")
+        if not entry:
+            raise CalibrationError("the bundle has no threshold calibration; run `edgeexit calibrate --model PATH`")
+        th = entry.get("thresholds")
+        if not isinstance(th, list) or len(th) != n_exits:
+            raise CalibrationError(
+                "calibration.json: threshold.thresholds must list {} values; run `edgeexit calibrate` again".format(n_exits)
+            )
+        return cls(th, entry.get("metric", "max_softmax"))
+
+    def bind(self, runtime: Any) -> None:
+        super().bind(runtime)
+        if len(self.thresholds) != len(runtime.exits):
+            raise CalibrationError(
+                "{} thresholds for {} exits; run `edgeexit calibrate` for this bundle".format(len(self.thresholds), len(runtime.exits))
+            )
+
+    def decide(self, head: HeadView, state: SampleState) -> bool:
+        if self.metric == "max_softmax":
+            return head.max_softmax() >= self.thresholds[head.exit_index]
+        return head.entropy() <= self.thresholds[head.exit_index]
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "metric": self.metric, "thresholds": self.thresholds}

@@ -1,0 +1,70 @@
+"""Per-inference records (JSONL, flushed as written) and the run summary."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Dict, List, Optional
+
+import numpy as np
+
+
+def percentile(values: List[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
+
+
+@dataclass
+class RunSummary:
+    """What `edgeexit run` prints. Energies are None where nothing measured or modelled them."""
+
+    n: int
+    policy: str
+    accuracy: Optional[float]
+    mean_macs: float
+    full_macs: int
+    macs_reduction_vs_full: float
+    mean_latency_ms: float
+    p99_latency_ms: float
+    latency_source: str
+    mean_energy_mj: Optional[float] = None
+    energy_source: Optional[str] = None
+    exit_histogram: List[int] = field(default_factory=list)
+    simulated: bool = False
+    board: Optional[str] = None
+    model: str = ""
+    interpreter: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        extra = d.pop("extra")
+        d.update(extra)
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+class RecordWriter:
+    """Writes one JSON object per line and flushes each, so a killed run loses at most one."""
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = path
+        self._f: Optional[IO[str]] = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(path, "w", encoding="utf-8")
+
+    def write(self, record: Dict[str, Any]) -> None:
+        if self._f is not None:
+            self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> "RecordWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

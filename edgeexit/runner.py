@@ -1,0 +1,105 @@
+"""Running a policy over many samples: records, progress and the summary (the library behind `run`)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edgeexit.bundle.data import Samples, quantize_inputs
+from edgeexit.policies.base import ExitPolicy, SampleState
+from edgeexit.records import RecordWriter, RunSummary, percentile
+from edgeexit.runtime import InferenceResult, Runtime, RuntimeHooks
+
+
+class BoardProbe(RuntimeHooks):
+    """Board-side latency/energy of each inference (a power meter, or the simulated board's physics).
+
+    The base class reports nothing, so latency comes from the host clock and energy is unknown.
+    """
+
+    latency_source = "host"
+    energy_source: Optional[str] = None
+    simulated = False
+
+    def measure(self, result: InferenceResult) -> Dict[str, Any]:
+        """Extra record fields for the inference that just ended (``latency_ms``, ``energy_mj`` ...)."""
+        return {}
+
+
+def run_samples(
+    runtime: Runtime,
+    policy: ExitPolicy,
+    samples: Samples,
+    writer: Optional[RecordWriter] = None,
+    probe: Optional[BoardProbe] = None,
+    hooks: Sequence[RuntimeHooks] = (),
+    on_progress: Optional[Callable[[int], None]] = None,
+    pass_labels: bool = False,
+) -> "RunOutcome":
+    """Infer every sample; write one record each; return the records and a summary."""
+    policy.bind(runtime)
+    xq = quantize_inputs(samples.x, runtime.bundle.manifest.input)
+    y = samples.y
+    all_hooks = list(hooks) + ([probe] if probe is not None else [])
+    records: List[Dict[str, Any]] = []
+    for i in range(len(samples)):
+        state = SampleState(i, int(y[i]) if (pass_labels and y is not None) else -1)
+        res = runtime.infer(xq[i], policy, state, all_hooks)
+        rec: Dict[str, Any] = {
+            "index": i,
+            "label": res.label,
+            "exit": res.exit,
+            "correct": None if y is None else bool(res.label == int(y[i])),
+            "macs": res.macs,
+            "latency_ms": round(res.latency_ms, 6),
+            "host_latency_ms": round(res.latency_ms, 6),
+            "heads": res.heads_run,
+            "planned_exit": res.planned_exit,
+            "segments_ms": {k: round(v, 6) for k, v in res.segment_latency_ms().items()},
+        }
+        if probe is not None:
+            rec.update(probe.measure(res))
+        records.append(rec)
+        if writer is not None:
+            writer.write(rec)
+        if on_progress is not None:
+            on_progress(1)
+    return RunOutcome(records=records, runtime=runtime, policy=policy, probe=probe)
+
+
+class RunOutcome:
+    def __init__(self, records: List[Dict[str, Any]], runtime: Runtime, policy: ExitPolicy, probe: Optional[BoardProbe]) -> None:
+        self.records = records
+        self.runtime = runtime
+        self.policy = policy
+        self.probe = probe
+
+    def summary(self, board: Optional[str] = None) -> RunSummary:
+        recs = self.records
+        rt = self.runtime
+        correct = [r["correct"] for r in recs if r["correct"] is not None]
+        macs = [r["macs"] for r in recs]
+        lat = [r["latency_ms"] for r in recs]
+        energies = [r.get("energy_mj") for r in recs]
+        known = [e for e in energies if e is not None]
+        hist = np.bincount([r["exit"] for r in recs], minlength=len(rt.exits)).tolist() if recs else []
+        mean_macs = float(np.mean(macs)) if macs else float("nan")
+        probe = self.probe
+        return RunSummary(
+            n=len(recs),
+            policy=self.policy.name,
+            accuracy=(sum(correct) / len(correct)) if correct else None,
+            mean_macs=mean_macs,
+            full_macs=rt.full_macs,
+            macs_reduction_vs_full=1.0 - mean_macs / rt.full_macs if recs else float("nan"),
+            mean_latency_ms=float(np.mean(lat)) if lat else float("nan"),
+            p99_latency_ms=percentile(lat, 99),
+            latency_source=probe.latency_source if probe is not None else "host",
+            mean_energy_mj=float(np.mean(known)) if known and len(known) == len(recs) else None,
+            energy_source=probe.energy_source if probe is not None else None,
+            exit_histogram=hist,
+            simulated=bool(probe is not None and probe.simulated),
+            board=board,
+            model=str(rt.bundle.root),
+            interpreter="{} {}".format(rt.backend.name, rt.backend.version),
+        )

@@ -1,0 +1,230 @@
+"""The segment runtime: one sample, block by block, under an exit policy.
+
+Blocks after the exit and heads the policy skips never run. Hooks (a DVFS planner, the simulated
+board's physics) are called between segments; with no hooks the loop does nothing extra.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edgeexit.bundle import Bundle
+from edgeexit.bundle.manifest import SegmentSpec
+from edgeexit.errors import PolicyError
+from edgeexit.interpreter import Backend, resolve_backend
+from edgeexit.policies.base import ExitPolicy, HeadDecoder, HeadView, SampleState
+from edgeexit.segments import Segment, make_requant
+
+
+class RuntimeHooks:
+    """Callbacks around segments. Subclass and override what you need; all default to no-ops."""
+
+    def begin(self, state: SampleState) -> None:
+        """Before block 0 of a sample."""
+
+    def before_segment(self, spec: SegmentSpec, state: SampleState) -> None:
+        """Before a block or exit head runs (the DVFS planner sets the operating point here)."""
+
+    def after_segment(self, spec: SegmentSpec, invoke_ns: int, state: SampleState) -> None:
+        """After a segment ran; ``invoke_ns`` is the host's time inside ``invoke()``."""
+
+    def end(self, result: "InferenceResult", state: SampleState) -> None:
+        """After the sample exited."""
+
+
+@dataclass
+class InferenceResult:
+    """One inference. MACs count the blocks and the exit heads that actually ran."""
+
+    label: int
+    exit: int
+    exit_block: int
+    confidence: float
+    macs: int
+    blocks_run: int
+    heads_run: List[int]
+    segment_ns: List[Tuple[str, int]]  # (segment label, ns inside invoke), in execution order
+    latency_ms: float  # host wall time of the whole inference, runtime overhead included
+    planned_exit: int = -1
+
+    @property
+    def invoke_ms(self) -> float:
+        return sum(ns for _, ns in self.segment_ns) / 1e6
+
+    def segment_latency_ms(self) -> Dict[str, float]:
+        return {name: ns / 1e6 for name, ns in self.segment_ns}
+
+
+@dataclass
+class ExitTable:
+    """Every exit head evaluated on every sample (calibration, benchmarks, the oracle)."""
+
+    logits_q: np.ndarray  # (N, E, C) int8 codes
+    logits: np.ndarray  # (N, E, C) dequantized
+    confidence: np.ndarray  # (N, E) max-softmax (or the confidence head where present)
+    max_softmax: np.ndarray  # (N, E)
+    pred: np.ndarray  # (N, E) int64
+    block_features: List[np.ndarray] = field(default_factory=list)  # per sample: pooled block-0 output
+
+
+class Runtime:
+    """Loads a bundle's segments once and runs samples through them.
+
+    Use as a context manager or call :meth:`close`. ``interpreter`` is ``"litert"``, ``"tflite"`` or
+    None (``$EDGEEXIT_INTERPRETER``, else LiteRT, else tflite_runtime).
+    """
+
+    def __init__(self, bundle: Bundle, interpreter: Optional[str] = None, num_threads: int = 1) -> None:
+        self.bundle = bundle
+        self.backend: Backend = resolve_backend(interpreter)
+        m = bundle.manifest
+        self.blocks = [Segment(s, bundle.segment_paths[s.label], self.backend, num_threads) for s in m.blocks]
+        self.exits = [Segment(s, bundle.segment_paths[s.label], self.backend, num_threads) for s in m.exits]
+        self.decoders = [HeadDecoder(s) for s in m.exits]
+        # Requantization is decided here, once: None where int8 codes pass straight through.
+        self.block_requant = [None] + [make_requant(a.output, b.input) for a, b in zip(m.blocks, m.blocks[1:])]
+        self.exit_requant = [make_requant(m.blocks[e.after_block].output, e.input) for e in m.exits]
+        self.exit_of_block = [-1] * len(m.blocks)
+        for e in m.exits:
+            self.exit_of_block[e.after_block] = e.index
+        self.last_exit = len(m.exits) - 1
+        self.block_macs = [s.macs for s in m.blocks]
+        self.head_macs = [s.macs for s in m.exits]
+        self.exit_blocks = [s.after_block for s in m.exits]
+        # MACs of all blocks up to and including the block each exit sits after.
+        cum = np.cumsum(self.block_macs).tolist()
+        self.macs_to_exit = [int(cum[b]) for b in self.exit_blocks]
+        self.full_macs = int(cum[-1]) + self.head_macs[-1]
+
+    # -- context management -------------------------------------------------------------------
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.blocks = []
+        self.exits = []
+
+    @property
+    def requantized_boundaries(self) -> int:
+        return sum(r is not None for r in self.block_requant) + sum(r is not None for r in self.exit_requant)
+
+    # -- inference ----------------------------------------------------------------------------
+    def infer(
+        self,
+        xq: np.ndarray,
+        policy: ExitPolicy,
+        state: Optional[SampleState] = None,
+        hooks: Sequence[RuntimeHooks] = (),
+    ) -> InferenceResult:
+        """Run one quantized sample (shape = block 0's input) under ``policy``."""
+        t_start = perf_counter_ns()
+        if state is None:
+            state = SampleState()
+        policy.start(state)
+        for hk in hooks:
+            hk.begin(state)
+        timings: List[Tuple[str, int]] = []
+        macs = 0
+        h = xq
+        view: Optional[HeadView] = None
+        exit_of_block = self.exit_of_block
+        last = self.last_exit
+        k = 0
+        for k, seg in enumerate(self.blocks):
+            spec = seg.spec
+            for hk in hooks:
+                hk.before_segment(spec, state)
+            rq = self.block_requant[k]
+            if rq is not None:
+                h = rq(h)
+            seg.set_tensor(seg.in_index, h)
+            t0 = perf_counter_ns()
+            seg.invoke()
+            dt = perf_counter_ns() - t0
+            h = seg.get_tensor(seg.out_index)
+            timings.append((spec.label, dt))
+            macs += spec.macs
+            state.block_index = k
+            state.block_output = h
+            for hk in hooks:
+                hk.after_segment(spec, dt, state)
+            e = exit_of_block[k]
+            if e < 0 or (e != last and not policy.wants_head(e, state)):
+                continue
+            head = self.exits[e]
+            hspec = head.spec
+            for hk in hooks:
+                hk.before_segment(hspec, state)
+            rq = self.exit_requant[e]
+            head.set_tensor(head.in_index, h if rq is None else rq(h))
+            t0 = perf_counter_ns()
+            head.invoke()
+            dt = perf_counter_ns() - t0
+            conf_q = head.get_tensor(head.conf_index) if head.conf_index >= 0 else None
+            view = HeadView(e, head.get_tensor(head.out_index), self.decoders[e], conf_q)
+            timings.append((hspec.label, dt))
+            macs += hspec.macs
+            state.heads.append(e)
+            for hk in hooks:
+                hk.after_segment(hspec, dt, state)
+            if e == last or policy.decide(view, state):
+                break
+        if view is None:  # cannot happen: the last block always has the final exit
+            raise PolicyError("policy {} produced no exit".format(policy.name))
+        result = InferenceResult(
+            label=view.argmax(),
+            exit=view.exit_index,
+            exit_block=k,
+            confidence=view.confidence(),
+            macs=macs,
+            blocks_run=k + 1,
+            heads_run=list(state.heads),
+            segment_ns=timings,
+            latency_ms=(perf_counter_ns() - t_start) / 1e6,
+            planned_exit=state.planned_exit,
+        )
+        for hk in hooks:
+            hk.end(result, state)
+        return result
+
+    def exit_table(self, xq: np.ndarray, keep_block0: bool = False) -> ExitTable:
+        """Evaluate every exit on every sample of ``xq`` (N, *input shape)."""
+        n, n_exits = xq.shape[0], len(self.exits)
+        logits = np.zeros((n, n_exits, self.bundle.manifest.num_classes), dtype=np.int8)
+        conf = np.zeros((n, n_exits), dtype=np.float64)
+        maxp = np.zeros((n, n_exits), dtype=np.float64)
+        pred = np.zeros((n, n_exits), dtype=np.int64)
+        feats: List[np.ndarray] = []
+        for i in range(n):
+            h = xq[i]
+            for k, seg in enumerate(self.blocks):
+                rq = self.block_requant[k]
+                h = seg.run(h if rq is None else rq(h))
+                if k == 0 and keep_block0:
+                    feats.append(h)
+                e = self.exit_of_block[k]
+                if e < 0:
+                    continue
+                head = self.exits[e]
+                rq = self.exit_requant[e]
+                out = head.run(h if rq is None else rq(h))
+                conf_q = head.get_tensor(head.conf_index) if head.conf_index >= 0 else None
+                v = HeadView(e, out, self.decoders[e], conf_q)
+                logits[i, e] = out.reshape(-1)
+                maxp[i, e] = v.max_softmax()
+                conf[i, e] = v.confidence()
+                pred[i, e] = v.argmax()
+        scale = np.array([d.scale for d in self.decoders], dtype=np.float32)[None, :, None]
+        zp = np.array([d.zero_point for d in self.decoders], dtype=np.float32)[None, :, None]
+        real = (logits.astype(np.float32) - zp) * scale
+        return ExitTable(logits_q=logits, logits=real, confidence=conf, max_softmax=maxp, pred=pred, block_features=feats)
+
+    def cost_if_exit(self, exit_index: int, heads: Sequence[int]) -> int:
+        """MACs of exiting at ``exit_index`` having evaluated ``heads``."""
+        return self.macs_to_exit[exit_index] + sum(self.head_macs[h] for h in heads)

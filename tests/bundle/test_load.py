@@ -1,0 +1,132 @@
+"""Bundle validation: every broken bundle fails with one clear BundleError naming the problem."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeexit.bundle import load_bundle
+from edgeexit.errors import BundleError, InterpreterError
+from edgeexit.runtime import Runtime
+
+pytestmark = pytest.mark.backend
+
+
+def _edit(root: Path, fn) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    fn(m)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def test_demo_bundle_loads_and_chains():
+    b = load_bundle()
+    assert len(b.exits) >= 8, "Predictive Exit's fine-grained placement: an exit after every conv stage"
+    assert b.exits[-1].after_block == len(b.blocks) - 1
+    with Runtime(b) as rt:
+        # the exporter calibrates each segment on the previous one's float outputs: no requantization
+        assert rt.requantized_boundaries == 0
+
+
+def test_missing_file(bundle_copy: Path):
+    (bundle_copy / "block3.tflite").unlink()
+    with pytest.raises(BundleError, match="block3.tflite' is missing"):
+        load_bundle(bundle_copy)
+
+
+def test_sha_mismatch(bundle_copy: Path):
+    p = bundle_copy / "exit2.tflite"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(bundle_copy)
+
+
+def test_path_escaping_bundle(bundle_copy: Path):
+    _edit(bundle_copy, lambda m: m["blocks"][0].__setitem__("file", "../../etc/passwd"))
+    with pytest.raises(BundleError, match="escapes the bundle directory"):
+        load_bundle(bundle_copy)
+
+
+def test_absolute_path(bundle_copy: Path):
+    _edit(bundle_copy, lambda m: m["blocks"][0].__setitem__("file", "/etc/passwd"))
+    with pytest.raises(BundleError, match="escapes"):
+        load_bundle(bundle_copy)
+
+
+def test_unknown_schema(bundle_copy: Path):
+    _edit(bundle_copy, lambda m: m.__setitem__("schema_version", 99))
+    with pytest.raises(BundleError, match="unknown schema_version 99"):
+        load_bundle(bundle_copy)
+
+
+def test_missing_key_named(bundle_copy: Path):
+    _edit(bundle_copy, lambda m: m["exits"][1].pop("macs"))
+    with pytest.raises(BundleError, match=r"exits\[1\]\.macs"):
+        load_bundle(bundle_copy)
+
+
+def test_blocks_that_do_not_chain(bundle_copy: Path):
+    def shrink(m):
+        m["blocks"][2]["input"]["shape"] = [1, 3, 3, 7]
+
+    _edit(bundle_copy, shrink)
+    with pytest.raises(BundleError, match="do not chain"):
+        load_bundle(bundle_copy)
+
+
+def test_dtype_mismatch_between_blocks(bundle_copy: Path):
+    def retype(m):
+        m["blocks"][1]["output"]["dtype"] = "uint8"
+
+    _edit(bundle_copy, retype)
+    with pytest.raises(BundleError, match="do not chain"):
+        load_bundle(bundle_copy)
+
+
+def test_manifest_spec_disagrees_with_tflite(bundle_copy: Path):
+    """A manifest that lies about a tensor is caught against the real .tflite at load."""
+
+    def lie(m):
+        for seg in (m["blocks"][1]["output"], m["blocks"][2]["input"]):
+            seg["shape"] = [1, 2, 2, 2]
+
+    _edit(bundle_copy, lie)
+    b = load_bundle(bundle_copy)
+    with pytest.raises(BundleError, match="the .tflite tensor is"):
+        Runtime(b)
+
+
+def test_corrupt_tflite_with_matching_sha(bundle_copy: Path):
+    p = bundle_copy / "block1.tflite"
+    p.write_bytes(b"this is not a flatbuffer" * 10)
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    _edit(bundle_copy, lambda m: m["blocks"][1].__setitem__("sha256", digest))
+    b = load_bundle(bundle_copy)
+    with pytest.raises(InterpreterError, match="not a loadable TFLite model"):
+        Runtime(b)
+
+
+def test_not_json(bundle_copy: Path):
+    (bundle_copy / "manifest.json").write_text("{nope")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(bundle_copy)
+
+
+def test_not_a_directory(tmp_path: Path):
+    with pytest.raises(BundleError, match="not a directory"):
+        load_bundle(tmp_path / "nothing-here")
+
+
+def test_splits_are_held_out_and_checked():
+    b = load_bundle()
+    cal, ev = b.split("calibration"), b.split("evaluation")
+    assert len(cal) >= 500 and len(ev) >= 500
+    assert cal.y is not None and ev.y is not None
+    # held out from each other: no identical sample in both
+    a = {x.tobytes() for x in cal.x}
+    assert not any(x.tobytes() in a for x in ev.x)
+    assert np.all(np.bincount(ev.y, minlength=10) > 0)

@@ -1,0 +1,116 @@
+"""`edgeexit run` end to end: the issue's numbers, and one-line errors for bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeexit.paths import demo_bundle_dir
+from tests.cli.helpers import assert_one_line_error, edgeexit, json_out
+
+pytestmark = pytest.mark.backend
+
+
+@pytest.fixture(scope="module")
+def full_and_threshold():
+    return json_out(edgeexit("run", "--policy", "full", "--json")), json_out(edgeexit("run", "--policy", "threshold", "--json"))
+
+
+def test_demo_accuracy_and_savings(full_and_threshold):
+    full, thr = full_and_threshold
+    for s in (full, thr):
+        for key in ("n", "accuracy", "mean_macs", "macs_reduction_vs_full", "mean_latency_ms", "p99_latency_ms"):
+            assert key in s
+    assert full["accuracy"] >= 0.97
+    assert thr["accuracy"] >= full["accuracy"] - 0.005
+    assert thr["macs_reduction_vs_full"] >= 0.40
+    assert full["macs_reduction_vs_full"] == pytest.approx(0.0)
+
+
+def test_records_written_and_flushed(tmp_path: Path):
+    out = tmp_path / "r.jsonl"
+    s = json_out(edgeexit("run", "--limit", "25", "--output", str(out), "--json"))
+    lines = out.read_text().splitlines()
+    assert len(lines) == s["n"] == 25
+    rec = json.loads(lines[0])
+    for key in ("index", "label", "exit", "correct", "macs", "latency_ms"):
+        assert key in rec
+
+
+def test_human_output(tmp_path: Path):
+    p = edgeexit("run", "--limit", "10")
+    assert p.returncode == 0, p.stderr
+    assert "accuracy" in p.stdout and "macs_reduction_vs_full" in p.stdout
+
+
+def _npz(tmp_path: Path, **arrays) -> Path:
+    p = tmp_path / "in.npz"
+    np.savez(str(p), **arrays)
+    return p
+
+
+def test_wrong_input_shape(tmp_path: Path):
+    p = _npz(tmp_path, x=np.zeros((4, 32, 32, 3), np.uint8), y=np.zeros(4, np.int64))
+    assert_one_line_error(edgeexit("run", "--input", str(p)), "shape", "reshape")
+
+
+def test_wrong_input_dtype(tmp_path: Path):
+    p = _npz(tmp_path, x=np.zeros((4, 28, 28, 1), np.float32), y=np.zeros(4, np.int64))
+    assert_one_line_error(edgeexit("run", "--input", str(p)), "dtype", "astype")
+
+
+def test_labels_missing_where_needed(tmp_path: Path):
+    p = _npz(tmp_path, x=np.zeros((4, 28, 28, 1), np.uint8))
+    ok = json_out(edgeexit("run", "--input", str(p), "--json"))  # plain inference needs no labels
+    assert ok["accuracy"] is None and ok["n"] == 4
+    bad = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(bad))
+    # calibrate does need labels: a calibration split without y fails clearly
+    m = json.loads((bad / "manifest.json").read_text())
+    np.savez(str(bad / "calib.npz"), x=np.zeros((4, 28, 28, 1), np.uint8))
+    import hashlib
+
+    m["splits"]["calibration"]["sha256"] = hashlib.sha256((bad / "calib.npz").read_bytes()).hexdigest()
+    (bad / "manifest.json").write_text(json.dumps(m))
+    assert_one_line_error(edgeexit("calibrate", "--model", str(bad)), "no labels")
+
+
+def test_labels_wrong(tmp_path: Path):
+    p = _npz(tmp_path, x=np.zeros((4, 28, 28, 1), np.uint8), y=np.array([0, 1, 2, 99]))
+    assert_one_line_error(edgeexit("run", "--input", str(p)), "labels")
+
+
+def test_unreadable_npz(tmp_path: Path):
+    p = tmp_path / "junk.npz"
+    p.write_bytes(b"PK\x03\x04 garbage")
+    assert_one_line_error(edgeexit("run", "--input", str(p)), "not a readable .npz")
+
+
+def test_missing_input_file(tmp_path: Path):
+    assert_one_line_error(edgeexit("run", "--input", str(tmp_path / "nope.npz")), "does not exist")
+
+
+def test_corrupt_tflite(tmp_path: Path):
+    b = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(b))
+    (b / "block2.tflite").write_bytes(b"\x00" * 64)
+    assert_one_line_error(edgeexit("run", "--model", str(b)), "block2.tflite", "sha256")
+
+
+def test_bad_arguments():
+    assert_one_line_error(edgeexit("run", "--limit", "0"))
+    assert_one_line_error(edgeexit("run", "--policy", "nonsense"))
+    assert_one_line_error(edgeexit("run", "--model", "/nonexistent/bundle"), "not a directory")
+
+
+def test_forced_backend_env_and_flag():
+    import os
+
+    want = os.environ.get("EDGEEXIT_INTERPRETER", "litert")
+    s = json_out(edgeexit("run", "--limit", "3", "--json", "--interpreter", want))
+    assert s["interpreter"].startswith(want)
+    p = edgeexit("run", "--limit", "3", env={"EDGEEXIT_INTERPRETER": "bogus"})
+    assert_one_line_error(p, "unknown interpreter backend")
