@@ -1,0 +1,297 @@
+"""Board configs: each board's sysfs layout as data (``board_configs/<name>.toml``).
+
+A new board is a new TOML file, not new code. Every path is relative to the sysfs root (a
+directory under which ``sys/`` and ``proc/`` live) so the same config serves a real board (root
+``/``) and a simulated tree.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edgeexit.boards.tomlload import load_toml
+from edgeexit.boards.validate import Table
+from edgeexit.errors import BoardConfigError
+from edgeexit.paths import board_configs_dir
+
+# The kernel family decides the sysfs write rules (see edgeexit/sim/rules.py).
+KERNEL_FAMILIES = ("4.9", "5.10", "5.15", "6.x")
+POWER_SENSORS = ("ina3221-iio", "ina3221-hwmon", "pi5-pmic", "none")
+INA3221_DRIVERS = {"ina3221-iio": "ina3221x", "ina3221-hwmon": "ina3221"}
+CPUFREQ_DIR = "sys/devices/system/cpu/cpufreq"
+
+
+@dataclass(frozen=True)
+class CpuPolicy:
+    """One cpufreq policy: ``sys/devices/system/cpu/cpufreq/policy<first cpu>``."""
+
+    name: str
+    cpus: List[int]
+    core_type: str
+
+    @property
+    def relpath(self) -> str:
+        return "{}/{}".format(CPUFREQ_DIR, self.name)
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    """The GPU's devfreq device; ``devfreq_paths[0]`` is this board's JetPack path, the rest are
+    the alternatives seen on other JetPack versions (discovery also matches ``of_node_names``)."""
+
+    devfreq_paths: List[str]
+    of_node_names: List[str]
+
+    @property
+    def devfreq_name(self) -> str:
+        return self.devfreq_paths[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class EmcConfig:
+    """External memory controller clock (read-only for edgeexit; EMC lives in debugfs)."""
+
+    rate_path: str
+    cap_path: Optional[str]
+
+
+@dataclass(frozen=True)
+class Ina3221Chip:
+    """One INA3221 chip; ``channels`` are rail labels in channel order ("NC" = not connected)."""
+
+    driver: str
+    device: str
+    channels: List[str]
+    index: int
+
+    @property
+    def relpath(self) -> str:
+        """The chip's sensor directory (IIO ``iio:deviceN`` or hwmon ``hwmon/hwmonN``)."""
+        base = "sys/bus/i2c/drivers/{}/{}".format(self.driver, self.device)
+        if self.driver == "ina3221x":
+            return "{}/iio:device{}".format(base, self.index)
+        return "{}/hwmon/hwmon{}".format(base, self.index)
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    """The board's power sensors (``[power]``); the meters are written against this shape."""
+
+    sensor: str
+    input_rail: Optional[str] = None
+    cpu_rail: Optional[str] = None
+    gpu_rail: Optional[str] = None
+    external_meter_hint: Optional[str] = None
+    ina3221: List[Ina3221Chip] = field(default_factory=list)
+    # Pi 5 only: rail names `vcgencmd pmic_read_adc` prints (no sysfs files).
+    pmic_rails: List[str] = field(default_factory=list)
+
+    def rails(self) -> List[str]:
+        """Every connected rail label, in chip and channel order."""
+        out = [c for chip in self.ina3221 for c in chip.channels if c != "NC"]
+        return out or list(self.pmic_rails)
+
+
+@dataclass(frozen=True)
+class ThermalZone:
+    """``sys/class/thermal/thermal_zone<index>``; ``read_errno`` marks zones whose ``temp`` read
+    fails on the real board (Orin cv*-thermal gives EAGAIN while DLA/PVA are off)."""
+
+    index: int
+    type: str
+    role: Optional[str]
+    trips_mc: List[int]
+    trip_types: List[str]
+    read_errno: Optional[str]
+
+    @property
+    def relpath(self) -> str:
+        return "sys/class/thermal/thermal_zone{}".format(self.index)
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """One board, as described by ``board_configs/<name>.toml``."""
+
+    name: str
+    description: str
+    vendor: str
+    soc: str
+    jetpack: Optional[str]
+    kernel: str
+    kernel_version: str
+    model_patterns: List[str]
+    device_tree_model: str
+    firmware_profile: str
+    cpu_policies: List[CpuPolicy]
+    possible_cpus: int
+    gpu: Optional[GpuConfig]
+    emc: Optional[EmcConfig]
+    power: PowerConfig
+    thermal_zones: List[ThermalZone]
+    source: Path
+
+    def matches_model(self, model: str) -> bool:
+        return any(re.search(p, model, re.IGNORECASE) for p in self.model_patterns)
+
+    def summary(self) -> Dict[str, Any]:
+        """A JSON-friendly summary for `edgeexit boards --json`."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "soc": self.soc,
+            "jetpack": self.jetpack,
+            "kernel": self.kernel_version,
+            "kernel_family": self.kernel,
+            "cpu_policies": {p.name: p.cpus for p in self.cpu_policies},
+            "gpu_devfreq": self.gpu.devfreq_paths[0] if self.gpu else None,
+            "power_sensor": self.power.sensor,
+            "power_rails": self.power.rails(),
+            "thermal_zones": [z.type for z in self.thermal_zones],
+            "config": str(self.source),
+        }
+
+
+def _parse_power(t: Table) -> PowerConfig:
+    t.unknown_keys(["sensor", "input_rail", "cpu_rail", "gpu_rail", "external_meter_hint", "ina3221", "pmic_rails"])
+    sensor = t.str("sensor")
+    if sensor not in POWER_SENSORS:
+        raise t.fail("sensor", "must be one of {}, not {!r}".format(", ".join(POWER_SENSORS), sensor))
+    chips = []  # type: List[Ina3221Chip]
+    for pos, ct in enumerate(t.tables("ina3221", [])):
+        ct.unknown_keys(["driver", "device", "channels", "index"])
+        driver = ct.str("driver")
+        if sensor in INA3221_DRIVERS and driver != INA3221_DRIVERS[sensor]:
+            raise ct.fail("driver", "must be {!r} for sensor {!r}".format(INA3221_DRIVERS[sensor], sensor))
+        device = ct.str("device")
+        if not re.match(r"^\d+-00[0-9a-f]{2}$", device):
+            raise ct.fail("device", "must look like '<i2c bus>-00<addr>' (e.g. '6-0040'), not {!r}".format(device))
+        channels = ct.str_list("channels")
+        if len(channels) != 3:
+            raise ct.fail("channels", "must list the 3 channel labels of the chip")
+        default_index = pos if driver == "ina3221x" else pos + 1
+        chips.append(Ina3221Chip(driver, device, channels, ct.int("index", default_index, minimum=0)))
+    if sensor.startswith("ina3221") and not chips:
+        raise t.fail("ina3221", "needs at least one [[power.ina3221]] chip for sensor {!r}".format(sensor))
+    power = PowerConfig(
+        sensor=sensor,
+        input_rail=t.str("input_rail", None),
+        cpu_rail=t.str("cpu_rail", None),
+        gpu_rail=t.str("gpu_rail", None),
+        external_meter_hint=t.str("external_meter_hint", None),
+        ina3221=chips,
+        pmic_rails=t.str_list("pmic_rails", []),
+    )
+    if sensor == "none" and not power.external_meter_hint:
+        raise t.fail("external_meter_hint", "is required when sensor = 'none' (say what meter to attach)")
+    known = power.rails()
+    for key in ("input_rail", "cpu_rail", "gpu_rail"):
+        rail = getattr(power, key)
+        if rail is not None and rail not in known:
+            raise t.fail(key, "names rail {!r}, which no sensor channel carries ({})".format(rail, ", ".join(known)))
+    return power
+
+
+def parse_board(data: Dict[str, Any], source: Path) -> BoardConfig:
+    """Validate one board config (already parsed TOML)."""
+    t = Table(data, source)
+    t.unknown_keys(["name", "description", "vendor", "soc", "jetpack", "kernel", "kernel_version",
+                    "model_patterns", "device_tree_model", "firmware_profile", "cpu", "gpu", "emc",
+                    "power", "thermal"])
+    name = t.str("name")
+    if name != source.stem:
+        raise t.fail("name", "is {!r} but the file is {}; they must agree".format(name, source.name))
+    kernel = t.str("kernel")
+    if kernel not in KERNEL_FAMILIES:
+        raise t.fail("kernel", "must be one of {}, not {!r}".format(", ".join(KERNEL_FAMILIES), kernel))
+    patterns = t.str_list("model_patterns")
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as err:
+            raise t.fail("model_patterns", "has an invalid regular expression {!r}: {}".format(p, err)) from None
+
+    cpu = t.table("cpu")
+    cpu.unknown_keys(["possible_cpus", "policies"])
+    policies = []  # type: List[CpuPolicy]
+    for pt in cpu.tables("policies"):
+        pt.unknown_keys(["cpus", "core_type"])
+        cpus = pt.int_list("cpus", ascending=True)
+        policies.append(CpuPolicy("policy{}".format(cpus[0]), cpus, pt.str("core_type")))
+    if not policies:
+        raise cpu.fail("policies", "needs at least one [[cpu.policies]] entry")
+    possible = cpu.int("possible_cpus", minimum=1)
+    seen = [c for p in policies for c in p.cpus]
+    if sorted(seen) != list(range(possible)):
+        raise cpu.fail("policies", "must cover cpus 0..{} exactly once (got {})".format(possible - 1, seen))
+
+    gpu = None  # type: Optional[GpuConfig]
+    if t.has("gpu"):
+        gt = t.table("gpu")
+        gt.unknown_keys(["devfreq_paths", "of_node_names"])
+        paths = gt.relpath_list("devfreq_paths")
+        if not paths:
+            raise gt.fail("devfreq_paths", "must list at least one path")
+        gpu = GpuConfig(paths, gt.str_list("of_node_names", []))
+
+    emc = None  # type: Optional[EmcConfig]
+    if t.has("emc"):
+        et = t.table("emc")
+        et.unknown_keys(["rate_path", "cap_path"])
+        emc = EmcConfig(et.relpath("rate_path"), et.relpath("cap_path", None))
+
+    zones = []  # type: List[ThermalZone]
+    th = t.table("thermal")
+    th.unknown_keys(["zones"])
+    for i, zt in enumerate(th.tables("zones")):
+        zt.unknown_keys(["type", "role", "trips_mc", "trip_types", "read_errno"])
+        trips = zt.int_list("trips_mc", [])
+        types = zt.str_list("trip_types", ["passive"] * len(trips))
+        if len(types) != len(trips):
+            raise zt.fail("trip_types", "must have one entry per trips_mc value")
+        errno_name = zt.str("read_errno", None)
+        if errno_name is not None and errno_name not in ("EAGAIN", "EIO", "ENODATA"):
+            raise zt.fail("read_errno", "must be EAGAIN, EIO or ENODATA")
+        zones.append(ThermalZone(i, zt.str("type"), zt.str("role", None), trips, types, errno_name))
+
+    return BoardConfig(
+        name=name,
+        description=t.str("description"),
+        vendor=t.str("vendor"),
+        soc=t.str("soc"),
+        jetpack=t.str("jetpack", None),
+        kernel=kernel,
+        kernel_version=t.str("kernel_version"),
+        model_patterns=patterns,
+        device_tree_model=t.str("device_tree_model"),
+        firmware_profile=t.str("firmware_profile", name),
+        cpu_policies=policies,
+        possible_cpus=possible,
+        gpu=gpu,
+        emc=emc,
+        power=_parse_power(t.table("power")),
+        thermal_zones=zones,
+        source=source,
+    )
+
+
+def board_names(directory: Optional[Path] = None) -> List[str]:
+    """Names of every shipped board config, sorted."""
+    d = directory or board_configs_dir()
+    return sorted(p.stem for p in d.glob("*.toml"))
+
+
+def load_board(name: str, directory: Optional[Path] = None) -> BoardConfig:
+    """Load and validate ``board_configs/<name>.toml``."""
+    d = directory or board_configs_dir()
+    path = d / "{}.toml".format(name)
+    if "/" in name or not path.is_file():
+        raise BoardConfigError("unknown board {!r}; known boards: {} (see `edgeexit boards`)".format(
+            name, ", ".join(board_names(d)) or "none"))
+    return parse_board(load_toml(path), path)
+
+
+def load_all_boards(directory: Optional[Path] = None) -> List[BoardConfig]:
+    return [load_board(n, directory) for n in board_names(directory)]

@@ -1,0 +1,198 @@
+"""Firmware profiles: each board's operating points and power-model coefficients
+(``firmware_profiles/<name>.toml``; every number cites its source or says it is an assumption)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edgeexit.boards.config import BoardConfig
+from edgeexit.boards.tomlload import load_toml
+from edgeexit.boards.validate import Table
+from edgeexit.errors import BoardConfigError
+from edgeexit.paths import firmware_profiles_dir
+
+POWER_MODEL_KEYS = (
+    "idle_board_mw", "cpu_ceff_nf", "cpu_static_mw", "mem_active_mw", "cpu_int8_macs_per_cycle",
+    "mem_bound_fraction", "invoke_overhead_us",
+)
+GPU_POWER_MODEL_KEYS = ("gpu_ceff_nf", "gpu_static_mw")
+
+
+@dataclass(frozen=True)
+class OppTable:
+    """Operating points of one clock domain; ``voltage_mv`` is empty where no public source exists."""
+
+    freqs: List[int]
+    voltage_mv: List[int]
+
+    def voltage_at(self, freq: int) -> Optional[int]:
+        if not self.voltage_mv:
+            return None
+        return self.voltage_mv[self.freqs.index(freq)] if freq in self.freqs else None
+
+
+@dataclass(frozen=True)
+class CpuFirmware:
+    scaling_driver: str
+    available_governors: List[str]
+    default_governor: str
+    transition_latency_ns: int
+    tables: Dict[str, OppTable]  # policy name -> table, freqs in kHz
+
+
+@dataclass(frozen=True)
+class GpuFirmware:
+    available_governors: List[str]
+    default_governor: str
+    polling_interval_ms: int
+    table: OppTable  # freqs in Hz
+
+
+@dataclass(frozen=True)
+class NvpModelMode:
+    """One nvpmodel mode; a cap of None means "no cap" (nvpmodel's -1 / INT_MAX)."""
+
+    id: int
+    name: str
+    budget_w: Optional[float]
+    online_cpus: int
+    cpu_max_khz: Optional[int]
+    gpu_max_hz: Optional[int]
+    emc_max_hz: Optional[int]
+
+
+@dataclass(frozen=True)
+class PowerModel:
+    """Coefficients for the board physics (see firmware_profiles/*.toml for meaning and sources).
+
+    Units are in the names: P_dyn_mw = util * cores * cpu_ceff_nf * V^2 * f_MHz / 1000 (V in volts).
+    """
+
+    idle_board_mw: float
+    cpu_ceff_nf: float
+    cpu_static_mw: float
+    mem_active_mw: float
+    cpu_int8_macs_per_cycle: float
+    mem_bound_fraction: float
+    invoke_overhead_us: float
+    gpu_ceff_nf: Optional[float]
+    gpu_static_mw: Optional[float]
+    # Every other numeric key of [power_model] (e.g. cpu_vmin_mv), kept for the physics to read.
+    extra: Dict[str, float] = field(default_factory=dict)
+    public_figures: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FirmwareProfile:
+    name: str
+    board: str
+    cpu: CpuFirmware
+    gpu: Optional[GpuFirmware]
+    emc_freq_hz: List[int]
+    nvpmodel_default: Optional[int]
+    nvpmodel_modes: List[NvpModelMode]
+    power_model: PowerModel
+    source: Path
+
+    def cpu_table(self, policy: str) -> OppTable:
+        return self.cpu.tables[policy]
+
+
+def _opp(t: Table, unit_key: str) -> OppTable:
+    freqs = t.int_list(unit_key, ascending=True)
+    volts = t.int_list("voltage_mv", [])
+    if volts and len(volts) != len(freqs):
+        raise t.fail("voltage_mv", "must have one entry per {} value ({} != {})".format(unit_key, len(volts), len(freqs)))
+    return OppTable(freqs, volts)
+
+
+def _governors(t: Table) -> List[str]:
+    govs = t.str_list("available_governors")
+    default = t.str("default_governor")
+    if default not in govs:
+        raise t.fail("default_governor", "{!r} is not in available_governors".format(default))
+    return govs
+
+
+def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> FirmwareProfile:
+    t = Table(data, source)
+    t.unknown_keys(["board", "description", "cpu", "gpu", "emc", "nvpmodel", "power_model"])
+    if t.str("board") != board.name:
+        raise t.fail("board", "is {!r} but the profile is used by board {!r}".format(t.str("board"), board.name))
+
+    ct = t.table("cpu")
+    ct.unknown_keys(["scaling_driver", "available_governors", "default_governor", "transition_latency_ns", "opp_tables"])
+    govs = _governors(ct)
+    tables = {}  # type: Dict[str, OppTable]
+    for ot in ct.tables("opp_tables"):
+        ot.unknown_keys(["policies", "freq_khz", "voltage_mv"])
+        table = _opp(ot, "freq_khz")
+        for pol in ot.str_list("policies"):
+            tables[pol] = table
+    for pol in board.cpu_policies:
+        if pol.name not in tables:
+            raise ct.fail("opp_tables", "has no table for {} of board {}".format(pol.name, board.name))
+    cpu = CpuFirmware(ct.str("scaling_driver"), govs, ct.str("default_governor"),
+                      ct.int("transition_latency_ns", minimum=0), tables)
+
+    gpu = None  # type: Optional[GpuFirmware]
+    if board.gpu is not None:
+        gt = t.table("gpu")
+        gt.unknown_keys(["available_governors", "default_governor", "polling_interval_ms", "freq_hz", "voltage_mv"])
+        gpu = GpuFirmware(_governors(gt), gt.str("default_governor"), gt.int("polling_interval_ms", minimum=0),
+                          _opp(gt, "freq_hz"))
+    elif t.has("gpu"):
+        raise t.fail("gpu", "is set but board {} has no [gpu] devfreq node".format(board.name))
+
+    emc = []  # type: List[int]
+    if t.has("emc"):
+        et = t.table("emc")
+        et.unknown_keys(["freq_hz"])
+        emc = et.int_list("freq_hz", ascending=True)
+
+    modes = []  # type: List[NvpModelMode]
+    default_mode = None  # type: Optional[int]
+    if t.has("nvpmodel"):
+        nt = t.table("nvpmodel")
+        nt.unknown_keys(["default_mode", "modes"])
+        for mt in nt.tables("modes"):
+            mt.unknown_keys(["id", "name", "budget_w", "online_cpus", "cpu_max_khz", "gpu_max_hz", "emc_max_hz"])
+            budget = mt.num("budget_w", None)
+            modes.append(NvpModelMode(mt.int("id", minimum=0), mt.str("name"), budget,
+                                      mt.int("online_cpus", minimum=1), mt.int("cpu_max_khz", None),
+                                      mt.int("gpu_max_hz", None), mt.int("emc_max_hz", None)))
+        default_mode = nt.int("default_mode")
+        if default_mode not in [m.id for m in modes]:
+            raise nt.fail("default_mode", "{} is not the id of any [[nvpmodel.modes]]".format(default_mode))
+
+    pt = t.table("power_model")
+    required = list(POWER_MODEL_KEYS) + (list(GPU_POWER_MODEL_KEYS) if board.gpu else [])
+    values = {k: pt.num(k) for k in required}
+    extra = {}  # type: Dict[str, float]
+    for k, v in pt.data.items():
+        if k in values or k == "public_figures":
+            continue
+        extra[k] = pt.num(k)
+    figures = pt.table("public_figures").data
+    if not 0.0 <= values["mem_bound_fraction"] <= 1.0:
+        raise pt.fail("mem_bound_fraction", "must be between 0 and 1")
+    model = PowerModel(
+        idle_board_mw=values["idle_board_mw"], cpu_ceff_nf=values["cpu_ceff_nf"],
+        cpu_static_mw=values["cpu_static_mw"], mem_active_mw=values["mem_active_mw"],
+        cpu_int8_macs_per_cycle=values["cpu_int8_macs_per_cycle"],
+        mem_bound_fraction=values["mem_bound_fraction"], invoke_overhead_us=values["invoke_overhead_us"],
+        gpu_ceff_nf=values.get("gpu_ceff_nf"), gpu_static_mw=values.get("gpu_static_mw"),
+        extra=extra, public_figures=dict(figures),
+    )
+    return FirmwareProfile(source.stem, board.name, cpu, gpu, emc, default_mode, modes, model, source)
+
+
+def load_profile(board: BoardConfig, directory: Optional[Path] = None) -> FirmwareProfile:
+    """Load ``firmware_profiles/<board.firmware_profile>.toml`` and check it fits ``board``."""
+    d = directory or firmware_profiles_dir()
+    path = d / "{}.toml".format(board.firmware_profile)
+    if not path.is_file():
+        raise BoardConfigError("board {} names firmware profile {!r} but {} does not exist; add it".format(
+            board.name, board.firmware_profile, path))
+    return parse_profile(load_toml(path), path, board)

@@ -1,0 +1,59 @@
+"""One small interface for sysfs I/O, with the root passed in as a Path.
+
+``HostSysfs`` does plain file I/O (a real board, or a FUSE mount of the simulator);
+``edgeexit.sim.sysfs.SimulatedSysfs`` applies the board kernel's write rules in-process.
+Errors stay ``OSError`` with the kernel's errno; callers translate them (see dvfs.errors).
+"""
+from __future__ import annotations
+
+import abc
+import os
+from pathlib import Path
+from typing import List, Union
+
+from edgeexit.boards.validate import check_relpath_str
+
+
+class Sysfs(abc.ABC):
+    """Reads and writes files under ``root`` (``root / "sys/..."``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, relpath: str) -> Path:
+        check_relpath_str(relpath)
+        return self.root / relpath
+
+    @abc.abstractmethod
+    def read(self, relpath: str) -> str:
+        """The file's text with the trailing newline removed (trailing spaces kept)."""
+
+    @abc.abstractmethod
+    def write(self, relpath: str, value: Union[str, int]) -> None:
+        """Write ``value`` the way ``echo value > file`` does (one write call, newline appended)."""
+
+    def exists(self, relpath: str) -> bool:
+        return self.path(relpath).exists()
+
+    def listdir(self, relpath: str) -> List[str]:
+        return sorted(os.listdir(str(self.path(relpath))))
+
+    def __repr__(self) -> str:
+        return "{}({!r})".format(type(self).__name__, str(self.root))
+
+
+class HostSysfs(Sysfs):
+    """Plain file I/O: a real board (root ``/``) or the simulator's FUSE mount."""
+
+    def read(self, relpath: str) -> str:
+        with open(str(self.path(relpath)), "rb") as fh:
+            data = fh.read()
+        return data.decode("utf-8", "replace").rstrip("\n")
+
+    def write(self, relpath: str, value: Union[str, int]) -> None:
+        # O_WRONLY without O_CREAT: sysfs never creates files, and one write() is one store() call.
+        fd = os.open(str(self.path(relpath)), os.O_WRONLY)
+        try:
+            os.write(fd, "{}\n".format(value).encode())
+        finally:
+            os.close(fd)

@@ -1,0 +1,24 @@
+"""Read a TOML file with tomllib (3.11+) or tomli (3.8-3.10), turning syntax errors into one line."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+from edgeexit.errors import BoardConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib as _toml
+else:  # pragma: no cover - exercised on the 3.8 boards only
+    import tomli as _toml
+
+
+def load_toml(path: Path) -> Dict[str, Any]:
+    """Parse ``path``; a syntax error becomes a :class:`BoardConfigError` naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            return _toml.load(fh)
+    except OSError as err:
+        raise BoardConfigError("cannot read {}: {}".format(path, err.strerror or err)) from None
+    except _toml.TOMLDecodeError as err:
+        raise BoardConfigError("{}: invalid TOML: {}; fix the file".format(path, err)) from None
