@@ -8,7 +8,11 @@ from pathlib import Path
 def _package_dir(modname: str) -> Path:
     import importlib
 
-    mod = importlib.import_module(modname)
+    try:
+        mod = importlib.import_module(modname)
+    except ImportError:
+        # A source checkout used without installing: the data dirs sit beside the package.
+        return Path(__file__).resolve().parent.parent / modname.rsplit(".", 1)[-1]
     return Path(mod.__file__).resolve().parent  # type: ignore[arg-type]
 
 
