@@ -1,0 +1,193 @@
+"""Energy integration over windows, with a fake clock and an INA3221 tree the test drives.
+
+The meter is the real :class:`Ina3221Meter` reading files the test rewrites between samples, the
+way the simulated board (or the kernel) updates them.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Tuple
+
+import pytest
+from energy_fixtures import NANO_POWER, AGX_ORIN_POWER, FakeClock, make_agx_orin, make_nano, set_iio_power, write
+
+from edgeexit.energy import Ina3221Meter, Sampler, energy_per_period_mj
+from edgeexit.energy.integrate import piecewise_linear_energy_mj
+from edgeexit.errors import MeterError
+
+
+def nano_sampler(tmp_path: Path, clock: FakeClock, rate_hz: float = 10.0) -> Tuple[Sampler, Path]:
+    node = make_nano(tmp_path)
+    return Sampler(Ina3221Meter(tmp_path, NANO_POWER, clock=clock), rate_hz=rate_hz, clock=clock), node
+
+
+def drive(sampler: Sampler, node: Path, clock: FakeClock, power_mw: Callable[[float], float],
+          t0_s: float, t1_s: float, period_s: float) -> None:
+    """Sample at t0, t0+period, ... <= t1 with the board drawing power_mw(t)."""
+    n = int(round((t1_s - t0_s) / period_s))
+    for k in range(n + 1):
+        clock.t_s = t0_s + k * period_s
+        set_iio_power(node, 0, int(round(power_mw(clock.t_s))))
+        sampler.sample_once()
+
+
+def test_constant_power(tmp_path: Path, clock: FakeClock) -> None:
+    sampler, node = nano_sampler(tmp_path, clock)
+    drive(sampler, node, clock, lambda t: 5000.0, 100.0, 101.0, 0.1)
+    w = sampler.energy_mj(100.05, 100.95)
+    assert w.valid
+    assert w.energy_mj == pytest.approx(5000.0 * 0.9)
+    assert w.mean_power_mw == pytest.approx(5000.0)
+    assert w.n_samples == 9
+    assert "trapezoid" in w.method and "interpolat" in w.method
+    assert w.source == "ina3221-iio" and "POM_5V_IN" in w.total_basis
+    assert w.rails_energy_mj["POM_5V_GPU"] == pytest.approx(597.0 * 0.9)
+
+
+def test_ramp_is_integrated_exactly(tmp_path: Path, clock: FakeClock) -> None:
+    sampler, node = nano_sampler(tmp_path, clock)
+    drive(sampler, node, clock, lambda t: 1000.0 + 1000.0 * (t - 100.0), 100.0, 101.0, 0.1)
+    w = sampler.energy_mj(100.25, 100.75)
+    # integral of 1000 + 1000 t over [0.25, 0.75] = 500 + 1000 * (0.75^2 - 0.25^2) / 2
+    assert w.energy_mj == pytest.approx(750.0)
+    assert w.mean_power_mw == pytest.approx(1500.0)
+
+
+def test_window_shorter_than_sampling_period_gets_interpolated_power(tmp_path: Path, clock) -> None:
+    sampler, node = nano_sampler(tmp_path, clock)
+    drive(sampler, node, clock, lambda t: 1000.0 if t < 100.05 else 2000.0, 100.0, 100.1, 0.1)
+    w = sampler.energy_mj(100.03, 100.04)  # 10 ms window between samples 100 ms apart
+    assert w.valid and w.n_samples == 0
+    assert w.mean_power_mw == pytest.approx(1350.0)  # linear between 1000 @ 0 and 2000 @ 0.1
+    assert w.energy_mj == pytest.approx(13.5)
+
+
+def test_keyed_windows_sample_at_the_edges(tmp_path: Path, clock) -> None:
+    sampler, node = nano_sampler(tmp_path, clock, rate_hz=1.0)  # far slower than the inference
+    clock.t_s = 100.0
+    set_iio_power(node, 0, 3000)
+    sampler.begin_window("inference-1")
+    clock.t_s = 100.004  # a 4 ms inference, at constant 3 W
+    w = sampler.end_window("inference-1")
+    assert w.valid and w.t0_s == 100.0 and w.t1_s == 100.004
+    assert w.energy_mj == pytest.approx(12.0)
+    assert len(sampler.readings()) == 2
+
+
+def test_duplicate_and_unknown_keys_name_the_key(tmp_path: Path, clock) -> None:
+    sampler, _ = nano_sampler(tmp_path, clock)
+    sampler.begin_window("block-2")
+    with pytest.raises(MeterError, match="'block-2' already exists"):
+        sampler.begin_window("block-2")
+    with pytest.raises(MeterError, match="'exit-9' was never begun"):
+        sampler.end_window("exit-9")
+    sampler.cancel_window("block-2")
+    with pytest.raises(MeterError, match="'block-2'"):
+        sampler.end_window("block-2")
+
+
+def test_failed_read_in_the_middle_is_bridged_not_zeroed(tmp_path: Path, clock) -> None:
+    sampler, node = nano_sampler(tmp_path, clock)
+    for k, text in enumerate(["2000\n", "2000\n", "nan\n", "", "2000\n", "2000\n"]):
+        clock.t_s = 100.0 + 0.1 * k
+        write(node / "in_power0_input", text)
+        sampler.sample_once()
+    w = sampler.energy_mj(100.0, 100.5)
+    assert w.valid and w.energy_mj == pytest.approx(1000.0)
+    assert w.n_samples == 4  # only the good samples count
+
+
+def test_window_with_no_good_samples_is_invalid(tmp_path: Path, clock) -> None:
+    sampler, node = nano_sampler(tmp_path, clock)
+    write(node / "in_power0_input", "nan\n")
+    for k in range(5):
+        clock.t_s = 100.0 + 0.1 * k
+        sampler.sample_once()
+    w = sampler.energy_mj(100.0, 100.4)
+    assert not w.valid and w.energy_mj == 0.0 and w.n_samples == 0
+
+
+def test_window_far_past_the_last_sample_is_invalid(tmp_path: Path, clock) -> None:
+    sampler, node = nano_sampler(tmp_path, clock)
+    drive(sampler, node, clock, lambda t: 4000.0, 100.0, 100.5, 0.1)
+    assert sampler.energy_mj(100.3, 100.65).valid  # within max_gap (2 periods) of the last sample
+    assert not sampler.energy_mj(100.3, 101.5).valid
+    assert not sampler.energy_mj(90.0, 91.0).valid
+
+
+def test_sum_board_window(tmp_path: Path, clock) -> None:
+    make_agx_orin(tmp_path)
+    sampler = Sampler(Ina3221Meter(tmp_path, AGX_ORIN_POWER, clock=clock), rate_hz=10, clock=clock)
+    for k in range(3):
+        clock.t_s = 100.0 + 0.1 * k
+        sampler.sample_once()
+    w = sampler.energy_mj(100.0, 100.2)
+    assert w.energy_mj == pytest.approx(12414.4 * 0.2)
+    assert w.total_basis.startswith("sum of rails")
+
+
+def test_idle_power_and_energy_per_period(tmp_path: Path, clock) -> None:
+    sampler, node = nano_sampler(tmp_path, clock, rate_hz=100.0)
+    # 0.0-0.2 s inference at 3 W, then idle at 1 W until the next inference at 1.0 s
+    drive(sampler, node, clock, lambda t: 3000.0 if t <= 100.2 + 1e-9 else 1000.0, 100.0, 100.2, 0.01)
+    drive(sampler, node, clock, lambda t: 1000.0, 100.21, 101.0, 0.01)
+    assert sampler.idle_power_mw(100.3, 101.0) == pytest.approx(1000.0)
+    period = sampler.period_energy(100.0, 100.2, 101.0)
+    assert period.valid
+    assert period.inference_energy_mj == pytest.approx(600.0)
+    # idle part: 10 ms linear ramp 3000 -> 1000 mW, then 0.79 s at 1000 mW
+    assert period.idle_energy_mj == pytest.approx(0.01 * 2000.0 + 0.79 * 1000.0)
+    assert period.period_s == pytest.approx(1.0) and period.inference_s == pytest.approx(0.2)
+    assert period.energy_mj == pytest.approx(period.inference_energy_mj + period.idle_energy_mj)
+
+
+def test_idle_power_without_samples_raises(tmp_path: Path, clock) -> None:
+    sampler, _ = nano_sampler(tmp_path, clock)
+    with pytest.raises(MeterError, match="idle power is unknown"):
+        sampler.idle_power_mw(0.0, 1.0)
+
+
+def test_energy_per_period_fixed_period() -> None:
+    assert energy_per_period_mj(50.0, 0.02, 1500.0, 0.1) == pytest.approx(50.0 + 1500.0 * 0.08)
+    assert energy_per_period_mj(50.0, 0.2, 1500.0, 0.1) == pytest.approx(50.0)  # no idle left
+
+
+def test_piecewise_linear_holds_constant_beyond_samples() -> None:
+    assert piecewise_linear_energy_mj([1.0, 2.0], [100.0, 300.0], 0.0, 3.0) == pytest.approx(
+        100.0 + 200.0 + 300.0
+    )
+    assert piecewise_linear_energy_mj([1.0], [100.0], 5.0, 5.0) == 0.0
+
+
+def test_bad_rate_and_reversed_window(tmp_path: Path, clock) -> None:
+    make_nano(tmp_path)
+    meter = Ina3221Meter(tmp_path, NANO_POWER, clock=clock)
+    with pytest.raises(MeterError, match="rate_hz"):
+        Sampler(meter, rate_hz=0)
+    with pytest.raises(MeterError, match="before its start"):
+        Sampler(meter, clock=clock).energy_mj(2.0, 1.0)
+
+
+def test_history_is_bounded(tmp_path: Path, clock) -> None:
+    make_nano(tmp_path)
+    sampler = Sampler(Ina3221Meter(tmp_path, NANO_POWER, clock=clock), clock=clock, history_s=1.0)
+    for k in range(50):
+        clock.t_s = 100.0 + 0.1 * k
+        sampler.sample_once()
+    assert len(sampler.readings()) == 11  # 103.9 .. 104.9
+
+
+def test_background_thread_samples_real_clock(tmp_path: Path) -> None:
+    make_nano(tmp_path)
+    sampler = Sampler(Ina3221Meter(tmp_path, NANO_POWER), rate_hz=200.0)
+    with sampler:
+        deadline = time.monotonic() + 30.0
+        while len(sampler.readings()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    got = sampler.readings()
+    assert len(got) >= 5
+    assert all(r.total_mw == 4012.0 for r in got)
+    assert all(b.t_s > a.t_s for a, b in zip(got, got[1:]))
+    w = sampler.energy_mj(got[0].t_s, got[-1].t_s)
+    assert w.valid and w.mean_power_mw == pytest.approx(4012.0)
