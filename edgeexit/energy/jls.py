@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeexit.energy.integrate import BLOCK_METHOD, block_energy_mj, covered_window
 from edgeexit.energy.reading import EnergyWindow
-from edgeexit.energy.time64 import as_posix_s, as_time64
+from edgeexit.energy.time64 import as_time64, to_host_s
 from edgeexit.errors import MeterError
 
 BASIS = "Joulescope recording (whole board input as wired)"
@@ -71,11 +71,11 @@ class _PowerSignal:
         v = np.asarray(self.reader.fsr(self.voltage.signal_id, start, length), dtype=np.float64)
         return i * v * 1000.0
 
-    def sample_id(self, posix_s: float) -> int:
-        return int(self.reader.timestamp_to_sample_id(self.anchor.signal_id, as_time64(posix_s)))
+    def sample_id(self, t64: int) -> int:
+        return int(self.reader.timestamp_to_sample_id(self.anchor.signal_id, t64))
 
-    def posix_s(self, sample_id: int) -> float:
-        return as_posix_s(int(self.reader.sample_id_to_timestamp(self.anchor.signal_id, sample_id)))
+    def time64(self, sample_id: int) -> int:
+        return int(self.reader.sample_id_to_timestamp(self.anchor.signal_id, sample_id))
 
 
 def jls_energy_windows(
@@ -103,20 +103,25 @@ def _window(
 ) -> EnergyWindow:
     if t1_s < t0_s:
         raise MeterError(f"Window end {t1_s} s is before its start {t0_s} s.")
-    u0, u1 = t0_s + host_offset_s, t1_s + host_offset_s
-    s0, s1 = sig.sample_id(u0), sig.sample_id(u1)
+    offset_t64 = as_time64(host_offset_s)
+    s0 = sig.sample_id(as_time64(t0_s + host_offset_s))
+    s1 = sig.sample_id(as_time64(t1_s + host_offset_s))
     # Anchor on sample s0's exact UTC and take the local period from the file's own time map,
-    # so slow drift between instrument and host clocks is followed.
-    anchor_s = sig.posix_s(s0)
-    period_s = (sig.posix_s(s1) - anchor_s) / (s1 - s0) if s1 > s0 else 1.0 / sig.sample_rate_hz
+    # so slow drift between instrument and host clocks is followed. Host times are formed in
+    # integer time64 first (see time64.to_host_s) so short windows keep their precision.
+    anchor_s = to_host_s(sig.time64(s0), offset_t64)
+    if s1 > s0:
+        period_s = (to_host_s(sig.time64(s1), offset_t64) - anchor_s) / (s1 - s0)
+    else:
+        period_s = 1.0 / sig.sample_rate_hz
     lo = max(0, min(s0, s1) - 1)
     hi = min(sig.length, max(s0, s1) + 2)
     energy = covered = 0.0
     n = 0
     if hi > lo:
         p_mw = sig.samples_mw(lo, hi - lo)
-        energy, covered, n = block_energy_mj(anchor_s + (lo - s0) * period_s, period_s, p_mw, u0, u1)
-    energy, mean_mw, valid = covered_window(energy, covered, n, u0, u1, min_coverage)
+        energy, covered, n = block_energy_mj(anchor_s + (lo - s0) * period_s, period_s, p_mw, t0_s, t1_s)
+    energy, mean_mw, valid = covered_window(energy, covered, n, t0_s, t1_s, min_coverage)
     return EnergyWindow(
         energy_mj=energy,
         mean_power_mw=mean_mw,

@@ -24,7 +24,7 @@ import numpy as np
 from edgeexit.energy.integrate import BLOCK_METHOD, block_energy_mj, covered_window
 from edgeexit.energy.meter import Clock, PowerMeter
 from edgeexit.energy.reading import EnergyWindow, PowerReading
-from edgeexit.energy.time64 import counter_to_posix_s
+from edgeexit.energy.time64 import as_time64, counter_to_host_s
 from edgeexit.energy.windows import WindowedEnergySource
 from edgeexit.errors import MeterError, SensorMissingError
 
@@ -106,6 +106,7 @@ class JoulescopeMeter(PowerMeter, WindowedEnergySource):
             self._configure(sample_rate_hz)
             # POSIX minus monotonic: maps the driver's UTC estimate onto the host clock.
             self.host_offset_s = wall_clock() - clock()
+            self._host_offset_t64 = as_time64(self.host_offset_s)
             self.driver.subscribe(f"{self.device_path}/{POWER_TOPIC}", ["pub"], self._on_data)
             self.driver.publish(f"{self.device_path}/{POWER_CTRL}", 1)
         except BaseException:
@@ -145,11 +146,12 @@ class JoulescopeMeter(PowerMeter, WindowedEnergySource):
         tm = value["time_map"]
         counter_rate = float(tm["counter_rate"])
         decimate = int(value["decimate_factor"])
-        start_posix_s = counter_to_posix_s(
-            value["sample_id"], tm["offset_time"], tm["offset_counter"], counter_rate
+        start_s = counter_to_host_s(
+            value["sample_id"], tm["offset_time"], tm["offset_counter"], counter_rate,
+            self._host_offset_t64,
         )
         chunk = _Chunk(
-            start_s=start_posix_s - self.host_offset_s,
+            start_s=start_s,
             period_s=decimate / counter_rate,
             power_mw=np.asarray(value["data"], dtype=np.float64) * 1000.0,
         )

@@ -28,3 +28,19 @@ def counter_to_posix_s(sample_id: float, offset_time: int, offset_counter: int, 
     precision.
     """
     return as_posix_s(offset_time) + (sample_id - offset_counter) / counter_rate
+
+
+def to_host_s(t64: int, host_offset_t64: int) -> float:
+    """time64 -> host clock seconds, where ``host_offset_t64 = as_time64(wall - host)``.
+
+    The subtraction is done in integers so host times keep float64's full precision (POSIX
+    seconds near 1.7e9 only resolve ~0.24 us).
+    """
+    return (t64 - host_offset_t64) / SECOND
+
+
+def counter_to_host_s(
+    sample_id: float, offset_time: int, offset_counter: int, counter_rate: float, host_offset_t64: int
+) -> float:
+    """Host clock time of an instrument counter value through the driver's time map."""
+    return to_host_s(offset_time, host_offset_t64) + (sample_id - offset_counter) / counter_rate
