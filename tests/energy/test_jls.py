@@ -3,8 +3,6 @@ driver's Record does) to host-time inference windows."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import pyjls
 import pytest
