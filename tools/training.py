@@ -1,0 +1,105 @@
+"""A small custom training loop for multi-exit nets (tf.GradientTape), shared by every strategy.
+
+A strategy supplies ``loss_fn(net, x, y, training) -> (loss, per_exit_logits)`` and the list of
+variables it trains; the loop handles batching, seeding and reporting.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+
+from tools.multi_exit import MultiExitNet
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and TF, and ask TF for deterministic kernels."""
+    import keras
+    import tensorflow as tf
+
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # older TF: best effort
+        pass
+
+
+def exit_weights(kind: str, n_exits: int) -> list[float]:
+    """Per-exit loss weights.
+
+    ``uniform``: all 1 (SDN-style sum). ``eenet``: (k+1)/(K(K+1)/2) (EENet's train.py, later
+    exits weigh more), normalised to sum to K so the learning rate means the same.
+    """
+    if kind == "uniform":
+        return [1.0] * n_exits
+    if kind == "eenet":
+        tot = n_exits * (n_exits + 1) / 2
+        return [n_exits * (k + 1) / tot for k in range(n_exits)]
+    raise ValueError(f"unknown exit weighting {kind!r}; use uniform or eenet")
+
+
+def forward_all(net: MultiExitNet, x, training: bool):
+    """Block outputs and every exit's outputs (logits, or [logits, confidence])."""
+    outs = []
+    h = x
+    for block in net.blocks:
+        h = block(h, training=training)
+        outs.append(h)
+    return outs, [e.model(outs[e.after_block], training=training) for e in net.exits]
+
+
+def train_loop(
+    net: MultiExitNet,
+    loss_fn: Callable,
+    variables: list,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+    steps: int | None = None,
+) -> None:
+    """Adam with a cosine-decayed learning rate over ``epochs`` (or exactly ``steps`` steps)."""
+    import keras
+    import tensorflow as tf
+
+    n_batches = max(1, len(x) // batch_size)
+    total = steps if steps is not None else epochs * n_batches
+    sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total))
+    opt = keras.optimizers.Adam(sched)
+
+    @tf.function(reduce_retracing=True)
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss, _ = loss_fn(net, xb, yb, True)
+        grads = tape.gradient(loss, variables)
+        opt.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        return loss
+
+    rng = np.random.default_rng(seed)
+    done = 0
+    epoch = 0
+    while done < total:
+        t0 = time.time()
+        order = rng.permutation(len(x))
+        losses = []
+        for b in range(n_batches):
+            if done >= total:
+                break
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            losses.append(float(step(tf.constant(x[idx]), tf.constant(y[idx]))))
+            done += 1
+        log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f} ({time.time() - t0:.1f} s)")
+        epoch += 1
+
+
+def evaluate_float(net: MultiExitNet, x: np.ndarray, y: np.ndarray) -> list[float]:
+    """Top-1 of every exit of the float model."""
+    logits = net.exit_logits(net.block_outputs(x))
+    return [float((lg.argmax(1) == y).mean()) for lg in logits]
