@@ -46,9 +46,19 @@ class HostSysfs(Sysfs):
     """Plain file I/O: a real board (root ``/``) or the simulator's FUSE mount."""
 
     def read(self, relpath: str) -> str:
-        with open(str(self.path(relpath)), "rb") as fh:
-            data = fh.read()
-        return data.decode("utf-8", "replace").rstrip("\n")
+        # os.read, not a buffered file: a sysfs read failing with EAGAIN (Orin cv*-thermal) must raise,
+        # where io.BufferedReader would return None.
+        fd = os.open(str(self.path(relpath)), os.O_RDONLY)
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode("utf-8", "replace").rstrip("\n")
 
     def write(self, relpath: str, value: Union[str, int]) -> None:
         # O_WRONLY without O_CREAT: sysfs never creates files, and one write() is one store() call.

@@ -8,7 +8,7 @@ from typing import Any, Dict
 from edgeexit.errors import BoardConfigError
 
 if sys.version_info >= (3, 11):
-    import tomllib as _toml
+    import tomllib as _toml  # novm
 else:  # pragma: no cover - exercised on the 3.8 boards only
     import tomli as _toml
 

@@ -1,0 +1,207 @@
+"""`edgeexit sim mount`: the simulated kernel as a FUSE filesystem (mfusepy + libfuse3).
+
+Reads come from the tree's files, writes go through the same :meth:`SimulatedKernel.write` the
+in-process simulator uses, so ``cat``/``echo >`` and the controller's plain file I/O see the kernel's
+rules and errnos. ``direct_io`` and zero cache timeouts make every read reach the simulator, as on
+sysfs where a write to one file changes others (``scaling_cur_freq`` after ``scaling_setspeed``).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from edgeexit.boards.config import load_board
+from edgeexit.errors import DvfsError
+from edgeexit.sim.kernel import SimulatedKernel
+
+SYSFS_FILE_SIZE = 4096  # sysfs reports every attribute as 4096 bytes
+
+
+def fuse_problem() -> Optional[str]:
+    """Why FUSE cannot work here (naming what to install), or None when it can."""
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing: load the fuse kernel module (modprobe fuse) or run the container with --device /dev/fuse"
+    if not (shutil.which("fusermount3") or shutil.which("fusermount")):
+        return "fusermount3 is not installed: apt-get install fuse3"
+    try:
+        import mfusepy  # noqa: F401
+    except ImportError:
+        return "the mfusepy package is not installed: pip install 'edgeexit[fuse]' (or pip install mfusepy)"
+    except (OSError, EnvironmentError) as err:  # libfuse itself missing
+        return "libfuse is not installed ({}): apt-get install fuse3".format(err)
+    return None
+
+
+def _make_operations(kernel: SimulatedKernel) -> Any:
+    import mfusepy
+
+    class SimulatedSysfsFuse(mfusepy.Operations):  # type: ignore[misc]
+        use_ns = True
+
+        def __init__(self) -> None:
+            self.k = kernel
+            self.root = str(kernel.root)
+
+        def _rel(self, path: str) -> str:
+            return path.lstrip("/") or "."
+
+        def _full(self, path: str) -> str:
+            return os.path.join(self.root, path.lstrip("/"))
+
+        def getattr(self, path: str, fh: Any = None) -> Dict[str, Any]:
+            try:
+                st = os.lstat(self._full(path))
+            except OSError as err:
+                raise mfusepy.FuseOSError(err.errno or errno.ENOENT)
+            size = SYSFS_FILE_SIZE if (st.st_mode & 0o170000) == 0o100000 else st.st_size
+            return {"st_mode": st.st_mode, "st_nlink": st.st_nlink, "st_uid": st.st_uid, "st_gid": st.st_gid,
+                    "st_size": size, "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns,
+                    "st_ctime": st.st_ctime_ns}
+
+        def readlink(self, path: str) -> str:
+            return os.readlink(self._full(path))
+
+        def readdir(self, path: str, fh: Any) -> List[str]:
+            names = [n for n in os.listdir(self._full(path)) if not n.startswith(".tmp-")]
+            return [".", ".."] + names
+
+        def open(self, path: str, flags: int) -> int:
+            if flags & os.O_ACCMODE != os.O_RDONLY:
+                try:
+                    self.k.check_writable(self._rel(path))
+                except OSError as err:
+                    raise mfusepy.FuseOSError(err.errno or errno.EACCES)
+            return 0
+
+        def create(self, path: str, mode: int, fi: Any = None) -> int:
+            raise mfusepy.FuseOSError(errno.EACCES)  # sysfs cannot create files
+
+        def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
+            code = self.k.read_error(self._rel(path))
+            if code is not None:
+                raise mfusepy.FuseOSError(code)
+            try:
+                with open(self._full(path), "rb") as f:
+                    data = f.read()
+            except OSError as err:
+                raise mfusepy.FuseOSError(err.errno or errno.EIO)
+            return data[offset:offset + size]
+
+        def write(self, path: str, data: bytes, offset: int, fh: Any) -> int:
+            try:
+                self.k.write(self._rel(path), bytes(data))
+            except OSError as err:
+                raise mfusepy.FuseOSError(err.errno or errno.EIO)
+            return len(data)
+
+        def truncate(self, path: str, length: int, fh: Any = None) -> int:
+            return 0  # sysfs ignores O_TRUNC: `echo x > attr` truncates, then writes
+
+        def utimens(self, path: str, times: Any = None) -> int:
+            return 0
+
+        def access(self, path: str, amode: int) -> int:
+            if not os.path.lexists(self._full(path)):
+                raise mfusepy.FuseOSError(errno.ENOENT)
+            return 0
+
+        def _refuse(self, *args: Any) -> int:
+            raise mfusepy.FuseOSError(errno.EPERM)
+
+        mkdir = rmdir = unlink = rename = symlink = link = chmod = chown = _refuse
+
+    return SimulatedSysfsFuse()
+
+
+def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, foreground: bool = True,
+          announce: Optional[Callable[[str], None]] = None) -> None:
+    """Mount the simulated kernel of ``board_name`` at ``mountpoint``.
+
+    ``backing`` is an existing simulated tree; without one a fresh tree is made in a temporary
+    directory (deleted after unmounting in the foreground). ``foreground=False`` starts the server
+    as a child process and returns once the mount is live.
+    """
+    problem = fuse_problem()
+    if problem:
+        raise DvfsError("cannot mount the simulated board with FUSE: {}".format(problem))
+    board = load_board(board_name)
+    mountpoint = Path(mountpoint)
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(str(mountpoint)):
+        raise DvfsError("{} is already a mount point; unmount it first (`edgeexit sim umount {}`)".format(
+            mountpoint, mountpoint))
+    tmp = None  # type: Optional[str]
+    if backing is None:
+        tmp = tempfile.mkdtemp(prefix="edgeexit-sim-")
+        backing = Path(tmp) / "tree"
+        SimulatedKernel.create(backing, board)
+    kernel = SimulatedKernel(backing, board)
+    say = announce or (lambda msg: None)
+    if not foreground:
+        cmd = [sys.executable, "-m", "edgeexit", "sim", "mount", "--board", board.name, "--backing", str(backing),
+               str(mountpoint)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        wait_mounted(mountpoint, proc)
+        say("SIMULATED {} mounted at {} (pid {}, backing tree {}); `edgeexit sim umount {}` unmounts".format(
+            board.name, mountpoint, proc.pid, backing, mountpoint))
+        return
+    import mfusepy
+
+    say("SIMULATED {} (kernel {} rules) mounted at {} (backing tree {}); Ctrl-C or `edgeexit sim umount {}` "
+        "unmounts".format(board.name, kernel.family, mountpoint, backing, mountpoint))
+    # libfuse only installs its SIGTERM/SIGINT handlers (which unmount cleanly) over SIG_DFL.
+    old_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        mfusepy.FUSE(_make_operations(kernel), str(mountpoint), foreground=True, direct_io=True, attr_timeout=0,
+                     entry_timeout=0, negative_timeout=0, fsname="edgeexit-sim-" + board.name)
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_mounted(mountpoint: Path, proc: "subprocess.Popen[bytes]", timeout_s: float = 20.0) -> None:
+    """Wait until ``proc`` has mounted ``mountpoint``; fail with its exit status otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if os.path.ismount(str(mountpoint)):
+            return
+        if proc.poll() is not None:
+            raise DvfsError("the FUSE server exited with status {} before mounting {}".format(proc.returncode, mountpoint))
+        time.sleep(0.05)
+    raise DvfsError("{} was not mounted within {:.0f} s".format(mountpoint, timeout_s))
+
+
+def is_fuse_mount(path: Path) -> bool:
+    """Whether ``path`` is a FUSE mount point (checked in /proc/self/mountinfo)."""
+    real = os.path.realpath(str(path))
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) > 4 and fields[4].replace("\\040", " ") == real and right.split()[0].startswith("fuse"):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def unmount(mountpoint: Path) -> None:
+    """``fusermount3 -u`` (or ``fusermount -u``); a clear error when it is not mounted."""
+    if not os.path.ismount(str(mountpoint)):
+        raise DvfsError("{} is not mounted".format(mountpoint))
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if tool is None:
+        raise DvfsError("cannot unmount {}: fusermount3 is not installed (apt-get install fuse3)".format(mountpoint))
+    res = subprocess.run([tool, "-u", str(mountpoint)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if res.returncode != 0:
+        raise DvfsError("cannot unmount {}: {}".format(mountpoint, res.stdout.decode(errors="replace").strip()))

@@ -1,0 +1,322 @@
+"""The simulated kernel: a sysfs tree on disk whose writes follow the board kernel's rules.
+
+State lives in files under the tree (the visible sysfs files plus ``.edgeexit-sim/state.json`` for
+what the kernel keeps but does not show: QoS requests, the userspace governor's request), so it
+survives the process that wrote it. :class:`edgeexit.sim.sysfs.SimulatedSysfs` (in-process) and
+:mod:`edgeexit.sim.fusefs` (FUSE mount) both call :meth:`SimulatedKernel.write`.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edgeexit.boards.config import BoardConfig, load_board
+from edgeexit.boards.profile import FirmwareProfile, load_profile
+from edgeexit.errors import BoardConfigError, DvfsError
+from edgeexit.sim import rules
+
+SIM_DIR = ".edgeexit-sim"
+MARKER = SIM_DIR + "/board.json"  # says which board and kernel family the tree simulates
+STATE = SIM_DIR + "/state.json"
+PMIC_ADC = SIM_DIR + "/vcgencmd/pmic_read_adc"  # what `vcgencmd pmic_read_adc` would print (Pi 5)
+MARKER_FORMAT = 1
+CPU_DIR = "sys/devices/system/cpu"
+RO, RW, ROOT_ONLY = 0o444, 0o644, 0o400
+SHUNT_MOHM = 5  # INA3221 shunt on the Jetson modules (assumption), for the shunt-voltage files
+
+
+def read_marker(root: Path) -> Optional[Dict[str, Any]]:
+    """The simulator's marker under ``root``, or None when ``root`` is not a simulated tree."""
+    try:
+        data = json.loads((Path(root) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "board" in data else None
+
+
+def _cpu_list(cpus: List[int]) -> str:
+    """Kernel cpulist format: "0-3", "0,3-5"."""
+    out = []  # type: List[str]
+    start = prev = None  # type: Optional[int]
+    for c in sorted(cpus) + [None]:  # type: ignore[operator]
+        if c is not None and prev is not None and c == prev + 1:
+            prev = c
+            continue
+        if start is not None:
+            out.append(str(start) if start == prev else "{}-{}".format(start, prev))
+        start = prev = c
+    return ",".join(out)
+
+
+class SimulatedKernel:
+    """Applies the kernel family's sysfs rules to a simulated tree rooted at ``root``."""
+
+    def __init__(self, root: Path, board: Optional[BoardConfig] = None,
+                 profile: Optional[FirmwareProfile] = None) -> None:
+        self.root = Path(root)
+        marker = read_marker(self.root)
+        if marker is None:
+            raise DvfsError("{} is not a simulated sysfs tree (no {}); create one with "
+                            "`edgeexit sim init --board NAME DIR`".format(self.root, MARKER))
+        if board is None:
+            board = load_board(marker["board"])
+        elif board.name != marker["board"]:
+            raise BoardConfigError("{} simulates board {} but board {} was asked for; pass --board {}".format(
+                self.root, marker["board"], board.name, marker["board"]))
+        self.board = board
+        self.profile = profile or load_profile(board)
+        self.family = str(marker.get("kernel_family", board.kernel))
+        self._lock = threading.RLock()
+        self._real_root = os.path.realpath(str(self.root))
+        self.cpu_dirs = {p.relpath: p for p in board.cpu_policies}
+        self.gpu_dir = board.gpu.devfreq_paths[0] if board.gpu else None
+        self.read_errors = {}  # type: Dict[str, int]
+        for z in board.thermal_zones:
+            if z.read_errno:
+                self.read_errors[z.relpath + "/temp"] = getattr(errno, z.read_errno)
+
+    # --- creation ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path, board: BoardConfig, profile: Optional[FirmwareProfile] = None) -> "SimulatedKernel":
+        """Build a fresh tree for ``board`` under ``root`` (``edgeexit sim init``)."""
+        from edgeexit.sim.tree import build_tree
+
+        return build_tree(Path(root), board, profile or load_profile(board))
+
+    # --- file helpers --------------------------------------------------------------------------
+    def put(self, rel: str, content: str, mode: int = RO) -> None:
+        """Replace a file atomically (works for non-root on 0444 files; never half-written)."""
+        path = self.root / rel
+        try:
+            if path.read_text() == content and (path.stat().st_mode & 0o777) == mode:
+                return
+        except OSError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-")
+        try:
+            os.write(fd, content.encode())
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, str(path))
+
+    def load_state(self) -> Dict[str, Any]:
+        try:
+            return json.loads((self.root / STATE).read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError) as err:
+            raise DvfsError("simulated tree {} has no readable {} ({}); recreate it with `edgeexit sim init`".format(
+                self.root, STATE, err)) from None
+
+    def save_state(self, state: Dict[str, Any]) -> None:
+        self.put(STATE, json.dumps(state, indent=1, sort_keys=True) + "\n", 0o600)
+
+    def resolve(self, relpath: str) -> str:
+        """``relpath`` with symlinks resolved, relative to the root; ENOENT if it does not exist."""
+        real = os.path.realpath(str(self.root / relpath))
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+            raise OSError(errno.EACCES, "Permission denied", relpath)
+        if not os.path.lexists(real):
+            parent_ok = os.path.isdir(os.path.dirname(real))
+            # sysfs cannot create files: O_CREAT in an existing directory is EACCES
+            raise OSError(errno.EACCES if parent_ok else errno.ENOENT,
+                          os.strerror(errno.EACCES if parent_ok else errno.ENOENT), relpath)
+        return os.path.relpath(real, self._real_root).replace(os.sep, "/")
+
+    def check_writable(self, relpath: str) -> str:
+        """What kernfs does on open(O_WRONLY): EACCES for attributes without a store()."""
+        rel = self.resolve(relpath)
+        path = self.root / rel
+        if path.is_dir():
+            raise OSError(errno.EISDIR, "Is a directory", relpath)
+        if rel.startswith(SIM_DIR) or not (path.stat().st_mode & 0o200):
+            raise OSError(errno.EACCES, "Permission denied", relpath)
+        return rel
+
+    def read_error(self, relpath: str) -> Optional[int]:
+        """The errno a read of this file fails with on the real board (e.g. Orin cv*-thermal), else None."""
+        try:
+            rel = self.resolve(relpath)
+        except OSError:
+            return None
+        return self.read_errors.get(rel)
+
+    # --- the write path ------------------------------------------------------------------------
+    def write(self, relpath: str, data: bytes) -> None:
+        """One ``store()`` call: apply the kernel rules, or raise OSError with the kernel's errno."""
+        with self._lock:
+            rel = self.check_writable(relpath)
+            text = data.decode("utf-8", "replace")
+            d, name = posixpath.split(rel)
+            state = self.load_state()
+            if d in self.cpu_dirs:
+                self._cpufreq_write(state, self.cpu_dirs[d].name, name, text)
+            elif self.gpu_dir is not None and d == self.gpu_dir and name in ("governor", "min_freq", "max_freq"):
+                self._devfreq_write(state, name, text)
+            elif self.gpu_dir is not None and d == self.gpu_dir + "/userspace" and name == "set_freq":
+                self._devfreq_write(state, name, text)
+            elif re.match(r"^{}/cpu\d+$".format(CPU_DIR), d) and name == "online":
+                self._online_write(state, int(d.rsplit("cpu", 1)[1]), text)
+            else:
+                # a plain attribute (polling_interval, railgate_enable ...): stored as given
+                mode = (self.root / rel).stat().st_mode & 0o777
+                self.put(rel, text.strip() + "\n", mode)
+                return
+            self.save_state(state)
+            self.render(state)
+
+    def _cpufreq_write(self, state: Dict[str, Any], policy: str, name: str, text: str) -> None:
+        ps = state["cpufreq"][policy]
+        pol = self.cpu_dirs["{}/cpufreq/{}".format(CPU_DIR, policy)]
+        if not any(state["online"][str(c)] for c in pol.cpus):
+            raise rules.einval("{}: every CPU of the policy is offline".format(policy))
+        table = self.profile.cpu_table(policy).freqs
+        if name == "scaling_governor":
+            gov = rules.parse_token(text)
+            if gov not in self.profile.cpu.available_governors:
+                raise rules.einval("unknown governor {!r}".format(gov))
+            if gov != ps["governor"]:
+                ps["setspeed"] = ps["cur"] if gov == "userspace" else None  # userspace starts at policy->cur
+                ps["governor"] = gov
+        elif name in ("scaling_min_freq", "scaling_max_freq"):
+            value = rules.parse_uint(self.family, text, name, 32 if self.family == "4.9" else 64)
+            ps["min"], ps["max"] = rules.cpufreq_store_limit(self.family, table, name[8:11], value, ps["min"], ps["max"])
+        elif name == "scaling_setspeed":
+            if ps["governor"] != "userspace":
+                raise rules.einval("scaling_setspeed needs the userspace governor")
+            ps["setspeed"] = rules.parse_uint("4.9", text, name)  # sscanf("%u") in every version
+        else:
+            raise OSError(errno.EACCES, "Permission denied", name)
+        lo, hi = rules.cpufreq_effective(self.family, table, ps["min"], ps["max"])
+        ps["cur"] = rules.cpufreq_cur(ps["governor"], table, lo, hi, ps["setspeed"])
+
+    def _devfreq_write(self, state: Dict[str, Any], name: str, text: str) -> None:
+        assert self.profile.gpu is not None
+        ds = state["devfreq"]
+        table = self.profile.gpu.table.freqs
+        if name == "governor":
+            gov = rules.parse_token(text)
+            if gov not in self.profile.gpu.available_governors:
+                code = rules.devfreq_unknown_governor_errno(self.family)
+                raise OSError(code, os.strerror(code) + " (unknown governor {!r})".format(gov))
+            if gov != ds["governor"]:
+                ds["set_freq"] = None  # the userspace group is created/removed on governor start/stop
+                ds["governor"] = gov
+        elif name in ("min_freq", "max_freq"):
+            value = rules.parse_uint("4.9", text, name, 64)  # sscanf("%lu") in every version
+            ds["min"], ds["max"] = rules.devfreq_store_limit(self.family, table, name[:3], value, ds["min"], ds["max"])
+        else:  # userspace/set_freq: sscanf result unchecked [Kdfus]; junk is stored as 0 here
+            try:
+                ds["set_freq"] = rules.parse_uint("4.9", text, name, 64)
+            except OSError:
+                ds["set_freq"] = 0
+        lo, hi = rules.devfreq_effective(self.family, table, ds["min"], ds["max"])
+        ds["cur"] = rules.devfreq_cur(ds["governor"], table, lo, hi, ds["set_freq"], ds["cur"])
+
+    def _online_write(self, state: Dict[str, Any], cpu: int, text: str) -> None:
+        online = rules.parse_bool(text)
+        if not online and sum(1 for v in state["online"].values() if v) == 1 and state["online"][str(cpu)]:
+            raise OSError(errno.EBUSY, "Device or resource busy (last online CPU)")
+        state["online"][str(cpu)] = 1 if online else 0
+
+    # --- rendering state into the visible files --------------------------------------------------
+    def render(self, state: Dict[str, Any]) -> None:
+        online = [int(c) for c, v in state["online"].items() if v]
+        self.put(CPU_DIR + "/online", _cpu_list(online) + "\n")
+        for c in range(self.board.possible_cpus):
+            self.put("{}/cpu{}/online".format(CPU_DIR, c), "{}\n".format(state["online"][str(c)]), RO if c == 0 else RW)
+        for pol in self.board.cpu_policies:
+            ps = state["cpufreq"][pol.name]
+            table = self.profile.cpu_table(pol.name).freqs
+            lo, hi = rules.cpufreq_effective(self.family, table, ps["min"], ps["max"])
+            d = pol.relpath
+            self.put(d + "/scaling_governor", ps["governor"] + "\n", RW)
+            self.put(d + "/scaling_min_freq", "{}\n".format(lo), RW)
+            self.put(d + "/scaling_max_freq", "{}\n".format(hi), RW)
+            self.put(d + "/scaling_cur_freq", "{}\n".format(ps["cur"]), RO)
+            self.put(d + "/cpuinfo_cur_freq", "{}\n".format(ps["cur"]), ROOT_ONLY)
+            # only userspace has show_setspeed; it prints policy->cur [K49][Kset]
+            setspeed = "{}\n".format(ps["cur"]) if ps["governor"] == "userspace" else "<unsupported>\n"
+            self.put(d + "/scaling_setspeed", setspeed, RW)
+            self.put(d + "/affected_cpus", " ".join(str(c) for c in pol.cpus if c in online) + "\n")
+        if self.gpu_dir is not None and state.get("devfreq"):
+            assert self.profile.gpu is not None
+            ds = state["devfreq"]
+            lo, hi = rules.devfreq_effective(self.family, self.profile.gpu.table.freqs, ds["min"], ds["max"])
+            d = self.gpu_dir
+            self.put(d + "/governor", ds["governor"] + "\n", RW)
+            self.put(d + "/min_freq", "{}\n".format(lo), RW)
+            self.put(d + "/max_freq", "{}\n".format(hi), RW)
+            self.put(d + "/cur_freq", "{}\n".format(ds["cur"]), RO)
+            self.put(d + "/target_freq", "{}\n".format(ds["cur"]), RO)
+            udir = self.root / d / "userspace"
+            if ds["governor"] == "userspace":
+                value = "undefined" if ds["set_freq"] is None else str(ds["set_freq"])
+                self.put(d + "/userspace/set_freq", value + "\n", RW)
+            elif udir.exists():
+                shutil.rmtree(str(udir))
+        if self.board.power.sensor == "pi5-pmic":
+            self._render_pmic(state)
+
+    # --- hooks for the board physics --------------------------------------------------------------
+    def set_rail(self, label: str, voltage_mv: float, current_ma: float) -> None:
+        """Publish one rail reading in the board's real sensor layout (IIO, hwmon or Pi 5 PMIC)."""
+        power = self.board.power
+        with self._lock:
+            for chip in power.ina3221:
+                if label not in chip.channels:
+                    continue
+                ch = chip.channels.index(label)
+                mv, ma = int(round(voltage_mv)), int(round(current_ma))
+                if chip.driver == "ina3221x":
+                    self.put("{}/in_voltage{}_input".format(chip.relpath, ch), "{}\n".format(mv))
+                    self.put("{}/in_current{}_input".format(chip.relpath, ch), "{}\n".format(ma))
+                    self.put("{}/in_power{}_input".format(chip.relpath, ch), "{}\n".format(int(voltage_mv * current_ma / 1000)))
+                    self.put("{}/ui_input_{}".format(chip.relpath, ch), "{} {}\n".format(mv, ma))
+                else:
+                    self.put("{}/in{}_input".format(chip.relpath, ch + 1), "{}\n".format(mv))
+                    self.put("{}/curr{}_input".format(chip.relpath, ch + 1), "{}\n".format(ma))
+                    self.put("{}/in{}_input".format(chip.relpath, ch + 4), "{}\n".format(ma * SHUNT_MOHM))  # shunt uV
+                    total = 0
+                    for n in (4, 5, 6):
+                        try:
+                            total += int((self.root / chip.relpath / "in{}_input".format(n)).read_text())
+                        except (OSError, ValueError):
+                            pass
+                    self.put("{}/in7_input".format(chip.relpath), "{}\n".format(total))
+                return
+            if power.sensor == "pi5-pmic" and label in power.pmic_rails + ["EXT5V"]:
+                state = self.load_state()
+                state.setdefault("pmic", {})[label] = [voltage_mv, current_ma]
+                self.save_state(state)
+                self._render_pmic(state)
+                return
+        raise KeyError("board {} has no rail {!r} (rails: {})".format(self.board.name, label, ", ".join(power.rails())))
+
+    def _render_pmic(self, state: Dict[str, Any]) -> None:
+        # `vcgencmd pmic_read_adc` format [PMIC]: currents then voltages, indices unpaired; EXT5V voltage-only
+        pmic = state.get("pmic", {})
+        rails = self.board.power.pmic_rails
+        lines = []
+        for i, name in enumerate(rails):
+            lines.append("{:>12}_A current({})={:.8f}A".format(name, i, pmic.get(name, [0.0, 0.0])[1] / 1000.0))
+        for i, name in enumerate(rails):
+            lines.append("{:>12}_V volt({})={:.8f}V".format(name, i + len(rails), pmic.get(name, [0.0, 0.0])[0] / 1000.0))
+        lines.append("{:>12}_V volt({})={:.8f}V".format("EXT5V", 2 * len(rails), pmic.get("EXT5V", [5100.0, 0.0])[0] / 1000.0))
+        self.put(PMIC_ADC, "\n".join(lines) + "\n")
+
+    def set_temp_mc(self, zone_type: str, temp_mc: int) -> None:
+        """Publish a thermal zone's temperature (m°C) by its ``type``."""
+        for z in self.board.thermal_zones:
+            if z.type == zone_type:
+                self.put(z.relpath + "/temp", "{}\n".format(int(temp_mc)))
+                return
+        raise KeyError("board {} has no thermal zone {!r}".format(self.board.name, zone_type))

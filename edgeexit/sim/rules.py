@@ -1,0 +1,199 @@
+"""Kernel write rules for cpufreq and devfreq, per kernel family, as pure functions.
+
+Sources are the tags of /work/shared/reference/boards-and-sysfs.md section 1 ([K49], [K510],
+[Kres], [Kus], [K49df], [K510df], [Kdfus]). Both the in-process simulator and the FUSE mount call
+these through :class:`edgeexit.sim.kernel.SimulatedKernel`; there is no second copy.
+Refusals raise ``OSError`` with the errno the kernel returns.
+"""
+from __future__ import annotations
+
+import errno
+import re
+from typing import List, Optional, Tuple
+
+INT_MAX = 2 ** 31 - 1
+# Governors whose frequency the simulated board sets from its (idle) load: they sit at the floor.
+# performance/powersave/userspace are exact in the kernel and modelled exactly here.
+
+
+def einval(what: str) -> OSError:
+    return OSError(errno.EINVAL, "Invalid argument ({})".format(what))
+
+
+# --- parsing -----------------------------------------------------------------------------------
+_SSCANF_UINT = re.compile(r"^\s*([+-]?\d+)")
+_KSTRTOUL = re.compile(r"^\+?(\d+)\n?$")
+
+
+def parse_uint(family: str, text: str, what: str, bits: int = 32) -> int:
+    """Parse a frequency the way the family's store() does.
+
+    4.9-5.15 use ``sscanf("%u"/"%lu")``: leading blanks skipped, trailing junk ignored ("123abc" ->
+    123), a negative number wraps. 6.x uses ``kstrtoul``: only digits and one trailing newline [Kkstr].
+    Values above INT_MAX are clamped to INT_MAX (5.10's s32 QoS overflow is not modelled).
+    """
+    if family == "6.x":
+        m = _KSTRTOUL.match(text)
+    else:
+        m = _SSCANF_UINT.match(text)
+    if not m:
+        raise einval("{}: {!r} is not a number".format(what, text.strip()))
+    value = int(m.group(1))
+    if value < 0:
+        value += 2 ** bits
+    return min(value, INT_MAX)
+
+
+def parse_token(text: str) -> str:
+    """``sscanf("%15s")``: the first word, at most 15 characters (a trailing newline is fine)."""
+    parts = text.split()
+    return parts[0][:15] if parts else ""
+
+
+def parse_bool(text: str) -> bool:
+    """``kstrtobool`` as used by ``cpuN/online``."""
+    t = text.strip().lower()
+    if t in ("1", "y", "yes", "on"):
+        return True
+    if t in ("0", "n", "no", "off"):
+        return False
+    raise einval("online: {!r} is not a boolean".format(text.strip()))
+
+
+# --- table lookups ------------------------------------------------------------------------------
+def in_range(table: List[int], lo: int, hi: int) -> List[int]:
+    return [f for f in table if lo <= f <= hi]
+
+
+def relation_l(table: List[int], lo: int, hi: int, target: int) -> int:
+    """CPUFREQ_RELATION_L within [lo, hi]: lowest entry >= target, else the highest in range."""
+    cands = in_range(table, lo, hi) or table
+    above = [f for f in cands if f >= target]
+    return above[0] if above else cands[-1]
+
+
+def relation_h(table: List[int], lo: int, hi: int, target: int) -> int:
+    """CPUFREQ_RELATION_H within [lo, hi]: highest entry <= target, else the lowest in range."""
+    cands = in_range(table, lo, hi) or table
+    below = [f for f in cands if f <= target]
+    return below[-1] if below else cands[0]
+
+
+def table_verify(table: List[int], lo: int, hi: int) -> Tuple[int, int]:
+    """``cpufreq_frequency_table_verify``: with no entry in [lo, hi], raise hi to the next entry [Kft]."""
+    if not in_range(table, lo, hi):
+        larger = [f for f in table if f > hi]
+        if larger:
+            hi = larger[0]
+    return lo, hi
+
+
+# --- cpufreq -------------------------------------------------------------------------------------
+def cpufreq_effective(family: str, table: List[int], min_v: int, max_v: int) -> Tuple[int, int]:
+    """Effective policy limits from the stored values (4.9) or the QoS requests (5.10+)."""
+    lo, hi = table[0], table[-1]  # cpuinfo_min/max
+    min_v = max(lo, min(min_v, hi))
+    max_v = max(lo, min(max_v, hi))
+    if family != "4.9" and min_v > max_v:
+        min_v = max_v  # cpufreq_verify_within_limits [K510]
+    min_v, max_v = table_verify(table, min_v, max_v)
+    if family in ("5.15", "6.x"):
+        # "cpufreq: Make policy min/max hard requirements" [Kres]: reads return table entries.
+        min_v = relation_l(table, table[0], table[-1], min_v)
+        max_v = relation_h(table, table[0], table[-1], max_v)
+        min_v = min(min_v, max_v)  # [Kres2]
+    return min_v, max_v
+
+
+def cpufreq_store_limit(family: str, table: List[int], which: str, value: int, min_v: int,
+                        max_v: int) -> Tuple[int, int]:
+    """New (min, max) stored values/requests after a ``scaling_{which}_freq`` write.
+
+    4.9 [K49]: clamped to cpuinfo, stored as written, and ``min > max`` is EINVAL.
+    5.10+ [K510]: a QoS request, never EINVAL for ordering (resolved when read).
+    """
+    if family == "4.9":
+        value = max(table[0], min(value, table[-1]))
+        new_min, new_max = (value, max_v) if which == "min" else (min_v, value)
+        if new_min > new_max:
+            raise einval("scaling_{}_freq: min {} would exceed max {}".format(which, new_min, new_max))
+        new_min, new_max = table_verify(table, new_min, new_max)
+        return new_min, new_max
+    return (value, max_v) if which == "min" else (min_v, value)
+
+
+def cpufreq_cur(governor: str, table: List[int], eff_min: int, eff_max: int, setspeed: Optional[int]) -> int:
+    """The frequency the governor picks on an idle board."""
+    if governor == "userspace" and setspeed is not None:
+        # cpufreq_userspace: clamp to the limits, then RELATION_L (H when clamped to max) [Kus]
+        if setspeed > eff_max:
+            return relation_h(table, eff_min, eff_max, eff_max)
+        if setspeed < eff_min:
+            return relation_l(table, eff_min, eff_max, eff_min)
+        return relation_l(table, eff_min, eff_max, setspeed)
+    if governor == "performance":
+        return relation_h(table, eff_min, eff_max, eff_max)
+    # powersave, and every load-driven governor on an idle board, sit at the floor
+    return relation_l(table, eff_min, eff_max, eff_min)
+
+
+# --- devfreq -------------------------------------------------------------------------------------
+def devfreq_effective(family: str, table: List[int], min_v: int, max_v: int) -> Tuple[int, int]:
+    """Effective (min_freq, max_freq) in Hz: 4.9 stores Hz as written [K49df]; 5.10+ keeps kHz QoS
+    requests (max 0 = no limit) and reads back table bounds intersected with them [K510df]."""
+    if family == "4.9":
+        return min_v, max_v
+    lo = max(table[0], min_v * 1000)
+    hi = table[-1] if max_v == 0 else min(table[-1], max_v * 1000)
+    if lo > hi:
+        lo = hi
+    return lo, hi
+
+
+def devfreq_store_limit(family: str, table: List[int], which: str, value: int, min_v: int,
+                        max_v: int) -> Tuple[int, int]:
+    """New stored (min, max) after a ``{which}_freq`` write."""
+    if family == "4.9":
+        if which == "min":
+            if max_v and value > max_v:
+                raise einval("min_freq: {} is above max_freq {}".format(value, max_v))
+            return max(value, table[0]), max_v
+        if min_v and value < min_v:
+            raise einval("max_freq: {} is below min_freq {}".format(value, min_v))
+        return min_v, min(value, table[-1])
+    if which == "min":
+        return value // 1000, max_v  # dev_pm_qos request in kHz, rounded down
+    return min_v, -(-value // 1000)  # rounded up; 0 = no limit
+
+
+def opp_ceil(table: List[int], freq: int) -> int:
+    above = [f for f in table if f >= freq]
+    return above[0] if above else table[-1]
+
+
+def opp_floor(table: List[int], freq: int) -> int:
+    below = [f for f in table if f <= freq]
+    return below[-1] if below else table[0]
+
+
+def devfreq_cur(governor: str, table: List[int], eff_min: int, eff_max: int, set_freq: Optional[int],
+                prev: int) -> int:
+    """update_devfreq: clamp the governor's target to [min, max], then the recommended OPP: ceil,
+    or floor when clamped by max (DEVFREQ_FLAG_LEAST_UPPER_BOUND) [K49df][Kdfus]."""
+    if governor == "userspace":
+        # governor_userspace clamps the stored request itself; unset -> previous frequency
+        target = prev if set_freq is None else max(eff_min, min(set_freq, eff_max))
+    elif governor == "performance":
+        target = INT_MAX * 4  # DEVFREQ_MAX_FREQ
+    else:  # powersave and the load-driven governors on an idle board
+        target = 0
+    if target < eff_min:
+        target = eff_min
+    if target > eff_max:
+        return opp_floor(table, eff_max)
+    return opp_ceil(table, target)
+
+
+def devfreq_unknown_governor_errno(family: str) -> int:
+    """4.9 returns ENODEV for a governor it does not know; 5.10+ fails request_module -> EINVAL."""
+    return errno.ENODEV if family == "4.9" else errno.EINVAL

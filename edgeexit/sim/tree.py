@@ -1,0 +1,152 @@
+"""``edgeexit sim init``: lay out a board's sysfs tree with its real paths, units and formats."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict
+
+from edgeexit.boards.config import BoardConfig
+from edgeexit.boards.profile import FirmwareProfile
+from edgeexit.errors import DvfsError
+from edgeexit.sim import rules
+from edgeexit.sim.kernel import CPU_DIR, MARKER, MARKER_FORMAT, RO, RW, SimulatedKernel
+
+IDLE_TEMP_MC = 40000
+
+
+def _symlink(root: Path, rel: str, target: str) -> None:
+    link = root / rel
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not os.path.lexists(str(link)):
+        os.symlink(target, str(link))
+
+
+def initial_state(board: BoardConfig, profile: FirmwareProfile) -> Dict[str, Any]:
+    """Boot state: default governors, full range, idle frequency. Requests equal the effective
+    limits so that writing back what was read leaves the tree byte-identical."""
+    family = board.kernel
+    state = {"online": {str(c): 1 for c in range(board.possible_cpus)}, "cpufreq": {}, "devfreq": None,
+             "pmic": {}}  # type: Dict[str, Any]
+    for pol in board.cpu_policies:
+        table = profile.cpu_table(pol.name).freqs
+        gov = profile.cpu.default_governor
+        cur = rules.cpufreq_cur(gov, table, table[0], table[-1], None)
+        state["cpufreq"][pol.name] = {"governor": gov, "min": table[0], "max": table[-1], "setspeed": None, "cur": cur}
+    if profile.gpu is not None:
+        table = profile.gpu.table.freqs
+        if family == "4.9":
+            lo, hi = table[0], table[-1]
+        else:  # QoS requests in kHz
+            lo, hi = table[0] // 1000, -(-table[-1] // 1000)
+        gov = profile.gpu.default_governor
+        cur = rules.devfreq_cur(gov, table, table[0], table[-1], None, table[0])
+        state["devfreq"] = {"governor": gov, "min": lo, "max": hi, "set_freq": None, "cur": cur}
+    return state
+
+
+def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> SimulatedKernel:
+    """Create the tree under ``root`` (must be empty or absent) and return its kernel."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise DvfsError("{} is not empty; `edgeexit sim init` needs an empty or new directory".format(root))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).parent.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text(json.dumps({
+        "format": MARKER_FORMAT, "board": board.name, "kernel_family": board.kernel,
+        "kernel_version": board.kernel_version, "simulated": True,
+    }, indent=1, sort_keys=True) + "\n")
+    k = SimulatedKernel(root, board, profile)
+    put = k.put
+
+    # device tree model, NUL-terminated; /proc/device-tree links to /sys/firmware/devicetree/base
+    put("sys/firmware/devicetree/base/model", board.device_tree_model + "\0")
+    _symlink(root, "proc/device-tree", "../sys/firmware/devicetree/base")
+
+    # CPUs and cpufreq policies (static files; the dynamic ones come from render())
+    all_cpus = list(range(board.possible_cpus))
+    put(CPU_DIR + "/possible", "0-{}\n".format(board.possible_cpus - 1))
+    put(CPU_DIR + "/present", "0-{}\n".format(board.possible_cpus - 1))
+    for pol in board.cpu_policies:
+        table = profile.cpu_table(pol.name).freqs
+        d = pol.relpath
+        put(d + "/related_cpus", " ".join(str(c) for c in pol.cpus) + "\n")
+        put(d + "/cpuinfo_min_freq", "{}\n".format(table[0]))
+        put(d + "/cpuinfo_max_freq", "{}\n".format(table[-1]))
+        put(d + "/cpuinfo_transition_latency", "{}\n".format(profile.cpu.transition_latency_ns))
+        # "%u " per entry, then "\n": note the trailing space [Kft]
+        put(d + "/scaling_available_frequencies", "".join("{} ".format(f) for f in table) + "\n")
+        put(d + "/scaling_available_governors", "".join("{} ".format(g) for g in profile.cpu.available_governors) + "\n")
+        put(d + "/scaling_driver", profile.cpu.scaling_driver + "\n")
+        for c in pol.cpus:
+            _symlink(root, "{}/cpu{}/cpufreq".format(CPU_DIR, c), "../cpufreq/" + pol.name)
+    assert sorted(all_cpus) == all_cpus
+
+    # GPU devfreq device (the first path: this board's JetPack), its device dir and class link
+    if board.gpu is not None and profile.gpu is not None:
+        d = board.gpu.devfreq_paths[0]
+        gpu = profile.gpu
+        # devfreq lists trim the trailing space [K49df]
+        put(d + "/available_frequencies", " ".join(str(f) for f in gpu.table.freqs) + "\n")
+        put(d + "/available_governors", " ".join(gpu.available_governors) + "\n")
+        put(d + "/polling_interval", "{}\n".format(gpu.polling_interval_ms), RW)
+        if board.kernel != "4.9":
+            put(d + "/name", board.gpu.devfreq_name + "\n")
+        parent = d.rsplit("/", 1)[0]
+        device_dir = parent.rsplit("/", 1)[0] if parent.endswith("/devfreq") else parent
+        _symlink(root, d + "/device", os.path.relpath(device_dir, d))
+        if board.gpu.of_node_names:
+            put(device_dir + "/of_node/name", board.gpu.of_node_names[0] + "\0")
+        put(device_dir + "/railgate_enable", "1\n", RW)
+        put(device_dir + "/load", "0\n")
+        _symlink(root, "sys/class/devfreq/" + board.gpu.devfreq_name,
+                 os.path.relpath(d, "sys/class/devfreq"))
+
+    if board.emc is not None:
+        put(board.emc.rate_path, "{}\n".format(profile.emc_freq_hz[-1] if profile.emc_freq_hz else 0))
+        if board.emc.cap_path:
+            put(board.emc.cap_path, "0\n")
+
+    # thermal zones, m°C
+    for z in board.thermal_zones:
+        put(z.relpath + "/type", z.type + "\n")
+        put(z.relpath + "/temp", "{}\n".format(IDLE_TEMP_MC + 500 * z.index))
+        put(z.relpath + "/policy", "step_wise\n")
+        for i, (t, kind) in enumerate(zip(z.trips_mc, z.trip_types)):
+            put("{}/trip_point_{}_temp".format(z.relpath, i), "{}\n".format(t))
+            put("{}/trip_point_{}_type".format(z.relpath, i), kind + "\n")
+
+    # INA3221 sensors in the real per-driver layout
+    for chip in board.power.ina3221:
+        base = chip.relpath
+        if chip.driver == "ina3221x":  # JetPack 4 IIO [K49ina]
+            put(base + "/name", "ina3221x\n")
+            put(base + "/running_mode", "1\n", RW)
+            for ch, label in enumerate(chip.channels):
+                put("{}/rail_name_{}".format(base, ch), label + "\n")
+                put("{}/in_current{}_trigger_input".format(base, ch), "0\n")
+                put("{}/in_power{}_trigger_input".format(base, ch), "0\n")
+                put("{}/warn_current_limit_{}".format(base, ch), "3000 ma\n", RW)
+                put("{}/crit_current_limit_{}".format(base, ch), "4000 ma\n", RW)
+                put("{}/crit_power_limit_{}".format(base, ch), "20000 mw\n", RW)
+        else:  # JetPack 5+ hwmon [Kina]
+            put(base + "/name", "ina3221\n")
+            put(base + "/update_interval", "1\n", RW)
+            put(base + "/samples", "512\n", RW)
+            put(base + "/in7_label", "sum of shunt voltages\n")
+            for ch, label in enumerate(chip.channels, start=1):
+                put("{}/in{}_label".format(base, ch), label + "\n")
+                put("{}/curr{}_max".format(base, ch), "6480\n", RW)
+                put("{}/curr{}_crit".format(base, ch), "7000\n", RW)
+                put("{}/curr{}_max_alarm".format(base, ch), "0\n")
+                put("{}/curr{}_crit_alarm".format(base, ch), "0\n")
+        for label in chip.channels:
+            k.set_rail(label, 5000.0, 0.0)
+        # the idle board draws through the input rail
+        if board.power.input_rail in chip.channels:
+            k.set_rail(board.power.input_rail, 5000.0, profile.power_model.idle_board_mw / 5.0)
+
+    state = initial_state(board, profile)
+    k.save_state(state)
+    k.render(state)
+    return k

@@ -1,0 +1,66 @@
+"""Shared test helpers: simulated trees, FUSE mounts, and whole-tree snapshots."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterator
+
+import pytest
+
+from edgeexit.boards.config import board_names, load_board
+from edgeexit.sim.kernel import SimulatedKernel
+
+BOARDS = board_names()  # every shipped board config, never a hard-coded list
+
+
+def make_tree(root: Path, board: str) -> SimulatedKernel:
+    return SimulatedKernel.create(root, load_board(board))
+
+
+def snapshot(root: Path) -> Dict[str, bytes]:
+    """relpath -> bytes for every file (symlinks as their target) under ``root``."""
+    out = {}  # type: Dict[str, bytes]
+    for dirpath, dirnames, filenames in os.walk(str(root)):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, str(root))
+            if os.path.islink(full):
+                out[rel] = b"-> " + os.readlink(full).encode()
+            elif os.path.isfile(full):
+                with open(full, "rb") as fh:
+                    out[rel] = fh.read()
+    return out
+
+
+def require_fuse() -> None:
+    """FUSE tests never skip: without FUSE they fail and say what to install."""
+    from edgeexit.sim.fusefs import fuse_problem
+
+    problem = fuse_problem()
+    if problem:
+        pytest.fail("FUSE tests need FUSE: {}".format(problem), pytrace=False)
+
+
+@contextlib.contextmanager
+def fuse_mount(backing: Path, board: str, mountpoint: Path) -> Iterator[Path]:
+    """Serve ``backing`` over FUSE at ``mountpoint`` with `edgeexit sim mount` in a child process."""
+    require_fuse()
+    from edgeexit.sim.fusefs import unmount, wait_mounted
+
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "edgeexit", "sim", "mount", "--board", board, "--backing",
+                             str(backing), str(mountpoint)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_mounted(mountpoint, proc)
+        yield mountpoint
+    finally:
+        if os.path.ismount(str(mountpoint)):
+            unmount(mountpoint)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

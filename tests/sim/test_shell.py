@@ -1,0 +1,50 @@
+"""Shell-level checks on the FUSE mount: `cat` and `echo >` behave as on the board, errno included."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.sim.helpers import BOARDS, fuse_mount, make_tree
+
+pytestmark = pytest.mark.fuse
+
+
+def _sh(cmd: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", cmd], cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_echo_and_cat(tmp_path: Path, board: str) -> None:
+    k = make_tree(tmp_path / "tree", board)
+    table = k.profile.cpu_table(k.board.cpu_policies[0].name).freqs
+    with fuse_mount(k.root, board, tmp_path / "mnt") as mnt:
+        pol = mnt / k.board.cpu_policies[0].relpath
+        r = _sh("echo foo > scaling_governor", pol)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr
+        r = _sh("echo {} > scaling_setspeed".format(table[1]), pol)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr
+        assert _sh("cat scaling_setspeed", pol).stdout == "<unsupported>\n"
+        r = _sh("cat scaling_available_frequencies", pol)
+        assert r.stdout.endswith(" \n")
+        assert _sh("echo userspace > scaling_governor && echo {} > scaling_setspeed".format(table[1] + 1), pol).returncode == 0
+        assert _sh("cat scaling_cur_freq", pol).stdout == "{}\n".format(table[2])
+        r = _sh("echo 1 > scaling_cur_freq", pol)
+        assert r.returncode != 0 and "Permission denied" in r.stderr
+        r = _sh("echo 1 > brand_new_file", pol)
+        assert r.returncode != 0 and "Permission denied" in r.stderr
+        if k.family == "4.9":
+            r = _sh("echo {} > scaling_max_freq && echo {} > scaling_min_freq".format(table[1], table[3]), pol)
+            assert r.returncode != 0 and "Invalid argument" in r.stderr
+        if k.board.gpu is not None:
+            dev = mnt / "sys/class/devfreq" / k.board.gpu.devfreq_name
+            r = _sh("echo turbo > governor", dev)
+            want = "No such device" if k.family == "4.9" else "Invalid argument"
+            assert r.returncode != 0 and want in r.stderr
+            r = _sh("echo 1 > userspace/set_freq", dev)
+            assert r.returncode != 0
+            assert _sh("echo userspace > governor && cat userspace/set_freq", dev).stdout == "undefined\n"
+    # what the shell wrote through FUSE is the tree's state
+    assert (k.root / k.board.cpu_policies[0].relpath / "scaling_governor").read_text() == "userspace\n"
