@@ -32,6 +32,11 @@ class Sysfs(abc.ABC):
     def write(self, relpath: str, value: Union[str, int]) -> None:
         """Write ``value`` the way ``echo value > file`` does (one write call, newline appended)."""
 
+    @property
+    def privileged(self) -> bool:
+        """Whether writes run with root's rights (decides the fix a permission error names)."""
+        return not hasattr(os, "geteuid") or os.geteuid() == 0
+
     def exists(self, relpath: str) -> bool:
         return self.path(relpath).exists()
 

@@ -1,12 +1,39 @@
-"""`edgeexit restore` (placeholder until its issue lands)."""
+"""`edgeexit restore`: put a board's clocks back after a run was killed (SIGKILL, power loss)."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import click
 
-from edgeexit.errors import EdgeExitError
+from edgeexit.cli import options
 
 
 @click.command("restore")
-def command() -> None:
-    """Not implemented yet."""
-    raise EdgeExitError("'edgeexit restore' is not implemented in this version yet")
+@options.board
+@options.sysfs_root
+@options.json_output
+def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> None:
+    """Restore the CPU/GPU settings saved by an edgeexit run that did not finish.
+
+    Runs normally restore on exit, on errors, Ctrl-C and SIGTERM; only SIGKILL or a crash leaves the
+    saved-state file behind (a later run also restores it first).
+
+    \b
+    Examples:
+      sudo edgeexit restore --board jetson-nano
+      edgeexit restore --board jetson-nano --sysfs-root /tmp/nano
+    """
+    from edgeexit.dvfs.session import restore_board
+
+    result = restore_board(board or "auto", sysfs_root)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    sim = " SIMULATED" if result["simulated"] else ""
+    if result["restored"]:
+        click.echo("restored{} {} at {} from {}".format(sim, result["board"], result["root"], result["state_file"]))
+    else:
+        click.echo("nothing to restore{} for {} at {} (no {})".format(sim, result["board"], result["root"],
+                                                                       result["state_file"]))

@@ -22,6 +22,10 @@ class SimulatedSysfs(Sysfs):
         self.kernel = kernel if kernel is not None else SimulatedKernel(self.root)
         self.unprivileged = unprivileged
 
+    @property
+    def privileged(self) -> bool:
+        return not self.unprivileged
+
     def read(self, relpath: str) -> str:
         path = self.path(relpath)
         code = self.kernel.read_error(relpath)

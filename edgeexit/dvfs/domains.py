@@ -1,0 +1,192 @@
+"""One small interface per clock domain: a cpufreq policy (kHz) or a devfreq device (Hz).
+
+Domains only read through the Sysfs they are given and write through a ``Writer`` (which skips
+no-op writes, counts writes, saves state before the first one and translates errors).
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable, Dict, List, Optional, Tuple
+
+from edgeexit.boards.sysfs import Sysfs
+
+WriteFn = Callable[[str, str], None]
+
+
+class FreqDomain(abc.ABC):
+    """A clock domain under ``relpath``; frequencies in its native unit (``unit``)."""
+
+    kind = ""
+    unit = ""
+
+    def __init__(self, sysfs: Sysfs, relpath: str, name: str) -> None:
+        self.sysfs = sysfs
+        self.relpath = relpath
+        self.name = name
+
+    def _read(self, attr: str) -> str:
+        return self.sysfs.read("{}/{}".format(self.relpath, attr)).strip()
+
+    def _path(self, attr: str) -> str:
+        return "{}/{}".format(self.relpath, attr)
+
+    @abc.abstractmethod
+    def available(self) -> List[int]:
+        """Ascending operating points."""
+
+    @abc.abstractmethod
+    def current(self) -> int:
+        """The effective frequency now."""
+
+    @abc.abstractmethod
+    def governor(self) -> str: ...
+
+    @abc.abstractmethod
+    def governors(self) -> List[str]: ...
+
+    @abc.abstractmethod
+    def limits(self) -> Tuple[int, int]: ...
+
+    @abc.abstractmethod
+    def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
+        """Hold ``freq``; returns the effective frequency read back."""
+
+    @abc.abstractmethod
+    def save(self) -> Dict[str, Optional[str]]:
+        """Every value :meth:`pin` may change, as read now."""
+
+    @abc.abstractmethod
+    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn) -> None:
+        """Write ``saved`` back in an order the kernel accepts."""
+
+    def uses_userspace(self, method: str) -> bool:
+        if method == "minmax":
+            return False
+        if method == "userspace" or "userspace" in self.governors():
+            return True
+        return False
+
+    def _write_limits(self, new_min: int, new_max: int, write: WriteFn, min_attr: str, max_attr: str) -> None:
+        """Raise max first when going up, lower min first otherwise (4.9 refuses min > max)."""
+        _, cur_max = self.limits()
+        if new_min > cur_max:
+            write(self._path(max_attr), str(new_max))
+            write(self._path(min_attr), str(new_min))
+        else:
+            write(self._path(min_attr), str(new_min))
+            write(self._path(max_attr), str(new_max))
+
+    def status(self) -> Dict[str, object]:
+        lo, hi = self.limits()
+        return {"name": self.name, "kind": self.kind, "path": self.relpath, "governor": self.governor(),
+                "cur_" + self.unit: self.current(), "min_" + self.unit: lo, "max_" + self.unit: hi}
+
+
+class CpufreqPolicy(FreqDomain):
+    """``sys/devices/system/cpu/cpufreq/policyN`` (kHz)."""
+
+    kind = "cpu"
+    unit = "khz"
+
+    def available(self) -> List[int]:
+        return sorted(int(x) for x in self._read("scaling_available_frequencies").split())
+
+    def current(self) -> int:
+        return int(self._read("scaling_cur_freq"))  # cpuinfo_cur_freq is root-only (0400)
+
+    def governor(self) -> str:
+        return self._read("scaling_governor")
+
+    def governors(self) -> List[str]:
+        return self._read("scaling_available_governors").split()
+
+    def limits(self) -> Tuple[int, int]:
+        return int(self._read("scaling_min_freq")), int(self._read("scaling_max_freq"))
+
+    def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
+        if self.uses_userspace(method):
+            write(self._path("scaling_governor"), "userspace")
+            write(self._path("scaling_setspeed"), str(freq))
+        else:
+            self._write_limits(freq, freq, write, "scaling_min_freq", "scaling_max_freq")
+        return self.current()
+
+    def save(self) -> Dict[str, Optional[str]]:
+        lo, hi = self.limits()
+        gov = self.governor()
+        return {"governor": gov, "min": str(lo), "max": str(hi),
+                "setspeed": self._read("scaling_setspeed") if gov == "userspace" else None}
+
+    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn) -> None:
+        self._write_limits(int(saved["min"] or 0), int(saved["max"] or 0), write, "scaling_min_freq",
+                           "scaling_max_freq")
+        write(self._path("scaling_governor"), str(saved["governor"]))
+        if saved.get("setspeed") is not None:
+            write(self._path("scaling_setspeed"), str(saved["setspeed"]))
+
+
+class DevfreqDevice(FreqDomain):
+    """A devfreq device such as the Jetson GPU (Hz)."""
+
+    kind = "gpu"
+    unit = "hz"
+
+    def available(self) -> List[int]:
+        return sorted(int(x) for x in self._read("available_frequencies").split())
+
+    def current(self) -> int:
+        return int(self._read("cur_freq"))
+
+    def governor(self) -> str:
+        return self._read("governor")
+
+    def governors(self) -> List[str]:
+        return self._read("available_governors").split()
+
+    def limits(self) -> Tuple[int, int]:
+        return int(self._read("min_freq")), int(self._read("max_freq"))
+
+    def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
+        if self.uses_userspace(method):
+            write(self._path("governor"), "userspace")
+            write(self._path("userspace/set_freq"), str(freq))
+        else:
+            self._write_limits(freq, freq, write, "min_freq", "max_freq")
+        return self.current()
+
+    def save(self) -> Dict[str, Optional[str]]:
+        lo, hi = self.limits()
+        gov = self.governor()
+        return {"governor": gov, "min": str(lo), "max": str(hi),
+                "set_freq": self._read("userspace/set_freq") if gov == "userspace" else None}
+
+    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn) -> None:
+        self._write_limits(int(saved["min"] or 0), int(saved["max"] or 0), write, "min_freq", "max_freq")
+        gov = str(saved["governor"])
+        set_freq = saved.get("set_freq")
+        if gov == "userspace" and set_freq == "undefined" and self.governor() == "userspace" \
+                and self._read("userspace/set_freq") != "undefined":
+            # only a governor restart forgets a userspace request: leave and re-enter userspace
+            other = [g for g in self.governors() if g != "userspace"]
+            write(self._path("governor"), other[0])
+        write(self._path("governor"), gov)
+        if gov == "userspace" and set_freq not in (None, "undefined"):
+            write(self._path("userspace/set_freq"), str(set_freq))
+
+
+def find_gpu(sysfs: Sysfs, paths: List[str], of_node_names: List[str]) -> Optional[str]:
+    """The GPU devfreq directory: the board's known paths first, then ``sys/class/devfreq/*``
+    whose ``device/of_node/name`` matches (jetson_clocks' discovery [JC])."""
+    for p in paths:
+        if sysfs.exists(p + "/cur_freq"):
+            return p
+    if sysfs.exists("sys/class/devfreq"):
+        for name in sysfs.listdir("sys/class/devfreq"):
+            rel = "sys/class/devfreq/" + name
+            try:
+                node = sysfs.read(rel + "/device/of_node/name").rstrip("\0").strip()
+            except OSError:
+                continue
+            if node in of_node_names:
+                return rel
+    return None

@@ -1,0 +1,88 @@
+"""The saved-state file and the per-board lock under ``edgeexit.paths.runtime_dir()``."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edgeexit.errors import BoardBusyError, StateFileError
+from edgeexit.paths import runtime_dir
+
+STATE_FORMAT = 1
+
+
+def _key(board: str, root: Path) -> str:
+    # keyed by board and root: a real board has one root ("/"); simulated trees get their own
+    digest = hashlib.sha1(os.path.realpath(str(root)).encode()).hexdigest()[:12]
+    return "{}-{}".format(board, digest)
+
+
+def state_path(board: str, root: Path) -> Path:
+    return runtime_dir() / "{}.state.json".format(_key(board, root))
+
+
+def lock_path(board: str, root: Path) -> Path:
+    return runtime_dir() / "{}.lock".format(_key(board, root))
+
+
+class BoardLock:
+    """An exclusive ``flock`` on the board's lock file; the holder's pid is written inside."""
+
+    def __init__(self, board: str, root: Path) -> None:
+        self.board = board
+        self.path = lock_path(board, root)
+        self._fd = None  # type: Optional[int]
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                pid = os.read(fd, 64).decode().strip() or "?"
+            finally:
+                os.close(fd)
+            raise BoardBusyError("board {} is in use by edgeexit pid {} (lock {}); wait for it to finish or stop "
+                                 "that process".format(self.board, pid, self.path)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, "{}\n".format(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def write_state(path: Path, board: str, root: Path, simulated: bool, domains: List[Dict[str, Any]]) -> None:
+    """Atomically write the state file (fsync'd: it must survive a crash or SIGKILL)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {"format": STATE_FORMAT, "board": board, "root": os.path.realpath(str(root)), "pid": os.getpid(),
+            "simulated": simulated, "saved_at": time.time(), "domains": domains}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(str(tmp), "w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(str(tmp), str(path))
+
+
+def read_state(path: Path, board: str) -> Optional[Dict[str, Any]]:
+    """The saved state, or None when there is none."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise StateFileError("state file {} is unreadable ({}); check the board by hand with `edgeexit status`, "
+                             "then delete the file".format(path, err)) from None
+    if not isinstance(data, dict) or data.get("board") != board or not isinstance(data.get("domains"), list):
+        raise StateFileError("state file {} is not a saved state of board {}; delete it if the board is "
+                             "already at its defaults".format(path, board))
+    return data

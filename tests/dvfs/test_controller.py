@@ -1,0 +1,241 @@
+"""The DVFS controller on every simulated board: pinning, ordered writes, save/restore, lock."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import List, Tuple, Union
+
+import pytest
+from click.testing import CliRunner
+
+from edgeexit.boards.config import load_board
+from edgeexit.cli import cli
+from edgeexit.dvfs import open_board
+from edgeexit.dvfs.controller import DvfsController
+from edgeexit.errors import BoardBusyError, DvfsError, SysfsPermissionError
+from edgeexit.sim.sysfs import SimulatedSysfs
+from tests.sim.helpers import BOARDS, fuse_mount, make_tree, snapshot
+
+
+class RecordingSysfs(SimulatedSysfs):
+    """The simulated kernel, remembering the order of writes."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.writes = []  # type: List[Tuple[str, str]]
+
+    def write(self, relpath: str, value: Union[str, int]) -> None:
+        super().write(relpath, value)
+        self.writes.append((relpath.rsplit("/", 1)[1], str(value)))
+
+
+def _pin_everything(session) -> None:  # type: ignore[no-untyped-def]
+    ctl = session.controller
+    opps = ctl.cpu_opps_khz()
+    assert ctl.set_cpu_khz(opps[len(opps) // 2]) == opps[len(opps) // 2]
+    assert ctl.set_cpu_khz("max") == opps[-1]
+    if ctl.gpu is not None:
+        assert ctl.set_gpu_hz("min") == ctl.gpu_opps_hz()[0]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_pin_read_back_and_skip_noop(tmp_path: Path, board: str) -> None:
+    make_tree(tmp_path / "t", board)
+    with open_board(board, sysfs_root=tmp_path / "t") as session:
+        assert session.simulated and "SIMULATED" in session.describe() and session.sim is not None
+        ctl = session.controller
+        opps = ctl.cpu_opps_khz()
+        assert opps == sorted(opps)
+        between = opps[3] - 1
+        assert ctl.set_cpu_khz(between) == opps[3]  # userspace rounds up to the next entry
+        assert ctl.cpu_khz() == opps[3]
+        n = ctl.write_count
+        ctl.set_cpu_khz(opps[3])
+        assert ctl.write_count == n  # nothing changes: no write
+        assert ctl.set_cpu_khz("min") == opps[0]
+        if session.board.gpu is None:
+            assert ctl.gpu_opps_hz() == []
+            with pytest.raises(DvfsError, match="no GPU"):
+                ctl.set_gpu_hz("max")
+        else:
+            assert ctl.set_gpu_hz("max") == ctl.gpu_opps_hz()[-1] == ctl.gpu_hz()
+        with pytest.raises(DvfsError, match="--cpu-khz"):
+            ctl.set_cpu_khz("fast")
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_minmax_pinning_orders_writes(tmp_path: Path, board: str) -> None:
+    k = make_tree(tmp_path / "t", board)
+    sysfs = RecordingSysfs(k.root, k)
+    ctl = DvfsController(k.board, sysfs, method="minmax")
+    opps = ctl.cpu_opps_khz()
+    ctl.set_cpu_khz(opps[2])  # going down from [min, max]: lower min first is a no-op, then max
+    sysfs.writes.clear()
+    ctl.set_cpu_khz(opps[-2])  # going up: raise max first (4.9 would refuse min > max)
+    first = [w for w in sysfs.writes if w[0].startswith("scaling_m")][:2]
+    assert first == [("scaling_max_freq", str(opps[-2])), ("scaling_min_freq", str(opps[-2]))]
+    sysfs.writes.clear()
+    ctl.set_cpu_khz(opps[1])  # going down: lower min first
+    first = [w for w in sysfs.writes if w[0].startswith("scaling_m")][:2]
+    assert first == [("scaling_min_freq", str(opps[1])), ("scaling_max_freq", str(opps[1]))]
+    assert ctl.cpu_khz() == opps[1]
+    if ctl.gpu is not None:
+        g = ctl.gpu_opps_hz()
+        sysfs.writes.clear()
+        assert ctl.set_gpu_hz(g[-1]) == g[-1]
+        assert ctl.set_gpu_hz(g[0]) == g[0]
+        assert ctl.set_gpu_hz(g[len(g) // 2]) == g[len(g) // 2]
+        assert sysfs.writes[:1] == [("min_freq", str(g[-1]))] or sysfs.writes[:1] == [("max_freq", str(g[-1]))]
+
+
+@pytest.mark.parametrize("method", ["auto", "minmax"])
+@pytest.mark.parametrize("board", BOARDS)
+def test_restore_after_normal_exit_is_byte_identical(tmp_path: Path, board: str, method: str) -> None:
+    make_tree(tmp_path / "t", board)
+    before = snapshot(tmp_path / "t")
+    with open_board(board, sysfs_root=tmp_path / "t", method=method) as session:
+        _pin_everything(session)
+        assert session.state_file.exists()
+        assert snapshot(tmp_path / "t") != before
+    assert snapshot(tmp_path / "t") == before
+    assert not session.state_file.exists()
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_restore_after_exception(tmp_path: Path, board: str) -> None:
+    make_tree(tmp_path / "t", board)
+    before = snapshot(tmp_path / "t")
+    with pytest.raises(ZeroDivisionError):
+        with open_board(board, sysfs_root=tmp_path / "t") as session:
+            _pin_everything(session)
+            1 / 0
+    assert snapshot(tmp_path / "t") == before
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("board", BOARDS)
+def test_restore_through_fuse_mount(tmp_path: Path, board: str) -> None:
+    k = make_tree(tmp_path / "t", board)
+    before = snapshot(k.root)
+    with fuse_mount(k.root, board, tmp_path / "mnt") as mnt:
+        with open_board("auto", sysfs_root=mnt) as session:
+            assert session.simulated and session.sim is None and "FUSE" in session.describe()
+            _pin_everything(session)
+            assert snapshot(k.root) != before
+    assert snapshot(k.root) == before
+
+
+def _child(tree: Path, board: str) -> "subprocess.Popen[str]":
+    code = textwrap.dedent("""
+        import sys, time
+        from edgeexit.dvfs import open_board
+        with open_board({board!r}, sysfs_root={tree!r}) as s:
+            s.controller.set_cpu_khz("max")
+            if s.controller.gpu is not None:
+                s.controller.set_gpu_hz("min")
+            print("pinned", flush=True)
+            time.sleep(60)
+    """).format(board=board, tree=str(tree))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, env=dict(os.environ))
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == "pinned\n", proc.stderr.read() if proc.stderr else line
+    return proc
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_restore_on_sigterm(tmp_path: Path, board: str) -> None:
+    make_tree(tmp_path / "t", board)
+    before = snapshot(tmp_path / "t")
+    proc = _child(tmp_path / "t", board)
+    assert snapshot(tmp_path / "t") != before
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert snapshot(tmp_path / "t") == before
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_sigkill_then_edgeexit_restore(tmp_path: Path, board: str, runtime_dir: Path) -> None:
+    make_tree(tmp_path / "t", board)
+    before = snapshot(tmp_path / "t")
+    proc = _child(tmp_path / "t", board)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert snapshot(tmp_path / "t") != before
+    assert list(runtime_dir.glob("*.state.json"))
+    result = CliRunner().invoke(cli, ["restore", "--board", board, "--sysfs-root", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert "restored SIMULATED" in result.output
+    assert snapshot(tmp_path / "t") == before
+    assert not list(runtime_dir.glob("*.state.json"))
+    again = CliRunner().invoke(cli, ["restore", "--board", board, "--sysfs-root", str(tmp_path / "t")])
+    assert again.exit_code == 0 and "nothing to restore" in again.output
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_new_session_restores_stale_state_first(tmp_path: Path, board: str, capsys: pytest.CaptureFixture) -> None:
+    make_tree(tmp_path / "t", board)
+    before = snapshot(tmp_path / "t")
+    proc = _child(tmp_path / "t", board)
+    proc.kill()
+    proc.wait(timeout=30)
+    with open_board(board, sysfs_root=tmp_path / "t") as session:
+        assert session.restored_stale
+        assert snapshot(tmp_path / "t") == before
+    assert "restored the board's clocks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_second_controller_fails_fast(tmp_path: Path, board: str) -> None:
+    make_tree(tmp_path / "t", board)
+    with open_board(board, sysfs_root=tmp_path / "t"):
+        with pytest.raises(BoardBusyError, match="pid {}".format(os.getpid())):
+            with open_board(board, sysfs_root=tmp_path / "t"):
+                pass
+        result = CliRunner().invoke(cli, ["restore", "--board", board, "--sysfs-root", str(tmp_path / "t")])
+        assert result.exit_code != 0
+    with open_board(board, sysfs_root=tmp_path / "t"):  # released on exit
+        pass
+
+
+def test_permission_denied_names_the_fix(tmp_path: Path) -> None:
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    ctl = DvfsController(k.board, SimulatedSysfs(k.root, k, unprivileged=True))
+    with pytest.raises(SysfsPermissionError) as info:
+        ctl.set_cpu_khz("max")
+    assert "run as root" in str(info.value) and "--udev-rule" in str(info.value)
+
+
+def test_simulate_flag_makes_and_removes_a_temporary_tree() -> None:
+    with open_board("jetson-nano", simulate=True) as session:
+        root = session.root
+        assert session.simulated and root.is_dir()
+        session.controller.set_cpu_khz(921600)
+    assert not root.exists()
+
+
+def test_board_mismatch_and_missing_root(tmp_path: Path) -> None:
+    make_tree(tmp_path / "t", "jetson-nano")
+    with pytest.raises(Exception, match="pass --board jetson-nano"):
+        open_board("raspberry-pi-5", sysfs_root=tmp_path / "t")
+    with pytest.raises(DvfsError, match="not a directory"):
+        open_board("jetson-nano", sysfs_root=tmp_path / "nope")
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_status_cli(tmp_path: Path, board: str) -> None:
+    import json
+
+    make_tree(tmp_path / "t", board)
+    result = CliRunner().invoke(cli, ["status", "--board", board, "--sysfs-root", str(tmp_path / "t"), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["simulated"] and info["board"] == board
+    assert [d["name"] for d in info["domains"] if d["kind"] == "cpu"] == [p.name for p in load_board(board).cpu_policies]
+    text = CliRunner().invoke(cli, ["status", "--board", "auto", "--sysfs-root", str(tmp_path / "t")]).output
+    assert "SIMULATED" in text and "governor" in text
