@@ -148,7 +148,8 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     if not foreground:
         cmd = [sys.executable, "-m", "edgeexit", "sim", "mount", "--board", board.name, "--backing", str(backing),
                str(mountpoint)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
         wait_mounted(mountpoint, proc)
         say("SIMULATED {} mounted at {} (pid {}, backing tree {}); `edgeexit sim umount {}` unmounts".format(
             board.name, mountpoint, proc.pid, backing, mountpoint))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,26 @@ def test_echo_and_cat(tmp_path: Path, board: str) -> None:
             assert _sh("echo userspace > governor && cat userspace/set_freq", dev).stdout == "undefined\n"
     # what the shell wrote through FUSE is the tree's state
     assert (k.root / k.board.cpu_policies[0].relpath / "scaling_governor").read_text() == "userspace\n"
+
+
+def test_mount_background_status_and_umount_cli(tmp_path: Path) -> None:
+    from tests.sim.helpers import require_fuse
+
+    require_fuse()
+    mnt = tmp_path / "mnt"
+    run = [sys.executable, "-m", "edgeexit"]
+    r = subprocess.run(run + ["sim", "mount", "--board", "jetson-nano", "--background", str(mnt)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        assert "SIMULATED jetson-nano mounted" in r.stderr
+        s = subprocess.run(run + ["status", "--board", "auto", "--sysfs-root", str(mnt)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        assert s.returncode == 0 and "SIMULATED (FUSE mount)" in s.stdout, s.stderr
+    finally:
+        u = subprocess.run(run + ["sim", "umount", str(mnt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=60)
+    assert u.returncode == 0, u.stderr
+    u = subprocess.run(run + ["sim", "umount", str(mnt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=60)
+    assert u.returncode != 0 and "is not mounted" in u.stderr and "Traceback" not in u.stderr
