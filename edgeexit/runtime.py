@@ -67,6 +67,7 @@ class ExitTable:
     confidence: np.ndarray  # (N, E) max-softmax (or the confidence head where present)
     max_softmax: np.ndarray  # (N, E)
     pred: np.ndarray  # (N, E) int64
+    conf_q: Optional[np.ndarray] = None  # (N, E) int8 confidence-head codes where the bundle has them
     block_features: List[np.ndarray] = field(default_factory=list)  # per sample: pooled block-0 output
 
 
@@ -201,12 +202,14 @@ class Runtime:
         maxp = np.zeros((n, n_exits), dtype=np.float64)
         pred = np.zeros((n, n_exits), dtype=np.int64)
         feats: List[np.ndarray] = []
+        has_conf = any(h.conf_index >= 0 for h in self.exits)
+        conf_codes = np.zeros((n, n_exits), dtype=np.int8) if has_conf else None
         for i in range(n):
             h = xq[i]
             for k, seg in enumerate(self.blocks):
                 rq = self.block_requant[k]
                 h = seg.run(h if rq is None else rq(h))
-                if k == 0 and keep_block0:
+                if keep_block0 and k == self.exit_blocks[0]:
                     feats.append(h)
                 e = self.exit_of_block[k]
                 if e < 0:
@@ -217,13 +220,15 @@ class Runtime:
                 conf_q = head.get_tensor(head.conf_index) if head.conf_index >= 0 else None
                 v = HeadView(e, out, self.decoders[e], conf_q)
                 logits[i, e] = out.reshape(-1)
+                if conf_codes is not None and conf_q is not None:
+                    conf_codes[i, e] = conf_q.reshape(-1)[0]
                 maxp[i, e] = v.max_softmax()
                 conf[i, e] = v.confidence()
                 pred[i, e] = v.argmax()
         scale = np.array([d.scale for d in self.decoders], dtype=np.float32)[None, :, None]
         zp = np.array([d.zero_point for d in self.decoders], dtype=np.float32)[None, :, None]
         real = (logits.astype(np.float32) - zp) * scale
-        return ExitTable(logits_q=logits, logits=real, confidence=conf, max_softmax=maxp, pred=pred, block_features=feats)
+        return ExitTable(logits_q=logits, logits=real, confidence=conf, max_softmax=maxp, pred=pred, conf_q=conf_codes, block_features=feats)
 
     def cost_if_exit(self, exit_index: int, heads: Sequence[int]) -> int:
         """MACs of exiting at ``exit_index`` having evaluated ``heads``."""

@@ -39,7 +39,7 @@ def key_values(d: Dict[str, Any]) -> str:
 @contextmanager
 def progress(total: int, label: str, enabled: bool = True) -> Iterator[Any]:
     """A progress bar on stderr for work longer than a moment; a no-op updater otherwise."""
-    show = enabled and total >= 50
+    show = enabled and total >= 50 and sys.stderr.isatty()
     if not show:
         yield lambda n=1: None
         return

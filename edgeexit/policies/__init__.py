@@ -17,10 +17,48 @@ def _threshold(bundle: Bundle, **_: Any) -> ExitPolicy:
     return ThresholdPolicy.from_calibration(bundle.calibration, len(bundle.exits))
 
 
-#: name -> factory(bundle, **options); later policies register here
+def _predictive(bundle: Bundle, on_miss: str = "repredict", **_: Any) -> ExitPolicy:
+    from edgeexit.policies.predictive import PredictivePolicy
+
+    return PredictivePolicy.from_calibration(bundle.calibration, len(bundle.exits), on_miss)
+
+
+def _pe_heuristic(bundle: Bundle, **_: Any) -> ExitPolicy:
+    from edgeexit.policies.pe_heuristic import PEHeuristicPolicy
+
+    return PEHeuristicPolicy.from_calibration(bundle.calibration, len(bundle.exits))
+
+
+def _eenet(bundle: Bundle, **_: Any) -> ExitPolicy:
+    from edgeexit.policies.eenet import EENetPolicy
+
+    return EENetPolicy.from_calibration(bundle.calibration, len(bundle.exits))
+
+
+def _confidence_head(bundle: Bundle, **_: Any) -> ExitPolicy:
+    from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
+
+    return ConfidenceHeadPolicy.from_calibration(bundle.calibration, bundle)
+
+
+def _oracle(bundle: Bundle, targets: Any = None, **_: Any) -> ExitPolicy:
+    from edgeexit.policies.oracle import OraclePolicy
+
+    if targets is None:
+        raise PolicyError("the oracle needs each sample's earliest correct exit; it runs only inside `edgeexit bench` "
+                          "or `edgeexit run` on labelled samples")
+    return OraclePolicy(targets)
+
+
+#: name -> factory(bundle, **options)
 POLICIES: Dict[str, Callable[..., ExitPolicy]] = {
     "full": _full,
     "threshold": _threshold,
+    "predictive": _predictive,
+    "pe-heuristic": _pe_heuristic,
+    "eenet": _eenet,
+    "confidence-head": _confidence_head,
+    "oracle": _oracle,
 }
 
 

@@ -1,0 +1,74 @@
+"""The Predictive Exit public code's parameter-free predictor (Swifter-Li/CNN-with-Early-Exit-and-DVFS).
+
+Exit at exit l when the activation max|logit_l| exceeds beta * tau_l. Otherwise predict the jump by
+smoothing the current logits with the kernel [1, 1, 1] (zero-padded neighbour sum) up to ``rounds``
+times; the first round i whose max|v| exceeds beta * tau_{l+i} predicts a jump of i exits (``rounds``
+if none). Intermediate heads are skipped; at the target the exit is checked again, and on a miss the
+jump is predicted again from there.
+
+tau_l: the public code averages exit activations over training samples; here tau_l is the mean
+|logit| of exit l over the bundle's calibration split, and beta is calibrated for the accuracy target
+(the code's CLI default is 6) -- both stored in calibration.json.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import numpy as np
+
+from edgeexit.errors import CalibrationError
+from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
+
+
+def tau_from_logits(logits: np.ndarray) -> List[float]:
+    """Per-exit mean |logit| over samples and classes; ``logits`` is (N, E, C)."""
+    return np.abs(logits).mean(axis=(0, 2)).tolist()
+
+
+class PEHeuristicPolicy(ExitPolicy):
+    name = "pe-heuristic"
+    forecasts = True
+
+    def __init__(self, tau: List[float], beta: float, rounds: int = 8) -> None:
+        self.tau = [float(t) for t in tau]
+        self.beta = float(beta)
+        self.rounds = int(rounds)
+        self._target = 0
+
+    @classmethod
+    def from_calibration(cls, calibration: Dict[str, Any], n_exits: int) -> "PEHeuristicPolicy":
+        entry = calibration.get("pe-heuristic")
+        if not entry or len(entry.get("tau", [])) != n_exits:
+            raise CalibrationError("the bundle has no pe-heuristic calibration; run `edgeexit calibrate --model PATH`")
+        return cls(entry["tau"], entry["beta"], entry.get("rounds", 8))
+
+    def bind(self, runtime: Any) -> None:
+        super().bind(runtime)
+        self.last = len(runtime.exits) - 1
+        self.limits = [self.beta * t for t in self.tau]
+
+    def start(self, state: SampleState) -> None:
+        self._target = 0
+
+    def wants_head(self, exit_index: int, state: SampleState) -> bool:
+        return exit_index == self._target
+
+    def predict_jump(self, logits: np.ndarray, exit_index: int) -> int:
+        v = logits.astype(np.float64)
+        for i in range(1, self.rounds + 1):
+            v = v + np.concatenate(([0.0], v[:-1])) + np.concatenate((v[1:], [0.0]))
+            if exit_index + i >= self.last or np.abs(v).max() > self.limits[exit_index + i]:
+                return i
+        return self.rounds
+
+    def decide(self, head: HeadView, state: SampleState) -> bool:
+        e = head.exit_index
+        z = head.logits()
+        if float(np.abs(z).max()) > self.limits[e]:
+            return True
+        self._target = min(e + self.predict_jump(z, e), self.last)
+        state.planned_exit = self._target
+        return False
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "beta": self.beta, "rounds": self.rounds}

@@ -1,0 +1,168 @@
+"""Calibrating every exit policy on a bundle's held-out calibration split, for one accuracy target.
+
+Each calibrator returns the JSON-ready entry stored under its policy's name in calibration.json,
+including what it reached on the calibration data. Policies are checked by replaying them over the
+exit table with the runtime's own policy code (edgeexit.offline).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from edgeexit.calibration import CalibrationData, calibrate_threshold, first_exit, fit_thresholds
+from edgeexit.errors import CalibrationError
+from edgeexit.forecaster import Forecaster, fit, head_features, pooled_features, training_pairs
+from edgeexit.offline import replay
+from edgeexit.policies.base import HeadView
+from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
+from edgeexit.policies.eenet import EENetPolicy, fit_for_budget, fit_scores, table_features
+from edgeexit.policies.pe_heuristic import PEHeuristicPolicy, tau_from_logits
+from edgeexit.policies.predictive import PredictivePolicy
+from edgeexit.runtime import Runtime
+
+
+def _head_feature_table(rt: Runtime, data: CalibrationData) -> np.ndarray:
+    t = data.table
+    n, n_exits = t.pred.shape
+    out = np.zeros((n, n_exits, 3))
+    for i in range(n):
+        for e in range(n_exits):
+            out[i, e] = head_features(HeadView(e, t.logits_q[i, e], rt.decoders[e]), n_exits)
+    return out
+
+
+def _block_feature_table(rt: Runtime, data: CalibrationData) -> np.ndarray:
+    spec = rt.bundle.blocks[rt.exit_blocks[0]].output
+    return np.stack([pooled_features(f, spec.scale, spec.zero_point) for f in data.table.block_features])
+
+
+def forecast_metrics(rt: Runtime, policy: PredictivePolicy, data: CalibrationData, idx: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
+    """Exact-hit and within-one rates of the first forecast, and what misses cost (MACs), on ``idx``."""
+    sub = _subset(data, idx)
+    r = replay(rt, policy, sub.table, sub.y)
+    t = targets[idx]
+    need = t > 0  # samples that needed a forecast (not confident at the first exit)
+    planned = r.planned[need]
+    true = t[need]
+    ideal = np.asarray(rt.macs_to_exit)[true] + rt.head_macs[0] + np.asarray(rt.head_macs)[true]
+    extra = r.macs[need] - ideal
+    over = planned > true
+    under = planned < true
+    return {
+        "n_forecasts": int(need.sum()),
+        "exact_hit_rate": float((planned == true).mean()) if need.any() else 1.0,
+        "within_one_rate": float((np.abs(planned - true) <= 1).mean()) if need.any() else 1.0,
+        "over_prediction_rate": float(over.mean()) if need.any() else 0.0,
+        "under_prediction_rate": float(under.mean()) if need.any() else 0.0,
+        "over_prediction_cost_macs": float(extra[over].mean()) if over.any() else 0.0,
+        "under_prediction_cost_macs": float(extra[under].mean()) if under.any() else 0.0,
+        "accuracy": r.accuracy(sub.y),
+        "mean_macs": float(r.macs.mean()),
+    }
+
+
+def _subset(data: CalibrationData, idx: np.ndarray) -> CalibrationData:
+    t = data.table
+    from edgeexit.runtime import ExitTable
+
+    sub = ExitTable(
+        logits_q=t.logits_q[idx], logits=t.logits[idx], confidence=t.confidence[idx], max_softmax=t.max_softmax[idx],
+        pred=t.pred[idx], conf_q=None if t.conf_q is None else t.conf_q[idx],
+        block_features=[t.block_features[i] for i in idx] if t.block_features else [],
+    )
+    return CalibrationData(sub, data.y[idx], data.macs_to_exit, data.head_macs, float((sub.pred[:, -1] == data.y[idx]).mean()))
+
+
+def _tighten(thresholds: List[float], make: Callable[[List[float]], Any], rt: Runtime, data: CalibrationData, target: float) -> Tuple[List[float], Dict[str, float]]:
+    """Raise thresholds toward 1 until the replayed policy meets ``target`` on the calibration data."""
+    for delta in np.linspace(0.0, 1.0, 41):
+        th = [t if i == len(thresholds) - 1 or t > 1.0 else t + delta * (1.0 - t) for i, t in enumerate(thresholds)]
+        r = replay(rt, make(th), data.table, data.y)
+        if r.accuracy(data.y) >= target:
+            return th, {"accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean()), "tightening": float(delta)}
+    raise CalibrationError("no thresholds reach the accuracy target {:.2%}; lower the target".format(target))
+
+
+def calibrate_predictive(
+    rt: Runtime, data: CalibrationData, thresholds: List[float], target: float, seed: int = 0,
+    use_block_features: bool = True, hidden: int = 16, epochs: int = 600, holdout: float = 0.25,
+) -> Dict[str, Any]:
+    """Train the forecaster on the threshold policy's exits, report held-out forecast quality, and
+    tighten the acceptance thresholds if the jump path loses accuracy."""
+    n_exits = len(rt.exits)
+    th = np.asarray(thresholds)
+    passes = data.table.max_softmax >= th
+    targets = first_exit(passes)
+    hf = _head_feature_table(rt, data)
+    bf = _block_feature_table(rt, data) if use_block_features else None
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(len(data.y))
+    n_val = int(round(holdout * len(order)))
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    x, cur, tgt = training_pairs(hf[train], None if bf is None else bf[train], targets[train], n_exits)
+    fc = fit(x, cur, tgt, n_exits, use_block_features, hidden=hidden, epochs=epochs, seed=seed)
+    fc.meta.update({"trained_on": "calibration split, {} samples".format(len(train)), "validated_on": "{} held-out calibration samples".format(n_val)})
+    metrics = forecast_metrics(rt, PredictivePolicy(fc, thresholds), data, val, targets)
+    final_th, reached = _tighten(list(thresholds), lambda t: PredictivePolicy(fc, t), rt, data, target)
+    return {
+        "forecaster": fc.to_dict(),
+        "forecaster_params": fc.n_params,
+        "thresholds": final_th,
+        "target_accuracy": target,
+        "forecast_metrics": metrics,
+        **reached,
+    }
+
+
+def calibrate_pe_heuristic(rt: Runtime, data: CalibrationData, target: float, rounds: int = 8) -> Dict[str, Any]:
+    """tau from the calibration logits; the cheapest beta (on a log grid) that meets the target."""
+    tau = tau_from_logits(data.table.logits)
+    best: Optional[Dict[str, Any]] = None
+    for beta in np.geomspace(0.25, 64.0, 49):
+        r = replay(rt, PEHeuristicPolicy(tau, float(beta), rounds), data.table, data.y)
+        acc = r.accuracy(data.y)
+        if acc >= target and (best is None or r.macs.mean() < best["mean_macs"]):
+            best = {"tau": tau, "beta": float(beta), "rounds": rounds, "accuracy": acc, "mean_macs": float(r.macs.mean())}
+    if best is None:
+        raise CalibrationError("pe-heuristic cannot reach the accuracy target {:.2%} for any beta; lower the target".format(target))
+    best["target_accuracy"] = target
+    return best
+
+
+def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_macs: Optional[float] = None, seed: int = 0) -> Dict[str, Any]:
+    """Score models per exit, then thresholds on the scores: least cost for the accuracy target, or,
+    with ``budget_macs``, the most accurate schedule within that mean cost."""
+    feats = table_features(data.table.logits)
+    weights, scores = fit_scores(feats, data.correct, seed=seed)
+    if budget_macs is None:
+        f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target)
+    else:
+        f = fit_for_budget(scores, data.correct, data.macs_to_exit, data.head_macs, budget_macs)
+    r = replay(rt, EENetPolicy(weights.tolist(), f.thresholds), data.table, data.y)
+    return {"weights": weights.tolist(), "thresholds": f.thresholds, "budget_macs": float(budget_macs if budget_macs is not None else f.mean_macs),
+            "target_accuracy": target if budget_macs is None else None, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}
+
+
+def calibrate_confidence_head(rt: Runtime, data: CalibrationData, target: float) -> Optional[Dict[str, Any]]:
+    """Thresholds on the PTEENet confidence heads; None where the bundle has none."""
+    if data.table.conf_q is None:
+        return None
+    fitres = fit_thresholds(data.table.confidence, data.correct, data.macs_to_exit, data.head_macs, target)
+    r = replay(rt, ConfidenceHeadPolicy(fitres.thresholds), data.table, data.y)
+    return {"thresholds": fitres.thresholds, "target_accuracy": target, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}
+
+
+def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int = 0, metric: str = "max_softmax") -> Dict[str, Any]:
+    """Every policy for one target; returns the calibration.json entries."""
+    out: Dict[str, Any] = {}
+    thr = calibrate_threshold(data, target, metric)
+    out["threshold"] = thr.to_dict()
+    out["predictive"] = calibrate_predictive(rt, data, thr.thresholds if metric == "max_softmax" else
+                                             calibrate_threshold(data, target).thresholds, target, seed=seed)
+    out["pe-heuristic"] = calibrate_pe_heuristic(rt, data, target)
+    out["eenet"] = calibrate_eenet(rt, data, target, seed=seed)
+    conf = calibrate_confidence_head(rt, data, target)
+    if conf is not None:
+        out["confidence-head"] = conf
+    return out

@@ -1,0 +1,154 @@
+"""Simulated board time and energy per inference, and the simulated sensors that show it.
+
+:class:`SimulatedBoardProbe` is a runtime hook: for every segment that runs it charges the modelled
+latency and energy at the CPU frequency in force (read from the controller), charges the transition
+latency whenever the frequency changed, and at the end of each inference the idle time until the
+period ends. It also publishes the modelled rail powers into the simulated sensors (INA3221 files,
+or the Pi 5 PMIC's ``vcgencmd pmic_read_adc`` text), so a real meter reads the simulated board exactly
+as it reads a real one. Every number it produces is labelled ``simulated``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+from edgeexit.boards.config import PowerConfig
+from edgeexit.bundle.manifest import SegmentSpec
+from edgeexit.policies.base import SampleState
+from edgeexit.runner import BoardProbe
+from edgeexit.runtime import InferenceResult
+from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
+
+RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
+
+
+def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
+    """Split a modelled breakdown over the board's INA3221 rails: input = total, CPU/GPU rails as named,
+    the rest shared by the remaining connected rails."""
+    rails = [r for r in power.rails() if r != power.input_rail]
+    out: Dict[str, float] = {}
+    rest = bd.total_mw
+    if power.input_rail:
+        out[power.input_rail] = bd.total_mw
+    if power.cpu_rail and power.cpu_rail in rails:
+        out[power.cpu_rail] = bd.cpu_mw
+        rest -= bd.cpu_mw
+    if power.gpu_rail and power.gpu_rail in rails and power.gpu_rail != power.cpu_rail:
+        out[power.gpu_rail] = bd.gpu_mw
+        rest -= bd.gpu_mw
+    elif power.gpu_rail and power.gpu_rail == power.cpu_rail:
+        out[power.cpu_rail] = bd.cpu_mw + bd.gpu_mw
+        rest -= bd.gpu_mw
+    others = [r for r in rails if r not in out]
+    for r in others:
+        out[r] = max(rest, 0.0) / len(others)
+    return out
+
+
+# Share of the non-CPU board power per Pi 5 PMIC rail, and each rail's voltage. Assumption: the split
+# of a headless idle Pi 5, shaped like captured pmic_read_adc output (reference [PMIC]).
+PI5_RAILS = [
+    ("3V7_WL_SW", 3.7, 0.06), ("3V3_SYS", 3.3, 0.12), ("1V8_SYS", 1.8, 0.12), ("DDR_VDD2", 1.1, 0.18),
+    ("DDR_VDDQ", 0.6, 0.04), ("1V1_SYS", 1.1, 0.06), ("0V8_SW", 0.8, 0.36), ("3V3_DAC", 3.3, 0.0),
+    ("3V3_ADC", 3.3, 0.0), ("0V8_AON", 0.8, 0.01), ("HDMI", 5.0, 0.05),
+]
+
+
+def pi5_pmic_text(bd: PowerBreakdown, core_voltage_mv: float, ext5v_mv: float = 5100.0) -> str:
+    """``vcgencmd pmic_read_adc`` output for a modelled breakdown (the CPU on VDD_CORE).
+
+    The PMIC sees only its own rails (no input current), so, as on a real Pi 5, the rails add up to
+    less than the board draws: the 5 V input losses and USB/PCIe loads are not on them.
+    """
+    rest = (bd.total_mw - bd.cpu_mw) * 0.8  # assumption: 20% of the non-CPU draw is off-PMIC
+    lines: List[str] = []
+    volts: List[str] = []
+    rails = PI5_RAILS + [("VDD_CORE", core_voltage_mv / 1000.0, None)]
+    for idx, (name, v, share) in enumerate(rails):
+        p_w = (bd.cpu_mw if share is None else rest * share) / 1000.0
+        lines.append("{:>14} current({})={:.8f}A".format(name + "_A", idx, p_w / v))
+        volts.append("{:>14} volt({})={:.8f}V".format(name + "_V", idx + len(rails), v))
+    volts.append("{:>14} volt({})={:.8f}V".format("EXT5V_V", 2 * len(rails), ext5v_mv / 1000.0))
+    volts.append("{:>14} volt({})=nanV".format("BATT_V", 2 * len(rails) + 1))
+    return "\n".join(lines + volts) + "\n"
+
+
+class SimulatedBoardProbe(BoardProbe):
+    """Board latency and energy from :class:`BoardPhysics`, never from the host clock."""
+
+    latency_source = "simulated"
+    energy_source = "simulated"
+    simulated = True
+
+    def __init__(
+        self,
+        physics: BoardPhysics,
+        cpu_khz: Callable[[], int],
+        period_ms: Optional[float] = None,
+        publish: Optional[Callable[[PowerBreakdown], None]] = None,
+    ) -> None:
+        self.physics = physics
+        self.cpu_khz = cpu_khz
+        self.period_ms = period_ms
+        self.publish = publish
+        self._f = cpu_khz()
+        self._t_s = 0.0
+        self._e_mj = 0.0
+        self._transitions = 0
+        self._khz_trace: List[int] = []
+        self.last: Dict[str, Any] = {}
+
+    def _sync_freq(self) -> None:
+        f = self.cpu_khz()
+        if f != self._f:
+            # The core stalls for the transition latency; charge it at busy power.
+            tr = self.physics.transition_s
+            self._t_s += tr
+            self._e_mj += self.physics.power(f, True).total_mw * tr
+            self._transitions += 1
+            self._f = f
+
+    def begin(self, state: SampleState) -> None:
+        self._t_s = 0.0
+        self._e_mj = 0.0
+        self._transitions = 0
+        self._khz_trace = []
+        self._sync_freq()
+
+    def before_segment(self, spec: SegmentSpec, state: SampleState) -> None:
+        self._sync_freq()
+
+    def after_segment(self, spec: SegmentSpec, invoke_ns: int, state: SampleState) -> None:
+        f = self._f
+        dt = self.physics.segment_s(spec.macs, f)
+        self._t_s += dt
+        self._e_mj += self.physics.power(f, True).total_mw * dt
+        self._khz_trace.append(f)
+
+    def end(self, result: InferenceResult, state: SampleState) -> None:
+        latency_ms = self._t_s * 1e3
+        energy_mj = self._e_mj
+        rec: Dict[str, Any] = {
+            "latency_ms": round(latency_ms, 6),
+            "energy_mj": round(energy_mj, 6),
+            "cpu_khz": self._khz_trace[0] if self._khz_trace else self._f,
+            "cpu_khz_trace": self._khz_trace,
+            "freq_transitions": self._transitions,
+            "simulated": True,
+        }
+        if self.publish is not None and latency_ms > 0:
+            avg = energy_mj / self._t_s / 1e3  # mW averaged over the inference
+            busy = self.physics.power(self._f, True)
+            self.publish(PowerBreakdown(avg, busy.cpu_mw, busy.gpu_mw, busy.mem_mw, busy.other_mw))
+        if self.period_ms is not None:
+            self._sync_freq()  # a planner may have dropped to its idle point already
+            idle_s = max(0.0, self.period_ms / 1e3 - self._t_s)
+            idle_bd = self.physics.power(self._f, False)
+            rec["idle_cpu_khz"] = self._f
+            rec["energy_period_mj"] = round(self._e_mj + idle_bd.total_mw * idle_s, 6)
+            rec["period_ms"] = self.period_ms
+            if self.publish is not None:
+                self.publish(idle_bd)
+        self.last = rec
+
+    def measure(self, result: InferenceResult) -> Dict[str, Any]:
+        return dict(self.last)
