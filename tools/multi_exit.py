@@ -148,14 +148,23 @@ def pooled_dense_head(
 
 
 def conv_confidence_head(
-    input_shape: tuple[int, ...], num_classes: int, name: str, filters: int = 16, grid: int = 4
+    input_shape: tuple[int, ...], num_classes: int, name: str, filters: int = 16, grid: int = 4,
+    conv_grid: int = 8,
 ) -> keras.Model:
-    """PTEENet's conv branch: conv3x3+BN+ReLU, pool, flatten, then logits and a sigmoid confidence."""
+    """PTEENet's conv branch: conv3x3+BN+ReLU, pool, flatten, then logits and a sigmoid confidence.
+
+    The input is first average-pooled to about ``conv_grid`` x ``conv_grid`` so a branch on an
+    early, high-resolution block does not cost more than the blocks it lets a sample skip.
+    """
     x = keras.Input(input_shape, name=f"{name}_in")
-    h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    h = x
+    pre = max(1, round(input_shape[0] / conv_grid))
+    if pre > 1:
+        h = keras.layers.AveragePooling2D(pre, strides=pre, name=f"{name}_prepool")(h)
+    h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(h)
     h = keras.layers.BatchNormalization(name=f"{name}_bn")(h)
     h = keras.layers.ReLU(name=f"{name}_relu")(h)
-    pool = max(1, round(input_shape[0] / grid))
+    pool = max(1, round(int(h.shape[1]) / grid))
     if pool > 1:
         h = keras.layers.AveragePooling2D(pool, strides=pool, name=f"{name}_pool")(h)
     h = keras.layers.Flatten(name=f"{name}_flat")(h)
