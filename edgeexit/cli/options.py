@@ -55,3 +55,35 @@ threads = click.option(
     show_default=True,
     help="Interpreter threads per segment.",
 )
+
+cpu_khz = click.option(
+    "--cpu-khz",
+    metavar="KHZ|max|min",
+    default=None,
+    help="Pin every CPU policy to this operating point (kHz from the board's table, or max/min) for the run; "
+    "the previous governor and limits are restored afterwards.",
+)
+
+gpu_hz = click.option(
+    "--gpu-hz",
+    metavar="HZ|max|min",
+    default=None,
+    help="Pin the GPU devfreq device to this frequency (Hz, or max/min) for the run; restored afterwards.",
+)
+
+meter = click.option(
+    "--meter",
+    type=click.Choice(["auto", "ina3221", "pmic", "joulescope", "none"]),
+    default="auto",
+    show_default=True,
+    help="Power meter on a real board: the board's own sensor (auto), an explicit backend, or none. A simulated "
+    "board always reports its modelled energy, labelled 'simulated'.",
+)
+
+meter_rate = click.option(
+    "--meter-rate-hz",
+    type=click.FloatRange(min=1.0),
+    default=200.0,
+    show_default=True,
+    help="Sampling rate of the power meter's background thread.",
+)

@@ -1,8 +1,10 @@
-"""`edgeexit run`: infer a bundle's samples block by block under an exit policy."""
+"""`edgeexit run`: infer a bundle's samples block by block under an exit policy, optionally on a board."""
 from __future__ import annotations
 
+import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import click
 
@@ -10,16 +12,23 @@ from edgeexit.bundle import load_bundle, read_samples
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, key_values, progress
 from edgeexit.policies import make_policy, policy_names
+from edgeexit.probes import make_probe
 from edgeexit.records import RecordWriter
 from edgeexit.runner import run_samples
 from edgeexit.runtime import Runtime
 
 EPILOG = """\b
 Examples:
-  edgeexit run --json                                  # demo model, classic early exit
-  edgeexit run --policy full --limit 200 --output out/full.jsonl
-  edgeexit run --model my_bundle --input samples.npz --policy threshold
+  edgeexit run --json                                  # demo model, classic early exit, host only
+  edgeexit run --board jetson-nano --simulate          # on a simulated Jetson Nano (modelled time/energy)
+  edgeexit run --board jetson-nano --simulate --cpu-khz 921600 --policy full
+  sudo edgeexit run --board auto --policy predictive --deadline-ms 5 --period-ms 20
+  edgeexit run --model my_bundle --input samples.npz --output out/records.jsonl
 """
+
+
+def warn(msg: str) -> None:
+    click.echo("edgeexit: warning: {}".format(msg), err=True)
 
 
 @click.command("run", epilog=EPILOG)
@@ -37,8 +46,10 @@ Examples:
     type=click.Choice(policy_names()),
     default="threshold",
     show_default=True,
-    help="Exit policy: 'full' runs every block and only the final exit; 'threshold' evaluates each exit head "
-    "in order and exits when its max-softmax passes the threshold calibrated on held-out data.",
+    help="Exit policy. full: every block, final exit only. threshold: every head in order, exit at the first "
+    "confident one. predictive: forecast the exit after the first head, run only that head, re-predict on a "
+    "miss. pe-heuristic: Predictive Exit's public-code predictor. eenet: learned scores under a budget. "
+    "confidence-head: PTEENet confidence heads. oracle: earliest correct exit (needs labels; a lower bound).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Infer only the first N samples.")
 @click.option(
@@ -47,6 +58,13 @@ Examples:
     default=None,
     help="Write one JSON record per inference to this JSONL file (flushed after each record).",
 )
+@options.board
+@options.sysfs_root
+@options.simulate
+@options.cpu_khz
+@options.gpu_hz
+@options.meter
+@options.meter_rate
 @options.interpreter
 @options.threads
 @options.json_output
@@ -56,22 +74,72 @@ def command(
     policy: str,
     limit: Optional[int],
     output: Optional[Path],
+    board: Optional[str],
+    sysfs_root: Optional[Path],
+    simulate: bool,
+    cpu_khz: Optional[str],
+    gpu_hz: Optional[str],
+    meter: str,
+    meter_rate_hz: float,
     interpreter: Optional[str],
     threads: int,
     as_json: bool,
 ) -> None:
     """Run a multi-exit bundle one sample at a time, one int8 segment per block, skipping the blocks
-    and exit heads the policy does not need, and print a summary (accuracy, MACs, latency)."""
+    and exit heads the policy does not need, and print a summary (accuracy, MACs, latency, energy).
+
+    Without --board it runs on the host and reports host latency only. With --board (and --sysfs-root
+    or --simulate) it opens the board, pins --cpu-khz/--gpu-hz if given, reports board latency and
+    energy (measured by the board's power meter, or modelled on a simulated board), and restores the
+    board's clocks afterwards, also on errors, Ctrl-C and SIGTERM.
+    """
     bundle = load_bundle(model_path)
     samples = read_samples(input_path, bundle.manifest.input, bundle.manifest.num_classes) if input_path else bundle.split("evaluation")
     samples = samples.take(limit)
-    pol = make_policy(policy, bundle)
-    with Runtime(bundle, interpreter=interpreter, num_threads=threads) as rt, RecordWriter(output) as writer:
+    extra: Dict[str, Any] = {}
+    if policy == "oracle":
+        extra["targets"] = oracle_targets(bundle, samples, interpreter)
+    pol = make_policy(policy, bundle, **extra)
+    if (cpu_khz or gpu_hz) and not (board or sysfs_root or simulate):
+        raise click.UsageError("--cpu-khz/--gpu-hz need a board: add --board NAME (with --simulate or --sysfs-root DIR)")
+    with ExitStack() as stack:
+        session = None
+        if board or sysfs_root or simulate:
+            from edgeexit.dvfs import open_board
+
+            session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
+            if session.simulated:
+                click.echo("edgeexit: {}".format(session.describe()), err=True)
+            if cpu_khz:
+                extra["cpu_khz"] = session.controller.set_cpu_khz(cpu_khz)
+            if gpu_hz:
+                extra["gpu_hz"] = session.controller.set_gpu_hz(gpu_hz)
+        brun = make_probe(session, threads, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn)
+        stack.callback(brun.close)
+        rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
+        writer = stack.enter_context(RecordWriter(output))
         with progress(len(samples), "inferring") as update:
-            outcome = run_samples(rt, pol, samples, writer=writer, on_progress=update)
-        summary = outcome.summary().to_dict()
+            outcome = run_samples(rt, pol, samples, writer=writer, probe=brun.probe, on_progress=update,
+                                  pass_labels=policy == "oracle")
+        summary = outcome.summary(board=brun.board_name).to_dict()
+        if session is not None:
+            summary["board_description"] = session.describe()
+            summary["sysfs_writes"] = session.controller.write_count
+            summary.update({k: v for k, v in extra.items() if k in ("cpu_khz", "gpu_hz")})
     if as_json:
         echo_json(summary)
-    else:
-        click.echo(key_values({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}))
-        click.echo("exit_histogram  " + " ".join(str(c) for c in summary["exit_histogram"]))
+        return
+    if summary.get("simulated"):
+        click.echo("SIMULATED board: latency and energy below come from the board model, not a measurement.")
+    click.echo(key_values({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}))
+    click.echo("exit_histogram  " + " ".join(str(c) for c in summary["exit_histogram"]))
+
+
+def oracle_targets(bundle: Any, samples: Any, interpreter: Optional[str]) -> Any:
+    from edgeexit.bundle.data import quantize_inputs
+    from edgeexit.policies.oracle import earliest_correct
+
+    y = samples.require_labels("the oracle policy")
+    with Runtime(bundle, interpreter=interpreter) as rt:
+        table = rt.exit_table(quantize_inputs(samples.x, bundle.manifest.input))
+    return earliest_correct(table.pred, y)

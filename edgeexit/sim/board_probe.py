@@ -18,9 +18,6 @@ from edgeexit.runner import BoardProbe
 from edgeexit.runtime import InferenceResult
 from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
 
-RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
-
-
 def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     """Split a modelled breakdown over the board's INA3221 rails: input = total, CPU/GPU rails as named,
     the rest shared by the remaining connected rails."""
@@ -42,34 +39,6 @@ def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     for r in others:
         out[r] = max(rest, 0.0) / len(others)
     return out
-
-
-# Share of the non-CPU board power per Pi 5 PMIC rail, and each rail's voltage. Assumption: the split
-# of a headless idle Pi 5, shaped like captured pmic_read_adc output (reference [PMIC]).
-PI5_RAILS = [
-    ("3V7_WL_SW", 3.7, 0.06), ("3V3_SYS", 3.3, 0.12), ("1V8_SYS", 1.8, 0.12), ("DDR_VDD2", 1.1, 0.18),
-    ("DDR_VDDQ", 0.6, 0.04), ("1V1_SYS", 1.1, 0.06), ("0V8_SW", 0.8, 0.36), ("3V3_DAC", 3.3, 0.0),
-    ("3V3_ADC", 3.3, 0.0), ("0V8_AON", 0.8, 0.01), ("HDMI", 5.0, 0.05),
-]
-
-
-def pi5_pmic_text(bd: PowerBreakdown, core_voltage_mv: float, ext5v_mv: float = 5100.0) -> str:
-    """``vcgencmd pmic_read_adc`` output for a modelled breakdown (the CPU on VDD_CORE).
-
-    The PMIC sees only its own rails (no input current), so, as on a real Pi 5, the rails add up to
-    less than the board draws: the 5 V input losses and USB/PCIe loads are not on them.
-    """
-    rest = (bd.total_mw - bd.cpu_mw) * 0.8  # assumption: 20% of the non-CPU draw is off-PMIC
-    lines: List[str] = []
-    volts: List[str] = []
-    rails = PI5_RAILS + [("VDD_CORE", core_voltage_mv / 1000.0, None)]
-    for idx, (name, v, share) in enumerate(rails):
-        p_w = (bd.cpu_mw if share is None else rest * share) / 1000.0
-        lines.append("{:>14} current({})={:.8f}A".format(name + "_A", idx, p_w / v))
-        volts.append("{:>14} volt({})={:.8f}V".format(name + "_V", idx + len(rails), v))
-    volts.append("{:>14} volt({})={:.8f}V".format("EXT5V_V", 2 * len(rails), ext5v_mv / 1000.0))
-    volts.append("{:>14} volt({})=nanV".format("BATT_V", 2 * len(rails) + 1))
-    return "\n".join(lines + volts) + "\n"
 
 
 class SimulatedBoardProbe(BoardProbe):

@@ -1,0 +1,141 @@
+"""What the DVFS planner knows about the board: segment latency and board power per CPU operating point.
+
+Two sources, chosen explicitly: a profile measured by ``edgeexit profile`` (JSON, format below), or
+the board model from ``firmware_profiles/`` (:class:`PhysicsCostModel`). A profile without power
+figures (a board without a meter) takes power from the board model and says so in ``source``.
+
+Profile file (``schema: edgeexit-profile/1``)::
+
+    {"schema": "edgeexit-profile/1", "board": "jetson-nano", "simulated": true,
+     "model": "<bundle name>", "manifest_sha256": "<sha256 of the bundle's manifest.json>",
+     "threads": 1, "interpreter": "litert 2.3.0",
+     "latency_source": "simulated" | "host", "energy_source": "simulated" | "<meter source>" | null,
+     "cpu_opps_khz": [102000, ...],                    # ascending, one column per entry below
+     "transition_ms": 0.3,
+     "segments": {"block0": {"macs": 112896, "latency_ms": [..per opp..], "energy_mj": [..] | null}, ...},
+     "busy_power_mw": [..per opp..] | null, "idle_power_mw": [..per opp..] | null,
+     "created": "2026-11-22T12:00:00Z"}
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edgeexit.bundle import Bundle
+from edgeexit.errors import CalibrationError
+from edgeexit.sim.physics import BoardPhysics
+
+PROFILE_SCHEMA = "edgeexit-profile/1"
+
+
+class CostModel:
+    """Latency (ms) of each segment and board power (mW) per CPU operating point (kHz)."""
+
+    source = ""
+    cpu_opps_khz: List[int] = []
+    transition_ms = 0.0
+
+    def segment_ms(self, label: str, freq_khz: int) -> float:
+        raise NotImplementedError
+
+    def busy_mw(self, freq_khz: int) -> float:
+        raise NotImplementedError
+
+    def idle_mw(self, freq_khz: int) -> float:
+        raise NotImplementedError
+
+
+class PhysicsCostModel(CostModel):
+    """The board model (``firmware_profiles/<board>.toml``) applied to the bundle's segment MACs."""
+
+    def __init__(self, physics: BoardPhysics, bundle: Bundle) -> None:
+        self.physics = physics
+        self.source = "board model ({})".format(physics.profile.source.name)
+        self.cpu_opps_khz = list(physics.freqs_khz)
+        self.transition_ms = physics.transition_s * 1e3
+        self._macs = {s.label: s.macs for s in bundle.blocks + bundle.exits}
+        self._ms: Dict[tuple, float] = {}
+
+    def segment_ms(self, label: str, freq_khz: int) -> float:
+        key = (label, freq_khz)
+        v = self._ms.get(key)
+        if v is None:
+            v = self._ms[key] = self.physics.segment_s(self._macs[label], freq_khz) * 1e3
+        return v
+
+    def busy_mw(self, freq_khz: int) -> float:
+        return self.physics.power(freq_khz, True).total_mw
+
+    def idle_mw(self, freq_khz: int) -> float:
+        return self.physics.idle_mw(freq_khz)
+
+
+def manifest_sha256(bundle: Bundle) -> str:
+    return hashlib.sha256((bundle.root / "manifest.json").read_bytes()).hexdigest()
+
+
+class ProfileCostModel(CostModel):
+    """A measured profile; power from the profile where it has some, else from ``fallback``."""
+
+    def __init__(self, data: Dict[str, Any], path: Path, fallback: Optional[CostModel] = None) -> None:
+        self.data = data
+        self.cpu_opps_khz = [int(f) for f in data["cpu_opps_khz"]]
+        self.transition_ms = float(data.get("transition_ms") or 0.0)
+        self._col = {f: i for i, f in enumerate(self.cpu_opps_khz)}
+        self._lat = {k: [float(x) for x in v["latency_ms"]] for k, v in data["segments"].items()}
+        self._busy = data.get("busy_power_mw")
+        self._idle = data.get("idle_power_mw")
+        self.fallback = fallback
+        if (self._busy is None or self._idle is None) and fallback is None:
+            raise CalibrationError("profile {} has no power figures; profile with a meter or pass a board model".format(path))
+        power = "measured power" if self._busy is not None else "power from the {}".format(fallback.source if fallback else "?")
+        self.source = "profile {} ({} latency, {})".format(path, data.get("latency_source", "?"), power)
+
+    def _column(self, freq_khz: int) -> int:
+        col = self._col.get(int(freq_khz))
+        if col is None:
+            raise CalibrationError("the profile has no column for {} kHz; run `edgeexit profile` again".format(freq_khz))
+        return col
+
+    def segment_ms(self, label: str, freq_khz: int) -> float:
+        return self._lat[label][self._column(freq_khz)]
+
+    def busy_mw(self, freq_khz: int) -> float:
+        if self._busy is None:
+            assert self.fallback is not None
+            return self.fallback.busy_mw(freq_khz)
+        return float(self._busy[self._column(freq_khz)])
+
+    def idle_mw(self, freq_khz: int) -> float:
+        if self._idle is None:
+            assert self.fallback is not None
+            return self.fallback.idle_mw(freq_khz)
+        return float(self._idle[self._column(freq_khz)])
+
+
+def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional[CostModel] = None) -> ProfileCostModel:
+    """Read and check a profile written by ``edgeexit profile`` for this bundle and board."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise CalibrationError("cannot read profile {} ({}); run `edgeexit profile` again".format(path, err)) from None
+    if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
+        raise CalibrationError("{} is not an edgeexit profile ({}); run `edgeexit profile`".format(path, PROFILE_SCHEMA))
+    if data.get("board") != board:
+        raise CalibrationError("profile {} was measured on {} but this run is on {}; profile this board".format(path, data.get("board"), board))
+    if data.get("manifest_sha256") != manifest_sha256(bundle):
+        raise CalibrationError("profile {} was measured for another model; run `edgeexit profile --model {}`".format(path, bundle.root))
+    missing = [s.label for s in bundle.blocks + bundle.exits if s.label not in data.get("segments", {})]
+    if missing:
+        raise CalibrationError("profile {} lacks segments {}; run `edgeexit profile` again".format(path, ", ".join(missing)))
+    try:
+        return ProfileCostModel(data, Path(path), fallback)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CalibrationError("profile {} is malformed ({}); run `edgeexit profile` again".format(path, err)) from None
+
+
+def default_profile_path(bundle: Bundle, board: str, simulated: bool) -> Path:
+    """Where `edgeexit profile` writes by default and where run/bench look: inside the bundle."""
+    return bundle.root / "profiles" / "{}{}.json".format(board, "-simulated" if simulated else "")

@@ -1,0 +1,133 @@
+"""Where a run's board-side latency and energy come from, chosen explicitly.
+
+* a simulated board: :class:`~edgeexit.sim.board_probe.SimulatedBoardProbe` (the physics model; the
+  modelled rail powers are also published into the simulated sensors);
+* a real board with a power meter: :class:`MeterProbe` (host clock for latency, the meter's integral
+  over each inference window for energy);
+* otherwise the base :class:`~edgeexit.runner.BoardProbe`: host latency, energy unknown.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Dict, Optional
+
+from edgeexit.boards.config import BoardConfig
+from edgeexit.energy.sampler import Sampler
+from edgeexit.policies.base import SampleState
+from edgeexit.runner import BoardProbe
+from edgeexit.runtime import InferenceResult
+from edgeexit.sim.board_probe import SimulatedBoardProbe
+from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
+
+RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
+
+
+def power_table(board: BoardConfig) -> Dict[str, Any]:
+    """The board's ``[power]`` table in the dict shape the meter factory reads."""
+    return dataclasses.asdict(board.power)
+
+
+class MeterProbe(BoardProbe):
+    """Energy per inference from a sampled power meter; latency from the host clock."""
+
+    latency_source = "host"
+
+    def __init__(self, sampler: Sampler, name: str) -> None:
+        self.sampler = sampler
+        self.energy_source = name
+        self._n = 0
+        self.last: Dict[str, Any] = {}
+
+    def begin(self, state: SampleState) -> None:
+        self._n += 1
+        self.sampler.begin_window("inference-{}".format(self._n))
+
+    def end(self, result: InferenceResult, state: SampleState) -> None:
+        w = self.sampler.end_window("inference-{}".format(self._n))
+        # A window the meter could not cover is "energy unknown", never a guess.
+        self.last = {"energy_mj": round(w.energy_mj, 6) if w.valid else None, "energy_samples": w.n_samples}
+
+    def measure(self, result: InferenceResult) -> Dict[str, Any]:
+        return dict(self.last)
+
+
+def publish_to_kernel(kernel: Any, board: BoardConfig, physics: BoardPhysics):  # type: ignore[no-untyped-def]
+    """A callback writing a modelled breakdown into the simulated sensors, in the board's layout."""
+    from edgeexit.sim.board_probe import rail_powers_mw
+
+    power = board.power
+    if power.sensor == "none":
+        return None
+
+    def publish(bd: PowerBreakdown) -> None:
+        if power.sensor == "pi5-pmic":
+            # VDD_CORE carries the CPU at its (modelled) core voltage; the other PMIC rails share
+            # 80% of the rest (the 5 V input losses and USB/PCIe loads are on no PMIC rail).
+            op = physics.opp(physics.freqs_khz[-1])
+            core_mv = op.voltage_mv
+            kernel.set_rail("VDD_CORE", core_mv, bd.cpu_mw / core_mv * 1000.0)
+            others = [r for r in power.pmic_rails if r != "VDD_CORE"]
+            share = 0.8 * (bd.total_mw - bd.cpu_mw) / len(others)
+            for r in others:
+                kernel.set_rail(r, 3300.0, share / 3300.0 * 1000.0)
+            return
+        for label, mw in rail_powers_mw(power, bd).items():
+            kernel.set_rail(label, RAIL_VOLTAGE_MV, mw / RAIL_VOLTAGE_MV * 1000.0)
+
+    return publish
+
+
+class BoardRun:
+    """The board side of a run: the DVFS session (or None), the probe, and the physics when simulated."""
+
+    def __init__(self, session: Any, probe: Optional[BoardProbe], physics: Optional[BoardPhysics], sampler: Optional[Sampler]) -> None:
+        self.session = session
+        self.probe = probe
+        self.physics = physics
+        self.sampler = sampler
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.session is not None and self.session.simulated)
+
+    @property
+    def board_name(self) -> Optional[str]:
+        return self.session.board.name if self.session is not None else None
+
+    def describe(self) -> Optional[str]:
+        return self.session.describe() if self.session is not None else None
+
+    def close(self) -> None:
+        if self.sampler is not None:
+            self.sampler.close()
+            self.sampler = None
+
+
+def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, meter: str = "auto",
+               meter_rate_hz: float = 200.0, warn: Any = None) -> BoardRun:
+    """Pick the probe for an open board session (see module doc). ``warn(msg)`` reports a degraded choice."""
+    from edgeexit.errors import SensorMissingError
+
+    if session is None:
+        return BoardRun(None, None, None, None)
+    if session.simulated:
+        physics = BoardPhysics(session.profile, threads=threads)
+        kernel = session.sim
+        publish = publish_to_kernel(kernel, session.board, physics) if kernel is not None else None
+        ctl = session.controller
+        probe = SimulatedBoardProbe(physics, ctl.cpu_khz, period_ms=period_ms, publish=publish)
+        return BoardRun(session, probe, physics, None)
+    from edgeexit.energy.factory import meter_for_board
+
+    try:
+        m = meter_for_board(power_table(session.board), session.root, kind=meter)
+    except SensorMissingError as err:
+        if meter != "auto":
+            raise
+        if warn is not None:
+            warn("{} Energy is not reported for this run.".format(err.message))
+        return BoardRun(session, BoardProbe(), None, None)
+    sampler = Sampler(m, rate_hz=meter_rate_hz).start()
+    return BoardRun(session, MeterProbe(sampler, m.source), None, sampler)
+
