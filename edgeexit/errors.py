@@ -77,3 +77,8 @@ class MeterError(EdgeExitError, RuntimeError):
 
 class SensorMissingError(MeterError, LookupError):
     """The board has no power sensor of the kind asked for, or the instrument is not attached."""
+
+
+# --- profiling -------------------------------------------------------------------------------
+class ProfileError(EdgeExitError, RuntimeError):
+    """`edgeexit profile` cannot profile as asked, or cannot write its profile."""

@@ -1,12 +1,125 @@
-"""`edgeexit profile` (placeholder until its issue lands)."""
+"""`edgeexit profile`: latency (and energy) of every block and exit head at every CPU operating point."""
 from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Dict, Optional
 
 import click
 
-from edgeexit.errors import EdgeExitError
+from edgeexit.bundle import load_bundle
+from edgeexit.cli import options
+from edgeexit.cli.render import echo_json, progress, table
+from edgeexit.runtime import Runtime
+
+EPILOG = """\b
+Examples:
+  edgeexit profile --board jetson-nano --simulate --threads 4      # the board model, labelled SIMULATED
+  edgeexit profile --board raspberry-pi-5 --simulate --out /tmp/pi5.json --json
+  sudo edgeexit profile --board auto --repeats 20                  # a real board, its own power meter
+  edgeexit run --board jetson-nano --simulate --threads 4 --profile PROFILE.json
+"""
 
 
-@click.command("profile")
-def command() -> None:
-    """Not implemented yet."""
-    raise EdgeExitError("'edgeexit profile' is not implemented in this version yet")
+def warn(msg: str) -> None:
+    click.echo("edgeexit: warning: {}".format(msg), err=True)
+
+
+@click.command("profile", epilog=EPILOG)
+@options.board
+@options.sysfs_root
+@options.simulate
+@options.model
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Profile file to write. Default: profiles/<board>[-simulated].json inside the bundle, where "
+    "`edgeexit run` looks for it.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Timed invokes per segment and operating point on a real board (the median is kept). A simulated "
+    "board's model needs one.",
+)
+@options.threads
+@options.interpreter
+@options.meter
+@options.meter_rate
+@options.json_output
+def command(
+    board: Optional[str],
+    sysfs_root: Optional[Path],
+    simulate: bool,
+    model_path: Optional[Path],
+    out: Optional[Path],
+    repeats: int,
+    threads: int,
+    interpreter: Optional[str],
+    meter: str,
+    meter_rate_hz: float,
+    as_json: bool,
+) -> None:
+    """Measure every block and exit head of a bundle at every CPU operating point of a board and write
+    the profile the DVFS planner uses (`edgeexit run --profile`).
+
+    On a real board each operating point is pinned in turn, each segment's invoke is timed on the host
+    (median of --repeats) and, where the board has a power meter, its energy, busy power and idle power
+    are measured; the board's clocks are restored afterwards, also on errors and Ctrl-C. On a simulated
+    board (--simulate, or a tree from `edgeexit sim init`) the board model gives latency and energy and
+    every output says SIMULATED. The GPU table is recorded, not swept: the segments run on the CPU.
+    """
+    from edgeexit.costmodel import default_profile_path
+    from edgeexit.dvfs import open_board
+    from edgeexit.errors import SensorMissingError
+    from edgeexit.profiling import board_meter, inference_table, profile_bundle, write_profile
+
+    bundle = load_bundle(model_path)
+    with ExitStack() as stack:
+        session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
+        if session.simulated:
+            click.echo("edgeexit: {}".format(session.describe()), err=True)
+        sampler = None
+        if not session.simulated and meter != "none":
+            from edgeexit.energy.sampler import Sampler
+
+            try:
+                m = board_meter(session, meter)
+            except SensorMissingError as err:
+                if meter != "auto":
+                    raise
+                warn("{} Profiling latency only; energy and power are left null.".format(err.message))
+            else:
+                sampler = stack.enter_context(Sampler(m, rate_hz=meter_rate_hz))
+                stack.callback(m.close)
+        rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
+        total = len(session.controller.cpu_opps_khz()) * (len(bundle.blocks) + len(bundle.exits))
+        with progress(total, "profiling") as update:
+            data = profile_bundle(bundle, session, rt, threads=threads, repeats=repeats, sampler=sampler,
+                                  on_progress=update)
+        path = write_profile(data, out if out is not None else default_profile_path(bundle, session.board.name,
+                                                                                     session.simulated))
+        description = session.describe()
+    full = [s.label for s in bundle.blocks] + [bundle.exits[-1].label]
+    rows = inference_table(data, full)
+    if as_json:
+        echo_json({"profile_path": str(path), "simulated": data["simulated"], "board": data["board"],
+                   "board_description": description, "restored": True, "full_inference": rows, "profile": data})
+        return
+    if data["simulated"]:
+        click.echo("SIMULATED board: the figures below come from the board model, not a measurement.")
+    click.echo("profile of {} on {} ({} threads, latency: {}, energy: {})".format(
+        data["model"], data["board"], data["threads"], data["latency_source"], data["energy_source"] or "not measured"))
+    click.echo("full inference (every block + final exit) per CPU operating point:")
+    click.echo(table([_row(r) for r in rows], ["cpu_khz", "latency_ms", "energy_mj", "busy_power_mw", "idle_power_mw"]))
+    for note in data["notes"]:
+        click.echo("note: {}".format(note))
+    click.echo("wrote {}{}".format(path, " (SIMULATED)" if data["simulated"] else ""))
+    click.echo("board clocks restored")
+
+
+def _row(r: Dict[str, Any]) -> Any:
+    return [r["cpu_khz"], r["latency_ms"], r["energy_mj"], r["busy_power_mw"], r["idle_power_mw"]]

@@ -1,0 +1,303 @@
+"""Profiling a bundle on a board: latency (and energy) of every block and exit head at every CPU OPP.
+
+The library behind ``edgeexit profile``. :func:`profile_bundle` pins each CPU operating point through
+the open board session's DVFS controller and fills the ``edgeexit-profile/1`` format that
+:func:`edgeexit.costmodel.load_profile_json` reads (see that module's docstring for the format).
+
+* Simulated board: latency and energy of each segment come from :class:`BoardPhysics` at the
+  operating point the simulated kernel reports after pinning; the host clock is never used.
+* Real board: each segment's ``invoke()`` is timed on the host (median of ``repeats``). With a
+  power meter (a running :class:`~edgeexit.energy.sampler.Sampler`) the segment is invoked in a
+  loop inside one meter window lasting at least ``energy_window_s``; energy per segment is the
+  window's integral divided by the number of invokes, busy power is the mean power over all
+  segment windows at that OPP, and idle power is the mean power over a ``idle_window_s`` sleep
+  at that OPP. Without a meter the energy fields are null and a note says so.
+
+The demo runtime runs every segment on the CPU (no GPU delegate), so GPU DVFS cannot change a
+segment's latency or energy: the GPU's table is recorded, not swept, and the profile says why.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+import time
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edgeexit.bundle import Bundle
+from edgeexit.costmodel import PROFILE_SCHEMA, manifest_sha256
+from edgeexit.errors import ProfileError
+from edgeexit.sim.physics import BoardPhysics
+
+GPU_NOT_SWEPT = (
+    "GPU DVFS not exercised: the runtime runs every int8 segment on the CPU (TFLite CPU kernels, no GPU "
+    "delegate), so the GPU operating point changes neither segment latency nor energy; the GPU was left "
+    "at its current setting"
+)
+
+Progress = Callable[[int], None]
+
+
+def simulated_pmic_runner(root: Path) -> Callable[[Sequence[str]], str]:
+    """``vcgencmd pmic_read_adc`` on a simulated Raspberry Pi 5: the text its simulated kernel renders
+    (``.edgeexit-sim/vcgencmd/pmic_read_adc`` under ``root``), in the real command's format."""
+    from edgeexit.sim.kernel import PMIC_ADC
+
+    path = Path(root) / PMIC_ADC
+
+    def run(argv: Sequence[str]) -> str:
+        return path.read_text()
+
+    return run
+
+
+def board_meter(target: Any, kind: str = "auto") -> Any:
+    """The power meter of a board target (real or simulated), always through the real backends.
+
+    On a simulated tree the INA3221 backends read its sensor files exactly like a real board's; the
+    Pi 5 PMIC backend gets :func:`simulated_pmic_runner` instead of running ``vcgencmd``. Raises
+    :class:`~edgeexit.errors.SensorMissingError` where the board has no sensor (Pi 4).
+    """
+    from edgeexit.energy.factory import meter_for_board
+    from edgeexit.probes import power_table
+
+    runner = None
+    if target.simulated and target.board.power.sensor == "pi5-pmic" and kind in ("auto", "pmic"):
+        runner = simulated_pmic_runner(target.root)
+    return meter_for_board(power_table(target.board), target.root, kind=kind, runner=runner)
+
+
+def segment_inputs(runtime: Any, sample_q: np.ndarray) -> Dict[str, np.ndarray]:
+    """The input tensor of every block and exit head for one quantized sample (all heads evaluated),
+    so each segment can be invoked alone on realistic activations."""
+    out: Dict[str, np.ndarray] = {}
+    h = sample_q
+    for k, seg in enumerate(runtime.blocks):
+        rq = runtime.block_requant[k]
+        x = h if rq is None else rq(h)
+        out[seg.spec.label] = x
+        h = seg.run(x)
+        e = runtime.exit_of_block[k]
+        if e >= 0:
+            head = runtime.exits[e]
+            rq = runtime.exit_requant[e]
+            hx = h if rq is None else rq(h)
+            out[head.spec.label] = hx
+            head.run(hx)
+    return out
+
+
+def _segments(runtime: Any) -> List[Any]:
+    return list(runtime.blocks) + list(runtime.exits)
+
+
+def _utc_now() -> str:
+    return datetime.datetime.utcnow().replace(microsecond=0).isoformat() + "Z"
+
+
+def _gpu_entry(session: Any) -> Dict[str, Any]:
+    ctl = session.controller
+    opps = ctl.gpu_opps_hz() if ctl.gpu is not None else []
+    if not opps:
+        return {"opps_hz": [], "exercised": False, "why": "board {} has no GPU devfreq node".format(session.board.name)}
+    return {"opps_hz": list(opps), "exercised": False, "why": GPU_NOT_SWEPT}
+
+
+def profile_bundle(
+    bundle: Bundle,
+    session: Any,
+    runtime: Any,
+    threads: int = 1,
+    repeats: int = 5,
+    sampler: Any = None,
+    on_progress: Optional[Progress] = None,
+    energy_window_s: float = 0.05,
+    idle_window_s: float = 0.25,
+    settle_s: float = 0.02,
+    sample_q: Optional[np.ndarray] = None,
+) -> Dict[str, Any]:
+    """Profile every segment of ``bundle`` at every CPU OPP of the open board ``session``.
+
+    ``runtime`` is a :class:`~edgeexit.runtime.Runtime` over ``bundle`` opened with ``threads``
+    interpreter threads. ``sampler`` (real boards only) is a started power-meter Sampler or None.
+    ``on_progress(n)`` is called once per (operating point, segment). Returns the profile dict
+    (``edgeexit-profile/1``); the session's context manager restores the board's clocks.
+    """
+    if repeats < 1:
+        raise ProfileError("--repeats must be at least 1, not {}".format(repeats))
+    ctl = session.controller
+    opps = ctl.cpu_opps_khz()
+    if not opps:
+        raise ProfileError("board {} lists no CPU operating points under {}; check `edgeexit status`".format(
+            session.board.name, session.root))
+    if sample_q is None:
+        from edgeexit.bundle.data import quantize_inputs
+
+        split = bundle.split("evaluation").take(1)
+        sample_q = quantize_inputs(split.x, bundle.manifest.input)[0]
+    inputs = segment_inputs(runtime, sample_q)  # also proves every segment loads and runs
+    segs = _segments(runtime)
+    notes: List[str] = []
+    data: Dict[str, Any] = {
+        "schema": PROFILE_SCHEMA,
+        "board": session.board.name,
+        "simulated": bool(session.simulated),
+        "model": bundle.name,
+        "manifest_sha256": manifest_sha256(bundle),
+        "threads": int(threads),
+        "interpreter": "{} {}".format(runtime.backend.name, runtime.backend.version),
+        "cpu_opps_khz": list(opps),
+        "gpu_dvfs": _gpu_entry(session),
+        "created": _utc_now(),
+    }
+    effective: List[int] = []
+    if session.simulated:
+        physics = BoardPhysics(session.profile, threads=threads)
+        lat = {s.spec.label: [] for s in segs}  # type: Dict[str, List[float]]
+        energy = {s.spec.label: [] for s in segs}  # type: Dict[str, List[float]]
+        busy: List[float] = []
+        idle: List[float] = []
+        for f in opps:
+            eff = ctl.set_cpu_khz(f)
+            effective.append(eff)
+            for s in segs:
+                macs = s.spec.macs
+                lat[s.spec.label].append(round(physics.segment_s(macs, eff) * 1e3, 9))
+                energy[s.spec.label].append(round(physics.segment_energy_mj(macs, eff), 9))
+                if on_progress is not None:
+                    on_progress(1)
+            busy.append(round(physics.power(eff, True).total_mw, 6))
+            idle.append(round(physics.idle_mw(eff), 6))
+        if physics.real_floor_khz:
+            notes.append("the firmware floors the real CPU clock at {} kHz (board model): operating points below it "
+                         "run at the floor, so their columns are equal".format(physics.real_floor_khz))
+        notes.append("SIMULATED: latency and energy come from the board model ({}), not from the host clock "
+                     "or a meter".format(session.profile.source.name))
+        data.update({"latency_source": "simulated", "energy_source": "simulated",
+                     "transition_ms": physics.transition_s * 1e3, "repeats": 1,
+                     "busy_power_mw": busy, "idle_power_mw": idle})
+        data["segments"] = {s.spec.label: {"macs": s.spec.macs, "latency_ms": lat[s.spec.label],
+                                           "energy_mj": energy[s.spec.label]} for s in segs}
+    else:
+        data.update(_measure_real(session, segs, inputs, opps, effective, repeats, sampler, on_progress,
+                                  energy_window_s, idle_window_s, settle_s, notes))
+        data["transition_ms"] = session.profile.cpu.transition_latency_ns / 1e6
+        notes.append("transition_ms is the firmware profile's transition latency, not a measurement")
+    data["effective_cpu_khz"] = effective
+    data["notes"] = notes + [data["gpu_dvfs"]["why"]]
+    return data
+
+
+def _time_loop(seg: Any, x: np.ndarray, repeats: int, min_s: float) -> List[int]:
+    """Invoke ``seg`` on ``x`` at least ``repeats`` times and for at least ``min_s``; ns per invoke."""
+    seg.set_tensor(seg.in_index, x)
+    seg.invoke()  # warm-up: first invoke after a frequency change allocates and faults pages in
+    times: List[int] = []
+    t_end = perf_counter_ns() + int(min_s * 1e9)
+    while len(times) < repeats or perf_counter_ns() < t_end:
+        seg.set_tensor(seg.in_index, x)
+        t0 = perf_counter_ns()
+        seg.invoke()
+        times.append(perf_counter_ns() - t0)
+    return times
+
+
+def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], opps: List[int],
+                  effective: List[int], repeats: int, sampler: Any, on_progress: Optional[Progress],
+                  energy_window_s: float, idle_window_s: float, settle_s: float,
+                  notes: List[str]) -> Dict[str, Any]:
+    ctl = session.controller
+    lat = {s.spec.label: [] for s in segs}  # type: Dict[str, List[float]]
+    energy = {s.spec.label: [] for s in segs}  # type: Dict[str, List[Optional[float]]]
+    busy: List[Optional[float]] = []
+    idle: List[Optional[float]] = []
+    invalid: List[Tuple[int, str]] = []
+    for f in opps:
+        effective.append(ctl.set_cpu_khz(f))
+        time.sleep(settle_s)  # let the governor's write land before timing
+        busy_e = busy_t = 0.0
+        for s in segs:
+            label = s.spec.label
+            if sampler is not None:
+                key = "profile-{}-{}".format(f, label)
+                sampler.begin_window(key)
+                times = _time_loop(s, inputs[label], repeats, energy_window_s)
+                w = sampler.end_window(key)
+                if w.valid:
+                    energy[label].append(round(w.energy_mj / len(times), 9))
+                    busy_e += w.energy_mj
+                    busy_t += w.duration_s
+                else:
+                    energy[label].append(None)
+                    invalid.append((f, label))
+            else:
+                times = _time_loop(s, inputs[label], repeats, 0.0)
+            lat[label].append(round(statistics.median(times) / 1e6, 9))
+            if on_progress is not None:
+                on_progress(1)
+        if sampler is not None:
+            busy.append(round(busy_e / busy_t, 6) if busy_t > 0 else None)
+            sampler.begin_window("profile-idle-{}".format(f))
+            time.sleep(idle_window_s)
+            w = sampler.end_window("profile-idle-{}".format(f))
+            idle.append(round(w.mean_power_mw, 6) if w.valid else None)
+            if not w.valid:
+                invalid.append((f, "idle"))
+    out: Dict[str, Any] = {"latency_source": "host", "repeats": repeats}
+    if sampler is None:
+        notes.append("no power meter: energy_mj, busy_power_mw and idle_power_mw are null (latency only); "
+                     "`edgeexit run --profile` takes power from the board model")
+        out.update({"energy_source": None, "busy_power_mw": None, "idle_power_mw": None})
+        out["segments"] = {s.spec.label: {"macs": s.spec.macs, "latency_ms": lat[s.spec.label], "energy_mj": None}
+                           for s in segs}
+        return out
+    source = getattr(sampler.meter, "source", None) or getattr(sampler.meter, "name", "meter")
+    out["energy_source"] = source
+    out["segments"] = {}
+    for s in segs:
+        e = energy[s.spec.label]
+        out["segments"][s.spec.label] = {"macs": s.spec.macs, "latency_ms": lat[s.spec.label],
+                                         "energy_mj": None if any(v is None for v in e) else e}
+    if invalid or any(v is None for v in busy + idle):
+        # A partly measured power column would mislead the planner: drop the columns, keep latency.
+        notes.append("the meter gave no valid samples for {} window(s) (first: {} kHz {}); busy/idle power "
+                     "left null".format(len(invalid), invalid[0][0] if invalid else "?", invalid[0][1] if invalid else "?"))
+        out.update({"busy_power_mw": None, "idle_power_mw": None})
+    else:
+        out.update({"busy_power_mw": busy, "idle_power_mw": idle})
+    notes.append("energy per segment: meter samples linearly interpolated and integrated over a loop of "
+                 "invokes lasting >= {:.0f} ms, divided by the invokes; idle power: mean over a {:.0f} ms sleep "
+                 "at each OPP".format(energy_window_s * 1e3, idle_window_s * 1e3))
+    return out
+
+
+def inference_table(data: Dict[str, Any], labels: List[str]) -> List[Dict[str, Any]]:
+    """Per OPP: latency and energy of running ``labels`` in sequence (e.g. every block + the final head)."""
+    rows = []
+    segs = data["segments"]
+    for i, f in enumerate(data["cpu_opps_khz"]):
+        lat = sum(segs[l]["latency_ms"][i] for l in labels)
+        known = all(segs[l]["energy_mj"] is not None and segs[l]["energy_mj"][i] is not None for l in labels)
+        e = sum(segs[l]["energy_mj"][i] for l in labels) if known else None
+        busy = data["busy_power_mw"][i] if data.get("busy_power_mw") else None
+        idle = data["idle_power_mw"][i] if data.get("idle_power_mw") else None
+        rows.append({"cpu_khz": f, "latency_ms": lat, "energy_mj": e, "busy_power_mw": busy, "idle_power_mw": idle})
+    return rows
+
+
+def write_profile(data: Dict[str, Any], path: Path) -> Path:
+    """Write the profile as JSON (parents created); errors name the fix."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)  # atomic: a reader never sees half a profile
+    except OSError as err:
+        raise ProfileError("cannot write the profile to {} ({}); pass --out FILE somewhere writable".format(
+            path, err.strerror or err)) from None
+    return path
