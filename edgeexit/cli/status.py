@@ -11,12 +11,27 @@ import click
 from edgeexit.cli import options
 
 
-def power_readings(target: Any) -> Optional[Dict[str, Any]]:
-    """Hook for the power meters: return {"rails": {label: power_mw}, ...} once they exist.
+def power_readings(target: Any) -> Dict[str, Any]:
+    """One reading of the board's power meter: {"rails_mw": {label: mW}, "total_mw", "total_basis", ...}.
 
-    Returns None for now; `status` prints "power: not available yet" in that case.
+    A board without a sensor (Pi 4) or whose sensor cannot be opened gives ``available: False`` and a
+    ``reason`` naming the fix. A simulated tree is read through the same backends as a real board.
     """
-    return None
+    from edgeexit.errors import MeterError, SensorMissingError
+    from edgeexit.profiling import board_meter
+
+    try:
+        meter = board_meter(target)
+    except SensorMissingError as err:
+        return {"available": False, "reason": "no power sensor: {}".format(err.message)}
+    except MeterError as err:
+        return {"available": False, "reason": "power meter failed: {}".format(err.message)}
+    try:
+        r = meter.read()
+    finally:
+        meter.close()
+    return {"available": True, "meter": meter.name, "source": meter.source, "rails_mw": dict(r.rails_mw),
+            "total_mw": r.total_mw, "total_basis": r.total_basis, "failed_rails": list(r.failed_rails)}
 
 
 def collect(target: Any) -> Dict[str, Any]:
@@ -66,7 +81,15 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
     for t in info["thermal"]:
         value = "{:.1f} C".format(t["temp_mc"] / 1000.0) if t["temp_mc"] is not None else "unreadable ({})".format(t["error"])
         click.echo("  temp {:<16} {}".format(t["type"], value))
-    if info["power"] is None:
-        click.echo("  power: not available yet")
+    power = info["power"]
+    if not power["available"]:
+        click.echo("  power: {}".format(power["reason"]))
+    else:
+        for label, mw in sorted(power["rails_mw"].items()):
+            click.echo("  rail {:<16} {:>9.1f} mW".format(label, mw))
+        for label in power["failed_rails"]:
+            click.echo("  rail {:<16} unreadable".format(label))
+        total = "{:.1f} mW".format(power["total_mw"]) if power["total_mw"] is not None else "unknown (a rail failed)"
+        click.echo("  power total          {} ({})".format(total, power["total_basis"]))
     if info["simulated"]:
         click.echo("SIMULATED board: these are not measurements of real hardware")
