@@ -82,3 +82,8 @@ class SensorMissingError(MeterError, LookupError):
 # --- profiling -------------------------------------------------------------------------------
 class ProfileError(EdgeExitError, RuntimeError):
     """`edgeexit profile` cannot profile as asked, or cannot write its profile."""
+
+
+# --- reliability guards ----------------------------------------------------------------------
+class RestoreConflictError(StateFileError):
+    """A killed run's saved state would overwrite settings someone else made since; not restored."""

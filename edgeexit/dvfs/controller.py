@@ -1,17 +1,66 @@
-"""The DVFS controller: pins CPU and GPU operating points, counting and minimising sysfs writes."""
+"""The DVFS controller: pins CPU and GPU operating points, counting and minimising sysfs writes.
+
+Guards (see docs/reliability.md): a :class:`~edgeexit.guards.thermal.ThermalGuard` stops any raise of
+the operating point while the board is hot (``guard_events``); every pin is read back and a write the
+kernel accepted but the clock did not follow is reported (``honour_events``); restore checks that
+nobody else changed a domain since edgeexit last wrote it and leaves such a domain alone
+(:class:`RestoreReport.conflicts`).
+"""
 from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Callable, Dict, List, Optional, Union
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
 from edgeexit.dvfs.domains import CpufreqPolicy, DevfreqDevice, FreqDomain, find_gpu
-from edgeexit.errors import DvfsError, SysfsPermissionError
+from edgeexit.errors import DvfsError, StateFileError, SysfsPermissionError
+from edgeexit.guards.honoured import NotHonouredEvent, check_honoured
+from edgeexit.guards.thermal import ThermalGuard
 
 FreqArg = Union[int, str]
 PIN_METHODS = ("auto", "userspace", "minmax")
+# What identifies "the state edgeexit left" in a domain. max is left out on purpose: thermal cooling
+# devices lower policy->max (and so scaling_max_freq) by themselves, which is not someone else's change.
+OWNED_FIELDS = ("governor", "min")
+
+
+def _stderr_warn(msg: str) -> None:
+    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
+    sys.stderr.flush()
+
+
+@dataclass(frozen=True)
+class RestoreConflict:
+    """A domain changed by someone else since edgeexit last wrote it: left as found, not restored."""
+
+    domain: str
+    path: str
+    field: str
+    edgeexit_left: Optional[str]
+    found: Optional[str]
+    saved: Optional[str]
+
+    def describe(self) -> str:
+        return "{} {} was changed outside edgeexit ({} is {!r}, edgeexit left {!r}); left as found, not restored " \
+               "to the saved {!r}".format(self.domain, self.path, self.field, self.found, self.edgeexit_left, self.saved)
+
+
+@dataclass
+class RestoreReport:
+    """What a restore did: writes made, domains left alone because of conflicts, domains that failed."""
+
+    writes: int = 0
+    restored: List[str] = field(default_factory=list)
+    conflicts: List[RestoreConflict] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
 
 
 def translate_oserror(err: OSError, relpath: str, value: str, privileged: bool = True) -> DvfsError:
@@ -36,14 +85,27 @@ class DvfsController:
     """
 
     def __init__(self, board: BoardConfig, sysfs: Sysfs, before_first_write: Optional[Callable[[], None]] = None,
-                 method: str = "auto") -> None:
+                 method: str = "auto", guard: Optional[ThermalGuard] = None,
+                 on_change: Optional[Callable[[], None]] = None,
+                 actual_cpu_khz: Optional[Callable[[], Optional[int]]] = None,
+                 warn: Optional[Callable[[str], None]] = None) -> None:
         if method not in PIN_METHODS:
             raise DvfsError("unknown pin method {!r}; use one of {}".format(method, ", ".join(PIN_METHODS)))
         self.board = board
         self.sysfs = sysfs
         self.method = method
         self.write_count = 0
+        self.guard = guard
+        self.honour_events = []  # type: List[NotHonouredEvent]
+        # per domain path: the OWNED_FIELDS as edgeexit last left them; paths whose change is under way
+        self.expected = {}  # type: Dict[str, Dict[str, Optional[str]]]
+        self.in_flight = set()  # type: Set[str]
         self._before_first_write = before_first_write
+        self._on_change = on_change
+        self._actual_cpu_khz = actual_cpu_khz
+        self._warn = warn or _stderr_warn
+        self._warned_honour = set()  # type: Set[Any]
+        self._changing = None  # type: Optional[FreqDomain]
         self._armed = False
         self.cpus = [CpufreqPolicy(sysfs, p.relpath, p.name) for p in board.cpu_policies]
         self.gpu = None  # type: Optional[DevfreqDevice]
@@ -63,6 +125,12 @@ class DvfsController:
                 return  # no-op: the kernel already holds this value
         except OSError:
             pass  # unreadable (0400): write anyway
+        dom = self._changing
+        if dom is not None and dom.relpath not in self.in_flight:
+            # write-ahead: a run killed from here on must not take this domain's state for someone else's
+            self.in_flight.add(dom.relpath)
+            if self._armed and self._on_change is not None:
+                self._on_change()
         if not self._armed:
             self._armed = True
             if self._before_first_write is not None:
@@ -72,6 +140,40 @@ class DvfsController:
         except OSError as err:
             raise translate_oserror(err, relpath, value, self.sysfs.privileged) from None
         self.write_count += 1
+
+    def _pin(self, dom: FreqDomain, target: int) -> int:
+        """Pin one domain (unless the thermal guard holds a raise); record what edgeexit left."""
+        if self.guard is not None:
+            cur = dom.current()
+            if target > cur and not self.guard.allow_raise(dom.name, cur, target):
+                return cur  # hot: keep the lower operating point (guard_events says so)
+        self._changing = dom
+        try:
+            effective = dom.pin(target, self._write, self.method)
+        finally:
+            self._changing = None
+        if dom.relpath in self.in_flight:
+            self.expected[dom.relpath] = owned_state(dom.save())
+            self.in_flight.discard(dom.relpath)
+            if self._on_change is not None:
+                self._on_change()
+        source = dom.relpath + ("/scaling_cur_freq" if dom.kind == "cpu" else "/cur_freq")
+        if dom.kind == "cpu" and self._actual_cpu_khz is not None:
+            actual = self._actual_cpu_khz()
+            if actual is not None:
+                effective, source = actual, "vcgencmd measure_clock arm"
+        self._check_honoured(dom, target, effective, source)
+        return effective
+
+    def _check_honoured(self, dom: FreqDomain, target: int, effective: int, source: str) -> None:
+        event = check_honoured(dom.name, dom.unit, dom.available(), target, effective, source)
+        if event is None:
+            return
+        self.honour_events.append(event)
+        key = (dom.name, target, effective)
+        if key not in self._warned_honour:
+            self._warned_honour.add(key)
+            self._warn(event.describe())
 
     def _resolve(self, value: FreqArg, table: List[int], what: str) -> int:
         if isinstance(value, str):
@@ -100,7 +202,7 @@ class DvfsController:
     def set_cpu_khz(self, freq_khz: FreqArg) -> int:
         """Pin every CPU policy; returns the effective kHz of the first policy, read back."""
         target = self._resolve(freq_khz, self.cpu_opps_khz(), "--cpu-khz")
-        effective = [d.pin(target, self._write, self.method) for d in self.cpus]
+        effective = [self._pin(d, target) for d in self.cpus]
         return effective[0]
 
     def set_gpu_hz(self, freq_hz: FreqArg) -> int:
@@ -109,7 +211,17 @@ class DvfsController:
             raise DvfsError("board {} has no GPU devfreq node{}; leave out --gpu-hz".format(
                 self.board.name, "" if self.board.gpu is None else " under " + str(self.sysfs.root)))
         target = self._resolve(freq_hz, self.gpu.available(), "--gpu-hz")
-        return self.gpu.pin(target, self._write, self.method)
+        return self._pin(self.gpu, target)
+
+    @property
+    def guard_events(self) -> List[Dict[str, Any]]:
+        """Hot episodes during which raises were held back (one dict per episode; see ThermalEvent)."""
+        return [e.to_dict() for e in self.guard.events] if self.guard is not None else []
+
+    @property
+    def thermal_hold(self) -> bool:
+        """Whether the thermal guard is holding raises back right now (as of its last check)."""
+        return self.guard is not None and self.guard.hot
 
     def cpu_khz(self) -> int:
         return self.cpus[0].current()
@@ -119,20 +231,64 @@ class DvfsController:
 
     # --- save / restore ----------------------------------------------------------------------------
     def snapshot(self) -> List[Dict[str, Any]]:
-        """Every value the controller may touch, per domain."""
-        return [{"kind": d.kind, "name": d.name, "path": d.relpath, "saved": d.save()} for d in self.domains]
+        """Every value the controller may touch, per domain; also starts tracking what edgeexit leaves."""
+        snap = [{"kind": d.kind, "name": d.name, "path": d.relpath, "saved": d.save()} for d in self.domains]
+        for entry in snap:
+            self.expected.setdefault(entry["path"], owned_state(entry["saved"]))
+        return snap
 
     def restore(self, snapshot: List[Dict[str, Any]]) -> int:
-        """Write ``snapshot`` back (no-op writes skipped); returns the number of writes."""
+        """Write ``snapshot`` back unconditionally (no-op writes skipped); returns the number of writes."""
+        report = self.restore_checked(snapshot, force=True)
+        return report.writes
+
+    def restore_checked(self, snapshot: List[Dict[str, Any]],
+                        expected: Optional[Dict[str, Dict[str, Optional[str]]]] = None,
+                        in_flight: Optional[Set[str]] = None, force: bool = False) -> RestoreReport:
+        """Write ``snapshot`` back, domain by domain, without overwriting someone else's change.
+
+        A domain is restored when it is as edgeexit left it (``expected``, default: this controller's
+        own record), when it already equals the snapshot, or when edgeexit was in the middle of
+        changing it (``in_flight``: a run killed mid-change). Otherwise it is a conflict: left as
+        found and reported (``force=True`` restores it anyway). Every domain is tried even if one
+        fails; failures are raised together at the end as one DvfsError.
+        """
+        report = RestoreReport()
         before = self.write_count
         self._armed = True  # restoring never triggers a new save
+        exp = self.expected if expected is None else expected
+        flying = self.in_flight if in_flight is None else in_flight
         by_path = {d.relpath: d for d in self.domains}
         for entry in snapshot:
-            dom = by_path.get(entry["path"])
+            try:
+                path, saved, kind, name = str(entry["path"]), dict(entry["saved"]), entry["kind"], str(entry["name"])
+            except (KeyError, TypeError, ValueError):
+                raise StateFileError("saved state entry {!r} is malformed; check the board with `edgeexit status`, "
+                                     "then delete the state file".format(entry)) from None
+            dom = by_path.get(path)
             if dom is None:
-                if entry["kind"] == "gpu":
-                    dom = DevfreqDevice(self.sysfs, entry["path"], entry["name"])
-                else:
-                    dom = CpufreqPolicy(self.sysfs, entry["path"], entry["name"])
-            dom.restore(entry["saved"], self._write)
-        return self.write_count - before
+                dom = DevfreqDevice(self.sysfs, path, name) if kind == "gpu" else CpufreqPolicy(self.sysfs, path, name)
+            try:
+                if not force and path not in flying and path in exp:
+                    now = owned_state(dom.save())
+                    if now != exp[path] and now != owned_state(saved):
+                        f = [k for k in OWNED_FIELDS if now.get(k) != exp[path].get(k)][0]
+                        report.conflicts.append(RestoreConflict(name, path, f, exp[path].get(f), now.get(f),
+                                                                saved.get(f)))
+                        continue
+                dom.restore(saved, self._write)
+                report.restored.append(path)
+            except (ValueError, TypeError) as err:
+                report.errors.append("{}: saved values unusable ({})".format(path, err))
+            except DvfsError as err:
+                report.errors.append(str(err))
+        report.writes = self.write_count - before
+        if report.errors:
+            raise DvfsError("restoring the board failed for {} domain(s): {}; the saved state is kept, run "
+                            "`edgeexit restore` to retry".format(len(report.errors), " | ".join(report.errors)))
+        return report
+
+
+def owned_state(saved: Dict[str, Optional[str]]) -> Dict[str, Optional[str]]:
+    """The OWNED_FIELDS of a domain's saved values (what decides "someone else changed it")."""
+    return {k: (None if saved.get(k) is None else str(saved.get(k))) for k in OWNED_FIELDS}

@@ -6,11 +6,14 @@ no-op writes, counts writes, saves state before the first one and translates err
 from __future__ import annotations
 
 import abc
+import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 from edgeexit.boards.sysfs import Sysfs
+from edgeexit.errors import DvfsError
 
 WriteFn = Callable[[str, str], None]
+_UINT = re.compile(r"^[0-9]{1,19}$")  # ASCII digits only: str.isdigit() also accepts '²'
 
 
 class FreqDomain(abc.ABC):
@@ -29,6 +32,25 @@ class FreqDomain(abc.ABC):
 
     def _path(self, attr: str) -> str:
         return "{}/{}".format(self.relpath, attr)
+
+    def _garbage(self, attr: str, text: str) -> DvfsError:
+        return DvfsError("{} holds {!r}, not a frequency; the node is not a {} attribute as expected (check the "
+                         "board config's paths with `edgeexit status`)".format(self._path(attr), text[:60], self.kind))
+
+    def _int(self, attr: str) -> int:
+        """A non-negative integer attribute; garbage raises DvfsError naming the file, never ValueError."""
+        text = self._read(attr)
+        if not _UINT.match(text):
+            raise self._garbage(attr, text)
+        return int(text)
+
+    def _ints(self, attr: str) -> List[int]:
+        """An ascending list attribute (``available_frequencies``); empty or garbage raises DvfsError."""
+        text = self._read(attr)
+        parts = text.split()
+        if not parts or not all(_UINT.match(p) for p in parts):
+            raise self._garbage(attr, text)
+        return sorted(int(p) for p in parts)
 
     @abc.abstractmethod
     def available(self) -> List[int]:
@@ -89,10 +111,10 @@ class CpufreqPolicy(FreqDomain):
     unit = "khz"
 
     def available(self) -> List[int]:
-        return sorted(int(x) for x in self._read("scaling_available_frequencies").split())
+        return self._ints("scaling_available_frequencies")
 
     def current(self) -> int:
-        return int(self._read("scaling_cur_freq"))  # cpuinfo_cur_freq is root-only (0400)
+        return self._int("scaling_cur_freq")  # cpuinfo_cur_freq is root-only (0400)
 
     def governor(self) -> str:
         return self._read("scaling_governor")
@@ -101,7 +123,7 @@ class CpufreqPolicy(FreqDomain):
         return self._read("scaling_available_governors").split()
 
     def limits(self) -> Tuple[int, int]:
-        return int(self._read("scaling_min_freq")), int(self._read("scaling_max_freq"))
+        return self._int("scaling_min_freq"), self._int("scaling_max_freq")
 
     def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
         if self.uses_userspace(method):
@@ -132,10 +154,10 @@ class DevfreqDevice(FreqDomain):
     unit = "hz"
 
     def available(self) -> List[int]:
-        return sorted(int(x) for x in self._read("available_frequencies").split())
+        return self._ints("available_frequencies")
 
     def current(self) -> int:
-        return int(self._read("cur_freq"))
+        return self._int("cur_freq")
 
     def governor(self) -> str:
         return self._read("governor")
@@ -144,7 +166,7 @@ class DevfreqDevice(FreqDomain):
         return self._read("available_governors").split()
 
     def limits(self) -> Tuple[int, int]:
-        return int(self._read("min_freq")), int(self._read("max_freq"))
+        return self._int("min_freq"), self._int("max_freq")
 
     def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
         if self.uses_userspace(method):

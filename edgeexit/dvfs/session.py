@@ -9,15 +9,16 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Dict, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Set, Type
 
 from edgeexit.boards.config import BoardConfig, load_board
 from edgeexit.boards.detect import detect_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import HostSysfs, Sysfs
-from edgeexit.dvfs.controller import DvfsController
+from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
 from edgeexit.dvfs.state import BoardLock, read_state, state_path, write_state
-from edgeexit.errors import BoardConfigError, DvfsError
+from edgeexit.errors import BoardConfigError, DvfsError, RestoreConflictError
+from edgeexit.guards.thermal import ThermalGuard
 
 
 def _warn(msg: str) -> None:
@@ -103,26 +104,61 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
 class BoardSession(BoardTarget):
     """A locked board with a :class:`DvfsController`; use as a context manager."""
 
-    def __init__(self, target: BoardTarget, method: str = "auto") -> None:
+    def __init__(self, target: BoardTarget, method: str = "auto", thermal_limit_mc: Optional[int] = None,
+                 thermal_guard: bool = True) -> None:
         super().__init__(target.board, target.profile, target.sysfs, target.simulated, target.sim, target.tmpdir)
         self.method = method
         self.state_file = state_path(self.board.name, self.root)
         self._lock = BoardLock(self.board.name, self.root)
         self._snapshot = None  # type: Optional[Any]
         self._old_sigterm = None  # type: Any
-        self.controller = DvfsController(self.board, self.sysfs, self._save, method)
+        self.guard = ThermalGuard(self.board, self.sysfs, thermal_limit_mc) if thermal_guard else None
+        actual = _vcgencmd_arm_khz if (not self.simulated and self.board.vendor == "raspberrypi") else None
+        self.controller = DvfsController(self.board, self.sysfs, self._save, method, guard=self.guard,
+                                         on_change=self._persist, actual_cpu_khz=actual)
         self.restored_stale = False
+        self.restore_report = None  # type: Optional[RestoreReport]
+
+    def _state_extra(self) -> Dict[str, Any]:
+        return {"expected": self.controller.expected, "in_flight": sorted(self.controller.in_flight)}
 
     def _save(self) -> None:
         self._snapshot = self.controller.snapshot()
-        write_state(self.state_file, self.board.name, self.root, self.simulated, self._snapshot)
+        write_state(self.state_file, self.board.name, self.root, self.simulated, self._snapshot, self._state_extra())
 
-    def restore_stale(self) -> bool:
-        """Restore a state file left by a killed run; True if there was one."""
+    def _persist(self) -> None:
+        """Keep the state file's record of what edgeexit left in step with the controller's."""
+        if self._snapshot is not None:
+            write_state(self.state_file, self.board.name, self.root, self.simulated, self._snapshot,
+                        self._state_extra())
+
+    @property
+    def restore_conflicts(self) -> List[RestoreConflict]:
+        return list(self.restore_report.conflicts) if self.restore_report is not None else []
+
+    def restore_stale(self, force: bool = False) -> bool:
+        """Restore a state file left by a killed run; True if there was one.
+
+        Domains someone else changed since that run are not overwritten (unless ``force``): the
+        state file is then kept with just those domains and RestoreConflictError says what to do.
+        """
         data = read_state(self.state_file, self.board.name)
         if data is None:
             return False
-        DvfsController(self.board, self.sysfs, None, self.method).restore(data["domains"])
+        expected = data.get("expected") if isinstance(data.get("expected"), dict) else {}
+        in_flight = set(data.get("in_flight") or [])  # type: Set[str]
+        ctl = DvfsController(self.board, self.sysfs, None, self.method)
+        report = ctl.restore_checked(data["domains"], expected, in_flight, force=force)
+        self.restore_report = report
+        if report.conflicts:
+            left = [e for e in data["domains"] if e.get("path") in {c.path for c in report.conflicts}]
+            write_state(self.state_file, self.board.name, self.root, bool(data.get("simulated")), left,
+                        {"expected": {k: v for k, v in expected.items() if k in {e["path"] for e in left}},
+                         "in_flight": [], "conflicts": [c.describe() for c in report.conflicts]})
+            raise RestoreConflictError(
+                "board {}: {}; to keep the current values delete {}, to put the saved ones back run `edgeexit "
+                "restore --force`".format(self.board.name, "; ".join(c.describe() for c in report.conflicts),
+                                          self.state_file))
         self.state_file.unlink()
         return True
 
@@ -146,7 +182,11 @@ class BoardSession(BoardTarget):
     def close(self) -> None:
         try:
             if self._snapshot is not None:
-                self.controller.restore(self._snapshot)
+                # raises (keeping the state file for `edgeexit restore`) when a domain cannot be written
+                report = self.controller.restore_checked(self._snapshot)
+                self.restore_report = report
+                for c in report.conflicts:
+                    _warn(c.describe())  # the user sees the saved values here; nothing is kept for later
                 self._snapshot = None
                 self.state_file.unlink()
         finally:
@@ -166,18 +206,42 @@ def _sigterm_to_exit(signum: int, frame: Any) -> None:
 
 
 def open_board(board: Optional[str] = "auto", sysfs_root: Optional[Path] = None, simulate: bool = False,
-               method: str = "auto") -> BoardSession:
-    """Open a board for DVFS (see module doc); use ``with open_board(...) as session:``."""
-    return BoardSession(resolve_target(board, sysfs_root, simulate), method)
+               method: str = "auto", thermal_limit_mc: Optional[int] = None,
+               thermal_guard: bool = True) -> BoardSession:
+    """Open a board for DVFS (see module doc); use ``with open_board(...) as session:``.
+
+    ``thermal_limit_mc``: hold clocks (never raise them) while any thermal zone is at or above this
+    (m°C); default: each zone's own passive trip point (see edgeexit.guards.thermal).
+    """
+    return BoardSession(resolve_target(board, sysfs_root, simulate), method, thermal_limit_mc, thermal_guard)
 
 
-def restore_board(board: str, sysfs_root: Optional[Path] = None) -> Dict[str, Any]:
-    """`edgeexit restore`: restore from a state file left by a killed run (takes the lock)."""
+def _vcgencmd_arm_khz() -> Optional[int]:
+    """The Pi's real ARM clock (kHz) from the firmware; None when vcgencmd cannot say. On the Pi 5,
+    scaling_cur_freq echoes the request while the firmware floors the clock [RPi#5876]."""
+    import subprocess
+
+    from edgeexit.guards.honoured import parse_measure_clock_hz
+
+    try:
+        out = subprocess.run(["vcgencmd", "measure_clock", "arm"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, timeout=2.0, check=False).stdout
+        return parse_measure_clock_hz(out.decode("ascii", "replace")) // 1000
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = False) -> Dict[str, Any]:
+    """`edgeexit restore`: restore from a state file left by a killed run (takes the lock).
+
+    Raises RestoreConflictError when someone else changed a domain since (see restore_stale);
+    ``force=True`` restores the saved values over their change.
+    """
     target = resolve_target(board, sysfs_root, False)
-    session = BoardSession(target)
+    session = BoardSession(target, thermal_guard=False)
     session._lock.acquire()
     try:
-        found = session.restore_stale()
+        found = session.restore_stale(force=force)
     finally:
         session._lock.release()
     return {"board": target.board.name, "root": str(target.root), "simulated": target.simulated,

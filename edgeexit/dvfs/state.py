@@ -60,11 +60,18 @@ class BoardLock:
             self._fd = None
 
 
-def write_state(path: Path, board: str, root: Path, simulated: bool, domains: List[Dict[str, Any]]) -> None:
-    """Atomically write the state file (fsync'd: it must survive a crash or SIGKILL)."""
+def write_state(path: Path, board: str, root: Path, simulated: bool, domains: List[Dict[str, Any]],
+                extra: Optional[Dict[str, Any]] = None) -> None:
+    """Atomically write the state file (fsync'd: it must survive a crash or SIGKILL).
+
+    ``extra`` carries what restore needs to tell edgeexit's own changes from someone else's:
+    ``expected`` (per domain path, the owned fields as edgeexit last left them) and ``in_flight``
+    (domain paths edgeexit was changing when the file was written).
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {"format": STATE_FORMAT, "board": board, "root": os.path.realpath(str(root)), "pid": os.getpid(),
-            "simulated": simulated, "saved_at": time.time(), "domains": domains}
+            "simulated": simulated, "saved_at": time.time(), "domains": domains}  # type: Dict[str, Any]
+    data.update(extra or {})
     tmp = path.with_name(path.name + ".tmp")
     with open(str(tmp), "w") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)

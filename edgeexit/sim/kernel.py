@@ -26,6 +26,9 @@ from edgeexit.sim import rules
 SIM_DIR = ".edgeexit-sim"
 MARKER = SIM_DIR + "/board.json"  # says which board and kernel family the tree simulates
 STATE = SIM_DIR + "/state.json"
+# Injected faults (tests): one-shot errnos and firmware clock overrides. Kept in the tree, not in
+# memory, so the FUSE server and a child `edgeexit run` see what a test injected; removed once empty.
+FAULTS = SIM_DIR + "/faults.json"
 PMIC_ADC = SIM_DIR + "/vcgencmd/pmic_read_adc"  # what `vcgencmd pmic_read_adc` would print (Pi 5)
 MARKER_FORMAT = 1
 CPU_DIR = "sys/devices/system/cpu"
@@ -142,18 +145,99 @@ class SimulatedKernel:
         return rel
 
     def read_error(self, relpath: str) -> Optional[int]:
-        """The errno a read of this file fails with on the real board (e.g. Orin cv*-thermal), else None."""
+        """The errno a read of this file fails with on the real board (e.g. Orin cv*-thermal), or an
+        injected one-shot read fault, else None."""
         try:
             rel = self.resolve(relpath)
         except OSError:
             return None
+        try:
+            self._take_fault("read", rel)
+        except OSError as err:
+            return err.errno
         return self.read_errors.get(rel)
+
+    # --- fault injection (tests) ----------------------------------------------------------------
+    def load_faults(self) -> Dict[str, Any]:
+        try:
+            data = json.loads((self.root / FAULTS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_faults(self, faults: Dict[str, Any]) -> None:
+        faults = {k: v for k, v in faults.items() if v}
+        if faults:
+            self.put(FAULTS, json.dumps(faults, indent=1, sort_keys=True) + "\n", 0o600)
+        else:
+            try:
+                (self.root / FAULTS).unlink()  # no faults left: the tree is as `sim init` made it
+            except FileNotFoundError:
+                pass
+
+    def inject_error(self, relpath: str, errno_name: str, op: str = "write", skip: int = 0, count: int = 1) -> None:
+        """Make the next ``count`` ``op`` ("write" or "read") calls on ``relpath`` fail with ``errno_name``
+        (e.g. "EBUSY", "EACCES", "EAGAIN"), after letting ``skip`` calls through. Survives processes."""
+        if op not in ("write", "read"):
+            raise ValueError("op must be 'write' or 'read', not {!r}".format(op))
+        code = getattr(errno, errno_name, None)
+        if not isinstance(code, int):
+            raise ValueError("unknown errno name {!r}".format(errno_name))
+        with self._lock:
+            rel = self.resolve(relpath)
+            faults = self.load_faults()
+            faults.setdefault(op, []).append({"path": rel, "errno": errno_name, "skip": int(skip), "count": int(count)})
+            self._save_faults(faults)
+
+    def _take_fault(self, op: str, rel: str) -> None:
+        """Raise the first injected fault matching (op, rel), consuming it."""
+        if not (self.root / FAULTS).exists():
+            return
+        with self._lock:
+            faults = self.load_faults()
+            for f in faults.get(op, []):
+                if f.get("path") != rel:
+                    continue
+                if f.get("skip", 0) > 0:
+                    f["skip"] -= 1
+                    self._save_faults(faults)
+                    return
+                f["count"] = f.get("count", 1) - 1
+                faults[op] = [g for g in faults[op] if g.get("count", 1) > 0]
+                self._save_faults(faults)
+                code = getattr(errno, str(f.get("errno")), errno.EIO)
+                raise OSError(code, os.strerror(code) + " (injected)", rel)
+
+    def set_firmware_clock(self, policy: str, floor_khz: Optional[int] = None, cap_khz: Optional[int] = None) -> None:
+        """Emulate firmware that accepts a cpufreq request but does not honour it: the clock the
+        kernel reports (``scaling_cur_freq``) is raised to ``floor_khz`` (Pi 5 firmware floor, soft-
+        throttling raising the clock) or held at ``cap_khz`` (thermal/firmware capping). None clears."""
+        with self._lock:
+            faults = self.load_faults()
+            clocks = faults.setdefault("firmware_clock", {})
+            if floor_khz is None and cap_khz is None:
+                clocks.pop(policy, None)
+            else:
+                clocks[policy] = {"floor_khz": floor_khz, "cap_khz": cap_khz}
+            self._save_faults(faults)
+            self.render(self.load_state())
+
+    def _firmware_cur(self, policy: str, cur: int) -> int:
+        fw = self.load_faults().get("firmware_clock", {}).get(policy)
+        if not fw:
+            return cur
+        if fw.get("floor_khz") is not None:
+            cur = max(cur, int(fw["floor_khz"]))
+        if fw.get("cap_khz") is not None:
+            cur = min(cur, int(fw["cap_khz"]))
+        return cur
 
     # --- the write path ------------------------------------------------------------------------
     def write(self, relpath: str, data: bytes) -> None:
         """One ``store()`` call: apply the kernel rules, or raise OSError with the kernel's errno."""
         with self._lock:
             rel = self.check_writable(relpath)
+            self._take_fault("write", rel)
             text = data.decode("utf-8", "replace")
             d, name = posixpath.split(rel)
             state = self.load_state()
@@ -241,8 +325,9 @@ class SimulatedKernel:
             self.put(d + "/scaling_governor", ps["governor"] + "\n", RW)
             self.put(d + "/scaling_min_freq", "{}\n".format(lo), RW)
             self.put(d + "/scaling_max_freq", "{}\n".format(hi), RW)
-            self.put(d + "/scaling_cur_freq", "{}\n".format(ps["cur"]), RO)
-            self.put(d + "/cpuinfo_cur_freq", "{}\n".format(ps["cur"]), ROOT_ONLY)
+            cur = self._firmware_cur(pol.name, ps["cur"])
+            self.put(d + "/scaling_cur_freq", "{}\n".format(cur), RO)
+            self.put(d + "/cpuinfo_cur_freq", "{}\n".format(cur), ROOT_ONLY)
             # only userspace has show_setspeed; it prints policy->cur [K49][Kset]
             setspeed = "{}\n".format(ps["cur"]) if ps["governor"] == "userspace" else "<unsupported>\n"
             self.put(d + "/scaling_setspeed", setspeed, RW)
