@@ -105,7 +105,7 @@ class SimulatedBoardProbe(BoardProbe):
             "simulated": True,
         }
         if self.publish is not None and latency_ms > 0:
-            avg = energy_mj / self._t_s / 1e3  # mW averaged over the inference
+            avg = energy_mj / self._t_s  # mJ / s = mW, averaged over the inference
             busy = self.physics.power(self._f, True)
             self.publish(PowerBreakdown(avg, busy.cpu_mw, busy.gpu_mw, busy.mem_mw, busy.other_mw))
         if self.period_ms is not None:

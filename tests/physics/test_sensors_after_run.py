@@ -1,0 +1,90 @@
+"""After `edgeexit run` on a simulated tree, the real meter backends read the modelled power.
+
+The simulated board publishes its modelled rail powers into the tree in the board's real sensor
+layout (INA3221 IIO or hwmon files, or the Pi 5's `vcgencmd pmic_read_adc` text); these tests read
+them back through the same meters a real board uses and compare with the board model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeexit.boards.config import load_board
+from edgeexit.boards.profile import load_profile
+from edgeexit.dvfs.session import resolve_target
+from edgeexit.energy.ina3221 import Ina3221Meter
+from edgeexit.energy.pi5_pmic import Pi5PmicMeter
+from edgeexit.profiling import board_meter
+from edgeexit.sim.physics import BoardPhysics
+from tests.cli.helpers import edgeexit, json_out
+
+THREADS = 4
+# in_power (IIO) is an integer mW; hwmon gives integer mV and mA, so V*I at 5 V is within 2.5 mW.
+TOLERANCE_MW = {"ina3221-iio": 1.0, "ina3221-hwmon": 2.5}
+
+
+def _run_on_tree(board: str, tree: Path, cpu_khz: int) -> dict:
+    json_out(edgeexit("sim", "init", "--board", board, "--json", str(tree)))
+    s = json_out(edgeexit("run", "--board", board, "--sysfs-root", str(tree), "--cpu-khz", str(cpu_khz),
+                          "--threads", str(THREADS), "--policy", "full", "--limit", "3", "--json"))
+    assert s["simulated"] is True and s["cpu_khz"] == cpu_khz
+    return s
+
+
+def _mean_power_mw(summary: dict) -> float:
+    # policy full: every inference is the same, so the last one published equals the mean (mJ/ms = W)
+    return summary["mean_energy_mj"] / summary["mean_latency_ms"] * 1000.0
+
+
+@pytest.mark.parametrize("board,cpu_khz", [
+    ("jetson-nano", 1479000), ("jetson-nano", 710400), ("jetson-tx2", 1190400),
+    ("jetson-xavier-nx", 1190400), ("jetson-orin-nano", 1190400),
+])
+def test_ina3221_reads_the_modelled_power(tmp_path: Path, board: str, cpu_khz: int):
+    cfg = load_board(board)
+    physics = BoardPhysics(load_profile(cfg), threads=THREADS)
+    if cpu_khz not in physics.freqs_khz:
+        cpu_khz = physics.freqs_khz[len(physics.freqs_khz) // 2]
+    s = _run_on_tree(board, tmp_path / "tree", cpu_khz)
+    meter = board_meter(resolve_target(board, tmp_path / "tree"))
+    assert isinstance(meter, Ina3221Meter)
+    r = meter.read()
+    tol = TOLERANCE_MW[cfg.power.sensor]
+    avg = _mean_power_mw(s)
+    assert r.total_mw == pytest.approx(avg, abs=tol * max(1, len(r.rails_mw)))
+    busy = physics.power(cpu_khz, True)
+    p = cfg.power
+    cpu_expected = busy.cpu_mw + (busy.gpu_mw if p.gpu_rail == p.cpu_rail else 0.0)
+    assert r.rails_mw[p.cpu_rail] == pytest.approx(cpu_expected, abs=tol)
+    if p.input_rail:
+        assert r.rails_mw[p.input_rail] == pytest.approx(avg, abs=tol)
+    if p.gpu_rail and p.gpu_rail != p.cpu_rail and p.gpu_rail in r.rails_mw:
+        assert r.rails_mw[p.gpu_rail] == pytest.approx(busy.gpu_mw, abs=tol)
+
+
+@pytest.mark.parametrize("cpu_khz", [2400000, 1800000, 1000000])
+def test_pi5_pmic_reads_the_modelled_power(tmp_path: Path, cpu_khz: int):
+    board = "raspberry-pi-5"
+    physics = BoardPhysics(load_profile(load_board(board)), threads=THREADS)
+    s = _run_on_tree(board, tmp_path / "tree", cpu_khz)
+    target = resolve_target(board, tmp_path / "tree")
+    meter = board_meter(target)  # reads .edgeexit-sim/vcgencmd/pmic_read_adc instead of running vcgencmd
+    assert isinstance(meter, Pi5PmicMeter)
+    r = meter.read()
+    cpu = physics.power(cpu_khz, True).cpu_mw
+    avg = _mean_power_mw(s)
+    # VDD_CORE carries the CPU; the other PMIC rails carry 80% of the rest (the input losses and 5 V
+    # loads are on no PMIC rail), so the PMIC sum is below the modelled board power, as on a real Pi 5.
+    assert r.rails_mw["VDD_CORE"] == pytest.approx(cpu, abs=0.01)
+    assert r.total_mw == pytest.approx(cpu + 0.8 * (avg - cpu), abs=0.05)
+    assert r.total_mw < avg
+    assert r.input_voltage_mv == pytest.approx(5100.0)
+
+
+def test_pi4_has_no_sensor_to_read(tmp_path: Path):
+    from edgeexit.errors import SensorMissingError
+
+    json_out(edgeexit("sim", "init", "--board", "raspberry-pi-4", "--json", str(tmp_path / "tree")))
+    with pytest.raises(SensorMissingError, match="no on-board power sensor"):
+        board_meter(resolve_target("raspberry-pi-4", tmp_path / "tree"))
