@@ -30,6 +30,11 @@ from edgeexit.energy.reading import PowerReading
 from edgeexit.energy.sysfs_values import read_number, read_text
 from edgeexit.errors import MeterError, SensorMissingError
 
+# A rail reading beyond this is garbage (a torn or corrupted read), not power: INA3221 tops out at
+# 26 V on a 163.8 mV shunt, far below 1 kW on every Jetson module.
+MAX_PLAUSIBLE_RAIL_MW = 1.0e6
+RELOCATE_INTERVAL_S = 1.0  # rescan for a renumbered hwmonN/iio:deviceN at most this often
+
 
 @dataclass(frozen=True)
 class RailFiles:
@@ -43,13 +48,23 @@ class RailFiles:
     power_path: Optional[Path] = None
 
     def read_power_mw(self) -> Optional[float]:
+        """Rail power (mW), or None for a failed, empty, NaN or implausible read."""
         if self.power_path is not None and self.power_path.exists():
-            return read_number(self.power_path)
-        voltage_mv = read_number(self.voltage_path)
-        current_ma = read_number(self.current_path)
-        if voltage_mv is None or current_ma is None:
+            power_mw = read_number(self.power_path)
+        else:
+            voltage_mv = read_number(self.voltage_path)
+            current_ma = read_number(self.current_path)
+            if voltage_mv is None or current_ma is None:
+                return None
+            power_mw = voltage_mv * current_ma / 1000.0
+        if power_mw is None or abs(power_mw) > MAX_PLAUSIBLE_RAIL_MW:
             return None
-        return voltage_mv * current_ma / 1000.0
+        return power_mw
+
+    @property
+    def present(self) -> bool:
+        """False once the data directory is gone (driver reload: hwmonN/iio:deviceN renumbered)."""
+        return self.voltage_path.parent.is_dir()
 
 
 def _driver_dir(root: Path, chip: Ina3221ChipSpec) -> Path:
@@ -188,6 +203,28 @@ class Ina3221Meter(PowerMeter):
             )
         chips = ", ".join(f"{c.device} ({c.driver})" for c in config.ina3221)
         self.source = f"INA3221 {chips}: {', '.join(names)}"
+        self.relocations = 0
+        self._next_relocate_s = float("-inf")
+
+    def _relocate(self) -> None:
+        """Find the chips again after their data directory vanished (rate-limited, never raises).
+
+        Until they are back every read of those rails fails, so the samples are invalid and the
+        windows "energy unknown" rather than numbers from a stale path.
+        """
+        now = self.clock()
+        if now < self._next_relocate_s:
+            return
+        self._next_relocate_s = now + RELOCATE_INTERVAL_S
+        try:
+            rails: List[RailFiles] = []
+            for chip in self.config.ina3221:
+                rails.extend(locate_chip(self.root, chip))
+        except (MeterError, OSError):
+            return
+        if sorted(r.rail for r in rails) == sorted(r.rail for r in self.rails):
+            self.rails = rails
+            self.relocations += 1
 
     @property
     def rail_names(self) -> Sequence[str]:
@@ -195,6 +232,8 @@ class Ina3221Meter(PowerMeter):
 
     def read(self) -> PowerReading:
         t0 = self.clock()
+        if not all(r.present for r in self.rails):
+            self._relocate()
         rails_mw: Dict[str, float] = {}
         failed: List[str] = []
         for rail in self.rails:

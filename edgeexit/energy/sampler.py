@@ -11,14 +11,20 @@ bridged by interpolation, so one bad read neither crashes nor biases a window.
 ``begin_window``/``end_window`` take a synchronous sample just before the start and just after the
 end (``sync_edges=True``), so every keyed window is bracketed by samples even when it is much
 shorter than the sampling period; that read happens outside the window it measures.
+
+Faults (docs/reliability.md): a read that raises or returns garbage is an invalid sample; a read
+that *blocks* (a hung I2C transaction) must not hang the run, so while the background thread runs,
+window edges ask that thread for a sample and wait at most ``read_timeout_s``; a window left
+without good samples is invalid ("energy unknown"). Each run of invalid windows is warned about once.
 """
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from edgeexit.energy.integrate import LINEAR_METHOD, piecewise_linear_energy_mj
 from edgeexit.energy.meter import Clock, PowerMeter
@@ -42,6 +48,8 @@ class Sampler(WindowedEnergySource):
         history_s: float = 600.0,
         max_gap_s: Optional[float] = None,
         sync_edges: bool = True,
+        read_timeout_s: Optional[float] = None,
+        warn: Optional[Callable[[str], None]] = None,
     ) -> None:
         if not rate_hz > 0:
             raise MeterError(f"Sampler rate_hz must be > 0, got {rate_hz!r}.")
@@ -51,7 +59,16 @@ class Sampler(WindowedEnergySource):
         self.history_s = float(history_s)
         self.max_gap_s = float(max_gap_s) if max_gap_s is not None else 2.0 / self.rate_hz
         self.sync_edges = sync_edges
+        # a sensor read slower than this at a window edge counts as stalled (default: 5 periods, >= 0.25 s)
+        self.read_timeout_s = float(read_timeout_s) if read_timeout_s is not None else max(0.25, 5.0 / self.rate_hz)
+        self.warn = warn or _stderr_warn
         self.last_error: Optional[BaseException] = None
+        self.stalls = 0
+        self.invalid_windows = 0
+        self._in_invalid_run = False
+        self._count = 0
+        self._sampled = threading.Condition()
+        self._wake = threading.Event()
         self._readings: List[PowerReading] = []
         self._times: List[float] = []
         self._lock = threading.Lock()
@@ -72,6 +89,9 @@ class Sampler(WindowedEnergySource):
                 reading = PowerReading(0.0, {}, None, getattr(self.meter, "source", ""))
             t_s = 0.5 * (t_before + self.clock())
         reading = dataclasses.replace(reading, t_s=t_s)
+        with self._sampled:
+            self._count += 1
+            self._sampled.notify_all()
         with self._lock:
             # Readings normally arrive in time order; insort keeps them sorted if threads interleave.
             i = bisect.bisect_right(self._times, t_s)
@@ -93,11 +113,12 @@ class Sampler(WindowedEnergySource):
         return self
 
     def stop(self) -> None:
-        """Stop the background thread and wait for it."""
+        """Stop the background thread and wait for it (not longer than a stalled read's timeout)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+            self._thread.join(timeout=max(1.0, self.read_timeout_s))
+            self._thread = None  # a thread stuck in a read is a daemon: it cannot keep the process alive
 
     def close(self) -> None:
         """Stop sampling and close the meter."""
@@ -120,7 +141,8 @@ class Sampler(WindowedEnergySource):
             if delay_s < 0:  # fell behind (slow read): do not burst to catch up
                 next_s = time.monotonic()
                 delay_s = 0.0
-            self._stop.wait(delay_s)
+            if self._wake.wait(delay_s):  # a window edge asked for a sample now
+                self._wake.clear()
 
     # --- access -----------------------------------------------------------------------------
     def readings(self, t0_s: float = float("-inf"), t1_s: float = float("inf")) -> List[PowerReading]:
@@ -134,8 +156,32 @@ class Sampler(WindowedEnergySource):
         return self.clock()
 
     def _edge_sample(self) -> None:
-        if self.sync_edges:
-            self.sample_once()
+        if not self.sync_edges:
+            return
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self.sample_once()  # no background thread (tests with a fake clock): read here
+            return
+        # Let the sampler thread read, so a read that blocks stalls that thread, never the run.
+        with self._sampled:
+            seq = self._count
+            self._wake.set()
+            got = self._sampled.wait_for(lambda: self._count > seq, timeout=self.read_timeout_s)
+        if not got:
+            self.stalls += 1
+            self.last_error = TimeoutError("power sensor read took longer than {:.2f} s".format(self.read_timeout_s))
+
+    def _note_window(self, valid: bool) -> None:
+        """Warn once at the start of each run of invalid windows (then stay quiet until one is valid)."""
+        if valid:
+            self._in_invalid_run = False
+            return
+        self.invalid_windows += 1
+        if not self._in_invalid_run:
+            self._in_invalid_run = True
+            why = " (last error: {})".format(self.last_error) if self.last_error is not None else ""
+            self.warn("power meter {} gave no usable samples for a window{}; its energy is reported as "
+                      "unknown".format(self.meter.name, why))
 
     # --- integration ------------------------------------------------------------------------
     def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:
@@ -151,7 +197,9 @@ class Sampler(WindowedEnergySource):
         )
         # Held-constant extrapolation is trusted only up to max_gap_s past the last good sample.
         if not near or near[0].t_s > t0_s + self.max_gap_s or near[-1].t_s < t1_s - self.max_gap_s:
+            self._note_window(False)
             return invalid
+        self._note_window(True)
         # The knots used are the near samples plus the closest valid one beyond each side, so an
         # interior gap (dropped reads) is bridged by interpolation, never by zeros.
         ts = [r.t_s for r in near]
@@ -179,3 +227,8 @@ class Sampler(WindowedEnergySource):
             source=self.meter.name,
             rails_energy_mj=rails,
         )
+
+
+def _stderr_warn(msg: str) -> None:
+    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
+    sys.stderr.flush()

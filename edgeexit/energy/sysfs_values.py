@@ -2,16 +2,26 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Optional
 
 
 def read_text(path: Path) -> Optional[str]:
     """The stripped content of ``path``, or ``None`` if it cannot be read."""
+    # os.read, not Path.read_text: a sysfs read failing with EAGAIN must raise (and become None
+    # here) where a buffered reader could hand back a partial or empty result.
     try:
-        return path.read_text().strip()
+        fd = os.open(str(path), os.O_RDONLY)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return None
+    try:
+        data = os.read(fd, 65536)
+        return data.decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
+    finally:
+        os.close(fd)
 
 
 def read_number(path: Path) -> Optional[float]:
