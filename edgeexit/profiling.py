@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -287,6 +288,21 @@ def inference_table(data: Dict[str, Any], labels: List[str]) -> List[Dict[str, A
         idle = data["idle_power_mw"][i] if data.get("idle_power_mw") else None
         rows.append({"cpu_khz": f, "latency_ms": lat, "energy_mj": e, "busy_power_mw": busy, "idle_power_mw": idle})
     return rows
+
+
+def check_output(path: Path) -> Path:
+    """Fail before any profiling when the profile cannot be written to ``path`` (parents created)."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(str(path.parent), os.W_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as err:
+        raise ProfileError("cannot write the profile to {} ({}); pass --out FILE somewhere writable".format(
+            path, err.strerror or err)) from None
+    return path
 
 
 def write_profile(data: Dict[str, Any], path: Path) -> Path:

@@ -75,11 +75,15 @@ def command(
     from edgeexit.costmodel import default_profile_path
     from edgeexit.dvfs import open_board
     from edgeexit.errors import SensorMissingError
-    from edgeexit.profiling import board_meter, inference_table, profile_bundle, write_profile
+    from edgeexit.profiling import board_meter, check_output, inference_table, profile_bundle, write_profile
 
     bundle = load_bundle(model_path)
+    if out is not None:
+        check_output(out)
     with ExitStack() as stack:
         session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
+        path = check_output(out if out is not None else default_profile_path(bundle, session.board.name,
+                                                                             session.simulated))
         if session.simulated:
             click.echo("edgeexit: {}".format(session.describe()), err=True)
         sampler = None
@@ -100,8 +104,7 @@ def command(
         with progress(total, "profiling") as update:
             data = profile_bundle(bundle, session, rt, threads=threads, repeats=repeats, sampler=sampler,
                                   on_progress=update)
-        path = write_profile(data, out if out is not None else default_profile_path(bundle, session.board.name,
-                                                                                     session.simulated))
+        write_profile(data, path)
         description = session.describe()
     full = [s.label for s in bundle.blocks] + [bundle.exits[-1].label]
     rows = inference_table(data, full)

@@ -1,0 +1,107 @@
+"""`edgeexit profile` on simulated boards end to end, and the profile it writes as `edgeexit run` reads it."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgeexit.boards.config import load_board
+from edgeexit.boards.profile import load_profile
+from edgeexit.bundle import load_bundle
+from edgeexit.costmodel import PROFILE_SCHEMA, PhysicsCostModel, load_profile_json
+from edgeexit.paths import demo_bundle_dir
+from edgeexit.sim.physics import BoardPhysics
+from tests.cli.helpers import assert_one_line_error, edgeexit, json_out
+
+THREADS = 4
+
+
+@pytest.fixture(scope="module")
+def profiles(tmp_path_factory) -> dict:
+    out = {}
+    for board in ("jetson-nano", "raspberry-pi-5"):
+        path = tmp_path_factory.mktemp(board) / "profile.json"
+        out[board] = json_out(edgeexit("profile", "--board", board, "--simulate", "--threads", str(THREADS),
+                                       "--out", str(path), "--json"))
+    return out
+
+
+@pytest.mark.parametrize("board", ["jetson-nano", "raspberry-pi-5"])
+def test_simulated_profile_completes_and_loads(profiles, board: str):
+    out = profiles[board]
+    assert out["simulated"] is True and out["restored"] is True and "SIMULATED" in out["board_description"]
+    path = Path(out["profile_path"])
+    data = json.loads(path.read_text())
+    assert data == out["profile"]
+    assert data["schema"] == PROFILE_SCHEMA and data["board"] == board and data["simulated"] is True
+    assert data["latency_source"] == "simulated" and data["energy_source"] == "simulated"
+    assert data["threads"] == THREADS
+    bundle = load_bundle(None)
+    physics = BoardPhysics(load_profile(load_board(board)), threads=THREADS)
+    assert data["cpu_opps_khz"] == physics.freqs_khz
+    labels = [s.label for s in bundle.blocks + bundle.exits]
+    assert sorted(data["segments"]) == sorted(labels)
+    for seg in data["segments"].values():
+        assert len(seg["latency_ms"]) == len(seg["energy_mj"]) == len(data["cpu_opps_khz"])
+    cost = load_profile_json(path, bundle, board)  # what `edgeexit run --profile` calls
+    model = PhysicsCostModel(physics, bundle)
+    for f in data["cpu_opps_khz"]:
+        for label in labels:
+            assert cost.segment_ms(label, f) == pytest.approx(model.segment_ms(label, f), rel=1e-6)
+        assert cost.busy_mw(f) == pytest.approx(model.busy_mw(f), rel=1e-6)
+        assert cost.idle_mw(f) == pytest.approx(model.idle_mw(f), rel=1e-6)
+    assert cost.transition_ms == pytest.approx(physics.transition_s * 1e3)
+    assert any("GPU DVFS not exercised" in n or "no GPU devfreq" in n for n in data["notes"])
+
+
+def test_latency_rises_as_frequency_falls_in_profile(profiles):
+    data = profiles["jetson-nano"]["profile"]
+    lat = data["segments"]["block5"]["latency_ms"]
+    assert all(a > b for a, b in zip(lat, lat[1:]))  # table ascending, so latency strictly falls
+
+
+def test_pi5_profile_shows_the_firmware_floor(profiles):
+    data = profiles["raspberry-pi-5"]["profile"]
+    opps = data["cpu_opps_khz"]
+    lat = data["segments"]["block5"]["latency_ms"]
+    below = [lat[i] for i, f in enumerate(opps) if f <= 1500000]
+    assert len(set(below)) == 1 and lat[-1] < below[0]
+    assert any("floors the real CPU clock" in n for n in data["notes"])
+
+
+def test_profile_predicts_what_run_reports(profiles, tmp_path: Path):
+    """The profile's columns at a pinned OPP add up to the simulated run's latency and energy."""
+    data = profiles["jetson-nano"]["profile"]
+    f = 710400
+    rec_path = tmp_path / "rec.jsonl"
+    json_out(edgeexit("run", "--board", "jetson-nano", "--simulate", "--cpu-khz", str(f), "--threads", str(THREADS),
+                      "--policy", "full", "--limit", "1", "--output", str(rec_path), "--json"))
+    rec = json.loads(rec_path.read_text().splitlines()[0])
+    col = data["cpu_opps_khz"].index(f)
+    ran = list(rec["segments_ms"])
+    assert rec["latency_ms"] == pytest.approx(sum(data["segments"][l]["latency_ms"][col] for l in ran), abs=1e-5)
+    assert rec["energy_mj"] == pytest.approx(sum(data["segments"][l]["energy_mj"][col] for l in ran), abs=1e-5)
+
+
+def test_human_output_says_simulated_and_default_path(tmp_path: Path):
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(bundle_dir))
+    p = edgeexit("profile", "--board", "jetson-nano", "--simulate", "--model", str(bundle_dir))
+    assert p.returncode == 0, p.stderr
+    assert "SIMULATED" in p.stdout and "SIMULATED" in p.stderr
+    written = bundle_dir / "profiles" / "jetson-nano-simulated.json"
+    assert written.is_file() and str(written) in p.stdout
+    assert "board clocks restored" in p.stdout
+    load_profile_json(written, load_bundle(bundle_dir), "jetson-nano")
+
+
+def test_bad_input_is_one_line(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(edgeexit("profile", "--board", "jetson-nano", "--simulate", "--out", str(blocker / "p.json")),
+                          "cannot write the profile", "--out")
+    assert_one_line_error(edgeexit("profile", "--board", "no-such-board", "--simulate"), "no-such-board")
+    assert_one_line_error(edgeexit("profile", "--simulate"), "--board")
+    assert_one_line_error(edgeexit("profile", "--board", "jetson-nano", "--simulate", "--repeats", "0"), "--repeats")
