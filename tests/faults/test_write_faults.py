@@ -1,0 +1,201 @@
+"""Faults on the DVFS write path, in-process and through the FUSE mount: EBUSY/EACCES half way
+through an ordered change (and during restore), a second process holding the board lock, an
+exception inside a policy, and the tree changed behind the controller's back."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import pytest
+
+from edgeexit.dvfs import open_board
+from edgeexit.dvfs.session import restore_board
+from edgeexit.errors import DvfsError, RestoreConflictError
+from edgeexit.sim.kernel import SimulatedKernel
+from edgeexit.sim.sysfs import SimulatedSysfs
+from tests.faults.helpers import check_jsonl, cli, diff, one_line_error, tree
+from tests.sim.helpers import fuse_mount, make_tree
+
+BACKENDS = ["inproc", pytest.param("fuse", marks=pytest.mark.fuse)]
+NANO_CPU = "sys/devices/system/cpu/cpufreq/policy0"
+NANO_GPU = "sys/devices/gpu.0/devfreq/57000000.gpu"
+
+
+@contextmanager
+def board_root(tmp_path: Path, backend: str, board: str = "jetson-nano") -> Iterator[Tuple[Path, SimulatedKernel]]:
+    """(root the controller uses, the kernel whose backing tree is compared)."""
+    k = make_tree(tmp_path / "t", board)
+    if backend == "inproc":
+        yield k.root, k
+    else:
+        with fuse_mount(k.root, board, tmp_path / "mnt") as mnt:
+            yield mnt, k
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("errno_name", ["EBUSY", "EACCES"])
+@pytest.mark.parametrize("method,attr", [("minmax", "scaling_max_freq"), ("auto", "scaling_setspeed")])
+def test_write_fails_half_way_through_ordered_change(tmp_path: Path, backend: str, errno_name: str, method: str,
+                                                     attr: str, runtime_dir: Path) -> None:
+    with board_root(tmp_path, backend) as (root, k):
+        before = tree(k.root)
+        with pytest.raises(DvfsError) as info:
+            with open_board("jetson-nano", sysfs_root=root, method=method) as s:
+                s.controller.set_gpu_hz("min")
+                opps = s.controller.cpu_opps_khz()
+                # the second write of the CPU change fails: min (or the governor) is already written
+                k.inject_error("{}/{}".format(NANO_CPU, attr), errno_name)
+                s.controller.set_cpu_khz(opps[len(opps) // 2])
+        assert attr in str(info.value)
+        assert diff(tree(k.root), before) == []
+        assert not list(runtime_dir.glob("*.state.json"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_write_fails_during_restore_keeps_state_for_edgeexit_restore(tmp_path: Path, backend: str,
+                                                                    runtime_dir: Path) -> None:
+    with board_root(tmp_path, backend) as (root, k):
+        before = tree(k.root)
+        with pytest.raises(DvfsError, match="edgeexit restore"):
+            with open_board("jetson-nano", sysfs_root=root, method="minmax") as s:
+                s.controller.set_gpu_hz("min")
+                s.controller.set_cpu_khz(s.controller.cpu_opps_khz()[3])
+                k.inject_error(NANO_CPU + "/scaling_min_freq", "EBUSY")  # restore lowers min first: it fails
+        changed = diff(tree(k.root), before)
+        assert changed and all(p.startswith(NANO_CPU) or p.startswith(".edgeexit-sim") for p in changed), changed
+        assert list(runtime_dir.glob("*.state.json"))  # kept: the CPU policy is still pinned
+        res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))
+        assert res.returncode == 0, res.stderr
+        assert diff(tree(k.root), before) == []
+
+
+def _holder(root: Path) -> "subprocess.Popen[str]":
+    code = textwrap.dedent("""
+        import time
+        from edgeexit.dvfs import open_board
+        with open_board("jetson-nano", sysfs_root={root!r}) as s:
+            s.controller.set_cpu_khz("max")
+            print("pinned", flush=True)
+            time.sleep(120)
+    """).format(root=str(root))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, env=dict(os.environ))
+    assert proc.stdout is not None and proc.stdout.readline() == "pinned\n"
+    return proc
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_process_holding_the_lock(tmp_path: Path, backend: str) -> None:
+    with board_root(tmp_path, backend) as (root, k):
+        before = tree(k.root)
+        holder = _holder(root)
+        try:
+            held = tree(k.root)
+            res = cli("run", "--board", "jetson-nano", "--sysfs-root", str(root), "--cpu-khz", "min", "--limit", "5",
+                      "--output", str(tmp_path / "out.jsonl"))
+            one_line_error(res, "in use by edgeexit pid {}".format(holder.pid))
+            assert diff(tree(k.root), held) == []  # the refused run wrote nothing
+            res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))
+            one_line_error(res, "in use")
+        finally:
+            holder.terminate()
+            holder.communicate(timeout=30)
+        assert diff(tree(k.root), before) == []
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exception_inside_a_policy(tmp_path: Path, backend: str) -> None:
+    from edgeexit.bundle import load_bundle
+    from edgeexit.policies import make_policy
+    from edgeexit.records import RecordWriter
+    from edgeexit.runner import run_samples
+    from edgeexit.runtime import Runtime
+
+    bundle = load_bundle()
+    policy = make_policy("threshold", bundle)
+    decide = policy.decide
+
+    def failing_decide(head, state):  # type: ignore[no-untyped-def]
+        if state.index == 17:
+            raise _Boom("policy bug")
+        return decide(head, state)
+
+    policy.decide = failing_decide  # type: ignore[method-assign]
+    out = tmp_path / "out.jsonl"
+    with board_root(tmp_path, backend) as (root, k):
+        before = tree(k.root)
+        with pytest.raises(_Boom):
+            with open_board("jetson-nano", sysfs_root=root) as s, RecordWriter(out) as writer, Runtime(bundle) as rt:
+                s.controller.set_cpu_khz("max")
+                s.controller.set_gpu_hz("max")
+                run_samples(rt, policy, bundle.split("evaluation").take(100), writer=writer)
+        assert diff(tree(k.root), before) == []
+    assert len(check_jsonl(out)) == 17
+
+
+def _foreign_change(root: Path) -> None:
+    """Someone else (nvpmodel, another tool) switches the CPU governor while edgeexit holds the board."""
+    SimulatedSysfs(root).write(NANO_CPU + "/scaling_governor", "performance")
+
+
+def _expected_after_foreign_change(tmp_path: Path, original: Path) -> dict:
+    copy = tmp_path / "expected"
+    shutil.copytree(str(original), str(copy), symlinks=True)
+    _foreign_change(copy)
+    return tree(copy)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tree_changed_behind_the_controllers_back(tmp_path: Path, backend: str, runtime_dir: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    with board_root(tmp_path, backend) as (root, k):
+        expected = _expected_after_foreign_change(tmp_path, k.root)
+        with open_board("jetson-nano", sysfs_root=root) as s:
+            s.controller.set_cpu_khz("min")
+            s.controller.set_gpu_hz("max")
+            _foreign_change(k.root)
+        # their governor stays; edgeexit's other changes (the GPU) are undone
+        assert [c.field for c in s.restore_conflicts] == ["governor"]
+        assert "changed outside edgeexit" in capsys.readouterr().err
+        assert diff(tree(k.root), expected) == []
+        assert not list(runtime_dir.glob("*.state.json"))
+
+
+def test_changed_after_sigkill_is_not_restored_blindly(tmp_path: Path, runtime_dir: Path) -> None:
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    before = tree(k.root)
+    expected = _expected_after_foreign_change(tmp_path, k.root)
+    code = textwrap.dedent("""
+        import time
+        from edgeexit.dvfs import open_board
+        with open_board("jetson-nano", sysfs_root={root!r}) as s:
+            s.controller.set_cpu_khz("min")
+            s.controller.set_gpu_hz("max")
+            print("pinned", flush=True)
+            time.sleep(120)
+    """).format(root=str(k.root))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, universal_newlines=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "pinned\n"
+    proc.kill()
+    proc.communicate(timeout=30)
+    _foreign_change(k.root)
+    res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(k.root))
+    one_line_error(res, "changed outside edgeexit", "policy0", "edgeexit restore --force")
+    assert diff(tree(k.root), expected) == []  # the GPU was restored, their CPU governor kept
+    with pytest.raises(RestoreConflictError):  # a new run refuses to act on it
+        with open_board("jetson-nano", sysfs_root=k.root):
+            pass
+    result = restore_board("jetson-nano", k.root, force=True)
+    assert result["restored"]
+    assert diff(tree(k.root), before) == []
+    assert not list(runtime_dir.glob("*.state.json"))
