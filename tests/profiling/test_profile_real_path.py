@@ -1,0 +1,100 @@
+"""The real-board path of `edgeexit profile`: host-timed invokes, meter windows, idle power per OPP.
+
+A "real" board here is a tree laid out like the board's sysfs with plain files and no simulator
+marker (the sim tree with `.edgeexit-sim/` removed), so edgeexit treats it as hardware: plain file
+I/O, host clock, the INA3221 meter reading whatever the files hold. The files hold constant rail
+readings, so the known answer is: busy and idle power equal that constant.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgeexit.boards.config import load_board
+from edgeexit.boards.profile import load_profile
+from edgeexit.bundle import load_bundle
+from edgeexit.costmodel import PhysicsCostModel, load_profile_json
+from edgeexit.dvfs import open_board
+from edgeexit.energy.sampler import Sampler
+from edgeexit.errors import CalibrationError
+from edgeexit.profiling import board_meter, profile_bundle
+from edgeexit.runtime import Runtime
+from edgeexit.sim.kernel import SIM_DIR
+from edgeexit.sim.physics import BoardPhysics
+from tests.cli.helpers import edgeexit, json_out
+
+NANO_IDLE_INPUT_MW = 1250.0  # what a fresh simulated Nano tree shows on POM_5V_IN (idle_board_mw)
+
+
+def _plain_tree(tmp_path: Path, board: str) -> Path:
+    tree = tmp_path / board
+    json_out(edgeexit("sim", "init", "--board", board, "--json", str(tree)))
+    shutil.rmtree(str(tree / SIM_DIR))  # no marker: edgeexit now treats the tree as a real board
+    return tree
+
+
+def test_real_path_with_meter_known_answer(tmp_path: Path):
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    bundle = load_bundle(None)
+    ticks = []
+    with open_board("jetson-nano", tree) as session:
+        assert not session.simulated
+        meter = board_meter(session)
+        # 100 Hz: windows stay valid (samples within 2 periods of each edge) on a loaded CI machine
+        with Sampler(meter, rate_hz=100.0) as sampler, Runtime(bundle, num_threads=1) as rt:
+            data = profile_bundle(bundle, session, rt, threads=1, repeats=3, sampler=sampler,
+                                  on_progress=ticks.append, energy_window_s=0.005, idle_window_s=0.02, settle_s=0.0)
+        assert session.controller.cpus[0].governor() == "userspace"  # pinned while profiling
+    n_opps = len(data["cpu_opps_khz"])
+    assert len(ticks) == n_opps * len(data["segments"])
+    assert data["simulated"] is False and data["latency_source"] == "host"
+    assert data["energy_source"] == meter.source
+    assert data["busy_power_mw"] == pytest.approx([NANO_IDLE_INPUT_MW] * n_opps)
+    assert data["idle_power_mw"] == pytest.approx([NANO_IDLE_INPUT_MW] * n_opps)
+    for seg in data["segments"].values():
+        assert all(x > 0 for x in seg["latency_ms"]) and all(e > 0 for e in seg["energy_mj"])
+    # pinned every OPP in turn through the controller, and the session restored the governor
+    assert (tree / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor").read_text().strip() == "schedutil"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    cost = load_profile_json(path, bundle, "jetson-nano")  # measured power: no fallback needed
+    assert cost.busy_mw(data["cpu_opps_khz"][0]) == pytest.approx(NANO_IDLE_INPUT_MW)
+
+
+def test_real_path_without_meter_leaves_energy_null(tmp_path: Path):
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    out = json_out(edgeexit("profile", "--board", "jetson-nano", "--sysfs-root", str(tree), "--meter", "none",
+                            "--repeats", "2", "--out", str(tmp_path / "p.json"), "--json"))
+    data = out["profile"]
+    assert out["simulated"] is False and data["energy_source"] is None
+    assert data["busy_power_mw"] is None and data["idle_power_mw"] is None
+    assert all(seg["energy_mj"] is None for seg in data["segments"].values())
+    assert any("no power meter" in n for n in data["notes"])
+    bundle = load_bundle(None)
+    with pytest.raises(CalibrationError, match="no power figures"):
+        load_profile_json(tmp_path / "p.json", bundle, "jetson-nano")
+    physics = BoardPhysics(load_profile(load_board("jetson-nano")), threads=1)
+    cost = load_profile_json(tmp_path / "p.json", bundle, "jetson-nano", fallback=PhysicsCostModel(physics, bundle))
+    assert cost.busy_mw(1479000) == pytest.approx(physics.power(1479000, True).total_mw)
+
+
+def test_pi4_without_sensor_warns_and_profiles_latency(tmp_path: Path):
+    tree = _plain_tree(tmp_path, "raspberry-pi-4")
+    p = edgeexit("profile", "--board", "raspberry-pi-4", "--sysfs-root", str(tree), "--repeats", "1",
+                 "--out", str(tmp_path / "p.json"))
+    assert p.returncode == 0, p.stderr
+    assert "no on-board power sensor" in p.stderr and "latency only" in p.stderr
+    assert "SIMULATED" not in p.stdout and "energy: not measured" in p.stdout
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["energy_source"] is None and data["latency_source"] == "host"
+
+
+def test_pi4_explicit_meter_fails_in_one_line(tmp_path: Path):
+    from tests.cli.helpers import assert_one_line_error
+
+    tree = _plain_tree(tmp_path, "raspberry-pi-4")
+    assert_one_line_error(edgeexit("profile", "--board", "raspberry-pi-4", "--sysfs-root", str(tree), "--meter",
+                                   "ina3221", "--out", str(tmp_path / "p.json")), "error")
