@@ -26,6 +26,7 @@ HYSTERESIS_MC = 2000  # 2 °C, as the Pi 5 fan trips use [PI5DT]
 # Plausible die temperatures; anything outside is a garbage read, not a temperature.
 MIN_PLAUSIBLE_MC = -60000
 MAX_PLAUSIBLE_MC = 200000
+LIMIT_RANGE_MC = (20000, 150000)  # a limit outside 20..150 °C is a unit mistake (°C given for m°C)
 
 
 def default_limit_mc(zone: ThermalZone) -> Optional[int]:
@@ -91,7 +92,7 @@ class ThermalGuard:
     def __init__(self, board: BoardConfig, sysfs: Sysfs, limit_mc: Optional[int] = None,
                  hysteresis_mc: int = HYSTERESIS_MC, clock: Callable[[], float] = time.monotonic,
                  warn: Optional[Callable[[str], None]] = None) -> None:
-        if limit_mc is not None and not MIN_PLAUSIBLE_MC < int(limit_mc) < MAX_PLAUSIBLE_MC:
+        if limit_mc is not None and not LIMIT_RANGE_MC[0] <= int(limit_mc) <= LIMIT_RANGE_MC[1]:
             raise ThermalError("thermal limit {} m°C is not plausible; give it in millidegrees C "
                                "(e.g. 85000 for 85 °C)".format(limit_mc))
         self.board = board

@@ -1,0 +1,124 @@
+"""The thermal guard and the write-honoured check on the simulated boards (in-process and FUSE)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from edgeexit.boards.config import load_board
+from edgeexit.dvfs import open_board
+from edgeexit.errors import ThermalError
+from edgeexit.guards import ThermalGuard, check_honoured, default_limit_mc, expected_freq, parse_measure_clock_hz
+from edgeexit.sim.sysfs import SimulatedSysfs
+from tests.faults.test_write_faults import BACKENDS, board_root
+from tests.sim.helpers import BOARDS, make_tree
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hot_board_never_raises_but_may_lower(tmp_path: Path, backend: str, capsys: pytest.CaptureFixture) -> None:
+    with board_root(tmp_path, backend) as (root, k):
+        with open_board("jetson-nano", sysfs_root=root) as s:
+            ctl = s.controller
+            opps = ctl.cpu_opps_khz()
+            assert ctl.set_cpu_khz(opps[4]) == opps[4]
+            k.set_temp_mc("CPU-therm", 97500)  # at the zone's 97 °C passive trip
+            assert ctl.set_cpu_khz("max") == opps[4]  # held
+            assert ctl.cpu_khz() == opps[4] and ctl.thermal_hold
+            assert ctl.set_cpu_khz(opps[2]) == opps[2]  # lowering is allowed
+            assert ctl.set_cpu_khz(opps[3]) == opps[2]  # held again, same episode
+            events = ctl.guard_events
+            assert len(events) == 1 and events[0]["zone"] == "CPU-therm" and events[0]["refused"] == 2
+            assert events[0]["limit_mc"] == 97000 and events[0]["last_refused"]["to"] == opps[3]
+            k.set_temp_mc("CPU-therm", 96000)  # within the 2 °C hysteresis: still hot
+            assert ctl.set_cpu_khz("max") == opps[2]
+            k.set_temp_mc("CPU-therm", 80000)  # cooled down: the episode ends
+            assert ctl.set_cpu_khz("max") == opps[-1] and not ctl.thermal_hold
+            k.set_temp_mc("GPU-therm", 101000)  # a second episode, on another zone, also holds the GPU
+            assert ctl.set_gpu_hz("max") == ctl.gpu_hz()
+            assert [e["zone"] for e in ctl.guard_events] == ["CPU-therm", "GPU-therm"]
+            assert ctl.guard_events[0]["t_end_s"] is not None and ctl.guard_events[0]["peak_temp_mc"] == 97500
+    err = capsys.readouterr().err
+    assert err.count("clocks will not be raised") == 2  # logged once per episode
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_eagain_zones_are_skipped(tmp_path: Path, backend: str) -> None:
+    board = load_board("jetson-orin-nano")
+    eagain = [z.type for z in board.thermal_zones if z.read_errno == "EAGAIN"]
+    assert eagain, "the Orin Nano config marks its cv*-thermal zones EAGAIN"
+    with board_root(tmp_path, backend, "jetson-orin-nano") as (root, k):
+        with open_board("jetson-orin-nano", sysfs_root=root, thermal_limit_mc=70000) as s:
+            readings = s.guard.read()  # type: ignore[union-attr]
+            failed = [r.zone for r in readings if r.temp_mc is None]
+            assert sorted(failed) == sorted(eagain)
+            assert s.controller.set_cpu_khz("max") == s.controller.cpu_opps_khz()[-1]  # cool: allowed
+            s.controller.set_cpu_khz("min")
+            k.set_temp_mc("gpu-thermal", 75000)  # over the explicit 70 °C limit
+            assert s.controller.set_cpu_khz("max") == s.controller.cpu_opps_khz()[0]
+
+
+def test_unreadable_zones_warn_once_and_do_not_block(tmp_path: Path) -> None:
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    msgs = []  # type: List[str]
+    guard = ThermalGuard(k.board, SimulatedSysfs(k.root, k), warn=msgs.append)
+    for z in k.board.thermal_zones:
+        (k.root / z.relpath / "temp").write_text("garbage\n" if z.index % 2 else "")
+    assert guard.allow_raise("cpu", 1, 2) and guard.allow_raise("cpu", 1, 2)
+    assert len(msgs) == 1 and "cannot hold clocks" in msgs[0]
+    (k.root / k.board.thermal_zones[1].relpath / "temp").write_text("999999999\n")  # implausible: skipped too
+    assert guard.allow_raise("cpu", 1, 2)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_default_limits_come_from_trip_points(board: str) -> None:
+    cfg = load_board(board)
+    limits = [default_limit_mc(z) for z in cfg.thermal_zones]
+    assert any(l is not None for l in limits), board
+    for z, l in zip(cfg.thermal_zones, limits):
+        if l is not None:
+            assert l <= min(t for t, k in zip(z.trips_mc, z.trip_types) if k != "active")
+    with pytest.raises(ThermalError, match="millidegrees"):
+        ThermalGuard(cfg, SimulatedSysfs.__new__(SimulatedSysfs), limit_mc=85)  # 85 m°C: a unit mistake
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("floor", [True, False])
+def test_accepted_but_not_honoured_is_reported(tmp_path: Path, backend: str, floor: bool,
+                                               capsys: pytest.CaptureFixture) -> None:
+    with board_root(tmp_path, backend, "raspberry-pi-5") as (root, k):
+        with open_board("raspberry-pi-5", sysfs_root=root) as s:
+            ctl = s.controller
+            opps = ctl.cpu_opps_khz()
+            if floor:  # Pi 5 firmware floors the ARM clock at 1.5 GHz [RPi#5876]
+                k.set_firmware_clock("policy0", floor_khz=1500000)
+                asked, runs = opps[0], 1500000
+            else:  # a cap (thermal/firmware) holds the clock below the request
+                k.set_firmware_clock("policy0", cap_khz=opps[2])
+                asked, runs = opps[-1], opps[2]
+            assert ctl.set_cpu_khz(asked) == runs  # the read-back, not the request
+            ctl.set_cpu_khz(asked)  # no-op, reported again but warned once
+            ev = ctl.honour_events
+            assert len(ev) == 2 and ev[0].requested == asked and ev[0].effective == runs
+            assert ev[0].source.endswith("scaling_cur_freq")
+            k.set_firmware_clock("policy0")  # firmware lets go
+            assert ctl.set_cpu_khz(opps[5]) == opps[5] and len(ctl.honour_events) == 2
+    assert capsys.readouterr().err.count("did not follow") == 1
+
+
+def test_honoured_rules_and_vcgencmd_reader(tmp_path: Path) -> None:
+    table = [100, 200, 300]
+    assert expected_freq(table, 150) == [100, 200] and expected_freq(table, 5) == [100]
+    assert expected_freq(table, 999) == [300] and expected_freq([], 7) == [7]
+    assert check_honoured("cpu", "khz", table, 150, 100, "x") is None  # floor rounding is fine
+    assert check_honoured("cpu", "khz", table, 150, 300, "x") is not None
+    assert parse_measure_clock_hz("frequency(48)=1500345728\n") == 1500345728
+    for bad in ("", "error=1 error_msg=\"Command not registered\"", "frequency(0)=abc", "volt=0.87V"):
+        with pytest.raises(ValueError):
+            parse_measure_clock_hz(bad)
+    # a real Pi's read-back comes from the firmware (vcgencmd), because scaling_cur_freq echoes the request
+    k = make_tree(tmp_path / "t", "raspberry-pi-5")
+    from edgeexit.dvfs.controller import DvfsController
+
+    ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: 1500000, warn=lambda m: None)
+    assert ctl.set_cpu_khz("min") == 1500000 and ctl.honour_events[0].source == "vcgencmd measure_clock arm"
