@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 import dataclasses
-import time
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 from edgeexit.boards.config import BoardConfig
+from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
 from edgeexit.energy.sampler import Sampler
 from edgeexit.policies.base import SampleState
 from edgeexit.runner import BoardProbe
@@ -86,6 +87,13 @@ class BoardRun:
         self.probe = probe
         self.physics = physics
         self.sampler = sampler
+        self.planner: Any = None  # a DvfsPlanner once attached
+
+    def cpu_khz(self) -> int:
+        """The CPU operating point in force: the planner's (read back when it wrote) or the kernel's."""
+        if self.planner is not None:
+            return int(self.planner.current)
+        return int(self.session.controller.cpu_khz())
 
     @property
     def simulated(self) -> bool:
@@ -115,9 +123,9 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
         physics = BoardPhysics(session.profile, threads=threads)
         kernel = session.sim
         publish = publish_to_kernel(kernel, session.board, physics) if kernel is not None else None
-        ctl = session.controller
-        probe = SimulatedBoardProbe(physics, ctl.cpu_khz, period_ms=period_ms, publish=publish)
-        return BoardRun(session, probe, physics, None)
+        brun = BoardRun(session, None, physics, None)
+        brun.probe = SimulatedBoardProbe(physics, brun.cpu_khz, period_ms=period_ms, publish=publish)
+        return brun
     from edgeexit.energy.factory import meter_for_board
 
     try:
@@ -131,3 +139,34 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
     sampler = Sampler(m, rate_hz=meter_rate_hz).start()
     return BoardRun(session, MeterProbe(sampler, m.source), None, sampler)
 
+
+
+def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[Path] = None,
+                   warn: Any = None) -> CostModel:
+    """The planner's knowledge of the board: ``profile`` if given, else the default profile file of this
+    bundle and board if `edgeexit profile` wrote one, else the board model."""
+    physics = brun.physics or BoardPhysics(brun.session.profile, threads=threads)
+    model = PhysicsCostModel(physics, bundle)
+    path = profile
+    if path is None:
+        candidate = default_profile_path(bundle, brun.session.board.name, brun.simulated)
+        path = candidate if candidate.is_file() else None
+    if path is None:
+        return model
+    return load_profile_json(path, bundle, brun.session.board.name, fallback=model)
+
+
+def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: CostModel,
+                   deadline_ms: Optional[float], period_ms: Optional[float]) -> Any:
+    """Create the DVFS planner for this run (``mode`` from --dvfs) and make the probe follow it."""
+    from edgeexit.planner import DvfsPlanner
+
+    ctl = brun.session.controller
+    elapsed = brun.probe.elapsed_ms if isinstance(brun.probe, SimulatedBoardProbe) else None
+    planner = DvfsPlanner(
+        mode, cost, runtime, policy, ctl.set_cpu_khz, start_khz=ctl.cpu_khz(), deadline_ms=deadline_ms,
+        period_ms=period_ms, elapsed_ms=elapsed, governor=brun.session.profile.cpu.default_governor,
+        emulate_governor=brun.simulated,
+    )
+    brun.planner = planner
+    return planner

@@ -35,6 +35,7 @@ def run_samples(
     hooks: Sequence[RuntimeHooks] = (),
     on_progress: Optional[Callable[[int], None]] = None,
     pass_labels: bool = False,
+    deadline_ms: Optional[float] = None,
 ) -> "RunOutcome":
     """Infer every sample; write one record each; return the records and a summary."""
     policy.bind(runtime)
@@ -59,20 +60,24 @@ def run_samples(
         }
         if probe is not None:
             rec.update(probe.measure(res))
+        if deadline_ms is not None:
+            rec["deadline_missed"] = bool(rec["latency_ms"] > deadline_ms)
         records.append(rec)
         if writer is not None:
             writer.write(rec)
         if on_progress is not None:
             on_progress(1)
-    return RunOutcome(records=records, runtime=runtime, policy=policy, probe=probe)
+    return RunOutcome(records=records, runtime=runtime, policy=policy, probe=probe, deadline_ms=deadline_ms)
 
 
 class RunOutcome:
-    def __init__(self, records: List[Dict[str, Any]], runtime: Runtime, policy: ExitPolicy, probe: Optional[BoardProbe]) -> None:
+    def __init__(self, records: List[Dict[str, Any]], runtime: Runtime, policy: ExitPolicy, probe: Optional[BoardProbe],
+                 deadline_ms: Optional[float] = None) -> None:
         self.records = records
         self.runtime = runtime
         self.policy = policy
         self.probe = probe
+        self.deadline_ms = deadline_ms
 
     def summary(self, board: Optional[str] = None) -> RunSummary:
         recs = self.records
@@ -85,6 +90,14 @@ class RunOutcome:
         hist = np.bincount([r["exit"] for r in recs], minlength=len(rt.exits)).tolist() if recs else []
         mean_macs = float(np.mean(macs)) if macs else float("nan")
         probe = self.probe
+        extra: Dict[str, Any] = {}
+        periods = [r.get("energy_period_mj") for r in recs]
+        if recs and all(p is not None for p in periods):
+            extra["mean_energy_period_mj"] = float(np.mean(periods))
+            extra["period_ms"] = recs[0].get("period_ms")
+        if self.deadline_ms is not None:
+            extra["deadline_ms"] = self.deadline_ms
+            extra["deadline_miss_rate"] = float(np.mean([r["deadline_missed"] for r in recs])) if recs else None
         return RunSummary(
             n=len(recs),
             policy=self.policy.name,
@@ -102,4 +115,5 @@ class RunOutcome:
             board=board,
             model=str(rt.bundle.root),
             interpreter="{} {}".format(rt.backend.name, rt.backend.version),
+            extra=extra,
         )

@@ -87,3 +87,38 @@ meter_rate = click.option(
     show_default=True,
     help="Sampling rate of the power meter's background thread.",
 )
+
+deadline_ms = click.option(
+    "--deadline-ms",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Per-inference deadline. The DVFS planner picks the least-energy operating point that still meets it "
+    "(also after a misprediction). Default: the period, if given.",
+)
+
+period_ms = click.option(
+    "--period-ms",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Periodic inference: one sample every PERIOD ms. Energy per period (inference plus idle until the next "
+    "one) is reported, and the planner drops to its lowest-energy idle point in between.",
+)
+
+dvfs = click.option(
+    "--dvfs",
+    type=click.Choice(["auto", "planned", "race", "worst-case", "governor", "none"]),
+    default="auto",
+    show_default=True,
+    help="CPU frequency control. planned: least energy for the forecast remaining work under the deadline "
+    "(forecasting policies). race: maximum operating point, race-to-idle. worst-case: lowest point at which "
+    "the worst-case path meets the deadline. governor: the board's default governor (emulated on a "
+    "simulated board). none: leave the clocks alone. auto: planned for forecasting policies, else none.",
+)
+
+profile = click.option(
+    "--profile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A profile from `edgeexit profile` for the planner's latency/power figures. Default: the bundle's "
+    "profiles/<board>[-simulated].json when it exists, else the board model from firmware_profiles/.",
+)

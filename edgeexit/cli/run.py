@@ -12,7 +12,7 @@ from edgeexit.bundle import load_bundle, read_samples
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, key_values, progress
 from edgeexit.policies import make_policy, policy_names
-from edgeexit.probes import make_probe
+from edgeexit.probes import attach_planner, cost_model_for, make_probe
 from edgeexit.records import RecordWriter
 from edgeexit.runner import run_samples
 from edgeexit.runtime import Runtime
@@ -63,6 +63,10 @@ def warn(msg: str) -> None:
 @options.simulate
 @options.cpu_khz
 @options.gpu_hz
+@options.deadline_ms
+@options.period_ms
+@options.dvfs
+@options.profile
 @options.meter
 @options.meter_rate
 @options.interpreter
@@ -79,6 +83,10 @@ def command(
     simulate: bool,
     cpu_khz: Optional[str],
     gpu_hz: Optional[str],
+    deadline_ms: Optional[float],
+    period_ms: Optional[float],
+    dvfs: str,
+    profile: Optional[Path],
     meter: str,
     meter_rate_hz: float,
     interpreter: Optional[str],
@@ -100,8 +108,11 @@ def command(
     if policy == "oracle":
         extra["targets"] = oracle_targets(bundle, samples, interpreter)
     pol = make_policy(policy, bundle, **extra)
-    if (cpu_khz or gpu_hz) and not (board or sysfs_root or simulate):
-        raise click.UsageError("--cpu-khz/--gpu-hz need a board: add --board NAME (with --simulate or --sysfs-root DIR)")
+    on_board = bool(board or sysfs_root or simulate)
+    if (cpu_khz or gpu_hz or deadline_ms or period_ms or profile) and not on_board:
+        raise click.UsageError("--cpu-khz/--gpu-hz/--deadline-ms/--period-ms/--profile need a board: add --board NAME "
+                               "(with --simulate or --sysfs-root DIR)")
+    mode = resolve_dvfs(dvfs, pol, cpu_khz, on_board)
     with ExitStack() as stack:
         session = None
         if board or sysfs_root or simulate:
@@ -114,18 +125,27 @@ def command(
                 extra["cpu_khz"] = session.controller.set_cpu_khz(cpu_khz)
             if gpu_hz:
                 extra["gpu_hz"] = session.controller.set_gpu_hz(gpu_hz)
-        brun = make_probe(session, threads, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn)
+        brun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn)
         stack.callback(brun.close)
         rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
+        hooks = []
+        if session is not None and mode != "none":
+            pol.bind(rt)
+            cost = cost_model_for(brun, bundle, threads, profile)
+            hooks.append(attach_planner(brun, mode, rt, pol, cost, deadline_ms, period_ms))
+            extra["cost_model"] = cost.source
         writer = stack.enter_context(RecordWriter(output))
         with progress(len(samples), "inferring") as update:
-            outcome = run_samples(rt, pol, samples, writer=writer, probe=brun.probe, on_progress=update,
-                                  pass_labels=policy == "oracle")
+            outcome = run_samples(rt, pol, samples, writer=writer, probe=brun.probe, hooks=hooks, on_progress=update,
+                                  pass_labels=policy == "oracle", deadline_ms=deadline_ms)
         summary = outcome.summary(board=brun.board_name).to_dict()
         if session is not None:
             summary["board_description"] = session.describe()
             summary["sysfs_writes"] = session.controller.write_count
-            summary.update({k: v for k, v in extra.items() if k in ("cpu_khz", "gpu_hz")})
+            summary.update({k: v for k, v in extra.items() if k in ("cpu_khz", "gpu_hz", "cost_model")})
+            summary["dvfs"] = mode
+            if hooks:
+                summary["planner_writes_per_inference"] = hooks[0].writes / max(1, len(samples))
     if as_json:
         echo_json(summary)
         return
@@ -133,6 +153,19 @@ def command(
         click.echo("SIMULATED board: latency and energy below come from the board model, not a measurement.")
     click.echo(key_values({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}))
     click.echo("exit_histogram  " + " ".join(str(c) for c in summary["exit_histogram"]))
+
+
+def resolve_dvfs(dvfs: str, policy: Any, cpu_khz: Optional[str], on_board: bool) -> str:
+    """--dvfs auto: plan with the forecast where the policy makes one, else leave the clocks alone."""
+    if not on_board:
+        if dvfs not in ("auto", "none"):
+            raise click.UsageError("--dvfs {} needs a board: add --board NAME (with --simulate or --sysfs-root DIR)".format(dvfs))
+        return "none"
+    if cpu_khz and dvfs not in ("auto", "none"):
+        raise click.UsageError("--cpu-khz pins one operating point; it cannot be combined with --dvfs {}".format(dvfs))
+    if dvfs == "auto":
+        return "planned" if (policy.forecasts and not cpu_khz) else "none"
+    return dvfs
 
 
 def oracle_targets(bundle: Any, samples: Any, interpreter: Optional[str]) -> Any:

@@ -10,6 +10,7 @@ otherwise the policy re-predicts from j (``on_miss="repredict"``) or steps to th
 """
 from __future__ import annotations
 
+from time import perf_counter_ns
 from typing import Any, Dict, List
 
 import numpy as np
@@ -19,13 +20,22 @@ from edgeexit.forecaster import Forecaster, head_features, pooled_features
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
-def jump_cost_matrix(macs_to_exit: List[int], head_macs: List[int]) -> np.ndarray:
-    """C[j, t]: MACs of predicting exit j for a sample whose right exit is t (first head excluded)."""
+def jump_cost_matrix(macs_to_exit: List[int], head_macs: List[int], risk: float = 1.0) -> np.ndarray:
+    """C[j, t]: MACs of predicting exit j for a sample whose right exit is t (first head excluded).
+
+    Over-predicting (j > t) runs blocks the sample did not need; ``risk`` weighs that waste against
+    the heads a jump saves. risk = inf never jumps past the next exit (classic early exit's cost);
+    calibration picks the value that minimizes MACs on held-out data at the accuracy target.
+    """
     n = len(macs_to_exit)
     c = np.zeros((n, n))
     for j in range(n):
         for t in range(n):
-            c[j, t] = macs_to_exit[max(j, t)] + head_macs[j] + (head_macs[t] if t > j else 0)
+            if j >= t:
+                waste = macs_to_exit[j] - macs_to_exit[t]
+                c[j, t] = macs_to_exit[t] + head_macs[j] + (waste * risk if waste else 0.0)
+            else:
+                c[j, t] = macs_to_exit[t] + head_macs[j] + head_macs[t]
     return c
 
 
@@ -33,13 +43,15 @@ class PredictivePolicy(ExitPolicy):
     name = "predictive"
     forecasts = True
 
-    def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict") -> None:
+    def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict", risk: float = 1.0) -> None:
         if on_miss not in ("repredict", "step"):
             raise CalibrationError("on_miss must be 'repredict' or 'step', not {!r}".format(on_miss))
         self.forecaster = forecaster
         self.thresholds = [float(t) for t in thresholds]
         self.on_miss = on_miss
+        self.risk = float(risk)
         self._target = 0
+        self.forecast_ns = 0  # host time spent forecasting for the current sample
 
     @classmethod
     def from_calibration(cls, calibration: Dict[str, Any], n_exits: int, on_miss: str = "repredict") -> "PredictivePolicy":
@@ -50,7 +62,7 @@ class PredictivePolicy(ExitPolicy):
         th = entry.get("thresholds")
         if fc.n_exits != n_exits or not isinstance(th, list) or len(th) != n_exits:
             raise CalibrationError("calibration.json: the forecaster was fitted for another bundle; run `edgeexit calibrate` again")
-        return cls(fc, th, on_miss)
+        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)))
 
     def bind(self, runtime: Any) -> None:
         super().bind(runtime)
@@ -58,12 +70,13 @@ class PredictivePolicy(ExitPolicy):
         if self.forecaster.n_exits != n:
             raise CalibrationError("forecaster has {} exits, bundle {}; run `edgeexit calibrate`".format(self.forecaster.n_exits, n))
         self.n_exits = n
-        self.cost = jump_cost_matrix(list(runtime.macs_to_exit), list(runtime.head_macs))
+        self.cost = jump_cost_matrix(list(runtime.macs_to_exit), list(runtime.head_macs), self.risk)
         out = runtime.bundle.blocks[runtime.exit_blocks[0]].output
         self._feat_scale, self._feat_zp = float(out.scale), int(out.zero_point)
 
     def start(self, state: SampleState) -> None:
         self._target = 0
+        self.forecast_ns = 0
         state.extra = None
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:
@@ -88,11 +101,13 @@ class PredictivePolicy(ExitPolicy):
         if self.on_miss == "step" and e != 0:
             target = e + 1
         else:
+            t = perf_counter_ns()
             target = self.forecast(head, state)
+            self.forecast_ns += perf_counter_ns() - t
         self._target = target
         state.planned_exit = target
         return False
 
     def describe(self) -> dict:
-        return {"policy": self.name, "on_miss": self.on_miss, "thresholds": self.thresholds,
+        return {"policy": self.name, "on_miss": self.on_miss, "risk": self.risk, "thresholds": self.thresholds,
                 "forecaster_params": self.forecaster.n_params}

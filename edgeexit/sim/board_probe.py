@@ -66,6 +66,10 @@ class SimulatedBoardProbe(BoardProbe):
         self._khz_trace: List[int] = []
         self.last: Dict[str, Any] = {}
 
+    def elapsed_ms(self) -> float:
+        """Modelled time since the current inference began."""
+        return self._t_s * 1e3
+
     def _sync_freq(self) -> None:
         f = self.cpu_khz()
         if f != self._f:

@@ -1,0 +1,194 @@
+"""DVFS planning under a deadline: the operating point that finishes the remaining work in time at the
+least energy, re-planned when the exit forecast changes.
+
+The planner is a runtime hook. Before block 0 and whenever the policy's forecast (``planned_exit``)
+changes, it picks the CPU operating point f minimizing
+
+    E(f) = (busy_mw(f) - idle_mw(f_idle)) * W(f) + transition energy        [+ idle_mw(f_idle) * period, a constant]
+
+where W(f) is the forecast remaining work (blocks up to the forecast exit plus its head, in ms at f),
+subject to finishing by the deadline even if the forecast is wrong:
+
+    t_elapsed + transition + W(f) + R(f_max) + transition <= deadline
+
+R is the worst case beyond the forecast (every remaining block and head) at the maximum operating
+point. A misprediction therefore raises the operating point enough to still meet the deadline, and
+a deadline the worst case cannot meet even at f_max runs at f_max. Between inferences it drops to
+the operating point with the lowest idle power when the idle gap pays for the two transitions.
+It never touches sysfs when the operating point does not change.
+
+Modes (``--dvfs``): ``planned`` (the above), ``race`` (race-to-idle: pinned at the maximum, also
+while idle), ``worst-case`` (pinned once at the lowest point where the worst-case path meets the
+deadline), ``governor`` (the board's default governor: left alone on a real board; on a simulated
+board emulated per inference from the previous period's utilisation, schedutil: 1.25 * f_max * util,
+ondemand: f_max above 80% load, else proportional), ``none`` (touch nothing).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, List, Optional
+
+import numpy as np
+
+from edgeexit.bundle.manifest import SegmentSpec
+from edgeexit.costmodel import CostModel
+from edgeexit.errors import EdgeExitError
+from edgeexit.policies.base import ExitPolicy, SampleState
+from edgeexit.runtime import InferenceResult, Runtime, RuntimeHooks
+
+MODES = ("planned", "race", "worst-case", "governor", "none")
+
+
+class DvfsPlanner(RuntimeHooks):
+    """Sets the CPU operating point between segments (see module doc)."""
+
+    def __init__(
+        self,
+        mode: str,
+        cost: CostModel,
+        runtime: Runtime,
+        policy: ExitPolicy,
+        set_cpu_khz: Optional[Callable[[int], int]],
+        start_khz: int,
+        deadline_ms: Optional[float] = None,
+        period_ms: Optional[float] = None,
+        elapsed_ms: Optional[Callable[[], float]] = None,
+        governor: str = "schedutil",
+        emulate_governor: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise EdgeExitError("unknown --dvfs mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
+        if mode == "planned" and not policy.forecasts:
+            raise EdgeExitError("--dvfs planned needs a policy that forecasts its exit (predictive, pe-heuristic, oracle); "
+                                "policy {} does not: use race, worst-case or governor".format(policy.name))
+        self.mode = mode
+        self.cost = cost
+        self.policy = policy
+        self._set = set_cpu_khz
+        self.deadline_ms = deadline_ms if deadline_ms is not None else period_ms
+        self.period_ms = period_ms
+        self.governor = governor
+        self.emulate_governor = emulate_governor
+        self._elapsed = elapsed_ms
+        self._t0 = 0.0
+        self.opps = list(cost.cpu_opps_khz)
+        self.f_max = self.opps[-1]
+        self.current = int(start_khz)
+        self.writes = 0
+        self.plan_ns: List[int] = []  # host time spent planning, per inference
+        self._plan_ns = 0
+        self._planned_for = -2
+        self._util = 0.0
+        self._tables(runtime)
+        self.idle_khz = min(self.opps, key=cost.idle_mw)
+        if mode == "race":
+            self._apply(self.f_max)
+        elif mode == "worst-case":
+            self._apply(self.worst_case_khz())
+
+    # -- precomputation ---------------------------------------------------------------------------
+    def _tables(self, rt: Runtime) -> None:
+        """ms per segment at every operating point, and suffix sums for remaining-work queries."""
+        opps = self.opps
+        self.block_ms = np.array([[self.cost.segment_ms(b.spec.label, f) for f in opps] for b in rt.blocks])
+        self.head_ms = np.array([[self.cost.segment_ms(h.spec.label, f) for f in opps] for h in rt.exits])
+        self.exit_blocks = list(rt.exit_blocks)
+        nb = len(rt.blocks)
+        # rest_blocks[k] = blocks k..end; rest_heads[e] = heads e..last (all at each OPP)
+        self.rest_blocks = np.vstack([np.cumsum(self.block_ms[::-1], axis=0)[::-1], np.zeros((1, len(opps)))])
+        self.rest_heads = np.vstack([np.cumsum(self.head_ms[::-1], axis=0)[::-1], np.zeros((1, len(opps)))])
+        self.n_blocks = nb
+        self.busy = np.array([self.cost.busy_mw(f) for f in opps])
+        self.idle = np.array([self.cost.idle_mw(f) for f in opps])
+        self.trans_ms = self.cost.transition_ms
+
+    def worst_case_ms(self, col: int) -> float:
+        """The threshold policy's worst case at operating point ``col``: every block and every head."""
+        return float(self.rest_blocks[0, col] + self.rest_heads[0, col])
+
+    def worst_case_khz(self) -> int:
+        """The lowest operating point at which the worst case meets the deadline (f_max if none does)."""
+        if self.deadline_ms is None:
+            return self.f_max
+        for col, f in enumerate(self.opps):
+            if self.worst_case_ms(col) <= self.deadline_ms:
+                return f
+        return self.f_max
+
+    # -- the decision ---------------------------------------------------------------------------------
+    def _now_ms(self) -> float:
+        if self._elapsed is not None:
+            return self._elapsed()
+        return (time.perf_counter() - self._t0) * 1e3
+
+    def choose(self, next_block: int, forecast: int, elapsed_ms: float) -> int:
+        """Operating point for the work from ``next_block`` up to exit ``forecast`` (-1: the first exit,
+        no forecast yet), given ``elapsed_ms`` of the inference so far."""
+        e = forecast if forecast >= 0 else 0
+        b = self.exit_blocks[e]
+        work = self.rest_blocks[next_block] - self.rest_blocks[b + 1] + self.head_ms[e]
+        reserve = float(self.rest_blocks[b + 1, -1] + self.rest_heads[e + 1, -1]) + self.trans_ms
+        cur = self.opps.index(self.current) if self.current in self.opps else len(self.opps) - 1
+        trans = np.where(np.arange(len(self.opps)) == cur, 0.0, self.trans_ms)
+        finish = elapsed_ms + trans + work + reserve
+        energy = (self.busy - self.idle[self.opps.index(self.idle_khz)]) * (work + trans)
+        if self.deadline_ms is not None:
+            energy = np.where(finish <= self.deadline_ms, energy, np.inf)
+        if not np.isfinite(energy).any():
+            return self.f_max
+        return self.opps[int(np.argmin(energy))]
+
+    def _apply(self, f: int) -> None:
+        if f == self.current:
+            return  # never touch sysfs for nothing
+        if self._set is not None and not (self.mode == "governor" and self.emulate_governor):
+            self.current = int(self._set(f))
+            self.writes += 1
+        else:
+            self.current = int(f)
+
+    # -- hooks ----------------------------------------------------------------------------------------
+    def begin(self, state: SampleState) -> None:
+        self._t0 = time.perf_counter()
+        self._plan_ns = 0
+        self._planned_for = -2
+        if self.mode == "governor" and self.emulate_governor:
+            self._apply(self._governor_khz())
+
+    def before_segment(self, spec: SegmentSpec, state: SampleState) -> None:
+        # Plan before block 0 and before the first block after every new forecast; heads never trigger it.
+        if self.mode != "planned" or spec.kind != "block" or state.planned_exit == self._planned_for:
+            return
+        t = time.perf_counter_ns()
+        self._planned_for = state.planned_exit
+        self._apply(self.choose(spec.index, state.planned_exit, self._now_ms()))
+        self._plan_ns += time.perf_counter_ns() - t
+
+    def end(self, result: InferenceResult, state: SampleState) -> None:
+        t = time.perf_counter_ns()
+        busy_ms = self._now_ms()
+        if self.period_ms:
+            self._util = min(1.0, busy_ms / self.period_ms)
+            if self.mode == "planned" and self.current != self.idle_khz and self._drop_pays(self.period_ms - busy_ms):
+                self._apply(self.idle_khz)
+        self.plan_ns.append(self._plan_ns + (time.perf_counter_ns() - t))
+
+    def _drop_pays(self, idle_ms: float) -> bool:
+        """Dropping to the idle point costs a transition now and one back up at the next inference
+        (both at busy power); it pays when the idle power saved over the gap is larger."""
+        if idle_ms <= self.trans_ms:
+            return False
+        cur = self.cost.idle_mw(self.current) * idle_ms
+        tr = self.trans_ms
+        drop = (self.cost.busy_mw(self.idle_khz) + self.cost.busy_mw(self.current)) * tr + self.cost.idle_mw(self.idle_khz) * (idle_ms - tr)
+        return drop < cur
+
+    def _governor_khz(self) -> int:
+        if self.governor == "ondemand":
+            target = self.f_max if self._util > 0.8 else self.f_max * self._util / 0.8
+        else:  # schedutil: next_freq = 1.25 * max_freq * util
+            target = 1.25 * self.f_max * self._util
+        for f in self.opps:
+            if f >= target:
+                return f
+        return self.f_max
