@@ -22,3 +22,5 @@ def load_toml(path: Path) -> Dict[str, Any]:
         raise BoardConfigError("cannot read {}: {}".format(path, err.strerror or err)) from None
     except _toml.TOMLDecodeError as err:
         raise BoardConfigError("{}: invalid TOML: {}; fix the file".format(path, err)) from None
+    except UnicodeDecodeError as err:  # TOML must be UTF-8; tomllib lets the decode error through
+        raise BoardConfigError("{}: not UTF-8 text ({}); save the file as UTF-8".format(path, err.reason)) from None

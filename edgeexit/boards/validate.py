@@ -113,14 +113,20 @@ class Table:
             raise self.fail(extra[0], "is not a known key (known: {})".format(", ".join(sorted(allowed))))
 
 
+def _bad_chars(value: str) -> bool:
+    # NUL would make os calls raise ValueError; control characters are never in sysfs names
+    return any(ord(c) < 32 or c == "\x7f" for c in value)
+
+
 def check_relpath(value: str, where: Table, name: str) -> None:
     """Paths in board files are relative to the sysfs root and must stay inside it."""
     norm = posixpath.normpath(value)
-    if value.startswith("/") or norm.startswith("..") or ".." in value.split("/") or not value:
-        raise where.fail(name, "must be a path relative to the sysfs root without '..' (got {!r})".format(value))
+    if value.startswith("/") or norm.startswith("..") or ".." in value.split("/") or not value or _bad_chars(value):
+        raise where.fail(name, "must be a path relative to the sysfs root without '..' or control characters "
+                               "(got {!r})".format(value))
 
 
 def check_relpath_str(value: str) -> None:
     """Raise ValueError for a path that would leave the sysfs root."""
-    if not value or value.startswith("/") or ".." in value.split("/"):
+    if not value or value.startswith("/") or ".." in value.split("/") or _bad_chars(value):
         raise ValueError("sysfs path must be relative to the root without '..': {!r}".format(value))
