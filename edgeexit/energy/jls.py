@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
+import math
+
 import numpy as np
 
 from edgeexit.energy.integrate import BLOCK_METHOD, block_energy_mj, covered_window
@@ -103,9 +105,15 @@ def _window(
 ) -> EnergyWindow:
     if t1_s < t0_s:
         raise MeterError(f"Window end {t1_s} s is before its start {t0_s} s.")
+    unknown = EnergyWindow(0.0, 0.0, 0, BLOCK_METHOD, False, t0_s, t1_s, BASIS, "joulescope-jls", {})
+    if not all(math.isfinite(x) for x in (t0_s, t1_s, host_offset_s)):
+        return unknown  # a window with no finite edges is not in any recording
     offset_t64 = as_time64(host_offset_s)
-    s0 = sig.sample_id(as_time64(t0_s + host_offset_s))
-    s1 = sig.sample_id(as_time64(t1_s + host_offset_s))
+    try:
+        s0 = sig.sample_id(as_time64(t0_s + host_offset_s))
+        s1 = sig.sample_id(as_time64(t1_s + host_offset_s))
+    except (OverflowError, ValueError):  # centuries away from the recording: pyjls cannot map it
+        return unknown
     # Anchor on sample s0's exact UTC and take the local period from the file's own time map,
     # so slow drift between instrument and host clocks is followed. Host times are formed in
     # integer time64 first (see time64.to_host_s) so short windows keep their precision.
