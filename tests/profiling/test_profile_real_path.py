@@ -18,6 +18,7 @@ from edgeexit.boards.profile import load_profile
 from edgeexit.bundle import load_bundle
 from edgeexit.costmodel import PhysicsCostModel, load_profile_json
 from edgeexit.dvfs import open_board
+from edgeexit.paths import demo_bundle_dir
 from edgeexit.energy.sampler import Sampler
 from edgeexit.errors import CalibrationError
 from edgeexit.profiling import board_meter, profile_bundle
@@ -38,7 +39,8 @@ def _plain_tree(tmp_path: Path, board: str) -> Path:
 
 def test_real_path_with_meter_known_answer(tmp_path: Path):
     tree = _plain_tree(tmp_path, "jetson-nano")
-    bundle = load_bundle(None)
+    shutil.copytree(str(demo_bundle_dir()), str(tmp_path / "bundle"))  # a snapshot: the profile names its manifest
+    bundle = load_bundle(tmp_path / "bundle")
     ticks = []
     with open_board("jetson-nano", tree) as session:
         assert not session.simulated
@@ -52,6 +54,7 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
     assert len(ticks) == n_opps * len(data["segments"])
     assert data["simulated"] is False and data["latency_source"] == "host"
     assert data["energy_source"] == meter.source
+    assert data["busy_power_mw"] is not None and data["idle_power_mw"] is not None, data["notes"]
     assert data["busy_power_mw"] == pytest.approx([NANO_IDLE_INPUT_MW] * n_opps)
     assert data["idle_power_mw"] == pytest.approx([NANO_IDLE_INPUT_MW] * n_opps)
     for seg in data["segments"].values():
