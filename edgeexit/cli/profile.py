@@ -97,8 +97,8 @@ def command(
                     raise
                 warn("{} Profiling latency only; energy and power are left null.".format(err.message))
             else:
+                stack.callback(m.close)  # after the sampler thread stopped (the stack unwinds in reverse)
                 sampler = stack.enter_context(Sampler(m, rate_hz=meter_rate_hz))
-                stack.callback(m.close)
         rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
         total = len(session.controller.cpu_opps_khz()) * (len(bundle.blocks) + len(bundle.exits))
         with progress(total, "profiling") as update:
