@@ -21,7 +21,9 @@ class Table:
         self.prefix = prefix
 
     def key(self, name: str) -> str:
-        return "{}.{}".format(self.prefix, name) if self.prefix else name
+        # repr() for odd key names: a newline in a key must not split the one-line error
+        shown = name if isinstance(name, str) and name.isprintable() and name else repr(name)
+        return "{}.{}".format(self.prefix, shown) if self.prefix else shown
 
     def fail(self, name: str, why: str) -> BoardConfigError:
         return BoardConfigError("{}: key '{}' {}".format(self.file, self.key(name), why))

@@ -119,6 +119,15 @@ class _Reader:
         return value
 
 
+def _mapping(value: Any, where: str) -> Dict[str, Any]:
+    """An optional JSON object (``stats``, ``training``): absent/null is empty, anything else an error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BundleError("manifest.json: '{}' must be an object, got {!r}; {}".format(where, value, _FIX))
+    return dict(value)
+
+
 def _tensor(r: _Reader) -> TensorSpec:
     shape = r.typed("shape", list)
     if not all(isinstance(d, int) and d > 0 for d in shape):
@@ -145,7 +154,7 @@ def _segment(r: _Reader, kind: str) -> SegmentSpec:
         output=_tensor(r.sub("output")),
         after_block=r.typed("after_block", int) if kind == "exit" else -1,
         confidence_output=_tensor(r.sub("confidence_output")) if conf is not None else None,
-        stats=dict(r.data.get("stats") or {}),
+        stats=_mapping(r.data.get("stats"), r.where + "stats"),
     )
 
 
@@ -186,7 +195,7 @@ def parse_manifest(data: Any) -> Manifest:
         num_classes=r.typed("num_classes", int),
         labels=[str(x) for x in labels],
         splits=splits,
-        training=dict(data.get("training") or {}),
+        training=_mapping(data.get("training"), "training"),
         raw=data,
     )
 

@@ -108,8 +108,8 @@ def _window(
     unknown = EnergyWindow(0.0, 0.0, 0, BLOCK_METHOD, False, t0_s, t1_s, BASIS, "joulescope-jls", {})
     if not all(math.isfinite(x) for x in (t0_s, t1_s, host_offset_s)):
         return unknown  # a window with no finite edges is not in any recording
-    offset_t64 = as_time64(host_offset_s)
     try:
+        offset_t64 = as_time64(host_offset_s)
         s0 = sig.sample_id(as_time64(t0_s + host_offset_s))
         s1 = sig.sample_id(as_time64(t1_s + host_offset_s))
     except (OverflowError, ValueError):  # centuries away from the recording: pyjls cannot map it

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any, List
 
 from hypothesis import settings
 from hypothesis import strategies as st
 
-# Examples per property: enough to find the crashes seen so far, small enough for CI (< 1 min total).
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True)
+# Examples per property: enough to find the crashes seen so far, small enough for CI (< 1 min total);
+# EDGEEXIT_FUZZ_EXAMPLES=N for a longer fuzzing pass (then with fresh random seeds).
+_N = int(os.environ.get("EDGEEXIT_FUZZ_EXAMPLES", "0"))
+FUZZ = settings(max_examples=_N or 150, deadline=None, derandomize=not _N, database=None)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-2 ** 70, max_value=2 ** 70),
