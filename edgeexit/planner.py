@@ -26,7 +26,7 @@ ondemand: f_max above 80% load, else proportional), ``none`` (touch nothing).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -81,6 +81,9 @@ class DvfsPlanner(RuntimeHooks):
         self._util = 0.0
         self._tables(runtime)
         self.idle_khz = min(self.opps, key=cost.idle_mw)
+        self._ranked: Dict[Any, List[Any]] = {}
+        # Idle gap (ms) beyond which dropping to idle_khz pays, per current operating point.
+        self._drop_after_ms = {f: self._break_even_ms(f) for f in self.opps}
         if mode == "race":
             self._apply(self.f_max)
         elif mode == "worst-case":
@@ -123,20 +126,37 @@ class DvfsPlanner(RuntimeHooks):
 
     def choose(self, next_block: int, forecast: int, elapsed_ms: float) -> int:
         """Operating point for the work from ``next_block`` up to exit ``forecast`` (-1: the first exit,
-        no forecast yet), given ``elapsed_ms`` of the inference so far."""
+        no forecast yet), given ``elapsed_ms`` of the inference so far.
+
+        Candidates are ranked by energy once per (next block, forecast, current point) and cached; per
+        call only the deadline test runs, so planning costs microseconds.
+        """
         e = forecast if forecast >= 0 else 0
+        while self.exit_blocks[e] < next_block and e < len(self.exit_blocks) - 1:
+            e += 1  # a stale forecast behind us: plan for the next exit instead
+        key = (next_block, e, self.current)
+        ranked = self._ranked.get(key)
+        if ranked is None:
+            ranked = self._ranked[key] = self._rank(next_block, e)
+        if self.deadline_ms is None:
+            return ranked[0][2]
+        for _, need_ms, f in ranked:
+            if elapsed_ms + need_ms <= self.deadline_ms:
+                return f
+        return self.f_max
+
+    def _rank(self, next_block: int, e: int) -> List[Any]:
         b = self.exit_blocks[e]
-        work = self.rest_blocks[next_block] - self.rest_blocks[b + 1] + self.head_ms[e]
-        reserve = float(self.rest_blocks[b + 1, -1] + self.rest_heads[e + 1, -1]) + self.trans_ms
-        cur = self.opps.index(self.current) if self.current in self.opps else len(self.opps) - 1
-        trans = np.where(np.arange(len(self.opps)) == cur, 0.0, self.trans_ms)
-        finish = elapsed_ms + trans + work + reserve
-        energy = (self.busy - self.idle[self.opps.index(self.idle_khz)]) * (work + trans)
-        if self.deadline_ms is not None:
-            energy = np.where(finish <= self.deadline_ms, energy, np.inf)
-        if not np.isfinite(energy).any():
-            return self.f_max
-        return self.opps[int(np.argmin(energy))]
+        rb, rh, hm = self.rest_blocks, self.rest_heads, self.head_ms
+        reserve = float(rb[b + 1, -1] + rh[e + 1, -1]) + self.trans_ms
+        idle_ref = self.idle[self.opps.index(self.idle_khz)]
+        out = []
+        for c, f in enumerate(self.opps):
+            tr = 0.0 if f == self.current else self.trans_ms
+            work = float(rb[next_block, c] - rb[b + 1, c] + hm[e, c])
+            out.append(((self.busy[c] - idle_ref) * (work + tr), tr + work + reserve, f))
+        out.sort()
+        return out
 
     def _apply(self, f: int) -> None:
         if f == self.current:
@@ -173,15 +193,17 @@ class DvfsPlanner(RuntimeHooks):
                 self._apply(self.idle_khz)
         self.plan_ns.append(self._plan_ns + (time.perf_counter_ns() - t))
 
+    def _break_even_ms(self, f: int) -> float:
+        """Dropping from ``f`` to the idle point costs a transition now and one back up at the next
+        inference (both at busy power); it pays once the idle power saved over the gap exceeds that."""
+        c, i = self.opps.index(f), self.opps.index(self.idle_khz)
+        saved_mw = self.idle[c] - self.idle[i]
+        if saved_mw <= 0:
+            return float("inf")
+        return max(self.trans_ms, self.trans_ms * (self.busy[i] + self.busy[c] - self.idle[i]) / saved_mw)
+
     def _drop_pays(self, idle_ms: float) -> bool:
-        """Dropping to the idle point costs a transition now and one back up at the next inference
-        (both at busy power); it pays when the idle power saved over the gap is larger."""
-        if idle_ms <= self.trans_ms:
-            return False
-        cur = self.cost.idle_mw(self.current) * idle_ms
-        tr = self.trans_ms
-        drop = (self.cost.busy_mw(self.idle_khz) + self.cost.busy_mw(self.current)) * tr + self.cost.idle_mw(self.idle_khz) * (idle_ms - tr)
-        return drop < cur
+        return idle_ms > self._drop_after_ms.get(self.current, float("inf"))
 
     def _governor_khz(self) -> int:
         if self.governor == "ondemand":

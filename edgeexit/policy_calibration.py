@@ -74,53 +74,71 @@ def _subset(data: CalibrationData, idx: np.ndarray) -> CalibrationData:
     return CalibrationData(sub, data.y[idx], data.macs_to_exit, data.head_macs, float((sub.pred[:, -1] == data.y[idx]).mean()))
 
 
-def _tighten(thresholds: List[float], make: Callable[[List[float]], Any], rt: Runtime, data: CalibrationData, target: float) -> Tuple[List[float], Dict[str, float]]:
-    """Raise thresholds toward 1 until the replayed policy meets ``target`` on the calibration data."""
-    for delta in np.linspace(0.0, 1.0, 41):
-        th = [t if i == len(thresholds) - 1 or t > 1.0 else t + delta * (1.0 - t) for i, t in enumerate(thresholds)]
-        r = replay(rt, make(th), data.table, data.y)
-        if r.accuracy(data.y) >= target:
-            return th, {"accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean()), "tightening": float(delta)}
-    raise CalibrationError("no thresholds reach the accuracy target {:.2%}; lower the target".format(target))
-
-
 RISKS = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 1e9)  # 1e9: in effect never jump past the next exit
 
 
-def choose_risk(rt: Runtime, fc: Forecaster, thresholds: List[float], data: CalibrationData, target: float) -> float:
-    """The over-prediction weight with the fewest mean MACs on the calibration split among those meeting
-    the accuracy target; ties go to the more cautious value. 1e9 (step one exit at a time) is always a
-    candidate, so the choice is never worse on this data than classic early exit's head order."""
-    best = (float("inf"), float("inf"))
-    for risk in RISKS:
-        r = replay(rt, PredictivePolicy(fc, thresholds, risk=risk), data.table, data.y)
-        if r.accuracy(data.y) >= target and r.macs.mean() <= best[0] + 1e-6:
-            best = (float(r.macs.mean()), risk)
-    return best[1] if best[0] < float("inf") else RISKS[-1]
+def _folds(n: int, k: int, seed: int) -> List[np.ndarray]:
+    order = np.random.RandomState(seed).permutation(n)
+    return [np.sort(order[i::k]) for i in range(k)]
+
+
+def _oof_replay(rt: Runtime, data: CalibrationData, folds: List[np.ndarray], models: List[Forecaster],
+                thresholds: List[float], risk: float) -> Tuple[float, float]:
+    """Accuracy and mean MACs of the predictive policy where every sample is forecast by a model that
+    never saw it in training (cross-fitting): honest estimates on the calibration split."""
+    correct, macs = 0, 0.0
+    for idx, fc in zip(folds, models):
+        sub = _subset(data, idx)
+        r = replay(rt, PredictivePolicy(fc, thresholds, risk=risk), sub.table, sub.y)
+        correct += int((r.pred == sub.y).sum())
+        macs += float(r.macs.sum())
+    n = len(data.y)
+    return correct / n, macs / n
 
 
 def calibrate_predictive(
     rt: Runtime, data: CalibrationData, thresholds: List[float], target: float, seed: int = 0,
-    use_block_features: bool = True, hidden: int = 16, epochs: int = 600, holdout: float = 0.25,
+    use_block_features: bool = True, hidden: int = 16, epochs: int = 600, k: int = 4,
 ) -> Dict[str, Any]:
-    """Train the forecaster on the threshold policy's exits, report held-out forecast quality, and
-    tighten the acceptance thresholds if the jump path loses accuracy."""
+    """Train the forecaster on where the threshold policy's exits say each sample can stop.
+
+    Choices that depend on forecast quality -- the over-prediction weight ``risk`` and any tightening of
+    the acceptance thresholds -- are made on k-fold out-of-fold forecasts (each sample forecast by a
+    model trained without it), so they are not fitted to the training data; the stored forecaster is
+    then trained on the whole calibration split. Forecast metrics are the out-of-fold ones.
+    """
     n_exits = len(rt.exits)
     th = np.asarray(thresholds)
-    passes = data.table.max_softmax >= th
-    targets = first_exit(passes)
+    targets = first_exit(data.table.max_softmax >= th)
     hf = _head_feature_table(rt, data)
     bf = _block_feature_table(rt, data) if use_block_features else None
-    rng = np.random.RandomState(seed)
-    order = rng.permutation(len(data.y))
-    n_val = int(round(holdout * len(order)))
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    x, cur, tgt = training_pairs(hf[train], None if bf is None else bf[train], targets[train], n_exits)
-    fc = fit(x, cur, tgt, n_exits, use_block_features, hidden=hidden, epochs=epochs, seed=seed)
-    fc.meta.update({"trained_on": "calibration split, {} samples".format(len(train)), "validated_on": "{} held-out calibration samples".format(n_val)})
-    risk = choose_risk(rt, fc, list(thresholds), data, target)
-    metrics = forecast_metrics(rt, PredictivePolicy(fc, thresholds, risk=risk), data, val, targets)
-    final_th, reached = _tighten(list(thresholds), lambda t: PredictivePolicy(fc, t, risk=risk), rt, data, target)
+
+    def train(idx: np.ndarray) -> Forecaster:
+        x, cur, tgt = training_pairs(hf[idx], None if bf is None else bf[idx], targets[idx], n_exits)
+        return fit(x, cur, tgt, n_exits, use_block_features, hidden=hidden, epochs=epochs, seed=seed)
+
+    folds = _folds(len(data.y), k, seed)
+    everyone = np.arange(len(data.y))
+    models = [train(np.setdiff1d(everyone, f)) for f in folds]
+    best = None  # type: Optional[Tuple[float, float]]
+    for risk in RISKS:
+        acc, macs = _oof_replay(rt, data, folds, models, list(thresholds), risk)
+        if acc >= target and (best is None or macs <= best[0] + 1e-6):  # ties: the more cautious risk
+            best = (macs, risk)
+    risk = best[1] if best is not None else RISKS[-1]
+    final_th = list(thresholds)
+    for delta in np.linspace(0.0, 1.0, 41):
+        trial = [t if i == n_exits - 1 or t > 1.0 else t + delta * (1.0 - t) for i, t in enumerate(thresholds)]
+        acc, macs = _oof_replay(rt, data, folds, models, trial, risk)
+        if acc >= target:
+            final_th = trial
+            break
+    metrics = _merge_metrics([forecast_metrics(rt, PredictivePolicy(m, final_th, risk=risk), data, f, targets)
+                              for m, f in zip(models, folds)])
+    fc = train(everyone)
+    fc.meta.update({"trained_on": "calibration split, {} samples".format(len(everyone)),
+                    "validated_on": "{}-fold out-of-fold forecasts on the calibration split".format(k)})
+    r = replay(rt, PredictivePolicy(fc, final_th, risk=risk), data.table, data.y)
     return {
         "forecaster": fc.to_dict(),
         "forecaster_params": fc.n_params,
@@ -128,8 +146,23 @@ def calibrate_predictive(
         "thresholds": final_th,
         "target_accuracy": target,
         "forecast_metrics": metrics,
-        **reached,
+        "out_of_fold_accuracy": acc,
+        "out_of_fold_mean_macs": macs,
+        "accuracy": r.accuracy(data.y),
+        "mean_macs": float(r.macs.mean()),
     }
+
+
+def _merge_metrics(parts: List[Dict[str, float]]) -> Dict[str, float]:
+    """Forecast-weighted average of per-fold metrics."""
+    n = sum(p["n_forecasts"] for p in parts)
+    out: Dict[str, float] = {"n_forecasts": n}
+    for key in parts[0]:
+        if key == "n_forecasts":
+            continue
+        w = [(p[key], p["n_forecasts"]) for p in parts if p["n_forecasts"]]
+        out[key] = float(sum(v * c for v, c in w) / n) if n else 0.0
+    return out
 
 
 def calibrate_pe_heuristic(rt: Runtime, data: CalibrationData, target: float, rounds: int = 8) -> Dict[str, Any]:

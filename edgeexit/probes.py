@@ -113,14 +113,14 @@ class BoardRun:
 
 
 def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, meter: str = "auto",
-               meter_rate_hz: float = 200.0, warn: Any = None) -> BoardRun:
+               meter_rate_hz: float = 200.0, warn: Any = None, physics: Optional[BoardPhysics] = None) -> BoardRun:
     """Pick the probe for an open board session (see module doc). ``warn(msg)`` reports a degraded choice."""
     from edgeexit.errors import SensorMissingError
 
     if session is None:
         return BoardRun(None, None, None, None)
     if session.simulated:
-        physics = BoardPhysics(session.profile, threads=threads)
+        physics = physics or BoardPhysics(session.profile, threads=threads)
         kernel = session.sim
         publish = publish_to_kernel(kernel, session.board, physics) if kernel is not None else None
         brun = BoardRun(session, None, physics, None)

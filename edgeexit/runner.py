@@ -58,6 +58,9 @@ def run_samples(
             "planned_exit": res.planned_exit,
             "segments_ms": {k: round(v, 6) for k, v in res.segment_latency_ms().items()},
         }
+        fns = getattr(policy, "forecast_ns", None)
+        if fns is not None:
+            rec["forecast_us"] = fns / 1e3  # host time spent forecasting (Predictive Exit)
         if probe is not None:
             rec.update(probe.measure(res))
         if deadline_ms is not None:

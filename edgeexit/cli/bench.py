@@ -1,12 +1,108 @@
-"""`edgeexit bench` (placeholder until its issue lands)."""
+"""`edgeexit bench`: every policy side by side on one board, with the paper's claims next to ours."""
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Tuple
 
 import click
 
-from edgeexit.errors import EdgeExitError
+from edgeexit.bench.core import POLICY_NAMES, BenchConfig, run_bench
+from edgeexit.bench.plots import have_matplotlib, write_plots
+from edgeexit.bench.report import render
+from edgeexit.cli import options
+from edgeexit.cli.render import echo_json
+
+EPILOG = """\b
+Examples:
+  edgeexit bench --board jetson-nano --simulate --out bench-out/nano
+  edgeexit bench --board raspberry-pi-5 --simulate --period-ms 20 --out bench-out/pi5 --json
+  sudo edgeexit bench --board auto --out bench-out/real      # on a real board: restores its clocks after
+"""
 
 
-@click.command("bench")
-def command() -> None:
-    """Not implemented yet."""
-    raise EdgeExitError("'edgeexit bench' is not implemented in this version yet")
+def summary_of(res: dict) -> dict:
+    keys = ("accuracy", "mean_macs", "macs_reduction_vs_full", "mean_latency_ms", "p99_latency_ms", "deadline_miss_rate",
+            "mean_energy_mj", "mean_energy_period_mj", "sysfs_writes_per_inference")
+    return {
+        "simulated": res["simulated"], "board": res["board"], "model": res["model"], "deadline_ms": res["deadline_ms"],
+        "period_ms": res["period_ms"], "target_accuracy": res["target_accuracy"], "n_samples": res["n_samples"],
+        "arms": {a: {k: s.get(k) for k in keys} for a, s in res["arms"].items()},
+        "predictive_vs": res["derived"].get("predictive@planned", {}),
+    }
+
+
+@click.command("bench", epilog=EPILOG)
+@options.board
+@options.sysfs_root
+@options.simulate
+@options.model
+@options.deadline_ms
+@options.period_ms
+@click.option("--policies", default=",".join(POLICY_NAMES), show_default=True,
+              help="Comma-separated policies to compare; full and threshold always run (they are the references).")
+@click.option("--target-accuracy", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Calibrate every policy to this accuracy on the calibration split (default: the final exit's minus --max-drop-pp).")
+@click.option("--max-drop-pp", type=click.FloatRange(min=0.0), default=0.25, show_default=True,
+              help="Accuracy target relative to the final exit, in percentage points.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the forecaster training (all else is deterministic).")
+@click.option("--limit", type=click.IntRange(min=10), default=None, help="Use only the first N evaluation samples.")
+@click.option("--no-sweep", is_flag=True, help="Skip the accuracy-vs-energy sweep (Pareto plot).")
+@click.option("--no-sensitivity", is_flag=True, help="Skip the +-50% power-model sensitivity runs (simulated boards).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for results.json, report.md and the PNG plots.")
+@options.interpreter
+@options.threads
+@options.json_output
+def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, model_path: Optional[Path], deadline_ms: Optional[float],
+            period_ms: Optional[float], policies: str, target_accuracy: Optional[float], max_drop_pp: float, seed: int,
+            limit: Optional[int], no_sweep: bool, no_sensitivity: bool, out_dir: Path, interpreter: Optional[str], threads: int,
+            as_json: bool) -> None:
+    """Run every exit policy on the same held-out samples under the same deadline and period, each
+    calibrated to the same accuracy target, on a real or simulated board; write results.json,
+    report.md and PNG plots to --out, and restore the board afterwards. The exit code is non-zero only
+    on errors, never because a result is poor."""
+    if not (board or sysfs_root or simulate):
+        raise click.UsageError("bench needs a board: --board NAME with --simulate or --sysfs-root DIR (or a real board as root)")
+    wanted = [p.strip() for p in policies.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in POLICY_NAMES]
+    if unknown:
+        raise click.UsageError("unknown policies {}; choose from {}".format(", ".join(unknown), ", ".join(POLICY_NAMES)))
+    cfg = BenchConfig(board=board or "auto", out_dir=out_dir, sysfs_root=sysfs_root, simulate=simulate, model_path=model_path,
+                      deadline_ms=deadline_ms, period_ms=period_ms, policies=wanted, max_drop_pp=max_drop_pp,
+                      target_accuracy=target_accuracy, seed=seed, limit=limit, threads=threads, interpreter=interpreter,
+                      sweep=not no_sweep, sensitivity=False if no_sensitivity else None)
+    bar = click.progressbar(length=1, label="bench", file=sys.stderr) if sys.stderr.isatty() else None
+
+    def progress(arm: str, i: int, total: int) -> None:
+        if bar is not None:
+            bar.length = total
+            bar.label = "bench: {}".format(arm)
+            bar.update(i - bar.pos)
+        else:
+            click.echo("edgeexit bench: {}/{} {}".format(i, total, arm), err=True)
+
+    res = run_bench(cfg, progress=progress)
+    if bar is not None:
+        bar.render_finish()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = []
+    if have_matplotlib():
+        plots = write_plots(res, out_dir)
+    else:
+        click.echo("edgeexit: warning: matplotlib is not installed, so no PNG plots were written "
+                   "(pip install 'edgeexit[plot]'); results.json and report.md are complete.", err=True)
+    res["plots"] = plots
+    (out_dir / "results.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    (out_dir / "report.md").write_text(render(res, plots))
+    if as_json:
+        echo_json(summary_of(res))
+        return
+    if res["simulated"]:
+        click.echo("SIMULATED board: latency and energy come from the board model.")
+    click.echo("wrote {}, {} and {} plot(s) to {}".format("results.json", "report.md", len(plots), out_dir))
+    d = res["derived"].get("predictive@planned", {})
+    click.echo("predictive vs threshold@race: MACs {:.1%} fewer, energy/inference {:.1%} lower, energy/period {:.1%} lower".format(
+        d.get("macs_saving_vs_threshold_at_race") or 0.0, d.get("energy_saving_vs_threshold_at_race") or 0.0,
+        d.get("energy_period_saving_vs_threshold_at_race") or 0.0))

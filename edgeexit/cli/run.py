@@ -12,9 +12,8 @@ from edgeexit.bundle import load_bundle, read_samples
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, key_values, progress
 from edgeexit.policies import make_policy, policy_names
-from edgeexit.probes import attach_planner, cost_model_for, make_probe
+from edgeexit.execute import execute
 from edgeexit.records import RecordWriter
-from edgeexit.runner import run_samples
 from edgeexit.runtime import Runtime
 
 EPILOG = """\b
@@ -125,27 +124,14 @@ def command(
                 extra["cpu_khz"] = session.controller.set_cpu_khz(cpu_khz)
             if gpu_hz:
                 extra["gpu_hz"] = session.controller.set_gpu_hz(gpu_hz)
-        brun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn)
-        stack.callback(brun.close)
         rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
-        hooks = []
-        if session is not None and mode != "none":
-            pol.bind(rt)
-            cost = cost_model_for(brun, bundle, threads, profile)
-            hooks.append(attach_planner(brun, mode, rt, pol, cost, deadline_ms, period_ms))
-            extra["cost_model"] = cost.source
         writer = stack.enter_context(RecordWriter(output))
         with progress(len(samples), "inferring") as update:
-            outcome = run_samples(rt, pol, samples, writer=writer, probe=brun.probe, hooks=hooks, on_progress=update,
-                                  pass_labels=policy == "oracle", deadline_ms=deadline_ms)
-        summary = outcome.summary(board=brun.board_name).to_dict()
-        if session is not None:
-            summary["board_description"] = session.describe()
-            summary["sysfs_writes"] = session.controller.write_count
-            summary.update({k: v for k, v in extra.items() if k in ("cpu_khz", "gpu_hz", "cost_model")})
-            summary["dvfs"] = mode
-            if hooks:
-                summary["planner_writes_per_inference"] = hooks[0].writes / max(1, len(samples))
+            ex = execute(bundle, rt, pol, samples, session=session, dvfs=mode, deadline_ms=deadline_ms,
+                         period_ms=period_ms, threads=threads, profile=profile, meter=meter, meter_rate_hz=meter_rate_hz,
+                         writer=writer, on_progress=update, pass_labels=policy == "oracle", warn=warn)
+        summary = ex.summary
+        summary.update({k: v for k, v in extra.items() if k in ("cpu_khz", "gpu_hz")})
     if as_json:
         echo_json(summary)
         return

@@ -90,8 +90,12 @@ class PredictivePolicy(ExitPolicy):
             if state.extra is None:  # pooled once, from the first exit's block output
                 state.extra = pooled_features(state.block_output, self._feat_scale, self._feat_zp).tolist()
             feats = feats + state.extra
-        p = self.forecaster.predict_proba(np.asarray(feats), e)
-        expected = self.cost[e + 1 :] @ p
+        z = self.forecaster.fast_logits(np.asarray(feats))[e + 1 :]
+        # The most likely exit is the forecast the DVFS planner sizes the remaining work by; which head to
+        # evaluate next is the expected-cost choice (never later than that forecast when risk is high).
+        # Unnormalized probabilities suffice for both argmax and argmin.
+        state.planned_exit = e + 1 + int(np.argmax(z))
+        expected = self.cost[e + 1 :, e + 1 :] @ np.exp(z - z.max())
         return e + 1 + int(np.argmin(expected))
 
     def decide(self, head: HeadView, state: SampleState) -> bool:
@@ -105,7 +109,8 @@ class PredictivePolicy(ExitPolicy):
             target = self.forecast(head, state)
             self.forecast_ns += perf_counter_ns() - t
         self._target = target
-        state.planned_exit = target
+        if state.planned_exit < target:
+            state.planned_exit = target
         return False
 
     def describe(self) -> dict:

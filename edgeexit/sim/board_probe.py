@@ -41,6 +41,9 @@ def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     return out
 
 
+PUBLISH_EVERY_S = 0.05
+
+
 class SimulatedBoardProbe(BoardProbe):
     """Board latency and energy from :class:`BoardPhysics`, never from the host clock."""
 
@@ -65,6 +68,8 @@ class SimulatedBoardProbe(BoardProbe):
         self._transitions = 0
         self._khz_trace: List[int] = []
         self.last: Dict[str, Any] = {}
+        self._clock_s = 0.0  # simulated time since the run began
+        self._published_s = -1.0
 
     def elapsed_ms(self) -> float:
         """Modelled time since the current inference began."""
@@ -108,10 +113,15 @@ class SimulatedBoardProbe(BoardProbe):
             "freq_transitions": self._transitions,
             "simulated": True,
         }
-        if self.publish is not None and latency_ms > 0:
+        # The sensors are refreshed at most every PUBLISH_EVERY_S of simulated time, like a real INA3221
+        # that averages over its conversion window: file writes on every inference would dominate a run.
+        publish = self.publish is not None and (self._clock_s - self._published_s >= PUBLISH_EVERY_S or self._published_s < 0)
+        if publish and latency_ms > 0:
             avg = energy_mj / self._t_s  # mJ / s = mW, averaged over the inference
             busy = self.physics.power(self._f, True)
             self.publish(PowerBreakdown(avg, busy.cpu_mw, busy.gpu_mw, busy.mem_mw, busy.other_mw))
+            self._published_s = self._clock_s
+        self._clock_s += self._t_s
         if self.period_ms is not None:
             self._sync_freq()  # a planner may have dropped to its idle point already
             idle_s = max(0.0, self.period_ms / 1e3 - self._t_s)
@@ -119,7 +129,8 @@ class SimulatedBoardProbe(BoardProbe):
             rec["idle_cpu_khz"] = self._f
             rec["energy_period_mj"] = round(self._e_mj + idle_bd.total_mw * idle_s, 6)
             rec["period_ms"] = self.period_ms
-            if self.publish is not None:
+            self._clock_s += idle_s
+            if publish:
                 self.publish(idle_bd)
         self.last = rec
 

@@ -1,0 +1,337 @@
+"""The benchmark: calibrate every policy to one accuracy target, run each (with its DVFS mode) on a fresh
+board session over the same evaluation samples, and derive the comparisons.
+
+An *arm* is a policy with a DVFS mode. Policies without a forecast get the baselines a user would run:
+race-to-idle at the maximum operating point, the board's default governor, and worst-case planning
+for the deadline. Forecasting policies get the planner.
+"""
+from __future__ import annotations
+
+import copy
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from edgeexit import __version__
+from edgeexit.bundle import Bundle, load_bundle
+from edgeexit.bundle.data import quantize_inputs
+from edgeexit.calibration import collect, target_from
+from edgeexit.costmodel import PhysicsCostModel
+from edgeexit.errors import EdgeExitError
+from edgeexit.execute import execute
+from edgeexit.offline import replay
+from edgeexit.planner import DvfsPlanner
+from edgeexit.policies import make_policy
+from edgeexit.policies.oracle import earliest_correct
+from edgeexit.policy_calibration import calibrate_all
+from edgeexit.runtime import Runtime
+from edgeexit.sim.physics import BoardPhysics
+
+# (arm name, policy, dvfs mode) in report order
+ARMS: List[Tuple[str, str, str]] = [
+    ("full@max", "full", "race"),
+    ("threshold@race", "threshold", "race"),
+    ("threshold@governor", "threshold", "governor"),
+    ("threshold@worst-case", "threshold", "worst-case"),
+    ("predictive@planned", "predictive", "planned"),
+    ("pe-heuristic@planned", "pe-heuristic", "planned"),
+    ("eenet@race", "eenet", "race"),
+    ("confidence-head@race", "confidence-head", "race"),
+    ("oracle@planned", "oracle", "planned"),
+]
+POLICY_NAMES = sorted({p for _, p, _ in ARMS})
+
+
+@dataclass
+class BenchConfig:
+    board: str
+    out_dir: Path
+    sysfs_root: Optional[Path] = None
+    simulate: bool = False
+    model_path: Optional[Path] = None
+    deadline_ms: Optional[float] = None
+    period_ms: Optional[float] = None
+    policies: List[str] = field(default_factory=lambda: list(POLICY_NAMES))
+    max_drop_pp: float = 0.25
+    target_accuracy: Optional[float] = None
+    seed: int = 0
+    limit: Optional[int] = None
+    threads: int = 1
+    interpreter: Optional[str] = None
+    sweep: bool = True
+    sensitivity: Optional[bool] = None  # default: on for a simulated board
+
+
+def _open(cfg: BenchConfig) -> Any:
+    from edgeexit.dvfs import open_board
+
+    return open_board(cfg.board, cfg.sysfs_root, cfg.simulate)
+
+
+def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics) -> float:
+    """Twice the worst-case path (every block and head) at the maximum operating point."""
+    cost = PhysicsCostModel(physics, bundle)
+    f = physics.f_max_khz
+    worst = sum(cost.segment_ms(s.label, f) for s in bundle.blocks + bundle.exits)
+    return round(2.0 * worst, 3)
+
+
+def _arm_stats(ex: Any, planner: Any, policy: Any) -> Dict[str, Any]:
+    s = dict(ex.summary)
+    recs = ex.records
+    s["exit_histogram"] = list(s.get("exit_histogram", []))
+    s["n_heads_mean"] = float(np.mean([len(r["heads"]) for r in recs])) if recs else None
+    if planner is not None and planner.plan_ns:
+        s["planner_us_mean"] = float(np.mean(planner.plan_ns)) / 1e3
+    return s
+
+
+def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], None]] = None, warn: Any = None) -> Dict[str, Any]:
+    """Run the whole benchmark; returns the results dict (what results.json holds)."""
+    bundle = load_bundle(cfg.model_path)
+    evalset = bundle.split("evaluation").take(cfg.limit)
+    y = evalset.require_labels("the benchmark")
+    with Runtime(bundle, interpreter=cfg.interpreter, num_threads=cfg.threads) as rt:
+        # 1. one accuracy target, every policy calibrated to it on the held-out calibration split
+        cal = collect(rt, bundle.split("calibration"), keep_block0=True)
+        target = target_from(cal, cfg.max_drop_pp, cfg.target_accuracy)
+        bench_bundle = copy.copy(bundle)
+        bench_bundle.calibration = calibrate_all(rt, cal, target, seed=cfg.seed)
+        table = rt.exit_table(quantize_inputs(evalset.x, bundle.manifest.input), keep_block0=True)
+        oracle_targets = earliest_correct(table.pred, y)
+
+        with _open(cfg) as probe_session:
+            simulated = probe_session.simulated
+            physics = BoardPhysics(probe_session.profile, threads=cfg.threads)
+            board_desc = probe_session.describe()
+            governor = probe_session.profile.cpu.default_governor
+        deadline = cfg.deadline_ms or cfg.period_ms or default_deadline_ms(rt, bundle, physics)
+        period = cfg.period_ms or deadline
+        sensitivity = cfg.sensitivity if cfg.sensitivity is not None else simulated
+
+        arms = [a for a in ARMS if a[1] in cfg.policies or a[1] in ("full", "threshold")]
+        if not any(e.confidence_output is not None for e in bundle.exits[:-1]):
+            arms = [a for a in arms if a[1] != "confidence-head"]
+        results: Dict[str, Any] = {}
+        records: Dict[str, List[Dict[str, Any]]] = {}
+        total = len(arms)
+        for i, (arm, pol_name, mode) in enumerate(arms):
+            if progress is not None:
+                progress(arm, i, total)
+            ex, planner, pol = _run_arm(cfg, bench_bundle, rt, evalset, pol_name, mode, deadline, period, oracle_targets)
+            stats = _arm_stats(ex, planner, pol)
+            stats["policy"], stats["dvfs"] = pol_name, mode
+            if pol_name == "predictive":
+                stats["forecast_metrics_calibration"] = bench_bundle.calibration["predictive"]["forecast_metrics"]
+                stats["forecaster_params"] = bench_bundle.calibration["predictive"]["forecaster_params"]
+                stats["forecast_eval"] = forecast_eval(ex.records, bench_bundle, table, rt)
+                stats["forecaster_us_mean"] = float(np.mean([r.get("forecast_us", 0.0) for r in ex.records]))
+            results[arm] = stats
+            records[arm] = ex.records
+        if progress is not None:
+            progress("done", total, total)
+        derived = derive(results)
+        out: Dict[str, Any] = {
+            "schema": "edgeexit-bench/1",
+            "simulated": simulated,
+            "board": cfg.board,
+            "board_description": board_desc,
+            "model": bundle.name,
+            "model_path": str(bundle.root),
+            "seed": cfg.seed,
+            "n_samples": len(evalset),
+            "deadline_ms": deadline,
+            "period_ms": period,
+            "default_governor": governor,
+            "threads": cfg.threads,
+            "target_accuracy": target,
+            "full_accuracy_calibration": cal.full_accuracy,
+            "calibration_split": "calibration ({} samples)".format(len(cal.y)),
+            "evaluation_split": "evaluation ({} samples)".format(len(evalset)),
+            "arms": results,
+            "derived": derived,
+            "software": software_versions(rt),
+            "cost_model": results.get("predictive@planned", {}).get("cost_model"),
+        }
+        out["planner_cost"] = planner_cost(results, records, rt, bundle, evalset, physics)
+        if cfg.sweep:
+            out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed)
+        if sensitivity and simulated:
+            out["sensitivity"] = sensitivity_study(cfg, bench_bundle, rt, evalset, deadline, period, oracle_targets, physics)
+        out["timeline"] = {arm: [r.get("cpu_khz_trace", []) for r in records[arm][:200]]
+                           for arm in ("predictive@planned", "threshold@race", "threshold@governor") if arm in records}
+    return out
+
+
+def _run_arm(cfg: BenchConfig, bundle: Bundle, rt: Runtime, samples: Any, pol_name: str, mode: str,
+             deadline: float, period: float, oracle_targets: np.ndarray, physics: Optional[BoardPhysics] = None) -> Any:
+    extra: Dict[str, Any] = {"targets": oracle_targets} if pol_name == "oracle" else {}
+    pol = make_policy(pol_name, bundle, **extra)
+    with _open(cfg) as session:
+        ex = execute(bundle, rt, pol, samples, session=session, dvfs=mode, deadline_ms=deadline, period_ms=period,
+                     threads=cfg.threads, pass_labels=pol_name == "oracle", physics_override=physics)
+    return ex, ex.planner, pol
+
+
+def _saving(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None or b is None or b == 0:
+        return None
+    return 1.0 - a / b
+
+
+def derive(results: Dict[str, Any]) -> Dict[str, Any]:
+    """Savings of every arm against full@max, threshold@race and threshold@governor, and distance to oracle."""
+    refs = {k: results.get(k) for k in ("full@max", "threshold@race", "threshold@governor", "oracle@planned")}
+    out: Dict[str, Any] = {}
+    for arm, s in results.items():
+        d: Dict[str, Any] = {}
+        for ref_name, ref in refs.items():
+            if ref is None or ref_name == arm:
+                continue
+            key = ref_name.replace("@", "_at_").replace("-", "_")
+            d["macs_saving_vs_" + key] = _saving(s["mean_macs"], ref["mean_macs"])
+            d["energy_saving_vs_" + key] = _saving(s.get("mean_energy_mj"), ref.get("mean_energy_mj"))
+            d["energy_period_saving_vs_" + key] = _saving(s.get("mean_energy_period_mj"), ref.get("mean_energy_period_mj"))
+        o = refs.get("oracle@planned")
+        if o is not None and arm != "oracle@planned":
+            d["macs_over_oracle"] = s["mean_macs"] / o["mean_macs"] - 1.0 if o["mean_macs"] else None
+            if s.get("mean_energy_period_mj") and o.get("mean_energy_period_mj"):
+                d["energy_period_over_oracle"] = s["mean_energy_period_mj"] / o["mean_energy_period_mj"] - 1.0
+        out[arm] = d
+    return out
+
+
+def forecast_eval(records: List[Dict[str, Any]], bundle: Bundle, table: Any, rt: Runtime) -> Dict[str, Any]:
+    """How the first forecast compares, on the evaluation samples, with where the thresholds say the
+    sample can exit (the forecaster's training target)."""
+    th = np.asarray(bundle.calibration["predictive"]["thresholds"])
+    passes = table.max_softmax >= th
+    passes[:, -1] = True
+    truth = np.argmax(passes, axis=1)
+    planned = np.array([r["planned_exit"] for r in records])
+    need = truth > 0
+    asked = need & (planned >= 0)
+    if not asked.any():
+        return {"n_forecasts": 0}
+    p, t = planned[asked], truth[asked]
+    return {"n_forecasts": int(asked.sum()), "exact_hit_rate": float((p == t).mean()),
+            "within_one_rate": float((np.abs(p - t) <= 1).mean()),
+            "over_prediction_rate": float((p > t).mean()), "under_prediction_rate": float((p < t).mean())}
+
+
+def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, bundle: Bundle, samples: Any,
+                 physics: BoardPhysics) -> Dict[str, Any]:
+    """The planner's own cost per inference (forecaster + planning + controller bookkeeping, host time)
+    against block 0's latency (host invoke, and modelled on the board)."""
+    pred = results.get("predictive@planned")
+    if pred is None:
+        return {}
+    block0 = [r["segments_ms"].get("block0") for r in records["predictive@planned"] if "block0" in r["segments_ms"]]
+    host_block0_ms = float(np.median(block0)) if block0 else None
+    per_inf_us = (pred.get("planner_us_mean") or 0.0) + (pred.get("forecaster_us_mean") or 0.0)
+    board_block0_ms = physics.segment_s(bundle.blocks[0].macs, physics.f_max_khz) * 1e3
+    return {
+        "planner_us_per_inference": pred.get("planner_us_mean"),
+        "forecaster_us_per_inference": pred.get("forecaster_us_mean"),
+        "total_us_per_inference": per_inf_us,
+        "block0_host_invoke_ms": host_block0_ms,
+        "block0_board_model_ms_at_max": board_block0_ms,
+        "fraction_of_block0_host": per_inf_us / 1e3 / host_block0_ms if host_block0_ms else None,
+        "fraction_of_block0_board": per_inf_us / 1e3 / board_block0_ms if board_block0_ms else None,
+        "note": "host time of the Python planner on this machine; block 0 on the board from the board model",
+    }
+
+
+def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: BoardPhysics, bundle: Bundle,
+                 deadline: float, period: float, seed: int = 0) -> Dict[str, List[Dict[str, float]]]:
+    """Accuracy against modelled energy per inference as the accuracy target sweeps, per policy.
+
+    Each point recalibrates the policy on the calibration split and replays it on the evaluation exit
+    table; energy per inference is the board model's energy of the segments it ran at the maximum
+    operating point (race-to-idle) -- the same accounting for every policy, so fronts compare.
+    """
+    from edgeexit.calibration import calibrate_threshold
+    from edgeexit.policies.eenet import EENetPolicy
+    from edgeexit.policies.predictive import PredictivePolicy
+    from edgeexit.policies.simple import ThresholdPolicy
+    from edgeexit.forecaster import Forecaster
+    from edgeexit.policy_calibration import calibrate_eenet, calibrate_predictive
+
+    cost = PhysicsCostModel(physics, bundle)
+    f = physics.f_max_khz
+    busy = cost.busy_mw(f)
+    seg_mj = {s.label: cost.segment_ms(s.label, f) * busy / 1e3 for s in bundle.blocks + bundle.exits}
+
+    def energy(heads: List[List[int]], exits: np.ndarray) -> float:
+        tot = []
+        for h, e in zip(heads, exits):
+            b = rt.exit_blocks[int(e)]
+            tot.append(sum(seg_mj["block{}".format(k)] for k in range(b + 1)) + sum(seg_mj["exit{}".format(j)] for j in h))
+        return float(np.mean(tot))
+
+    out: Dict[str, List[Dict[str, float]]] = {"threshold": [], "predictive": [], "eenet": []}
+    for drop_pp in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0):
+        tgt = cal.full_accuracy - drop_pp / 100.0
+        try:
+            thr = calibrate_threshold(cal, tgt)
+            pols = {"threshold": ThresholdPolicy(thr.thresholds)}
+            p = calibrate_predictive(rt, cal, thr.thresholds, tgt, seed=seed)
+            pols["predictive"] = PredictivePolicy(Forecaster.from_dict(p["forecaster"]), p["thresholds"], risk=p["risk"])
+            e = calibrate_eenet(rt, cal, tgt, seed=seed)
+            pols["eenet"] = EENetPolicy(e["weights"], e["thresholds"])
+        except EdgeExitError:
+            continue
+        for name, pol in pols.items():
+            r = replay(rt, pol, table, y)
+            out[name].append({"target_drop_pp": drop_pp, "accuracy": r.accuracy(y), "mean_macs": float(r.macs.mean()),
+                              "energy_mj": energy(r.heads, r.exits)})
+    full_e = energy([[len(rt.exits) - 1]] * len(y), np.full(len(y), len(rt.exits) - 1))
+    out["full"] = [{"target_drop_pp": 0.0, "accuracy": float((table.pred[:, -1] == y).mean()),
+                    "mean_macs": float(rt.full_macs), "energy_mj": full_e}]
+    return out
+
+
+def sensitivity_study(cfg: BenchConfig, bundle: Bundle, rt: Runtime, samples: Any, deadline: float, period: float,
+                      oracle_targets: np.ndarray, physics: BoardPhysics) -> List[Dict[str, Any]]:
+    """Headline savings (predictive vs threshold at race-to-idle and under the governor) when the board
+    model's static and dynamic power coefficients are each scaled by 0.5 and 1.5."""
+    import dataclasses
+
+    rows = []
+    base = physics.profile
+    variants = [("static", 0.5), ("static", 1.5), ("dynamic", 0.5), ("dynamic", 1.5)]
+    for part, factor in variants:
+        pm = base.power_model
+        if part == "static":
+            pm2 = dataclasses.replace(pm, idle_board_mw=pm.idle_board_mw * factor, cpu_static_mw=pm.cpu_static_mw * factor,
+                                      mem_active_mw=pm.mem_active_mw * factor,
+                                      gpu_static_mw=None if pm.gpu_static_mw is None else pm.gpu_static_mw * factor)
+        else:
+            pm2 = dataclasses.replace(pm, cpu_ceff_nf=pm.cpu_ceff_nf * factor,
+                                      gpu_ceff_nf=None if pm.gpu_ceff_nf is None else pm.gpu_ceff_nf * factor)
+        ph = BoardPhysics(dataclasses.replace(base, power_model=pm2), threads=cfg.threads)
+        res = {}
+        for arm, pol, mode in (("predictive@planned", "predictive", "planned"), ("threshold@race", "threshold", "race"),
+                               ("threshold@governor", "threshold", "governor")):
+            ex, _, _ = _run_arm(cfg, bundle, rt, samples, pol, mode, deadline, period, oracle_targets, physics=ph)
+            res[arm] = ex.summary
+        p, r, g = res["predictive@planned"], res["threshold@race"], res["threshold@governor"]
+        rows.append({
+            "coefficients": part, "factor": factor,
+            "energy_saving_vs_threshold_at_race": _saving(p.get("mean_energy_mj"), r.get("mean_energy_mj")),
+            "energy_saving_vs_threshold_at_governor": _saving(p.get("mean_energy_mj"), g.get("mean_energy_mj")),
+            "energy_period_saving_vs_threshold_at_race": _saving(p.get("mean_energy_period_mj"), r.get("mean_energy_period_mj")),
+            "energy_period_saving_vs_threshold_at_governor": _saving(p.get("mean_energy_period_mj"), g.get("mean_energy_period_mj")),
+        })
+    return rows
+
+
+def software_versions(rt: Runtime) -> Dict[str, str]:
+    import numpy
+
+    return {"edgeexit": __version__, "python": sys.version.split()[0], "numpy": numpy.__version__,
+            "interpreter": "{} {}".format(rt.backend.name, rt.backend.version), "platform": platform.platform()}

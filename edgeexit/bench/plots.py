@@ -1,0 +1,75 @@
+"""PNG plots of a bench result (matplotlib is an optional extra: `pip install edgeexit[plot]`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
+    """Pareto front, exit histogram and frequency timeline; returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tag = " (SIMULATED board)" if res["simulated"] else ""
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, pts in (res.get("pareto") or {}).items():
+        if not pts:
+            continue
+        pts = sorted(pts, key=lambda p: p["energy_mj"])
+        ax.plot([p["energy_mj"] for p in pts], [100 * p["accuracy"] for p in pts], marker="o", label=name)
+    ax.set_xlabel("energy per inference at max frequency, mJ (board model)")
+    ax.set_ylabel("top-1 accuracy on the evaluation split, %")
+    ax.set_title("Accuracy vs energy as the accuracy target sweeps" + tag, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(str(out / "pareto.png"), dpi=110)
+    plt.close(fig)
+    written.append("pareto.png")
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    arms = [a for a in ("threshold@race", "predictive@planned", "eenet@race", "pe-heuristic@planned", "oracle@planned") if a in res["arms"]]
+    n_exits = len(res["arms"][arms[0]]["exit_histogram"]) if arms else 0
+    width = 0.8 / max(1, len(arms))
+    for i, arm in enumerate(arms):
+        h = res["arms"][arm]["exit_histogram"]
+        ax.bar([e + i * width for e in range(n_exits)], h, width=width, label=arm)
+    ax.set_xlabel("exit index")
+    ax.set_ylabel("samples")
+    ax.set_yscale("log")
+    ax.set_title("Where samples exit" + tag, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(str(out / "exit_histogram.png"), dpi=110)
+    plt.close(fig)
+    written.append("exit_histogram.png")
+
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
+    for arm, traces in (res.get("timeline") or {}).items():
+        xs, ys = [], []
+        for i, tr in enumerate(traces[:100]):
+            for j, f in enumerate(tr):
+                xs.append(i + j / max(1, len(tr)))
+                ys.append(f / 1000.0)
+        ax.step(xs, ys, where="post", label=arm, linewidth=1)
+    ax.set_xlabel("inference (segments within an inference spread over [i, i+1))")
+    ax.set_ylabel("CPU frequency, MHz")
+    ax.set_title("CPU operating point per segment: predictive vs threshold" + tag, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(str(out / "timeline.png"), dpi=110)
+    plt.close(fig)
+    written.append("timeline.png")
+    return written

@@ -1,0 +1,77 @@
+"""One policy over many samples on a board (real, simulated, or none): the library behind `run` and `bench`.
+
+Opens nothing itself: the caller passes an open board session (or None for host-only runs), so a
+benchmark can run many arms on fresh sessions and `run` can pin clocks before starting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from edgeexit.bundle import Bundle
+from edgeexit.bundle.data import Samples
+from edgeexit.policies.base import ExitPolicy
+from edgeexit.probes import BoardRun, attach_planner, cost_model_for, make_probe
+from edgeexit.records import RecordWriter
+from edgeexit.runner import RunOutcome, run_samples
+from edgeexit.runtime import Runtime
+
+
+@dataclass
+class Execution:
+    """What one run produced: per-inference records, the summary, and the planner (if any)."""
+
+    outcome: RunOutcome
+    summary: Dict[str, Any]
+    planner: Any = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def records(self) -> List[Dict[str, Any]]:
+        return self.outcome.records
+
+
+def execute(
+    bundle: Bundle,
+    runtime: Runtime,
+    policy: ExitPolicy,
+    samples: Samples,
+    session: Any = None,
+    dvfs: str = "none",
+    deadline_ms: Optional[float] = None,
+    period_ms: Optional[float] = None,
+    threads: int = 1,
+    profile: Optional[Path] = None,
+    meter: str = "auto",
+    meter_rate_hz: float = 200.0,
+    writer: Optional[RecordWriter] = None,
+    on_progress: Optional[Callable[[int], None]] = None,
+    pass_labels: bool = False,
+    warn: Any = None,
+    physics_override: Any = None,
+) -> Execution:
+    brun: BoardRun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn,
+                                physics=physics_override)
+    try:
+        hooks = []
+        extra: Dict[str, Any] = {}
+        planner = None
+        if session is not None and dvfs != "none":
+            policy.bind(runtime)
+            cost = cost_model_for(brun, bundle, threads, profile)
+            planner = attach_planner(brun, dvfs, runtime, policy, cost, deadline_ms, period_ms)
+            hooks.append(planner)
+            extra["cost_model"] = cost.source
+        outcome = run_samples(runtime, policy, samples, writer=writer, probe=brun.probe, hooks=hooks,
+                              on_progress=on_progress, pass_labels=pass_labels, deadline_ms=deadline_ms)
+        summary = outcome.summary(board=brun.board_name).to_dict()
+        if session is not None:
+            summary["board_description"] = session.describe()
+            summary["sysfs_writes"] = session.controller.write_count
+            summary["dvfs"] = dvfs
+            summary["sysfs_writes_per_inference"] = session.controller.write_count / max(1, len(samples))
+        summary.update(extra)
+        return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
+    finally:
+        brun.close()
