@@ -63,14 +63,20 @@ def execute(
             planner = attach_planner(brun, dvfs, runtime, policy, cost, deadline_ms, period_ms)
             hooks.append(planner)
             extra["cost_model"] = cost.source
+        annotate = None
+        if session is not None:
+            ctl = session.controller
+            annotate = lambda: {"thermal_hold": ctl.thermal_hold}  # noqa: E731
         outcome = run_samples(runtime, policy, samples, writer=writer, probe=brun.probe, hooks=hooks,
-                              on_progress=on_progress, pass_labels=pass_labels, deadline_ms=deadline_ms)
+                              on_progress=on_progress, pass_labels=pass_labels, deadline_ms=deadline_ms, annotate=annotate)
         summary = outcome.summary(board=brun.board_name).to_dict()
         if session is not None:
             summary["board_description"] = session.describe()
             summary["sysfs_writes"] = session.controller.write_count
             summary["dvfs"] = dvfs
             summary["sysfs_writes_per_inference"] = session.controller.write_count / max(1, len(samples))
+            summary["thermal_events"] = session.controller.guard_events
+            summary["not_honoured_writes"] = [e.to_dict() for e in session.controller.honour_events]
         summary.update(extra)
         return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
     finally:

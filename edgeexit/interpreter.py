@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from edgeexit.errors import InterpreterError
 
@@ -84,11 +86,33 @@ def tensor_spec(detail: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the C++ runtime's informational lines ("INFO: Created TensorFlow Lite XNNPACK delegate")
+    while a segment loads, so edgeexit's own output stays one line per message. Python errors are
+    still raised and reported by the caller."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def open_interpreter(backend: Backend, path: Path, num_threads: int = 1) -> Any:
     """Load and allocate one segment. ``num_threads`` is always passed explicitly (None means 1 anyway)."""
     try:
-        it = backend.interpreter_cls(model_path=str(path), num_threads=int(num_threads))
-        it.allocate_tensors()
+        with _quiet_native_stderr():
+            it = backend.interpreter_cls(model_path=str(path), num_threads=int(num_threads))
+            it.allocate_tensors()
     except (ValueError, RuntimeError, SystemError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InterpreterError(

@@ -36,6 +36,7 @@ def run_samples(
     on_progress: Optional[Callable[[int], None]] = None,
     pass_labels: bool = False,
     deadline_ms: Optional[float] = None,
+    annotate: Optional[Callable[[], Dict[str, Any]]] = None,
 ) -> "RunOutcome":
     """Infer every sample; write one record each; return the records and a summary."""
     policy.bind(runtime)
@@ -65,6 +66,8 @@ def run_samples(
             rec.update(probe.measure(res))
         if deadline_ms is not None:
             rec["deadline_missed"] = bool(rec["latency_ms"] > deadline_ms)
+        if annotate is not None:
+            rec.update(annotate())
         records.append(rec)
         if writer is not None:
             writer.write(rec)

@@ -18,8 +18,45 @@ from pathlib import Path
 DEMO_STAGES = [(16, 1), (16, 2), (32, 1), (32, 2), (48, 1), (64, 1), (64, 1), (64, 1)]
 
 
+def codebook_head(input_shape, num_classes: int, name: str, codewords: int = 32, grid: int = 4):
+    """Predictive Exit's exit head, simplified: a 1x1-conv codebook (the Bag-of-Features layer of
+    the public code's LogisticConvBoF, ReLU instead of its normalized tanh similarity), average-pooled
+    to about ``grid`` x ``grid``, then a dense classifier. Its cost grows with the block's resolution,
+    as in the paper, which is what makes evaluating every fine-grained exit expensive."""
+    import keras
+
+    x = keras.Input(input_shape, name=f"{name}_in")
+    h = keras.layers.Conv2D(codewords, 1, use_bias=False, name=f"{name}_codebook")(x)
+    h = keras.layers.BatchNormalization(name=f"{name}_bn")(h)
+    h = keras.layers.ReLU(name=f"{name}_relu")(h)
+    pool = max(1, round(input_shape[0] / grid))
+    if pool > 1:
+        h = keras.layers.AveragePooling2D(pool, strides=pool, name=f"{name}_pool")(h)
+    h = keras.layers.Flatten(name=f"{name}_flat")(h)
+    logits = keras.layers.Dense(num_classes, name=f"{name}_logits")(h)
+    return keras.Model(x, logits, name=name)
+
+
+def corrupt(x, seed: int, max_noise: float = 50.0):
+    """Seeded per-sample corruption of uint8 images, severity s ~ U(0, 1) per sample: Gaussian noise of
+    std ``max_noise * s`` (on the 0..255 scale) and, with probability s / 3, an occluding square of
+    side 4 + 6 s pixels. Input difficulty then varies from clean to hard, as sensor data on a board does,
+    so samples need different depths: the situation early exit is for. Returns (x, severity)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    sev = rng.uniform(0.0, 1.0, size=n)
+    out = x.astype(np.float32) + rng.normal(0.0, 1.0, size=x.shape).astype(np.float32) * (max_noise * sev)[:, None, None, None]
+    for i in np.nonzero(rng.uniform(size=n) < sev / 3)[0]:
+        side = int(round(4 + 6 * sev[i]))
+        r, c = rng.integers(0, 28 - side + 1, size=2)
+        out[i, r:r + side, c:c + side, :] = 0.0
+    return np.clip(np.round(out), 0, 255).astype(np.uint8), sev
+
+
 def build_demo_net(stages=DEMO_STAGES, input_shape=(28, 28, 1), num_classes: int = 10,
-                   prefix: str = ""):
+                   prefix: str = "", head: str = "codebook"):
     from tools.multi_exit import ExitHead, MultiExitNet, conv_block, pooled_dense_head
 
     blocks, exits = [], []
@@ -28,7 +65,8 @@ def build_demo_net(stages=DEMO_STAGES, input_shape=(28, 28, 1), num_classes: int
         blk = conv_block(shape, filters, stride, name=f"{prefix}block{k}")
         shape = tuple(int(d) for d in blk.output.shape[1:])
         blocks.append(blk)
-        exits.append(ExitHead(pooled_dense_head(shape, num_classes, name=f"{prefix}exit{k}"), k))
+        make = codebook_head if head == "codebook" else pooled_dense_head
+        exits.append(ExitHead(make(shape, num_classes, name=f"{prefix}exit{k}"), k))
     return MultiExitNet(blocks, exits, tuple(input_shape), num_classes)
 
 
@@ -37,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="edgeexit/models/demo", help="bundle directory to write")
     ap.add_argument("--seed", type=int, default=0, help="seed for split, init and batches")
     ap.add_argument("--epochs", type=int, default=12, help="training epochs")
+    ap.add_argument("--head", choices=["codebook", "pooled"], default="codebook",
+                    help="exit head: Predictive Exit's 1x1-conv codebook head, or a pooled dense layer")
+    ap.add_argument("--corrupt", action="store_true",
+                    help="corrupt every split with seeded per-sample noise/occlusion (see corrupt()) so input "
+                         "difficulty varies more; the shipped demo is trained on clean digits")
     ap.add_argument("--min-agreement", type=float, default=0.98,
                     help="refuse export if any exit's int8/float top-1 agreement is lower")
     args = ap.parse_args(argv)
@@ -53,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     splits = mnist_splits(args.seed)
-    net = build_demo_net()
+    if args.corrupt:
+        for k, part in enumerate((splits.train, splits.calibration, splits.evaluation)):
+            part.x, _ = corrupt(part.x, seed=args.seed * 1000 + k)
+        splits.dataset += "; seeded per-sample corruption (Gaussian noise + occlusion, severity U(0,1)), tools/train_demo.py:corrupt"
+    net = build_demo_net(head=args.head)
     macs = [model_macs_params(b)[0] for b in net.blocks]
     print(f"blocks MACs {macs} (total {sum(macs)}); exits "
           f"{[model_macs_params(e.model)[0] for e in net.exits]}")
@@ -69,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         "script": "tools/train_demo.py", "epochs": args.epochs,
         "train_samples": len(splits.train), "augmentation": "2 shifted copies (+-2 px)",
         "exit_placement": "one exit after every conv stage (Predictive Exit, fine-grained)",
+        "exit_head": args.head,
+        "corruption": None if not args.corrupt else "per-sample severity s ~ U(0,1): Gaussian noise std 50*s, occlusion square of side 4+6s with p=s/3",
     }
     try:
         manifest = export_bundle(net, args.out, splits=splits, name="demo-mnist-8exit",

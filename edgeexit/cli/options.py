@@ -122,3 +122,11 @@ profile = click.option(
     help="A profile from `edgeexit profile` for the planner's latency/power figures. Default: the bundle's "
     "profiles/<board>[-simulated].json when it exists, else the board model from firmware_profiles/.",
 )
+
+thermal_limit = click.option(
+    "--thermal-limit-mc",
+    type=click.IntRange(min=20000, max=150000),
+    default=None,
+    help="Never raise a clock while any thermal zone is at or above this temperature (milli-degrees C); "
+    "lowering stays allowed. Default: each zone's own passive trip point from the board config.",
+)

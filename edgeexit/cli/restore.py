@@ -13,8 +13,11 @@ from edgeexit.cli import options
 @click.command("restore")
 @options.board
 @options.sysfs_root
+@click.option("--force", is_flag=True,
+              help="Also restore domains that someone else changed since the run died (by default those are left "
+                   "alone and reported, so another tool's settings are not overwritten blindly).")
 @options.json_output
-def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> None:
+def command(board: Optional[str], sysfs_root: Optional[Path], force: bool, as_json: bool) -> None:
     """Restore the CPU/GPU settings saved by an edgeexit run that did not finish.
 
     Runs normally restore on exit, on errors, Ctrl-C and SIGTERM; only SIGKILL or a crash leaves the
@@ -27,7 +30,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
     """
     from edgeexit.dvfs.session import restore_board
 
-    result = restore_board(board or "auto", sysfs_root)
+    result = restore_board(board or "auto", sysfs_root, force=force)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return

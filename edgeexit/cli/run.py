@@ -66,6 +66,7 @@ def warn(msg: str) -> None:
 @options.period_ms
 @options.dvfs
 @options.profile
+@options.thermal_limit
 @options.meter
 @options.meter_rate
 @options.interpreter
@@ -86,6 +87,7 @@ def command(
     period_ms: Optional[float],
     dvfs: str,
     profile: Optional[Path],
+    thermal_limit_mc: Optional[int],
     meter: str,
     meter_rate_hz: float,
     interpreter: Optional[str],
@@ -117,7 +119,7 @@ def command(
         if board or sysfs_root or simulate:
             from edgeexit.dvfs import open_board
 
-            session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
+            session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate, thermal_limit_mc=thermal_limit_mc))
             if session.simulated:
                 click.echo("edgeexit: {}".format(session.describe()), err=True)
             if cpu_khz:
@@ -132,6 +134,9 @@ def command(
                          writer=writer, on_progress=update, pass_labels=policy == "oracle", warn=warn)
         summary = ex.summary
         summary.update({k: v for k, v in extra.items() if k in ("cpu_khz", "gpu_hz")})
+    if session is not None:
+        # filled when the session restored (after the with-block): domains someone else changed meanwhile
+        summary["restore_conflicts"] = [c.describe() for c in session.restore_conflicts]
     if as_json:
         echo_json(summary)
         return
