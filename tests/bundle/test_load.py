@@ -91,7 +91,9 @@ def test_manifest_spec_disagrees_with_tflite(bundle_copy: Path):
     """A manifest that lies about a tensor is caught against the real .tflite at load."""
 
     def lie(m):
-        for seg in (m["blocks"][1]["output"], m["blocks"][2]["input"]):
+        # consistent inside the manifest (so the structural check passes), wrong against the files
+        after1 = [e for e in m["exits"] if e["after_block"] == 1]
+        for seg in [m["blocks"][1]["output"], m["blocks"][2]["input"]] + [e["input"] for e in after1]:
             seg["shape"] = [1, 2, 2, 2]
 
     _edit(bundle_copy, lie)

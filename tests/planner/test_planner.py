@@ -1,0 +1,77 @@
+"""The DVFS planner on the simulated Jetson Nano: deadlines met in its model, no needless writes."""
+from __future__ import annotations
+
+import pytest
+
+from edgeexit.bundle import load_bundle
+from edgeexit.dvfs import open_board
+from edgeexit.execute import execute
+from edgeexit.policies import make_policy
+from edgeexit.runtime import Runtime
+
+N = 200
+
+
+@pytest.fixture(scope="module")
+def bundle_rt():
+    b = load_bundle()
+    with Runtime(b) as rt:
+        yield b, rt
+
+
+def _run(b, rt, policy, mode, deadline, period, board="jetson-nano"):
+    with open_board(board, simulate=True) as session:
+        ex = execute(b, rt, make_policy(policy, b), b.split("evaluation").take(N), session=session, dvfs=mode,
+                     deadline_ms=deadline, period_ms=period)
+    return ex
+
+
+@pytest.mark.parametrize("board", ["jetson-nano", "raspberry-pi-5", "jetson-orin-nano"])
+@pytest.mark.parametrize("slack", [1.05, 1.5, 3.0])
+def test_planned_meets_deadline_in_its_model(bundle_rt, board, slack):
+    b, rt = bundle_rt
+    with open_board(board, simulate=True) as session:
+        race = execute(b, rt, make_policy("full", b), b.split("evaluation").take(5), session=session, dvfs="race")
+    worst = race.summary["mean_latency_ms"] * 1.3  # every block + every head, roughly
+    deadline = worst * slack
+    ex = _run(b, rt, "predictive", "planned", deadline, deadline * 2, board)
+    assert ex.summary["deadline_miss_rate"] == 0.0
+    assert ex.planner.writes <= 2 * N + 2
+
+
+def test_planner_slows_down_when_there_is_slack(bundle_rt):
+    b, rt = bundle_rt
+    tight = _run(b, rt, "predictive", "planned", 2.0, 10.0)  # just above the worst case at f_max (~1.8 ms)
+    loose = _run(b, rt, "predictive", "planned", 8.0, 10.0)
+    f_tight = [r["cpu_khz"] for r in tight.records]
+    f_loose = [r["cpu_khz"] for r in loose.records]
+    assert sum(f_loose) <= sum(f_tight)
+    assert loose.summary["deadline_miss_rate"] == tight.summary["deadline_miss_rate"] == 0.0
+
+
+def test_race_writes_once_and_never_again(bundle_rt):
+    b, rt = bundle_rt
+    ex = _run(b, rt, "threshold", "race", 5.0, 10.0)
+    assert ex.planner.writes <= 1
+    assert {r["cpu_khz"] for r in ex.records} == {1479000}
+
+
+def test_planned_needs_a_forecasting_policy(bundle_rt):
+    from edgeexit.errors import EdgeExitError
+
+    b, rt = bundle_rt
+    with pytest.raises(EdgeExitError, match="forecasts"):
+        _run(b, rt, "threshold", "planned", 5.0, 10.0)
+
+
+def test_predictive_beats_threshold_baselines_per_period(bundle_rt):
+    """The issue's claim, on the simulated Nano at the same deadline: less energy per period than
+    classic early exit at race-to-idle and under the default governor, no more deadline misses."""
+    b, rt = bundle_rt
+    d, p = 3.0, 6.0
+    pred = _run(b, rt, "predictive", "planned", d, p).summary
+    for mode in ("race", "governor"):
+        thr = _run(b, rt, "threshold", mode, d, p).summary
+        assert pred["mean_energy_period_mj"] < thr["mean_energy_period_mj"], mode
+        assert pred["deadline_miss_rate"] <= thr["deadline_miss_rate"]
+        assert abs(pred["accuracy"] - thr["accuracy"]) <= 0.005
