@@ -87,6 +87,7 @@ def _arm_stats(ex: Any, planner: Any, policy: Any) -> Dict[str, Any]:
     s["n_heads_mean"] = float(np.mean([len(r["heads"]) for r in recs])) if recs else None
     if planner is not None and planner.plan_ns:
         s["planner_us_mean"] = float(np.mean(planner.plan_ns)) / 1e3
+        s["planner_us_median"] = float(np.median(planner.plan_ns)) / 1e3
     return s
 
 
@@ -233,16 +234,21 @@ def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, 
     block0 = [r["segments_ms"].get("block0") for r in records["predictive@planned"] if "block0" in r["segments_ms"]]
     host_block0_ms = float(np.median(block0)) if block0 else None
     per_inf_us = (pred.get("planner_us_mean") or 0.0) + (pred.get("forecaster_us_mean") or 0.0)
+    fus = [r.get("forecast_us", 0.0) for r in records["predictive@planned"]]
     board_block0_ms = physics.segment_s(bundle.blocks[0].macs, physics.f_max_khz) * 1e3
     return {
         "planner_us_per_inference": pred.get("planner_us_mean"),
+        "planner_us_median": pred.get("planner_us_median"),
+        "forecast_us_when_forecasting_median": float(np.median([f for f in fus if f > 0])) if any(f > 0 for f in fus) else None,
+        "forecast_share_of_inferences": float(np.mean([f > 0 for f in fus])) if fus else None,
         "forecaster_us_per_inference": pred.get("forecaster_us_mean"),
         "total_us_per_inference": per_inf_us,
         "block0_host_invoke_ms": host_block0_ms,
         "block0_board_model_ms_at_max": board_block0_ms,
         "fraction_of_block0_host": per_inf_us / 1e3 / host_block0_ms if host_block0_ms else None,
         "fraction_of_block0_board": per_inf_us / 1e3 / board_block0_ms if board_block0_ms else None,
-        "note": "host time of the Python planner on this machine; block 0 on the board from the board model",
+        "note": "host time of the Python planner on this machine (the mean includes the rare sysfs writes, each "
+                "with its fsync'd state-file update); block 0 on the board from the board model",
     }
 
 

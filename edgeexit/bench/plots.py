@@ -24,15 +24,19 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     written = []
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    styles = {"threshold": ("o", "-"), "predictive": ("x", "--"), "eenet": ("s", ":"), "full": ("*", "")}
     for name, pts in (res.get("pareto") or {}).items():
         if not pts:
             continue
         pts = sorted(pts, key=lambda p: p["energy_mj"])
-        ax.plot([p["energy_mj"] for p in pts], [100 * p["accuracy"] for p in pts], marker="o", label=name)
-    ax.set_xlabel("energy per inference at max frequency, mJ (board model)")
+        marker, ls = styles.get(name, ("o", "-"))
+        ax.plot([p["energy_mj"] for p in pts], [100 * p["accuracy"] for p in pts], marker=marker, linestyle=ls,
+                label=name, alpha=0.85, markersize=8 if name == "full" else 6)
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per inference at max frequency, mJ (board model, log scale)")
     ax.set_ylabel("top-1 accuracy on the evaluation split, %")
     ax.set_title("Accuracy vs energy as the accuracy target sweeps" + tag, fontsize=9)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(str(out / "pareto.png"), dpi=110)
@@ -56,20 +60,23 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     plt.close(fig)
     written.append("exit_histogram.png")
 
-    fig, ax = plt.subplots(figsize=(7.2, 3.8))
-    for arm, traces in (res.get("timeline") or {}).items():
-        xs, ys = [], []
-        for i, tr in enumerate(traces[:100]):
-            for j, f in enumerate(tr):
-                xs.append(i + j / max(1, len(tr)))
-                ys.append(f / 1000.0)
-        ax.step(xs, ys, where="post", label=arm, linewidth=1)
-    ax.set_xlabel("inference (segments within an inference spread over [i, i+1))")
-    ax.set_ylabel("CPU frequency, MHz")
-    ax.set_title("CPU operating point per segment: predictive vs threshold" + tag, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(str(out / "timeline.png"), dpi=110)
-    plt.close(fig)
-    written.append("timeline.png")
+    timeline = {a: t for a, t in (res.get("timeline") or {}).items() if t}
+    if timeline:
+        fig, axes = plt.subplots(len(timeline), 1, figsize=(7.2, 1.6 + 1.3 * len(timeline)), sharex=True, sharey=True, squeeze=False)
+        for ax, (arm, traces) in zip(axes[:, 0], timeline.items()):
+            xs, ys = [], []
+            for i, tr in enumerate(traces[:100]):
+                for j, f in enumerate(tr):
+                    xs.append(i + j / max(1, len(tr)))
+                    ys.append(f / 1000.0)
+            ax.step(xs, ys, where="post", linewidth=1)
+            ax.set_ylabel("MHz", fontsize=8)
+            ax.set_title(arm, fontsize=8, loc="left")
+            ax.grid(alpha=0.3)
+        axes[-1, 0].set_xlabel("inference (its segments spread over [i, i+1))")
+        fig.suptitle("CPU operating point per segment, first 100 inferences" + tag, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(str(out / "timeline.png"), dpi=110)
+        plt.close(fig)
+        written.append("timeline.png")
     return written

@@ -95,11 +95,15 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
     pc = res.get("planner_cost") or {}
     if pc:
         lines += ["", "## Planner cost", "",
-                  "Forecaster + planning + controller bookkeeping: {} us per inference on this host (planner {} us, forecaster {} us); "
+                  "Forecaster + planning + controller bookkeeping: {} us per inference on average on this host (planner {} us mean, "
+                  "{} us median -- the mean carries the rare sysfs writes and their fsync'd state-file updates; forecaster {} us "
+                  "averaged over all inferences, {} us when it runs, which is on {} of them); "
                   "block 0 takes {} ms on this host ({} of it) and {} ms on the modelled board at its maximum frequency ({} of it). "
                   "Goal: under 2% of block 0.".format(
                       num(pc.get("total_us_per_inference"), "{:.1f}"), num(pc.get("planner_us_per_inference"), "{:.1f}"),
-                      num(pc.get("forecaster_us_per_inference"), "{:.1f}"), num(pc.get("block0_host_invoke_ms"), "{:.4f}"),
+                      num(pc.get("planner_us_median"), "{:.1f}"), num(pc.get("forecaster_us_per_inference"), "{:.1f}"),
+                      num(pc.get("forecast_us_when_forecasting_median"), "{:.1f}"), num(pc.get("forecast_share_of_inferences"), "{:.1%}"),
+                      num(pc.get("block0_host_invoke_ms"), "{:.4f}"),
                       num(pc.get("fraction_of_block0_host"), "{:.1%}"), num(pc.get("block0_board_model_ms_at_max"), "{:.4f}"),
                       num(pc.get("fraction_of_block0_board"), "{:.1%}"))]
     if res.get("sensitivity"):

@@ -41,7 +41,7 @@ def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     return out
 
 
-PUBLISH_EVERY_S = 0.05
+PUBLISH_EVERY_S = 0.2
 
 
 class SimulatedBoardProbe(BoardProbe):
