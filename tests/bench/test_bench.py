@@ -1,0 +1,88 @@
+"""`edgeexit bench` end to end on simulated boards: outputs exist and agree with each other, and a
+simulated bench is deterministic for a seed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import edgeexit, json_out
+
+HOST_KEYS = {"planner_us_mean", "planner_us_median", "forecaster_us_mean", "interpreter", "model", "board_description",
+             "cost_model"}
+
+
+def _bench(out: Path, board: str = "jetson-nano", *extra: str):
+    return json_out(edgeexit("bench", "--board", board, "--simulate", "--limit", "200", "--out", str(out), "--json", *extra))
+
+
+@pytest.fixture(scope="module")
+def nano(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-nano")
+    return out, _bench(out, "jetson-nano", "--no-sensitivity")
+
+
+def test_outputs_exist_and_agree(nano):
+    out, summary = nano
+    res = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    assert res["simulated"] is True and "SIMULATED" in report
+    assert summary["simulated"] is True
+    for name in ("pareto.png", "exit_histogram.png", "timeline.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+        assert "]({})".format(name) in report
+    for arm, s in res["arms"].items():
+        assert summary["arms"][arm]["mean_macs"] == s["mean_macs"]
+        assert summary["arms"][arm]["mean_energy_period_mj"] == s["mean_energy_period_mj"]
+        # the report's table shows the same accuracy and energy per period
+        row = next(line for line in report.splitlines() if line.startswith("| {} |".format(arm)))
+        assert "{:.2%}".format(s["accuracy"]) in row
+        assert "{:.3f}".format(s["mean_energy_period_mj"]) in row
+    d = res["derived"]["predictive@planned"]
+    p, r = res["arms"]["predictive@planned"], res["arms"]["threshold@race"]
+    assert d["energy_period_saving_vs_threshold_at_race"] == pytest.approx(1 - p["mean_energy_period_mj"] / r["mean_energy_period_mj"])
+    for key in ("seed", "board", "model", "software", "deadline_ms", "period_ms", "target_accuracy"):
+        assert key in res
+
+
+def test_every_policy_reported_with_its_figures(nano):
+    _, summary = nano
+    arms = summary["arms"]
+    for arm in ("full@max", "threshold@race", "threshold@governor", "predictive@planned", "pe-heuristic@planned",
+                "eenet@race", "oracle@planned"):
+        assert arm in arms
+        for key in ("accuracy", "mean_macs", "mean_latency_ms", "p99_latency_ms", "deadline_miss_rate", "mean_energy_mj",
+                    "mean_energy_period_mj", "sysfs_writes_per_inference"):
+            assert arms[arm][key] is not None, (arm, key)
+
+
+def _strip(res):
+    arms = {a: {k: v for k, v in s.items() if k not in HOST_KEYS} for a, s in res["arms"].items()}
+    for s in arms.values():
+        s.pop("forecast_metrics_calibration", None)
+    return arms
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a = _bench(tmp_path / "a", "jetson-nano", "--no-sensitivity", "--no-sweep")
+    b = _bench(tmp_path / "b", "jetson-nano", "--no-sensitivity", "--no-sweep")
+    ra = json.loads((tmp_path / "a" / "results.json").read_text())
+    rb = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert _strip(ra) == _strip(rb)
+    assert a["arms"] == b["arms"]
+
+
+def test_raspberry_pi_5_with_sensitivity(tmp_path):
+    s = _bench(tmp_path, "raspberry-pi-5", "--no-sweep")
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert s["board"] == "raspberry-pi-5" and res["simulated"]
+    assert len(res["sensitivity"]) == 4
+    assert "Sensitivity" in (tmp_path / "report.md").read_text()
+
+
+def test_bench_needs_a_board(tmp_path):
+    from tests.cli.helpers import assert_one_line_error
+
+    assert_one_line_error(edgeexit("bench", "--out", str(tmp_path)), "needs a board")
