@@ -145,10 +145,11 @@ class Runtime:
             if rq is not None:
                 h = rq(h)
             seg.set_tensor(seg.in_index, h)
+            h = None  # drop any view into the previous interpreter before it could be invoked again
             t0 = perf_counter_ns()
             seg.invoke()
             dt = perf_counter_ns() - t0
-            h = seg.get_tensor(seg.out_index)
+            h = seg.output()
             timings.append((spec.label, dt))
             macs += spec.macs
             state.block_index = k
@@ -176,6 +177,7 @@ class Runtime:
                 hk.after_segment(hspec, dt, state)
             if e == last or policy.decide(view, state):
                 break
+        state.block_output = None  # may be a view into an interpreter buffer: never keep it past the sample
         if view is None:  # cannot happen: the last block always has the final exit
             raise PolicyError("policy {} produced no exit".format(policy.name))
         result = InferenceResult(
