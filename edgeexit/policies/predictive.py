@@ -93,9 +93,10 @@ class PredictivePolicy(ExitPolicy):
         z = self.forecaster.fast_logits(np.asarray(feats))[e + 1 :]
         # The most likely exit is the forecast the DVFS planner sizes the remaining work by; which head to
         # evaluate next is the expected-cost choice (never later than that forecast when risk is high).
-        # Unnormalized probabilities suffice for both argmax and argmin.
+        # Unnormalized probabilities suffice for both argmax and argmin. The floor (e^-20) keeps every exit
+        # possible, so a high risk weight really means "never skip a head that might be the exit".
         state.planned_exit = e + 1 + int(np.argmax(z))
-        expected = self.cost[e + 1 :, e + 1 :] @ np.exp(z - z.max())
+        expected = self.cost[e + 1 :, e + 1 :] @ np.exp(np.maximum(z - z.max(), -20.0))
         return e + 1 + int(np.argmin(expected))
 
     def decide(self, head: HeadView, state: SampleState) -> bool:
