@@ -37,7 +37,8 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     ax.set_ylabel("top-1 accuracy on the evaluation split, %")
     ax.set_title("Accuracy vs energy as the accuracy target sweeps" + tag, fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(str(out / "pareto.png"), dpi=110)
     plt.close(fig)

@@ -1,0 +1,59 @@
+"""`edgeexit bench` on every bundle made by `python -m tools.compare_strategies --out-dir DIR`, as one
+markdown table (simulated board; the per-exit accuracies are in docs/training.md).
+
+    python -m tools.compare_strategies --out-dir out/strategies
+    python benchmarks/strategy_bench.py out/strategies [--board jetson-nano]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def pct(v: float) -> str:
+    return "{:.1f}%".format(100 * v)
+
+
+def describe(t: dict) -> str:
+    s = t.get("strategy", "?")
+    if s == "joint":
+        return "joint ({} weights{})".format(t.get("weights"), ", distill {}".format(t["distill"]) if t.get("distill") else "")
+    if s == "block-dependent":
+        how = "groups {}".format(t["groups"]) if t.get("groups") else "overlap {}".format(t.get("overlap"))
+        return "block-dependent ({}{})".format(how, ", final trains all" if t.get("include_final") else "")
+    if s == "post-trained":
+        return "post-trained (PTEENet, lambda {})".format(t.get("lambda_cost"))
+    return s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("root", type=Path, help="--out-dir of tools.compare_strategies")
+    ap.add_argument("--board", default="jetson-nano")
+    ap.add_argument("--out", type=Path, default=Path("out/strategy-bench"))
+    a = ap.parse_args()
+    rows = ["| strategy (bundle) | full acc | threshold: acc / MACs saved | predictive: acc / MACs saved | predictive energy/period vs "
+            "threshold@race / @governor | confidence-head: acc / MACs saved |", "|---|---|---|---|---|---|"]
+    for manifest in sorted(a.root.glob("*/*/manifest.json")):
+        bundle = manifest.parent
+        name = describe(json.loads(manifest.read_text()).get("training", {}))
+        out = a.out / "{}-{}".format(bundle.parent.name, bundle.name)
+        subprocess.run([sys.executable, "-m", "edgeexit", "bench", "--board", a.board, "--simulate", "--model", str(bundle),
+                        "--no-sweep", "--no-sensitivity", "--out", str(out), "--json"], check=True, stdout=subprocess.DEVNULL)
+        r = json.loads((out / "results.json").read_text())
+        arms, d = r["arms"], r["derived"]["predictive@planned"]
+        ch = arms.get("confidence-head@race")
+        rows.append("| {} | {:.1%} | {:.1%} / {} | {:.1%} / {} | {} / {} | {} |".format(
+            name, arms["full@max"]["accuracy"], arms["threshold@race"]["accuracy"], pct(arms["threshold@race"]["macs_reduction_vs_full"]),
+            arms["predictive@planned"]["accuracy"], pct(arms["predictive@planned"]["macs_reduction_vs_full"]),
+            pct(d["energy_period_saving_vs_threshold_at_race"]), pct(d["energy_period_saving_vs_threshold_at_governor"]),
+            "{:.1%} / {}".format(ch["accuracy"], pct(ch["macs_reduction_vs_full"])) if ch else "-"))
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
