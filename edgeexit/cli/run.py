@@ -120,8 +120,6 @@ def command(
             from edgeexit.dvfs import open_board
 
             session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate, thermal_limit_mc=thermal_limit_mc))
-            if session.simulated:
-                click.echo("edgeexit: {}".format(session.describe()), err=True)
             if cpu_khz:
                 extra["cpu_khz"] = session.controller.set_cpu_khz(cpu_khz)
             if gpu_hz:
