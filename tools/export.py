@@ -14,7 +14,6 @@ Usage as a library::
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgeexit.bundle.manifest import sha256_file
 
 from tools.data import DataSplits, Split
 from tools.multi_exit import MultiExitNet, model_macs_params
@@ -56,14 +57,6 @@ def convert_int8(model, representative: np.ndarray) -> bytes:
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     return conv.convert()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:

@@ -1,9 +1,12 @@
 """Integration rules used by the meters. Pure functions over arrays; units are in the names."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import TYPE_CHECKING, Sequence, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgeexit.energy.reading import EnergyWindow
 
 LINEAR_METHOD = (
     "trapezoid: power linearly interpolated between valid samples, integrated exactly over "
@@ -84,3 +87,18 @@ def covered_window(
         return 0.0, 0.0, False
     mean_mw = energy_mj / covered_s
     return mean_mw * duration_s, mean_mw, True
+
+
+def block_window(
+    energy_mj: float, covered_s: float, n_samples: int, t0_s: float, t1_s: float, min_coverage: float,
+    source: str, basis: str,
+) -> "EnergyWindow":
+    """The :class:`EnergyWindow` of a Joulescope block sum (live stream or JLS recording alike)."""
+    from edgeexit.energy.reading import EnergyWindow
+
+    energy, mean_mw, valid = covered_window(energy_mj, covered_s, n_samples, t0_s, t1_s, min_coverage)
+    return EnergyWindow(
+        energy_mj=energy, mean_power_mw=mean_mw, n_samples=n_samples, method=BLOCK_METHOD, valid=valid,
+        t0_s=t0_s, t1_s=t1_s, total_basis=basis, source=source,
+        rails_energy_mj={"joulescope": energy} if valid else {},
+    )

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from edgeexit.energy.integrate import BLOCK_METHOD, block_energy_mj, covered_window
+from edgeexit.energy.integrate import BLOCK_METHOD, block_energy_mj, block_window
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.time64 import as_time64, to_host_s
 from edgeexit.errors import MeterError
@@ -129,17 +129,5 @@ def _window(
     if hi > lo:
         p_mw = sig.samples_mw(lo, hi - lo)
         energy, covered, n = block_energy_mj(anchor_s + (lo - s0) * period_s, period_s, p_mw, t0_s, t1_s)
-    energy, mean_mw, valid = covered_window(energy, covered, n, t0_s, t1_s, min_coverage)
-    return EnergyWindow(
-        energy_mj=energy,
-        mean_power_mw=mean_mw,
-        n_samples=n,
-        method=BLOCK_METHOD,
-        valid=valid,
-        t0_s=t0_s,
-        t1_s=t1_s,
-        total_basis=BASIS,
-        source="joulescope-jls",
-        rails_energy_mj={"joulescope": energy} if valid else {},
-    )
+    return block_window(energy, covered, n, t0_s, t1_s, min_coverage, "joulescope-jls", BASIS)
 

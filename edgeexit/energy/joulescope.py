@@ -21,7 +21,7 @@ from typing import Any, Deque, List, Optional
 
 import numpy as np
 
-from edgeexit.energy.integrate import BLOCK_METHOD, block_energy_mj, covered_window
+from edgeexit.energy.integrate import block_energy_mj, block_window
 from edgeexit.energy.meter import Clock, PowerMeter
 from edgeexit.energy.reading import EnergyWindow, PowerReading
 from edgeexit.energy.time64 import as_time64, counter_to_host_s
@@ -220,17 +220,5 @@ class JoulescopeMeter(PowerMeter, WindowedEnergySource):
             energy += e
             covered += cov
             n += k
-        energy, mean_mw, valid = covered_window(energy, covered, n, t0_s, t1_s, self.min_coverage)
-        return EnergyWindow(
-            energy_mj=energy,
-            mean_power_mw=mean_mw,
-            n_samples=n,
-            method=BLOCK_METHOD,
-            valid=valid,
-            t0_s=t0_s,
-            t1_s=t1_s,
-            total_basis=BASIS,
-            source=self.name,
-            rails_energy_mj={"joulescope": energy} if valid else {},
-        )
+        return block_window(energy, covered, n, t0_s, t1_s, self.min_coverage, self.name, BASIS)
 
