@@ -28,7 +28,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return "{:.4g}".format(v)
+        return "{:,.0f}".format(v) if abs(v) >= 1e4 else "{:.4g}".format(v)
     return str(v)
 
 
