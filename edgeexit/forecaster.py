@@ -16,9 +16,6 @@ import numpy as np
 from edgeexit.errors import CalibrationError
 from edgeexit.policies.base import HeadView
 
-N_HEAD_FEATURES = 3
-
-
 def head_features(head: HeadView, n_exits: int) -> List[float]:
     """[max-softmax, top1 - top2 probability, exit position in [0, 1]] from the int8 codes."""
     codes = head.codes

@@ -6,7 +6,7 @@ exit table with the runtime's own policy code (edgeexit.offline).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 

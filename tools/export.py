@@ -26,7 +26,7 @@ import numpy as np
 
 from edgeexit.bundle.manifest import sha256_file
 
-from tools.data import DataSplits, Split
+from tools.data import DataSplits
 from tools.multi_exit import MultiExitNet, model_macs_params
 
 SCHEMA_VERSION = 1

@@ -24,7 +24,6 @@ from edgeexit.costmodel import PhysicsCostModel
 from edgeexit.errors import EdgeExitError
 from edgeexit.execute import execute
 from edgeexit.offline import replay
-from edgeexit.planner import DvfsPlanner
 from edgeexit.policies import make_policy
 from edgeexit.policies.oracle import earliest_correct
 from edgeexit.policy_calibration import calibrate_all

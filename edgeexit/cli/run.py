@@ -1,7 +1,6 @@
 """`edgeexit run`: infer a bundle's samples block by block under an exit policy, optionally on a board."""
 from __future__ import annotations
 
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Dict, Optional

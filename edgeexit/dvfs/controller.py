@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Union
 

@@ -116,9 +116,3 @@ class EENetPolicy(ExitPolicy):
 
     def describe(self) -> dict:
         return {"policy": self.name, "thresholds": self.thresholds}
-
-
-def eenet_exit_cost(macs_to_exit: Sequence[int], head_macs: Sequence[int]) -> List[float]:
-    """MACs of exiting at k under EENet (all heads up to k evaluated)."""
-    ex = np.arange(len(macs_to_exit))
-    return threshold_cost(ex, macs_to_exit, head_macs).astype(float).tolist()

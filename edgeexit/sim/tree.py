@@ -10,7 +10,7 @@ from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.profile import FirmwareProfile
 from edgeexit.errors import DvfsError
 from edgeexit.sim import rules
-from edgeexit.sim.kernel import CPU_DIR, MARKER, MARKER_FORMAT, RO, RW, SimulatedKernel
+from edgeexit.sim.kernel import CPU_DIR, MARKER, MARKER_FORMAT, RW, SimulatedKernel
 
 IDLE_TEMP_MC = 40000
 
