@@ -168,3 +168,67 @@ def fit(
         w1=w1, b1=b1, w2=w2, b2=b2, mean=mean, std=std, n_exits=n_exits, use_block_features=use_block_features,
         meta={"hidden": hidden, "epochs": epochs, "lr": lr, "l2": l2, "seed": seed, "train_loss": loss, "n_pairs": int(n)},
     )
+
+
+LUT_BINS = 32
+
+
+@dataclass
+class ForecastTable:
+    """The forecaster distilled into a lookup table over (current exit, max-softmax bin), as EdgeBERT
+    distills its entropy predictor: at inference a forecast is one list index, not a forward pass.
+
+    Each cell holds the forecast (most likely exit) and the exit to evaluate next (expected-cost
+    choice), both from the MLP's distribution averaged over the calibration states that fall in the
+    cell; empty cells copy their nearest filled neighbour at the same exit.
+    """
+
+    bins: int
+    planned: List[List[int]]
+    jump: List[List[int]]
+
+    def lookup(self, exit_index: int, max_softmax: float) -> Tuple[int, int]:
+        b = int(max_softmax * self.bins)
+        if b >= self.bins:
+            b = self.bins - 1
+        return self.planned[exit_index][b], self.jump[exit_index][b]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"bins": self.bins, "planned": self.planned, "jump": self.jump}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ForecastTable":
+        try:
+            t = cls(int(d["bins"]), [[int(v) for v in row] for row in d["planned"]], [[int(v) for v in row] for row in d["jump"]])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CalibrationError("calibration.json: the forecast table is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
+        if any(len(row) != t.bins for row in t.planned + t.jump):
+            raise CalibrationError("calibration.json: forecast table rows must have {} bins; run `edgeexit calibrate` again".format(t.bins))
+        return t
+
+
+def distill(fc: Forecaster, x: np.ndarray, cur: np.ndarray, cost: np.ndarray, bins: int = LUT_BINS) -> ForecastTable:
+    """Tabulate ``fc`` over the states ``x`` (features, first column the max-softmax) at exits ``cur``."""
+    n_exits = fc.n_exits
+    z = fc.fast_logits(x)
+    z = np.where(np.arange(n_exits)[None, :] <= cur[:, None], -np.inf, z)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    cell = np.minimum((x[:, 0] * bins).astype(int), bins - 1)
+    planned: List[List[int]] = []
+    jump: List[List[int]] = []
+    for e in range(n_exits):
+        row_p: List[Optional[int]] = [None] * bins
+        row_j: List[Optional[int]] = [None] * bins
+        for b in range(bins):
+            sel = (cur == e) & (cell == b)
+            if e < n_exits - 1 and sel.any():
+                q = p[sel].mean(axis=0)
+                q[e + 1 :] = np.maximum(q[e + 1 :], np.exp(-20.0) * q.max())  # every later exit stays possible, as live
+                row_p[b] = int(np.argmax(q))
+                row_j[b] = e + 1 + int(np.argmin(cost[e + 1 :, e + 1 :] @ q[e + 1 :]))
+        filled = [b for b in range(bins) if row_p[b] is not None]
+        nxt = min(e + 1, n_exits - 1)
+        planned.append([row_p[min(filled, key=lambda f: abs(f - b))] if filled else nxt for b in range(bins)])  # type: ignore
+        jump.append([row_j[min(filled, key=lambda f: abs(f - b))] if filled else nxt for b in range(bins)])  # type: ignore
+    return ForecastTable(bins, planned, jump)

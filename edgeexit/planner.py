@@ -4,7 +4,8 @@ least energy, re-planned when the exit forecast changes.
 The planner is a runtime hook. Before block 0 and whenever the policy's forecast (``planned_exit``)
 changes, it picks the CPU operating point f minimizing
 
-    E(f) = (busy_mw(f) - idle_mw(f_idle)) * W(f) + transition energy        [+ idle_mw(f_idle) * period, a constant]
+    E(f) = busy_mw(f) * (W(f) + transition) + idle energy until the period ends
+           (idle at f, or dropping to the lowest-idle-power point when that pays)
 
 where W(f) is the forecast remaining work (blocks up to the forecast exit plus its head, in ms at f),
 subject to finishing by the deadline even if the forecast is wrong:
@@ -128,16 +129,17 @@ class DvfsPlanner(RuntimeHooks):
         """Operating point for the work from ``next_block`` up to exit ``forecast`` (-1: the first exit,
         no forecast yet), given ``elapsed_ms`` of the inference so far.
 
-        Candidates are ranked by energy once per (next block, forecast, current point) and cached; per
-        call only the deadline test runs, so planning costs microseconds.
+        Candidates are ranked by energy once per (next block, forecast, current point, elapsed time) and
+        cached; per call only the deadline test runs, so planning costs microseconds.
         """
         e = forecast if forecast >= 0 else 0
         while self.exit_blocks[e] < next_block and e < len(self.exit_blocks) - 1:
             e += 1  # a stale forecast behind us: plan for the next exit instead
-        key = (next_block, e, self.current)
+        # The idle gap that follows depends on where the inference is; a 10 us grid keeps the cache small.
+        key = (next_block, e, self.current, round(elapsed_ms, 2))
         ranked = self._ranked.get(key)
         if ranked is None:
-            ranked = self._ranked[key] = self._rank(next_block, e)
+            ranked = self._ranked[key] = self._rank(next_block, e, elapsed_ms)
         if self.deadline_ms is None:
             return ranked[0][2]
         for _, need_ms, f in ranked:
@@ -145,16 +147,30 @@ class DvfsPlanner(RuntimeHooks):
                 return f
         return self.f_max
 
-    def _rank(self, next_block: int, e: int) -> List[Any]:
+    def _rank(self, next_block: int, e: int, elapsed_ms: float) -> List[Any]:
+        """Candidates (energy, time needed including the reserve, kHz), least energy first.
+
+        Energy = busy power over the forecast work (plus a transition if the point changes), plus,
+        with a period, what the rest of the period costs at that point: staying there idle, or
+        dropping to the idle point when that pays (the same rule :meth:`end` applies).
+        """
         b = self.exit_blocks[e]
         rb, rh, hm = self.rest_blocks, self.rest_heads, self.head_ms
         reserve = float(rb[b + 1, -1] + rh[e + 1, -1]) + self.trans_ms
-        idle_ref = self.idle[self.opps.index(self.idle_khz)]
+        i_idle = self.opps.index(self.idle_khz)
         out = []
         for c, f in enumerate(self.opps):
             tr = 0.0 if f == self.current else self.trans_ms
             work = float(rb[next_block, c] - rb[b + 1, c] + hm[e, c])
-            out.append(((self.busy[c] - idle_ref) * (work + tr), tr + work + reserve, f))
+            energy = self.busy[c] * (work + tr)
+            if self.period_ms:
+                gap = max(0.0, self.period_ms - elapsed_ms - tr - work)
+                stay = self.idle[c] * gap
+                drop = (self.busy[i_idle] + self.busy[c]) * self.trans_ms + self.idle[i_idle] * max(0.0, gap - self.trans_ms)
+                energy += min(stay, drop) if gap > self.trans_ms else stay
+            else:
+                energy -= self.idle[i_idle] * (work + tr)  # no period: the energy above idle
+            out.append((energy, tr + work + reserve, f))
         out.sort()
         return out
 

@@ -12,13 +12,13 @@ import numpy as np
 
 from edgeexit.calibration import CalibrationData, calibrate_threshold, first_exit, fit_thresholds
 from edgeexit.errors import CalibrationError
-from edgeexit.forecaster import Forecaster, fit, head_features, pooled_features, training_pairs
+from edgeexit.forecaster import Forecaster, distill, fit, head_features, pooled_features, training_pairs
 from edgeexit.offline import replay
 from edgeexit.policies.base import HeadView
 from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
 from edgeexit.policies.eenet import EENetPolicy, fit_for_budget, fit_scores, table_features
 from edgeexit.policies.pe_heuristic import PEHeuristicPolicy, tau_from_logits
-from edgeexit.policies.predictive import PredictivePolicy
+from edgeexit.policies.predictive import PredictivePolicy, jump_cost_matrix
 from edgeexit.runtime import Runtime
 
 
@@ -82,14 +82,13 @@ def _folds(n: int, k: int, seed: int) -> List[np.ndarray]:
     return [np.sort(order[i::k]) for i in range(k)]
 
 
-def _oof_replay(rt: Runtime, data: CalibrationData, folds: List[np.ndarray], models: List[Forecaster],
-                thresholds: List[float], risk: float) -> Tuple[float, float]:
+def _oof_replay(rt: Runtime, data: CalibrationData, folds: List[np.ndarray], policies: List[PredictivePolicy]) -> Tuple[float, float]:
     """Accuracy and mean MACs of the predictive policy where every sample is forecast by a model that
     never saw it in training (cross-fitting): honest estimates on the calibration split."""
     correct, macs = 0, 0.0
-    for idx, fc in zip(folds, models):
+    for idx, pol in zip(folds, policies):
         sub = _subset(data, idx)
-        r = replay(rt, PredictivePolicy(fc, thresholds, risk=risk), sub.table, sub.y)
+        r = replay(rt, pol, sub.table, sub.y)
         correct += int((r.pred == sub.y).sum())
         macs += float(r.macs.sum())
     n = len(data.y)
@@ -100,12 +99,13 @@ def calibrate_predictive(
     rt: Runtime, data: CalibrationData, thresholds: List[float], target: float, seed: int = 0,
     use_block_features: bool = True, hidden: int = 16, epochs: int = 600, k: int = 4,
 ) -> Dict[str, Any]:
-    """Train the forecaster on where the threshold policy's exits say each sample can stop.
+    """Train the forecaster on where the threshold policy's exits say each sample can stop, and distill
+    it into a lookup table (what runs at inference).
 
     Choices that depend on forecast quality -- the over-prediction weight ``risk`` and any tightening of
     the acceptance thresholds -- are made on k-fold out-of-fold forecasts (each sample forecast by a
-    model trained without it), so they are not fitted to the training data; the stored forecaster is
-    then trained on the whole calibration split. Forecast metrics are the out-of-fold ones.
+    model and table built without it), so they are not fitted to the training data; the stored
+    forecaster and table come from the whole calibration split. Forecast metrics are the out-of-fold ones.
     """
     n_exits = len(rt.exits)
     th = np.asarray(thresholds)
@@ -113,35 +113,40 @@ def calibrate_predictive(
     hf = _head_feature_table(rt, data)
     bf = _block_feature_table(rt, data) if use_block_features else None
 
-    def train(idx: np.ndarray) -> Forecaster:
+    def train(idx: np.ndarray) -> Tuple[Forecaster, np.ndarray, np.ndarray]:
         x, cur, tgt = training_pairs(hf[idx], None if bf is None else bf[idx], targets[idx], n_exits)
-        return fit(x, cur, tgt, n_exits, use_block_features, hidden=hidden, epochs=epochs, seed=seed)
+        return fit(x, cur, tgt, n_exits, use_block_features, hidden=hidden, epochs=epochs, seed=seed), x, cur
+
+    def policies(models: List[Tuple[Forecaster, np.ndarray, np.ndarray]], th_list: List[float], risk: float) -> List[PredictivePolicy]:
+        cost = jump_cost_matrix(list(rt.macs_to_exit), list(rt.head_macs), risk)
+        return [PredictivePolicy(m, th_list, risk=risk, table=distill(m, x, cur, cost)) for m, x, cur in models]
 
     folds = _folds(len(data.y), k, seed)
     everyone = np.arange(len(data.y))
     models = [train(np.setdiff1d(everyone, f)) for f in folds]
     best = None  # type: Optional[Tuple[float, float]]
     for risk in RISKS:
-        acc, macs = _oof_replay(rt, data, folds, models, list(thresholds), risk)
+        acc, macs = _oof_replay(rt, data, folds, policies(models, list(thresholds), risk))
         if acc >= target and (best is None or macs <= best[0] + 1e-6):  # ties: the more cautious risk
             best = (macs, risk)
     risk = best[1] if best is not None else RISKS[-1]
     final_th = list(thresholds)
     for delta in np.linspace(0.0, 1.0, 41):
         trial = [t if i == n_exits - 1 or t > 1.0 else t + delta * (1.0 - t) for i, t in enumerate(thresholds)]
-        acc, macs = _oof_replay(rt, data, folds, models, trial, risk)
+        acc, macs = _oof_replay(rt, data, folds, policies(models, trial, risk))
         if acc >= target:
             final_th = trial
             break
-    metrics = _merge_metrics([forecast_metrics(rt, PredictivePolicy(m, final_th, risk=risk), data, f, targets)
-                              for m, f in zip(models, folds)])
-    fc = train(everyone)
+    metrics = _merge_metrics([forecast_metrics(rt, pol, data, f, targets) for pol, f in zip(policies(models, final_th, risk), folds)])
+    fc, x, cur = train(everyone)
     fc.meta.update({"trained_on": "calibration split, {} samples".format(len(everyone)),
                     "validated_on": "{}-fold out-of-fold forecasts on the calibration split".format(k)})
-    r = replay(rt, PredictivePolicy(fc, final_th, risk=risk), data.table, data.y)
+    final = policies([(fc, x, cur)], final_th, risk)[0]
+    r = replay(rt, final, data.table, data.y)
     return {
         "forecaster": fc.to_dict(),
         "forecaster_params": fc.n_params,
+        "table": final.table.to_dict() if final.table is not None else None,
         "risk": risk,
         "thresholds": final_th,
         "target_accuracy": target,

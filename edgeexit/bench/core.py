@@ -158,6 +158,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "cost_model": results.get("predictive@planned", {}).get("cost_model"),
         }
         out["planner_cost"] = planner_cost(results, records, rt, bundle, evalset, physics)
+        out["forecast_ceiling"] = forecast_ceiling(rt, bench_bundle, table)
         if cfg.sweep:
             out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed)
         if sensitivity and simulated:
@@ -221,6 +222,20 @@ def forecast_eval(records: List[Dict[str, Any]], bundle: Bundle, table: Any, rt:
     return {"n_forecasts": int(asked.sum()), "exact_hit_rate": float((p == t).mean()),
             "within_one_rate": float((np.abs(p - t) <= 1).mean()),
             "over_prediction_rate": float((p > t).mean()), "under_prediction_rate": float((p < t).mean())}
+
+
+def forecast_ceiling(rt: Runtime, bundle: Bundle, table: Any) -> Dict[str, float]:
+    """MACs saving over threshold that a *perfect* forecaster would reach on these samples: it would
+    jump from the first exit straight to the exit the thresholds pick, skipping every head between."""
+    th = np.asarray(bundle.calibration["threshold"]["thresholds"])
+    passes = table.max_softmax >= th
+    passes[:, -1] = True
+    t = np.argmax(passes, axis=1)
+    m, h = np.asarray(rt.macs_to_exit), np.asarray(rt.head_macs)
+    thr = m[t] + np.cumsum(h)[t]
+    perfect = np.where(t > 0, m[t] + h[0] + h[t], m[0] + h[0])
+    return {"threshold_mean_macs": float(thr.mean()), "perfect_forecast_mean_macs": float(perfect.mean()),
+            "macs_saving_ceiling": float(1.0 - perfect.mean() / thr.mean())}
 
 
 def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, bundle: Bundle, samples: Any,

@@ -92,6 +92,11 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                       num(fe.get("under_prediction_rate"), "{:.1%}"), fc.get("n_forecasts"), num(fc.get("exact_hit_rate"), "{:.1%}"),
                       num(fc.get("within_one_rate"), "{:.1%}"), num(fc.get("over_prediction_cost_macs"), "{:,.0f}"),
                       num(fc.get("under_prediction_cost_macs"), "{:,.0f}"))]
+    fc_ceiling = res.get("forecast_ceiling") or {}
+    if fc_ceiling:
+        lines += ["", "A perfect forecaster (jumping from the first exit straight to the exit the thresholds pick) would save "
+                  "{} of threshold's MACs on these samples: the ceiling for skipping heads on this model.".format(
+                      pct(fc_ceiling.get("macs_saving_ceiling")))]
     pc = res.get("planner_cost") or {}
     if pc:
         lines += ["", "## Planner cost", "",

@@ -11,12 +11,12 @@ otherwise the policy re-predicts from j (``on_miss="repredict"``) or steps to th
 from __future__ import annotations
 
 from time import perf_counter_ns
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from edgeexit.errors import CalibrationError
-from edgeexit.forecaster import Forecaster, head_features, pooled_features
+from edgeexit.forecaster import Forecaster, ForecastTable, head_features, pooled_features
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
@@ -43,13 +43,15 @@ class PredictivePolicy(ExitPolicy):
     name = "predictive"
     forecasts = True
 
-    def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict", risk: float = 1.0) -> None:
+    def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict", risk: float = 1.0,
+                 table: Optional[ForecastTable] = None) -> None:
         if on_miss not in ("repredict", "step"):
             raise CalibrationError("on_miss must be 'repredict' or 'step', not {!r}".format(on_miss))
         self.forecaster = forecaster
         self.thresholds = [float(t) for t in thresholds]
         self.on_miss = on_miss
         self.risk = float(risk)
+        self.table = table  # the forecaster distilled into a lookup table (used when present)
         self._target = 0
         self.forecast_ns = 0  # host time spent forecasting for the current sample
 
@@ -62,7 +64,10 @@ class PredictivePolicy(ExitPolicy):
         th = entry.get("thresholds")
         if fc.n_exits != n_exits or not isinstance(th, list) or len(th) != n_exits:
             raise CalibrationError("calibration.json: the forecaster was fitted for another bundle; run `edgeexit calibrate` again")
-        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)))
+        table = ForecastTable.from_dict(entry["table"]) if entry.get("table") else None
+        if table is not None and (len(table.planned) != n_exits or len(table.jump) != n_exits):
+            raise CalibrationError("calibration.json: the forecast table was built for another bundle; run `edgeexit calibrate` again")
+        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table)
 
     def bind(self, runtime: Any) -> None:
         super().bind(runtime)
@@ -83,8 +88,12 @@ class PredictivePolicy(ExitPolicy):
         return exit_index == self._target
 
     def forecast(self, head: HeadView, state: SampleState) -> int:
-        """The exit to jump to from ``head`` (always later than it)."""
+        """The exit to jump to from ``head`` (always later than it); sets ``state.planned_exit``."""
         e = head.exit_index
+        if self.table is not None:
+            planned, jump = self.table.lookup(e, head.max_softmax())
+            state.planned_exit = planned
+            return jump
         feats = head_features(head, self.n_exits)
         if self.forecaster.use_block_features:
             if state.extra is None:  # pooled once, from the first exit's block output
@@ -116,4 +125,5 @@ class PredictivePolicy(ExitPolicy):
 
     def describe(self) -> dict:
         return {"policy": self.name, "on_miss": self.on_miss, "risk": self.risk, "thresholds": self.thresholds,
+                "forecast": "lookup table" if self.table is not None else "MLP",
                 "forecaster_params": self.forecaster.n_params}
