@@ -62,6 +62,7 @@ class BenchConfig:
     threads: int = 1
     interpreter: Optional[str] = None
     sweep: bool = True
+    meter: str = "auto"
     sensitivity: Optional[bool] = None  # default: on for a simulated board
 
 
@@ -174,7 +175,7 @@ def _run_arm(cfg: BenchConfig, bundle: Bundle, rt: Runtime, samples: Any, pol_na
     pol = make_policy(pol_name, bundle, **extra)
     with _open(cfg) as session:
         ex = execute(bundle, rt, pol, samples, session=session, dvfs=mode, deadline_ms=deadline, period_ms=period,
-                     threads=cfg.threads, pass_labels=pol_name == "oracle", physics_override=physics)
+                     threads=cfg.threads, meter=cfg.meter, pass_labels=pol_name == "oracle", physics_override=physics)
     return ex, ex.planner, pol
 
 

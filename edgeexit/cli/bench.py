@@ -52,13 +52,14 @@ def summary_of(res: dict) -> dict:
 @click.option("--no-sensitivity", is_flag=True, help="Skip the +-50% power-model sensitivity runs (simulated boards).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for results.json, report.md and the PNG plots.")
+@options.meter
 @options.interpreter
 @options.threads
 @options.json_output
 def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, model_path: Optional[Path], deadline_ms: Optional[float],
             period_ms: Optional[float], policies: str, target_accuracy: Optional[float], max_drop_pp: float, seed: int,
-            limit: Optional[int], no_sweep: bool, no_sensitivity: bool, out_dir: Path, interpreter: Optional[str], threads: int,
-            as_json: bool) -> None:
+            limit: Optional[int], no_sweep: bool, no_sensitivity: bool, out_dir: Path, meter: str, interpreter: Optional[str],
+            threads: int, as_json: bool) -> None:
     """Run every exit policy on the same held-out samples under the same deadline and period, each
     calibrated to the same accuracy target, on a real or simulated board; write results.json,
     report.md and PNG plots to --out, and restore the board afterwards. The exit code is non-zero only
@@ -72,7 +73,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
     cfg = BenchConfig(board=board or "auto", out_dir=out_dir, sysfs_root=sysfs_root, simulate=simulate, model_path=model_path,
                       deadline_ms=deadline_ms, period_ms=period_ms, policies=wanted, max_drop_pp=max_drop_pp,
                       target_accuracy=target_accuracy, seed=seed, limit=limit, threads=threads, interpreter=interpreter,
-                      sweep=not no_sweep, sensitivity=False if no_sensitivity else None)
+                      sweep=not no_sweep, sensitivity=False if no_sensitivity else None, meter=meter)
     bar = click.progressbar(length=1, label="bench", file=sys.stderr) if sys.stderr.isatty() else None
 
     def progress(arm: str, i: int, total: int) -> None:
