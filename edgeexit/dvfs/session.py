@@ -193,7 +193,8 @@ class BoardSession(BoardTarget):
             if self._old_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
                 self._old_sigterm = None
-            self._lock.release()
+            # a --simulate tree is private and deleted next: its lock file would only pile up
+            self._lock.release(remove=self.tmpdir is not None)
             self.cleanup()
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],

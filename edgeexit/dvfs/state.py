@@ -53,8 +53,15 @@ class BoardLock:
         os.write(fd, "{}\n".format(os.getpid()).encode())
         self._fd = fd
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Unlock. ``remove`` also deletes the lock file: only safe for a root nobody else can open
+        (a --simulate tree that is about to be deleted), where keeping it would leak one file per run."""
         if self._fd is not None:
+            if remove:
+                try:
+                    self.path.unlink()
+                except OSError:
+                    pass
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
