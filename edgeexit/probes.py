@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -30,24 +31,44 @@ def power_table(board: BoardConfig) -> Dict[str, Any]:
 
 
 class MeterProbe(BoardProbe):
-    """Energy per inference from a sampled power meter; latency from the host clock."""
+    """Energy per inference from a sampled power meter; latency from the host clock.
+
+    With a period, inference is periodic for real: after each inference the probe waits until the
+    next period starts, metering that idle time too, so energy per period is measured, not modelled.
+    """
 
     latency_source = "host"
 
-    def __init__(self, sampler: Sampler, name: str) -> None:
+    def __init__(self, sampler: Sampler, name: str, period_ms: Optional[float] = None,
+                 sleep: Any = time.sleep) -> None:
         self.sampler = sampler
         self.energy_source = name
+        self.period_ms = period_ms
+        self._sleep = sleep
         self._n = 0
+        self._t0 = 0.0
         self.last: Dict[str, Any] = {}
 
     def begin(self, state: SampleState) -> None:
         self._n += 1
-        self.sampler.begin_window("inference-{}".format(self._n))
+        self._t0 = self.sampler.begin_window("inference-{}".format(self._n))
 
     def end(self, result: InferenceResult, state: SampleState) -> None:
         w = self.sampler.end_window("inference-{}".format(self._n))
         # A window the meter could not cover is "energy unknown", never a guess.
-        self.last = {"energy_mj": round(w.energy_mj, 6) if w.valid else None, "energy_samples": w.n_samples}
+        rec: Dict[str, Any] = {"energy_mj": round(w.energy_mj, 6) if w.valid else None, "energy_samples": w.n_samples}
+        if self.period_ms is not None:
+            key = "idle-{}".format(self._n)
+            t_idle = self.sampler.begin_window(key)
+            remaining_s = self._t0 + self.period_ms / 1e3 - t_idle
+            if remaining_s > 0:
+                self._sleep(remaining_s)
+            idle = self.sampler.end_window(key)
+            rec["period_ms"] = self.period_ms
+            rec["idle_energy_mj"] = round(idle.energy_mj, 6) if idle.valid else None
+            rec["energy_period_mj"] = (round(w.energy_mj + idle.energy_mj, 6) if (w.valid and idle.valid) else None)
+            rec["period_overrun"] = remaining_s <= 0
+        self.last = rec
 
     def measure(self, result: InferenceResult) -> Dict[str, Any]:
         return dict(self.last)
@@ -137,7 +158,7 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
             warn("{} Energy is not reported for this run.".format(err.message))
         return BoardRun(session, BoardProbe(), None, None)
     sampler = Sampler(m, rate_hz=meter_rate_hz).start()
-    return BoardRun(session, MeterProbe(sampler, m.source), None, sampler)
+    return BoardRun(session, MeterProbe(sampler, m.source, period_ms=period_ms), None, sampler)
 
 
 

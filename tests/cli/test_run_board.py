@@ -1,0 +1,32 @@
+"""`edgeexit run` on a board tree without the simulator's marker: the real-board path (plain file
+I/O, the INA3221 meter, host time), periodic inference metered for real, and the tree restored."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.cli.helpers import edgeexit, json_out
+
+
+def _snapshot(root: Path):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_periodic_run_meters_idle_and_restores(tmp_path: Path):
+    root = tmp_path / "board"
+    assert edgeexit("sim", "init", "--board", "jetson-nano", str(root)).returncode == 0
+    shutil.rmtree(str(root / ".edgeexit-sim"))  # no marker: edgeexit must treat it as a real board
+    before = _snapshot(root)
+    out = tmp_path / "r.jsonl"
+    s = json_out(edgeexit("run", "--board", "jetson-nano", "--sysfs-root", str(root), "--policy", "predictive",
+                          "--deadline-ms", "5", "--period-ms", "10", "--limit", "8", "--output", str(out), "--json"))
+    assert s["simulated"] is False and s["latency_source"] == "host"
+    assert s["energy_source"].startswith("INA3221 6-0040")
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 8
+    for r in recs:
+        # the tree's static 5 V input reading is metered over the whole 10 ms period
+        assert r["energy_period_mj"] is not None and r["energy_period_mj"] >= r["energy_mj"]
+        assert r["idle_energy_mj"] > 0
+    assert _snapshot(root) == before
