@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
@@ -28,6 +28,34 @@ RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each reg
 def power_table(board: BoardConfig) -> Dict[str, Any]:
     """The board's ``[power]`` table in the dict shape the meter factory reads."""
     return dataclasses.asdict(board.power)
+
+
+def simulated_pmic_runner(root: Path) -> Callable[[Sequence[str]], str]:
+    """``vcgencmd pmic_read_adc`` on a simulated Raspberry Pi 5: the text its simulated kernel renders
+    (``.edgeexit-sim/vcgencmd/pmic_read_adc`` under ``root``), in the real command's format."""
+    from edgeexit.sim.kernel import PMIC_ADC
+
+    path = Path(root) / PMIC_ADC
+
+    def run(argv: Sequence[str]) -> str:
+        return path.read_text()
+
+    return run
+
+
+def board_meter(target: Any, kind: str = "auto") -> Any:
+    """The power meter of a board target (real or simulated), always through the real backends.
+
+    On a simulated tree the INA3221 backends read its sensor files exactly like a real board's; the
+    Pi 5 PMIC backend gets :func:`simulated_pmic_runner` instead of running ``vcgencmd``. Raises
+    :class:`~edgeexit.errors.SensorMissingError` where the board has no sensor (Pi 4).
+    """
+    from edgeexit.energy.factory import meter_for_board
+
+    runner = None
+    if target.simulated and target.board.power.sensor == "pi5-pmic" and kind in ("auto", "pmic"):
+        runner = simulated_pmic_runner(target.root)
+    return meter_for_board(power_table(target.board), target.root, kind=kind, runner=runner)
 
 
 class MeterProbe(BoardProbe):
@@ -147,10 +175,8 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
         brun = BoardRun(session, None, physics, None)
         brun.probe = SimulatedBoardProbe(physics, brun.cpu_khz, period_ms=period_ms, publish=publish)
         return brun
-    from edgeexit.energy.factory import meter_for_board
-
     try:
-        m = meter_for_board(power_table(session.board), session.root, kind=meter)
+        m = board_meter(session, meter)
     except SensorMissingError as err:
         if meter != "auto":
             raise

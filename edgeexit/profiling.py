@@ -25,13 +25,14 @@ import statistics
 import time
 from pathlib import Path
 from time import perf_counter_ns
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from edgeexit.bundle import Bundle
 from edgeexit.costmodel import PROFILE_SCHEMA, manifest_sha256
 from edgeexit.errors import ProfileError
+from edgeexit.probes import board_meter, simulated_pmic_runner  # noqa: F401  (re-exported: profile, status, tests)
 from edgeexit.sim.physics import BoardPhysics
 
 GPU_NOT_SWEPT = (
@@ -41,35 +42,6 @@ GPU_NOT_SWEPT = (
 )
 
 Progress = Callable[[int], None]
-
-
-def simulated_pmic_runner(root: Path) -> Callable[[Sequence[str]], str]:
-    """``vcgencmd pmic_read_adc`` on a simulated Raspberry Pi 5: the text its simulated kernel renders
-    (``.edgeexit-sim/vcgencmd/pmic_read_adc`` under ``root``), in the real command's format."""
-    from edgeexit.sim.kernel import PMIC_ADC
-
-    path = Path(root) / PMIC_ADC
-
-    def run(argv: Sequence[str]) -> str:
-        return path.read_text()
-
-    return run
-
-
-def board_meter(target: Any, kind: str = "auto") -> Any:
-    """The power meter of a board target (real or simulated), always through the real backends.
-
-    On a simulated tree the INA3221 backends read its sensor files exactly like a real board's; the
-    Pi 5 PMIC backend gets :func:`simulated_pmic_runner` instead of running ``vcgencmd``. Raises
-    :class:`~edgeexit.errors.SensorMissingError` where the board has no sensor (Pi 4).
-    """
-    from edgeexit.energy.factory import meter_for_board
-    from edgeexit.probes import power_table
-
-    runner = None
-    if target.simulated and target.board.power.sensor == "pi5-pmic" and kind in ("auto", "pmic"):
-        runner = simulated_pmic_runner(target.root)
-    return meter_for_board(power_table(target.board), target.root, kind=kind, runner=runner)
 
 
 def segment_inputs(runtime: Any, sample_q: np.ndarray) -> Dict[str, np.ndarray]:
