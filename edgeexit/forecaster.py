@@ -36,7 +36,8 @@ def pooled_features(block_output: np.ndarray, scale: float, zero_point: int) -> 
 
 @dataclass
 class Forecaster:
-    """A one-hidden-layer MLP over standardized features; ``predict_proba`` masks exits <= current."""
+    """A one-hidden-layer MLP over standardized features; callers mask the exits at or before the
+    current one (they cannot be forecast)."""
 
     w1: np.ndarray
     b1: np.ndarray
@@ -52,10 +53,6 @@ class Forecaster:
     def n_params(self) -> int:
         return int(self.w1.size + self.b1.size + self.w2.size + self.b2.size)
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        h = np.maximum((x - self.mean) / self.std @ self.w1 + self.b1, 0.0)
-        return h @ self.w2 + self.b2
-
     def folded(self) -> "tuple":
         """(W1, b1, W2, b2) with the standardization folded into the first layer (computed once)."""
         f = self.__dict__.get("_folded")
@@ -65,16 +62,10 @@ class Forecaster:
             f = self.__dict__["_folded"] = (w1, b1, self.w2, self.b2)
         return f
 
-    def fast_logits(self, x: np.ndarray) -> np.ndarray:
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Exit logits for one feature vector (or a batch, one per row)."""
         w1, b1, w2, b2 = self.folded()
         return np.maximum(x @ w1 + b1, 0.0) @ w2 + b2
-
-    def predict_proba(self, x: np.ndarray, current_exit: int) -> np.ndarray:
-        z = self.logits(x)
-        z[..., : current_exit + 1] = -np.inf
-        z = z - z.max(axis=-1, keepdims=True)
-        p = np.exp(z)
-        return p / p.sum(axis=-1, keepdims=True)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -210,7 +201,7 @@ class ForecastTable:
 def distill(fc: Forecaster, x: np.ndarray, cur: np.ndarray, cost: np.ndarray, bins: int = LUT_BINS) -> ForecastTable:
     """Tabulate ``fc`` over the states ``x`` (features, first column the max-softmax) at exits ``cur``."""
     n_exits = fc.n_exits
-    z = fc.fast_logits(x)
+    z = fc.logits(x)
     z = np.where(np.arange(n_exits)[None, :] <= cur[:, None], -np.inf, z)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)

@@ -50,10 +50,6 @@ class InferenceResult:
     latency_ms: float  # host wall time of the whole inference, runtime overhead included
     planned_exit: int = -1
 
-    @property
-    def invoke_ms(self) -> float:
-        return sum(ns for _, ns in self.segment_ns) / 1e6
-
     def segment_latency_ms(self) -> Dict[str, float]:
         return {name: ns / 1e6 for name, ns in self.segment_ns}
 
@@ -231,7 +227,3 @@ class Runtime:
         zp = np.array([d.zero_point for d in self.decoders], dtype=np.float32)[None, :, None]
         real = (logits.astype(np.float32) - zp) * scale
         return ExitTable(logits_q=logits, logits=real, confidence=conf, max_softmax=maxp, pred=pred, conf_q=conf_codes, block_features=feats)
-
-    def cost_if_exit(self, exit_index: int, heads: Sequence[int]) -> int:
-        """MACs of exiting at ``exit_index`` having evaluated ``heads``."""
-        return self.macs_to_exit[exit_index] + sum(self.head_macs[h] for h in heads)

@@ -99,7 +99,7 @@ class PredictivePolicy(ExitPolicy):
             if state.extra is None:  # pooled once, from the first exit's block output
                 state.extra = pooled_features(state.block_output, self._feat_scale, self._feat_zp).tolist()
             feats = feats + state.extra
-        z = self.forecaster.fast_logits(np.asarray(feats))[e + 1 :]
+        z = self.forecaster.logits(np.asarray(feats))[e + 1 :]
         # The most likely exit is the forecast the DVFS planner sizes the remaining work by; which head to
         # evaluate next is the expected-cost choice (never later than that forecast when risk is high).
         # Unnormalized probabilities suffice for both argmax and argmin. The floor (e^-20) keeps every exit

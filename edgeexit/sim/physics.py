@@ -118,6 +118,3 @@ class BoardPhysics:
 
     def idle_mw(self, freq_khz: int) -> float:
         return self.power(freq_khz, False).total_mw
-
-    def lowest_energy_idle_khz(self) -> int:
-        return min(self.freqs_khz, key=self.idle_mw)
