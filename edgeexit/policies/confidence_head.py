@@ -25,6 +25,9 @@ class ConfidenceHeadPolicy(ExitPolicy):
             raise CalibrationError("the bundle has no confidence-head calibration; run `edgeexit calibrate --model PATH`")
         return cls(entry["thresholds"])
 
+    def wants_head(self, exit_index: int, state: SampleState) -> bool:
+        return self.thresholds[exit_index] <= 1.0  # a disabled exit's head is skipped
+
     def decide(self, head: HeadView, state: SampleState) -> bool:
         return head.confidence() >= self.thresholds[head.exit_index]
 

@@ -67,11 +67,11 @@ def fit_for_budget(
             "a budget of {:.0f} MACs is below the cost of exiting everything at the first exit ({:.0f})".format(budget_macs, cheapest)
         )
     lo, hi = float(correct[:, 0].mean()) - 1e-9, float(correct[:, -1].mean())
-    best = fit_thresholds(scores, correct, macs_to_exit, head_macs, lo)
+    best = fit_thresholds(scores, correct, macs_to_exit, head_macs, lo, skip_disabled=False)
     for _ in range(16):
         mid = 0.5 * (lo + hi)
         try:
-            f = fit_thresholds(scores, correct, macs_to_exit, head_macs, mid)
+            f = fit_thresholds(scores, correct, macs_to_exit, head_macs, mid, skip_disabled=False)
         except CalibrationError:
             hi = mid
             continue

@@ -1,12 +1,15 @@
-"""Predictive Exit: forecast the exit after the first one, evaluate only that head, re-predict on a miss.
+"""Predictive Exit: forecast the exit after the first block, evaluate only that head, re-predict on a miss.
 
-After block 0 (more precisely, the block of the first exit) the first head runs. If it is confident
-the sample exits there. Otherwise the forecaster gives a distribution p over later exits and the
-policy jumps to the exit j minimizing the expected cost sum_t p_t * C[j, t], where C[j, t] is the MACs
-of jumping to j when the sample's true exit is t (running blocks past t when j > t; an extra head and
-another jump when j < t). Every intermediate head is skipped. At j the head must pass its threshold,
-otherwise the policy re-predicts from j (``on_miss="repredict"``) or steps to the next exit
-(``"step"``): an unconfident head is never accepted, except the final exit, which always is.
+Right after the first exit's block, an entry forecaster (when calibration found one that pays) reads
+cheap pooled features of that block's output and gives a distribution p over all exits; the policy
+jumps to the exit j minimizing the expected cost sum_t p_t * C[j, t], where C[j, t] is the MACs of
+jumping to j when the sample's true exit is t (running blocks past t when j > t; an extra head and
+another jump when j < t). Without an entry forecaster the first enabled head always runs. At every
+evaluated head that is not confident, the head forecaster (features of that head) forecasts again
+and the policy jumps on the same rule. Every head in between is skipped, and so is every head of an
+exit calibration disabled. An evaluated head must pass its threshold, otherwise the policy
+re-predicts from there (``on_miss="repredict"``) or steps to the next enabled exit (``"step"``): an
+unconfident head is never accepted, except the final exit, which always is.
 """
 from __future__ import annotations
 
@@ -20,18 +23,26 @@ from edgeexit.forecaster import Forecaster, ForecastTable, head_features, pooled
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
-def jump_cost_matrix(macs_to_exit: List[int], head_macs: List[int], risk: float = 1.0) -> np.ndarray:
-    """C[j, t]: MACs of predicting exit j for a sample whose right exit is t (first head excluded).
+UNREACHABLE = 1e18  # cost of jumping to a disabled exit: never chosen while the final exit exists
+
+
+def jump_cost_matrix(
+    macs_to_exit: List[int], head_macs: List[int], risk: float = 1.0, enabled: Optional[List[bool]] = None
+) -> np.ndarray:
+    """C[j, t]: MACs of predicting exit j for a sample whose right exit is t (heads before j excluded).
 
     Over-predicting (j > t) runs blocks the sample did not need; ``risk`` weighs that waste against
     the heads a jump saves. risk = inf never jumps past the next exit (classic early exit's cost);
-    calibration picks the value that minimizes MACs on held-out data at the accuracy target.
+    calibration picks the value that minimizes MACs on held-out data at the accuracy target. Rows of
+    exits not ``enabled`` are unreachable.
     """
     n = len(macs_to_exit)
     c = np.zeros((n, n))
     for j in range(n):
         for t in range(n):
-            if j >= t:
+            if enabled is not None and not enabled[j]:
+                c[j, t] = UNREACHABLE
+            elif j >= t:
                 waste = macs_to_exit[j] - macs_to_exit[t]
                 c[j, t] = macs_to_exit[t] + head_macs[j] + (waste * risk if waste else 0.0)
             else:
@@ -39,19 +50,26 @@ def jump_cost_matrix(macs_to_exit: List[int], head_macs: List[int], risk: float 
     return c
 
 
+def enabled_exits(thresholds: List[float]) -> List[bool]:
+    """Exits whose max-softmax threshold can pass; the final exit always can."""
+    return [t <= 1.0 or e == len(thresholds) - 1 for e, t in enumerate(thresholds)]
+
+
 class PredictivePolicy(ExitPolicy):
     name = "predictive"
     forecasts = True
 
     def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict", risk: float = 1.0,
-                 table: Optional[ForecastTable] = None) -> None:
+                 table: Optional[ForecastTable] = None, entry: Optional[Forecaster] = None, entry_risk: float = 1.0) -> None:
         if on_miss not in ("repredict", "step"):
             raise CalibrationError("on_miss must be 'repredict' or 'step', not {!r}".format(on_miss))
         self.forecaster = forecaster
         self.thresholds = [float(t) for t in thresholds]
         self.on_miss = on_miss
         self.risk = float(risk)
-        self.table = table  # the forecaster distilled into a lookup table (used when present)
+        self.table = table  # the head forecaster distilled into a lookup table (used when present)
+        self.entry = entry  # forecasts from the first block's pooled output, before any head runs
+        self.entry_risk = float(entry_risk)
         self._target = 0
         self.forecast_ns = 0  # host time spent forecasting for the current sample
 
@@ -67,7 +85,10 @@ class PredictivePolicy(ExitPolicy):
         table = ForecastTable.from_dict(entry["table"]) if entry.get("table") else None
         if table is not None and (len(table.planned) != n_exits or len(table.jump) != n_exits):
             raise CalibrationError("calibration.json: the forecast table was built for another bundle; run `edgeexit calibrate` again")
-        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table)
+        first = Forecaster.from_dict(entry["entry_forecaster"]) if entry.get("entry_forecaster") else None
+        if first is not None and first.n_exits != n_exits:
+            raise CalibrationError("calibration.json: the entry forecaster was fitted for another bundle; run `edgeexit calibrate` again")
+        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table, first, float(entry.get("entry_risk") or 1.0))
 
     def bind(self, runtime: Any) -> None:
         super().bind(runtime)
@@ -75,16 +96,36 @@ class PredictivePolicy(ExitPolicy):
         if self.forecaster.n_exits != n:
             raise CalibrationError("forecaster has {} exits, bundle {}; run `edgeexit calibrate`".format(self.forecaster.n_exits, n))
         self.n_exits = n
-        self.cost = jump_cost_matrix(list(runtime.macs_to_exit), list(runtime.head_macs), self.risk)
+        self.enabled = enabled_exits(self.thresholds)
+        self.first = self.enabled.index(True)
+        self._next_enabled = [next(j for j in range(e + 1, n) if self.enabled[j]) if e < n - 1 else e for e in range(n)]
+        # Additive logit mask (disabled exits are never forecast) and the matching probability weights.
+        self._mask = np.where(self.enabled, 0.0, -1e9)
+        self._weight = np.asarray(self.enabled, dtype=np.float64)
+        macs, heads = list(runtime.macs_to_exit), list(runtime.head_macs)
+        self.cost = jump_cost_matrix(macs, heads, self.risk, self.enabled)
+        self.entry_cost = jump_cost_matrix(macs, heads, self.entry_risk, self.enabled)
         out = runtime.bundle.blocks[runtime.exit_blocks[0]].output
         self._feat_scale, self._feat_zp = float(out.scale), int(out.zero_point)
+        # Block features are pooled once, at the first exit's block, when anything will read them.
+        self._pool = self.entry is not None or (self.table is None and self.forecaster.use_block_features)
 
     def start(self, state: SampleState) -> None:
-        self._target = 0
+        self._target = self.first
         self.forecast_ns = 0
         state.extra = None
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:
+        if exit_index == 0 and self._pool:
+            t = perf_counter_ns()
+            feats = pooled_features(state.block_output, self._feat_scale, self._feat_zp)
+            state.extra = feats.tolist()
+            if self.entry is not None:
+                z = self.entry.logits(feats) + self._mask
+                state.planned_exit = int(np.argmax(z))
+                w = np.exp(np.maximum(z - z.max(), -20.0)) * self._weight
+                self._target = int(np.argmin(self.entry_cost @ w))
+            self.forecast_ns += perf_counter_ns() - t
         return exit_index == self._target
 
     def forecast(self, head: HeadView, state: SampleState) -> int:
@@ -96,24 +137,22 @@ class PredictivePolicy(ExitPolicy):
             return jump
         feats = head_features(head, self.n_exits)
         if self.forecaster.use_block_features:
-            if state.extra is None:  # pooled once, from the first exit's block output
-                state.extra = pooled_features(state.block_output, self._feat_scale, self._feat_zp).tolist()
             feats = feats + state.extra
-        z = self.forecaster.logits(np.asarray(feats))[e + 1 :]
+        z = (self.forecaster.logits(np.asarray(feats)) + self._mask)[e + 1 :]
         # The most likely exit is the forecast the DVFS planner sizes the remaining work by; which head to
         # evaluate next is the expected-cost choice (never later than that forecast when risk is high).
         # Unnormalized probabilities suffice for both argmax and argmin. The floor (e^-20) keeps every exit
         # possible, so a high risk weight really means "never skip a head that might be the exit".
         state.planned_exit = e + 1 + int(np.argmax(z))
-        expected = self.cost[e + 1 :, e + 1 :] @ np.exp(np.maximum(z - z.max(), -20.0))
+        expected = self.cost[e + 1 :, e + 1 :] @ (np.exp(np.maximum(z - z.max(), -20.0)) * self._weight[e + 1 :])
         return e + 1 + int(np.argmin(expected))
 
     def decide(self, head: HeadView, state: SampleState) -> bool:
         e = head.exit_index
         if head.max_softmax() >= self.thresholds[e]:
             return True
-        if self.on_miss == "step" and e != 0:
-            target = e + 1
+        if self.on_miss == "step" and (self.entry is not None or len(state.heads) > 1):  # after the first forecast
+            target = self._next_enabled[e]
         else:
             t = perf_counter_ns()
             target = self.forecast(head, state)
@@ -126,4 +165,5 @@ class PredictivePolicy(ExitPolicy):
     def describe(self) -> dict:
         return {"policy": self.name, "on_miss": self.on_miss, "risk": self.risk, "thresholds": self.thresholds,
                 "forecast": "lookup table" if self.table is not None else "MLP",
-                "forecaster_params": self.forecaster.n_params}
+                "entry_forecast": self.entry is not None, "entry_risk": self.entry_risk if self.entry is not None else None,
+                "forecaster_params": self.forecaster.n_params + (self.entry.n_params if self.entry is not None else 0)}

@@ -21,7 +21,8 @@ class FullPolicy(ExitPolicy):
 
 class ThresholdPolicy(ExitPolicy):
     """Classic early exit (BranchyNet/SDN): evaluate each head in order, exit at the first whose
-    max-softmax reaches its threshold (or whose normalized entropy falls to it)."""
+    max-softmax reaches its threshold (or whose normalized entropy falls to it). Heads of exits that
+    calibration disabled (a threshold no head can reach) are skipped, as any sane deployment would."""
 
     name = "threshold"
 
@@ -49,6 +50,11 @@ class ThresholdPolicy(ExitPolicy):
             raise CalibrationError(
                 "{} thresholds for {} exits; run `edgeexit calibrate` for this bundle".format(len(self.thresholds), len(runtime.exits))
             )
+
+    def wants_head(self, exit_index: int, state: SampleState) -> bool:
+        # A head whose threshold can never pass (calibration disabled that exit) is not worth running.
+        t = self.thresholds[exit_index]
+        return t <= 1.0 if self.metric == "max_softmax" else t >= 0.0
 
     def decide(self, head: HeadView, state: SampleState) -> bool:
         if self.metric == "max_softmax":

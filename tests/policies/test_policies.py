@@ -7,7 +7,7 @@ import pytest
 
 from edgeexit.bundle import load_bundle
 from edgeexit.bundle.data import quantize_inputs
-from edgeexit.calibration import collect, target_from
+from edgeexit.calibration import collect, target_from, threshold_cost
 from edgeexit.forecaster import Forecaster
 from edgeexit.offline import replay
 from edgeexit.policies import make_policy
@@ -34,12 +34,14 @@ def setup():
 
 @pytest.mark.parametrize("name", ["threshold", "predictive", "eenet", "pe-heuristic"])
 def test_calibration_meets_target_on_heldout_eval(setup, name):
+    """The target is "within 0.25 pp of the final exit" (the CLI default). Calibrated on the calibration
+    split, each policy must hold it on the never-seen evaluation split, measured against that split's own
+    final exit, with 0.5 pp of slack for fitting seven thresholds to 1000 samples."""
     b, rt, cal, ev, _, target = setup
     pol = make_policy(name, b)
     r = replay(rt, pol, ev.table, ev.y)
-    # calibrated on the calibration split; the evaluation split was never seen. 0.5 pp of slack is
-    # the sampling noise allowed between two 1000-sample splits.
-    assert r.accuracy(ev.y) >= target - 0.005, (name, r.accuracy(ev.y), target)
+    drop_allowed = cal.full_accuracy - target
+    assert r.accuracy(ev.y) >= ev.full_accuracy - drop_allowed - 0.005, (name, r.accuracy(ev.y), ev.full_accuracy)
     assert b.calibration[name]["accuracy"] >= target
 
 
@@ -74,18 +76,24 @@ class HeadLog(RuntimeHooks):
         self.evaluated = []
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_misprediction_never_returns_unconfident_exit(setup, seed):
-    """A deliberately bad forecaster (random weights, eager jumps) mispredicts often; every exit it
-    takes must still pass its threshold, or be the final exit."""
+def _scrambled(good: Forecaster, rng: np.random.RandomState) -> Forecaster:
+    return Forecaster(w1=rng.normal(0, 3, good.w1.shape), b1=rng.normal(0, 1, good.b1.shape), w2=rng.normal(0, 3, good.w2.shape),
+                      b2=rng.normal(0, 1, good.b2.shape), mean=good.mean, std=good.std, n_exits=good.n_exits,
+                      use_block_features=True)
+
+
+@pytest.mark.parametrize("seed,entry", [(1, False), (2, False), (3, True), (4, True)])
+def test_misprediction_never_returns_unconfident_exit(setup, seed, entry):
+    """Deliberately bad forecasters (random weights, eager jumps; with ``entry`` the entry forecaster
+    is scrambled too, so even the first head is skipped at random) mispredict often; every exit taken
+    must still pass its threshold, or be the final exit."""
     b, rt, _, _, samples, _ = setup
-    good = Forecaster.from_dict(b.calibration["predictive"]["forecaster"])
+    cal = b.calibration["predictive"]
     rng = np.random.RandomState(seed)
-    bad = Forecaster(w1=rng.normal(0, 3, good.w1.shape), b1=rng.normal(0, 1, good.b1.shape), w2=rng.normal(0, 3, good.w2.shape),
-                     b2=rng.normal(0, 1, good.b2.shape), mean=good.mean, std=good.std, n_exits=good.n_exits,
-                     use_block_features=True)
-    th = b.calibration["predictive"]["thresholds"]
-    pol = PredictivePolicy(bad, th, risk=0.1)
+    bad = _scrambled(Forecaster.from_dict(cal["forecaster"]), rng)
+    bad_entry = _scrambled(Forecaster.from_dict(cal["entry_forecaster"]), rng) if entry else None
+    th = cal["thresholds"]
+    pol = PredictivePolicy(bad, th, risk=0.1, entry=bad_entry, entry_risk=0.1)
     pol.bind(rt)
     xq = quantize_inputs(samples.x[:400], b.manifest.input)
     table = rt.exit_table(xq)
@@ -100,6 +108,19 @@ def test_misprediction_never_returns_unconfident_exit(setup, seed):
     assert missed > 0, "the bad forecaster should have mispredicted at least once"
 
 
+def test_threshold_skips_the_heads_of_disabled_exits(setup):
+    """A head whose threshold no confidence can reach is never run, and calibration's cost model
+    (threshold_cost with the enabled heads) charges exactly what the runtime runs."""
+    b, rt, _, ev, _, _ = setup
+    th = np.asarray(b.calibration["threshold"]["thresholds"])
+    enabled = th <= 1.0
+    assert not enabled.all(), "the demo calibration disables at least one exit"
+    r = replay(rt, make_policy("threshold", b), ev.table, ev.y)
+    for heads in r.heads:
+        assert all(enabled[h] for h in heads)
+    assert np.array_equal(r.macs, threshold_cost(r.exits, rt.macs_to_exit, rt.head_macs, enabled))
+
+
 def test_oracle_is_the_mac_lower_bound(setup):
     b, rt, _, ev, _, _ = setup
     targets = earliest_correct(ev.table.pred, ev.y)
@@ -112,13 +133,13 @@ def test_oracle_is_the_mac_lower_bound(setup):
         assert np.all(np.asarray(rt.macs_to_exit)[o.exits][correct] <= np.asarray(rt.macs_to_exit)[r.exits][correct])
 
 
-def test_predictive_macs_against_threshold(setup):
+def test_predictive_runs_fewer_macs_than_threshold(setup):
     """By construction (stepping one exit at a time is always a candidate), the out-of-fold estimate
-    on the calibration split never exceeds threshold's MACs. On the unseen evaluation split the
-    choice generalizes to within 1% (the forecaster's jumps are a bet; README discusses it)."""
+    on the calibration split never exceeds threshold's MACs. On the unseen evaluation split the demo's
+    forecasters must save MACs at threshold's accuracy (within 0.5 pp): the issue's must-show."""
     b, rt, cal, ev, _, _ = setup
     assert b.calibration["predictive"]["out_of_fold_mean_macs"] <= b.calibration["threshold"]["mean_macs"] + 1e-6
     p = replay(rt, make_policy("predictive", b), ev.table, ev.y)
     t = replay(rt, make_policy("threshold", b), ev.table, ev.y)
-    assert p.macs.mean() <= 1.01 * t.macs.mean()
+    assert p.macs.mean() < t.macs.mean()
     assert abs(p.accuracy(ev.y) - t.accuracy(ev.y)) <= 0.005
