@@ -67,7 +67,8 @@ class HostSysfs(Sysfs):
 
     def write(self, relpath: str, value: Union[str, int]) -> None:
         # O_WRONLY without O_CREAT: sysfs never creates files, and one write() is one store() call.
-        fd = os.open(str(self.path(relpath)), os.O_WRONLY)
+        # O_TRUNC as `echo v > attr` does: sysfs ignores it, and a plain-file tree keeps one value.
+        fd = os.open(str(self.path(relpath)), os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(fd, "{}\n".format(value).encode())
         finally:
