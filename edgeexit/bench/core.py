@@ -208,18 +208,21 @@ def derive(results: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def forecast_eval(records: List[Dict[str, Any]], bundle: Bundle, table: Any, rt: Runtime) -> Dict[str, Any]:
-    """How the first forecast compares, on the evaluation samples, with where the thresholds say the
-    sample can exit (the forecaster's training target)."""
-    th = np.asarray(bundle.calibration["predictive"]["thresholds"])
+    """How the first forecast (the entry forecast where the policy has one, else the one at the first
+    enabled head) compares, on the evaluation samples, with where the thresholds say the sample can
+    exit (the forecaster's training target). Records keep only the last forecast, so the policy is
+    replayed over the exit table (the same decisions, a test checks it)."""
+    pol = make_policy("predictive", bundle)
+    r = replay(rt, pol, table)
+    th = np.asarray(pol.thresholds)
     passes = table.max_softmax >= th
     passes[:, -1] = True
     truth = np.argmax(passes, axis=1)
-    planned = np.array([r["planned_exit"] for r in records])
-    need = truth > 0
-    asked = need & (planned >= 0)
+    need = np.ones(len(truth), dtype=bool) if pol.entry is not None else truth > pol.first
+    asked = need & (r.planned >= 0)
     if not asked.any():
         return {"n_forecasts": 0}
-    p, t = planned[asked], truth[asked]
+    p, t = r.planned[asked], truth[asked]
     return {"n_forecasts": int(asked.sum()), "exact_hit_rate": float((p == t).mean()),
             "within_one_rate": float((np.abs(p - t) <= 1).mean()),
             "over_prediction_rate": float((p > t).mean()), "under_prediction_rate": float((p < t).mean())}
