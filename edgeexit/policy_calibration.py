@@ -46,8 +46,7 @@ def forecast_metrics(rt: Runtime, policy: PredictivePolicy, data: CalibrationDat
     sub = _subset(data, idx)
     r = replay(rt, policy, sub.table, sub.y)
     t = targets[idx]
-    policy.bind(rt)
-    first = policy.first
+    first = policy.first  # bound by replay
     need = np.ones(len(t), dtype=bool) if policy.entry is not None else t > first
     planned = r.planned[need]
     true = t[need]

@@ -26,6 +26,7 @@ from edgeexit.execute import execute
 from edgeexit.offline import replay
 from edgeexit.policies import make_policy
 from edgeexit.policies.oracle import earliest_correct
+from edgeexit.policies.predictive import enabled_exits
 from edgeexit.policy_calibration import calibrate_all
 from edgeexit.runtime import Runtime
 from edgeexit.sim.physics import BoardPhysics
@@ -129,7 +130,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             if pol_name == "predictive":
                 stats["forecast_metrics_calibration"] = bench_bundle.calibration["predictive"]["forecast_metrics"]
                 stats["forecaster_params"] = bench_bundle.calibration["predictive"]["forecaster_params"]
-                stats["forecast_eval"] = forecast_eval(ex.records, bench_bundle, table, rt)
+                stats["forecast_eval"] = forecast_eval(bench_bundle, table, rt)
                 stats["forecaster_us_mean"] = float(np.mean([r.get("forecast_us", 0.0) for r in ex.records]))
             results[arm] = stats
             records[arm] = ex.records
@@ -207,7 +208,7 @@ def derive(results: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def forecast_eval(records: List[Dict[str, Any]], bundle: Bundle, table: Any, rt: Runtime) -> Dict[str, Any]:
+def forecast_eval(bundle: Bundle, table: Any, rt: Runtime) -> Dict[str, Any]:
     """How the first forecast (the entry forecast where the policy has one, else the one at the first
     enabled head) compares, on the evaluation samples, with where the thresholds say the sample can
     exit (the forecaster's training target). Records keep only the last forecast, so the policy is
@@ -236,8 +237,7 @@ def forecast_ceiling(rt: Runtime, bundle: Bundle, table: Any) -> Dict[str, float
     passes = table.max_softmax >= th
     passes[:, -1] = True
     t = np.argmax(passes, axis=1)
-    enabled = th <= 1.0
-    enabled[-1] = True
+    enabled = np.asarray(enabled_exits(list(th)))
     first = int(np.argmax(enabled))
     m, h = np.asarray(rt.macs_to_exit), np.asarray(rt.head_macs)
     thr = threshold_cost(t, m, h, enabled)
