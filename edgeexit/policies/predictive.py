@@ -107,8 +107,24 @@ class PredictivePolicy(ExitPolicy):
         self.entry_cost = jump_cost_matrix(macs, heads, self.entry_risk, self.enabled)
         out = runtime.bundle.blocks[runtime.exit_blocks[0]].output
         self._feat_scale, self._feat_zp = float(out.scale), int(out.zero_point)
-        # Block features are pooled once, at the first exit's block, when anything will read them.
-        self._pool = self.entry is not None or (self.table is None and self.forecaster.use_block_features)
+        # The head MLP (no table) reads the pooled block features: pooled once, at the first exit's block.
+        self._pool = self.table is None and self.forecaster.use_block_features
+        if self.entry is not None:
+            self._bind_entry(list(out.shape))
+
+    def _bind_entry(self, shape: List[int]) -> None:
+        """Fold everything constant of the entry forecast into its weights, once: the pooling weights, the
+        output's zero point (into the first bias), the disabled-exit mask (into the last bias) and the
+        enabled weights (into the cost matrix). Per sample it is then one cast, one pooling product, the
+        two layers and the expected-cost product: the forecast sits on every inference's critical path."""
+        channels = int(shape[-1])
+        positions = int(np.prod(shape)) // channels
+        w1, b1, w2, b2 = self.entry.folded()
+        self._entry_pool = np.full(positions, self._feat_scale / positions, dtype=np.float32)
+        self._entry_w1, self._entry_w2 = w1, w2
+        self._entry_b1 = b1 - (self._feat_zp * self._feat_scale) * w1.sum(axis=0)
+        self._entry_b2 = b2 + self._mask
+        self._entry_cost_w = self.entry_cost * self._weight[None, :]
 
     def start(self, state: SampleState) -> None:
         self._target = self.first
@@ -116,15 +132,16 @@ class PredictivePolicy(ExitPolicy):
         state.extra = None
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:
-        if exit_index == 0 and self._pool:
+        if exit_index == 0 and (self.entry is not None or self._pool):
             t = perf_counter_ns()
-            feats = pooled_features(state.block_output, self._feat_scale, self._feat_zp)
-            state.extra = feats.tolist()
+            out = state.block_output
+            if self._pool:
+                state.extra = pooled_features(out, self._feat_scale, self._feat_zp).tolist()
             if self.entry is not None:
-                z = self.entry.logits(feats) + self._mask
-                state.planned_exit = int(np.argmax(z))
-                w = np.exp(np.maximum(z - z.max(), -20.0)) * self._weight
-                self._target = int(np.argmin(self.entry_cost @ w))
+                x = self._entry_pool @ out.reshape(self._entry_pool.shape[0], -1).astype(np.float32)
+                z = np.maximum(x @ self._entry_w1 + self._entry_b1, 0.0) @ self._entry_w2 + self._entry_b2
+                state.planned_exit = int(z.argmax())
+                self._target = int((self._entry_cost_w @ np.exp(np.maximum(z - z.max(), -20.0))).argmin())
             self.forecast_ns += perf_counter_ns() - t
         return exit_index == self._target
 
