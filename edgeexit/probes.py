@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -23,11 +22,6 @@ from edgeexit.sim.board_probe import SimulatedBoardProbe
 from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
 
 RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
-
-
-def power_table(board: BoardConfig) -> Dict[str, Any]:
-    """The board's ``[power]`` table in the dict shape the meter factory reads."""
-    return dataclasses.asdict(board.power)
 
 
 def simulated_pmic_runner(root: Path) -> Callable[[Sequence[str]], str]:
@@ -55,7 +49,7 @@ def board_meter(target: Any, kind: str = "auto") -> Any:
     runner = None
     if target.simulated and target.board.power.sensor == "pi5-pmic" and kind in ("auto", "pmic"):
         runner = simulated_pmic_runner(target.root)
-    return meter_for_board(power_table(target.board), target.root, kind=kind, runner=runner)
+    return meter_for_board(target.board.power, target.root, kind=kind, runner=runner)
 
 
 class MeterProbe(BoardProbe):

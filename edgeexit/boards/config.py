@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from edgeexit.boards.tomlload import load_toml
 from edgeexit.boards.validate import Table
@@ -57,6 +57,9 @@ class EmcConfig:
     cap_path: Optional[str]
 
 
+NOT_CONNECTED = "NC"  # the channel label of an unconnected INA3221 input
+
+
 @dataclass(frozen=True)
 class Ina3221Chip:
     """One INA3221 chip; ``channels`` are rail labels in channel order ("NC" = not connected)."""
@@ -65,6 +68,16 @@ class Ina3221Chip:
     device: str
     channels: List[str]
     index: int
+
+    @property
+    def layout(self) -> str:
+        """``iio`` for NVIDIA's JetPack 4 ``ina3221x`` driver, ``hwmon`` for mainline ``ina3221``."""
+        return "iio" if self.driver == "ina3221x" else "hwmon"
+
+    @property
+    def i2c_address(self) -> str:
+        """Address part of the device name, e.g. ``0040`` for ``6-0040``."""
+        return self.device.split("-", 1)[1]
 
     @property
     def relpath(self) -> str:
@@ -90,7 +103,7 @@ class PowerConfig:
 
     def rails(self) -> List[str]:
         """Every connected rail label, in chip and channel order."""
-        out = [c for chip in self.ina3221 for c in chip.channels if c != "NC"]
+        out = [c for chip in self.ina3221 for c in chip.channels if c != NOT_CONNECTED]
         return out or list(self.pmic_rails)
 
 
@@ -154,7 +167,14 @@ class BoardConfig:
         }
 
 
-def _parse_power(t: Table) -> PowerConfig:
+def parse_power_table(data: Mapping[str, Any], source: str = "[power] table") -> PowerConfig:
+    """Validate a ``[power]`` table on its own (a meter built without a whole board config)."""
+    if not isinstance(data, Mapping):
+        raise BoardConfigError("{}: [power] must be a table, not {}".format(source, type(data).__name__))
+    return _parse_power(Table(dict(data), Path(source), "power"), require_hint=False)
+
+
+def _parse_power(t: Table, require_hint: bool = True) -> PowerConfig:
     t.unknown_keys(["sensor", "input_rail", "cpu_rail", "gpu_rail", "external_meter_hint", "ina3221", "pmic_rails"])
     sensor = t.str("sensor")
     if sensor not in POWER_SENSORS:
@@ -184,7 +204,7 @@ def _parse_power(t: Table) -> PowerConfig:
         ina3221=chips,
         pmic_rails=t.str_list("pmic_rails", []),
     )
-    if sensor == "none" and not power.external_meter_hint:
+    if require_hint and sensor == "none" and not power.external_meter_hint:
         raise t.fail("external_meter_hint", "is required when sensor = 'none' (say what meter to attach)")
     known = power.rails()
     for key in ("input_rail", "cpu_rail", "gpu_rail"):

@@ -19,7 +19,7 @@ from edgeexit.energy.factory import KINDS, meter_for_board
 from edgeexit.energy.ina3221 import Ina3221Meter
 from edgeexit.energy.meter import PowerMeter
 from edgeexit.energy.pi5_pmic import Pi5PmicMeter, parse_pmic_read_adc
-from edgeexit.energy.power_config import Ina3221ChipSpec, PowerConfig
+from edgeexit.boards.config import Ina3221Chip, PowerConfig, parse_power_table
 from edgeexit.energy.reading import EnergyWindow, PeriodEnergy, PowerReading
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource, energy_per_period_mj
@@ -27,7 +27,8 @@ from edgeexit.energy.windows import WindowedEnergySource, energy_per_period_mj
 __all__ = [
     "KINDS",
     "EnergyWindow",
-    "Ina3221ChipSpec",
+    "Ina3221Chip",
+    "parse_power_table",
     "Ina3221Meter",
     "PeriodEnergy",
     "Pi5PmicMeter",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 from edgeexit.energy.ina3221 import Ina3221Meter
 from edgeexit.energy.meter import Clock, PowerMeter
 from edgeexit.energy.pi5_pmic import Pi5PmicMeter, Runner
 from edgeexit.energy.reading import PowerReading
-from edgeexit.energy.power_config import PowerConfig
+from edgeexit.boards.config import PowerConfig, parse_power_table
 from edgeexit.errors import BoardConfigError, SensorMissingError
 
 KINDS = ("auto", "ina3221", "pmic", "joulescope", "none")
@@ -41,14 +41,14 @@ def _no_sensor(config: PowerConfig) -> SensorMissingError:
 
 
 def meter_for_board(
-    power_table: Mapping[str, Any],
+    power_table: Union[PowerConfig, Mapping[str, Any]],
     root: Path = Path("/"),
     kind: str = "auto",
     runner: Optional[Runner] = None,
     clock: Clock = time.monotonic,
     joulescope_driver: Any = None,
 ) -> PowerMeter:
-    """The meter for a board's ``[power]`` table.
+    """The meter for a board's ``[power]`` table (the board config's parsed one, or a raw table).
 
     ``kind``: ``auto`` (what the board's ``sensor`` says; a board whose sensor is ``none`` raises
     :class:`SensorMissingError` naming an external meter), ``ina3221``, ``pmic``, ``joulescope``
@@ -59,7 +59,7 @@ def meter_for_board(
     """
     if kind not in KINDS:
         raise BoardConfigError(f"Unknown meter kind {kind!r}; use one of {', '.join(KINDS)}.")
-    config = PowerConfig.from_dict(power_table)
+    config = power_table if isinstance(power_table, PowerConfig) else parse_power_table(power_table)
     requested = kind
     if kind == "auto":
         kind = {

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from edgeexit.energy.meter import Clock, PowerMeter
-from edgeexit.energy.power_config import NOT_CONNECTED, Ina3221ChipSpec, PowerConfig
+from edgeexit.boards.config import NOT_CONNECTED, Ina3221Chip, PowerConfig, parse_power_table
 from edgeexit.energy.reading import PowerReading
 from edgeexit.energy.sysfs_values import read_number, read_text
 from edgeexit.errors import MeterError, SensorMissingError
@@ -67,7 +67,7 @@ class RailFiles:
         return self.voltage_path.parent.is_dir()
 
 
-def _driver_dir(root: Path, chip: Ina3221ChipSpec) -> Path:
+def _driver_dir(root: Path, chip: Ina3221Chip) -> Path:
     return root / "sys" / "bus" / "i2c" / "drivers" / chip.driver
 
 
@@ -91,7 +91,7 @@ def _data_nodes(device_dir: Path, layout: str) -> List[Path]:
 
 
 def _match_channels(
-    chip: Ina3221ChipSpec, labels: Dict[int, Optional[str]], layout: str
+    chip: Ina3221Chip, labels: Dict[int, Optional[str]], layout: str
 ) -> Optional[Dict[str, int]]:
     """Rail label -> kernel channel index, or None if a configured rail is not there.
 
@@ -113,7 +113,7 @@ def _match_channels(
     return mapping
 
 
-def _rail_files(node: Path, chip: Ina3221ChipSpec, rail: str, channel: int, layout: str) -> RailFiles:
+def _rail_files(node: Path, chip: Ina3221Chip, rail: str, channel: int, layout: str) -> RailFiles:
     if layout == "iio":
         return RailFiles(
             rail=rail,
@@ -132,7 +132,7 @@ def _rail_files(node: Path, chip: Ina3221ChipSpec, rail: str, channel: int, layo
     )
 
 
-def locate_chip(root: Path, chip: Ina3221ChipSpec) -> List[RailFiles]:
+def locate_chip(root: Path, chip: Ina3221Chip) -> List[RailFiles]:
     """Find one chip's data directory and match its rails by label.
 
     The configured ``<bus>-00<addr>`` directory is tried first; if it is absent, any device at the
@@ -179,7 +179,7 @@ class Ina3221Meter(PowerMeter):
     ) -> None:
         super().__init__(clock)
         if not isinstance(config, PowerConfig):
-            config = PowerConfig.from_dict(config)
+            config = parse_power_table(config)
         if not config.ina3221:
             raise SensorMissingError(
                 f"The board config has no [[power.ina3221]] chips (sensor = {config.sensor!r}); "

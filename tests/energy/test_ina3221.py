@@ -17,13 +17,13 @@ from energy_fixtures import (
     write,
 )
 
-from edgeexit.energy import Ina3221Meter, PowerConfig
+from edgeexit.energy import Ina3221Meter, parse_power_table
 from edgeexit.errors import BoardConfigError, MeterError, SensorMissingError
 
 
 def test_nano_iio_reads_power_files_and_total_from_input_rail(tmp_path: Path, clock) -> None:
     make_nano(tmp_path)
-    meter = Ina3221Meter(tmp_path, PowerConfig.from_dict(NANO_POWER), clock=clock)
+    meter = Ina3221Meter(tmp_path, parse_power_table(NANO_POWER), clock=clock)
     r = meter.read()
     # in_power{N}_input = mV * mA / 1000, truncated by the driver
     assert r.rails_mw == {"POM_5V_IN": 4012.0, "POM_5V_GPU": 597.0, "POM_5V_CPU": 1794.0}
@@ -162,15 +162,15 @@ def test_sensor_tree_removed_after_open_gives_invalid_readings(tmp_path: Path, c
 def test_config_errors_name_the_fix() -> None:
     bad = copy.deepcopy(NANO_POWER)
     bad["ina3221"][0]["driver"] = "ina3221"
-    with pytest.raises(BoardConfigError, match="driver = 'ina3221x'"):
-        PowerConfig.from_dict(bad)
+    with pytest.raises(BoardConfigError, match="driver' must be 'ina3221x'"):
+        parse_power_table(bad)
     bad = copy.deepcopy(NANO_POWER)
     bad["input_rail"] = "VDD_IN"
     with pytest.raises(BoardConfigError, match="input_rail"):
-        PowerConfig.from_dict(bad)
+        parse_power_table(bad)
     bad = copy.deepcopy(NANO_POWER)
     bad["ina3221"][0]["device"] = "0x40"
     with pytest.raises(BoardConfigError, match="6-0040"):
-        PowerConfig.from_dict(bad)
+        parse_power_table(bad)
     with pytest.raises(BoardConfigError, match="sensor"):
-        PowerConfig.from_dict({"sensor": "ina219"})
+        parse_power_table({"sensor": "ina219"})

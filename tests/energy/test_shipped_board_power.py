@@ -8,7 +8,7 @@ from typing import Any, Dict
 import pytest
 from energy_fixtures import make_hwmon_chip, make_iio_chip
 
-from edgeexit.energy import PowerConfig, meter_for_board
+from edgeexit.energy import meter_for_board, parse_power_table
 from edgeexit.errors import SensorMissingError
 from edgeexit.paths import board_configs_dir
 
@@ -31,7 +31,7 @@ def test_configs_are_shipped() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_power_table_gets_its_meter(path: Path, tmp_path: Path, pmic_text: str, clock) -> None:
     table = power_table(path)
-    config = PowerConfig.from_dict(table)
+    config = parse_power_table(table)
     if config.sensor == "none":
         with pytest.raises(SensorMissingError):
             meter_for_board(table, tmp_path, clock=clock)
