@@ -223,3 +223,128 @@ def distill(fc: Forecaster, x: np.ndarray, cur: np.ndarray, cost: np.ndarray, bi
         planned.append([row_p[min(filled, key=lambda f: abs(f - b))] if filled else nxt for b in range(bins)])  # type: ignore
         jump.append([row_j[min(filled, key=lambda f: abs(f - b))] if filled else nxt for b in range(bins)])  # type: ignore
     return ForecastTable(bins, planned, jump)
+
+
+ENTRY_TREE_DEPTH = 4
+ENTRY_TREE_MIN_LEAF = 10
+
+
+@dataclass
+class EntryTree:
+    """The entry forecaster distilled into a shallow decision tree over the first block's channel means.
+
+    The MLP's forward pass and expected-cost choice cost ~15 us of numpy calls on every inference; a
+    depth-4 tree grown to reproduce its choices needs the channel sums (one product over the int8
+    output) and four comparisons. Nodes are stored as parallel lists, children after parents; leaves
+    have ``feature`` -1. Each leaf holds the forecast (most likely exit) and the exit to evaluate first
+    (expected-cost choice) from the MLP's distribution averaged over the calibration samples in it.
+    """
+
+    feature: List[int]
+    threshold: List[float]  # on dequantized channel means: go right when mean > threshold
+    left: List[int]
+    right: List[int]
+    planned: List[int]
+    jump: List[int]
+
+    def leaf(self, x: List[float]) -> int:
+        """The leaf of feature vector ``x`` (thresholds as stored, or as :meth:`on_sums` returns)."""
+        node = 0
+        feature, threshold = self.feature, self.threshold
+        while feature[node] >= 0:
+            node = self.right[node] if x[feature[node]] > threshold[node] else self.left[node]
+        return node
+
+    def on_sums(self, positions: int, scale: float, zero_point: int) -> "EntryTree":
+        """The same tree with thresholds on raw int8 channel *sums* over ``positions`` values:
+        mean = scale * (sum / positions - zero_point), so mean > t  <=>  sum > (t / scale + zero_point) * positions."""
+        th = [(t / scale + zero_point) * positions if f >= 0 else 0.0 for f, t in zip(self.feature, self.threshold)]
+        return EntryTree(list(self.feature), th, list(self.left), list(self.right), list(self.planned), list(self.jump))
+
+    @property
+    def depth(self) -> int:
+        d = [0] * len(self.feature)
+        for n, f in enumerate(self.feature):
+            if f >= 0:
+                d[self.left[n]] = d[self.right[n]] = d[n] + 1
+        return max(d)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"feature": self.feature, "threshold": self.threshold, "left": self.left, "right": self.right,
+                "planned": self.planned, "jump": self.jump}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], n_features: Optional[int] = None, n_exits: Optional[int] = None) -> "EntryTree":
+        try:
+            t = cls([int(v) for v in d["feature"]], [float(v) for v in d["threshold"]], [int(v) for v in d["left"]],
+                    [int(v) for v in d["right"]], [int(v) for v in d["planned"]], [int(v) for v in d["jump"]])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CalibrationError("calibration.json: the entry tree is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
+        n = len(t.feature)
+        ok = n > 0 and all(len(v) == n for v in (t.threshold, t.left, t.right, t.planned, t.jump))
+        # Children come after their parent, so a walk always ends at a leaf.
+        ok = ok and all(f < 0 or (node < t.left[node] < n and node < t.right[node] < n) for node, f in enumerate(t.feature))
+        ok = ok and all(f < 0 or n_features is None or f < n_features for f in t.feature)
+        ok = ok and all(n_exits is None or 0 <= v < n_exits for v in t.planned + t.jump)
+        if not ok:
+            raise CalibrationError("calibration.json: the entry tree does not fit this bundle; run `edgeexit calibrate` again")
+        return t
+
+
+def _gini_split(x: np.ndarray, y: np.ndarray, n_classes: int, min_leaf: int) -> Optional[Tuple[int, float]]:
+    """The (feature, threshold) minimizing the children's summed Gini impurity, or None."""
+    n = len(y)
+    best, best_score = None, float(n - np.square(np.bincount(y, minlength=n_classes)).sum() / n) - 1e-9
+    onehot = np.eye(n_classes)[y]
+    for f in range(x.shape[1]):
+        order = np.argsort(x[:, f], kind="mergesort")
+        v = x[order, f]
+        left = np.cumsum(onehot[order], axis=0)[:-1]  # class counts of the first i+1 samples
+        nl = np.arange(1, n)[:, None]
+        right = left[-1] + onehot[order[-1]] - left
+        score = (nl[:, 0] - np.square(left).sum(1) / nl[:, 0]) + ((n - nl[:, 0]) - np.square(right).sum(1) / (n - nl[:, 0]))
+        valid = (v[1:] > v[:-1]) & (nl[:, 0] >= min_leaf) & (n - nl[:, 0] >= min_leaf)
+        if not valid.any():
+            continue
+        i = int(np.argmin(np.where(valid, score, np.inf)))
+        if score[i] < best_score:
+            best, best_score = (f, float((v[i] + v[i + 1]) / 2.0)), float(score[i])
+    return best
+
+
+def fit_entry_tree(x: np.ndarray, labels: np.ndarray, planned: np.ndarray,
+                   depth: int = ENTRY_TREE_DEPTH, min_leaf: int = ENTRY_TREE_MIN_LEAF) -> EntryTree:
+    """Grow a Gini tree on ``labels`` (the MLP's choices of the exit to evaluate first) over ``x``; each
+    node carries the commonest choice and the commonest forecast (``planned``) of its samples."""
+    tree = EntryTree([], [], [], [], [], [])
+    n_classes = int(max(labels.max(), planned.max())) + 1
+
+    def grow(idx: np.ndarray, level: int) -> int:
+        node = len(tree.feature)
+        tree.feature.append(-1)
+        tree.threshold.append(0.0)
+        tree.left.append(-1)
+        tree.right.append(-1)
+        tree.planned.append(int(np.argmax(np.bincount(planned[idx], minlength=n_classes))))
+        tree.jump.append(int(np.argmax(np.bincount(labels[idx], minlength=n_classes))))
+        split = None if level >= depth else _gini_split(x[idx], labels[idx], n_classes, min_leaf)
+        if split is not None:
+            f, t = split
+            tree.feature[node], tree.threshold[node] = f, t
+            go_right = x[idx, f] > t
+            tree.left[node] = grow(idx[~go_right], level + 1)
+            tree.right[node] = grow(idx[go_right], level + 1)
+        return node
+
+    grow(np.arange(len(labels)), 0)
+    return tree
+
+
+def distill_entry(fc: Forecaster, pooled: np.ndarray, cost: np.ndarray, enabled: List[bool],
+                  depth: int = ENTRY_TREE_DEPTH) -> EntryTree:
+    """Distill the entry forecaster ``fc`` into an :class:`EntryTree` over the calibration samples'
+    pooled features; ``cost`` is the entry jump-cost matrix (rows of disabled exits unreachable)."""
+    z = fc.logits(pooled) + np.where(enabled, 0.0, -1e9)[None, :]
+    w = np.exp(np.maximum(z - z.max(axis=1, keepdims=True), -20.0)) * np.asarray(enabled, dtype=np.float64)
+    choice = np.argmin(w @ cost.T, axis=1)  # what the MLP policy would evaluate first, per sample
+    return fit_entry_tree(pooled, choice, np.argmax(z, axis=1), depth)

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeexit.calibration import CalibrationData, calibrate_threshold, first_exit, fit_thresholds
 from edgeexit.errors import CalibrationError
-from edgeexit.forecaster import Forecaster, distill, fit, head_features, pooled_features, training_pairs
+from edgeexit.forecaster import Forecaster, distill, distill_entry, fit, head_features, pooled_features, training_pairs
 from edgeexit.offline import replay
 from edgeexit.policies.base import HeadView
 from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
@@ -125,19 +125,26 @@ def calibrate_predictive(
     bf = _block_feature_table(rt, data)
     enabled = enabled_exits(list(thresholds))
 
-    def train(idx: np.ndarray) -> Tuple[Forecaster, np.ndarray, np.ndarray, Forecaster]:
+    Model = Tuple[Forecaster, np.ndarray, np.ndarray, Forecaster, np.ndarray]
+
+    def train(idx: np.ndarray) -> Model:
         x, cur, tgt = training_pairs(hf[idx], bf[idx] if use_block_features else None, targets[idx], n_exits)
         head = fit(x, cur, tgt, n_exits, use_block_features, hidden=hidden, epochs=epochs, seed=seed)
         first = np.full(len(idx), -1, dtype=np.int64)  # before any head: no exit is masked
         entry = fit(bf[idx], first, targets[idx], n_exits, True, hidden=hidden, epochs=epochs, seed=seed)
-        return head, x, cur, entry
+        return head, x, cur, entry, bf[idx]
 
-    def policies(models: List[Tuple[Forecaster, np.ndarray, np.ndarray, Forecaster]], th_list: List[float], risk: float,
-                 entry_risk: Optional[float]) -> List[PredictivePolicy]:
-        cost = jump_cost_matrix(list(rt.macs_to_exit), list(rt.head_macs), risk, enabled_exits(th_list))
-        return [PredictivePolicy(m, th_list, risk=risk, table=distill(m, x, cur, cost),
-                                 entry=None if entry_risk is None else en, entry_risk=entry_risk or 1.0)
-                for m, x, cur, en in models]
+    def policies(models: List[Model], th_list: List[float], risk: float, entry_risk: Optional[float]) -> List[PredictivePolicy]:
+        on = enabled_exits(th_list)
+        macs, heads = list(rt.macs_to_exit), list(rt.head_macs)
+        cost = jump_cost_matrix(macs, heads, risk, on)
+        out = []
+        for m, x, cur, en, pooled in models:
+            # What runs at inference is the distilled tree, so the tree is what out-of-fold replay judges.
+            tree = None if entry_risk is None else distill_entry(en, pooled, jump_cost_matrix(macs, heads, entry_risk, on), on)
+            out.append(PredictivePolicy(m, th_list, risk=risk, table=distill(m, x, cur, cost), entry=None if entry_risk is None else en,
+                                        entry_risk=entry_risk or 1.0, entry_tree=tree))
+        return out
 
     folds = _folds(len(data.y), k, seed)
     everyone = np.arange(len(data.y))
@@ -164,15 +171,16 @@ def calibrate_predictive(
             break
     metrics = _merge_metrics([forecast_metrics(rt, pol, data, f, targets)
                               for pol, f in zip(policies(models, final_th, risk, entry_risk), folds)])
-    fc, x, cur, entry = train(everyone)
+    fc, x, cur, entry, pooled = train(everyone)
     for m in (fc, entry):
         m.meta.update({"trained_on": "calibration split, {} samples".format(len(everyone)),
                        "validated_on": "{}-fold out-of-fold forecasts on the calibration split".format(k)})
-    final = policies([(fc, x, cur, entry)], final_th, risk, entry_risk)[0]
+    final = policies([(fc, x, cur, entry, pooled)], final_th, risk, entry_risk)[0]
     r = replay(rt, final, data.table, data.y)
     return {
         "forecaster": fc.to_dict(),
         "entry_forecaster": entry.to_dict() if entry_risk is not None else None,
+        "entry_tree": final.entry_tree.to_dict() if final.entry_tree is not None else None,
         "forecaster_params": fc.n_params + (entry.n_params if entry_risk is not None else 0),
         "table": final.table.to_dict() if final.table is not None else None,
         "risk": risk,

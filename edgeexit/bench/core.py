@@ -159,7 +159,10 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "software": software_versions(rt),
             "cost_model": results.get("predictive@planned", {}).get("cost_model"),
         }
-        out["planner_cost"] = planner_cost(results, records, rt, bundle, evalset, physics)
+        out["planner_cost"] = planner_cost(results, records, rt, bench_bundle, evalset, physics)
+        if out["planner_cost"]:
+            out["planner_cost"]["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics,
+                                                                          out["planner_cost"].get("forecaster_us_per_inference"))
         out["forecast_ceiling"] = forecast_ceiling(rt, bench_bundle, table)
         if cfg.sweep:
             out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed)
@@ -274,6 +277,34 @@ def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, 
         "note": "host time of the Python planner on this machine (the mean includes the rare sysfs writes, each "
                 "with its fsync'd state-file update); block 0 on the board from the board model",
     }
+
+
+def entry_forecast_payoff(bundle: Bundle, table: Any, rt: Runtime, physics: BoardPhysics,
+                          forecaster_us: Optional[float]) -> Dict[str, Any]:
+    """What the entry forecast buys per inference -- MACs, and modelled board time at the maximum clock
+    (segments not run, invoke overheads included) -- against what the forecasters cost on this host.
+    The policy is replayed over the evaluation exit table with and without its entry forecaster."""
+    from edgeexit.policies.predictive import PredictivePolicy
+
+    with_entry = make_policy("predictive", bundle)
+    if with_entry.entry is None:
+        return {"used": False}
+    without = PredictivePolicy(with_entry.forecaster, with_entry.thresholds, with_entry.on_miss, with_entry.risk,
+                               with_entry.table)
+    f = physics.f_max_khz
+    block_s = [physics.segment_s(b.spec.macs, f) for b in rt.blocks]
+    head_s = [physics.segment_s(h.spec.macs, f) for h in rt.exits]
+
+    def modelled_us(r: Any) -> float:
+        t = [sum(block_s[: rt.exit_blocks[int(e)] + 1]) + sum(head_s[j] for j in hs) for e, hs in zip(r.exits, r.heads)]
+        return float(np.mean(t)) * 1e6
+
+    a, b = replay(rt, with_entry, table), replay(rt, without, table)
+    saved_us = modelled_us(b) - modelled_us(a)
+    return {"used": True, "macs_saved_per_inference": float(b.macs.mean() - a.macs.mean()),
+            "board_us_saved_at_max": saved_us, "forecaster_host_us_per_inference": forecaster_us,
+            "note": "board time saved is modelled (segments skipped at the maximum clock); forecaster cost is host time, "
+                    "which a board CPU several times slower than this host multiplies"}
 
 
 def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: BoardPhysics, bundle: Bundle,

@@ -112,6 +112,13 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                       num(pc.get("block0_host_invoke_ms"), "{:.4f}"),
                       num(pc.get("fraction_of_block0_host"), "{:.1%}"), num(pc.get("block0_board_model_ms_at_max"), "{:.4f}"),
                       num(pc.get("fraction_of_block0_board"), "{:.1%}"))]
+        ef = pc.get("entry_forecast") or {}
+        if ef.get("used"):
+            lines += ["", "The entry forecast saves {} MACs and {} us of modelled board time per inference (at the maximum clock); "
+                      "the forecasters cost {} us per inference of host time. Where the board's CPU runs the forecast slower than "
+                      "the time it saves, it does not pay in time or energy, only in MACs.".format(
+                          num(ef.get("macs_saved_per_inference"), "{:,.0f}"), num(ef.get("board_us_saved_at_max"), "{:.1f}"),
+                          num(ef.get("forecaster_host_us_per_inference"), "{:.1f}"))]
     if res.get("sensitivity"):
         lines += ["", "## Sensitivity to the power model (simulated board)", "",
                   "| coefficients | x | energy/inference saving vs threshold@race | vs threshold@governor | energy/period vs threshold@race | vs threshold@governor |",

@@ -74,10 +74,13 @@ def command(
     rows = [(name, "{:.2%}".format(e["accuracy"]), "{:.0f}".format(e["mean_macs"]), "{:.1%}".format(1 - e["mean_macs"] / full_macs))
             for name, e in entries.items()]
     click.echo(table(rows, header=["policy", "calib acc", "mean MACs", "MACs saved vs full"]))
-    fm = entries["predictive"]["forecast_metrics"]
-    click.echo("forecaster ({} params) on {} held-out forecasts: exact hit {:.1%}, within one {:.1%}, over-prediction "
+    pe = entries["predictive"]
+    fm = pe["forecast_metrics"]
+    tree = pe.get("entry_tree")
+    run_as = "a lookup table" + (" and a {}-node entry tree".format(len(tree["feature"])) if tree else "")
+    click.echo("forecasters ({} params, run as {}) on {} held-out forecasts: exact hit {:.1%}, within one {:.1%}, over-prediction "
                "{:.1%} (+{:.0f} MACs each), under-prediction {:.1%} (+{:.0f} MACs each)".format(
-                   entries["predictive"]["forecaster_params"], fm["n_forecasts"], fm["exact_hit_rate"], fm["within_one_rate"],
+                   pe["forecaster_params"], run_as, fm["n_forecasts"], fm["exact_hit_rate"], fm["within_one_rate"],
                    fm["over_prediction_rate"], fm["over_prediction_cost_macs"], fm["under_prediction_rate"], fm["under_prediction_cost_macs"]))
 
 

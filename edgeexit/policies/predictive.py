@@ -4,7 +4,9 @@ Right after the first exit's block, an entry forecaster (when calibration found 
 cheap pooled features of that block's output and gives a distribution p over all exits; the policy
 jumps to the exit j minimizing the expected cost sum_t p_t * C[j, t], where C[j, t] is the MACs of
 jumping to j when the sample's true exit is t (running blocks past t when j > t; an extra head and
-another jump when j < t). Without an entry forecaster the first enabled head always runs. At every
+another jump when j < t). At inference that MLP runs as the shallow tree calibration distilled from
+it (:class:`~edgeexit.forecaster.EntryTree`, a few comparisons on channel sums), when the bundle has
+one. Without an entry forecaster the first enabled head always runs. At every
 evaluated head that is not confident, the head forecaster (features of that head) forecasts again
 and the policy jumps on the same rule. Every head in between is skipped, and so is every head of an
 exit calibration disabled. An evaluated head must pass its threshold, otherwise the policy
@@ -19,7 +21,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from edgeexit.errors import CalibrationError
-from edgeexit.forecaster import Forecaster, ForecastTable, head_features, pooled_features
+from edgeexit.forecaster import EntryTree, Forecaster, ForecastTable, head_features, pooled_features
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
@@ -60,7 +62,8 @@ class PredictivePolicy(ExitPolicy):
     forecasts = True
 
     def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict", risk: float = 1.0,
-                 table: Optional[ForecastTable] = None, entry: Optional[Forecaster] = None, entry_risk: float = 1.0) -> None:
+                 table: Optional[ForecastTable] = None, entry: Optional[Forecaster] = None, entry_risk: float = 1.0,
+                 entry_tree: Optional[EntryTree] = None) -> None:
         if on_miss not in ("repredict", "step"):
             raise CalibrationError("on_miss must be 'repredict' or 'step', not {!r}".format(on_miss))
         self.forecaster = forecaster
@@ -70,6 +73,7 @@ class PredictivePolicy(ExitPolicy):
         self.table = table  # the head forecaster distilled into a lookup table (used when present)
         self.entry = entry  # forecasts from the first block's pooled output, before any head runs
         self.entry_risk = float(entry_risk)
+        self.entry_tree = entry_tree if entry is not None else None  # the entry forecaster distilled (used when present)
         self._target = 0
         self.forecast_ns = 0  # host time spent forecasting for the current sample
 
@@ -88,7 +92,10 @@ class PredictivePolicy(ExitPolicy):
         first = Forecaster.from_dict(entry["entry_forecaster"]) if entry.get("entry_forecaster") else None
         if first is not None and first.n_exits != n_exits:
             raise CalibrationError("calibration.json: the entry forecaster was fitted for another bundle; run `edgeexit calibrate` again")
-        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table, first, float(entry.get("entry_risk") or 1.0))
+        tree = None
+        if first is not None and entry.get("entry_tree"):
+            tree = EntryTree.from_dict(entry["entry_tree"], n_features=first.w1.shape[0], n_exits=n_exits)
+        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table, first, float(entry.get("entry_risk") or 1.0), tree)
 
     def bind(self, runtime: Any) -> None:
         super().bind(runtime)
@@ -109,16 +116,19 @@ class PredictivePolicy(ExitPolicy):
         self._feat_scale, self._feat_zp = float(out.scale), int(out.zero_point)
         # The head MLP (no table) reads the pooled block features: pooled once, at the first exit's block.
         self._pool = self.table is None and self.forecaster.use_block_features
-        if self.entry is not None:
-            self._bind_entry(list(out.shape))
+        positions = int(np.prod(out.shape)) // int(out.shape[-1])
+        if self.entry_tree is not None:
+            # The tree compares raw int8 channel sums: pooling and dequantization folded into its thresholds.
+            self._ones = np.ones(positions, dtype=np.float32)
+            self._tree_on_sums = self.entry_tree.on_sums(positions, self._feat_scale, self._feat_zp)
+        elif self.entry is not None:
+            self._bind_entry(positions)
 
-    def _bind_entry(self, shape: List[int]) -> None:
+    def _bind_entry(self, positions: int) -> None:
         """Fold everything constant of the entry forecast into its weights, once: the pooling weights, the
         output's zero point (into the first bias), the disabled-exit mask (into the last bias) and the
         enabled weights (into the cost matrix). Per sample it is then one cast, one pooling product, the
         two layers and the expected-cost product: the forecast sits on every inference's critical path."""
-        channels = int(shape[-1])
-        positions = int(np.prod(shape)) // channels
         w1, b1, w2, b2 = self.entry.folded()
         self._entry_pool = np.full(positions, self._feat_scale / positions, dtype=np.float32)
         self._entry_w1, self._entry_w2 = w1, w2
@@ -137,7 +147,11 @@ class PredictivePolicy(ExitPolicy):
             out = state.block_output
             if self._pool:
                 state.extra = pooled_features(out, self._feat_scale, self._feat_zp).tolist()
-            if self.entry is not None:
+            if self.entry_tree is not None:
+                tree = self._tree_on_sums
+                leaf = tree.leaf((self._ones @ out.reshape(self._ones.shape[0], -1).astype(np.float32)).tolist())
+                state.planned_exit, self._target = tree.planned[leaf], tree.jump[leaf]
+            elif self.entry is not None:
                 x = self._entry_pool @ out.reshape(self._entry_pool.shape[0], -1).astype(np.float32)
                 z = np.maximum(x @ self._entry_w1 + self._entry_b1, 0.0) @ self._entry_w2 + self._entry_b2
                 state.planned_exit = int(z.argmax())
@@ -182,5 +196,6 @@ class PredictivePolicy(ExitPolicy):
     def describe(self) -> dict:
         return {"policy": self.name, "on_miss": self.on_miss, "risk": self.risk, "thresholds": self.thresholds,
                 "forecast": "lookup table" if self.table is not None else "MLP",
-                "entry_forecast": self.entry is not None, "entry_risk": self.entry_risk if self.entry is not None else None,
+                "entry_forecast": None if self.entry is None else "tree" if self.entry_tree is not None else "MLP",
+                "entry_risk": self.entry_risk if self.entry is not None else None,
                 "forecaster_params": self.forecaster.n_params + (self.entry.n_params if self.entry is not None else 0)}

@@ -8,7 +8,7 @@ import pytest
 from edgeexit.bundle import load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from, threshold_cost
-from edgeexit.forecaster import Forecaster
+from edgeexit.forecaster import EntryTree, Forecaster
 from edgeexit.offline import replay
 from edgeexit.policies import make_policy
 from edgeexit.policies.base import SampleState
@@ -82,18 +82,30 @@ def _scrambled(good: Forecaster, rng: np.random.RandomState) -> Forecaster:
                       use_block_features=True)
 
 
-@pytest.mark.parametrize("seed,entry", [(1, False), (2, False), (3, True), (4, True)])
+def _random_tree(n_features: int, n_exits: int, rng: np.random.RandomState) -> EntryTree:
+    """A full depth-3 tree with random splits on plausible channel means and random exits at every node
+    (disabled exits included)."""
+    n = 15
+    inner = list(range(7))
+    return EntryTree(feature=[int(rng.randint(n_features)) if i in inner else -1 for i in range(n)],
+                     threshold=[float(rng.uniform(0.0, 0.4)) if i in inner else 0.0 for i in range(n)],
+                     left=[2 * i + 1 if i in inner else -1 for i in range(n)], right=[2 * i + 2 if i in inner else -1 for i in range(n)],
+                     planned=[int(v) for v in rng.randint(n_exits, size=n)], jump=[int(v) for v in rng.randint(n_exits, size=n)])
+
+
+@pytest.mark.parametrize("seed,entry", [(1, None), (2, None), (3, "mlp"), (4, "mlp"), (5, "tree"), (6, "tree")])
 def test_misprediction_never_returns_unconfident_exit(setup, seed, entry):
     """Deliberately bad forecasters (random weights, eager jumps; with ``entry`` the entry forecaster
-    is scrambled too, so even the first head is skipped at random) mispredict often; every exit taken
-    must still pass its threshold, or be the final exit."""
+    -- the MLP, or the tree distilled from it -- is scrambled too, so even the first head is skipped at
+    random) mispredict often; every exit taken must still pass its threshold, or be the final exit."""
     b, rt, _, _, samples, _ = setup
     cal = b.calibration["predictive"]
     rng = np.random.RandomState(seed)
     bad = _scrambled(Forecaster.from_dict(cal["forecaster"]), rng)
     bad_entry = _scrambled(Forecaster.from_dict(cal["entry_forecaster"]), rng) if entry else None
+    bad_tree = _random_tree(bad_entry.w1.shape[0], bad_entry.n_exits, rng) if entry == "tree" else None
     th = cal["thresholds"]
-    pol = PredictivePolicy(bad, th, risk=0.1, entry=bad_entry, entry_risk=0.1)
+    pol = PredictivePolicy(bad, th, risk=0.1, entry=bad_entry, entry_risk=0.1, entry_tree=bad_tree)
     pol.bind(rt)
     xq = quantize_inputs(samples.x[:400], b.manifest.input)
     table = rt.exit_table(xq)
