@@ -101,11 +101,13 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
     pc = res.get("planner_cost") or {}
     if pc:
         lines += ["", "## Planner cost", "",
-                  "Forecaster + planning + controller bookkeeping: {} us per inference on average on this host (planner {} us mean, "
-                  "{} us median -- the mean carries the rare sysfs writes and their fsync'd state-file updates; forecaster {} us "
+                  "Forecaster + planning + controller bookkeeping: {} us for the median inference on this host, {} us on average "
+                  "(planner {} us mean, "
+                  "{} us median -- the mean carries the rare sysfs writes, the first with its fsync'd state-file update; forecaster {} us "
                   "averaged over all inferences, {} us when it runs, which is on {} of them); "
-                  "block 0 takes {} ms on this host ({} of it) and {} ms on the modelled board at its maximum frequency ({} of it). "
-                  "Goal: under 2% of block 0.".format(
+                  "block 0 takes {} ms on this host (the median inference's overhead is {} of it) and {} ms on the modelled board "
+                  "at its maximum frequency ({} of it). Goal: under 2% of block 0.".format(
+                      num(pc.get("total_us_median"), "{:.1f}"),
                       num(pc.get("total_us_per_inference"), "{:.1f}"), num(pc.get("planner_us_per_inference"), "{:.1f}"),
                       num(pc.get("planner_us_median"), "{:.1f}"), num(pc.get("forecaster_us_per_inference"), "{:.1f}"),
                       num(pc.get("forecast_us_when_forecasting_median"), "{:.1f}"), num(pc.get("forecast_share_of_inferences"), "{:.1%}"),

@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli.helpers import edgeexit, json_out
 
-HOST_KEYS = {"planner_us_mean", "planner_us_median", "forecaster_us_mean", "interpreter", "model", "board_description",
+HOST_KEYS = {"planner_us_mean", "planner_us_median", "forecaster_us_mean", "overhead_us_median", "interpreter", "model", "board_description",
              "cost_model"}
 
 
@@ -56,6 +56,21 @@ def test_every_policy_reported_with_its_figures(nano):
         for key in ("accuracy", "mean_macs", "mean_latency_ms", "p99_latency_ms", "deadline_miss_rate", "mean_energy_mj",
                     "mean_energy_period_mj", "sysfs_writes_per_inference"):
             assert arms[arm][key] is not None, (arm, key)
+
+
+def test_planner_cost_reported(nano):
+    """The planner's own cost (forecaster + planning + bookkeeping) is measured per inference and set
+    against block 0; what the entry forecast saves is set against what it costs."""
+    out, _ = nano
+    res = json.loads((out / "results.json").read_text())
+    pc = res["planner_cost"]
+    assert pc["total_us_median"] > 0 and pc["planner_us_median"] > 0 and pc["forecaster_us_per_inference"] > 0
+    assert pc["fraction_of_block0_host"] == pytest.approx(pc["total_us_median"] / 1e3 / pc["block0_host_invoke_ms"])
+    assert pc["fraction_of_block0_board"] == pytest.approx(pc["total_us_median"] / 1e3 / pc["block0_board_model_ms_at_max"])
+    ef = pc["entry_forecast"]
+    assert ef["used"], "the demo's calibration uses its entry forecast"
+    assert ef["macs_saved_per_inference"] != 0 and ef["board_us_saved_at_max"] != 0  # measured: either sign
+    assert "## Planner cost" in (out / "report.md").read_text()
 
 
 def _strip(res):
