@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -115,21 +116,27 @@ class ProfileCostModel(CostModel):
         return float(self._idle[self._column(freq_khz)])
 
 
-def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional[CostModel] = None) -> ProfileCostModel:
-    """Read and check a profile written by ``edgeexit profile`` for this bundle and board."""
+def _read_profile(path: Path, bundle: Bundle, board: Optional[str]) -> Dict[str, Any]:
+    """A profile's JSON, checked against the bundle (and ``board`` unless None)."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise CalibrationError("cannot read profile {} ({}); run `edgeexit profile` again".format(path, err)) from None
     if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
         raise CalibrationError("{} is not an edgeexit profile ({}); run `edgeexit profile`".format(path, PROFILE_SCHEMA))
-    if data.get("board") != board:
+    if board is not None and data.get("board") != board:
         raise CalibrationError("profile {} was measured on {} but this run is on {}; profile this board".format(path, data.get("board"), board))
     if data.get("manifest_sha256") != manifest_sha256(bundle):
         raise CalibrationError("profile {} was measured for another model; run `edgeexit profile --model {}`".format(path, bundle.root))
     missing = [s.label for s in bundle.blocks + bundle.exits if s.label not in data.get("segments", {})]
     if missing:
         raise CalibrationError("profile {} lacks segments {}; run `edgeexit profile` again".format(path, ", ".join(missing)))
+    return data
+
+
+def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional[CostModel] = None) -> ProfileCostModel:
+    """Read and check a profile written by ``edgeexit profile`` for this bundle and board."""
+    data = _read_profile(path, bundle, board)
     try:
         return ProfileCostModel(data, Path(path), fallback)
     except (KeyError, TypeError, ValueError) as err:
@@ -139,3 +146,33 @@ def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional
 def default_profile_path(bundle: Bundle, board: str, simulated: bool) -> Path:
     """Where `edgeexit profile` writes by default and where run/bench look: inside the bundle."""
     return bundle.root / "profiles" / "{}{}.json".format(board, "-simulated" if simulated else "")
+
+
+@dataclass
+class SegmentLatency:
+    """Latency (ms) of every segment at one operating point: what a budget in milliseconds is counted in."""
+
+    ms: Dict[str, float]
+    source: str
+
+    def to_exit_and_heads(self, bundle: Bundle, exit_blocks: List[int]) -> "tuple":
+        """(ms of the blocks up to each exit, ms of each exit head): the cost arrays threshold fitting takes."""
+        blocks = [self.ms[b.label] for b in bundle.blocks]
+        to_exit = [float(sum(blocks[: b + 1])) for b in exit_blocks]
+        return to_exit, [float(self.ms[h.label]) for h in bundle.exits]
+
+    @classmethod
+    def from_profile(cls, path: Path, bundle: Bundle, freq_khz: Optional[int] = None) -> "SegmentLatency":
+        """Latencies from an ``edgeexit profile`` file, at ``freq_khz`` (default: its fastest point)."""
+        data = _read_profile(path, bundle, None)
+        try:
+            opps = [int(f) for f in data["cpu_opps_khz"]]
+            col = opps.index(int(freq_khz)) if freq_khz is not None else opps.index(max(opps))
+            ms = {s.label: float(data["segments"][s.label]["latency_ms"][col]) for s in bundle.blocks + bundle.exits}
+        except ValueError:
+            raise CalibrationError("profile {} has no column for {} kHz; pick one of {}".format(
+                path, freq_khz, ", ".join(str(f) for f in data.get("cpu_opps_khz", [])))) from None
+        except (KeyError, TypeError, IndexError) as err:
+            raise CalibrationError("profile {} is malformed ({}); run `edgeexit profile` again".format(path, err)) from None
+        f = freq_khz if freq_khz is not None else max(opps)
+        return cls(ms, "profile {} at {} kHz ({} latency, board {})".format(path, f, data.get("latency_source", "?"), data.get("board", "?")))

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgeexit.calibration import CalibrationData, calibrate_threshold, first_exit, fit_thresholds
+from edgeexit.calibration import CalibrationData, calibrate_threshold, first_exit, fit_thresholds, threshold_cost
+from edgeexit.costmodel import SegmentLatency
 from edgeexit.errors import CalibrationError
 from edgeexit.forecaster import Forecaster, distill, distill_entry, fit, head_features, pooled_features, training_pairs
 from edgeexit.offline import replay
@@ -223,18 +224,34 @@ def calibrate_pe_heuristic(rt: Runtime, data: CalibrationData, target: float, ro
     return best
 
 
-def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_macs: Optional[float] = None, seed: int = 0) -> Dict[str, Any]:
-    """Score models per exit, then thresholds on the scores: least cost for the accuracy target, or,
-    with ``budget_macs``, the most accurate schedule within that mean cost."""
+def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_macs: Optional[float] = None, seed: int = 0,
+                    budget_ms: Optional[float] = None, latency: Optional[SegmentLatency] = None) -> Dict[str, Any]:
+    """Score models per exit, then thresholds on the scores: least cost for the accuracy target, or the
+    most accurate schedule whose mean cost fits a budget -- ``budget_macs``, or ``budget_ms`` counted in
+    the per-segment ``latency`` table (a profile's, or measured on this host)."""
+    if budget_macs is not None and budget_ms is not None:
+        raise CalibrationError("give the eenet budget in MACs or in ms, not both")
+    if budget_ms is not None and latency is None:
+        raise CalibrationError("a budget in ms needs segment latencies: pass a profile from `edgeexit profile` or measure them")
     feats = table_features(data.table.logits)
     weights, scores = fit_scores(feats, data.correct, seed=seed)
-    if budget_macs is None:
-        f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target, skip_disabled=False)  # scores chain: every head runs
-    else:
+    ms_to_exit, head_ms = latency.to_exit_and_heads(rt.bundle, rt.exit_blocks) if latency is not None else (None, None)
+    if budget_ms is not None:
+        f = fit_for_budget(scores, data.correct, ms_to_exit, head_ms, budget_ms, unit="ms")
+    elif budget_macs is not None:
         f = fit_for_budget(scores, data.correct, data.macs_to_exit, data.head_macs, budget_macs)
+    else:
+        f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target, skip_disabled=False)  # scores chain: every head runs
     r = replay(rt, EENetPolicy(weights.tolist(), f.thresholds), data.table, data.y)
-    return {"weights": weights.tolist(), "thresholds": f.thresholds, "budget_macs": float(budget_macs if budget_macs is not None else f.mean_macs),
-            "target_accuracy": target if budget_macs is None else None, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}
+    budgeted = budget_macs is not None or budget_ms is not None
+    out = {"weights": weights.tolist(), "thresholds": f.thresholds,
+           "budget_macs": float(budget_macs) if budget_macs is not None else None if budget_ms is not None else float(r.macs.mean()),
+           "target_accuracy": None if budgeted else target, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}
+    if latency is not None:
+        # Every head up to the exit runs (the scores chain), as threshold_cost counts it.
+        ms = threshold_cost(r.exits, ms_to_exit, head_ms)
+        out.update({"budget_ms": budget_ms, "mean_ms": float(ms.mean()), "latency_source": latency.source})
+    return out
 
 
 def calibrate_confidence_head(rt: Runtime, data: CalibrationData, target: float) -> Optional[Dict[str, Any]]:
@@ -246,15 +263,17 @@ def calibrate_confidence_head(rt: Runtime, data: CalibrationData, target: float)
     return {"thresholds": fitres.thresholds, "target_accuracy": target, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}
 
 
-def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int = 0, metric: str = "max_softmax") -> Dict[str, Any]:
-    """Every policy for one target; returns the calibration.json entries."""
+def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int = 0, metric: str = "max_softmax",
+                  eenet_budget_macs: Optional[float] = None, eenet_budget_ms: Optional[float] = None,
+                  latency: Optional[SegmentLatency] = None) -> Dict[str, Any]:
+    """Every policy for one target (eenet for its budget where one is given); returns the calibration.json entries."""
     out: Dict[str, Any] = {}
     thr = calibrate_threshold(data, target, metric)
     out["threshold"] = thr.to_dict()
     out["predictive"] = calibrate_predictive(rt, data, thr.thresholds if metric == "max_softmax" else
                                              calibrate_threshold(data, target).thresholds, target, seed=seed)
     out["pe-heuristic"] = calibrate_pe_heuristic(rt, data, target)
-    out["eenet"] = calibrate_eenet(rt, data, target, seed=seed)
+    out["eenet"] = calibrate_eenet(rt, data, target, eenet_budget_macs, seed, eenet_budget_ms, latency)
     conf = calibrate_confidence_head(rt, data, target)
     if conf is not None:
         out["confidence-head"] = conf

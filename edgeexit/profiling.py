@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from edgeexit.bundle import Bundle
-from edgeexit.costmodel import PROFILE_SCHEMA, manifest_sha256
+from edgeexit.costmodel import PROFILE_SCHEMA, SegmentLatency, manifest_sha256
 from edgeexit.errors import ProfileError
 from edgeexit.probes import board_meter, simulated_pmic_runner  # noqa: F401  (re-exported: profile, status, tests)
 from edgeexit.sim.physics import BoardPhysics
@@ -163,6 +163,15 @@ def profile_bundle(
     data["effective_cpu_khz"] = effective
     data["notes"] = notes + [data["gpu_dvfs"]["why"]]
     return data
+
+
+def host_segment_latency(runtime: Any, sample_q: np.ndarray, repeats: int = 30, min_s: float = 0.01) -> SegmentLatency:
+    """Median invoke latency of every segment on this host, on one sample's real activations."""
+    inputs = segment_inputs(runtime, sample_q)
+    ms = {seg.spec.label: float(np.median(_time_loop(seg, inputs[seg.spec.label], repeats, min_s))) / 1e6
+          for seg in _segments(runtime)}
+    return SegmentLatency(ms, "measured on this host ({} {}; median invoke of each segment)".format(
+        runtime.backend.name, runtime.backend.version))
 
 
 def _time_loop(seg: Any, x: np.ndarray, repeats: int, min_s: float) -> List[int]:

@@ -7,10 +7,13 @@ from typing import Optional
 import click
 
 from edgeexit.bundle import load_bundle
+from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from
+from edgeexit.costmodel import SegmentLatency
 from edgeexit.policy_calibration import calibrate_all
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, table
+from edgeexit.profiling import host_segment_latency
 from edgeexit.runtime import Runtime
 
 
@@ -37,6 +40,32 @@ from edgeexit.runtime import Runtime
     show_default=True,
     help="Confidence measure of the threshold policy.",
 )
+@click.option(
+    "--eenet-budget-macs",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Give eenet a budget instead of the accuracy target: the most accurate thresholds whose mean MACs per "
+    "inference on the calibration split stay within this.",
+)
+@click.option(
+    "--eenet-budget-ms",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="The same budget in milliseconds of segment latency per inference: counted in --latency-profile's "
+    "latencies, or, without one, in latencies measured on this host now (median invoke of every segment).",
+)
+@click.option(
+    "--latency-profile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A profile from `edgeexit profile` (any board) whose segment latencies count --eenet-budget-ms.",
+)
+@click.option(
+    "--latency-khz",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The CPU operating point of --latency-profile to count in (default: its fastest).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the forecaster's training and hold-out split.")
 @options.interpreter
 @options.json_output
@@ -45,6 +74,10 @@ def command(
     max_drop_pp: float,
     target_accuracy: Optional[float],
     metric: str,
+    eenet_budget_macs: Optional[float],
+    eenet_budget_ms: Optional[float],
+    latency_profile: Optional[Path],
+    latency_khz: Optional[int],
     seed: int,
     interpreter: Optional[str],
     as_json: bool,
@@ -54,12 +87,24 @@ def command(
     forecaster and its acceptance thresholds (predictive), beta (pe-heuristic), score models and
     budget thresholds (eenet), and confidence-head thresholds where the bundle has such heads.
     Evaluate with `edgeexit run` / `edgeexit bench` on the separate evaluation split."""
+    if eenet_budget_macs is not None and eenet_budget_ms is not None:
+        raise click.UsageError("give --eenet-budget-macs or --eenet-budget-ms, not both")
+    if (latency_profile is not None or latency_khz is not None) and eenet_budget_ms is None:
+        raise click.UsageError("--latency-profile and --latency-khz count --eenet-budget-ms; give that budget too")
+    if latency_khz is not None and latency_profile is None:
+        raise click.UsageError("--latency-khz picks a column of --latency-profile; give the profile too")
     bundle = load_bundle(model_path)
     samples = bundle.split("calibration")
+    latency = None
+    if latency_profile is not None:
+        latency = SegmentLatency.from_profile(latency_profile, bundle, latency_khz)
     with Runtime(bundle, interpreter=interpreter) as rt:
         data = collect(rt, samples, keep_block0=True)
         target = target_from(data, max_drop_pp, target_accuracy)
-        entries = calibrate_all(rt, data, target, seed=seed, metric=metric)
+        if eenet_budget_ms is not None and latency is None:
+            latency = host_segment_latency(rt, quantize_inputs(samples.x[:1], bundle.manifest.input)[0])
+        entries = calibrate_all(rt, data, target, seed=seed, metric=metric, eenet_budget_macs=eenet_budget_macs,
+                                eenet_budget_ms=eenet_budget_ms, latency=latency)
     meta = {"split": "calibration", "n_samples": len(samples), "full_accuracy": data.full_accuracy, "target_accuracy": target}
     bundle.calibration = dict(entries, meta=meta)
     path = bundle.save_calibration()
@@ -82,6 +127,13 @@ def command(
                "{:.1%} (+{:.0f} MACs each), under-prediction {:.1%} (+{:.0f} MACs each)".format(
                    pe["forecaster_params"], run_as, fm["n_forecasts"], fm["exact_hit_rate"], fm["within_one_rate"],
                    fm["over_prediction_rate"], fm["over_prediction_cost_macs"], fm["under_prediction_rate"], fm["under_prediction_cost_macs"]))
+    ee = entries["eenet"]
+    if ee.get("budget_ms") is not None:
+        click.echo("eenet: the most accurate thresholds within {:.4g} ms per inference: {:.4g} ms on average, in latencies {}".format(
+            ee["budget_ms"], ee["mean_ms"], ee["latency_source"]))
+    elif ee.get("target_accuracy") is None:
+        click.echo("eenet: the most accurate thresholds within {:.0f} MACs per inference".format(ee["budget_macs"]))
 
 
-SUMMARY_KEYS = ("accuracy", "mean_macs", "target_accuracy", "thresholds", "beta", "budget_macs", "forecast_metrics", "forecaster_params")
+SUMMARY_KEYS = ("accuracy", "mean_macs", "target_accuracy", "thresholds", "beta", "budget_macs", "budget_ms", "mean_ms",
+                "latency_source", "forecast_metrics", "forecaster_params")

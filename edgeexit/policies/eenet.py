@@ -57,15 +57,17 @@ def fit_scores(feats: np.ndarray, correct: np.ndarray, seed: int = 0, steps: int
 
 
 def fit_for_budget(
-    scores: np.ndarray, correct: np.ndarray, macs_to_exit: Sequence[int], head_macs: Sequence[int], budget_macs: float
+    scores: np.ndarray, correct: np.ndarray, macs_to_exit: Sequence[float], head_macs: Sequence[float], budget: float,
+    unit: str = "MACs",
 ) -> ThresholdFit:
-    """The most accurate thresholds whose mean cost stays within ``budget_macs``: bisection over the
-    accuracy target of :func:`fit_thresholds` (least cost for a given accuracy)."""
+    """The most accurate thresholds whose mean cost stays within ``budget``: bisection over the accuracy
+    target of :func:`fit_thresholds` (least cost for a given accuracy). Costs and budget share one
+    unit: MACs, or ms when the cost arrays come from a latency table (``mean_macs`` then holds ms)."""
     cheapest = threshold_cost(np.zeros(1, dtype=np.int64), macs_to_exit, head_macs)[0]
-    if budget_macs < cheapest:
+    if budget < cheapest:
         raise CalibrationError(
-            "a budget of {:.0f} MACs is below the cost of exiting everything at the first exit ({:.0f})".format(budget_macs, cheapest)
-        )
+            "a budget of {:.4g} {} is below the cost of exiting everything at the first exit ({:.4g} {}); raise the budget".format(
+                budget, unit, cheapest, unit))
     lo, hi = float(correct[:, 0].mean()) - 1e-9, float(correct[:, -1].mean())
     best = fit_thresholds(scores, correct, macs_to_exit, head_macs, lo, skip_disabled=False)
     for _ in range(16):
@@ -75,7 +77,7 @@ def fit_for_budget(
         except CalibrationError:
             hi = mid
             continue
-        if f.mean_macs <= budget_macs:
+        if f.mean_macs <= budget:
             best, lo = f, mid
         else:
             hi = mid

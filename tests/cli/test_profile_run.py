@@ -1,11 +1,14 @@
-"""`edgeexit profile` on a simulated board, then `edgeexit run --profile` plans with it."""
+"""`edgeexit profile` on a simulated board, then `edgeexit run --profile` plans with it and `edgeexit
+calibrate --eenet-budget-ms` counts in it."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from edgeexit.paths import demo_bundle_dir
 from tests.cli.helpers import assert_one_line_error, edgeexit, json_out
 
 
@@ -23,3 +26,24 @@ def test_run_uses_the_profile(tmp_path: Path, board: str):
     prof.write_text(json.dumps(data))
     assert_one_line_error(edgeexit("run", "--board", board, "--simulate", "--policy", "predictive", "--profile", str(prof),
                                    "--limit", "5"), "measured on jetson-tx2")
+
+
+def test_calibrate_eenet_for_a_budget_in_ms(tmp_path: Path):
+    """`edgeexit calibrate --eenet-budget-ms` counts a profile's segment latencies (or this host's)."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(bundle))
+    prof = tmp_path / "nano.json"
+    edgeexit("profile", "--board", "jetson-nano", "--simulate", "--model", str(bundle), "--out", str(prof), "--json")
+    s = json_out(edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "0.6", "--latency-profile", str(prof), "--json"))
+    e = s["policies"]["eenet"]
+    assert e["budget_ms"] == 0.6 and e["mean_ms"] <= 0.6 and e["latency_source"].startswith("profile {}".format(prof))
+    stored = json.loads((bundle / "calibration.json").read_text())["eenet"]
+    assert stored["thresholds"] == e["thresholds"]
+    host = json_out(edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "1", "--json"))["policies"]["eenet"]
+    assert host["latency_source"].startswith("measured on this host") and host["mean_ms"] <= 1
+    assert_one_line_error(edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "0.6", "--latency-profile", str(prof),
+                                   "--latency-khz", "5"), "no column for 5 kHz", "pick one of")
+    assert_one_line_error(edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "0.001", "--latency-profile", str(prof)),
+                          "raise the budget")
+    assert_one_line_error(edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "1", "--eenet-budget-macs", "1e6"),
+                          "not both")
