@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List
 
 from edgeexit.bundle import Bundle
-from edgeexit.errors import PolicyError
+from edgeexit.errors import CalibrationError, PolicyError
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 from edgeexit.policies.simple import FullPolicy, ThresholdPolicy
 
@@ -71,7 +71,12 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     factory = POLICIES.get(name)
     if factory is None:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))
-    return factory(bundle, **options)
+    try:
+        return factory(bundle, **options)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
+        # A hand-edited or corrupt calibration.json: values of the wrong type or shape for this policy.
+        raise CalibrationError("calibration.json: the {} entry is malformed ({}: {}); run `edgeexit calibrate` again".format(
+            name, type(err).__name__, err)) from None
 
 
 __all__ = ["ExitPolicy", "HeadView", "SampleState", "make_policy", "policy_names", "POLICIES"]

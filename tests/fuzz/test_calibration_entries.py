@@ -1,0 +1,75 @@
+"""calibration.json's policy entries under mutation: a policy is built and runs, or the one-line
+CalibrationError says to calibrate again -- never another exception."""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from edgeexit.bundle import load_bundle
+from edgeexit.errors import CalibrationError, PolicyError
+from edgeexit.offline import replay
+from edgeexit.paths import demo_bundle_dir
+from edgeexit.policies import make_policy
+from edgeexit.runtime import Runtime
+from tests.fuzz.strategies import FUZZ, mutated
+
+pytestmark = pytest.mark.backend
+
+CAL = json.loads((demo_bundle_dir() / "calibration.json").read_text())
+# The small parts of each entry (the forecasters' weight matrices would take every mutation).
+SMALL = {name: {k: v for k, v in entry.items() if k not in ("forecaster", "entry_forecaster", "weights")}
+         for name, entry in CAL.items() if name != "meta"}
+
+
+@pytest.fixture(scope="module")
+def bundle_and_table():
+    b = load_bundle()
+    rt = Runtime(b)
+    ev = b.split("evaluation").take(8)
+    from edgeexit.bundle.data import quantize_inputs
+
+    return b, rt, rt.exit_table(quantize_inputs(ev.x, b.manifest.input), keep_block0=True)
+
+
+def _check(bundle_and_table: Any, name: str, small: Dict[str, Any]) -> None:
+    b, rt, table = bundle_and_table
+    if isinstance(small, dict):  # put the unmutated weight matrices back
+        entry: Any = dict(small, **{k: v for k, v in CAL[name].items() if k not in SMALL[name]})
+    else:
+        entry = small
+    b.calibration = dict(CAL, **{name: entry})
+    try:
+        pol = make_policy(name, b)
+        r = replay(rt, pol, table)
+    except (CalibrationError, PolicyError) as err:
+        assert "\n" not in str(err) and str(err)
+        return
+    assert np.all((r.exits >= 0) & (r.exits < len(rt.exits)))
+
+
+@FUZZ
+@given(mutated(SMALL["predictive"]))
+def test_predictive_entry_mutated(bundle_and_table: Any, small: Any) -> None:
+    _check(bundle_and_table, "predictive", small)
+
+
+@FUZZ
+@given(mutated(SMALL["threshold"]))
+def test_threshold_entry_mutated(bundle_and_table: Any, small: Any) -> None:
+    _check(bundle_and_table, "threshold", small)
+
+
+@FUZZ
+@given(mutated(SMALL["eenet"]))
+def test_eenet_entry_mutated(bundle_and_table: Any, small: Any) -> None:
+    _check(bundle_and_table, "eenet", small)
+
+
+@FUZZ
+@given(mutated(SMALL["pe-heuristic"]))
+def test_pe_heuristic_entry_mutated(bundle_and_table: Any, small: Any) -> None:
+    _check(bundle_and_table, "pe-heuristic", small)
