@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.data import Samples
+from edgeexit.planner import overhead_summary
 from edgeexit.policies.base import ExitPolicy
 from edgeexit.probes import BoardRun, attach_planner, cost_model_for, make_probe
 from edgeexit.records import RecordWriter
@@ -77,6 +78,8 @@ def execute(
             summary["sysfs_writes_per_inference"] = session.controller.write_count / max(1, len(samples))
             summary["thermal_events"] = session.controller.guard_events
             summary["not_honoured_writes"] = [e.to_dict() for e in session.controller.honour_events]
+        if planner is not None and planner.plan_ns:
+            summary.update(overhead_summary(planner.plan_ns, outcome.records))  # host time, on any board
         summary.update(extra)
         return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
     finally:

@@ -230,3 +230,15 @@ class DvfsPlanner(RuntimeHooks):
             if f >= target:
                 return f
         return self.f_max
+
+
+def overhead_summary(plan_ns: List[int], records: List[Dict[str, Any]]) -> Dict[str, float]:
+    """The planner's own host cost per inference (planning + controller bookkeeping, and the policy's
+    forecasting as recorded in ``forecast_us``): what `run` and `bench` report beside block latency."""
+    plan_us = np.asarray(plan_ns, dtype=np.float64) / 1e3
+    out = {"planner_us_mean": float(plan_us.mean()), "planner_us_median": float(np.median(plan_us))}
+    if len(plan_us) == len(records):
+        forecast_us = np.asarray([r.get("forecast_us", 0.0) for r in records], dtype=np.float64)
+        out["forecast_us_median"] = float(np.median(forecast_us))
+        out["overhead_us_median"] = float(np.median(plan_us + forecast_us))
+    return out

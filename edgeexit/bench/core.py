@@ -81,18 +81,12 @@ def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics) -> f
     return round(2.0 * worst, 3)
 
 
-def _arm_stats(ex: Any, planner: Any, policy: Any) -> Dict[str, Any]:
+def _arm_stats(ex: Any) -> Dict[str, Any]:
     s = dict(ex.summary)
     recs = ex.records
     s["exit_histogram"] = list(s.get("exit_histogram", []))
     s["n_heads_mean"] = float(np.mean([len(r["heads"]) for r in recs])) if recs else None
-    if planner is not None and planner.plan_ns:
-        s["planner_us_mean"] = float(np.mean(planner.plan_ns)) / 1e3
-        s["planner_us_median"] = float(np.median(planner.plan_ns)) / 1e3
-        if len(planner.plan_ns) == len(recs):  # planner + forecaster, per inference
-            per = np.asarray(planner.plan_ns) / 1e3 + np.asarray([r.get("forecast_us", 0.0) for r in recs])
-            s["overhead_us_median"] = float(np.median(per))
-    return s
+    return s  # the planner's host overhead is in the summary already (execute)
 
 
 def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], None]] = None, warn: Any = None) -> Dict[str, Any]:
@@ -128,7 +122,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             if progress is not None:
                 progress(arm, i, total)
             ex, planner, pol = _run_arm(cfg, bench_bundle, rt, evalset, pol_name, mode, deadline, period, oracle_targets)
-            stats = _arm_stats(ex, planner, pol)
+            stats = _arm_stats(ex)
             stats["policy"], stats["dvfs"] = pol_name, mode
             if pol_name == "predictive":
                 stats["forecast_metrics_calibration"] = bench_bundle.calibration["predictive"]["forecast_metrics"]

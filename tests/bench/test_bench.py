@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli.helpers import edgeexit, json_out
 
-HOST_KEYS = {"planner_us_mean", "planner_us_median", "forecaster_us_mean", "overhead_us_median", "interpreter", "model", "board_description",
+HOST_KEYS = {"planner_us_mean", "planner_us_median", "forecaster_us_mean", "forecast_us_median", "overhead_us_median", "interpreter", "model", "board_description",
              "cost_model"}
 
 

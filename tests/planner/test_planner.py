@@ -37,6 +37,9 @@ def test_planned_meets_deadline_in_its_model(bundle_rt, board, slack):
     ex = _run(b, rt, "predictive", "planned", deadline, deadline * 2, board)
     assert ex.summary["deadline_miss_rate"] == 0.0
     assert ex.planner.writes <= 2 * N + 2
+    # the planner's own host cost is reported with every planned run
+    s = ex.summary
+    assert s["overhead_us_median"] >= s["planner_us_median"] > 0 and s["forecast_us_median"] > 0
 
 
 def test_planner_slows_down_when_there_is_slack(bundle_rt):
