@@ -106,7 +106,9 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                   "{} us median -- the mean carries the rare sysfs writes, the first with its fsync'd state-file update; forecaster {} us "
                   "averaged over all inferences, {} us when it runs, which is on {} of them); "
                   "block 0 takes {} ms on this host (the median inference's overhead is {} of it) and {} ms on the modelled board "
-                  "at its maximum frequency ({} of it). Goal: under 2% of block 0.".format(
+                  "at its maximum frequency ({} of it). Goal: under 2% of block 0. On a simulated board the model does not "
+                  "charge this time: the arms' latency and energy leave it out (on a board it runs on the same CPU, at busy "
+                  "power).".format(
                       num(pc.get("total_us_median"), "{:.1f}"),
                       num(pc.get("total_us_per_inference"), "{:.1f}"), num(pc.get("planner_us_per_inference"), "{:.1f}"),
                       num(pc.get("planner_us_median"), "{:.1f}"), num(pc.get("forecaster_us_per_inference"), "{:.1f}"),
