@@ -157,6 +157,8 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "cost_model": results.get("predictive@planned", {}).get("cost_model"),
         }
         out["planner_cost"] = planner_cost(results, records, rt, bench_bundle, evalset, physics)
+        if out["planner_cost"] and simulated:
+            out["planner_cost"]["charged"] = overhead_charged(results, records["predictive@planned"], physics)
         if out["planner_cost"]:
             out["planner_cost"]["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics,
                                                                           out["planner_cost"].get("forecaster_us_per_inference"))
@@ -277,6 +279,27 @@ def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, 
                 "carries the rare sysfs writes, the first with its fsync'd state-file update); block 0 on the board "
                 "from the board model",
     }
+
+
+def overhead_charged(results: Dict[str, Any], records: List[Dict[str, Any]], physics: BoardPhysics) -> Dict[str, Any]:
+    """predictive@planned's energy with the planner's own host time charged, which the board model leaves
+    out: the median inference's overhead (planning + forecasting) at busy power, at the operating point
+    each inference started at; per period it displaces idle time, so it costs busy minus idle power.
+    Host speed: on a slower board CPU the charge would be larger, so these savings are upper bounds."""
+    pred = results["predictive@planned"]
+    us = pred.get("overhead_us_median")
+    if not us or not records:
+        return {}
+    busy = float(np.mean([physics.power(int(r["cpu_khz"]), True).total_mw for r in records]))
+    idle = float(np.mean([physics.idle_mw(int(r.get("idle_cpu_khz", r["cpu_khz"]))) for r in records]))
+    per_inf = (pred.get("mean_energy_mj") or 0.0) + busy * us / 1e6
+    per_period = (pred.get("mean_energy_period_mj") or 0.0) + (busy - idle) * us / 1e6
+    out: Dict[str, Any] = {"overhead_us": us, "energy_mj": per_inf, "energy_period_mj": per_period}
+    for arm, key in (("threshold@race", "race"), ("threshold@governor", "governor")):
+        base = results.get(arm, {})
+        out["energy_saving_vs_threshold_at_" + key] = _saving(per_inf, base.get("mean_energy_mj"))
+        out["energy_period_saving_vs_threshold_at_" + key] = _saving(per_period, base.get("mean_energy_period_mj"))
+    return out
 
 
 def entry_forecast_payoff(bundle: Bundle, table: Any, rt: Runtime, physics: BoardPhysics,

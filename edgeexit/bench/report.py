@@ -116,6 +116,14 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                       num(pc.get("block0_host_invoke_ms"), "{:.4f}"),
                       num(pc.get("fraction_of_block0_host"), "{:.1%}"), num(pc.get("block0_board_model_ms_at_max"), "{:.4f}"),
                       num(pc.get("fraction_of_block0_board"), "{:.1%}"))]
+        ch = pc.get("charged") or {}
+        if ch:
+            lines += ["", "Charging that median overhead ({} us, at host speed) to predictive@planned at busy power, its energy saving "
+                      "per period becomes {} against threshold@race and {} against threshold@governor (per inference: {} and {}). "
+                      "A board CPU slower than this host would charge more.".format(
+                          num(ch.get("overhead_us"), "{:.1f}"),
+                          pct(ch.get("energy_period_saving_vs_threshold_at_race")), pct(ch.get("energy_period_saving_vs_threshold_at_governor")),
+                          pct(ch.get("energy_saving_vs_threshold_at_race")), pct(ch.get("energy_saving_vs_threshold_at_governor")))]
         ef = pc.get("entry_forecast") or {}
         if ef.get("used"):
             lines += ["", "The entry forecast saves {} MACs and {} us of modelled board time per inference (at the maximum clock); "
