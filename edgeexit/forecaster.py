@@ -5,6 +5,11 @@ Features at exit e: the head's max-softmax, top-1 minus top-2 probability, the p
 and (optionally) the channel means of the first exit's block output. Output: a distribution over
 exits, masked to exits after e. Trained (seeded, full-batch Adam, cross-entropy) by
 ``edgeexit calibrate`` on the bundle's held-out calibration split; stored in calibration.json.
+The entry forecaster is the same MLP on the channel means alone, before any head runs.
+
+What runs at inference is distilled from the MLPs: the head forecaster into a lookup table over
+(exit, max-softmax bin) (:class:`ForecastTable`), the entry forecaster into a depth-4 tree over the
+channel sums (:class:`EntryTree`).
 """
 from __future__ import annotations
 
@@ -236,8 +241,8 @@ class EntryTree:
     The MLP's forward pass and expected-cost choice cost ~15 us of numpy calls on every inference; a
     depth-4 tree grown to reproduce its choices needs the channel sums (one product over the int8
     output) and four comparisons. Nodes are stored as parallel lists, children after parents; leaves
-    have ``feature`` -1. Each leaf holds the forecast (most likely exit) and the exit to evaluate first
-    (expected-cost choice) from the MLP's distribution averaged over the calibration samples in it.
+    have ``feature`` -1. Each node holds the MLP's commonest forecast (most likely exit) and commonest
+    choice of the exit to evaluate first (least expected cost) over the calibration samples reaching it.
     """
 
     feature: List[int]
