@@ -138,22 +138,24 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     if os.path.ismount(str(mountpoint)):
         raise DvfsError("{} is already a mount point; unmount it first (`edgeexit sim umount {}`)".format(
             mountpoint, mountpoint))
+    say = announce or (lambda msg: None)
+    if not foreground:
+        # The server is a foreground mount in a child; a temporary tree is its to make and to delete
+        # after unmounting, so none is left behind.
+        cmd = [sys.executable, "-m", "edgeexit", "sim", "mount", "--board", board.name]
+        cmd += ["--backing", str(backing)] if backing is not None else []
+        proc = subprocess.Popen(cmd + [str(mountpoint)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_mounted(mountpoint, proc)
+        say("SIMULATED {} mounted at {} (pid {}, backing tree {}); `edgeexit sim umount {}` unmounts".format(
+            board.name, mountpoint, proc.pid, backing or "temporary, deleted after unmounting", mountpoint))
+        return
     tmp = None  # type: Optional[str]
     if backing is None:
         tmp = tempfile.mkdtemp(prefix="edgeexit-sim-")
         backing = Path(tmp) / "tree"
         SimulatedKernel.create(backing, board)
     kernel = SimulatedKernel(backing, board)
-    say = announce or (lambda msg: None)
-    if not foreground:
-        cmd = [sys.executable, "-m", "edgeexit", "sim", "mount", "--board", board.name, "--backing", str(backing),
-               str(mountpoint)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        wait_mounted(mountpoint, proc)
-        say("SIMULATED {} mounted at {} (pid {}, backing tree {}); `edgeexit sim umount {}` unmounts".format(
-            board.name, mountpoint, proc.pid, backing, mountpoint))
-        return
     import mfusepy
 
     say("SIMULATED {} (kernel {} rules) mounted at {} (backing tree {}); Ctrl-C or `edgeexit sim umount {}` "

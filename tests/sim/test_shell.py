@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,7 @@ def test_mount_background_status_and_umount_cli(tmp_path: Path) -> None:
     require_fuse()
     mnt = tmp_path / "mnt"
     run = [sys.executable, "-m", "edgeexit"]
+    trees_before = set(Path(tempfile.gettempdir()).glob("edgeexit-sim-*"))
     r = subprocess.run(run + ["sim", "mount", "--board", "jetson-nano", "--background", str(mnt)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -72,3 +75,8 @@ def test_mount_background_status_and_umount_cli(tmp_path: Path) -> None:
     u = subprocess.run(run + ["sim", "umount", str(mnt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        universal_newlines=True, timeout=60)
     assert u.returncode != 0 and "is not mounted" in u.stderr and "Traceback" not in u.stderr
+    # the temporary tree the server made is gone with it (it exits right after unmounting)
+    deadline = time.monotonic() + 10
+    while set(Path(tempfile.gettempdir()).glob("edgeexit-sim-*")) - trees_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not set(Path(tempfile.gettempdir()).glob("edgeexit-sim-*")) - trees_before
