@@ -8,7 +8,7 @@ checks this).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +28,14 @@ class Replay:
 
     def accuracy(self, y: np.ndarray) -> float:
         return float((self.pred == y).mean())
+
+
+def per_sample_cost(exit_blocks: Sequence[int], exits: Sequence[int], heads: Sequence[Sequence[int]],
+                    block_cost: Sequence[float], head_cost: Sequence[float]) -> np.ndarray:
+    """Per-sample cost, in any unit (MACs, ms, mJ), of what a policy ran: every block up to the sample's
+    exit plus the heads it evaluated."""
+    to_block = np.cumsum(block_cost)
+    return np.array([to_block[exit_blocks[int(e)]] + sum(head_cost[j] for j in hs) for e, hs in zip(exits, heads)])
 
 
 def replay(rt: Runtime, policy: ExitPolicy, table: ExitTable, labels: Optional[np.ndarray] = None) -> Replay:

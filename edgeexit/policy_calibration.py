@@ -243,10 +243,10 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
     else:
         f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target, skip_disabled=False)  # scores chain: every head runs
     r = replay(rt, EENetPolicy(weights.tolist(), f.thresholds), data.table, data.y)
-    budgeted = budget_macs is not None or budget_ms is not None
-    out = {"weights": weights.tolist(), "thresholds": f.thresholds,
-           "budget_macs": float(budget_macs) if budget_macs is not None else None if budget_ms is not None else float(r.macs.mean()),
-           "target_accuracy": None if budgeted else target, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}
+    out = {"weights": weights.tolist(), "thresholds": f.thresholds, "budget_macs": float(r.macs.mean()), "target_accuracy": target,
+           "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}  # for a target, the MACs it needs
+    if budget_macs is not None or budget_ms is not None:
+        out.update({"budget_macs": None if budget_macs is None else float(budget_macs), "target_accuracy": None})
     if latency is not None:
         # Every head up to the exit runs (the scores chain), as threshold_cost counts it.
         ms = threshold_cost(r.exits, ms_to_exit, head_ms)

@@ -23,7 +23,7 @@ from edgeexit.calibration import collect, target_from, threshold_cost
 from edgeexit.costmodel import PhysicsCostModel
 from edgeexit.errors import EdgeExitError
 from edgeexit.execute import execute
-from edgeexit.offline import replay
+from edgeexit.offline import per_sample_cost, replay
 from edgeexit.policies import make_policy
 from edgeexit.policies.oracle import earliest_correct
 from edgeexit.policies.predictive import enabled_exits
@@ -156,12 +156,11 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "software": software_versions(rt),
             "cost_model": results.get("predictive@planned", {}).get("cost_model"),
         }
-        out["planner_cost"] = planner_cost(results, records, rt, bench_bundle, evalset, physics)
-        if out["planner_cost"] and simulated:
-            out["planner_cost"]["charged"] = overhead_charged(results, records["predictive@planned"], physics)
-        if out["planner_cost"]:
-            out["planner_cost"]["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics,
-                                                                          out["planner_cost"].get("forecaster_us_per_inference"))
+        pc = out["planner_cost"] = planner_cost(results, records, rt, bench_bundle, evalset, physics)
+        if pc:
+            if simulated:  # a measured board's energy already contains the planner's time
+                pc["charged"] = overhead_charged(results, records["predictive@planned"], physics)
+            pc["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics, pc.get("forecaster_us_per_inference"))
         out["forecast_ceiling"] = forecast_ceiling(rt, bench_bundle, table)
         if cfg.sweep:
             out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed)
@@ -319,8 +318,7 @@ def entry_forecast_payoff(bundle: Bundle, table: Any, rt: Runtime, physics: Boar
     head_s = [physics.segment_s(h.spec.macs, f) for h in rt.exits]
 
     def modelled_us(r: Any) -> float:
-        t = [sum(block_s[: rt.exit_blocks[int(e)] + 1]) + sum(head_s[j] for j in hs) for e, hs in zip(r.exits, r.heads)]
-        return float(np.mean(t)) * 1e6
+        return float(per_sample_cost(rt.exit_blocks, r.exits, r.heads, block_s, head_s).mean()) * 1e6
 
     a, b = replay(rt, with_entry, table), replay(rt, without, table)
     saved_us = modelled_us(b) - modelled_us(a)
@@ -350,12 +348,11 @@ def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: Boar
     busy = cost.busy_mw(f)
     seg_mj = {s.label: cost.segment_ms(s.label, f) * busy / 1e3 for s in bundle.blocks + bundle.exits}
 
+    block_mj = [seg_mj[s.label] for s in bundle.blocks]
+    head_mj = [seg_mj[s.label] for s in bundle.exits]
+
     def energy(heads: List[List[int]], exits: np.ndarray) -> float:
-        tot = []
-        for h, e in zip(heads, exits):
-            b = rt.exit_blocks[int(e)]
-            tot.append(sum(seg_mj["block{}".format(k)] for k in range(b + 1)) + sum(seg_mj["exit{}".format(j)] for j in h))
-        return float(np.mean(tot))
+        return float(per_sample_cost(rt.exit_blocks, exits, heads, block_mj, head_mj).mean())
 
     out: Dict[str, List[Dict[str, float]]] = {"threshold": [], "predictive": [], "eenet": []}
     for drop_pp in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0):

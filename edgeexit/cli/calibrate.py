@@ -13,7 +13,6 @@ from edgeexit.costmodel import SegmentLatency
 from edgeexit.policy_calibration import calibrate_all
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, table
-from edgeexit.profiling import host_segment_latency
 from edgeexit.runtime import Runtime
 
 
@@ -102,6 +101,8 @@ def command(
         data = collect(rt, samples, keep_block0=True)
         target = target_from(data, max_drop_pp, target_accuracy)
         if eenet_budget_ms is not None and latency is None:
+            from edgeexit.profiling import host_segment_latency  # only this case times segments
+
             latency = host_segment_latency(rt, quantize_inputs(samples.x[:1], bundle.manifest.input)[0])
         entries = calibrate_all(rt, data, target, seed=seed, metric=metric, eenet_budget_macs=eenet_budget_macs,
                                 eenet_budget_ms=eenet_budget_ms, latency=latency)
