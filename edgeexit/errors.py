@@ -80,6 +80,10 @@ class SensorMissingError(MeterError, LookupError):
 
 
 # --- profiling -------------------------------------------------------------------------------
+class OutputError(EdgeExitError, OSError):
+    """An output file or folder (--output, --out) cannot be written; checked before the long work starts."""
+
+
 class ProfileError(EdgeExitError, RuntimeError):
     """`edgeexit profile` cannot profile as asked, or cannot write its profile."""
 

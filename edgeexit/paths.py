@@ -53,3 +53,22 @@ def runtime_dir() -> Path:
     if xdg:
         return Path(xdg) / "edgeexit"
     return Path("/tmp") / "edgeexit-{}".format(os.getuid())
+
+
+def writable_output(path: Path, what: str, option: str, directory: bool = False) -> Path:
+    """Create ``path`` (``directory``) or its folder and check it can be written, before any long work,
+    so that a bad --out/--output fails at once in one line naming the option, not after the run."""
+    from edgeexit.errors import OutputError
+
+    path = Path(path)
+    try:
+        if not directory and path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        folder = path if directory else path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(str(folder), os.W_OK) or (not directory and path.exists() and not os.access(str(path), os.W_OK)):
+            raise PermissionError(13, "permission denied")
+    except OSError as err:
+        raise OutputError("cannot write {} to {} ({}); pass {} somewhere writable".format(
+            what, path, err.strerror or err, option)) from None
+    return path

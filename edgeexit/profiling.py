@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 from edgeexit.bundle import Bundle
 from edgeexit.costmodel import PROFILE_SCHEMA, SegmentLatency, manifest_sha256
 from edgeexit.errors import ProfileError
+from edgeexit.paths import writable_output
 from edgeexit.probes import board_meter, simulated_pmic_runner  # noqa: F401  (re-exported: profile, status, tests)
 from edgeexit.sim.physics import BoardPhysics
 
@@ -273,17 +273,7 @@ def inference_table(data: Dict[str, Any], labels: List[str]) -> List[Dict[str, A
 
 def check_output(path: Path) -> Path:
     """Fail before any profiling when the profile cannot be written to ``path`` (parents created)."""
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "is a directory")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(str(path.parent), os.W_OK):
-            raise PermissionError(13, "permission denied")
-    except OSError as err:
-        raise ProfileError("cannot write the profile to {} ({}); pass --out FILE somewhere writable".format(
-            path, err.strerror or err)) from None
-    return path
+    return writable_output(path, "the profile", "--out FILE")
 
 
 def write_profile(data: Dict[str, Any], path: Path) -> Path:

@@ -9,6 +9,8 @@ from typing import IO, Any, Dict, List, Optional
 
 import numpy as np
 
+from edgeexit.paths import writable_output
+
 
 def percentile(values: List[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
@@ -50,7 +52,7 @@ class RecordWriter:
         self.path = path
         self._f: Optional[IO[str]] = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            writable_output(path, "the records", "--output FILE")
             self._f = open(path, "w", encoding="utf-8")
 
     def write(self, record: Dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from edgeexit.bench.plots import have_matplotlib, write_plots
 from edgeexit.bench.report import render
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json
+from edgeexit.paths import writable_output
 
 EPILOG = """\b
 Examples:
@@ -74,6 +75,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
                       deadline_ms=deadline_ms, period_ms=period_ms, policies=wanted, max_drop_pp=max_drop_pp,
                       target_accuracy=target_accuracy, seed=seed, limit=limit, threads=threads, interpreter=interpreter,
                       sweep=not no_sweep, sensitivity=False if no_sensitivity else None, meter=meter)
+    writable_output(out_dir, "the benchmark", "--out DIR", directory=True)  # before minutes of work, not after
     bar = click.progressbar(length=1, label="bench", file=sys.stderr) if sys.stderr.isatty() else None
 
     def progress(arm: str, i: int, total: int) -> None:

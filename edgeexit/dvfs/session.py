@@ -17,7 +17,7 @@ from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
 from edgeexit.dvfs.state import BoardLock, read_state, state_path, write_state
-from edgeexit.errors import BoardConfigError, DvfsError, RestoreConflictError
+from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError
 from edgeexit.guards.thermal import ThermalGuard
 
 
@@ -98,7 +98,20 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
         kernel = SimulatedKernel(root, cfg)
         return BoardTarget(cfg, kernel.profile, SimulatedSysfs(root, kernel), True, kernel)
     cfg = detect_board(root) if name == "auto" else load_board(name)
+    require_cpufreq(cfg, root)
     return BoardTarget(cfg, load_profile(cfg), HostSysfs(root), False, None)
+
+
+def require_cpufreq(cfg: BoardConfig, root: Path) -> None:
+    """A real board shows its cpufreq policies; without one, --board names a board this machine is not
+    (or its kernel lacks cpufreq), and every later read would end in a bare 'No such file'."""
+    dirs = [root / p.relpath for p in cfg.cpu_policies]
+    if not any(d.is_dir() for d in dirs):
+        where = "this machine" if root == Path("/") else "the tree at {}".format(root)
+        raise BoardDetectError(
+            "{} does not exist, so {} is not a running {} (or its kernel has no cpufreq); on the board check "
+            "--board (see `edgeexit boards`), elsewhere add --simulate or pass --sysfs-root DIR made by "
+            "`edgeexit sim init`".format(dirs[0], where, cfg.name))
 
 
 class BoardSession(BoardTarget):

@@ -106,3 +106,13 @@ def test_bench_needs_a_board(tmp_path):
     from tests.cli.helpers import assert_one_line_error
 
     assert_one_line_error(edgeexit("bench", "--out", str(tmp_path)), "needs a board")
+
+
+def test_unwritable_out_fails_before_benching(tmp_path):
+    from tests.cli.helpers import assert_one_line_error
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    p = edgeexit("bench", "--board", "jetson-nano", "--simulate", "--out", str(blocker / "out"))
+    assert_one_line_error(p, "cannot write the benchmark", "--out DIR")
+    assert "bench:" not in p.stderr  # refused before the first arm ran, not after the last

@@ -37,3 +37,19 @@ def test_periodic_run_meters_idle_and_restores(tmp_path: Path):
         assert r["energy_period_mj"] is not None and r["energy_period_mj"] >= r["energy_mj"]
         assert r["idle_energy_mj"] > 0
     assert _snapshot(root) == before
+
+
+def test_tree_of_another_board_is_refused_and_left_alone(tmp_path: Path):
+    # A Pi 5 tree (no simulator marker) whose cpufreq is gone, as on a host that is not the board: so
+    # every command stops at once with one line naming the fix instead of a bare ENOENT later.
+    from tests.cli.helpers import assert_one_line_error
+
+    root = tmp_path / "board"
+    assert edgeexit("sim", "init", "--board", "raspberry-pi-5", str(root)).returncode == 0
+    shutil.rmtree(str(root / ".edgeexit-sim"))
+    shutil.rmtree(str(root / "sys/devices/system/cpu/cpufreq"))
+    before = _snapshot(root)
+    for args in (("run", "--cpu-khz", "1500000", "--limit", "2"), ("status",), ("restore",)):
+        p = edgeexit(*args, "--board", "raspberry-pi-5", "--sysfs-root", str(root))
+        assert_one_line_error(p, "policy0 does not exist", "not a running raspberry-pi-5", "--simulate")
+    assert _snapshot(root) == before

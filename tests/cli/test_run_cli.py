@@ -114,3 +114,10 @@ def test_forced_backend_env_and_flag():
     assert s["interpreter"].startswith(want)
     p = edgeexit("run", "--limit", "3", env={"EDGEEXIT_INTERPRETER": "bogus"})
     assert_one_line_error(p, "unknown interpreter backend")
+
+
+def test_unwritable_output_fails_before_running(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(edgeexit("run", "--limit", "3", "--output", str(blocker / "r.jsonl")),
+                          "cannot write the records", "--output FILE")
