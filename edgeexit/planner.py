@@ -110,6 +110,11 @@ class DvfsPlanner(RuntimeHooks):
         """The threshold policy's worst case at operating point ``col``: every block and every head."""
         return float(self.rest_blocks[0, col] + self.rest_heads[0, col])
 
+    def shortest_ms(self) -> float:
+        """The fastest any inference can be: block 0 up to the cheapest exit, and its head, at the maximum."""
+        to_block = np.cumsum(self.block_ms[:, -1])
+        return float(min(to_block[b] + self.head_ms[e, -1] for e, b in enumerate(self.exit_blocks)))
+
     def worst_case_khz(self) -> int:
         """The lowest operating point at which the worst case meets the deadline (f_max if none does)."""
         if self.deadline_ms is None:

@@ -67,6 +67,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
     on errors, never because a result is poor."""
     if not (board or sysfs_root or simulate):
         raise click.UsageError("bench needs a board: --board NAME with --simulate or --sysfs-root DIR (or a real board as root)")
+    options.check_deadline(deadline_ms, period_ms)
     wanted = [p.strip() for p in policies.split(",") if p.strip()]
     unknown = [p for p in wanted if p not in POLICY_NAMES]
     if unknown:

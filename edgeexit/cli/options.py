@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -92,8 +93,9 @@ deadline_ms = click.option(
     "--deadline-ms",
     type=click.FloatRange(min=0.0, min_open=True),
     default=None,
-    help="Per-inference deadline. The DVFS planner picks the least-energy operating point that still meets it "
-    "(also after a misprediction). Default: the period, if given.",
+    help="Per-inference deadline, at most the period. The DVFS planner picks the least-energy operating point that "
+    "still meets it (also after a misprediction); a deadline no inference can meet is warned about. Default: the "
+    "period, if given.",
 )
 
 period_ms = click.option(
@@ -103,6 +105,16 @@ period_ms = click.option(
     help="Periodic inference: one sample every PERIOD ms. Energy per period (inference plus idle until the next "
     "one) is reported, and the planner drops to its lowest-energy idle point in between.",
 )
+
+
+
+def check_deadline(deadline_ms: Optional[float], period_ms: Optional[float]) -> None:
+    """A periodic inference must end before the next period starts: the deadline is at most the period."""
+    if deadline_ms is not None and period_ms is not None and deadline_ms > period_ms:
+        raise click.UsageError("--deadline-ms {:g} is longer than --period-ms {:g}: an inference must end before the next "
+                               "period starts; give a deadline of at most the period, or leave it out (it defaults to "
+                               "the period)".format(deadline_ms, period_ms))
+
 
 dvfs = click.option(
     "--dvfs",

@@ -112,6 +112,7 @@ def command(
     if (cpu_khz or gpu_hz or deadline_ms or period_ms or profile) and not on_board:
         raise click.UsageError("--cpu-khz/--gpu-hz/--deadline-ms/--period-ms/--profile need a board: add --board NAME "
                                "(with --simulate or --sysfs-root DIR)")
+    options.check_deadline(deadline_ms, period_ms)
     mode = resolve_dvfs(dvfs, pol, cpu_khz, on_board)
     with ExitStack() as stack:
         session = None

@@ -121,3 +121,9 @@ def test_unwritable_output_fails_before_running(tmp_path: Path):
     blocker.write_text("x")
     assert_one_line_error(edgeexit("run", "--limit", "3", "--output", str(blocker / "r.jsonl")),
                           "cannot write the records", "--output FILE")
+
+
+def test_deadline_longer_than_period_is_refused(tmp_path: Path):
+    for cmd in (("run", "--limit", "2"), ("bench", "--out", str(tmp_path / "b"))):
+        p = edgeexit(*cmd, "--board", "jetson-nano", "--simulate", "--deadline-ms", "4", "--period-ms", "1")
+        assert_one_line_error(p, "--deadline-ms 4 is longer than --period-ms 1", "at most the period")

@@ -78,3 +78,21 @@ def test_predictive_beats_threshold_baselines_per_period(bundle_rt):
         assert pred["mean_energy_period_mj"] < thr["mean_energy_period_mj"], mode
         assert pred["deadline_miss_rate"] <= thr["deadline_miss_rate"]
         assert abs(pred["accuracy"] - thr["accuracy"]) <= 0.005
+
+
+def test_impossible_deadline_is_warned_about(bundle_rt):
+    b, rt = bundle_rt
+    said = []
+    with open_board("jetson-nano", simulate=True) as session:
+        ex = execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(20), session=session,
+                     dvfs="planned", deadline_ms=0.01, period_ms=10.0, warn=said.append)
+    shortest = ex.planner.shortest_ms()
+    # no sample ran faster than the bound the warning is based on, and every one missed
+    assert min(r["latency_ms"] for r in ex.records) >= shortest * 0.999
+    assert ex.summary["deadline_miss_rate"] == 1.0
+    assert len(said) == 1 and "no inference can meet --deadline-ms 0.01" in said[0]
+    said.clear()
+    with open_board("jetson-nano", simulate=True) as session:
+        execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(5), session=session,
+                dvfs="planned", deadline_ms=shortest * 1.01, period_ms=10.0, warn=said.append)
+    assert said == []  # a deadline some inference can meet is not warned about
