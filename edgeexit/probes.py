@@ -12,16 +12,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from edgeexit.boards.config import BoardConfig
 from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
 from edgeexit.energy.sampler import Sampler
 from edgeexit.policies.base import SampleState
 from edgeexit.runner import BoardProbe
 from edgeexit.runtime import InferenceResult
 from edgeexit.sim.board_probe import SimulatedBoardProbe
-from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
+from edgeexit.sim.physics import BoardPhysics
+from edgeexit.sim.sensors import publish_to_kernel
 
-RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
 
 
 def simulated_pmic_runner(root: Path) -> Callable[[Sequence[str]], str]:
@@ -94,32 +93,6 @@ class MeterProbe(BoardProbe):
 
     def measure(self, result: InferenceResult) -> Dict[str, Any]:
         return dict(self.last)
-
-
-def publish_to_kernel(kernel: Any, board: BoardConfig, physics: BoardPhysics):  # type: ignore[no-untyped-def]
-    """A callback writing a modelled breakdown into the simulated sensors, in the board's layout."""
-    from edgeexit.sim.board_probe import rail_powers_mw
-
-    power = board.power
-    if power.sensor == "none":
-        return None
-
-    def publish(bd: PowerBreakdown) -> None:
-        if power.sensor == "pi5-pmic":
-            # VDD_CORE carries the CPU at its (modelled) core voltage; the other PMIC rails share
-            # 80% of the rest (the 5 V input losses and USB/PCIe loads are on no PMIC rail).
-            op = physics.opp(physics.freqs_khz[-1])
-            core_mv = op.voltage_mv
-            kernel.set_rail("VDD_CORE", core_mv, bd.cpu_mw / core_mv * 1000.0)
-            others = [r for r in power.pmic_rails if r != "VDD_CORE"]
-            share = 0.8 * (bd.total_mw - bd.cpu_mw) / len(others)
-            for r in others:
-                kernel.set_rail(r, 3300.0, share / 3300.0 * 1000.0)
-            return
-        for label, mw in rail_powers_mw(power, bd).items():
-            kernel.set_rail(label, RAIL_VOLTAGE_MV, mw / RAIL_VOLTAGE_MV * 1000.0)
-
-    return publish
 
 
 class BoardRun:

@@ -3,42 +3,19 @@
 :class:`SimulatedBoardProbe` is a runtime hook: for every segment that runs it charges the modelled
 latency and energy at the CPU frequency in force (read from the controller), charges the transition
 latency whenever the frequency changed, and at the end of each inference the idle time until the
-period ends. It also publishes the modelled rail powers into the simulated sensors (INA3221 files,
-or the Pi 5 PMIC's ``vcgencmd pmic_read_adc`` text), so a real meter reads the simulated board exactly
-as it reads a real one. Every number it produces is labelled ``simulated``.
+period ends. It also publishes the modelled rail powers into the simulated sensors
+(:mod:`edgeexit.sim.sensors`), so a real meter reads the simulated board exactly as it reads a real
+one. Every number it produces is labelled ``simulated``.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-from edgeexit.boards.config import PowerConfig
 from edgeexit.bundle.manifest import SegmentSpec
 from edgeexit.policies.base import SampleState
 from edgeexit.runner import BoardProbe
 from edgeexit.runtime import InferenceResult
 from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
-
-def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
-    """Split a modelled breakdown over the board's INA3221 rails: input = total, CPU/GPU rails as named,
-    the rest shared by the remaining connected rails."""
-    rails = [r for r in power.rails() if r != power.input_rail]
-    out: Dict[str, float] = {}
-    rest = bd.total_mw
-    if power.input_rail:
-        out[power.input_rail] = bd.total_mw
-    if power.cpu_rail and power.cpu_rail in rails:
-        out[power.cpu_rail] = bd.cpu_mw
-        rest -= bd.cpu_mw
-    if power.gpu_rail and power.gpu_rail in rails and power.gpu_rail != power.cpu_rail:
-        out[power.gpu_rail] = bd.gpu_mw
-        rest -= bd.gpu_mw
-    elif power.gpu_rail and power.gpu_rail == power.cpu_rail:
-        out[power.cpu_rail] = bd.cpu_mw + bd.gpu_mw
-        rest -= bd.gpu_mw
-    others = [r for r in rails if r not in out]
-    for r in others:
-        out[r] = max(rest, 0.0) / len(others)
-    return out
 
 
 PUBLISH_EVERY_S = 0.2

@@ -11,6 +11,8 @@ from edgeexit.boards.profile import FirmwareProfile
 from edgeexit.errors import DvfsError
 from edgeexit.sim import rules
 from edgeexit.sim.kernel import CPU_DIR, MARKER, MARKER_FORMAT, RW, SimulatedKernel
+from edgeexit.sim.physics import BoardPhysics
+from edgeexit.sim.sensors import publish_to_kernel
 
 IDLE_TEMP_MC = 40000
 
@@ -142,11 +144,12 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
                 put("{}/curr{}_crit_alarm".format(base, ch), "0\n")
         for label in chip.channels:
             k.set_rail(label, 5000.0, 0.0)
-        # the idle board draws through the input rail
-        if board.power.input_rail in chip.channels:
-            k.set_rail(board.power.input_rail, 5000.0, profile.power_model.idle_board_mw / 5.0)
 
     state = initial_state(board, profile)
     k.save_state(state)
     k.render(state)
+    # The sensors show the idle board the physics models at the starting clock, rail by rail.
+    publish = publish_to_kernel(k, board, BoardPhysics(profile))
+    if publish is not None and board.cpu_policies:
+        publish(BoardPhysics(profile).power(state["cpufreq"][board.cpu_policies[0].name]["cur"], False))
     return k

@@ -88,3 +88,27 @@ def test_pi4_has_no_sensor_to_read(tmp_path: Path):
     json_out(edgeexit("sim", "init", "--board", "raspberry-pi-4", "--json", str(tmp_path / "tree")))
     with pytest.raises(SensorMissingError, match="no on-board power sensor"):
         board_meter(resolve_target("raspberry-pi-4", tmp_path / "tree"))
+
+
+@pytest.mark.parametrize("board", ["jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-orin-nano", "raspberry-pi-5"])
+def test_fresh_tree_shows_the_modelled_idle_board(tmp_path: Path, board: str):
+    # Before any run, the sensors read the idle board the model holds at the starting clock (they used
+    # to show the board floor alone on the input rail and 0 mW on the CPU and GPU rails).
+    from edgeexit.sim.tree import initial_state
+
+    cfg = load_board(board)
+    profile = load_profile(cfg)
+    json_out(edgeexit("sim", "init", "--board", board, "--json", str(tmp_path / "tree")))
+    start_khz = initial_state(cfg, profile)["cpufreq"][cfg.cpu_policies[0].name]["cur"]
+    idle = BoardPhysics(profile).power(start_khz, False)
+    r = board_meter(resolve_target(board, tmp_path / "tree")).read()
+    p = cfg.power
+    if p.sensor == "pi5-pmic":
+        assert r.rails_mw["VDD_CORE"] == pytest.approx(idle.cpu_mw, abs=0.01)
+        assert r.total_mw == pytest.approx(idle.cpu_mw + 0.8 * (idle.total_mw - idle.cpu_mw), abs=0.05)
+        return
+    tol = TOLERANCE_MW[p.sensor]
+    assert r.rails_mw[p.cpu_rail] == pytest.approx(idle.cpu_mw + (idle.gpu_mw if p.gpu_rail == p.cpu_rail else 0.0), abs=tol)
+    assert r.rails_mw[p.cpu_rail] > 0
+    if p.input_rail:
+        assert r.rails_mw[p.input_rail] == pytest.approx(idle.total_mw, abs=tol)

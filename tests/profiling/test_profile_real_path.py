@@ -27,9 +27,6 @@ from edgeexit.sim.kernel import SIM_DIR
 from edgeexit.sim.physics import BoardPhysics
 from tests.cli.helpers import edgeexit, json_out
 
-NANO_IDLE_INPUT_MW = 1250.0  # what a fresh simulated Nano tree shows on POM_5V_IN (idle_board_mw)
-
-
 def _plain_tree(tmp_path: Path, board: str) -> Path:
     tree = tmp_path / board
     json_out(edgeexit("sim", "init", "--board", board, "--json", str(tree)))
@@ -45,6 +42,8 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
     with open_board("jetson-nano", tree) as session:
         assert not session.simulated
         meter = board_meter(session)
+        idle_input_mw = meter.read().total_mw  # the tree's constant POM_5V_IN reading: the known answer
+        assert idle_input_mw and idle_input_mw > 0
         # 100 Hz: windows stay valid (samples within 2 periods of each edge) on a loaded CI machine
         with Sampler(meter, rate_hz=100.0) as sampler, Runtime(bundle, num_threads=1) as rt:
             data = profile_bundle(bundle, session, rt, threads=1, repeats=3, sampler=sampler,
@@ -55,8 +54,8 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
     assert data["simulated"] is False and data["latency_source"] == "host"
     assert data["energy_source"] == meter.source
     assert data["busy_power_mw"] is not None and data["idle_power_mw"] is not None, data["notes"]
-    assert data["busy_power_mw"] == pytest.approx([NANO_IDLE_INPUT_MW] * n_opps)
-    assert data["idle_power_mw"] == pytest.approx([NANO_IDLE_INPUT_MW] * n_opps)
+    assert data["busy_power_mw"] == pytest.approx([idle_input_mw] * n_opps)
+    assert data["idle_power_mw"] == pytest.approx([idle_input_mw] * n_opps)
     for seg in data["segments"].values():
         assert all(x > 0 for x in seg["latency_ms"]) and all(e > 0 for e in seg["energy_mj"])
     # pinned every OPP in turn through the controller, and the session restored the governor
@@ -64,7 +63,7 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps(data))
     cost = load_profile_json(path, bundle, "jetson-nano")  # measured power: no fallback needed
-    assert cost.busy_mw(data["cpu_opps_khz"][0]) == pytest.approx(NANO_IDLE_INPUT_MW)
+    assert cost.busy_mw(data["cpu_opps_khz"][0]) == pytest.approx(idle_input_mw)
 
 
 def test_real_path_without_meter_leaves_energy_null(tmp_path: Path):

@@ -1,0 +1,58 @@
+"""The simulated board's power sensors: a modelled power breakdown written into the board's own sensor
+layout (INA3221 rails, or the Pi 5 PMIC's ``vcgencmd pmic_read_adc`` text), so a real meter reads the
+simulated board exactly as it reads a real one."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+from edgeexit.boards.config import BoardConfig, PowerConfig
+from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
+
+RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
+
+
+def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
+    """Split a modelled breakdown over the board's INA3221 rails: input = total, CPU/GPU rails as named,
+    the rest shared by the remaining connected rails."""
+    rails = [r for r in power.rails() if r != power.input_rail]
+    out: Dict[str, float] = {}
+    rest = bd.total_mw
+    if power.input_rail:
+        out[power.input_rail] = bd.total_mw
+    if power.cpu_rail and power.cpu_rail in rails:
+        out[power.cpu_rail] = bd.cpu_mw
+        rest -= bd.cpu_mw
+    if power.gpu_rail and power.gpu_rail in rails and power.gpu_rail != power.cpu_rail:
+        out[power.gpu_rail] = bd.gpu_mw
+        rest -= bd.gpu_mw
+    elif power.gpu_rail and power.gpu_rail == power.cpu_rail:
+        out[power.cpu_rail] = bd.cpu_mw + bd.gpu_mw
+        rest -= bd.gpu_mw
+    others = [r for r in rails if r not in out]
+    for r in others:
+        out[r] = max(rest, 0.0) / len(others)
+    return out
+
+
+def publish_to_kernel(kernel: Any, board: BoardConfig, physics: BoardPhysics) -> Optional[Callable[[PowerBreakdown], None]]:
+    """A callback writing a modelled breakdown into the simulated sensors, in the board's layout."""
+    power = board.power
+    if power.sensor == "none":
+        return None
+
+    def publish(bd: PowerBreakdown) -> None:
+        if power.sensor == "pi5-pmic":
+            # VDD_CORE carries the CPU at its (modelled) core voltage; the other PMIC rails share
+            # 80% of the rest (the 5 V input losses and USB/PCIe loads are on no PMIC rail).
+            op = physics.opp(physics.freqs_khz[-1])
+            core_mv = op.voltage_mv
+            kernel.set_rail("VDD_CORE", core_mv, bd.cpu_mw / core_mv * 1000.0)
+            others = [r for r in power.pmic_rails if r != "VDD_CORE"]
+            share = 0.8 * (bd.total_mw - bd.cpu_mw) / len(others)
+            for r in others:
+                kernel.set_rail(r, 3300.0, share / 3300.0 * 1000.0)
+            return
+        for label, mw in rail_powers_mw(power, bd).items():
+            kernel.set_rail(label, RAIL_VOLTAGE_MV, mw / RAIL_VOLTAGE_MV * 1000.0)
+
+    return publish
