@@ -34,8 +34,9 @@ class FreqDomain(abc.ABC):
         return "{}/{}".format(self.relpath, attr)
 
     def _garbage(self, attr: str, text: str) -> DvfsError:
-        return DvfsError("{} holds {!r}, not a frequency; the node is not a {} attribute as expected (check the "
-                         "board config's paths with `edgeexit status`)".format(self._path(attr), text[:60], self.kind))
+        return DvfsError("{} holds {!r}, not a frequency, so it is not the {} attribute the board config expects; check "
+                         "that --board names this board (`edgeexit boards` lists each board's paths)".format(
+                             self._path(attr), text[:60], self.kind))
 
     def _int(self, attr: str) -> int:
         """A non-negative integer attribute; garbage raises DvfsError naming the file, never ValueError."""
