@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from edgeexit.boards.tomlload import load_toml
 from edgeexit.boards.validate import Table
@@ -167,8 +167,11 @@ class BoardConfig:
         }
 
 
-def parse_power_table(data: Mapping[str, Any], source: str = "[power] table") -> PowerConfig:
-    """Validate a ``[power]`` table on its own (a meter built without a whole board config)."""
+def parse_power_table(data: Union[PowerConfig, Mapping[str, Any]], source: str = "[power] table") -> PowerConfig:
+    """Validate a ``[power]`` table on its own (a meter built without a whole board config); a board
+    config's already parsed one is returned as it is."""
+    if isinstance(data, PowerConfig):
+        return data
     if not isinstance(data, Mapping):
         raise BoardConfigError("{}: [power] must be a table, not {}".format(source, type(data).__name__))
     return _parse_power(Table(dict(data), Path(source), "power"), require_hint=False)

@@ -59,7 +59,7 @@ def meter_for_board(
     """
     if kind not in KINDS:
         raise BoardConfigError(f"Unknown meter kind {kind!r}; use one of {', '.join(KINDS)}.")
-    config = power_table if isinstance(power_table, PowerConfig) else parse_power_table(power_table)
+    config = parse_power_table(power_table)
     requested = kind
     if kind == "auto":
         kind = {

@@ -178,8 +178,7 @@ class Ina3221Meter(PowerMeter):
         clock: Clock = time.monotonic,
     ) -> None:
         super().__init__(clock)
-        if not isinstance(config, PowerConfig):
-            config = parse_power_table(config)
+        config = parse_power_table(config)
         if not config.ina3221:
             raise SensorMissingError(
                 f"The board config has no [[power.ina3221]] chips (sensor = {config.sensor!r}); "
