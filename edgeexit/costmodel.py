@@ -121,9 +121,12 @@ def _read_profile(path: Path, bundle: Bundle, board: Optional[str]) -> Dict[str,
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
-        raise CalibrationError("cannot read profile {} ({}); run `edgeexit profile` again".format(path, err)) from None
+        why = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise CalibrationError("cannot read profile {} ({}); run `edgeexit profile` again".format(path, why)) from None
     if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
         raise CalibrationError("{} is not an edgeexit profile ({}); run `edgeexit profile`".format(path, PROFILE_SCHEMA))
+    if board is not None and not isinstance(data.get("board"), str):
+        raise CalibrationError("profile {} names no board; run `edgeexit profile` again".format(path))
     if board is not None and data.get("board") != board:
         raise CalibrationError("profile {} was measured on {} but this run is on {}; profile this board".format(path, data.get("board"), board))
     if data.get("manifest_sha256") != manifest_sha256(bundle):

@@ -105,3 +105,24 @@ def test_bad_input_is_one_line(tmp_path: Path):
     assert_one_line_error(edgeexit("profile", "--board", "no-such-board", "--simulate"), "no-such-board")
     assert_one_line_error(edgeexit("profile", "--simulate"), "--board")
     assert_one_line_error(edgeexit("profile", "--board", "jetson-nano", "--simulate", "--repeats", "0"), "--repeats")
+
+
+def test_unusable_profile_for_run_is_one_line(profiles, tmp_path: Path):
+    good = json.loads(Path(profiles["jetson-nano"]["profile_path"]).read_text())
+    cases = {
+        "missing.json": None,
+        "torn.json": '{"schema": "' + PROFILE_SCHEMA + '", ',
+        "other.json": json.dumps({"x": 1}),
+        "noboard.json": json.dumps({k: v for k, v in good.items() if k != "board"}),
+        "pi5.json": json.dumps(dict(good, board="raspberry-pi-5")),
+    }
+    needles = {"missing.json": "No such file or directory", "torn.json": "cannot read profile",
+               "other.json": "not an edgeexit profile", "noboard.json": "names no board",
+               "pi5.json": "measured on raspberry-pi-5 but this run is on jetson-nano"}
+    for name, text in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--policy", "predictive", "--deadline-ms", "4",
+                     "--profile", str(path), "--limit", "2")
+        assert_one_line_error(p, needles[name], "edgeexit profile" if name != "pi5.json" else "profile this board")
