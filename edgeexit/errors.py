@@ -79,11 +79,12 @@ class SensorMissingError(MeterError, LookupError):
     """The board has no power sensor of the kind asked for, or the instrument is not attached."""
 
 
-# --- profiling -------------------------------------------------------------------------------
+# --- outputs ---------------------------------------------------------------------------------
 class OutputError(EdgeExitError, OSError):
     """An output file or folder (--output, --out) cannot be written; checked before the long work starts."""
 
 
+# --- profiling -------------------------------------------------------------------------------
 class ProfileError(EdgeExitError, RuntimeError):
     """`edgeexit profile` cannot profile as asked, or cannot write its profile."""
 

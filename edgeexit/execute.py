@@ -64,10 +64,11 @@ def execute(
             planner = attach_planner(brun, dvfs, runtime, policy, cost, deadline_ms, period_ms)
             hooks.append(planner)
             extra["cost_model"] = cost.source
-            if deadline_ms is not None and warn is not None and deadline_ms < planner.shortest_ms():
+            shortest_ms = planner.shortest_ms()
+            if deadline_ms is not None and warn is not None and deadline_ms < shortest_ms:
                 warn("no inference can meet --deadline-ms {:g}: the shortest path through the bundle takes {:.3f} ms at "
                      "the maximum clock ({}); every inference will miss it, so give a longer deadline".format(
-                         deadline_ms, planner.shortest_ms(), cost.source))
+                         deadline_ms, shortest_ms, cost.source))
         annotate = None
         if session is not None:
             ctl = session.controller

@@ -22,7 +22,6 @@ from edgeexit.sim.physics import BoardPhysics
 from edgeexit.sim.sensors import publish_to_kernel
 
 
-
 def simulated_pmic_runner(root: Path) -> Callable[[Sequence[str]], str]:
     """``vcgencmd pmic_read_adc`` on a simulated Raspberry Pi 5: the text its simulated kernel renders
     (``.edgeexit-sim/vcgencmd/pmic_read_adc`` under ``root``), in the real command's format."""

@@ -107,7 +107,6 @@ period_ms = click.option(
 )
 
 
-
 def check_deadline(deadline_ms: Optional[float], period_ms: Optional[float]) -> None:
     """A periodic inference must end before the next period starts: the deadline is at most the period."""
     if deadline_ms is not None and period_ms is not None and deadline_ms > period_ms:

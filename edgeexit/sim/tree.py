@@ -149,7 +149,8 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
     k.save_state(state)
     k.render(state)
     # The sensors show the idle board the physics models at the starting clock, rail by rail.
-    publish = publish_to_kernel(k, board, BoardPhysics(profile))
+    physics = BoardPhysics(profile)
+    publish = publish_to_kernel(k, board, physics)
     if publish is not None and board.cpu_policies:
-        publish(BoardPhysics(profile).power(state["cpufreq"][board.cpu_policies[0].name]["cur"], False))
+        publish(physics.power(state["cpufreq"][board.cpu_policies[0].name]["cur"], False))
     return k
