@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgeexit.errors import OutputError
+
 
 def _package_dir(modname: str) -> Path:
     import importlib
@@ -58,8 +60,6 @@ def runtime_dir() -> Path:
 def writable_output(path: Path, what: str, option: str, directory: bool = False) -> Path:
     """Create ``path`` (``directory``) or its folder and check it can be written, before any long work,
     so that a bad --out/--output fails at once in one line naming the option, not after the run."""
-    from edgeexit.errors import OutputError
-
     path = Path(path)
     try:
         if not directory and path.is_dir():
