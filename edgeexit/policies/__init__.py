@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List
 
 from edgeexit.bundle import Bundle
-from edgeexit.errors import CalibrationError, PolicyError
+from edgeexit.errors import CalibrationError, EdgeExitError, PolicyError
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 from edgeexit.policies.simple import FullPolicy, ThresholdPolicy
 
@@ -73,6 +73,8 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))
     try:
         return factory(bundle, **options)
+    except EdgeExitError:
+        raise  # the factory's own one-line errors (no confidence heads, no calibration) name their fix
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
         # A hand-edited or corrupt calibration.json: values of the wrong type or shape for this policy.
         raise CalibrationError("calibration.json: the {} entry is malformed ({}: {}); run `edgeexit calibrate` again".format(

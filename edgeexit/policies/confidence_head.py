@@ -18,7 +18,8 @@ class ConfidenceHeadPolicy(ExitPolicy):
     def from_calibration(cls, calibration: Dict[str, Any], bundle: Any) -> "ConfidenceHeadPolicy":
         if not any(e.confidence_output is not None for e in bundle.exits[:-1]):
             raise PolicyError(
-                "bundle {} has no confidence heads; train one with `python -m tools.train --strategy post-trained`".format(bundle.name)
+                "bundle {} has no confidence heads; choose another --policy, or train a bundle that has them with "
+                "`python -m tools.train --strategy post-trained`".format(bundle.name)
             )
         entry = calibration.get("confidence-head")
         if not entry or len(entry.get("thresholds", [])) != len(bundle.exits):

@@ -106,6 +106,13 @@ def test_bad_arguments():
     assert_one_line_error(edgeexit("run", "--model", "/nonexistent/bundle"), "not a directory")
 
 
+def test_policy_the_bundle_cannot_run():
+    # The demo has no confidence heads: the policy's own reason, not "calibration.json is malformed".
+    p = edgeexit("run", "--limit", "2", "--policy", "confidence-head")
+    assert_one_line_error(p, "has no confidence heads", "choose another --policy", "post-trained")
+    assert "malformed" not in p.stderr
+
+
 def test_forced_backend_env_and_flag():
     import os
 
