@@ -182,12 +182,19 @@ class DvfsController:
             if v == "min":
                 return table[0]
             try:
-                return int(v)
+                value = int(v)
             except ValueError:
                 raise DvfsError("{} must be a number, 'min' or 'max', not {!r}".format(what, value)) from None
-        if int(value) <= 0:
+        value = int(value)
+        # Between two entries the kernel rounds to one (read back and reported); outside the table it would
+        # clamp silently, and such a value is nearly always a unit slip (MHz for kHz, kHz for Hz).
+        if table and not table[0] <= value <= table[-1]:
+            unit = "kHz" if what.endswith("khz") else "Hz"
+            raise DvfsError("{} {} is outside {}'s range {}-{} {}; pass a {} value in that range, or min/max".format(
+                what, value, self.board.name, table[0], table[-1], unit, unit))
+        if value <= 0:
             raise DvfsError("{} must be positive, not {}".format(what, value))
-        return int(value)
+        return value
 
     # --- public API -------------------------------------------------------------------------------
     def cpu_opps_khz(self) -> List[int]:

@@ -65,6 +65,11 @@ def test_pin_read_back_and_skip_noop(tmp_path: Path, board: str) -> None:
             assert ctl.set_gpu_hz("max") == ctl.gpu_opps_hz()[-1] == ctl.gpu_hz()
         with pytest.raises(DvfsError, match="--cpu-khz"):
             ctl.set_cpu_khz("fast")
+        n = ctl.write_count
+        for slip in (opps[0] - 1, opps[-1] + 1, "-5", 0):  # a unit slip is refused, not clamped by the kernel
+            with pytest.raises(DvfsError, match="outside {}'s range {}-{}".format(board, opps[0], opps[-1])):
+                ctl.set_cpu_khz(slip)
+        assert ctl.write_count == n
 
 
 @pytest.mark.parametrize("board", BOARDS)
