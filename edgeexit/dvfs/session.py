@@ -202,6 +202,11 @@ class BoardSession(BoardTarget):
                     _warn(c.describe())  # the user sees the saved values here; nothing is kept for later
                 self._snapshot = None
                 self.state_file.unlink()
+            if self.sim is not None and self.tmpdir is None:
+                from edgeexit.sim.physics import BoardPhysics
+                from edgeexit.sim.sensors import publish_idle
+
+                publish_idle(self.sim, self.board, BoardPhysics(self.profile))  # the run's load has ended
         finally:
             if self._old_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._old_sigterm)

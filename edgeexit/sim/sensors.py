@@ -56,3 +56,12 @@ def publish_to_kernel(kernel: Any, board: BoardConfig, physics: BoardPhysics) ->
             kernel.set_rail(label, RAIL_VOLTAGE_MV, mw / RAIL_VOLTAGE_MV * 1000.0)
 
     return publish
+
+
+def publish_idle(kernel: Any, board: BoardConfig, physics: BoardPhysics) -> None:
+    """Show the idle board at the clock the tree runs now: after `sim init`, and after a run restored it
+    (a real sensor stops reading the run's load when the run ends)."""
+    publish = publish_to_kernel(kernel, board, physics)
+    if publish is not None and board.cpu_policies:
+        cur_khz = kernel.load_state()["cpufreq"][board.cpu_policies[0].name]["cur"]
+        publish(physics.power(cur_khz, False))

@@ -12,7 +12,7 @@ from edgeexit.errors import DvfsError
 from edgeexit.sim import rules
 from edgeexit.sim.kernel import CPU_DIR, MARKER, MARKER_FORMAT, RW, SimulatedKernel
 from edgeexit.sim.physics import BoardPhysics
-from edgeexit.sim.sensors import publish_to_kernel
+from edgeexit.sim.sensors import publish_idle
 
 IDLE_TEMP_MC = 40000
 
@@ -148,9 +148,5 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
     state = initial_state(board, profile)
     k.save_state(state)
     k.render(state)
-    # The sensors show the idle board the physics models at the starting clock, rail by rail.
-    physics = BoardPhysics(profile)
-    publish = publish_to_kernel(k, board, physics)
-    if publish is not None and board.cpu_policies:
-        publish(physics.power(state["cpufreq"][board.cpu_policies[0].name]["cur"], False))
+    publish_idle(k, board, BoardPhysics(profile))
     return k

@@ -1,4 +1,5 @@
-"""After `edgeexit run` on a simulated tree, the real meter backends read the modelled power.
+"""During a run on a simulated tree, the real meter backends read the modelled power; after it, the
+idle board again.
 
 The simulated board publishes its modelled rail powers into the tree in the board's real sensor
 layout (INA3221 IIO or hwmon files, or the Pi 5's `vcgencmd pmic_read_adc` text); these tests read
@@ -7,15 +8,22 @@ them back through the same meters a real board uses and compare with the board m
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
 from edgeexit.boards.config import load_board
+from edgeexit.bundle import load_bundle
+from edgeexit.dvfs import open_board
 from edgeexit.boards.profile import load_profile
 from edgeexit.dvfs.session import resolve_target
 from edgeexit.energy.ina3221 import Ina3221Meter
+from edgeexit.energy.reading import PowerReading
 from edgeexit.energy.pi5_pmic import Pi5PmicMeter
+from edgeexit.execute import execute
+from edgeexit.policies import make_policy
 from edgeexit.profiling import board_meter
+from edgeexit.runtime import Runtime
 from edgeexit.sim.physics import BoardPhysics
 from tests.cli.helpers import edgeexit, json_out
 
@@ -24,12 +32,23 @@ THREADS = 4
 TOLERANCE_MW = {"ina3221-iio": 1.0, "ina3221-hwmon": 2.5}
 
 
-def _run_on_tree(board: str, tree: Path, cpu_khz: int) -> dict:
+def _run_on_tree(board: str, tree: Path, cpu_khz: int) -> Tuple[dict, PowerReading]:
+    """Three inferences of `full` pinned at ``cpu_khz``; returns the summary and what the board's meter
+    reads while the session holds the board. Once the session has restored the board, the meter must
+    read what it read on the fresh tree: the idle board at the restored clock."""
     json_out(edgeexit("sim", "init", "--board", board, "--json", str(tree)))
-    s = json_out(edgeexit("run", "--board", board, "--sysfs-root", str(tree), "--cpu-khz", str(cpu_khz),
-                          "--threads", str(THREADS), "--policy", "full", "--limit", "3", "--json"))
-    assert s["simulated"] is True and s["cpu_khz"] == cpu_khz
-    return s
+    fresh = board_meter(resolve_target(board, tree)).read()
+    bundle = load_bundle()
+    with Runtime(bundle, num_threads=THREADS) as rt, open_board(board, sysfs_root=tree) as session:
+        assert session.controller.set_cpu_khz(cpu_khz) == cpu_khz
+        ex = execute(bundle, rt, make_policy("full", bundle), bundle.split("evaluation").take(3), session=session,
+                     threads=THREADS)
+        during = board_meter(resolve_target(board, tree)).read()
+    assert ex.summary["simulated"] is True
+    after = board_meter(resolve_target(board, tree)).read()
+    assert after.rails_mw == fresh.rails_mw and after.total_mw == fresh.total_mw
+    assert during.total_mw > fresh.total_mw  # the run's load showed while it ran
+    return ex.summary, during
 
 
 def _mean_power_mw(summary: dict) -> float:
@@ -46,10 +65,8 @@ def test_ina3221_reads_the_modelled_power(tmp_path: Path, board: str, cpu_khz: i
     physics = BoardPhysics(load_profile(cfg), threads=THREADS)
     if cpu_khz not in physics.freqs_khz:
         cpu_khz = physics.freqs_khz[len(physics.freqs_khz) // 2]
-    s = _run_on_tree(board, tmp_path / "tree", cpu_khz)
-    meter = board_meter(resolve_target(board, tmp_path / "tree"))
-    assert isinstance(meter, Ina3221Meter)
-    r = meter.read()
+    s, r = _run_on_tree(board, tmp_path / "tree", cpu_khz)
+    assert isinstance(board_meter(resolve_target(board, tmp_path / "tree")), Ina3221Meter)
     tol = TOLERANCE_MW[cfg.power.sensor]
     avg = _mean_power_mw(s)
     assert r.total_mw == pytest.approx(avg, abs=tol * max(1, len(r.rails_mw)))
@@ -67,11 +84,9 @@ def test_ina3221_reads_the_modelled_power(tmp_path: Path, board: str, cpu_khz: i
 def test_pi5_pmic_reads_the_modelled_power(tmp_path: Path, cpu_khz: int):
     board = "raspberry-pi-5"
     physics = BoardPhysics(load_profile(load_board(board)), threads=THREADS)
-    s = _run_on_tree(board, tmp_path / "tree", cpu_khz)
-    target = resolve_target(board, tmp_path / "tree")
-    meter = board_meter(target)  # reads .edgeexit-sim/vcgencmd/pmic_read_adc instead of running vcgencmd
-    assert isinstance(meter, Pi5PmicMeter)
-    r = meter.read()
+    s, r = _run_on_tree(board, tmp_path / "tree", cpu_khz)
+    # the meter reads .edgeexit-sim/vcgencmd/pmic_read_adc instead of running vcgencmd
+    assert isinstance(board_meter(resolve_target(board, tmp_path / "tree")), Pi5PmicMeter)
     cpu = physics.power(cpu_khz, True).cpu_mw
     avg = _mean_power_mw(s)
     # VDD_CORE carries the CPU; the other PMIC rails carry 80% of the rest (the input losses and 5 V
