@@ -91,7 +91,12 @@ class ProfileCostModel(CostModel):
         self.fallback = fallback
         if (self._busy is None or self._idle is None) and fallback is None:
             raise CalibrationError("profile {} has no power figures; profile with a meter or pass a board model".format(path))
-        power = "measured power" if self._busy is not None else "power from the {}".format(fallback.source if fallback else "?")
+        if self._busy is None:
+            power = "power from the {}".format(fallback.source if fallback else "?")
+        elif data.get("energy_source") == "simulated":
+            power = "simulated power"  # profiled on a simulated board: modelled, not measured
+        else:
+            power = "power measured with {}".format(data.get("energy_source") or "a meter")
         self.source = "profile {} ({} latency, {})".format(path, data.get("latency_source", "?"), power)
 
     def _column(self, freq_khz: int) -> int:

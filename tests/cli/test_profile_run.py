@@ -19,7 +19,7 @@ def test_run_uses_the_profile(tmp_path: Path, board: str):
     assert p.returncode == 0, p.stderr
     s = json_out(edgeexit("run", "--board", board, "--simulate", "--policy", "predictive", "--profile", str(prof),
                           "--deadline-ms", "4", "--period-ms", "10", "--limit", "50", "--json"))
-    assert s["cost_model"].startswith("profile {}".format(prof))
+    assert s["cost_model"] == "profile {} (simulated latency, simulated power)".format(prof)
     assert s["simulated"] is True and s["deadline_miss_rate"] == 0.0
     data = json.loads(prof.read_text())
     data["board"] = "jetson-tx2"

@@ -64,6 +64,7 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
     path.write_text(json.dumps(data))
     cost = load_profile_json(path, bundle, "jetson-nano")  # measured power: no fallback needed
     assert cost.busy_mw(data["cpu_opps_khz"][0]) == pytest.approx(idle_input_mw)
+    assert cost.source.endswith("power measured with {})".format(meter.source))
 
 
 def test_real_path_without_meter_leaves_energy_null(tmp_path: Path):
