@@ -75,6 +75,9 @@ class DvfsPlanner(RuntimeHooks):
         self.opps = list(cost.cpu_opps_khz)
         self.f_max = self.opps[-1]
         self.current = int(start_khz)
+        # Until the first write the kernel's governor owns the clock and may move it under load, even when
+        # it reads start_khz now: the first choice is always written (the controller skips true no-ops).
+        self._owns_clock = False
         self.writes = 0
         self.plan_ns: List[int] = []  # host time spent planning, per inference
         self._plan_ns = 0
@@ -180,11 +183,12 @@ class DvfsPlanner(RuntimeHooks):
         return out
 
     def _apply(self, f: int) -> None:
-        if f == self.current:
+        if f == self.current and self._owns_clock:
             return  # never touch sysfs for nothing
         if self._set is not None and not (self.mode == "governor" and self.emulate_governor):
             self.current = int(self._set(f))
             self.writes += 1
+            self._owns_clock = True
         else:
             self.current = int(f)
 

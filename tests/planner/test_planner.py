@@ -59,6 +59,22 @@ def test_race_writes_once_and_never_again(bundle_rt):
     assert {r["cpu_khz"] for r in ex.records} == {1479000}
 
 
+@pytest.mark.parametrize("board", ["jetson-nano", "raspberry-pi-5", "jetson-xavier-nx"])
+@pytest.mark.parametrize("policy,mode", [("predictive", "planned"), ("threshold", "race"), ("threshold", "worst-case")])
+def test_the_planner_takes_the_clock_from_the_governor(bundle_rt, board, policy, mode):
+    # Even when its first choice is the clock the governor runs now (planned on the Pi 5 picks its idle
+    # 1 GHz), the planner pins it: left to ondemand/schedutil the clock would move under the load.
+    b, rt = bundle_rt
+    with open_board(board, simulate=True) as session:
+        execute(b, rt, make_policy(policy, b), b.split("evaluation").take(20), session=session, dvfs=mode,
+                deadline_ms=5.0, period_ms=10.0)
+        for pol in session.board.cpu_policies:
+            node = session.root / "sys/devices/system/cpu/cpufreq" / pol.name
+            governor = (node / "scaling_governor").read_text().strip()
+            lo, hi = ((node / n).read_text().strip() for n in ("scaling_min_freq", "scaling_max_freq"))
+            assert governor == "userspace" or lo == hi, (pol.name, governor, lo, hi)
+
+
 def test_planned_needs_a_forecasting_policy(bundle_rt):
     from edgeexit.errors import EdgeExitError
 
