@@ -6,10 +6,11 @@ from typing import Optional
 
 import click
 
-from edgeexit.bundle import load_bundle
+from edgeexit.bundle import CALIBRATION_FILE, load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from
 from edgeexit.costmodel import SegmentLatency
+from edgeexit.paths import writable_output
 from edgeexit.policy_calibration import calibrate_all
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, table
@@ -93,6 +94,8 @@ def command(
     if latency_khz is not None and latency_profile is None:
         raise click.UsageError("--latency-khz picks a column of --latency-profile; give the profile too")
     bundle = load_bundle(model_path)
+    # The result goes into the bundle: a read-only one (a system-wide install) fails now, not after the fit.
+    writable_output(bundle.root / CALIBRATION_FILE, "the calibration", "--model DIR (a copy of the bundle)")
     samples = bundle.split("calibration")
     latency = None
     if latency_profile is not None:

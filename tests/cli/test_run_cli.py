@@ -78,6 +78,16 @@ def test_labels_missing_where_needed(tmp_path: Path):
     assert_one_line_error(edgeexit("calibrate", "--model", str(bad)), "no labels")
 
 
+def test_calibrate_checks_the_bundle_is_writable_first(tmp_path: Path):
+    b = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(b))
+    (b / "calibration.json").unlink()
+    (b / "calibration.json").mkdir()  # unwritable as a file, even for root (CI)
+    p = edgeexit("calibrate", "--model", str(b))
+    assert_one_line_error(p, "cannot write the calibration to", "--model DIR (a copy of the bundle)")
+    assert p.stdout == ""  # refused before fitting anything
+
+
 def test_labels_wrong(tmp_path: Path):
     p = _npz(tmp_path, x=np.zeros((4, 28, 28, 1), np.uint8), y=np.array([0, 1, 2, 99]))
     assert_one_line_error(edgeexit("run", "--input", str(p)), "labels")
