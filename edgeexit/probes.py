@@ -127,6 +127,12 @@ class BoardRun:
             self.sampler = None
 
 
+def warn_meter_ignored(meter: str, warn: Any) -> None:
+    """An explicit --meter on a simulated board: said once, not silently dropped."""
+    if meter != "auto" and warn is not None:
+        warn("--meter {} is ignored on a simulated board: its energy is modelled, and labelled simulated".format(meter))
+
+
 def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, meter: str = "auto",
                meter_rate_hz: float = 200.0, warn: Any = None, physics: Optional[BoardPhysics] = None) -> BoardRun:
     """Pick the probe for an open board session (see module doc). ``warn(msg)`` reports a degraded choice."""
@@ -135,6 +141,7 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
     if session is None:
         return BoardRun(None, None, None, None)
     if session.simulated:
+        warn_meter_ignored(meter, warn)
         physics = physics or BoardPhysics(session.profile, threads=threads)
         kernel = session.sim
         publish = publish_to_kernel(kernel, session.board, physics) if kernel is not None else None

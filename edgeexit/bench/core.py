@@ -27,6 +27,7 @@ from edgeexit.offline import per_sample_cost, replay
 from edgeexit.policies import make_policy
 from edgeexit.policies.oracle import earliest_correct
 from edgeexit.policies.predictive import enabled_exits
+from edgeexit.probes import warn_meter_ignored
 from edgeexit.policy_calibration import calibrate_all
 from edgeexit.runtime import Runtime
 from edgeexit.sim.physics import BoardPhysics
@@ -108,6 +109,8 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             physics = BoardPhysics(probe_session.profile, threads=cfg.threads)
             board_desc = probe_session.describe()
             governor = probe_session.profile.cpu.default_governor
+        if simulated:
+            warn_meter_ignored(cfg.meter, warn)  # once here, not once per arm
         deadline = cfg.deadline_ms or cfg.period_ms or default_deadline_ms(rt, bundle, physics)
         period = cfg.period_ms or deadline
         sensitivity = cfg.sensitivity if cfg.sensitivity is not None else simulated

@@ -12,7 +12,7 @@ from edgeexit.bench.core import POLICY_NAMES, BenchConfig, run_bench
 from edgeexit.bench.plots import have_matplotlib, write_plots
 from edgeexit.bench.report import render
 from edgeexit.cli import options
-from edgeexit.cli.render import echo_json
+from edgeexit.cli.render import echo_json, warn
 from edgeexit.paths import writable_output
 
 EPILOG = """\b
@@ -87,7 +87,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
         else:
             click.echo("edgeexit bench: {}/{} {}".format(i, total, arm), err=True)
 
-    res = run_bench(cfg, progress=progress)
+    res = run_bench(cfg, progress=progress, warn=warn)
     if bar is not None:
         bar.render_finish()
     out_dir.mkdir(parents=True, exist_ok=True)

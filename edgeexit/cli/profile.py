@@ -9,7 +9,7 @@ import click
 
 from edgeexit.bundle import load_bundle
 from edgeexit.cli import options
-from edgeexit.cli.render import echo_json, progress, table
+from edgeexit.cli.render import echo_json, progress, table, warn
 from edgeexit.runtime import Runtime
 
 EPILOG = """\b
@@ -19,10 +19,6 @@ Examples:
   sudo edgeexit profile --board auto --repeats 20                  # a real board, its own power meter
   edgeexit run --board jetson-nano --simulate --threads 4 --profile PROFILE.json
 """
-
-
-def warn(msg: str) -> None:
-    click.echo("edgeexit: warning: {}".format(msg), err=True)
 
 
 @click.command("profile", epilog=EPILOG)
@@ -75,6 +71,7 @@ def command(
     from edgeexit.costmodel import default_profile_path
     from edgeexit.dvfs import open_board
     from edgeexit.errors import SensorMissingError
+    from edgeexit.probes import warn_meter_ignored
     from edgeexit.profiling import board_meter, check_output, inference_table, profile_bundle, write_profile
 
     bundle = load_bundle(model_path)
@@ -86,6 +83,7 @@ def command(
                                                                              session.simulated))
         if session.simulated:
             click.echo("edgeexit: {}".format(session.describe()), err=True)
+            warn_meter_ignored(meter, warn)
         sampler = None
         if not session.simulated and meter != "none":
             from edgeexit.energy.sampler import Sampler

@@ -9,6 +9,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import click
 
 
+def warn(msg: str) -> None:
+    """One warning line on stderr (the run goes on)."""
+    click.echo("edgeexit: warning: {}".format(msg), err=True)
+
+
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 

@@ -9,7 +9,7 @@ import click
 
 from edgeexit.bundle import load_bundle, read_samples
 from edgeexit.cli import options
-from edgeexit.cli.render import echo_json, key_values, progress
+from edgeexit.cli.render import echo_json, key_values, progress, warn
 from edgeexit.policies import make_policy, policy_names
 from edgeexit.execute import execute
 from edgeexit.records import RecordWriter
@@ -23,10 +23,6 @@ Examples:
   sudo edgeexit run --board auto --policy predictive --deadline-ms 5 --period-ms 20
   edgeexit run --model my_bundle --input samples.npz --output out/records.jsonl
 """
-
-
-def warn(msg: str) -> None:
-    click.echo("edgeexit: warning: {}".format(msg), err=True)
 
 
 @click.command("run", epilog=EPILOG)

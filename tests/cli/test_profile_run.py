@@ -47,3 +47,19 @@ def test_calibrate_eenet_for_a_budget_in_ms(tmp_path: Path):
                           "raise the budget")
     assert_one_line_error(edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "1", "--eenet-budget-macs", "1e6"),
                           "not both")
+
+
+def test_an_explicit_meter_on_a_simulated_board_is_warned_about_once(tmp_path: Path):
+    # A simulated board reports modelled energy whatever --meter says: said in one line, not dropped silently.
+    runs = {
+        "run": ("run", "--limit", "2", "--meter", "joulescope"),
+        "profile": ("profile", "--meter", "none", "--out", str(tmp_path / "p.json")),
+        "bench": ("bench", "--limit", "20", "--no-sweep", "--no-sensitivity", "--meter", "ina3221",
+                  "--out", str(tmp_path / "b")),
+    }
+    for name, args in runs.items():
+        p = edgeexit(*args, "--board", "jetson-nano", "--simulate")
+        assert p.returncode == 0, p.stderr
+        assert p.stderr.count("is ignored on a simulated board: its energy is modelled") == 1, (name, p.stderr)
+    quiet = edgeexit("run", "--limit", "2", "--board", "jetson-nano", "--simulate")
+    assert "--meter" not in quiet.stderr  # auto, the default, is not a choice to warn about
