@@ -16,7 +16,7 @@ from edgeexit.boards.detect import detect_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
-from edgeexit.dvfs.state import BoardLock, read_state, state_path, write_state
+from edgeexit.dvfs.state import PRIVATE_SIM_PREFIX, BoardLock, read_state, state_path, sweep_killed_simulations, write_state
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError
 from edgeexit.guards.thermal import ThermalGuard
 
@@ -74,7 +74,8 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
         if name == "auto":
             raise BoardConfigError("--simulate needs --board NAME (see `edgeexit boards`)")
         cfg = load_board(name)
-        tmp = tempfile.mkdtemp(prefix="edgeexit-sim-{}-".format(cfg.name))
+        sweep_killed_simulations()  # a SIGKILLed --simulate run cannot delete its own tree
+        tmp = tempfile.mkdtemp(prefix="{}{}-".format(PRIVATE_SIM_PREFIX, cfg.name))
         kernel = SimulatedKernel.create(Path(tmp) / "root", cfg)
         from edgeexit.sim.sysfs import SimulatedSysfs
 

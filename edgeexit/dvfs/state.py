@@ -5,6 +5,8 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -100,3 +102,41 @@ def read_state(path: Path, board: str) -> Optional[Dict[str, Any]]:
         raise StateFileError("state file {} is not a saved state of board {}; delete it if the board is "
                              "already at its defaults".format(path, board))
     return data
+
+
+#: The private tree of a ``--simulate`` session: ``<tempdir>/edgeexit-sim-<board>-XXXXXXXX/root``.
+PRIVATE_SIM_PREFIX = "edgeexit-sim-"
+
+
+def sweep_killed_simulations(min_age_s: float = 60.0) -> int:
+    """Delete the private trees (and their lock and state files) that SIGKILLed ``--simulate`` runs left
+    behind; returns how many. Only a tree whose lock file exists and is held by no one is taken: a live
+    run holds its lock, and one that is just starting is younger than ``min_age_s``."""
+    removed = 0
+    for tmp in Path(tempfile.gettempdir()).glob(PRIVATE_SIM_PREFIX + "*-*"):
+        board = tmp.name[len(PRIVATE_SIM_PREFIX):].rsplit("-", 1)[0]  # mkdtemp's suffix has no '-'
+        root = tmp / "root"
+        lock = lock_path(board, root)
+        try:
+            if time.time() - tmp.stat().st_mtime < min_age_s or not lock.is_file():
+                continue
+            fd = os.open(str(lock), os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live run holds it
+        try:
+            shutil.rmtree(str(tmp), ignore_errors=True)
+            for stale in (state_path(board, root), lock):
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
+            removed += 1
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+    return removed

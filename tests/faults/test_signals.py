@@ -62,3 +62,46 @@ def test_sigterm_restores_and_leaves_valid_jsonl(tmp_path: Path, runtime_dir: Pa
     assert diff(tree(tmp_path / "t"), before) == []
     assert not list(runtime_dir.glob("*.state.json"))
     assert len(check_jsonl(out)) >= 50
+
+
+def test_a_killed_simulate_run_leaves_nothing_for_long(tmp_path: Path, runtime_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A SIGKILLed --simulate run cannot delete its private tree, lock and state file; the next --simulate
+    # session does, once the tree is a minute old and no live run holds its lock.
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from edgeexit.dvfs.state import sweep_killed_simulations
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "edgeexit", "run", "--board", "jetson-nano", "--simulate", "--cpu-khz", "max",
+           "--output", str(out)]
+    killed = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    wait_for_lines(out, 20, killed)
+    killed.kill()
+    killed.wait(timeout=30)
+    left = list(tmpdir.glob("edgeexit-sim-jetson-nano-*"))
+    assert len(left) == 1 and list(runtime_dir.glob("*.state.json")) and list(runtime_dir.glob("*.lock"))
+
+    live = subprocess.Popen(cmd[:-2] + ["--output", str(tmp_path / "live.jsonl")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        wait_for_lines(tmp_path / "live.jsonl", 20, live)
+        assert sweep_killed_simulations(min_age_s=0) == 1  # the killed run's, not the live one's
+        assert not left[0].exists() and len(list(tmpdir.glob("edgeexit-sim-*"))) == 1
+        assert len(list(runtime_dir.glob("*.state.json"))) == 1  # the live run's own
+    finally:
+        live.kill()
+        live.wait(timeout=30)
+    # The CLI path: a fresh session sweeps trees older than a minute.
+    for stale in tmpdir.glob("edgeexit-sim-*"):
+        os.utime(str(stale), (time.time() - 120, time.time() - 120))
+    assert cli("run", "--board", "jetson-nano", "--simulate", "--limit", "1").returncode == 0
+    assert not list(tmpdir.glob("edgeexit-sim-*"))
+    assert not list(runtime_dir.glob("*.state.json")) and not list(runtime_dir.glob("*.lock"))
