@@ -62,6 +62,9 @@ class DvfsPlanner(RuntimeHooks):
         if mode == "planned" and not policy.forecasts:
             raise EdgeExitError("--dvfs planned needs a policy that forecasts its exit (predictive, pe-heuristic, oracle); "
                                 "policy {} does not: use race, worst-case or governor".format(policy.name))
+        if mode == "worst-case" and deadline_ms is None and period_ms is None:
+            raise EdgeExitError("--dvfs worst-case picks the lowest clock that meets a deadline, and none was given: "
+                                "add --deadline-ms (or --period-ms), or use --dvfs race")
         self.mode = mode
         self.cost = cost
         self.policy = policy

@@ -75,6 +75,15 @@ def test_the_planner_takes_the_clock_from_the_governor(bundle_rt, board, policy,
             assert governor == "userspace" or lo == hi, (pol.name, governor, lo, hi)
 
 
+def test_worst_case_needs_a_deadline(bundle_rt):
+    from edgeexit.errors import EdgeExitError
+
+    b, rt = bundle_rt
+    with pytest.raises(EdgeExitError, match="worst-case picks the lowest clock that meets a deadline"):
+        _run(b, rt, "threshold", "worst-case", None, None)
+    assert _run(b, rt, "threshold", "worst-case", None, 10.0).summary["deadline_miss_rate"] == 0.0  # the period bounds it
+
+
 def test_planned_needs_a_forecasting_policy(bundle_rt):
     from edgeexit.errors import EdgeExitError
 
