@@ -9,6 +9,7 @@ one. Every number it produces is labelled ``simulated``.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.bundle.manifest import SegmentSpec
@@ -96,7 +97,7 @@ class SimulatedBoardProbe(BoardProbe):
         if publish and latency_ms > 0:
             avg = energy_mj / self._t_s  # mJ / s = mW, averaged over the inference
             busy = self.physics.power(self._f, True)
-            self.publish(PowerBreakdown(avg, busy.cpu_mw, busy.gpu_mw, busy.mem_mw, busy.other_mw))
+            self.publish(dataclasses.replace(busy, total_mw=avg))
             self._published_s = self._clock_s
         self._clock_s += self._t_s
         if self.period_ms is not None:

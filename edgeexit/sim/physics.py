@@ -42,6 +42,7 @@ class PowerBreakdown:
     gpu_mw: float
     mem_mw: float
     other_mw: float
+    cpu_voltage_mv: float = 0.0  # the CPU rail's voltage at this operating point (the Pi 5 PMIC reports it)
 
 
 class BoardPhysics:
@@ -111,7 +112,8 @@ class BoardPhysics:
         gpu = self.pm.gpu_static_mw or 0.0
         mem = self.pm.mem_active_mw if busy else 0.0
         other = self.pm.idle_board_mw
-        return PowerBreakdown(total_mw=cpu + gpu + mem + other, cpu_mw=cpu, gpu_mw=gpu, mem_mw=mem, other_mw=other)
+        return PowerBreakdown(total_mw=cpu + gpu + mem + other, cpu_mw=cpu, gpu_mw=gpu, mem_mw=mem, other_mw=other,
+                              cpu_voltage_mv=op.voltage_mv)
 
     def segment_energy_mj(self, macs: int, freq_khz: int) -> float:
         return self.power(freq_khz, True).total_mw * self.segment_s(macs, freq_khz)

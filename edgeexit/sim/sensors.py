@@ -34,7 +34,7 @@ def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     return out
 
 
-def publish_to_kernel(kernel: Any, board: BoardConfig, physics: BoardPhysics) -> Optional[Callable[[PowerBreakdown], None]]:
+def publish_to_kernel(kernel: Any, board: BoardConfig) -> Optional[Callable[[PowerBreakdown], None]]:
     """A callback writing a modelled breakdown into the simulated sensors, in the board's layout."""
     power = board.power
     if power.sensor == "none":
@@ -42,10 +42,9 @@ def publish_to_kernel(kernel: Any, board: BoardConfig, physics: BoardPhysics) ->
 
     def publish(bd: PowerBreakdown) -> None:
         if power.sensor == "pi5-pmic":
-            # VDD_CORE carries the CPU at its (modelled) core voltage; the other PMIC rails share
-            # 80% of the rest (the 5 V input losses and USB/PCIe loads are on no PMIC rail).
-            op = physics.opp(physics.freqs_khz[-1])
-            core_mv = op.voltage_mv
+            # VDD_CORE carries the CPU at the operating point's (modelled) core voltage; the other PMIC
+            # rails share 80% of the rest (the 5 V input losses and USB/PCIe loads are on no PMIC rail).
+            core_mv = bd.cpu_voltage_mv
             kernel.set_rail("VDD_CORE", core_mv, bd.cpu_mw / core_mv * 1000.0)
             others = [r for r in power.pmic_rails if r != "VDD_CORE"]
             share = 0.8 * (bd.total_mw - bd.cpu_mw) / len(others)
@@ -61,7 +60,7 @@ def publish_to_kernel(kernel: Any, board: BoardConfig, physics: BoardPhysics) ->
 def publish_idle(kernel: Any, board: BoardConfig, physics: BoardPhysics) -> None:
     """Show the idle board at the clock the tree runs now: after `sim init`, and after a run restored it
     (a real sensor stops reading the run's load when the run ends)."""
-    publish = publish_to_kernel(kernel, board, physics)
+    publish = publish_to_kernel(kernel, board)
     if publish is not None and board.cpu_policies:
         cur_khz = kernel.load_state()["cpufreq"][board.cpu_policies[0].name]["cur"]
         publish(physics.power(cur_khz, False))

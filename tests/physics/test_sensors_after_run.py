@@ -7,6 +7,7 @@ them back through the same meters a real board uses and compare with the board m
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Tuple
 
@@ -32,10 +33,14 @@ THREADS = 4
 TOLERANCE_MW = {"ina3221-iio": 1.0, "ina3221-hwmon": 2.5}
 
 
-def _run_on_tree(board: str, tree: Path, cpu_khz: int) -> Tuple[dict, PowerReading]:
-    """Three inferences of `full` pinned at ``cpu_khz``; returns the summary and what the board's meter
-    reads while the session holds the board. Once the session has restored the board, the meter must
-    read what it read on the fresh tree: the idle board at the restored clock."""
+PMIC_TEXT = ".edgeexit-sim/vcgencmd/pmic_read_adc"
+
+
+def _run_on_tree(board: str, tree: Path, cpu_khz: int) -> Tuple[dict, PowerReading, str]:
+    """Three inferences of `full` pinned at ``cpu_khz``; returns the summary, what the board's meter
+    reads while the session holds the board, and the Pi 5 PMIC text then ("" on other boards). Once the
+    session has restored the board, the meter must read what it read on the fresh tree: the idle board
+    at the restored clock."""
     json_out(edgeexit("sim", "init", "--board", board, "--json", str(tree)))
     fresh = board_meter(resolve_target(board, tree)).read()
     bundle = load_bundle()
@@ -44,11 +49,12 @@ def _run_on_tree(board: str, tree: Path, cpu_khz: int) -> Tuple[dict, PowerReadi
         ex = execute(bundle, rt, make_policy("full", bundle), bundle.split("evaluation").take(3), session=session,
                      threads=THREADS)
         during = board_meter(resolve_target(board, tree)).read()
+        pmic_text = (tree / PMIC_TEXT).read_text() if (tree / PMIC_TEXT).is_file() else ""
     assert ex.summary["simulated"] is True
     after = board_meter(resolve_target(board, tree)).read()
     assert after.rails_mw == fresh.rails_mw and after.total_mw == fresh.total_mw
     assert during.total_mw > fresh.total_mw  # the run's load showed while it ran
-    return ex.summary, during
+    return ex.summary, during, pmic_text
 
 
 def _mean_power_mw(summary: dict) -> float:
@@ -65,7 +71,7 @@ def test_ina3221_reads_the_modelled_power(tmp_path: Path, board: str, cpu_khz: i
     physics = BoardPhysics(load_profile(cfg), threads=THREADS)
     if cpu_khz not in physics.freqs_khz:
         cpu_khz = physics.freqs_khz[len(physics.freqs_khz) // 2]
-    s, r = _run_on_tree(board, tmp_path / "tree", cpu_khz)
+    s, r, _ = _run_on_tree(board, tmp_path / "tree", cpu_khz)
     assert isinstance(board_meter(resolve_target(board, tmp_path / "tree")), Ina3221Meter)
     tol = TOLERANCE_MW[cfg.power.sensor]
     avg = _mean_power_mw(s)
@@ -84,7 +90,7 @@ def test_ina3221_reads_the_modelled_power(tmp_path: Path, board: str, cpu_khz: i
 def test_pi5_pmic_reads_the_modelled_power(tmp_path: Path, cpu_khz: int):
     board = "raspberry-pi-5"
     physics = BoardPhysics(load_profile(load_board(board)), threads=THREADS)
-    s, r = _run_on_tree(board, tmp_path / "tree", cpu_khz)
+    s, r, text = _run_on_tree(board, tmp_path / "tree", cpu_khz)
     # the meter reads .edgeexit-sim/vcgencmd/pmic_read_adc instead of running vcgencmd
     assert isinstance(board_meter(resolve_target(board, tmp_path / "tree")), Pi5PmicMeter)
     cpu = physics.power(cpu_khz, True).cpu_mw
@@ -93,6 +99,9 @@ def test_pi5_pmic_reads_the_modelled_power(tmp_path: Path, cpu_khz: int):
     # loads are on no PMIC rail), so the PMIC sum is below the modelled board power, as on a real Pi 5.
     assert r.rails_mw["VDD_CORE"] == pytest.approx(cpu, abs=0.01)
     assert r.total_mw == pytest.approx(cpu + 0.8 * (avg - cpu), abs=0.05)
+    # ... at the core voltage of the operating point that ran (it used to be f_max's, whatever ran)
+    core_v = float(re.search(r"VDD_CORE_V volt\(\d+\)=([0-9.]+)V", text).group(1))
+    assert core_v * 1000.0 == pytest.approx(physics.opp(cpu_khz).voltage_mv, abs=0.01)
     assert r.total_mw < avg
     assert r.input_voltage_mv == pytest.approx(5100.0)
 
