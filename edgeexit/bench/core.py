@@ -27,8 +27,8 @@ from edgeexit.offline import per_sample_cost, replay
 from edgeexit.policies import make_policy
 from edgeexit.policies.oracle import earliest_correct
 from edgeexit.policies.predictive import enabled_exits
-from edgeexit.probes import warn_meter_ignored
 from edgeexit.policy_calibration import calibrate_all
+from edgeexit.probes import warn_meter_ignored
 from edgeexit.runtime import Runtime
 from edgeexit.sim.physics import BoardPhysics
 
