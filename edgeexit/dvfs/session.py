@@ -49,6 +49,15 @@ class BoardTarget:
         return "board {} (kernel {} rules, {}) root {}{}".format(
             self.board.name, self.board.kernel, self.board.kernel_version, self.root, how)
 
+    def show_idle_sensors(self) -> None:
+        """On an in-process simulated tree, the sensors read the idle board at the clock the tree runs now,
+        as a real sensor does once the load ends (a killed run may have left one half published)."""
+        if self.sim is not None and self.tmpdir is None:
+            from edgeexit.sim.physics import BoardPhysics
+            from edgeexit.sim.sensors import publish_idle
+
+            publish_idle(self.sim, self.board, BoardPhysics(self.profile))
+
     def cleanup(self) -> None:
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
@@ -203,11 +212,7 @@ class BoardSession(BoardTarget):
                     _warn(c.describe())  # the user sees the saved values here; nothing is kept for later
                 self._snapshot = None
                 self.state_file.unlink()
-            if self.sim is not None and self.tmpdir is None:
-                from edgeexit.sim.physics import BoardPhysics
-                from edgeexit.sim.sensors import publish_idle
-
-                publish_idle(self.sim, self.board, BoardPhysics(self.profile))  # the run's load has ended
+            self.show_idle_sensors()
         finally:
             if self._old_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
@@ -262,6 +267,8 @@ def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = F
     session._lock.acquire()
     try:
         found = session.restore_stale(force=force)
+        if found:
+            session.show_idle_sensors()
     finally:
         session._lock.release()
     return {"board": target.board.name, "root": str(target.root), "simulated": target.simulated,

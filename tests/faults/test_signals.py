@@ -105,3 +105,24 @@ def test_a_killed_simulate_run_leaves_nothing_for_long(tmp_path: Path, runtime_d
     assert cli("run", "--board", "jetson-nano", "--simulate", "--limit", "1").returncode == 0
     assert not list(tmpdir.glob("edgeexit-sim-*"))
     assert not list(runtime_dir.glob("*.state.json")) and not list(runtime_dir.glob("*.lock"))
+
+
+@pytest.mark.parametrize("board", ["raspberry-pi-5", "jetson-orin-nano"])
+def test_restore_after_sigkill_shows_the_idle_board_on_the_sensors(tmp_path: Path, board: str) -> None:
+    # The killed run left its load (perhaps half published) on the simulated sensors; once `edgeexit
+    # restore` has put the clocks back they read the idle board again: the whole tree, measurements too.
+    from tests.sim.helpers import snapshot
+
+    make_tree(tmp_path / "t", board)
+    before = snapshot(tmp_path / "t")
+    out = tmp_path / "out.jsonl"
+    proc = start_run(tmp_path / "t", out, "--cpu-khz", "max", "--threads", "4", board=board)
+    wait_for_lines(out, 300, proc)
+    proc.kill()
+    proc.wait(timeout=30)
+    proc.stdout.close()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+    assert diff(snapshot(tmp_path / "t"), before) != []
+    res = cli("restore", "--board", board, "--sysfs-root", str(tmp_path / "t"))
+    assert res.returncode == 0, res.stderr
+    assert diff(snapshot(tmp_path / "t"), before) == []
