@@ -39,9 +39,14 @@ class Samples:
 
 
 def read_samples(path: Path, spec: InputSpec, num_classes: int) -> Samples:
-    """Read and check an npz of samples against the bundle's input spec."""
+    """Read and check samples against the bundle's input spec: an .npz with x (and optionally y), or an
+    .npy holding x alone."""
     try:
-        with np.load(str(path), allow_pickle=False) as f:
+        loaded = np.load(str(path), allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            check_samples(loaded, None, spec, num_classes, str(path))
+            return Samples(loaded, None, str(path))
+        with loaded as f:
             if "x" not in f.files:
                 raise InputDataError(
                     "{} has no 'x' array (it has: {}); save samples with np.savez(path, x=..., y=...)".format(

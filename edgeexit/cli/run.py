@@ -32,8 +32,8 @@ Examples:
     "input_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="An .npz with x (raw samples, the bundle's input shape and raw dtype) and optionally y (labels). "
-    "Default: the bundle's own held-out evaluation split.",
+    help="An .npz with x (raw samples, the bundle's input shape and raw dtype) and optionally y (labels), or an "
+    ".npy holding x alone. Default: the bundle's own held-out evaluation split.",
 )
 @click.option(
     "--policy",

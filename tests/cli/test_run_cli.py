@@ -93,6 +93,17 @@ def test_labels_wrong(tmp_path: Path):
     assert_one_line_error(edgeexit("run", "--input", str(p)), "labels")
 
 
+def test_npy_of_samples_alone(tmp_path: Path):
+    # A plain .npy is x without labels (np.load returns an array, not an archive: it used to crash).
+    good = tmp_path / "x.npy"
+    np.save(str(good), np.zeros((3, 28, 28, 1), np.uint8))
+    s = json_out(edgeexit("run", "--input", str(good), "--json"))
+    assert s["n"] == 3 and s["accuracy"] is None
+    bad = tmp_path / "bad.npy"
+    np.save(str(bad), np.zeros((3, 28, 28), np.uint8))
+    assert_one_line_error(edgeexit("run", "--input", str(bad)), "x has shape (3, 28, 28)", "reshape")
+
+
 def test_unreadable_npz(tmp_path: Path):
     p = tmp_path / "junk.npz"
     p.write_bytes(b"PK\x03\x04 garbage")
