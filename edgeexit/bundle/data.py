@@ -73,6 +73,8 @@ def check_samples(x: np.ndarray, y: Optional[np.ndarray], spec: InputSpec, num_c
                 source, tuple(x.shape), ", ".join(map(str, want))
             )
         )
+    if x.shape[0] == 0:
+        raise InputDataError("{} holds no samples (x has shape {}); pass a file with at least one".format(source, tuple(x.shape)))
     if x.dtype != np.dtype(spec.raw_dtype):
         raise InputDataError(
             "{}: x has dtype {} but the model expects raw {} samples (preprocessing: x * {:g} + {:g}); convert with "

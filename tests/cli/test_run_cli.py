@@ -102,6 +102,9 @@ def test_npy_of_samples_alone(tmp_path: Path):
     bad = tmp_path / "bad.npy"
     np.save(str(bad), np.zeros((3, 28, 28), np.uint8))
     assert_one_line_error(edgeexit("run", "--input", str(bad)), "x has shape (3, 28, 28)", "reshape")
+    empty = tmp_path / "empty.npy"
+    np.save(str(empty), np.zeros((0, 28, 28, 1), np.uint8))
+    assert_one_line_error(edgeexit("run", "--input", str(empty)), "holds no samples", "at least one")
 
 
 def test_unreadable_npz(tmp_path: Path):
