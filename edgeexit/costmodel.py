@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -136,10 +137,39 @@ def _read_profile(path: Path, bundle: Bundle, board: Optional[str]) -> Dict[str,
         raise CalibrationError("profile {} was measured on {} but this run is on {}; profile this board".format(path, data.get("board"), board))
     if data.get("manifest_sha256") != manifest_sha256(bundle):
         raise CalibrationError("profile {} was measured for another model; run `edgeexit profile --model {}`".format(path, bundle.root))
-    missing = [s.label for s in bundle.blocks + bundle.exits if s.label not in data.get("segments", {})]
+    segments = data.get("segments")
+    missing = [s.label for s in bundle.blocks + bundle.exits if not isinstance(segments, dict) or s.label not in segments]
     if missing:
         raise CalibrationError("profile {} lacks segments {}; run `edgeexit profile` again".format(path, ", ".join(missing)))
+    why = _column_problem(data, [s.label for s in bundle.blocks + bundle.exits])
+    if why:
+        raise CalibrationError("profile {} is malformed ({}); run `edgeexit profile` again".format(path, why))
     return data
+
+
+def _column_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
+    """What is wrong with a profile's table (one column per CPU operating point), or None."""
+    opps = data.get("cpu_opps_khz")
+    if not isinstance(opps, list) or not opps or not all(type(f) is int and f > 0 for f in opps):
+        return "cpu_opps_khz must be a non-empty list of kHz"
+
+    def numbers(v: Any, what: str, positive: bool) -> Optional[str]:
+        ok = isinstance(v, list) and len(v) == len(opps) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive) for x in v)
+        return None if ok else "{} needs {} finite{} numbers, one per operating point".format(
+            what, len(opps), " positive" if positive else "")
+
+    for label in labels:
+        seg = data["segments"][label]
+        why = numbers(seg.get("latency_ms") if isinstance(seg, dict) else None, label + " latency_ms", True)
+        if why:
+            return why
+    for key in ("busy_power_mw", "idle_power_mw"):
+        if data.get(key) is not None:
+            why = numbers(data[key], key, True)
+            if why:
+                return why
+    return None
 
 
 def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional[CostModel] = None) -> ProfileCostModel:

@@ -115,10 +115,17 @@ def test_unusable_profile_for_run_is_one_line(profiles, tmp_path: Path):
         "other.json": json.dumps({"x": 1}),
         "noboard.json": json.dumps({k: v for k, v in good.items() if k != "board"}),
         "pi5.json": json.dumps(dict(good, board="raspberry-pi-5")),
+        # a broken table used to end in a traceback (IndexError) or "no column for None kHz"
+        "noopps.json": json.dumps(dict(good, cpu_opps_khz=[])),
+        "textlatency.json": json.dumps(dict(good, segments=dict(good["segments"], block0=dict(
+            good["segments"]["block0"], latency_ms=["x"] * len(good["cpu_opps_khz"]))))),
+        "shortpower.json": json.dumps(dict(good, busy_power_mw=[1000.0])),
     }
     needles = {"missing.json": "No such file or directory", "torn.json": "cannot read profile",
                "other.json": "not an edgeexit profile", "noboard.json": "names no board",
-               "pi5.json": "measured on raspberry-pi-5 but this run is on jetson-nano"}
+               "pi5.json": "measured on raspberry-pi-5 but this run is on jetson-nano",
+               "noopps.json": "cpu_opps_khz must be a non-empty list",
+               "textlatency.json": "block0 latency_ms needs", "shortpower.json": "busy_power_mw needs"}
     for name, text in cases.items():
         path = tmp_path / name
         if text is not None:
@@ -126,3 +133,5 @@ def test_unusable_profile_for_run_is_one_line(profiles, tmp_path: Path):
         p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--policy", "predictive", "--deadline-ms", "4",
                      "--profile", str(path), "--limit", "2")
         assert_one_line_error(p, needles[name], "edgeexit profile" if name != "pi5.json" else "profile this board")
+    p = edgeexit("calibrate", "--eenet-budget-ms", "0.5", "--latency-profile", str(tmp_path / "textlatency.json"))
+    assert_one_line_error(p, "block0 latency_ms needs", "edgeexit profile")
