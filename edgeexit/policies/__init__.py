@@ -1,7 +1,10 @@
 """Exit policies, selectable by name (``edgeexit run --policy NAME``)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, List
+
+import numpy as np
 
 from edgeexit.bundle import Bundle
 from edgeexit.errors import CalibrationError, EdgeExitError, PolicyError
@@ -72,7 +75,13 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     if factory is None:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))
     try:
-        return factory(bundle, **options)
+        policy = factory(bundle, **options)
+        for attr in ("thresholds", "tau", "beta"):  # NaN/inf parse as floats but no confidence compares with them
+            values = getattr(policy, attr, None)
+            if values is not None and not all(math.isfinite(float(v)) for v in np.atleast_1d(values)):
+                raise CalibrationError("calibration.json: {}'s {} are not all finite numbers; run `edgeexit calibrate` "
+                                       "again".format(name, attr))
+        return policy
     except EdgeExitError:
         raise  # the factory's own one-line errors (no confidence heads, no calibration) name their fix
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:

@@ -73,3 +73,17 @@ def test_eenet_entry_mutated(bundle_and_table: Any, small: Any) -> None:
 @given(mutated(SMALL["pe-heuristic"]))
 def test_pe_heuristic_entry_mutated(bundle_and_table: Any, small: Any) -> None:
     _check(bundle_and_table, "pe-heuristic", small)
+
+
+@pytest.mark.parametrize("name,key", [("threshold", "thresholds"), ("predictive", "thresholds"), ("eenet", "thresholds"),
+                                      ("pe-heuristic", "tau"), ("pe-heuristic", "beta")])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_thresholds_are_refused(bundle_and_table: Any, name: str, key: str, bad: float) -> None:
+    # json.loads reads NaN and Infinity; no confidence compares with them, so every sample would run to the
+    # final exit (or exit at once) without a word.
+    b = bundle_and_table[0]
+    entry = dict(CAL[name])
+    entry[key] = bad if key == "beta" else [bad] + list(entry[key][1:])
+    b.calibration = dict(CAL, **{name: entry})
+    with pytest.raises(CalibrationError, match="{}'s {} are not all finite numbers".format(name, key)):
+        make_policy(name, b)
