@@ -2,13 +2,18 @@
 simulated tree equals the original byte for byte and the JSONL output parses line by line."""
 from __future__ import annotations
 
+import os
 import random
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from edgeexit.dvfs.state import sweep_killed_simulations
 from tests.faults.helpers import check_jsonl, cli, diff, start_run, tree, wait_for_lines
 from tests.sim.helpers import fuse_mount, make_tree
 
@@ -68,13 +73,6 @@ def test_a_killed_simulate_run_leaves_nothing_for_long(tmp_path: Path, runtime_d
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # A SIGKILLed --simulate run cannot delete its private tree, lock and state file; the next --simulate
     # session does, once the tree is a minute old and no live run holds its lock.
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    from edgeexit.dvfs.state import sweep_killed_simulations
-
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmpdir))
@@ -82,14 +80,14 @@ def test_a_killed_simulate_run_leaves_nothing_for_long(tmp_path: Path, runtime_d
     out = tmp_path / "out.jsonl"
     cmd = [sys.executable, "-m", "edgeexit", "run", "--board", "jetson-nano", "--simulate", "--cpu-khz", "max",
            "--output", str(out)]
-    killed = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    killed = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True)
     wait_for_lines(out, 20, killed)
     killed.kill()
-    killed.wait(timeout=30)
+    killed.communicate(timeout=30)
     left = list(tmpdir.glob("edgeexit-sim-jetson-nano-*"))
     assert len(left) == 1 and list(runtime_dir.glob("*.state.json")) and list(runtime_dir.glob("*.lock"))
 
-    live = subprocess.Popen(cmd[:-2] + ["--output", str(tmp_path / "live.jsonl")], stdout=subprocess.PIPE,
+    live = subprocess.Popen(cmd[:-2] + ["--output", str(tmp_path / "live.jsonl")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, universal_newlines=True)
     try:
         wait_for_lines(tmp_path / "live.jsonl", 20, live)
@@ -98,7 +96,7 @@ def test_a_killed_simulate_run_leaves_nothing_for_long(tmp_path: Path, runtime_d
         assert len(list(runtime_dir.glob("*.state.json"))) == 1  # the live run's own
     finally:
         live.kill()
-        live.wait(timeout=30)
+        live.communicate(timeout=30)
     # The CLI path: a fresh session sweeps trees older than a minute.
     for stale in tmpdir.glob("edgeexit-sim-*"):
         os.utime(str(stale), (time.time() - 120, time.time() - 120))
