@@ -1,5 +1,6 @@
 """SIGKILL at random points of `edgeexit run` then `edgeexit restore`, and SIGTERM: after each the
-simulated tree equals the original byte for byte and the JSONL output parses line by line."""
+simulated tree equals the original byte for byte and the JSONL output parses line by line. A killed
+`--simulate` run's private tree is swept by the next `--simulate` session."""
 from __future__ import annotations
 
 import os
