@@ -6,7 +6,7 @@ exit table with the runtime's own policy code (edgeexit.offline).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -265,16 +265,26 @@ def calibrate_confidence_head(rt: Runtime, data: CalibrationData, target: float)
 
 def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int = 0, metric: str = "max_softmax",
                   eenet_budget_macs: Optional[float] = None, eenet_budget_ms: Optional[float] = None,
-                  latency: Optional[SegmentLatency] = None) -> Dict[str, Any]:
-    """Every policy for one target (eenet for its budget where one is given); returns the calibration.json entries."""
+                  latency: Optional[SegmentLatency] = None,
+                  progress: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:
+    """Every policy for one target (eenet for its budget where one is given); returns the calibration.json
+    entries. ``progress(policy, done, total)`` is told before each policy is fitted, and once at the end."""
     out: Dict[str, Any] = {}
+    total = 5
+    tell = progress or (lambda stage, done, n: None)
+    tell("threshold", 0, total)
     thr = calibrate_threshold(data, target, metric)
     out["threshold"] = thr.to_dict()
+    tell("predictive (training the forecasters)", 1, total)
     out["predictive"] = calibrate_predictive(rt, data, thr.thresholds if metric == "max_softmax" else
                                              calibrate_threshold(data, target).thresholds, target, seed=seed)
+    tell("pe-heuristic", 2, total)
     out["pe-heuristic"] = calibrate_pe_heuristic(rt, data, target)
+    tell("eenet", 3, total)
     out["eenet"] = calibrate_eenet(rt, data, target, eenet_budget_macs, seed, eenet_budget_ms, latency)
+    tell("confidence-head", 4, total)
     conf = calibrate_confidence_head(rt, data, target)
     if conf is not None:
         out["confidence-head"] = conf
+    tell("done", total, total)
     return out

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -12,7 +11,7 @@ from edgeexit.bench.core import POLICY_NAMES, BenchConfig, run_bench
 from edgeexit.bench.plots import have_matplotlib, write_plots
 from edgeexit.bench.report import render
 from edgeexit.cli import options
-from edgeexit.cli.render import echo_json, warn
+from edgeexit.cli.render import echo_json, stages, warn
 from edgeexit.paths import writable_output
 
 EPILOG = """\b
@@ -77,19 +76,8 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
                       target_accuracy=target_accuracy, seed=seed, limit=limit, threads=threads, interpreter=interpreter,
                       sweep=not no_sweep, sensitivity=False if no_sensitivity else None, meter=meter)
     writable_output(out_dir, "the benchmark", "--out DIR", directory=True)  # before minutes of work, not after
-    bar = click.progressbar(length=1, label="bench", file=sys.stderr) if sys.stderr.isatty() else None
-
-    def progress(arm: str, i: int, total: int) -> None:
-        if bar is not None:
-            bar.length = total
-            bar.label = "bench: {}".format(arm)
-            bar.update(i - bar.pos)
-        else:
-            click.echo("edgeexit bench: {}/{} {}".format(i, total, arm), err=True)
-
-    res = run_bench(cfg, progress=progress, warn=warn)
-    if bar is not None:
-        bar.render_finish()
+    with stages("bench") as progress:
+        res = run_bench(cfg, progress=progress, warn=warn)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = []
     if have_matplotlib():

@@ -13,7 +13,7 @@ from edgeexit.costmodel import SegmentLatency
 from edgeexit.paths import writable_output
 from edgeexit.policy_calibration import calibrate_all
 from edgeexit.cli import options
-from edgeexit.cli.render import echo_json, table
+from edgeexit.cli.render import echo_json, stages, table
 from edgeexit.runtime import Runtime
 
 
@@ -107,8 +107,9 @@ def command(
             from edgeexit.profiling import host_segment_latency  # only this case times segments
 
             latency = host_segment_latency(rt, quantize_inputs(samples.x[:1], bundle.manifest.input)[0])
-        entries = calibrate_all(rt, data, target, seed=seed, metric=metric, eenet_budget_macs=eenet_budget_macs,
-                                eenet_budget_ms=eenet_budget_ms, latency=latency)
+        with stages("calibrate", lines_when_piped=False) as progress:  # stderr stays one line on an error
+            entries = calibrate_all(rt, data, target, seed=seed, metric=metric, eenet_budget_macs=eenet_budget_macs,
+                                    eenet_budget_ms=eenet_budget_ms, latency=latency, progress=progress)
     meta = {"split": "calibration", "n_samples": len(samples), "full_accuracy": data.full_accuracy, "target_accuracy": target}
     bundle.calibration = dict(entries, meta=meta)
     path = bundle.save_calibration()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import click
 
@@ -50,3 +50,24 @@ def progress(total: int, label: str, enabled: bool = True) -> Iterator[Any]:
         return
     with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
         yield bar.update
+
+
+@contextmanager
+def stages(command: str, lines_when_piped: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """Progress through a few named stages, as ``update(stage, done, total)``: a bar on a terminal; else,
+    with ``lines_when_piped``, one line per stage on stderr, so long work in a log never looks hung."""
+    bar = click.progressbar(length=1, label=command, file=sys.stderr) if sys.stderr.isatty() else None
+
+    def update(stage: str, done: int, total: int) -> None:
+        if bar is not None:
+            bar.length = total
+            bar.label = "{}: {}".format(command, stage)
+            bar.update(done - bar.pos)
+        elif lines_when_piped:
+            click.echo("edgeexit {}: {}/{} {}".format(command, done, total, stage), err=True)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.render_finish()

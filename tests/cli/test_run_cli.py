@@ -88,6 +88,38 @@ def test_calibrate_checks_the_bundle_is_writable_first(tmp_path: Path):
     assert p.stdout == ""  # refused before fitting anything
 
 
+def test_calibrate_shows_progress_on_a_terminal(tmp_path: Path):
+    # Fitting takes seconds here and minutes on a board: on a terminal a bar names the policy being fitted;
+    # piped, stderr stays empty (so an error is still the only line).
+    import os
+    import subprocess
+    import sys
+
+    b = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(b))
+    master, slave = os.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "edgeexit", "calibrate", "--model", str(b)], stdout=subprocess.PIPE,
+                           stderr=slave, timeout=300)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    assert p.returncode == 0
+    for stage in ("calibrate: predictive (training the forecasters)", "calibrate: eenet", "calibrate: done"):
+        assert stage.encode() in shown, shown
+    piped = edgeexit("calibrate", "--model", str(b))
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
 def test_labels_wrong(tmp_path: Path):
     p = _npz(tmp_path, x=np.zeros((4, 28, 28, 1), np.uint8), y=np.array([0, 1, 2, 99]))
     assert_one_line_error(edgeexit("run", "--input", str(p)), "labels")
