@@ -54,17 +54,22 @@ def progress(total: int, label: str, enabled: bool = True) -> Iterator[Any]:
 
 @contextmanager
 def stages(command: str, lines_when_piped: bool = True) -> Iterator[Callable[[str, int, int], None]]:
-    """Progress through a few named stages, as ``update(stage, done, total)``: a bar on a terminal; else,
-    with ``lines_when_piped``, one line per stage on stderr, so long work in a log never looks hung."""
+    """Progress through a few named stages, as ``update(stage, done, total)`` (``total`` 0: a stage before
+    the counted ones): a bar on a terminal; else, with ``lines_when_piped``, one line per stage on stderr,
+    so long work in a log never looks hung."""
     bar = click.progressbar(length=1, label=command, file=sys.stderr) if sys.stderr.isatty() else None
 
     def update(stage: str, done: int, total: int) -> None:
         if bar is not None:
-            bar.length = total
+            bar.length = max(total, 1)
             bar.label = "{}: {}".format(command, stage)
-            bar.update(done - bar.pos)
+            if done > bar.pos:
+                bar.update(done - bar.pos)
+            else:
+                bar.render_progress()  # update(0) draws nothing: the new stage's name would not show
         elif lines_when_piped:
-            click.echo("edgeexit {}: {}/{} {}".format(command, done, total, stage), err=True)
+            count = "{}/{} ".format(done, total) if total else ""
+            click.echo("edgeexit {}: {}{}".format(command, count, stage), err=True)
 
     try:
         yield update

@@ -114,7 +114,7 @@ def test_calibrate_shows_progress_on_a_terminal(tmp_path: Path):
     finally:
         os.close(master)
     assert p.returncode == 0
-    for stage in ("calibrate: predictive (training the forecasters)", "calibrate: eenet", "calibrate: done"):
+    for stage in ("calibrate: threshold", "calibrate: predictive (training the forecasters)", "calibrate: done"):
         assert stage.encode() in shown, shown
     piped = edgeexit("calibrate", "--model", str(b))
     assert piped.returncode == 0 and piped.stderr == ""
