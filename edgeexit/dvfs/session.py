@@ -2,6 +2,8 @@
 save before the first write, and restore on exit, exceptions, Ctrl-C and SIGTERM."""
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import signal
 import sys
@@ -91,6 +93,7 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
         return BoardTarget(cfg, kernel.profile, SimulatedSysfs(kernel.root, kernel), True, kernel, tmp)
 
     root = Path(sysfs_root) if sysfs_root is not None else Path("/")
+    check_mount_alive(root)
     if not root.is_dir():
         raise DvfsError("--sysfs-root {} is not a directory".format(root))
     marker = read_marker(root)
@@ -110,6 +113,16 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
     cfg = detect_board(root) if name == "auto" else load_board(name)
     require_cpufreq(cfg, root)
     return BoardTarget(cfg, load_profile(cfg), HostSysfs(root), False, None)
+
+
+def check_mount_alive(root: Path) -> None:
+    """A FUSE mount whose `edgeexit sim mount` process died answers every access with ENOTCONN."""
+    try:
+        os.stat(str(root))
+    except OSError as err:
+        if err.errno == errno.ENOTCONN:
+            raise DvfsError("--sysfs-root {} is a FUSE mount whose server has stopped; unmount it with `edgeexit sim "
+                            "umount {}` and mount it again".format(root, root)) from None
 
 
 def require_cpufreq(cfg: BoardConfig, root: Path) -> None:

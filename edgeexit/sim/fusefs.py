@@ -200,7 +200,7 @@ def is_fuse_mount(path: Path) -> bool:
 
 def unmount(mountpoint: Path) -> None:
     """``fusermount3 -u`` (or ``fusermount -u``); a clear error when it is not mounted."""
-    if not os.path.ismount(str(mountpoint)):
+    if not is_fuse_mount(mountpoint):  # read from mountinfo: a mount whose server died cannot even be stat'ed
         raise DvfsError("{} is not mounted".format(mountpoint))
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
     if tool is None:

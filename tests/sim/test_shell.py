@@ -80,3 +80,37 @@ def test_mount_background_status_and_umount_cli(tmp_path: Path) -> None:
     while set(Path(tempfile.gettempdir()).glob("edgeexit-sim-*")) - trees_before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not set(Path(tempfile.gettempdir()).glob("edgeexit-sim-*")) - trees_before
+
+
+def test_a_mount_whose_server_died_is_named_and_can_be_unmounted(tmp_path: Path) -> None:
+    # kill -9 of `sim mount` leaves the mount behind, answering ENOTCONN to everything: the commands say
+    # so in one line, and `sim umount` still takes it down (it used to say "is not mounted").
+    import os
+    import re
+    import signal
+
+    from tests.sim.helpers import require_fuse
+
+    require_fuse()
+    mnt = tmp_path / "mnt"
+    backing = tmp_path / "tree"
+    make_tree(backing, "jetson-nano")
+    run = [sys.executable, "-m", "edgeexit"]
+    r = subprocess.run(run + ["sim", "mount", "--board", "jetson-nano", "--backing", str(backing), "--background",
+                              str(mnt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    os.kill(int(re.search(r"\(pid (\d+)", r.stderr).group(1)), signal.SIGKILL)
+    try:
+        time.sleep(0.3)
+        for cmd in (["status"], ["restore"], ["run", "--cpu-khz", "max", "--limit", "1"]):
+            p = subprocess.run(run + cmd + ["--board", "jetson-nano", "--sysfs-root", str(mnt)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+            lines = p.stderr.strip().splitlines()
+            assert p.returncode != 0 and len(lines) == 1, p.stderr
+            assert "FUSE mount whose server has stopped" in lines[0] and "edgeexit sim umount" in lines[0]
+    finally:
+        u = subprocess.run(run + ["sim", "umount", str(mnt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=60)
+    assert u.returncode == 0, u.stderr
+    assert not os.path.ismount(str(mnt))
