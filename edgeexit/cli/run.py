@@ -120,6 +120,9 @@ def command(
                 extra["cpu_khz"] = session.controller.set_cpu_khz(cpu_khz)
             if gpu_hz:
                 extra["gpu_hz"] = session.controller.set_gpu_hz(gpu_hz)
+                if session.simulated:
+                    warn("--gpu-hz is pinned, but it changes no simulated figure: the segments run on the CPU, and the "
+                         "board model charges the GPU its static power at any clock")
         rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
         writer = stack.enter_context(RecordWriter(output))
         with progress(len(samples), "inferring") as update:

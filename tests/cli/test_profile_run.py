@@ -50,7 +50,8 @@ def test_calibrate_eenet_for_a_budget_in_ms(tmp_path: Path):
 
 
 def test_an_explicit_meter_on_a_simulated_board_is_warned_about_once(tmp_path: Path):
-    # A simulated board reports modelled energy whatever --meter says: said in one line, not dropped silently.
+    # A simulated board reports modelled energy whatever --meter (or --gpu-hz) says: said in one line, not
+    # dropped silently.
     runs = {
         "run": ("run", "--limit", "2", "--meter", "joulescope"),
         "profile": ("profile", "--meter", "none", "--out", str(tmp_path / "p.json")),
@@ -61,5 +62,7 @@ def test_an_explicit_meter_on_a_simulated_board_is_warned_about_once(tmp_path: P
         p = edgeexit(*args, "--board", "jetson-nano", "--simulate")
         assert p.returncode == 0, p.stderr
         assert p.stderr.count("is ignored on a simulated board: its energy is modelled") == 1, (name, p.stderr)
+    gpu = edgeexit("run", "--limit", "2", "--board", "jetson-nano", "--simulate", "--gpu-hz", "max")
+    assert gpu.returncode == 0 and gpu.stderr.count("--gpu-hz is pinned, but it changes no simulated figure") == 1
     quiet = edgeexit("run", "--limit", "2", "--board", "jetson-nano", "--simulate")
     assert "--meter" not in quiet.stderr  # auto, the default, is not a choice to warn about
