@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Dict, List, Optional
@@ -51,7 +52,10 @@ class RecordWriter:
     def __init__(self, path: Optional[Path]) -> None:
         self.path = path
         self._f: Optional[IO[str]] = None
-        if path is not None:
+        self._own = True
+        if path is not None and str(path) == "-":  # the Unix convention: stdout, for piping into jq & co.
+            self._f, self._own = sys.stdout, False
+        elif path is not None:
             writable_output(path, "the records", "--output FILE")
             self._f = open(path, "w", encoding="utf-8")
 
@@ -61,9 +65,9 @@ class RecordWriter:
             self._f.flush()
 
     def close(self) -> None:
-        if self._f is not None:
+        if self._f is not None and self._own:
             self._f.close()
-            self._f = None
+        self._f = None
 
     def __enter__(self) -> "RecordWriter":
         return self

@@ -14,8 +14,8 @@ def warn(msg: str) -> None:
     click.echo("edgeexit: warning: {}".format(msg), err=True)
 
 
-def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+def echo_json(obj: Any, err: bool = False) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str), err=err)
 
 
 def table(rows: Sequence[Sequence[Any]], header: Optional[Sequence[str]] = None) -> str:

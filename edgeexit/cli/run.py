@@ -50,7 +50,8 @@ Examples:
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write one JSON record per inference to this JSONL file (flushed after each record).",
+    help="Write one JSON record per inference to this JSONL file (flushed after each record); '-' writes them to "
+    "stdout, and the summary then goes to stderr.",
 )
 @options.board
 @options.sysfs_root
@@ -134,13 +135,14 @@ def command(
     if session is not None:
         # filled when the session restored (after the with-block): domains someone else changed meanwhile
         summary["restore_conflicts"] = [c.describe() for c in session.restore_conflicts]
+    to_err = output is not None and str(output) == "-"  # stdout carries the records: keep it pure JSONL
     if as_json:
-        echo_json(summary)
+        echo_json(summary, err=to_err)
         return
     if summary.get("simulated"):
-        click.echo("SIMULATED board: latency and energy below come from the board model, not a measurement.")
-    click.echo(key_values({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}))
-    click.echo("exit_histogram  " + " ".join(str(c) for c in summary["exit_histogram"]))
+        click.echo("SIMULATED board: latency and energy below come from the board model, not a measurement.", err=to_err)
+    click.echo(key_values({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}), err=to_err)
+    click.echo("exit_histogram  " + " ".join(str(c) for c in summary["exit_histogram"]), err=to_err)
 
 
 def resolve_dvfs(dvfs: str, policy: Any, cpu_khz: Optional[str], on_board: bool) -> str:

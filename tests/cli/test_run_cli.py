@@ -40,6 +40,16 @@ def test_records_written_and_flushed(tmp_path: Path):
         assert key in rec
 
 
+def test_records_to_stdout_with_a_dash():
+    # `--output -` pipes the records (jq & co.); the summary moves to stderr so stdout stays pure JSONL.
+    p = edgeexit("run", "--limit", "5", "--board", "jetson-nano", "--simulate", "--output", "-", "--json")
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["index"] for r in recs] == list(range(5)) and all(r["simulated"] for r in recs)
+    assert json.loads(p.stderr[p.stderr.index("{"):])["n"] == 5
+    assert not Path("-").exists()
+
+
 def test_human_output(tmp_path: Path):
     p = edgeexit("run", "--limit", "10")
     assert p.returncode == 0, p.stderr
