@@ -68,9 +68,9 @@ def execute(
             extra["cost_model"] = cost.source
             shortest_ms = planner.shortest_ms()
             if deadline_ms is not None and warn is not None and deadline_ms < shortest_ms:
-                warn("no inference can meet --deadline-ms {:g}: the shortest path through the bundle takes {:.3f} ms at "
-                     "the maximum clock ({}); every inference will miss it, so give a longer deadline".format(
-                         deadline_ms, shortest_ms, cost.source))
+                warn("no inference can meet the {:g} ms deadline: the shortest path through the bundle takes {:.3f} ms "
+                     "at the maximum clock ({}); every inference will miss it, so give a longer --deadline-ms (or "
+                     "--period-ms)".format(deadline_ms, shortest_ms, cost.source))
         annotate = None
         if session is not None:
             ctl = session.controller

@@ -108,6 +108,15 @@ def test_bench_needs_a_board(tmp_path):
     assert_one_line_error(edgeexit("bench", "--out", str(tmp_path)), "needs a board")
 
 
+def test_warnings_come_once_not_once_per_arm(tmp_path):
+    # An impossible deadline and an ignored --meter hold for every arm: each is said once, by the first.
+    p = edgeexit("bench", "--board", "jetson-nano", "--simulate", "--limit", "10", "--no-sweep", "--no-sensitivity",
+                 "--deadline-ms", "0.05", "--period-ms", "1", "--meter", "none", "--out", str(tmp_path / "b"))
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count("no inference can meet the 0.05 ms deadline") == 1, p.stderr
+    assert p.stderr.count("--meter none is ignored on a simulated board") == 1, p.stderr
+
+
 def test_unwritable_out_fails_before_benching(tmp_path):
     from tests.cli.helpers import assert_one_line_error
 
