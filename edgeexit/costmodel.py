@@ -55,7 +55,9 @@ class PhysicsCostModel(CostModel):
     def __init__(self, physics: BoardPhysics, bundle: Bundle) -> None:
         self.physics = physics
         self.source = "board model ({})".format(physics.profile.source.name)
-        self.cpu_opps_khz = list(physics.freqs_khz)
+        # A request below a firmware floor runs the floor (Pi 5: 1.5 GHz) at the floor's voltage: it is no
+        # operating point of its own, and on the board the read-back (vcgencmd) would contradict the plan.
+        self.cpu_opps_khz = [f for f in physics.freqs_khz if f >= physics.real_floor_khz]
         self.transition_ms = physics.transition_s * 1e3
         self._macs = {s.label: s.macs for s in bundle.blocks + bundle.exits}
         self._ms: Dict[tuple, float] = {}

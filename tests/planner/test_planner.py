@@ -75,6 +75,22 @@ def test_the_planner_takes_the_clock_from_the_governor(bundle_rt, board, policy,
             assert governor == "userspace" or lo == hi, (pol.name, governor, lo, hi)
 
 
+@pytest.mark.parametrize("policy,mode", [("predictive", "planned"), ("threshold", "governor"), ("threshold", "worst-case")])
+def test_requests_below_a_firmware_floor_are_not_operating_points(bundle_rt, policy, mode):
+    # The Pi 5 firmware runs 1.5 GHz for any lower request (at 1.5 GHz's voltage): such a request is no
+    # operating point of its own. Planning or emulating ondemand with them charged clock transitions where
+    # the clock never changes (the governor baseline's energy per inference came out 72% too high).
+    from edgeexit.costmodel import PhysicsCostModel
+    from edgeexit.sim.physics import BoardPhysics
+
+    b, rt = bundle_rt
+    ex = _run(b, rt, policy, mode, 4.0, 10.0, board="raspberry-pi-5")
+    with open_board("raspberry-pi-5", simulate=True) as session:
+        physics = BoardPhysics(session.profile)
+    assert physics.real_floor_khz == 1500000 and min(PhysicsCostModel(physics, b).cpu_opps_khz) == 1500000
+    assert min(f for r in ex.records for f in r["cpu_khz_trace"]) >= 1500000
+
+
 def test_worst_case_needs_a_deadline(bundle_rt):
     from edgeexit.errors import EdgeExitError
 
