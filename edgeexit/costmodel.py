@@ -155,22 +155,20 @@ def _column_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
     if not isinstance(opps, list) or not opps or not all(type(f) is int and f > 0 for f in opps):
         return "cpu_opps_khz must be a non-empty list of kHz"
 
-    def numbers(v: Any, what: str, positive: bool) -> Optional[str]:
+    def column(v: Any, what: str) -> Optional[str]:
         ok = isinstance(v, list) and len(v) == len(opps) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive) for x in v)
-        return None if ok else "{} needs {} finite{} numbers, one per operating point".format(
-            what, len(opps), " positive" if positive else "")
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v)
+        return None if ok else "{} needs {} finite positive numbers, one per operating point".format(what, len(opps))
 
     for label in labels:
         seg = data["segments"][label]
-        why = numbers(seg.get("latency_ms") if isinstance(seg, dict) else None, label + " latency_ms", True)
+        why = column(seg.get("latency_ms") if isinstance(seg, dict) else None, label + " latency_ms")
         if why:
             return why
     for key in ("busy_power_mw", "idle_power_mw"):
-        if data.get(key) is not None:
-            why = numbers(data[key], key, True)
-            if why:
-                return why
+        why = column(data[key], key) if data.get(key) is not None else None
+        if why:
+            return why
     return None
 
 
