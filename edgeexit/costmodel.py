@@ -202,15 +202,12 @@ class SegmentLatency:
     @classmethod
     def from_profile(cls, path: Path, bundle: Bundle, freq_khz: Optional[int] = None) -> "SegmentLatency":
         """Latencies from an ``edgeexit profile`` file, at ``freq_khz`` (default: its fastest point)."""
-        data = _read_profile(path, bundle, None)
-        try:
-            opps = [int(f) for f in data["cpu_opps_khz"]]
-            col = opps.index(int(freq_khz)) if freq_khz is not None else opps.index(max(opps))
-            ms = {s.label: float(data["segments"][s.label]["latency_ms"][col]) for s in bundle.blocks + bundle.exits}
-        except ValueError:
+        data = _read_profile(path, bundle, None)  # its table is checked there: one column per operating point
+        opps = data["cpu_opps_khz"]
+        f = max(opps) if freq_khz is None else int(freq_khz)
+        if f not in opps:
             raise CalibrationError("profile {} has no column for {} kHz; pick one of {}".format(
-                path, freq_khz, ", ".join(str(f) for f in data.get("cpu_opps_khz", [])))) from None
-        except (KeyError, TypeError, IndexError) as err:
-            raise CalibrationError("profile {} is malformed ({}); run `edgeexit profile` again".format(path, err)) from None
-        f = freq_khz if freq_khz is not None else max(opps)
+                path, f, ", ".join(str(o) for o in opps)))
+        col = opps.index(f)
+        ms = {s.label: float(data["segments"][s.label]["latency_ms"][col]) for s in bundle.blocks + bundle.exits}
         return cls(ms, "profile {} at {} kHz ({} latency, board {})".format(path, f, data.get("latency_source", "?"), data.get("board", "?")))
