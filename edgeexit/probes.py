@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
 from edgeexit.energy.sampler import Sampler
@@ -22,32 +22,16 @@ from edgeexit.sim.physics import BoardPhysics
 from edgeexit.sim.sensors import publish_to_kernel
 
 
-def simulated_pmic_runner(root: Path) -> Callable[[Sequence[str]], str]:
-    """``vcgencmd pmic_read_adc`` on a simulated Raspberry Pi 5: the text its simulated kernel renders
-    (``.edgeexit-sim/vcgencmd/pmic_read_adc`` under ``root``), in the real command's format."""
-    from edgeexit.sim.kernel import PMIC_ADC
-
-    path = Path(root) / PMIC_ADC
-
-    def run(argv: Sequence[str]) -> str:
-        return path.read_text()
-
-    return run
-
-
 def board_meter(target: Any, kind: str = "auto") -> Any:
     """The power meter of a board target (real or simulated), always through the real backends.
 
     On a simulated tree the INA3221 backends read its sensor files exactly like a real board's; the
-    Pi 5 PMIC backend gets :func:`simulated_pmic_runner` instead of running ``vcgencmd``. Raises
+    Pi 5 PMIC backend runs the target's ``vcgencmd`` (on a simulated tree, its simulated firmware's answers). Raises
     :class:`~edgeexit.errors.SensorMissingError` where the board has no sensor (Pi 4).
     """
     from edgeexit.energy.factory import meter_for_board
 
-    runner = None
-    if target.simulated and target.board.power.sensor == "pi5-pmic" and kind in ("auto", "pmic"):
-        runner = simulated_pmic_runner(target.root)
-    return meter_for_board(target.board.power, target.root, kind=kind, runner=runner)
+    return meter_for_board(target.board.power, target.root, kind=kind, runner=target.vcgencmd())
 
 
 class MeterProbe(BoardProbe):

@@ -32,7 +32,7 @@ from edgeexit.bundle import Bundle
 from edgeexit.costmodel import PROFILE_SCHEMA, SegmentLatency, manifest_sha256
 from edgeexit.errors import ProfileError
 from edgeexit.paths import writable_output
-from edgeexit.probes import board_meter, simulated_pmic_runner  # noqa: F401  (re-exported: profile, status, tests)
+from edgeexit.probes import board_meter  # noqa: F401  (re-exported: profile, status, tests)
 from edgeexit.sim.physics import BoardPhysics
 
 GPU_NOT_SWEPT = (
@@ -145,9 +145,6 @@ def profile_bundle(
                     on_progress(1)
             busy.append(round(physics.power(eff, True).total_mw, 6))
             idle.append(round(physics.idle_mw(eff), 6))
-        if physics.real_floor_khz:
-            notes.append("the firmware floors the real CPU clock at {} kHz (board model): operating points below it "
-                         "run at the floor, so their columns are equal".format(physics.real_floor_khz))
         notes.append("SIMULATED: latency and energy come from the board model ({}), not from the host clock "
                      "or a meter".format(session.profile.source.name))
         data.update({"latency_source": "simulated", "energy_source": "simulated",
@@ -161,8 +158,21 @@ def profile_bundle(
         data["transition_ms"] = session.profile.cpu.transition_latency_ns / 1e6
         notes.append("transition_ms is the firmware profile's transition latency, not a measurement")
     data["effective_cpu_khz"] = effective
+    notes.extend(_not_honoured_notes(ctl, opps, effective))
     data["notes"] = notes + [data["gpu_dvfs"]["why"]]
     return data
+
+
+def _not_honoured_notes(ctl: Any, opps: List[int], effective: List[int]) -> List[str]:
+    """One note per clock that ran in place of others (a firmware floor, a cap), with where it was read."""
+    ran = {}  # type: Dict[int, List[int]]
+    for f, eff in zip(opps, effective):
+        if eff != f:
+            ran.setdefault(eff, []).append(f)
+    sources = sorted({e.source for e in ctl.honour_events if e.domain == ctl.cpus[0].name}) or ["the read-back"]
+    return ["operating points {} kHz ran at {} kHz (read back from {}): the firmware did not follow the request, "
+            "so their columns are {}'s".format(", ".join(str(f) for f in asked), eff, " and ".join(sources), eff)
+            for eff, asked in sorted(ran.items())]
 
 
 def host_segment_latency(runtime: Any, sample_q: np.ndarray, repeats: int = 30, min_s: float = 0.01) -> SegmentLatency:

@@ -49,8 +49,12 @@ def collect(target: Any) -> Dict[str, Any]:
         except ValueError:
             entry["error"] = "unparsable"
         temps.append(entry)
-    return {"board": target.board.name, "root": str(target.root), "simulated": target.simulated,
+    info = {"board": target.board.name, "root": str(target.root), "simulated": target.simulated,
             "describe": target.describe(), "domains": domains, "thermal": temps, "power": power_readings(target)}
+    reader = target.firmware_cpu_khz()
+    if reader is not None:  # a Pi: cpufreq's cur is the request, the firmware says what runs
+        info["firmware_cpu_khz"] = reader()
+    return info
 
 
 @click.command("status")
@@ -59,6 +63,9 @@ def collect(target: Any) -> Dict[str, Any]:
 @options.json_output
 def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> None:
     """Show governors, current/min/max frequency per clock domain, and temperatures.
+
+    On a Raspberry Pi it also shows the CPU clock the firmware runs (`vcgencmd measure_clock arm`):
+    cpufreq's cur there is the request, and the Pi 5 firmware never runs below 1.5 GHz.
 
     \b
     Examples:
@@ -78,6 +85,10 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
         u = "khz" if d["kind"] == "cpu" else "hz"
         click.echo("  {:<4} {:<8} governor {:<14} cur {:>11} {}  min {:>11}  max {:>11}".format(
             d["kind"], d["name"], d["governor"], d["cur_" + u], unit, d["min_" + u], d["max_" + u]))
+    if "firmware_cpu_khz" in info:
+        fw = info["firmware_cpu_khz"]
+        click.echo("  cpu  runs at {} (vcgencmd measure_clock arm; cpufreq's cur is the request)".format(
+            "{} kHz".format(fw) if fw is not None else "an unknown clock: vcgencmd did not answer"))
     for t in info["thermal"]:
         value = "{:.1f} C".format(t["temp_mc"] / 1000.0) if t["temp_mc"] is not None else "unreadable ({})".format(t["error"])
         click.echo("  temp {:<16} {}".format(t["type"], value))

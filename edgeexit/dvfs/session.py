@@ -17,10 +17,12 @@ from edgeexit.boards.config import BoardConfig, load_board
 from edgeexit.boards.detect import detect_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import HostSysfs, Sysfs
+from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
 from edgeexit.dvfs.state import PRIVATE_SIM_PREFIX, BoardLock, read_state, state_path, sweep_killed_simulations, write_state
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError
 from edgeexit.guards.thermal import ThermalGuard
+from edgeexit.sim.vcgencmd import simulated_vcgencmd
 
 
 def _warn(msg: str) -> None:
@@ -50,6 +52,16 @@ class BoardTarget:
             how = " SIMULATED ({})".format("FUSE mount" if self.sim is None else "in-process")
         return "board {} (kernel {} rules, {}) root {}{}".format(
             self.board.name, self.board.kernel, self.board.kernel_version, self.root, how)
+
+    def vcgencmd(self) -> Runner:
+        """How to run the Raspberry Pi's ``vcgencmd`` here: the real command, or on a simulated tree the
+        answers its simulated firmware renders."""
+        return simulated_vcgencmd(self.root) if self.simulated else run_vcgencmd
+
+    def firmware_cpu_khz(self) -> Optional[Callable[[], Optional[int]]]:
+        """A reader of the CPU clock that really runs where cpufreq cannot say (a Raspberry Pi's
+        ``scaling_cur_freq`` echoes the request), else None."""
+        return arm_clock_reader(self.vcgencmd()) if self.board.vendor == "raspberrypi" else None
 
     def show_idle_sensors(self) -> None:
         """On an in-process simulated tree, the sensors read the idle board at the clock the tree runs now,
@@ -149,9 +161,8 @@ class BoardSession(BoardTarget):
         self._snapshot = None  # type: Optional[Any]
         self._old_sigterm = None  # type: Any
         self.guard = ThermalGuard(self.board, self.sysfs, thermal_limit_mc) if thermal_guard else None
-        actual = _vcgencmd_arm_khz if (not self.simulated and self.board.vendor == "raspberrypi") else None
         self.controller = DvfsController(self.board, self.sysfs, self._save, method, guard=self.guard,
-                                         on_change=self._persist, actual_cpu_khz=actual)
+                                         on_change=self._persist, actual_cpu_khz=self.firmware_cpu_khz())
         self.restored_stale = False
         self.restore_report = None  # type: Optional[RestoreReport]
 
@@ -252,21 +263,6 @@ def open_board(board: Optional[str] = "auto", sysfs_root: Optional[Path] = None,
     (m°C); default: each zone's own passive trip point (see edgeexit.guards.thermal).
     """
     return BoardSession(resolve_target(board, sysfs_root, simulate), method, thermal_limit_mc, thermal_guard)
-
-
-def _vcgencmd_arm_khz() -> Optional[int]:
-    """The Pi's real ARM clock (kHz) from the firmware; None when vcgencmd cannot say. On the Pi 5,
-    scaling_cur_freq echoes the request while the firmware floors the clock [RPi#5876]."""
-    import subprocess
-
-    from edgeexit.guards.honoured import parse_measure_clock_hz
-
-    try:
-        out = subprocess.run(["vcgencmd", "measure_clock", "arm"], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, timeout=2.0, check=False).stdout
-        return parse_measure_clock_hz(out.decode("ascii", "replace")) // 1000
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
 
 
 def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = False) -> Dict[str, Any]:

@@ -21,13 +21,13 @@ import math
 import re
 import subprocess
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
+from edgeexit.boards.vcgencmd import Runner, run_vcgencmd
 from edgeexit.energy.meter import Clock, PowerMeter
 from edgeexit.energy.reading import PowerReading
 from edgeexit.errors import MeterError, SensorMissingError
 
-Runner = Callable[[Sequence[str]], str]
 PMIC_ARGV = ["vcgencmd", "pmic_read_adc"]
 INPUT_VOLTAGE = "EXT5V"
 
@@ -45,22 +45,6 @@ BASIS_FIT = (
 )
 
 _LINE = re.compile(r"^\s*(?P<name>\S+)_(?P<unit>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>\S+?)(?P=unit)?\s*$")
-
-
-def run_vcgencmd(argv: Sequence[str]) -> str:
-    """Run ``argv`` and return its stdout (the default runner)."""
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=5.0, check=False)
-    except FileNotFoundError:
-        raise SensorMissingError(
-            f"'{argv[0]}' is not installed: install the Raspberry Pi userland tools "
-            "(apt install raspi-utils), or use an external meter (--meter joulescope)."
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise MeterError(f"'{' '.join(argv)}' did not answer within 5 s; retry, or check the firmware.") from None
-    if done.returncode != 0 and not done.stdout:
-        raise MeterError(f"'{' '.join(argv)}' failed: {done.stderr.strip() or done.returncode}")
-    return done.stdout
 
 
 def parse_pmic_read_adc(text: str) -> Tuple[Dict[str, float], Dict[str, float]]:

@@ -29,7 +29,9 @@ STATE = SIM_DIR + "/state.json"
 # Injected faults (tests): one-shot errnos and firmware clock overrides. Kept in the tree, not in
 # memory, so the FUSE server and a child `edgeexit run` see what a test injected; removed once empty.
 FAULTS = SIM_DIR + "/faults.json"
-PMIC_ADC = SIM_DIR + "/vcgencmd/pmic_read_adc"  # what `vcgencmd pmic_read_adc` would print (Pi 5)
+VCGENCMD_DIR = SIM_DIR + "/vcgencmd"  # what `vcgencmd ARGS` would print, in <ARGS joined by _> (Raspberry Pi)
+PMIC_ADC = VCGENCMD_DIR + "/pmic_read_adc"  # Pi 5 only
+MEASURE_CLOCK_ARM = VCGENCMD_DIR + "/measure_clock_arm"
 MARKER_FORMAT = 1
 CPU_DIR = "sys/devices/system/cpu"
 RO, RW, ROOT_ONLY = 0o444, 0o644, 0o400
@@ -350,6 +352,8 @@ class SimulatedKernel:
                 shutil.rmtree(str(udir))
         if self.board.power.sensor == "pi5-pmic":
             self._render_pmic(state)
+        if self.board.vendor == "raspberrypi":
+            self._render_measure_clock(state)
 
     # --- hooks for the board physics --------------------------------------------------------------
     def set_rail(self, label: str, voltage_mv: float, current_ma: float) -> None:
@@ -397,6 +401,14 @@ class SimulatedKernel:
             lines.append("{:>12}_V volt({})={:.8f}V".format(name, i + len(rails), pmic.get(name, [0.0, 0.0])[0] / 1000.0))
         lines.append("{:>12}_V volt({})={:.8f}V".format("EXT5V", 2 * len(rails), pmic.get("EXT5V", [5100.0, 0.0])[0] / 1000.0))
         self.put(PMIC_ADC, "\n".join(lines) + "\n")
+
+    def _render_measure_clock(self, state: Dict[str, Any]) -> None:
+        # The firmware runs no slower than its floor (Pi 5: 1.5 GHz) whatever cpufreq reports [RPi#5876];
+        # `vcgencmd measure_clock arm` tells the truth, in Hz, as `frequency(48)=N` (the clock id, 48, is the Pi's)
+        pol = self.board.cpu_policies[0]
+        floor_khz = int(self.profile.power_model.extra.get("real_min_cpu_khz", 0))
+        khz = max(self._firmware_cur(pol.name, state["cpufreq"][pol.name]["cur"]), floor_khz)
+        self.put(MEASURE_CLOCK_ARM, "frequency(48)={}\n".format(khz * 1000))
 
     def set_temp_mc(self, zone_type: str, temp_mc: int) -> None:
         """Publish a thermal zone's temperature (m°C) by its ``type``."""

@@ -86,13 +86,14 @@ def test_default_limits_come_from_trip_points(board: str) -> None:
 @pytest.mark.parametrize("floor", [True, False])
 def test_accepted_but_not_honoured_is_reported(tmp_path: Path, backend: str, floor: bool,
                                                capsys: pytest.CaptureFixture) -> None:
-    with board_root(tmp_path, backend, "raspberry-pi-5") as (root, k):
-        with open_board("raspberry-pi-5", sysfs_root=root) as s:
+    """Where scaling_cur_freq is the truth (not a Raspberry Pi), the read-back comes from it."""
+    with board_root(tmp_path, backend, "jetson-nano") as (root, k):
+        with open_board("jetson-nano", sysfs_root=root) as s:
             ctl = s.controller
             opps = ctl.cpu_opps_khz()
-            if floor:  # Pi 5 firmware floors the ARM clock at 1.5 GHz [RPi#5876]
-                k.set_firmware_clock("policy0", floor_khz=1500000)
-                asked, runs = opps[0], 1500000
+            if floor:  # firmware raising the clock above the request (a floor, soft-throttling)
+                k.set_firmware_clock("policy0", floor_khz=opps[3])
+                asked, runs = opps[0], opps[3]
             else:  # a cap (thermal/firmware) holds the clock below the request
                 k.set_firmware_clock("policy0", cap_khz=opps[2])
                 asked, runs = opps[-1], opps[2]
@@ -122,3 +123,38 @@ def test_honoured_rules_and_vcgencmd_reader(tmp_path: Path) -> None:
 
     ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: 1500000, warn=lambda m: None)
     assert ctl.set_cpu_khz("min") == 1500000 and ctl.honour_events[0].source == "vcgencmd measure_clock arm"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_simulated_pi5_firmware_floor_is_read_back_from_vcgencmd(tmp_path: Path, backend: str,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """The simulated Pi 5 answers `vcgencmd measure_clock arm` as its firmware would: a pin below the
+    1.5 GHz floor is read back as 1.5 GHz and warned about, though scaling_cur_freq echoes the request."""
+    with board_root(tmp_path, backend, "raspberry-pi-5") as (root, k):
+        with open_board("raspberry-pi-5", sysfs_root=root) as s:
+            ctl = s.controller
+            assert ctl.set_cpu_khz(1000000) == 1500000
+            assert (Path(root) / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq").read_text() == "1000000\n"
+            ev = ctl.honour_events
+            assert len(ev) == 1 and ev[0].source == "vcgencmd measure_clock arm" and ev[0].effective == 1500000
+            assert ctl.set_cpu_khz(1100000) == 1500000 and len(ctl.honour_events) == 2  # recorded, not warned again
+            assert ctl.set_cpu_khz(1800000) == 1800000 and len(ctl.honour_events) == 2  # above the floor: honoured
+            k.set_firmware_clock("policy0", cap_khz=1600000)  # a firmware cap shows in vcgencmd too
+            assert ctl.set_cpu_khz(2400000) == 1600000 and ctl.honour_events[-1].effective == 1600000
+    assert capsys.readouterr().err.count("did not follow") == 2
+
+
+def test_simulated_vcgencmd_answers_like_the_firmware(tmp_path: Path) -> None:
+    from edgeexit.boards.vcgencmd import arm_clock_reader
+    from edgeexit.energy.pi5_pmic import Pi5PmicMeter
+    from edgeexit.errors import SensorMissingError
+    from edgeexit.sim.vcgencmd import simulated_vcgencmd
+
+    pi4 = make_tree(tmp_path / "pi4", "raspberry-pi-4")
+    run = simulated_vcgencmd(pi4.root)
+    cur_khz = int((pi4.root / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq").read_text())
+    assert arm_clock_reader(run)() == cur_khz  # no firmware floor on the Pi 4
+    assert "not registered" in run(["vcgencmd", "pmic_read_adc"])  # the Pi 4 has no PMIC ADC
+    with pytest.raises(SensorMissingError, match="no PMIC"):
+        Pi5PmicMeter(runner=run)
+    assert arm_clock_reader(lambda argv: run(["vcgencmd", "bogus"]))() is None

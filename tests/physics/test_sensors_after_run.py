@@ -45,7 +45,8 @@ def _run_on_tree(board: str, tree: Path, cpu_khz: int) -> Tuple[dict, PowerReadi
     fresh = board_meter(resolve_target(board, tree)).read()
     bundle = load_bundle()
     with Runtime(bundle, num_threads=THREADS) as rt, open_board(board, sysfs_root=tree) as session:
-        assert session.controller.set_cpu_khz(cpu_khz) == cpu_khz
+        floor = int(session.profile.power_model.extra.get("real_min_cpu_khz", 0))
+        assert session.controller.set_cpu_khz(cpu_khz) == max(cpu_khz, floor)  # the Pi 5 firmware floors it
         ex = execute(bundle, rt, make_policy("full", bundle), bundle.split("evaluation").take(3), session=session,
                      threads=THREADS)
         during = board_meter(resolve_target(board, tree)).read()

@@ -68,7 +68,8 @@ def test_pi5_profile_shows_the_firmware_floor(profiles):
     lat = data["segments"]["block5"]["latency_ms"]
     below = [lat[i] for i, f in enumerate(opps) if f <= 1500000]
     assert len(set(below)) == 1 and lat[-1] < below[0]
-    assert any("floors the real CPU clock" in n for n in data["notes"])
+    assert data["effective_cpu_khz"] == [max(f, 1500000) for f in opps]  # read back from the firmware
+    assert any("ran at 1500000 kHz (read back from vcgencmd measure_clock arm)" in n for n in data["notes"])
 
 
 def test_profile_predicts_what_run_reports(profiles, tmp_path: Path):

@@ -1,0 +1,47 @@
+"""The Raspberry Pi firmware's ``vcgencmd``: the one way to read what the firmware really does.
+
+A runner takes an argv list and returns stdout. :func:`run_vcgencmd` runs the real command; on a
+simulated tree :func:`edgeexit.sim.vcgencmd.simulated_vcgencmd` answers from the files the
+simulated kernel renders, in the real command's format, so the same parsers read both.
+"""
+from __future__ import annotations
+
+import subprocess
+from typing import Callable, Optional, Sequence
+
+from edgeexit.errors import EdgeExitError, MeterError, SensorMissingError
+from edgeexit.guards.honoured import parse_measure_clock_hz
+
+Runner = Callable[[Sequence[str]], str]
+MEASURE_CLOCK_ARM_ARGV = ["vcgencmd", "measure_clock", "arm"]
+
+
+def run_vcgencmd(argv: Sequence[str]) -> str:
+    """Run ``argv`` and return its stdout (the default runner)."""
+    try:
+        done = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=5.0, check=False)
+    except FileNotFoundError:
+        raise SensorMissingError(
+            "'{}' is not installed: install the Raspberry Pi userland tools (apt install raspi-utils), "
+            "or use an external meter (--meter joulescope).".format(argv[0])) from None
+    except subprocess.TimeoutExpired:
+        raise MeterError("'{}' did not answer within 5 s; retry, or check the firmware.".format(" ".join(argv))) from None
+    if done.returncode != 0 and not done.stdout:
+        raise MeterError("'{}' failed: {}".format(" ".join(argv), done.stderr.strip() or done.returncode))
+    return done.stdout
+
+
+def arm_clock_reader(runner: Runner) -> Callable[[], Optional[int]]:
+    """The Pi's real ARM clock (kHz) as the firmware reports it, or None when it cannot say.
+
+    On the Pi 5 ``scaling_cur_freq`` echoes the request while the firmware floors the clock at
+    1.5 GHz [RPi#5876], so the controller reads its pins back from here instead.
+    """
+    def read() -> Optional[int]:
+        try:
+            return parse_measure_clock_hz(runner(MEASURE_CLOCK_ARM_ARGV)) // 1000
+        except (EdgeExitError, OSError, ValueError):
+            return None
+
+    return read

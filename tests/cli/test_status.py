@@ -1,0 +1,28 @@
+"""`edgeexit status` on a Raspberry Pi shows the clock the firmware runs, not only cpufreq's request."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import edgeexit, json_out
+
+CUR = "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq"
+
+
+@pytest.mark.parametrize("board,floor_khz", [("raspberry-pi-5", 1500000), ("raspberry-pi-4", 0), ("jetson-nano", None)])
+def test_status_shows_the_firmware_clock_on_a_pi(tmp_path: Path, board: str, floor_khz: object) -> None:
+    tree = tmp_path / board
+    json_out(edgeexit("sim", "init", "--board", board, "--json", str(tree)))
+    cur_khz = int((tree / CUR).read_text())
+    st = json_out(edgeexit("status", "--board", board, "--sysfs-root", str(tree), "--json"))
+    human = edgeexit("status", "--board", board, "--sysfs-root", str(tree))
+    assert human.returncode == 0, human.stderr
+    if floor_khz is None:  # cpufreq tells the truth: nothing to add
+        assert "firmware_cpu_khz" not in st and "measure_clock" not in human.stdout
+        return
+    runs = max(cur_khz, int(floor_khz))  # type: ignore[call-overload]
+    assert st["firmware_cpu_khz"] == runs
+    assert "runs at {} kHz (vcgencmd measure_clock arm".format(runs) in human.stdout
+    if board == "raspberry-pi-5":
+        assert cur_khz < runs  # the idle governor asks for 1.0 GHz; the firmware runs 1.5
