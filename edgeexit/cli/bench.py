@@ -42,10 +42,8 @@ def summary_of(res: dict) -> dict:
 @options.period_ms
 @click.option("--policies", default=",".join(POLICY_NAMES), show_default=True,
               help="Comma-separated policies to compare; full and threshold always run (they are the references).")
-@click.option("--target-accuracy", type=click.FloatRange(0.0, 1.0), default=None,
-              help="Calibrate every policy to this accuracy on the calibration split (default: the final exit's minus --max-drop-pp).")
-@click.option("--max-drop-pp", type=click.FloatRange(min=0.0), default=0.25, show_default=True,
-              help="Accuracy target relative to the final exit, in percentage points.")
+@options.target_accuracy
+@options.max_drop_pp
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the forecaster training (all else is deterministic).")
 @click.option("--limit", type=click.IntRange(min=10), default=None, help="Use only the first N evaluation samples.")
 @click.option("--no-sweep", is_flag=True, help="Skip the accuracy-vs-energy sweep (Pareto plot).")
@@ -57,7 +55,7 @@ def summary_of(res: dict) -> dict:
 @options.threads
 @options.json_output
 def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, model_path: Optional[Path], deadline_ms: Optional[float],
-            period_ms: Optional[float], policies: str, target_accuracy: Optional[float], max_drop_pp: float, seed: int,
+            period_ms: Optional[float], policies: str, target_accuracy: Optional[float], max_drop_pp: Optional[float], seed: int,
             limit: Optional[int], no_sweep: bool, no_sensitivity: bool, out_dir: Path, meter: str, interpreter: Optional[str],
             threads: int, as_json: bool) -> None:
     """Run every exit policy on the same held-out samples under the same deadline and period, each
@@ -67,7 +65,10 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
     if not (board or sysfs_root or simulate):
         raise click.UsageError("bench needs a board: --board NAME with --simulate or --sysfs-root DIR (or a real board as root)")
     options.check_deadline(deadline_ms, period_ms)
+    max_drop_pp = options.drop_pp_or_target(max_drop_pp, target_accuracy)
     wanted = [p.strip() for p in policies.split(",") if p.strip()]
+    if not wanted:
+        raise click.UsageError("--policies names no policy; give a comma-separated list such as threshold,predictive")
     unknown = [p for p in wanted if p not in POLICY_NAMES]
     if unknown:
         raise click.UsageError("unknown policies {}; choose from {}".format(", ".join(unknown), ", ".join(POLICY_NAMES)))
@@ -94,7 +95,21 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
     if res["simulated"]:
         click.echo("SIMULATED board: latency and energy come from the board model.")
     click.echo("wrote {}, {} and {} plot(s) to {}".format("results.json", "report.md", len(plots), out_dir))
-    d = res["derived"].get("predictive@planned", {})
-    click.echo("predictive vs threshold@race: MACs {:.1%} fewer, energy/inference {:.1%} lower, energy/period {:.1%} lower".format(
-        d.get("macs_saving_vs_threshold_at_race") or 0.0, d.get("energy_saving_vs_threshold_at_race") or 0.0,
-        d.get("energy_period_saving_vs_threshold_at_race") or 0.0))
+    click.echo(headline(res["derived"]))
+
+
+def _saving(value: Optional[float], less: str, more: str) -> str:
+    if value is None:
+        return "unknown"
+    return "{:.1%} {}".format(abs(value), less if value >= 0 else more)
+
+
+def headline(derived: dict) -> str:
+    """predictive@planned against threshold@race in one line; never a figure for an arm that did not run."""
+    d = derived.get("predictive@planned")
+    if not d:
+        return "predictive did not run (not in --policies): report.md compares the arms that did"
+    return "predictive vs threshold@race: MACs {}, energy/inference {}, energy/period {}".format(
+        _saving(d.get("macs_saving_vs_threshold_at_race"), "fewer", "more"),
+        _saving(d.get("energy_saving_vs_threshold_at_race"), "lower", "higher"),
+        _saving(d.get("energy_period_saving_vs_threshold_at_race"), "lower", "higher"))

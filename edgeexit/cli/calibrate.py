@@ -19,20 +19,8 @@ from edgeexit.runtime import Runtime
 
 @click.command("calibrate")
 @options.model
-@click.option(
-    "--max-drop-pp",
-    type=click.FloatRange(min=0.0),
-    default=0.25,
-    show_default=True,
-    help="Accuracy target relative to the final exit on the calibration split, in percentage points "
-    "(0.25 leaves headroom so held-out evaluation stays within 0.5 pp of `full`).",
-)
-@click.option(
-    "--target-accuracy",
-    type=click.FloatRange(min=0.0, max=1.0),
-    default=None,
-    help="Absolute accuracy target in [0, 1] instead of --max-drop-pp.",
-)
+@options.max_drop_pp
+@options.target_accuracy
 @click.option(
     "--metric",
     type=click.Choice(["max_softmax", "entropy"]),
@@ -71,7 +59,7 @@ from edgeexit.runtime import Runtime
 @options.json_output
 def command(
     model_path: Optional[Path],
-    max_drop_pp: float,
+    max_drop_pp: Optional[float],
     target_accuracy: Optional[float],
     metric: str,
     eenet_budget_macs: Optional[float],
@@ -87,6 +75,7 @@ def command(
     forecaster and its acceptance thresholds (predictive), beta (pe-heuristic), score models and
     budget thresholds (eenet), and confidence-head thresholds where the bundle has such heads.
     Evaluate with `edgeexit run` / `edgeexit bench` on the separate evaluation split."""
+    max_drop_pp = options.drop_pp_or_target(max_drop_pp, target_accuracy)
     if eenet_budget_macs is not None and eenet_budget_ms is not None:
         raise click.UsageError("give --eenet-budget-macs or --eenet-budget-ms, not both")
     if (latency_profile is not None or latency_khz is not None) and eenet_budget_ms is None:

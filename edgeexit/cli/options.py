@@ -107,6 +107,33 @@ period_ms = click.option(
 )
 
 
+DEFAULT_MAX_DROP_PP = 0.25  # headroom so held-out evaluation stays within 0.5 pp of `full`
+
+max_drop_pp = click.option(
+    "--max-drop-pp",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Accuracy target relative to the final exit on the calibration split, in percentage points "
+    "[default: {:g}, which leaves headroom so held-out evaluation stays within 0.5 pp of `full`].".format(
+        DEFAULT_MAX_DROP_PP),
+)
+
+target_accuracy = click.option(
+    "--target-accuracy",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=None,
+    help="Absolute accuracy target in [0, 1] on the calibration split, instead of --max-drop-pp.",
+)
+
+
+def drop_pp_or_target(max_drop_pp: Optional[float], target_accuracy: Optional[float]) -> float:
+    """The --max-drop-pp in force; both options at once would leave one silently ignored."""
+    if max_drop_pp is not None and target_accuracy is not None:
+        raise click.UsageError("give --max-drop-pp (relative to the final exit) or --target-accuracy (absolute), "
+                               "not both")
+    return DEFAULT_MAX_DROP_PP if max_drop_pp is None else max_drop_pp
+
+
 def check_deadline(deadline_ms: Optional[float], period_ms: Optional[float]) -> None:
     """A periodic inference must end before the next period starts: the deadline is at most the period."""
     if deadline_ms is not None and period_ms is not None and deadline_ms > period_ms:

@@ -125,3 +125,27 @@ def test_unwritable_out_fails_before_benching(tmp_path):
     p = edgeexit("bench", "--board", "jetson-nano", "--simulate", "--out", str(blocker / "out"))
     assert_one_line_error(p, "cannot write the benchmark", "--out DIR")
     assert "bench:" not in p.stderr  # refused before the first arm ran, not after the last
+
+
+def test_ambiguous_or_empty_options_are_refused(tmp_path):
+    from tests.cli.helpers import assert_one_line_error
+
+    out = str(tmp_path / "b")
+    both = ("--target-accuracy", "0.9", "--max-drop-pp", "1")  # one of them would be ignored silently
+    assert_one_line_error(edgeexit("bench", "--board", "jetson-nano", "--simulate", "--out", out, *both), "not both")
+    assert_one_line_error(edgeexit("calibrate", "--model", out, *both), "not both")
+    assert_one_line_error(edgeexit("bench", "--board", "jetson-nano", "--simulate", "--policies", ",,", "--out", out),
+                          "--policies names no policy")
+
+
+def test_headline_never_shows_an_arm_that_did_not_run(tmp_path):
+    from edgeexit.cli.bench import headline
+
+    p = edgeexit("bench", "--board", "jetson-nano", "--simulate", "--limit", "10", "--no-sweep", "--no-sensitivity",
+                 "--policies", "threshold", "--out", str(tmp_path / "b"))
+    assert p.returncode == 0, p.stderr
+    assert "predictive did not run" in p.stdout and "0.0%" not in p.stdout
+    d = {"predictive@planned": {"macs_saving_vs_threshold_at_race": -0.001, "energy_saving_vs_threshold_at_race": 0.2,
+                                "energy_period_saving_vs_threshold_at_race": None}}
+    assert headline(d) == ("predictive vs threshold@race: MACs 0.1% more, energy/inference 20.0% lower, "
+                           "energy/period unknown")
