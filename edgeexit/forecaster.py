@@ -114,7 +114,9 @@ def training_pairs(
             cur.append(e)
             tgt.append(int(targets[i]))
     if not xs:
-        raise CalibrationError("every calibration sample exits at the first exit: there is nothing to forecast")
+        raise CalibrationError("at this accuracy target every calibration sample exits at the first exit, so there is "
+                               "nothing to forecast; raise the target (a higher --target-accuracy or a lower "
+                               "--max-drop-pp)")
     return np.asarray(xs, np.float64), np.asarray(cur, np.int64), np.asarray(tgt, np.int64)
 
 

@@ -98,6 +98,15 @@ def test_calibrate_checks_the_bundle_is_writable_first(tmp_path: Path):
     assert p.stdout == ""  # refused before fitting anything
 
 
+def test_calibrate_to_a_target_the_first_exit_meets_names_the_fix(tmp_path: Path):
+    b = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(b))
+    before = (b / "calibration.json").read_bytes()
+    p = edgeexit("calibrate", "--model", str(b), "--target-accuracy", "0")
+    assert_one_line_error(p, "nothing to forecast", "raise the target", "--target-accuracy")
+    assert (b / "calibration.json").read_bytes() == before  # the bundle keeps its calibration
+
+
 def test_calibrate_shows_progress_on_a_terminal(tmp_path: Path):
     # Fitting takes seconds here and minutes on a board: on a terminal a bar names the policy being fitted;
     # piped, stderr stays empty (so an error is still the only line).
