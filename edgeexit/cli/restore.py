@@ -34,9 +34,8 @@ def command(board: Optional[str], sysfs_root: Optional[Path], force: bool, as_js
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
-    sim = " SIMULATED" if result["simulated"] else ""
+    board = result["board"] + (" (SIMULATED)" if result["simulated"] else "")
     if result["restored"]:
-        click.echo("restored{} {} at {} from {}".format(sim, result["board"], result["root"], result["state_file"]))
+        click.echo("restored {} at {} from {}".format(board, result["root"], result["state_file"]))
     else:
-        click.echo("nothing to restore{} for {} at {} (no {})".format(sim, result["board"], result["root"],
-                                                                       result["state_file"]))
+        click.echo("nothing to restore for {} at {} (no {})".format(board, result["root"], result["state_file"]))
