@@ -13,6 +13,22 @@ def have_matplotlib() -> bool:
     return True
 
 
+def _energy_axis(ax: Any) -> str:
+    """A log axis only where the points span a decade or more; its ticks in plain mJ either way (a log
+    axis over less than a decade labels one or two ticks, in powers of ten)."""
+    from matplotlib.ticker import FuncFormatter
+
+    xs = [x for line in ax.get_lines() for x in line.get_xdata() if x > 0]
+    if not xs or max(xs) < 10 * min(xs):
+        return ""
+    ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _pos: "{:g}".format(v))
+    ax.xaxis.set_major_formatter(plain)
+    if max(xs) < 100 * min(xs):  # over more decades, labelled minor ticks would crowd
+        ax.xaxis.set_minor_formatter(plain)
+    return ", log scale"
+
+
 def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     """Pareto front, exit histogram and frequency timeline; returns the file names written."""
     import matplotlib
@@ -24,16 +40,18 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     written = []
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    styles = {"threshold": ("o", "-"), "predictive": ("x", "--"), "eenet": ("s", ":"), "full": ("*", "")}
-    for name, pts in (res.get("pareto") or {}).items():
+    # fixed order and colours, so a results.json read back (keys sorted) plots as the run did
+    styles = {"threshold": ("o", "-", "C0"), "predictive": ("x", "--", "C1"), "eenet": ("s", ":", "C2"),
+              "full": ("*", "", "C3")}
+    pareto = res.get("pareto") or {}
+    for name in sorted(pareto, key=lambda n: (list(styles).index(n) if n in styles else len(styles), n)):
+        pts = sorted(pareto[name], key=lambda p: p["energy_mj"])
         if not pts:
             continue
-        pts = sorted(pts, key=lambda p: p["energy_mj"])
-        marker, ls = styles.get(name, ("o", "-"))
+        marker, ls, colour = styles.get(name, ("o", "-", None))
         ax.plot([p["energy_mj"] for p in pts], [100 * p["accuracy"] for p in pts], marker=marker, linestyle=ls,
-                label=name, alpha=0.85, markersize=8 if name == "full" else 6)
-    ax.set_xscale("log")
-    ax.set_xlabel("energy per inference at max frequency, mJ (board model, log scale)")
+                color=colour, label=name, alpha=0.85, markersize=8 if name == "full" else 6)
+    ax.set_xlabel("energy per inference at max frequency, mJ (board model{})".format(_energy_axis(ax)))
     ax.set_ylabel("top-1 accuracy on the evaluation split, %")
     ax.set_title("Accuracy vs energy as the accuracy target sweeps" + tag, fontsize=9)
     ax.grid(alpha=0.3, which="both")
