@@ -110,7 +110,7 @@ def command(
         return
     click.echo("calibrated on {} held-out samples (final exit {:.2%}, target {:.2%}); wrote {}".format(
         len(samples), data.full_accuracy, target, path))
-    rows = [(name, "{:.2%}".format(e["accuracy"]), "{:.0f}".format(e["mean_macs"]), "{:.1%}".format(1 - e["mean_macs"] / full_macs))
+    rows = [(name, "{:.2%}".format(e["accuracy"]), "{:,.0f}".format(e["mean_macs"]), "{:.1%}".format(1 - e["mean_macs"] / full_macs))
             for name, e in entries.items()]
     click.echo(table(rows, header=["policy", "calib acc", "mean MACs", "MACs saved vs full"]))
     pe = entries["predictive"]
@@ -118,7 +118,7 @@ def command(
     tree = pe.get("entry_tree")
     run_as = "a lookup table" + (" and a {}-node entry tree".format(len(tree["feature"])) if tree else "")
     click.echo("forecasters ({} params, run as {}) on {} held-out forecasts: exact hit {:.1%}, within one {:.1%}, over-prediction "
-               "{:.1%} (+{:.0f} MACs each), under-prediction {:.1%} (+{:.0f} MACs each)".format(
+               "{:.1%} (+{:,.0f} MACs each), under-prediction {:.1%} (+{:,.0f} MACs each)".format(
                    pe["forecaster_params"], run_as, fm["n_forecasts"], fm["exact_hit_rate"], fm["within_one_rate"],
                    fm["over_prediction_rate"], fm["over_prediction_cost_macs"], fm["under_prediction_rate"], fm["under_prediction_cost_macs"]))
     ee = entries["eenet"]
@@ -126,7 +126,7 @@ def command(
         click.echo("eenet: the most accurate thresholds within {:.4g} ms per inference: {:.4g} ms on average, in latencies {}".format(
             ee["budget_ms"], ee["mean_ms"], ee["latency_source"]))
     elif ee.get("target_accuracy") is None:
-        click.echo("eenet: the most accurate thresholds within {:.0f} MACs per inference".format(ee["budget_macs"]))
+        click.echo("eenet: the most accurate thresholds within {:,.0f} MACs per inference".format(ee["budget_macs"]))
 
 
 SUMMARY_KEYS = ("accuracy", "mean_macs", "target_accuracy", "thresholds", "beta", "budget_macs", "budget_ms", "mean_ms",

@@ -38,7 +38,13 @@ def _fmt(v: Any) -> str:
 
 
 def key_values(d: Dict[str, Any]) -> str:
-    return table([(k, v) for k, v in d.items()])
+    def grouped(k: str, v: Any) -> Any:
+        # counts read like the floats beside them (7,666,272 next to 1,500,636); clocks stay as --cpu-khz takes them
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10000 and not k.endswith(("_khz", "_hz")):
+            return "{:,}".format(v)
+        return v
+
+    return table([(k, grouped(k, v)) for k, v in d.items()])
 
 
 @contextmanager
