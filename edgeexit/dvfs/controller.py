@@ -18,7 +18,7 @@ from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
 from edgeexit.dvfs.domains import CpufreqPolicy, DevfreqDevice, FreqDomain, find_gpu
 from edgeexit.errors import DvfsError, StateFileError, SysfsPermissionError
-from edgeexit.guards.honoured import NotHonouredEvent, check_honoured
+from edgeexit.guards.honoured import NotHonouredEvent, check_honoured, snap_to_table
 from edgeexit.guards.thermal import ThermalGuard
 
 FreqArg = Union[int, str]
@@ -160,7 +160,7 @@ class DvfsController:
         if dom.kind == "cpu" and self._actual_cpu_khz is not None:
             actual = self._actual_cpu_khz()
             if actual is not None:
-                effective, source = actual, "vcgencmd measure_clock arm"
+                effective, source = snap_to_table(dom.available(), actual), "vcgencmd measure_clock arm"
         self._check_honoured(dom, target, effective, source)
         return effective
 

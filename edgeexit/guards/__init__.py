@@ -7,8 +7,8 @@
 """
 from __future__ import annotations
 
-from edgeexit.guards.honoured import NotHonouredEvent, check_honoured, expected_freq, parse_measure_clock_hz
+from edgeexit.guards.honoured import NotHonouredEvent, check_honoured, expected_freq, parse_measure_clock_hz, snap_to_table
 from edgeexit.guards.thermal import ThermalEvent, ThermalGuard, ZoneReading, default_limit_mc
 
 __all__ = ["ThermalGuard", "ThermalEvent", "ZoneReading", "default_limit_mc", "NotHonouredEvent",
-           "check_honoured", "expected_freq", "parse_measure_clock_hz"]
+           "check_honoured", "expected_freq", "parse_measure_clock_hz", "snap_to_table"]

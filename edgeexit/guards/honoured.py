@@ -30,6 +30,15 @@ def expected_freq(table: List[int], target: int) -> List[int]:
     return sorted({below, above})
 
 
+def snap_to_table(table: List[int], measured: int, rel_tol: float = 0.01) -> int:
+    """A measured clock (``vcgencmd measure_clock`` counts the PLL: 1500345728 Hz for 1.5 GHz) as the
+    table entry it is within ``rel_tol`` of, else as measured. The Pis' entries are 100 MHz apart (over 4 %)."""
+    if not table:
+        return measured
+    nearest = min(table, key=lambda f: abs(f - measured))
+    return nearest if abs(nearest - measured) <= rel_tol * nearest else measured
+
+
 @dataclass(frozen=True)
 class NotHonouredEvent:
     """A write accepted by the kernel whose read-back frequency is not what was asked for.

@@ -9,7 +9,8 @@ import pytest
 from edgeexit.boards.config import load_board
 from edgeexit.dvfs import open_board
 from edgeexit.errors import ThermalError
-from edgeexit.guards import ThermalGuard, check_honoured, default_limit_mc, expected_freq, parse_measure_clock_hz
+from edgeexit.guards import (ThermalGuard, check_honoured, default_limit_mc, expected_freq, parse_measure_clock_hz,
+                             snap_to_table)
 from edgeexit.sim.sysfs import SimulatedSysfs
 from tests.faults.test_write_faults import BACKENDS, board_root
 from tests.sim.helpers import BOARDS, make_tree
@@ -123,6 +124,14 @@ def test_honoured_rules_and_vcgencmd_reader(tmp_path: Path) -> None:
 
     ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: 1500000, warn=lambda m: None)
     assert ctl.set_cpu_khz("min") == 1500000 and ctl.honour_events[0].source == "vcgencmd measure_clock arm"
+    # the firmware counts the PLL (1500345728 Hz at 1.5 GHz): a clock that close to an entry is that entry, so a
+    # honoured pin is no event and the planner gets a table entry back (a profile has columns for those only)
+    measured = {"khz": 1800345}
+    ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: measured["khz"], warn=lambda m: None)
+    assert ctl.set_cpu_khz(1800000) == 1800000 and not ctl.honour_events
+    measured["khz"] = 1500345
+    assert ctl.set_cpu_khz(1000000) == 1500000 and ctl.honour_events[-1].effective == 1500000
+    assert snap_to_table([1500000, 1600000], 1550000) == 1550000  # between entries: as measured
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
