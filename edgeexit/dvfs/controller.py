@@ -161,6 +161,11 @@ class DvfsController:
             actual = self._actual_cpu_khz()
             if actual is not None:
                 effective, source = snap_to_table(dom.available(), actual), "vcgencmd measure_clock arm"
+            elif "no-firmware-clock" not in self._warned_honour:
+                self._warned_honour.add("no-firmware-clock")
+                self._warn("`vcgencmd measure_clock arm` did not answer, so CPU pins are read back from {}, which "
+                           "on a Raspberry Pi echoes the request: a firmware floor or throttling goes unseen; install "
+                           "raspi-utils and run as root or in the video group".format(source))
         self._check_honoured(dom, target, effective, source)
         return effective
 

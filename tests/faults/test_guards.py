@@ -132,6 +132,11 @@ def test_honoured_rules_and_vcgencmd_reader(tmp_path: Path) -> None:
     measured["khz"] = 1500345
     assert ctl.set_cpu_khz(1000000) == 1500000 and ctl.honour_events[-1].effective == 1500000
     assert snap_to_table([1500000, 1600000], 1550000) == 1550000  # between entries: as measured
+    # no answer from the firmware (not installed, no access to /dev/vcio): said once, then cpufreq's read-back
+    said = []  # type: List[str]
+    ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: None, warn=said.append)
+    assert ctl.set_cpu_khz(1000000) == 1000000 and ctl.set_cpu_khz(1800000) == 1800000
+    assert len(said) == 1 and "did not answer" in said[0] and "video group" in said[0]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
