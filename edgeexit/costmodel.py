@@ -14,6 +14,7 @@ Profile file (``schema: edgeexit-profile/1``)::
      "transition_ms": 0.3,
      "segments": {"block0": {"macs": 112896, "latency_ms": [..per opp..], "energy_mj": [..] | null}, ...},
      "busy_power_mw": [..per opp..] | null, "idle_power_mw": [..per opp..] | null,
+     "effective_cpu_khz": [..the clock read back at each opp..],  # optional; planning skips opps where it differs
      "created": "2026-11-22T12:00:00Z"}
 """
 from __future__ import annotations
@@ -85,9 +86,16 @@ class ProfileCostModel(CostModel):
 
     def __init__(self, data: Dict[str, Any], path: Path, fallback: Optional[CostModel] = None) -> None:
         self.data = data
-        self.cpu_opps_khz = [int(f) for f in data["cpu_opps_khz"]]
+        requested = [int(f) for f in data["cpu_opps_khz"]]
+        self._col = {f: i for i, f in enumerate(requested)}
+        # A request the board ran at another clock (the Pi 5's firmware floor, a cap) is no operating point of
+        # its own, as in PhysicsCostModel: planning it would pin a clock that the read-back contradicts.
+        ran = data.get("effective_cpu_khz") or requested
+        self.cpu_opps_khz = [f for f, e in zip(requested, ran) if int(e) == f]
+        if not self.cpu_opps_khz:
+            raise CalibrationError("profile {}: no operating point ran at the clock it asked for (see its "
+                                   "effective_cpu_khz); run `edgeexit profile` again once the board is not capped".format(path))
         self.transition_ms = float(data.get("transition_ms") or 0.0)
-        self._col = {f: i for i, f in enumerate(self.cpu_opps_khz)}
         self._lat = {k: [float(x) for x in v["latency_ms"]] for k, v in data["segments"].items()}
         self._busy = data.get("busy_power_mw")
         self._idle = data.get("idle_power_mw")
@@ -165,7 +173,7 @@ def _column_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
         why = column(seg.get("latency_ms") if isinstance(seg, dict) else None, label + " latency_ms")
         if why:
             return why
-    for key in ("busy_power_mw", "idle_power_mw"):
+    for key in ("busy_power_mw", "idle_power_mw", "effective_cpu_khz"):
         why = column(data[key], key) if data.get(key) is not None else None
         if why:
             return why

@@ -72,6 +72,22 @@ def test_pi5_profile_shows_the_firmware_floor(profiles):
     assert any("ran at 1500000 kHz (read back from vcgencmd measure_clock arm)" in n for n in data["notes"])
 
 
+def test_pi5_planning_from_its_profile_skips_the_requests_below_the_floor(profiles):
+    """The profile records the clock each request ran at; the planner plans only operating points that run
+    as asked, as with the board model, so a planned run never pins 1.0 GHz to get the firmware's 1.5."""
+    bundle = load_bundle(None)
+    path = Path(profiles["raspberry-pi-5"]["profile_path"])
+    cost = load_profile_json(path, bundle, "raspberry-pi-5")
+    physics = BoardPhysics(load_profile(load_board("raspberry-pi-5")), threads=THREADS)
+    assert cost.cpu_opps_khz == PhysicsCostModel(physics, bundle).cpu_opps_khz == [
+        f for f in physics.freqs_khz if f >= 1500000]
+    assert cost.segment_ms("block0", 1000000) == cost.segment_ms("block0", 1500000)  # its column is still read
+    p = edgeexit("run", "--board", "raspberry-pi-5", "--simulate", "--profile", str(path), "--policy", "predictive",
+                 "--deadline-ms", "4", "--period-ms", "10", "--limit", "20", "--threads", str(THREADS), "--json")
+    assert p.returncode == 0, p.stderr
+    assert "did not follow" not in p.stderr and json.loads(p.stdout)["cost_model"].startswith("profile ")
+
+
 def test_profile_predicts_what_run_reports(profiles, tmp_path: Path):
     """The profile's columns at a pinned OPP add up to the simulated run's latency and energy."""
     data = profiles["jetson-nano"]["profile"]
@@ -121,12 +137,15 @@ def test_unusable_profile_for_run_is_one_line(profiles, tmp_path: Path):
         "textlatency.json": json.dumps(dict(good, segments=dict(good["segments"], block0=dict(
             good["segments"]["block0"], latency_ms=["x"] * len(good["cpu_opps_khz"]))))),
         "shortpower.json": json.dumps(dict(good, busy_power_mw=[1000.0])),
+        "shorteffective.json": json.dumps(dict(good, effective_cpu_khz=[1000])),
+        "capped.json": json.dumps(dict(good, effective_cpu_khz=[999] * len(good["cpu_opps_khz"]))),
     }
     needles = {"missing.json": "No such file or directory", "torn.json": "cannot read profile",
                "other.json": "not an edgeexit profile", "noboard.json": "names no board",
                "pi5.json": "measured on raspberry-pi-5 but this run is on jetson-nano",
                "noopps.json": "cpu_opps_khz must be a non-empty list",
-               "textlatency.json": "block0 latency_ms needs", "shortpower.json": "busy_power_mw needs"}
+               "textlatency.json": "block0 latency_ms needs", "shortpower.json": "busy_power_mw needs",
+               "shorteffective.json": "effective_cpu_khz needs", "capped.json": "no operating point ran at the clock"}
     for name, text in cases.items():
         path = tmp_path / name
         if text is not None:
