@@ -79,7 +79,10 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     plt.close(fig)
     written.append("exit_histogram.png")
 
-    timeline = {a: t for a, t in (res.get("timeline") or {}).items() if t}
+    from edgeexit.bench.report import in_arm_order
+
+    raw = res.get("timeline") or {}
+    timeline = {a: raw[a] for a in in_arm_order(raw) if raw[a]}
     if timeline:
         fig, axes = plt.subplots(len(timeline), 1, figsize=(7.2, 1.6 + 1.3 * len(timeline)), sharex=True, sharey=True, squeeze=False)
         for ax, (arm, traces) in zip(axes[:, 0], timeline.items()):

@@ -14,11 +14,20 @@ def num(v: Optional[float], fmt: str = "{:.3f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def in_arm_order(arms: Dict[str, Any]) -> List[str]:
+    """The bench's own arm order (references first), whatever order a results.json read back has."""
+    from edgeexit.bench.core import ARMS
+
+    order = [name for name, _, _ in ARMS]
+    return sorted(arms, key=lambda a: (order.index(a) if a in order else len(order), a))
+
+
 def arms_table(res: Dict[str, Any]) -> str:
     rows = ["| arm | accuracy | mean MACs | MACs vs full | latency mean / p99 (ms) | deadline misses | energy / inference (mJ) "
             "| energy / period (mJ) | sysfs writes / inference |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for arm, s in res["arms"].items():
+    for arm in in_arm_order(res["arms"]):
+        s = res["arms"][arm]
         rows.append("| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |".format(
             arm, num(s.get("accuracy"), "{:.2%}"), num(s.get("mean_macs"), "{:,.0f}"), pct(s.get("macs_reduction_vs_full")),
             num(s.get("mean_latency_ms")), num(s.get("p99_latency_ms")), num(s.get("deadline_miss_rate"), "{:.1%}"),
@@ -51,11 +60,12 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         lines += ["**SIMULATED board.** Latency and energy come from the board model (firmware_profiles/), not from a "
                   "measurement; see the sensitivity table for how much the savings depend on its coefficients.", ""]
     lines += [
-        "Conditions: {} evaluation samples ({}); every policy calibrated on the held-out calibration split to accuracy >= {:.2%} "
-        "(final exit on that split: {:.2%}); deadline {} ms, period {} ms; {} interpreter thread(s); seed {}; board default "
+        "Conditions: {} evaluation samples; every policy calibrated on the held-out calibration split to accuracy >= {:.2%} "
+        "(final exit on that split: {:.2%}); deadline {} ms, period {} ms; {} interpreter thread{}; seed {}; board default "
         "governor {}; {}.".format(
-            res["n_samples"], res["evaluation_split"], res["target_accuracy"], res["full_accuracy_calibration"], res["deadline_ms"],
-            res["period_ms"], res["threads"], res["seed"], res["default_governor"], res["software"]["interpreter"]),
+            res["n_samples"], res["target_accuracy"], res["full_accuracy_calibration"], res["deadline_ms"],
+            res["period_ms"], res["threads"], "" if res["threads"] == 1 else "s", res["seed"], res["default_governor"],
+            res["software"]["interpreter"]),
         "",
         "## Paper's headline figures beside ours",
         "",
@@ -73,7 +83,8 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
     d = res["derived"]
     lines += ["## Savings", "", "| arm | MACs vs threshold | energy/inference vs full@max | vs threshold@race | vs threshold@governor "
               "| energy/period vs threshold@race | vs threshold@governor | MACs over oracle |", "|---|---|---|---|---|---|---|---|"]
-    for arm, x in d.items():
+    for arm in in_arm_order(d):
+        x = d[arm]
         lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
             arm, pct(x.get("macs_saving_vs_threshold_at_race")), pct(x.get("energy_saving_vs_full_at_max")),
             pct(x.get("energy_saving_vs_threshold_at_race")), pct(x.get("energy_saving_vs_threshold_at_governor")),

@@ -47,6 +47,20 @@ def test_outputs_exist_and_agree(nano):
         assert key in res
 
 
+def test_report_redrawn_from_results_json_is_the_same(nano):
+    """results.json is written with sorted keys; a report rendered from it keeps the bench's arm order."""
+    from edgeexit.bench.report import render
+
+    out, _ = nano
+    res = json.loads((out / "results.json").read_text())
+    for key in ("arms", "derived"):
+        res[key] = dict(reversed(list(res[key].items())))
+    assert render(res, res["plots"]) == (out / "report.md").read_text()
+    rows = [line.split(" | ")[0][2:] for line in (out / "report.md").read_text().splitlines() if line.startswith("| full@max")
+            or line.startswith("| oracle@planned")]
+    assert rows[:2] == ["full@max", "oracle@planned"]  # the references first, the lower bound last
+
+
 def test_every_policy_reported_with_its_figures(nano):
     _, summary = nano
     arms = summary["arms"]
