@@ -16,6 +16,7 @@ EPILOG = """\b
 Examples:
   edgeexit profile --board jetson-nano --simulate --threads 4      # the board model, labelled SIMULATED
   edgeexit profile --board raspberry-pi-5 --simulate --out /tmp/pi5.json --json
+  edgeexit profile --board jetson-nano --simulate --plot nano-profile.png   # energy vs clock, as a PNG
   sudo edgeexit profile --board auto --repeats 20                  # a real board, its own power meter
   edgeexit run --board jetson-nano --simulate --threads 4 --profile PROFILE.json
 """
@@ -41,6 +42,13 @@ Examples:
     help="Timed invokes per segment and operating point on a real board (the median is kept). A simulated "
     "board's model needs one.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw full-inference latency and energy against the CPU operating point into this PNG "
+    "(needs matplotlib: pip install 'edgeexit[plot]').",
+)
 @options.threads
 @options.interpreter
 @options.meter
@@ -53,6 +61,7 @@ def command(
     model_path: Optional[Path],
     out: Optional[Path],
     repeats: int,
+    plot: Optional[Path],
     threads: int,
     interpreter: Optional[str],
     meter: str,
@@ -77,6 +86,13 @@ def command(
     bundle = load_bundle(model_path)
     if out is not None:
         check_output(out)
+    if plot is not None:  # before minutes of profiling, not after
+        from edgeexit.bench.plots import have_matplotlib
+        from edgeexit.paths import writable_output
+
+        if not have_matplotlib():
+            raise click.UsageError("--plot needs matplotlib: pip install 'edgeexit[plot]'")
+        writable_output(plot, "the plot", "--plot FILE")
     with ExitStack() as stack:
         session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
         path = check_output(out if out is not None else default_profile_path(bundle, session.board.name,
@@ -106,9 +122,14 @@ def command(
         description = session.describe()
     full = [s.label for s in bundle.blocks] + [bundle.exits[-1].label]
     rows = inference_table(data, full)
+    if plot is not None:
+        from edgeexit.profile_plot import plot_profile
+
+        plot_profile(data, rows, plot)
     if as_json:
         echo_json({"profile_path": str(path), "simulated": data["simulated"], "board": data["board"],
-                   "board_description": description, "restored": True, "full_inference": rows, "profile": data})
+                   "board_description": description, "restored": True, "full_inference": rows, "profile": data,
+                   "plot_path": str(plot) if plot is not None else None})
         return
     if data["simulated"]:
         click.echo("SIMULATED board: the figures below come from the board model, not a measurement.")
@@ -119,6 +140,8 @@ def command(
     for note in data["notes"]:
         click.echo("note: {}".format(note))
     click.echo("wrote {}{}".format(path, " (SIMULATED)" if data["simulated"] else ""))
+    if plot is not None:
+        click.echo("wrote {}{}".format(plot, " (SIMULATED)" if data["simulated"] else ""))
     click.echo("board clocks restored")
 
 

@@ -155,3 +155,30 @@ def test_unusable_profile_for_run_is_one_line(profiles, tmp_path: Path):
         assert_one_line_error(p, needles[name], "edgeexit profile" if name != "pi5.json" else "profile this board")
     p = edgeexit("calibrate", "--eenet-budget-ms", "0.5", "--latency-profile", str(tmp_path / "textlatency.json"))
     assert_one_line_error(p, "block0 latency_ms needs", "edgeexit profile")
+
+
+def test_profile_plot(tmp_path: Path):
+    png = tmp_path / "plots" / "pi5.png"
+    out = json_out(edgeexit("profile", "--board", "raspberry-pi-5", "--simulate", "--out", str(tmp_path / "p.json"),
+                            "--plot", str(png), "--json"))
+    assert out["plot_path"] == str(png)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    p = edgeexit("profile", "--board", "jetson-nano", "--simulate", "--out", str(tmp_path / "q.json"),
+                 "--plot", str(blocker / "x.png"))
+    assert_one_line_error(p, "cannot write the plot", "--plot FILE")
+    assert not (tmp_path / "q.json").exists()  # refused before profiling
+
+
+def test_profile_plot_without_energy(tmp_path: Path, profiles):
+    """A real board without a meter profiles latency only: the plot says energy was not measured."""
+    from edgeexit.profile_plot import plot_profile
+    from edgeexit.profiling import inference_table
+
+    data = dict(profiles["jetson-nano"]["profile"], energy_source=None, busy_power_mw=None, idle_power_mw=None)
+    data["segments"] = {k: dict(v, energy_mj=None) for k, v in data["segments"].items()}
+    rows = inference_table(data, list(data["segments"]))
+    assert all(r["energy_mj"] is None for r in rows)
+    assert plot_profile(data, rows, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
