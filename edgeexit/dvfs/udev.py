@@ -14,6 +14,8 @@ def udev_rule(group: str = GROUP) -> str:
         "#          sudo udevadm control --reload && sudo udevadm trigger -s cpu -s devfreq   (or reboot)",
         "# devfreq's userspace/set_freq is created when that governor starts, so it stays root-only:",
         "# edgeexit then pins the GPU with min_freq/max_freq instead.",
+        "# On a Raspberry Pi, also: sudo usermod -aG video $USER  (vcgencmd, which reads the clock that",
+        "# really runs and the Pi 5's PMIC rails, talks to the firmware through the video group's devices).",
         'SUBSYSTEM=="cpu", ACTION=="add", RUN+="/bin/sh -c \'cd /sys/devices/system/cpu/cpufreq && '
         'for p in policy*; do for f in {cf}; do chgrp {g} $p/$f && chmod g+w $p/$f; done; done\'"'.format(
             cf=cpu_files, g=group),

@@ -103,3 +103,4 @@ def test_boards_cli_table_and_udev_rule() -> None:
         assert name in out
     rule = CliRunner().invoke(cli, ["boards", "--udev-rule"]).output
     assert 'SUBSYSTEM=="devfreq"' in rule and "chgrp edgeexit" in rule
+    assert "usermod -aG video" in rule  # a Pi's vcgencmd (clock read-back, Pi 5 PMIC)
