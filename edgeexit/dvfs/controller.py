@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
@@ -23,6 +24,7 @@ from edgeexit.guards.thermal import ThermalGuard
 
 FreqArg = Union[int, str]
 PIN_METHODS = ("auto", "userspace", "minmax")
+FIRMWARE_RECHECK_S = 5.0  # how long a Pi's vcgencmd answer for one requested clock is reused
 # What identifies "the state edgeexit left" in a domain. max is left out on purpose: thermal cooling
 # devices lower policy->max (and so scaling_max_freq) by themselves, which is not someone else's change.
 OWNED_FIELDS = ("governor", "min")
@@ -102,6 +104,8 @@ class DvfsController:
         self._before_first_write = before_first_write
         self._on_change = on_change
         self._actual_cpu_khz = actual_cpu_khz
+        self.firmware_recheck_s = FIRMWARE_RECHECK_S
+        self._firmware_seen = {}  # type: Dict[int, Tuple[int, float]]
         self._warn = warn or _stderr_warn
         self._warned_honour = set()  # type: Set[Any]
         self._changing = None  # type: Optional[FreqDomain]
@@ -158,9 +162,9 @@ class DvfsController:
                 self._on_change()
         source = dom.relpath + ("/scaling_cur_freq" if dom.kind == "cpu" else "/cur_freq")
         if dom.kind == "cpu" and self._actual_cpu_khz is not None:
-            actual = self._actual_cpu_khz()
+            actual = self._firmware_khz(dom, target)
             if actual is not None:
-                effective, source = snap_to_table(dom.available(), actual), "vcgencmd measure_clock arm"
+                effective, source = actual, "vcgencmd measure_clock arm"
             elif "no-firmware-clock" not in self._warned_honour:
                 self._warned_honour.add("no-firmware-clock")
                 self._warn("`vcgencmd measure_clock arm` did not answer, so CPU pins are read back from {}, which "
@@ -168,6 +172,22 @@ class DvfsController:
                            "raspi-utils and run as root or in the video group".format(source))
         self._check_honoured(dom, target, effective, source)
         return effective
+
+    def _firmware_khz(self, dom: FreqDomain, target: int) -> Optional[int]:
+        """The clock the firmware runs for ``target``, snapped to the table. A vcgencmd call forks a process
+        (milliseconds on a Pi, on the inference's critical path when the planner re-pins mid-inference), so
+        each target's answer is reused for ``firmware_recheck_s`` before it is asked again."""
+        now = time.monotonic()
+        seen = self._firmware_seen.get(target)
+        if seen is not None and now - seen[1] < self.firmware_recheck_s:
+            return seen[0]
+        assert self._actual_cpu_khz is not None
+        actual = self._actual_cpu_khz()
+        if actual is None:
+            return None
+        khz = snap_to_table(dom.available(), actual)
+        self._firmware_seen[target] = (khz, now)
+        return khz
 
     def _check_honoured(self, dom: FreqDomain, target: int, effective: int, source: str) -> None:
         event = check_honoured(dom.name, dom.unit, dom.available(), target, effective, source)

@@ -132,6 +132,19 @@ def test_honoured_rules_and_vcgencmd_reader(tmp_path: Path) -> None:
     measured["khz"] = 1500345
     assert ctl.set_cpu_khz(1000000) == 1500000 and ctl.honour_events[-1].effective == 1500000
     assert snap_to_table([1500000, 1600000], 1550000) == 1550000  # between entries: as measured
+    # vcgencmd forks a process (ms on a Pi): each target's answer is reused for a while, then asked again
+    calls = []  # type: List[int]
+
+    def firmware() -> int:
+        calls.append(1)
+        return max(int((k.root / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq").read_text()), 1500000)
+
+    ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=firmware, warn=lambda m: None)
+    for f in (1800000, 2000000, 1800000, 2000000, 1000000, 1000000):
+        ctl.set_cpu_khz(f)
+    assert len(calls) == 3 and [e.requested for e in ctl.honour_events] == [1000000, 1000000]
+    ctl.firmware_recheck_s = 0.0  # expired: asked again (throttling that began since shows)
+    assert ctl.set_cpu_khz(1800000) == 1800000 and len(calls) == 4
     # no answer from the firmware (not installed, no access to /dev/vcio): said once, then cpufreq's read-back
     said = []  # type: List[str]
     ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: None, warn=said.append)
