@@ -4,8 +4,9 @@ Integration method (also returned in ``EnergyWindow.method``): power is linearly
 between valid samples and integrated exactly over ``[t0, t1]`` (trapezoids with the window edges
 as extra knots). A window shorter than the sampling period therefore gets the interpolated power
 times its duration. Beyond the first/last sample power is held constant, but only up to
-``max_gap_s`` (default two sampling periods): a window whose start or end lies further than that
-from a valid sample is ``valid=False``. Invalid samples (failed reads) are dropped and the gap is
+``max_gap_s`` (default two sampling periods; for a meter whose reads take longer than that, such as
+the Pi 5 PMIC's forked ``vcgencmd``, two typical reads, at most 0.25 s, with one warning): a window
+whose start or end lies further than that from a valid sample is ``valid=False``. Invalid samples (failed reads) are dropped and the gap is
 bridged by interpolation, so one bad read neither crashes nor biases a window.
 
 ``begin_window``/``end_window`` take a synchronous sample just before the start and just after the
@@ -20,17 +21,21 @@ without good samples is invalid ("energy unknown"). Each run of invalid windows 
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
+import statistics
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional
 
 from edgeexit.energy.integrate import LINEAR_METHOD, piecewise_linear_energy_mj
 from edgeexit.energy.meter import Clock, PowerMeter
 from edgeexit.energy.reading import EnergyWindow, PowerReading
 from edgeexit.energy.windows import WindowedEnergySource
 from edgeexit.errors import MeterError
+
+SLOW_READ_GAP_CAP_S = 0.25  # a slow meter's reads are trusted this far from a window edge, never further
 
 
 class Sampler(WindowedEnergySource):
@@ -73,6 +78,8 @@ class Sampler(WindowedEnergySource):
         self._times: List[float] = []
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._read_s: Deque[float] = collections.deque(maxlen=32)  # durations of recent good reads
+        self._warned_slow = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._init_windows()
@@ -87,8 +94,11 @@ class Sampler(WindowedEnergySource):
             except Exception as exc:  # noqa: BLE001 - a sampler thread must outlive a bad read
                 self.last_error = exc
                 reading = PowerReading(0.0, {}, None, getattr(self.meter, "source", ""))
-            t_s = 0.5 * (t_before + self.clock())
+            t_after = self.clock()
+            t_s = 0.5 * (t_before + t_after)
         reading = dataclasses.replace(reading, t_s=t_s)
+        if reading.valid:
+            self._note_read_time(t_after - t_before)
         with self._sampled:
             self._count += 1
             self._sampled.notify_all()
@@ -103,6 +113,23 @@ class Sampler(WindowedEnergySource):
                 del self._times[:drop]
                 del self._readings[:drop]
         return reading
+
+    def _note_read_time(self, read_s: float) -> None:
+        with self._lock:
+            self._read_s.append(read_s)
+            typical = statistics.median(self._read_s)
+        if typical > 1.0 / self.rate_hz and len(self._read_s) >= 3 and not self._warned_slow:
+            self._warned_slow = True
+            self.warn("power meter {} takes {:.1f} ms per read, longer than the sampling period of --meter-rate-hz "
+                      "{:g}: it samples at about {:.0f} Hz, so a window shorter than one read is interpolated between "
+                      "reads".format(self.meter.name, typical * 1e3, self.rate_hz, 1.0 / typical))
+
+    def gap_s(self) -> float:
+        """How far from a window's edges its nearest good sample may lie: ``max_gap_s``, or two typical reads
+        of a meter slower than that (vcgencmd forks a process per read), at most 0.25 s."""
+        with self._lock:
+            typical = statistics.median(self._read_s) if self._read_s else 0.0
+        return max(self.max_gap_s, min(2.0 * typical, SLOW_READ_GAP_CAP_S))
 
     def start(self) -> "Sampler":
         """Start the background thread (idempotent)."""
@@ -188,15 +215,14 @@ class Sampler(WindowedEnergySource):
         """Energy over ``[t0_s, t1_s]`` (host seconds on ``clock``); see the module docstring."""
         if t1_s < t0_s:
             raise MeterError(f"Window end {t1_s} s is before its start {t0_s} s.")
-        near = [
-            r for r in self.readings(t0_s - self.max_gap_s, t1_s + self.max_gap_s) if r.valid
-        ]
+        gap_s = self.gap_s()
+        near = [r for r in self.readings(t0_s - gap_s, t1_s + gap_s) if r.valid]
         basis = near[0].total_basis if near else getattr(self.meter, "total_basis", "")
         invalid = EnergyWindow(
             0.0, 0.0, 0, LINEAR_METHOD, False, t0_s, t1_s, basis, self.meter.name, {}
         )
-        # Held-constant extrapolation is trusted only up to max_gap_s past the last good sample.
-        if not near or near[0].t_s > t0_s + self.max_gap_s or near[-1].t_s < t1_s - self.max_gap_s:
+        # Held-constant extrapolation is trusted only up to gap_s past the last good sample.
+        if not near or near[0].t_s > t0_s + gap_s or near[-1].t_s < t1_s - gap_s:
             self._note_window(False)
             return invalid
         self._note_window(True)

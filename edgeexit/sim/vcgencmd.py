@@ -19,6 +19,6 @@ def simulated_vcgencmd(root: Path) -> Runner:
         try:
             return (base / "_".join(argv[1:])).read_text()
         except (FileNotFoundError, IsADirectoryError):
-            return 'error=2 error_msg="Command not registered"\n'
+            return 'error=1 error_msg="Command not registered"\n'
 
     return run

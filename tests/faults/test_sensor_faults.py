@@ -141,3 +141,28 @@ def test_pi5_pmic_faults_are_invalid_readings(answer: str) -> None:
     meter = Pi5PmicMeter(runner=runner)
     r = meter.read()
     assert r.total_mw is None and r.failed_rails == ["VDD_CORE"]
+
+
+def test_a_meter_slower_than_the_sampling_period_still_measures_with_one_warning() -> None:
+    """vcgencmd forks a process per read: a read may take longer than --meter-rate-hz's period. Windows
+    are then bracketed by reads about one read time away; they stay valid, and the user is told once."""
+    warnings = []  # type: List[str]
+    t = [0.0]
+
+    class Slow(_Scripted):
+        def read(self) -> PowerReading:
+            t[0] += 0.03  # 30 ms per read, against a 5 ms period at 200 Hz
+            return super().read()
+
+    sampler = Sampler(Slow([2000.0]), rate_hz=200.0, clock=lambda: t[0], warn=warnings.append)
+    for i in range(5):
+        sampler.begin_window("w{}".format(i))
+        t[0] += 0.001  # a 1 ms inference
+        w = sampler.end_window("w{}".format(i))
+        assert w.valid and w.energy_mj == pytest.approx(2.0 * 1.0, rel=1e-6), i  # 2000 mW for 1 ms
+    assert len(warnings) == 1 and "30.0 ms per read" in warnings[0] and "--meter-rate-hz 200" in warnings[0]
+    assert sampler.gap_s() == pytest.approx(0.06)
+    stuck = Sampler(_Scripted([1000.0]), rate_hz=200.0, clock=lambda: t[0], warn=warnings.append)
+    for _ in range(3):
+        stuck._note_read_time(30.0)  # a hung read that came back: trusted no further than 0.25 s
+    assert stuck.gap_s() == pytest.approx(0.25)
