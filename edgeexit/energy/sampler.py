@@ -6,8 +6,9 @@ as extra knots). A window shorter than the sampling period therefore gets the in
 times its duration. Beyond the first/last sample power is held constant, but only up to
 ``max_gap_s`` (default two sampling periods; for a meter whose reads take longer than that, such as
 the Pi 5 PMIC's forked ``vcgencmd``, two typical reads, at most 0.25 s, with one warning): a window
-whose start or end lies further than that from a valid sample is ``valid=False``. Invalid samples (failed reads) are dropped and the gap is
-bridged by interpolation, so one bad read neither crashes nor biases a window.
+whose start or end lies further than that from a valid sample is ``valid=False``. Invalid samples
+(failed reads) are dropped and the gap is bridged by interpolation, so one bad read neither crashes
+nor biases a window.
 
 ``begin_window``/``end_window`` take a synchronous sample just before the start and just after the
 end (``sync_edges=True``), so every keyed window is bracketed by samples even when it is much
