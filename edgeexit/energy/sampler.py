@@ -28,7 +28,7 @@ import statistics
 import sys
 import threading
 import time
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from edgeexit.energy.integrate import LINEAR_METHOD, piecewise_linear_energy_mj
 from edgeexit.energy.meter import Clock, PowerMeter
@@ -37,6 +37,18 @@ from edgeexit.energy.windows import WindowedEnergySource
 from edgeexit.errors import MeterError
 
 SLOW_READ_GAP_CAP_S = 0.25  # a slow meter's reads are trusted this far from a window edge, never further
+
+
+def next_sample(next_s: float, now_s: float, period_s: float, read_s: float) -> Tuple[float, float]:
+    """(when the next periodic read is due, how long to wait for it). A meter that fell behind (its read
+    took longer than the period) does not burst to catch up, and rests as long as its read took: forking
+    vcgencmd back to back would keep a core busy beside the inference being measured, and an idle
+    sampler starts a window edge's read when the edge asks."""
+    due = next_s + period_s
+    if due >= now_s:
+        return due, due - now_s
+    rest_s = min(read_s, SLOW_READ_GAP_CAP_S)
+    return now_s + rest_s, rest_s
 
 
 class Sampler(WindowedEnergySource):
@@ -163,12 +175,10 @@ class Sampler(WindowedEnergySource):
         period_s = 1.0 / self.rate_hz
         next_s = time.monotonic()
         while not self._stop.is_set():
+            t0 = time.monotonic()
             self.sample_once()
-            next_s += period_s
-            delay_s = next_s - time.monotonic()
-            if delay_s < 0:  # fell behind (slow read): do not burst to catch up
-                next_s = time.monotonic()
-                delay_s = 0.0
+            now = time.monotonic()
+            next_s, delay_s = next_sample(next_s, now, period_s, now - t0)
             if self._wake.wait(delay_s):  # a window edge asked for a sample now
                 self._wake.clear()
 

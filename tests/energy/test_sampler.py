@@ -14,6 +14,7 @@ from energy_fixtures import NANO_POWER, AGX_ORIN_POWER, FakeClock, make_agx_orin
 
 from edgeexit.energy import Ina3221Meter, Sampler, energy_per_period_mj
 from edgeexit.energy.integrate import piecewise_linear_energy_mj
+from edgeexit.energy.sampler import SLOW_READ_GAP_CAP_S, next_sample
 from edgeexit.errors import MeterError
 
 
@@ -191,3 +192,14 @@ def test_background_thread_samples_real_clock(tmp_path: Path) -> None:
     assert all(b.t_s > a.t_s for a, b in zip(got, got[1:]))
     w = sampler.energy_mj(got[0].t_s, got[-1].t_s)
     assert w.valid and w.mean_power_mw == pytest.approx(4012.0)
+
+
+def test_pacing_on_time_reads_keep_the_period():
+    assert next_sample(1.000, 1.002, 0.005, 0.001) == (pytest.approx(1.005), pytest.approx(0.003))
+
+
+def test_pacing_a_slow_meter_rests_as_long_as_its_read_took_instead_of_reading_back_to_back():
+    due, wait = next_sample(1.000, 1.030, 0.005, 0.030)  # a 30 ms read at 200 Hz
+    assert wait == pytest.approx(0.030) and due == pytest.approx(1.060)
+    due, wait = next_sample(1.000, 31.0, 0.005, 30.0)  # a hung read that came back: no 30 s nap
+    assert wait == pytest.approx(SLOW_READ_GAP_CAP_S)
