@@ -138,6 +138,10 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     if os.path.ismount(str(mountpoint)):
         raise DvfsError("{} is already a mount point; unmount it first (`edgeexit sim umount {}`)".format(
             mountpoint, mountpoint))
+    if any(mountpoint.iterdir()):
+        # FUSE would hide what is there (often the tree meant for --backing) until the unmount
+        raise DvfsError("{} is not empty: mount on an empty directory (a tree from `edgeexit sim init` goes to "
+                        "--backing)".format(mountpoint))
     say = announce or (lambda msg: None)
     if not foreground:
         # The server is a foreground mount in a child; a temporary tree is its to make and to delete

@@ -1,6 +1,7 @@
 """Shell-level checks on the FUSE mount: `cat` and `echo >` behave as on the board, errno included."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,18 @@ def test_mount_background_status_and_umount_cli(tmp_path: Path) -> None:
     while set(Path(tempfile.gettempdir()).glob("edgeexit-sim-*")) - trees_before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not set(Path(tempfile.gettempdir()).glob("edgeexit-sim-*")) - trees_before
+
+
+def test_mount_refuses_a_non_empty_mount_point(tmp_path: Path) -> None:
+    """Mounting over a tree (meant for --backing) would hide it until the unmount."""
+    from tests.cli.helpers import assert_one_line_error, edgeexit
+    from tests.sim.helpers import require_fuse, snapshot
+
+    require_fuse()
+    k = make_tree(tmp_path / "tree", "jetson-nano")
+    before = snapshot(k.root)
+    assert_one_line_error(edgeexit("sim", "mount", "--board", "jetson-nano", str(k.root)), "is not empty", "--backing")
+    assert not os.path.ismount(str(k.root)) and snapshot(k.root) == before
 
 
 def test_a_mount_whose_server_died_is_named_and_can_be_unmounted(tmp_path: Path) -> None:
