@@ -124,15 +124,27 @@ def test_honoured_rules_and_vcgencmd_reader(tmp_path: Path) -> None:
 
     ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: 1500000, warn=lambda m: None)
     assert ctl.set_cpu_khz("min") == 1500000 and ctl.honour_events[0].source == "vcgencmd measure_clock arm"
-    # the firmware counts the PLL (1500345728 Hz at 1.5 GHz): a clock that close to an entry is that entry, so a
-    # honoured pin is no event and the planner gets a table entry back (a profile has columns for those only)
+
+
+def test_firmware_reading_snaps_to_the_table(tmp_path: Path) -> None:
+    """The firmware counts the PLL (1500345728 Hz at 1.5 GHz): a clock that close to an entry is that entry, so a
+    honoured pin is no event and the planner gets a table entry back (a profile has columns for those only)."""
+    from edgeexit.dvfs.controller import DvfsController
+
+    k = make_tree(tmp_path / "t", "raspberry-pi-5")
     measured = {"khz": 1800345}
     ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: measured["khz"], warn=lambda m: None)
     assert ctl.set_cpu_khz(1800000) == 1800000 and not ctl.honour_events
     measured["khz"] = 1500345
     assert ctl.set_cpu_khz(1000000) == 1500000 and ctl.honour_events[-1].effective == 1500000
     assert snap_to_table([1500000, 1600000], 1550000) == 1550000  # between entries: as measured
-    # vcgencmd forks a process (ms on a Pi): each target's answer is reused for a while, then asked again
+
+
+def test_firmware_answer_is_reused_then_asked_again(tmp_path: Path) -> None:
+    """vcgencmd forks a process (ms on a Pi): each target's answer is reused for a while, then asked again."""
+    from edgeexit.dvfs.controller import DvfsController
+
+    k = make_tree(tmp_path / "t", "raspberry-pi-5")
     calls = []  # type: List[int]
 
     def firmware() -> int:
@@ -145,7 +157,13 @@ def test_honoured_rules_and_vcgencmd_reader(tmp_path: Path) -> None:
     assert len(calls) == 3 and [e.requested for e in ctl.honour_events] == [1000000, 1000000]
     ctl.firmware_recheck_s = 0.0  # expired: asked again (throttling that began since shows)
     assert ctl.set_cpu_khz(1800000) == 1800000 and len(calls) == 4
-    # no answer from the firmware (not installed, no access to /dev/vcio): said once, then cpufreq's read-back
+
+
+def test_firmware_silence_is_said_once(tmp_path: Path) -> None:
+    """No answer from vcgencmd (not installed, no access to the firmware): said once, then cpufreq's read-back."""
+    from edgeexit.dvfs.controller import DvfsController
+
+    k = make_tree(tmp_path / "t", "raspberry-pi-5")
     said = []  # type: List[str]
     ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: None, warn=said.append)
     assert ctl.set_cpu_khz(1000000) == 1000000 and ctl.set_cpu_khz(1800000) == 1800000
