@@ -92,7 +92,7 @@ class BoardRun:
         """The CPU operating point in force: the planner's (read back when it wrote) or the kernel's."""
         if self.planner is not None:
             return int(self.planner.current)
-        return int(self.session.controller.cpu_khz())
+        return int(self.session.controller.running_cpu_khz())
 
     @property
     def simulated(self) -> bool:

@@ -106,6 +106,7 @@ class DvfsController:
         self._actual_cpu_khz = actual_cpu_khz
         self.firmware_recheck_s = FIRMWARE_RECHECK_S
         self._firmware_seen = {}  # type: Dict[int, Tuple[int, float]]
+        self._ran = {}  # type: Dict[str, Tuple[int, int]]  # per CPU policy: (cpufreq showed, ran) at the last pin
         self._warn = warn or _stderr_warn
         self._warned_honour = set()  # type: Set[Any]
         self._changing = None  # type: Optional[FreqDomain]
@@ -152,7 +153,7 @@ class DvfsController:
                 return cur  # hot: keep the lower operating point (guard_events says so)
         self._changing = dom
         try:
-            effective = dom.pin(target, self._write, self.method)
+            effective = shown = dom.pin(target, self._write, self.method)
         finally:
             self._changing = None
         if dom.relpath in self.in_flight:
@@ -171,6 +172,8 @@ class DvfsController:
                            "on a Raspberry Pi echoes the request: a firmware floor or throttling goes unseen; install "
                            "raspi-utils and run as root or in the video group".format(source))
         self._check_honoured(dom, target, effective, source)
+        if dom.kind == "cpu":
+            self._ran[dom.name] = (shown, effective)
         return effective
 
     def _firmware_khz(self, dom: FreqDomain, target: int) -> Optional[int]:
@@ -255,7 +258,15 @@ class DvfsController:
         return self.guard is not None and self.guard.hot
 
     def cpu_khz(self) -> int:
+        """What cpufreq shows for the first policy (on a Raspberry Pi: the request)."""
         return self.cpus[0].current()
+
+    def running_cpu_khz(self) -> int:
+        """The clock the first policy runs: the read-back of edgeexit's last pin while cpufreq still shows
+        what it showed then (on a Pi, the firmware's clock, not the request), else what cpufreq shows."""
+        shown = self.cpu_khz()
+        ran = self._ran.get(self.cpus[0].name)
+        return ran[1] if ran is not None and ran[0] == shown else shown
 
     def gpu_hz(self) -> Optional[int]:
         return self.gpu.current() if self.gpu is not None else None

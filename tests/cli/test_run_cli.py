@@ -209,3 +209,14 @@ def test_deadline_longer_than_period_is_refused(tmp_path: Path):
     for cmd in (("run", "--limit", "2"), ("bench", "--out", str(tmp_path / "b"))):
         p = edgeexit(*cmd, "--board", "jetson-nano", "--simulate", "--deadline-ms", "4", "--period-ms", "1")
         assert_one_line_error(p, "--deadline-ms 4 is longer than --period-ms 1", "at most the period")
+
+
+def test_records_report_the_clock_that_ran_on_a_pi5_below_its_floor():
+    """The Pi 5 firmware runs 1.5 GHz for a 1.0 GHz pin: records, summary and warning all say so."""
+    p = edgeexit("run", "--board", "raspberry-pi-5", "--simulate", "--cpu-khz", "1000000", "--limit", "2",
+                 "--output", "-")
+    assert p.returncode == 0, p.stderr
+    records = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["cpu_khz"] for r in records] == [1500000, 1500000]
+    assert all(set(r["cpu_khz_trace"]) == {1500000} for r in records)
+    assert "runs at 1500000 khz" in p.stderr

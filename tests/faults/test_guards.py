@@ -180,12 +180,17 @@ def test_simulated_pi5_firmware_floor_is_read_back_from_vcgencmd(tmp_path: Path,
             ctl = s.controller
             assert ctl.set_cpu_khz(1000000) == 1500000
             assert (Path(root) / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq").read_text() == "1000000\n"
+            assert ctl.cpu_khz() == 1000000 and ctl.running_cpu_khz() == 1500000  # what cpufreq shows, what runs
             ev = ctl.honour_events
             assert len(ev) == 1 and ev[0].source == "vcgencmd measure_clock arm" and ev[0].effective == 1500000
             assert ctl.set_cpu_khz(1100000) == 1500000 and len(ctl.honour_events) == 2  # recorded, not warned again
             assert ctl.set_cpu_khz(1800000) == 1800000 and len(ctl.honour_events) == 2  # above the floor: honoured
+            assert ctl.running_cpu_khz() == 1800000
             k.set_firmware_clock("policy0", cap_khz=1600000)  # a firmware cap shows in vcgencmd too
             assert ctl.set_cpu_khz(2400000) == 1600000 and ctl.honour_events[-1].effective == 1600000
+            k.set_firmware_clock("policy0")  # the cap lifts, and another tool sets the clock
+            k.write("sys/devices/system/cpu/cpufreq/policy0/scaling_setspeed", b"2000000")
+            assert ctl.running_cpu_khz() == ctl.cpu_khz() == 2000000  # changed since edgeexit's pin: cpufreq's
     assert capsys.readouterr().err.count("did not follow") == 2
 
 
