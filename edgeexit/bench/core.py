@@ -345,7 +345,6 @@ def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: Boar
     from edgeexit.policies.eenet import EENetPolicy
     from edgeexit.policies.predictive import PredictivePolicy
     from edgeexit.policies.simple import ThresholdPolicy
-    from edgeexit.forecaster import Forecaster
     from edgeexit.policy_calibration import calibrate_eenet, calibrate_predictive
 
     cost = PhysicsCostModel(physics, bundle)
@@ -366,7 +365,7 @@ def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: Boar
             thr = calibrate_threshold(cal, tgt)
             pols = {"threshold": ThresholdPolicy(thr.thresholds)}
             p = calibrate_predictive(rt, cal, thr.thresholds, tgt, seed=seed)
-            pols["predictive"] = PredictivePolicy(Forecaster.from_dict(p["forecaster"]), p["thresholds"], risk=p["risk"])
+            pols["predictive"] = PredictivePolicy.from_calibration({"predictive": p}, len(rt.exits))  # as it runs
             e = calibrate_eenet(rt, cal, tgt, seed=seed)
             pols["eenet"] = EENetPolicy(e["weights"], e["thresholds"])
         except EdgeExitError:

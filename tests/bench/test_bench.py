@@ -47,6 +47,17 @@ def test_outputs_exist_and_agree(nano):
         assert key in res
 
 
+def test_pareto_replays_the_policies_as_they_run(nano):
+    """The sweep's point at the bench's own target (0.25 pp) is each arm's policy replayed: the same MACs
+    and accuracy. Predictive's used to be its head MLP alone, without the table and entry tree that run."""
+    out, _ = nano
+    res = json.loads((out / "results.json").read_text())
+    for pol, arm in (("predictive", "predictive@planned"), ("threshold", "threshold@race"), ("eenet", "eenet@race")):
+        point = next(p for p in res["pareto"][pol] if p["target_drop_pp"] == 0.25)
+        assert point["mean_macs"] == pytest.approx(res["arms"][arm]["mean_macs"]), pol
+        assert point["accuracy"] == pytest.approx(res["arms"][arm]["accuracy"]), pol
+
+
 def test_report_redrawn_from_results_json_is_the_same(nano):
     """results.json is written with sorted keys; a report rendered from it keeps the bench's arm order."""
     from edgeexit.bench.report import render
