@@ -47,11 +47,12 @@ def replay(rt: Runtime, policy: ExitPolicy, table: ExitTable, labels: Optional[n
     pred = np.zeros(n, dtype=np.int64)
     heads: List[List[int]] = []
     last = rt.last_exit
+    feats = rt.block_outputs(table, policy.feature_block) if policy.feature_block is not None and table.block_outputs else None
     for i in range(n):
         state = SampleState(i, int(labels[i]) if labels is not None else -1)
         policy.start(state)
-        if table.block_features:
-            state.block_output = table.block_features[i]
+        if feats is not None:
+            state.block_output = feats[i]
         cost = 0
         view = None
         for k, b in enumerate(rt.blocks):

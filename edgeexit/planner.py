@@ -12,8 +12,10 @@ subject to finishing by the deadline even if the forecast is wrong:
 
     t_elapsed + transition + W(f) + R(f_max) + transition <= deadline
 
-R is the worst case beyond the forecast (every remaining block and head) at the maximum operating
-point. A misprediction therefore raises the operating point enough to still meet the deadline, and
+R is the worst case beyond the forecast at the maximum operating point: every block after the
+forecast exit's, and every head still ahead that the policy may evaluate, except the forecast one
+(a policy may evaluate an earlier head first, or step on after a miss). Heads of exits calibration
+disabled never run, so they count nowhere. A misprediction therefore raises the operating point enough to still meet the deadline, and
 a deadline the worst case cannot meet even at f_max runs at f_max. Between inferences it drops to
 the operating point with the lowest idle power when the idle gap pays for the two transitions.
 It never touches sysfs when the operating point does not change.
@@ -101,9 +103,13 @@ class DvfsPlanner(RuntimeHooks):
         """ms per segment at every operating point, and suffix sums for remaining-work queries."""
         opps = self.opps
         self.block_ms = np.array([[self.cost.segment_ms(b.spec.label, f) for f in opps] for b in rt.blocks])
-        self.head_ms = np.array([[self.cost.segment_ms(h.spec.label, f) for f in opps] for h in rt.exits])
+        # Heads the policy never evaluates (exits calibration disabled) cost nothing, in the work or the reserve.
+        self.head_ms = np.array([[self.cost.segment_ms(h.spec.label, f) if self.policy.may_evaluate(e) else 0.0 for f in opps]
+                                 for e, h in enumerate(rt.exits)])
         self.exit_blocks = list(rt.exit_blocks)
         nb = len(rt.blocks)
+        # The first exit at or after each block: from there on, any head the policy may run could still run.
+        self.next_exit = [next(e for e, eb in enumerate(self.exit_blocks) if eb >= k) for k in range(nb)]
         # rest_blocks[k] = blocks k..end; rest_heads[e] = heads e..last (all at each OPP)
         self.rest_blocks = np.vstack([np.cumsum(self.block_ms[::-1], axis=0)[::-1], np.zeros((1, len(opps)))])
         self.rest_heads = np.vstack([np.cumsum(self.head_ms[::-1], axis=0)[::-1], np.zeros((1, len(opps)))])
@@ -167,7 +173,9 @@ class DvfsPlanner(RuntimeHooks):
         """
         b = self.exit_blocks[e]
         rb, rh, hm = self.rest_blocks, self.rest_heads, self.head_ms
-        reserve = float(rb[b + 1, -1] + rh[e + 1, -1]) + self.trans_ms
+        # The reserve covers every block past the forecast and every head still ahead but the forecast one:
+        # a policy may evaluate an earlier head first (a cheaper expected cost) or step on after a miss.
+        reserve = float(rb[b + 1, -1] + rh[self.next_exit[next_block], -1] - hm[e, -1]) + self.trans_ms
         i_idle = self.opps.index(self.idle_khz)
         out = []
         for c, f in enumerate(self.opps):

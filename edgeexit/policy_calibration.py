@@ -33,9 +33,10 @@ def _head_feature_table(rt: Runtime, data: CalibrationData) -> np.ndarray:
     return out
 
 
-def _block_feature_table(rt: Runtime, data: CalibrationData) -> np.ndarray:
-    spec = rt.bundle.blocks[rt.exit_blocks[0]].output
-    return np.stack([pooled_features(f, spec.scale, spec.zero_point) for f in data.table.block_features])
+def _block_feature_table(rt: Runtime, data: CalibrationData, entry_exit: int) -> np.ndarray:
+    block = rt.exit_blocks[entry_exit]
+    spec = rt.bundle.blocks[block].output
+    return np.stack([pooled_features(f, spec.scale, spec.zero_point) for f in rt.block_outputs(data.table, block)])
 
 
 def forecast_metrics(rt: Runtime, policy: PredictivePolicy, data: CalibrationData, idx: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
@@ -77,7 +78,7 @@ def _subset(data: CalibrationData, idx: np.ndarray) -> CalibrationData:
     sub = ExitTable(
         logits_q=t.logits_q[idx], logits=t.logits[idx], confidence=t.confidence[idx], max_softmax=t.max_softmax[idx],
         pred=t.pred[idx], conf_q=None if t.conf_q is None else t.conf_q[idx],
-        block_features=[t.block_features[i] for i in idx] if t.block_features else [],
+        block_outputs={b: [outs[i] for i in idx] for b, outs in t.block_outputs.items()},
     )
     return CalibrationData(sub, data.y[idx], data.macs_to_exit, data.head_macs, float((sub.pred[:, -1] == data.y[idx]).mean()))
 
@@ -110,8 +111,12 @@ def calibrate_predictive(
     """Train the forecasters on where the threshold policy's exits say each sample can stop, and distill
     the head forecaster into a lookup table (what runs at inference).
 
+    Both read the output of the first enabled exit's block: every sample runs that far anyway, and a
+    deeper block shows more of how deep the sample will go than the first one does (on the demo the
+    entry forecast saved 2.5% of threshold's MACs from block 1, 2.0% from block 0, exit 0 disabled).
+
     Two forecasters: the head forecaster (features of the head just evaluated, plus pooled block
-    features) re-predicts after an unconfident head; the entry forecaster (pooled features of the first
+    features) re-predicts after an unconfident head; the entry forecaster (pooled features of that
     exit's block only) forecasts before any head runs, so even the first head can be skipped.
     Choices that depend on forecast quality -- the over-prediction weights ``risk`` and ``entry_risk``,
     whether the entry forecaster is used at all, and any tightening of the acceptance thresholds -- are
@@ -123,8 +128,9 @@ def calibrate_predictive(
     th = np.asarray(thresholds)
     targets = first_exit(data.table.max_softmax >= th)
     hf = _head_feature_table(rt, data)
-    bf = _block_feature_table(rt, data)
     enabled = enabled_exits(list(thresholds))
+    entry_exit = enabled.index(True)  # threshold tightening below never disables an exit, so this stays first
+    bf = _block_feature_table(rt, data, entry_exit)
 
     Model = Tuple[Forecaster, np.ndarray, np.ndarray, Forecaster, np.ndarray]
 
@@ -144,7 +150,7 @@ def calibrate_predictive(
             # What runs at inference is the distilled tree, so the tree is what out-of-fold replay judges.
             tree = None if entry_risk is None else distill_entry(en, pooled, jump_cost_matrix(macs, heads, entry_risk, on), on)
             out.append(PredictivePolicy(m, th_list, risk=risk, table=distill(m, x, cur, cost), entry=None if entry_risk is None else en,
-                                        entry_risk=entry_risk or 1.0, entry_tree=tree))
+                                        entry_risk=entry_risk or 1.0, entry_tree=tree, entry_exit=entry_exit))
         return out
 
     folds = _folds(len(data.y), k, seed)
@@ -186,6 +192,7 @@ def calibrate_predictive(
         "table": final.table.to_dict() if final.table is not None else None,
         "risk": risk,
         "entry_risk": entry_risk,
+        "entry_exit": entry_exit,
         "thresholds": final_th,
         "enabled_exits": enabled,
         "target_accuracy": target,

@@ -64,7 +64,9 @@ class ExitTable:
     max_softmax: np.ndarray  # (N, E)
     pred: np.ndarray  # (N, E) int64
     conf_q: Optional[np.ndarray] = None  # (N, E) int8 confidence-head codes where the bundle has them
-    block_features: List[np.ndarray] = field(default_factory=list)  # per sample: pooled block-0 output
+    # Raw int8 outputs of some blocks, per sample, keyed by block index: what forecasters read (see
+    # Runtime.block_outputs, which derives later blocks from the latest one kept).
+    block_outputs: Dict[int, List[np.ndarray]] = field(default_factory=dict)
 
 
 class Runtime:
@@ -193,7 +195,8 @@ class Runtime:
         return result
 
     def exit_table(self, xq: np.ndarray, keep_block0: bool = False) -> ExitTable:
-        """Evaluate every exit on every sample of ``xq`` (N, *input shape)."""
+        """Evaluate every exit on every sample of ``xq`` (N, *input shape); ``keep_block0`` keeps the output
+        of the first exit's block, from which :meth:`block_outputs` derives any later block's."""
         n, n_exits = xq.shape[0], len(self.exits)
         logits = np.zeros((n, n_exits, self.bundle.manifest.num_classes), dtype=np.int8)
         conf = np.zeros((n, n_exits), dtype=np.float64)
@@ -226,4 +229,25 @@ class Runtime:
         scale = np.array([d.scale for d in self.decoders], dtype=np.float32)[None, :, None]
         zp = np.array([d.zero_point for d in self.decoders], dtype=np.float32)[None, :, None]
         real = (logits.astype(np.float32) - zp) * scale
-        return ExitTable(logits_q=logits, logits=real, confidence=conf, max_softmax=maxp, pred=pred, conf_q=conf_codes, block_features=feats)
+        return ExitTable(logits_q=logits, logits=real, confidence=conf, max_softmax=maxp, pred=pred, conf_q=conf_codes,
+                         block_outputs={self.exit_blocks[0]: feats} if keep_block0 else {})
+
+    def block_outputs(self, table: ExitTable, block: int) -> List[np.ndarray]:
+        """Block ``block``'s output for every sample of ``table``: kept by :meth:`exit_table`, or computed
+        from the latest kept block before it (and kept, so replays over many policies pay once)."""
+        kept = table.block_outputs
+        if block in kept:
+            return kept[block]
+        earlier = [b for b in kept if b < block]
+        if not earlier:
+            raise PolicyError("the exit table keeps no block output at or before block {}; build it with "
+                              "exit_table(..., keep_block0=True)".format(block))
+        start = max(earlier)
+        outs = []
+        for h in kept[start]:
+            for k in range(start + 1, block + 1):
+                rq = self.block_requant[k]
+                h = self.blocks[k].run(h if rq is None else rq(h))
+            outs.append(h)
+        kept[block] = outs
+        return outs

@@ -108,10 +108,17 @@ class ExitPolicy:
     name = "base"
     #: whether the DVFS planner may trust ``planned_exit`` as a forecast of the remaining work
     forecasts = False
+    #: the block whose output the policy reads (``state.block_output``), None if it reads none; set by bind
+    feature_block: Optional[int] = None
 
     def bind(self, runtime: "Runtime") -> None:
         """Called once when the runtime loads; precompute tables here, never per inference."""
         self.runtime = runtime
+
+    def may_evaluate(self, exit_index: int) -> bool:
+        """Whether the head ``exit_index`` can ever run under this policy (after bind): what a DVFS planner
+        must reserve time for. Every head can, unless a policy knows better."""
+        return True
 
     def start(self, state: SampleState) -> None:
         """A new sample begins."""

@@ -1,7 +1,9 @@
 """Predictive Exit: forecast the exit after the first block, evaluate only that head, re-predict on a miss.
 
-Right after the first exit's block, an entry forecaster (when calibration found one that pays) reads
-cheap pooled features of that block's output and gives a distribution p over all exits; the policy
+Right after the block of the first exit calibration kept (the first block, as in the paper, when
+exit 0 is enabled; a later one costs no extra work and shows more of the sample), an entry forecaster
+(when calibration found one that pays) reads cheap pooled features of that block's output and gives a
+distribution p over all exits; the policy
 jumps to the exit j minimizing the expected cost sum_t p_t * C[j, t], where C[j, t] is the MACs of
 jumping to j when the sample's true exit is t (running blocks past t when j > t; an extra head and
 another jump when j < t). At inference that MLP runs as the shallow tree calibration distilled from
@@ -63,7 +65,7 @@ class PredictivePolicy(ExitPolicy):
 
     def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict", risk: float = 1.0,
                  table: Optional[ForecastTable] = None, entry: Optional[Forecaster] = None, entry_risk: float = 1.0,
-                 entry_tree: Optional[EntryTree] = None) -> None:
+                 entry_tree: Optional[EntryTree] = None, entry_exit: int = 0) -> None:
         if on_miss not in ("repredict", "step"):
             raise CalibrationError("on_miss must be 'repredict' or 'step', not {!r}".format(on_miss))
         self.forecaster = forecaster
@@ -71,9 +73,11 @@ class PredictivePolicy(ExitPolicy):
         self.on_miss = on_miss
         self.risk = float(risk)
         self.table = table  # the head forecaster distilled into a lookup table (used when present)
-        self.entry = entry  # forecasts from the first block's pooled output, before any head runs
+        self.entry = entry  # forecasts from the entry block's pooled output, before any head runs
         self.entry_risk = float(entry_risk)
         self.entry_tree = entry_tree if entry is not None else None  # the entry forecaster distilled (used when present)
+        # The exit whose block's output both forecasters read: the entry forecast runs right after that block.
+        self.entry_exit = int(entry_exit)
         self._target = 0
         self.forecast_ns = 0  # host time spent forecasting for the current sample
 
@@ -95,7 +99,12 @@ class PredictivePolicy(ExitPolicy):
         tree = None
         if first is not None and entry.get("entry_tree"):
             tree = EntryTree.from_dict(entry["entry_tree"], n_features=first.w1.shape[0], n_exits=n_exits)
-        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table, first, float(entry.get("entry_risk") or 1.0), tree)
+        entry_exit = entry.get("entry_exit", 0)  # absent: calibrated before the entry could move past exit 0
+        if not isinstance(entry_exit, int) or not 0 <= entry_exit < n_exits:
+            raise CalibrationError("calibration.json: the predictive entry_exit {!r} is not an exit of this bundle; run "
+                                   "`edgeexit calibrate` again".format(entry_exit))
+        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table, first, float(entry.get("entry_risk") or 1.0), tree,
+                   entry_exit)
 
     def bind(self, runtime: Any) -> None:
         super().bind(runtime)
@@ -105,6 +114,9 @@ class PredictivePolicy(ExitPolicy):
         self.n_exits = n
         self.enabled = enabled_exits(self.thresholds)
         self.first = self.enabled.index(True)
+        if self.entry_exit > self.first:
+            raise CalibrationError("the predictive forecasters read exit {}'s block, after exit {}, the first one enabled; "
+                                   "run `edgeexit calibrate` again".format(self.entry_exit, self.first))
         self._next_enabled = [next(j for j in range(e + 1, n) if self.enabled[j]) if e < n - 1 else e for e in range(n)]
         # Additive logit mask (disabled exits are never forecast) and the matching probability weights.
         self._mask = np.where(self.enabled, 0.0, -1e9)
@@ -112,12 +124,21 @@ class PredictivePolicy(ExitPolicy):
         macs, heads = list(runtime.macs_to_exit), list(runtime.head_macs)
         self.cost = jump_cost_matrix(macs, heads, self.risk, self.enabled)
         self.entry_cost = jump_cost_matrix(macs, heads, self.entry_risk, self.enabled)
-        out = runtime.bundle.blocks[runtime.exit_blocks[0]].output
+        block = runtime.exit_blocks[self.entry_exit]
+        out = runtime.bundle.blocks[block].output
         self._feat_scale, self._feat_zp = float(out.scale), int(out.zero_point)
-        # The head MLP (no table) reads the pooled block features: pooled once, at the first exit's block.
+        # The head MLP (no table) reads the pooled block features: pooled once, at the entry exit's block.
         self._pool = self.table is None and self.forecaster.use_block_features
+        self.feature_block = block if (self._pool or self.entry is not None) else None
+        channels = int(out.shape[-1])
+        for fc, extra in ((self.entry, 0), (self.forecaster if self._pool else None, 3)):
+            if fc is not None and fc.w1.shape[0] != channels + extra:
+                raise CalibrationError("the predictive forecasters were fitted on another block's features than block {}'s "
+                                       "{} channels; run `edgeexit calibrate` again".format(block, channels))
         positions = int(np.prod(out.shape)) // int(out.shape[-1])
+        self._prior = -1
         if self.entry_tree is not None:
+            self._prior = self.entry_tree.planned[0]
             # The tree compares raw int8 channel sums: pooling and dequantization folded into its thresholds.
             self._ones = np.ones(positions, dtype=np.float32)
             self._tree_on_sums = self.entry_tree.on_sums(positions, self._feat_scale, self._feat_zp)
@@ -136,13 +157,20 @@ class PredictivePolicy(ExitPolicy):
         self._entry_b2 = b2 + self._mask
         self._entry_cost_w = self.entry_cost * self._weight[None, :]
 
+    def may_evaluate(self, exit_index: int) -> bool:
+        return self.enabled[exit_index]
+
     def start(self, state: SampleState) -> None:
         self._target = self.first
         self.forecast_ns = 0
         state.extra = None
+        if self._prior >= 0:
+            # Before the entry forecast the planner sizes the work by the commonest forecast (the tree's
+            # root), not by the first exit: the blocks up to the entry then run at a typical clock.
+            state.planned_exit = self._prior
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:
-        if exit_index == 0 and (self.entry is not None or self._pool):
+        if exit_index == self.entry_exit and self.feature_block is not None:
             t = perf_counter_ns()
             out = state.block_output
             if self._pool:
@@ -198,4 +226,5 @@ class PredictivePolicy(ExitPolicy):
                 "forecast": "lookup table" if self.table is not None else "MLP",
                 "entry_forecast": None if self.entry is None else "tree" if self.entry_tree is not None else "MLP",
                 "entry_risk": self.entry_risk if self.entry is not None else None,
+                "entry_exit": self.entry_exit if self.feature_block is not None else None,
                 "forecaster_params": self.forecaster.n_params + (self.entry.n_params if self.entry is not None else 0)}

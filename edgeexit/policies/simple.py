@@ -51,10 +51,13 @@ class ThresholdPolicy(ExitPolicy):
                 "{} thresholds for {} exits; run `edgeexit calibrate` for this bundle".format(len(self.thresholds), len(runtime.exits))
             )
 
-    def wants_head(self, exit_index: int, state: SampleState) -> bool:
+    def may_evaluate(self, exit_index: int) -> bool:
         # A head whose threshold can never pass (calibration disabled that exit) is not worth running.
         t = self.thresholds[exit_index]
         return t <= 1.0 if self.metric == "max_softmax" else t >= 0.0
+
+    def wants_head(self, exit_index: int, state: SampleState) -> bool:
+        return self.may_evaluate(exit_index)
 
     def decide(self, head: HeadView, state: SampleState) -> bool:
         if self.metric == "max_softmax":

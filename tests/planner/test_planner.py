@@ -7,6 +7,7 @@ from edgeexit.bundle import load_bundle
 from edgeexit.dvfs import open_board
 from edgeexit.execute import execute
 from edgeexit.policies import make_policy
+from edgeexit.policies.base import ExitPolicy
 from edgeexit.runtime import Runtime
 
 N = 200
@@ -137,3 +138,26 @@ def test_impossible_deadline_is_warned_about(bundle_rt):
         execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(5), session=session,
                 dvfs="planned", deadline_ms=shortest * 1.01, period_ms=10.0, warn=said.append)
     assert said == []  # a deadline some inference can meet is not warned about
+
+
+class EveryHeadUpToItsForecast(ExitPolicy):
+    """Forecasts the final exit from the start but evaluates every head on the way, as a predictive policy
+    does when it jumps to a head before its forecast: the planner must reserve time for those heads."""
+
+    name = "every-head"
+    forecasts = True
+
+    def start(self, state):
+        state.planned_exit = len(self.runtime.exits) - 1
+
+
+@pytest.mark.parametrize("deadline", [2.5, 3.0])
+def test_reserve_covers_heads_before_the_forecast(bundle_rt, deadline):
+    """At these deadlines a plan that counted only the forecast head picked 921.6 or 710.4 MHz, and the
+    heads before it made the first inference miss (2.69 ms, 3.04 ms)."""
+    b, rt = bundle_rt
+    with open_board("jetson-nano", simulate=True) as session:
+        ex = execute(b, rt, EveryHeadUpToItsForecast(), b.split("evaluation").take(20), session=session, dvfs="planned",
+                     deadline_ms=deadline, period_ms=2 * deadline)
+    assert all(r["heads"] == list(range(len(rt.exits))) for r in ex.records)
+    assert max(r["latency_ms"] for r in ex.records) <= deadline

@@ -8,6 +8,7 @@ import pytest
 from edgeexit.bundle import load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from, threshold_cost
+from edgeexit.errors import CalibrationError
 from edgeexit.forecaster import EntryTree, Forecaster
 from edgeexit.offline import replay
 from edgeexit.policies import make_policy
@@ -64,7 +65,7 @@ def _sub(table, n):
     t = copy.copy(table)
     for k in ("logits_q", "logits", "confidence", "max_softmax", "pred"):
         setattr(t, k, getattr(table, k)[:n])
-    t.block_features = table.block_features[:n]
+    t.block_outputs = {b: outs[:n] for b, outs in table.block_outputs.items()}
     return t
 
 
@@ -105,7 +106,7 @@ def test_misprediction_never_returns_unconfident_exit(setup, seed, entry):
     bad_entry = _scrambled(Forecaster.from_dict(cal["entry_forecaster"]), rng) if entry else None
     bad_tree = _random_tree(bad_entry.w1.shape[0], bad_entry.n_exits, rng) if entry == "tree" else None
     th = cal["thresholds"]
-    pol = PredictivePolicy(bad, th, risk=0.1, entry=bad_entry, entry_risk=0.1, entry_tree=bad_tree)
+    pol = PredictivePolicy(bad, th, risk=0.1, entry=bad_entry, entry_risk=0.1, entry_tree=bad_tree, entry_exit=cal["entry_exit"])
     pol.bind(rt)
     xq = quantize_inputs(samples.x[:400], b.manifest.input)
     table = rt.exit_table(xq)
@@ -155,3 +156,45 @@ def test_predictive_runs_fewer_macs_than_threshold(setup):
     t = replay(rt, make_policy("threshold", b), ev.table, ev.y)
     assert p.macs.mean() < t.macs.mean()
     assert abs(p.accuracy(ev.y) - t.accuracy(ev.y)) <= 0.005
+
+
+def test_entry_forecast_reads_the_first_enabled_exits_block(setup):
+    """Every sample runs up to the first enabled exit's block anyway, so the forecasters read that block's
+    output, not block 0's: on the demo exit 0 is disabled, and block 1 forecasts better (see the calibrator)."""
+    b, rt, _, _, _, _ = setup
+    cal = b.calibration["predictive"]
+    first = cal["enabled_exits"].index(True)
+    assert first > 0, "the demo calibration disables exit 0, so the entry moves past block 0"
+    assert cal["entry_exit"] == first
+    pol = make_policy("predictive", b)
+    pol.bind(rt)
+    assert pol.feature_block == rt.exit_blocks[first]
+
+
+def test_entry_exit_from_another_calibration_is_refused(setup):
+    b, rt, _, _, _, _ = setup
+    cal = dict(b.calibration["predictive"])
+    n = len(rt.exits)
+    old = dict(cal)
+    del old["entry_exit"]  # written before the entry could move: it read exit 0's block
+    assert PredictivePolicy.from_calibration({"predictive": old}, n).entry_exit == 0
+    for bad in (-1, n, "1", 1.5):
+        with pytest.raises(CalibrationError, match="edgeexit calibrate"):
+            PredictivePolicy.from_calibration({"predictive": dict(cal, entry_exit=bad)}, n)
+    late = PredictivePolicy.from_calibration({"predictive": dict(cal, entry_exit=cal["entry_exit"] + 1)}, n)
+    with pytest.raises(CalibrationError, match="first one enabled.*edgeexit calibrate"):
+        late.bind(rt)
+
+
+def test_forecasters_fitted_on_another_blocks_channels_are_refused(setup):
+    """Block 2 has 32 channels, the demo's forecasters read 16: refused at bind, not a numpy error per sample."""
+    b, rt, _, _, _, _ = setup
+    cal = b.calibration["predictive"]
+    th = list(cal["thresholds"])
+    th[2] = 0.5  # enable exit 2 only, so an entry there is not after the first enabled exit
+    th[1] = 2.0
+    pol = PredictivePolicy(Forecaster.from_dict(cal["forecaster"]), th, entry=Forecaster.from_dict(cal["entry_forecaster"]),
+                           entry_exit=2)
+    assert rt.bundle.blocks[rt.exit_blocks[2]].output.shape[-1] != pol.entry.w1.shape[0]
+    with pytest.raises(CalibrationError, match="another block's features.*edgeexit calibrate"):
+        pol.bind(rt)

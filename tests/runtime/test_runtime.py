@@ -6,6 +6,7 @@ import pytest
 
 from edgeexit.bundle import load_bundle
 from edgeexit.bundle.data import quantize_inputs
+from edgeexit.errors import PolicyError
 from edgeexit.interpreter import resolve_backend
 from edgeexit.policies import make_policy
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
@@ -136,3 +137,20 @@ def test_interpreter_selection_errors():
 
     with pytest.raises(InterpreterError, match="unknown interpreter backend"):
         resolve_backend("onnx")
+
+
+def test_block_outputs_are_derived_from_the_kept_block(rt, evalset):
+    """Replays read later blocks' outputs from the one exit_table kept: the same codes as running the blocks."""
+    xq = quantize_inputs(evalset.x[:20], rt.bundle.manifest.input)
+    table = rt.exit_table(xq, keep_block0=True)
+    assert list(table.block_outputs) == [rt.exit_blocks[0]]
+    derived = rt.block_outputs(table, 2)
+    for x, got in zip(xq, derived):
+        h = x
+        for k in range(3):
+            rq = rt.block_requant[k]
+            h = rt.blocks[k].run(h if rq is None else rq(h))
+        assert np.array_equal(got, h)
+    assert rt.block_outputs(table, 2) is derived  # kept: many replays pay once
+    with pytest.raises(PolicyError, match="keep_block0"):
+        rt.block_outputs(rt.exit_table(xq[:2]), 1)
