@@ -90,6 +90,9 @@ def command(
         from edgeexit.bench.plots import have_matplotlib
         from edgeexit.paths import writable_output
 
+        if plot.suffix.lower() != ".png":
+            raise click.BadParameter("{} does not end in .png; the plot is a PNG, so name it FILE.png".format(plot),
+                                     param_hint="'--plot'")
         if not have_matplotlib():
             raise click.UsageError("--plot needs matplotlib: pip install 'edgeexit[plot]'")
         writable_output(plot, "the plot", "--plot FILE")

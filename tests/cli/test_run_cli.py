@@ -205,6 +205,12 @@ def test_unwritable_output_fails_before_running(tmp_path: Path):
                           "cannot write the records", "--output FILE")
 
 
+def test_output_where_no_file_can_be_created_fails_before_running():
+    """CI runs as root, which every os.access check passes; /proc still refuses new files."""
+    assert_one_line_error(edgeexit("run", "--limit", "3", "--output", "/proc/edgeexit-records.jsonl"),
+                          "cannot write the records", "--output FILE")
+
+
 def test_deadline_longer_than_period_is_refused(tmp_path: Path):
     for cmd in (("run", "--limit", "2"), ("bench", "--out", str(tmp_path / "b"))):
         p = edgeexit(*cmd, "--board", "jetson-nano", "--simulate", "--deadline-ms", "4", "--period-ms", "1")

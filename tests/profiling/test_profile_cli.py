@@ -172,6 +172,19 @@ def test_profile_plot(tmp_path: Path):
     assert not (tmp_path / "q.json").exists()  # refused before profiling
 
 
+@pytest.mark.parametrize("plot,needles", [
+    ("x.txt", ("does not end in .png", "FILE.png")),  # matplotlib would have raised after profiling
+    ("noext", ("does not end in .png",)),  # matplotlib would have written noext.png and we'd have said noext
+    ("/proc/x.png", ("cannot write the plot", "--plot FILE")),  # root passes os.access, yet cannot create it
+])
+def test_profile_plot_path_is_refused_before_profiling(tmp_path: Path, plot: str, needles):
+    out = tmp_path / "q.json"
+    p = edgeexit("profile", "--board", "jetson-nano", "--simulate", "--out", str(out), "--plot",
+                 plot if plot.startswith("/") else str(tmp_path / plot))
+    assert_one_line_error(p, *needles)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_profile_plot_without_energy(tmp_path: Path, profiles):
     """A real board without a meter profiles latency only: the plot says energy was not measured."""
     from edgeexit.profile_plot import plot_profile
