@@ -1,10 +1,23 @@
 """Options shared by several commands, defined once (pip-tools' pattern)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A click.FloatRange that also refuses nan and inf: both pass every bound check, and a nan period or
+    deadline then silently means "none", an inf meter rate busy-polls."""
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail("{!r} is not a finite number.".format(value), param, ctx)
+        return rv
+
 
 json_output = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table (for scripts)."
@@ -83,7 +96,7 @@ meter = click.option(
 
 meter_rate = click.option(
     "--meter-rate-hz",
-    type=click.FloatRange(min=1.0),
+    type=FiniteFloatRange(min=1.0),
     default=200.0,
     show_default=True,
     help="Sampling rate of the power meter's background thread.",
@@ -91,7 +104,7 @@ meter_rate = click.option(
 
 deadline_ms = click.option(
     "--deadline-ms",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=FiniteFloatRange(min=0.0, min_open=True),
     default=None,
     help="Per-inference deadline, at most the period. The DVFS planner picks the least-energy operating point that "
     "still meets it (also after a misprediction); a deadline no inference can meet is warned about. Default: the "
@@ -100,7 +113,7 @@ deadline_ms = click.option(
 
 period_ms = click.option(
     "--period-ms",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=FiniteFloatRange(min=0.0, min_open=True),
     default=None,
     help="Periodic inference: one sample every PERIOD ms. Energy per period (inference plus idle until the next "
     "one) is reported, and the planner drops to its lowest-energy idle point in between.",
@@ -111,7 +124,7 @@ DEFAULT_MAX_DROP_PP = 0.25  # headroom so held-out evaluation stays within 0.5 p
 
 max_drop_pp = click.option(
     "--max-drop-pp",
-    type=click.FloatRange(min=0.0),
+    type=FiniteFloatRange(min=0.0),
     default=None,
     help="Accuracy target relative to the final exit on the calibration split, in percentage points "
     "[default: {:g}, which leaves headroom so held-out evaluation stays within 0.5 pp of `full`].".format(
@@ -120,7 +133,7 @@ max_drop_pp = click.option(
 
 target_accuracy = click.option(
     "--target-accuracy",
-    type=click.FloatRange(min=0.0, max=1.0),
+    type=FiniteFloatRange(min=0.0, max=1.0),
     default=None,
     help="Absolute accuracy target in [0, 1] on the calibration split, instead of --max-drop-pp.",
 )

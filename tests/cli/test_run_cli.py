@@ -181,6 +181,14 @@ def test_bad_arguments():
     assert_one_line_error(edgeexit("run", "--model", "/nonexistent/bundle"), "not a directory")
 
 
+@pytest.mark.parametrize("option", ["--deadline-ms", "--period-ms", "--meter-rate-hz"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_numbers_are_refused(option: str, value: str):
+    """nan passes every bound check: a nan period ran as "no period" and a nan deadline as none at all."""
+    p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "2", option, value)
+    assert_one_line_error(p, option, "is not a finite number")
+
+
 def test_policy_the_bundle_cannot_run():
     # The demo has no confidence heads: the policy's own reason, not "calibration.json is malformed".
     p = edgeexit("run", "--limit", "2", "--policy", "confidence-head")
