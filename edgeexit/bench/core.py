@@ -28,6 +28,7 @@ from edgeexit.policies import make_policy
 from edgeexit.policies.oracle import earliest_correct
 from edgeexit.policies.predictive import enabled_exits
 from edgeexit.policy_calibration import calibrate_all
+from edgeexit.probes import make_probe
 from edgeexit.runtime import Runtime
 from edgeexit.sim.physics import BoardPhysics
 
@@ -94,6 +95,15 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
     bundle = load_bundle(cfg.model_path)
     evalset = bundle.split("evaluation").take(cfg.limit)
     y = evalset.require_labels("the benchmark")
+    # The board and its meter first: a wrong --board or a meter that cannot open fails in a second, not after
+    # the calibration. Each arm opens its own fresh session later.
+    with _open(cfg) as probe_session:
+        simulated = probe_session.simulated
+        physics = BoardPhysics(probe_session.profile, threads=cfg.threads)
+        board_desc = probe_session.describe()
+        board_name = probe_session.board.name  # what --board auto found
+        governor = probe_session.profile.cpu.default_governor
+        make_probe(probe_session, cfg.threads, meter=cfg.meter).close()
     with Runtime(bundle, interpreter=cfg.interpreter, num_threads=cfg.threads) as rt:
         # 1. one accuracy target, every policy calibrated to it on the held-out calibration split
         cal = collect(rt, bundle.split("calibration"), keep_block0=True)
@@ -104,11 +114,6 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         table = rt.exit_table(quantize_inputs(evalset.x, bundle.manifest.input), keep_block0=True)
         oracle_targets = earliest_correct(table.pred, y)
 
-        with _open(cfg) as probe_session:
-            simulated = probe_session.simulated
-            physics = BoardPhysics(probe_session.profile, threads=cfg.threads)
-            board_desc = probe_session.describe()
-            governor = probe_session.profile.cpu.default_governor
         deadline = cfg.deadline_ms or cfg.period_ms or default_deadline_ms(rt, bundle, physics)
         period = cfg.period_ms or deadline
         sensitivity = cfg.sensitivity if cfg.sensitivity is not None else simulated
@@ -140,7 +145,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         out: Dict[str, Any] = {
             "schema": "edgeexit-bench/1",
             "simulated": simulated,
-            "board": cfg.board,
+            "board": board_name,
             "board_description": board_desc,
             "model": bundle.name,
             "model_path": str(bundle.root),

@@ -29,21 +29,11 @@ def _energy_axis(ax: Any) -> str:
     return ", log scale"
 
 
-def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
-    """Pareto front, exit histogram and frequency timeline; returns the file names written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tag = " (SIMULATED board)" if res["simulated"] else ""
-    written = []
-
+def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     # fixed order and colours, so a results.json read back (keys sorted) plots as the run did
     styles = {"threshold": ("o", "-", "C0"), "predictive": ("x", "--", "C1"), "eenet": ("s", ":", "C2"),
               "full": ("*", "", "C3")}
-    pareto = res.get("pareto") or {}
     for name in sorted(pareto, key=lambda n: (list(styles).index(n) if n in styles else len(styles), n)):
         pts = sorted(pareto[name], key=lambda p: p["energy_mj"])
         if not pts:
@@ -60,7 +50,22 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     fig.tight_layout()
     fig.savefig(str(out / "pareto.png"), dpi=110)
     plt.close(fig)
-    written.append("pareto.png")
+
+
+def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
+    """Pareto front, exit histogram and frequency timeline; returns the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tag = " (SIMULATED board)" if res["simulated"] else ""
+    written = []
+
+    pareto = res.get("pareto") or {}
+    if any(pareto.values()):  # --no-sweep: no empty axes, and the report links no plot
+        _pareto_plot(plt, pareto, tag, out)
+        written.append("pareto.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     arms = [a for a in ("threshold@race", "predictive@planned", "eenet@race", "pe-heuristic@planned", "oracle@planned") if a in res["arms"]]

@@ -174,3 +174,33 @@ def test_headline_never_shows_an_arm_that_did_not_run(tmp_path):
                                 "energy_period_saving_vs_threshold_at_race": None}}
     assert headline(d) == ("predictive vs threshold@race: MACs 0.1% more, energy/inference 20.0% lower, "
                            "energy/period unknown")
+
+
+def test_board_and_meter_are_checked_before_calibrating(tmp_path):
+    """A wrong --board, or a meter that cannot open, used to surface after half a minute of calibration."""
+    import shutil
+
+    from tests.cli.helpers import assert_one_line_error
+
+    out = str(tmp_path / "b")
+    assert_one_line_error(edgeexit("bench", "--board", "bogus", "--simulate", "--out", out), "unknown board 'bogus'")
+    tree = tmp_path / "nano"  # a board-like tree: no simulator marker, so the meter is the real backend
+    assert edgeexit("sim", "init", "--board", "jetson-nano", str(tree)).returncode == 0
+    shutil.rmtree(str(tree / ".edgeexit-sim"))
+    p = edgeexit("bench", "--board", "jetson-nano", "--sysfs-root", str(tree), "--meter", "joulescope", "--out", out)
+    assert_one_line_error(p, "Joulescope")
+    assert "calibrating" not in p.stderr
+
+
+def test_auto_board_is_named_and_no_sweep_draws_no_pareto(tmp_path):
+    tree = tmp_path / "nano"
+    assert edgeexit("sim", "init", "--board", "jetson-nano", str(tree)).returncode == 0
+    out = tmp_path / "b"
+    s = json_out(edgeexit("bench", "--sysfs-root", str(tree), "--limit", "10", "--policies", "threshold", "--no-sweep",
+                          "--no-sensitivity", "--out", str(out), "--json"))
+    res = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    assert s["board"] == res["board"] == "jetson-nano"  # what --board auto found, not "auto"
+    assert report.startswith("# edgeexit bench: demo-mnist-8exit on jetson-nano")
+    assert not (out / "pareto.png").exists() and "pareto.png" not in report
+    assert (out / "exit_histogram.png").exists()
