@@ -19,18 +19,20 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     tag = " (SIMULATED board)" if data.get("simulated") else ""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True)
     top.plot(mhz, [r["latency_ms"] for r in rows], marker="o", color="C0")
-    top.set_ylabel("latency, ms ({})".format(data.get("latency_source", "?")))
+    top.set_ylabel("latency, ms")
     energy = [r["energy_mj"] for r in rows]
-    if all(e is not None for e in energy):
-        bottom.plot(mhz, energy, marker="o", color="C1")
-        best = min(range(len(energy)), key=lambda i: (energy[i], mhz[i]))
+    known = [i for i, e in enumerate(energy) if e is not None]
+    if known:
+        bottom.plot([mhz[i] for i in known], [energy[i] for i in known], marker="o", color="C1")
+        best = min(known, key=lambda i: (energy[i], mhz[i]))
         bottom.plot([mhz[best]], [energy[best]], marker="*", markersize=14, color="C3", linestyle="",
                     label="least energy: {:g} MHz, {:.3g} mJ".format(mhz[best], energy[best]))
         bottom.legend(fontsize=8)
-    else:
-        bottom.text(0.5, 0.5, "energy not measured (no power meter)", ha="center", va="center",
+    missing = energy_gap(data, energy)
+    if missing:
+        bottom.text(0.5, 0.5 if not known else 0.92, missing, ha="center", va="center", fontsize=8,
                     transform=bottom.transAxes)
-    bottom.set_ylabel("energy, mJ ({})".format(data.get("energy_source") or "not measured"))
+    bottom.set_ylabel("energy, mJ")
     for ax in (top, bottom):
         for i in moved:  # the firmware ran another clock: these points are not operating points of their own
             ax.axvspan(mhz[i] - 25, mhz[i] + 25, color="0.85", zorder=0)
@@ -38,9 +40,22 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     if moved:
         top.set_title("grey: requests that ran at another clock (read back)", fontsize=8, loc="left")
     bottom.set_xlabel("CPU operating point, MHz")
-    fig.suptitle("Full inference (every block + final exit) of {} on {}{}".format(
-        data.get("model", "?"), data.get("board", "?"), tag), fontsize=9)
+    # The sources can be long ("INA3221 VDD_IN ..."): a y-label that long runs into the other panel.
+    fig.suptitle("Full inference (every block + final exit) of {} on {}{}\nlatency: {}; energy: {}".format(
+        data.get("model", "?"), data.get("board", "?"), tag, data.get("latency_source", "?"),
+        data.get("energy_source") or "not measured"), fontsize=9)
     fig.tight_layout()
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def energy_gap(data: Dict[str, Any], energy: List[Any]) -> str:
+    """Why some (or all) clocks have no energy, or "" when every one has."""
+    unknown = sum(e is None for e in energy)
+    if not unknown:
+        return ""
+    if not data.get("energy_source"):
+        return "energy not measured (no power meter)"
+    return "energy unknown at {} of {} clocks: the meter gave no valid samples there (see the profile's notes)".format(
+        unknown, len(energy))

@@ -187,11 +187,29 @@ def test_profile_plot_path_is_refused_before_profiling(tmp_path: Path, plot: str
 
 def test_profile_plot_without_energy(tmp_path: Path, profiles):
     """A real board without a meter profiles latency only: the plot says energy was not measured."""
-    from edgeexit.profile_plot import plot_profile
+    from edgeexit.profile_plot import energy_gap, plot_profile
     from edgeexit.profiling import inference_table
 
     data = dict(profiles["jetson-nano"]["profile"], energy_source=None, busy_power_mw=None, idle_power_mw=None)
     data["segments"] = {k: dict(v, energy_mj=None) for k, v in data["segments"].items()}
     rows = inference_table(data, list(data["segments"]))
     assert all(r["energy_mj"] is None for r in rows)
+    assert plot_profile(data, rows, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert energy_gap(data, [r["energy_mj"] for r in rows]) == "energy not measured (no power meter)"
+
+
+def test_profile_plot_with_a_meter_that_missed_windows(tmp_path: Path, profiles):
+    """A meter ran but gave no valid samples at one clock: the plot draws the clocks it measured and says
+    why one is missing, instead of "no power meter"."""
+    from edgeexit.profile_plot import energy_gap, plot_profile
+    from edgeexit.profiling import inference_table
+
+    data = dict(profiles["jetson-nano"]["profile"], energy_source="ina3221 VDD_IN")
+    first = next(iter(data["segments"]))
+    seg = data["segments"][first]
+    data["segments"] = dict(data["segments"], **{first: dict(seg, energy_mj=[None] + list(seg["energy_mj"][1:]))})
+    rows = inference_table(data, list(data["segments"]))
+    energy = [r["energy_mj"] for r in rows]
+    assert energy[0] is None and all(e is not None for e in energy[1:])
+    assert energy_gap(data, energy).startswith("energy unknown at 1 of {} clocks".format(len(energy)))
     assert plot_profile(data, rows, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
