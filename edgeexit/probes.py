@@ -67,7 +67,10 @@ class MeterProbe(BoardProbe):
             remaining_s = self._t0 + self.period_ms / 1e3 - t_idle
             if remaining_s > 0:
                 self._sleep(remaining_s)
-            idle = self.sampler.end_window(key)
+            t_end = self.sampler.end_window(key).t1_s
+            # Idle runs from the inference window's end, not from begin_window's stamp: closing that window
+            # (a streaming meter waits ~15 ms for its late data, a slow meter reads) is part of the period.
+            idle = self.sampler.energy_mj(w.t1_s, t_end)
             rec["period_ms"] = self.period_ms
             rec["idle_energy_mj"] = round(idle.energy_mj, 6) if idle.valid else None
             rec["energy_period_mj"] = (round(w.energy_mj + idle.energy_mj, 6) if (w.valid and idle.valid) else None)

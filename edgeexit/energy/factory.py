@@ -40,6 +40,16 @@ def _no_sensor(config: PowerConfig) -> SensorMissingError:
     return SensorMissingError(f"This board has no on-board power sensor; to measure energy, {hint}.")
 
 
+def _wrong_sensor(config: PowerConfig, wanted: str) -> SensorMissingError:
+    """``--meter`` named a sensor this board lacks: the one line names the values that do work here."""
+    if config.sensor == "none":
+        external = config.external_meter_hint or "wire a Joulescope JS220/JS110 in series with the board's supply"
+        fix = f"--meter joulescope ({external}) or --meter none"
+    else:  # the board's own sensor is what auto reads
+        fix = "--meter auto, --meter joulescope or --meter none"
+    return SensorMissingError(f"The board's power sensor is {config.sensor!r}, not {wanted}; use {fix}.")
+
+
 def meter_for_board(
     power_table: Union[PowerConfig, Mapping[str, Any]],
     root: Path = Path("/"),
@@ -69,13 +79,12 @@ def meter_for_board(
             "none": "none",
         }[config.sensor]
     if kind == "ina3221":
+        if not config.ina3221:
+            raise _wrong_sensor(config, "an INA3221 power monitor")
         return Ina3221Meter(Path(root), config, clock=clock)
     if kind == "pmic":
         if config.sensor != "pi5-pmic":
-            raise SensorMissingError(
-                f"The board's power sensor is {config.sensor!r}, not the Raspberry Pi 5 PMIC; "
-                "use --meter auto."
-            )
+            raise _wrong_sensor(config, "the Raspberry Pi 5 PMIC")
         return Pi5PmicMeter(runner=runner, clock=clock)
     if kind == "joulescope":
         from edgeexit.energy.joulescope import JoulescopeMeter

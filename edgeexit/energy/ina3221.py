@@ -182,7 +182,7 @@ class Ina3221Meter(PowerMeter):
         if not config.ina3221:
             raise SensorMissingError(
                 f"The board config has no [[power.ina3221]] chips (sensor = {config.sensor!r}); "
-                "this board has no INA3221 power monitor."
+                "this board has no INA3221 power monitor; use --meter auto, joulescope or none."
             )
         self.root = Path(root)
         self.config = config

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from edgeexit.energy.reading import PowerReading
+
+if TYPE_CHECKING:
+    from edgeexit.energy.windows import WindowedEnergySource
 
 Clock = Callable[[], float]
 
@@ -29,6 +32,15 @@ class PowerMeter(ABC):
     @abstractmethod
     def read(self) -> PowerReading:
         """Read every rail once. Units: mW; ``t_s`` from ``self.clock``."""
+
+    def stream_energy(self) -> Optional["WindowedEnergySource"]:
+        """The meter's own integrator of its sample stream, or None for a polled meter (the default).
+
+        A streaming instrument (the Joulescope) timestamps every sample itself; a :class:`Sampler`
+        that re-stamped its ``read()`` with the host read time would integrate stale chunk means, so
+        it hands window energy to this source instead.
+        """
+        return None
 
     def close(self) -> None:
         """Release the sensor (default: nothing to release)."""

@@ -18,6 +18,11 @@ Faults (docs/reliability.md): a read that raises or returns garbage is an invali
 that *blocks* (a hung I2C transaction) must not hang the run, so while the background thread runs,
 window edges ask that thread for a sample and wait at most ``read_timeout_s``; a window left
 without good samples is invalid ("energy unknown"). Each run of invalid windows is warned about once.
+
+A streaming meter (``meter.stream_energy()`` not None: the Joulescope) timestamps its own samples, so
+window edges are stamped on its clock and window energy is its own integral of the stream; the
+readings taken here are kept but not integrated. Re-stamping its ``read()`` (the mean of the last
+chunk, delivered milliseconds late) with the host read time under-reports short windows several-fold.
 """
 from __future__ import annotations
 
@@ -54,7 +59,8 @@ def next_sample(next_s: float, now_s: float, period_s: float, read_s: float) -> 
 class Sampler(WindowedEnergySource):
     """Reads ``meter`` at ``rate_hz`` in a daemon thread and keeps ``history_s`` of readings.
 
-    ``clock`` stamps every reading (the midpoint of the read) and the window edges, so a fake
+    ``clock`` stamps every reading (the midpoint of the read) and the window edges (a streaming
+    meter's own clock stamps the edges, see the module docstring), so a fake
     clock makes tests deterministic: call :meth:`sample_once` instead of starting the thread.
     """
 
@@ -96,6 +102,9 @@ class Sampler(WindowedEnergySource):
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._init_windows()
+        # A meter that integrates its own sample stream gets the windows (see the module docstring).
+        stream = getattr(meter, "stream_energy", None)
+        self._stream: Optional[WindowedEnergySource] = stream() if callable(stream) else None
 
     # --- sampling ---------------------------------------------------------------------------
     def sample_once(self) -> PowerReading:
@@ -191,10 +200,11 @@ class Sampler(WindowedEnergySource):
             return list(self._readings[i0:i1])
 
     def now_s(self) -> float:
-        return self.clock()
+        # a streaming meter maps its samples onto its own clock, so its windows must use that clock
+        return self._stream.now_s() if self._stream is not None else self.clock()
 
     def _edge_sample(self) -> None:
-        if not self.sync_edges:
+        if not self.sync_edges or self._stream is not None:  # a stream needs no bracketing read
             return
         thread = self._thread
         if thread is None or not thread.is_alive():
@@ -223,9 +233,13 @@ class Sampler(WindowedEnergySource):
 
     # --- integration ------------------------------------------------------------------------
     def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:
-        """Energy over ``[t0_s, t1_s]`` (host seconds on ``clock``); see the module docstring."""
+        """Energy over ``[t0_s, t1_s]`` (host seconds on :meth:`now_s`'s clock); see the module docstring."""
         if t1_s < t0_s:
             raise MeterError(f"Window end {t1_s} s is before its start {t0_s} s.")
+        if self._stream is not None:
+            window = self._stream.energy_mj(t0_s, t1_s)
+            self._note_window(window.valid)
+            return window
         gap_s = self.gap_s()
         near = [r for r in self.readings(t0_s - gap_s, t1_s + gap_s) if r.valid]
         basis = near[0].total_basis if near else getattr(self.meter, "total_basis", "")

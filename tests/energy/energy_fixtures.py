@@ -158,7 +158,9 @@ class FakeJoulescopeDriver:
     ``power_w(t_host_s)`` is the true power at host monotonic time. The instrument's sample counter
     runs at ``counter_rate`` (deliberately not exactly 2 MHz: a real crystal is off by ppm, and the
     driver's time map carries the measured rate). ``stream(until_host_s)`` delivers ``s/p/!data``
-    messages in the binding's format while ``s/p/ctrl`` is 1.
+    messages in the binding's format while ``s/p/ctrl`` is 1. ``deliver(host_now_s)`` is what the
+    USB thread has handed over by host time ``host_now_s``: whole chunks, each ``usb_latency_s``
+    after its last sample (a real JS220 sends its stream in chunks that reach the host ms late).
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class FakeJoulescopeDriver:
         devices: Optional[List[str]] = None,
         counter_rate: float = 2_000_000.0 * (1 + 50e-6),
         chunk_samples: int = 1000,
+        usb_latency_s: float = 0.0,
     ) -> None:
         self.power_w = power_w
         self.host_offset_s = host_offset_s  # wall (POSIX) minus host monotonic
@@ -176,6 +179,7 @@ class FakeJoulescopeDriver:
         self.devices = ["u/js220/000415"] if devices is None else devices
         self.counter_rate = counter_rate
         self.chunk_samples = chunk_samples
+        self.usb_latency_s = usb_latency_s
         self.opened: Dict[str, str] = {}
         self.state: Dict[str, Any] = {}
         self.published: List[tuple] = []
@@ -259,3 +263,7 @@ class FakeJoulescopeDriver:
             self.counter += self.chunk_samples * decimate
             sent += 1
         return sent
+
+    def deliver(self, host_now_s: float) -> int:
+        """The messages the USB thread has delivered by host time ``host_now_s`` (see the class doc)."""
+        return self.stream(host_now_s - self.usb_latency_s)

@@ -43,6 +43,7 @@ def test_configures_and_streams_power() -> None:
     dev = "u/js220/000415"
     assert drv.opened == {dev: "defaults"}
     assert drv.state[f"{dev}/s/i/range/mode"] == "auto"
+    assert drv.state[f"{dev}/s/v/range/mode"] == "auto"  # the reference's JS220 setup: both ranges auto
     assert drv.state[f"{dev}/h/fs"] == 100_000
     assert drv.state[f"{dev}/s/p/ctrl"] == 1
     assert len(drv.subs[f"{dev}/s/p/!data"]) == 1
@@ -51,6 +52,16 @@ def test_configures_and_streams_power() -> None:
     assert drv.state[f"{dev}/s/p/ctrl"] == 0
     assert drv.subs[f"{dev}/s/p/!data"] == [] and drv.opened == {}
     assert not drv.finalized  # an injected driver belongs to the caller
+
+
+def test_js110_selects_its_ranges() -> None:
+    dev = "u/js110/000001"
+    drv = FakeJoulescopeDriver(pulse, WALL_MINUS_MONO_S, 100.0, devices=[dev])
+    meter = JoulescopeMeter(driver=drv)
+    assert drv.state[f"{dev}/s/i/range/select"] == "auto"
+    assert drv.state[f"{dev}/s/v/range/select"] == "15 V"
+    assert not any(topic.endswith("/range/mode") for topic, _ in drv.published)  # JS220 topics only
+    meter.close()
 
 
 def test_pulse_energy_on_host_time_base() -> None:

@@ -68,6 +68,34 @@ def test_explicit_kinds(tmp_path: Path, pmic_text: str, clock) -> None:
     js.close()
 
 
+def test_ina3221_on_a_board_without_one_names_the_meters_that_work(tmp_path: Path) -> None:
+    with pytest.raises(SensorMissingError) as pi4:
+        meter_for_board(PI4_POWER, tmp_path, kind="ina3221")
+    line = str(pi4.value)
+    assert "\n" not in line and "not an INA3221" in line
+    assert "--meter joulescope" in line and "--meter none" in line and "--meter auto" not in line  # auto fails too
+    with pytest.raises(SensorMissingError, match="--meter auto, --meter joulescope or --meter none"):
+        meter_for_board(PI5_POWER, tmp_path, kind="ina3221")
+    with pytest.raises(SensorMissingError, match="--meter joulescope .* or --meter none"):
+        meter_for_board(PI4_POWER, tmp_path, kind="pmic")  # "use --meter auto" would fail on a Pi 4 as well
+
+
+def test_ina3221_cli_error_on_a_pi4_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    import shutil
+
+    from edgeexit.sim.kernel import SIM_DIR
+    from tests.cli.helpers import assert_one_line_error, edgeexit, json_out
+
+    tree = tmp_path / "pi4"
+    json_out(edgeexit("sim", "init", "--board", "raspberry-pi-4", "--json", str(tree)))
+    shutil.rmtree(str(tree / SIM_DIR))  # no simulator marker: treated as a real Pi 4
+    assert_one_line_error(
+        edgeexit("profile", "--board", "raspberry-pi-4", "--sysfs-root", str(tree), "--meter", "ina3221",
+                 "--out", str(tmp_path / "p.json")),
+        "INA3221", "--meter joulescope", "--meter none",
+    )
+
+
 def test_bad_kind_and_table(tmp_path: Path) -> None:
     with pytest.raises(BoardConfigError, match="auto, ina3221, pmic, joulescope, none"):
         meter_for_board(NANO_POWER, tmp_path, kind="rapl")
