@@ -91,6 +91,10 @@ class DvfsPlanner(RuntimeHooks):
         self._tables(runtime)
         self.idle_khz = min(self.opps, key=cost.idle_mw)
         self._ranked: Dict[Any, List[Any]] = {}
+        # The clock the first inference's opening plan would hold in steady state (no transition charged).
+        # Leaving it is charged the way back as well: a myopic plan never left the first clock it wrote,
+        # because each inference alone could not pay the transition that every later one would have saved.
+        self.home_khz: Optional[int] = None
         # Idle gap (ms) beyond which dropping to idle_khz pays, per current operating point.
         self._drop_after_ms = {f: self._break_even_ms(f) for f in self.opps}
         if mode == "race":
@@ -152,11 +156,16 @@ class DvfsPlanner(RuntimeHooks):
         e = forecast if forecast >= 0 else 0
         while self.exit_blocks[e] < next_block and e < len(self.exit_blocks) - 1:
             e += 1  # a stale forecast behind us: plan for the next exit instead
+        if self.home_khz is None:
+            self.home_khz = self._first_fit(self._rank(next_block, e, elapsed_ms, steady=True), elapsed_ms)
         # The idle gap that follows depends on where the inference is; a 10 us grid keeps the cache small.
         key = (next_block, e, self.current, round(elapsed_ms, 2))
         ranked = self._ranked.get(key)
         if ranked is None:
             ranked = self._ranked[key] = self._rank(next_block, e, elapsed_ms)
+        return self._first_fit(ranked, elapsed_ms)
+
+    def _first_fit(self, ranked: List[Any], elapsed_ms: float) -> int:
         if self.deadline_ms is None:
             return ranked[0][2]
         for _, need_ms, f in ranked:
@@ -164,12 +173,13 @@ class DvfsPlanner(RuntimeHooks):
                 return f
         return self.f_max
 
-    def _rank(self, next_block: int, e: int, elapsed_ms: float) -> List[Any]:
+    def _rank(self, next_block: int, e: int, elapsed_ms: float, steady: bool = False) -> List[Any]:
         """Candidates (energy, time needed including the reserve, kHz), least energy first.
 
-        Energy = busy power over the forecast work (plus a transition if the point changes), plus,
-        with a period, what the rest of the period costs at that point: staying there idle, or
-        dropping to the idle point when that pays (the same rule :meth:`end` applies).
+        Energy = busy power over the forecast work (plus a transition if the point changes, and one
+        back if it is not the home point), plus, with a period, what the rest of the period costs at
+        that point: staying there idle, or dropping to the idle point when that pays (the same rule
+        :meth:`end` applies). ``steady``: as if already there, for every point (what picks the home).
         """
         b = self.exit_blocks[e]
         rb, rh, hm = self.rest_blocks, self.rest_heads, self.head_ms
@@ -179,9 +189,11 @@ class DvfsPlanner(RuntimeHooks):
         i_idle = self.opps.index(self.idle_khz)
         out = []
         for c, f in enumerate(self.opps):
-            tr = 0.0 if f == self.current else self.trans_ms
+            tr = 0.0 if (steady or f == self.current) else self.trans_ms
             work = float(rb[next_block, c] - rb[b + 1, c] + hm[e, c])
             energy = self.busy[c] * (work + tr)
+            if self.home_khz is not None and f != self.home_khz:
+                energy += self.busy[self.opps.index(self.home_khz)] * self.trans_ms
             if self.period_ms:
                 gap = max(0.0, self.period_ms - elapsed_ms - tr - work)
                 stay = self.idle[c] * gap
