@@ -91,10 +91,12 @@ class DvfsPlanner(RuntimeHooks):
         self._tables(runtime)
         self.idle_khz = min(self.opps, key=cost.idle_mw)
         self._ranked: Dict[Any, List[Any]] = {}
-        # The clock the first inference's opening plan would hold in steady state (no transition charged).
-        # Leaving it is charged the way back as well: a myopic plan never left the first clock it wrote,
-        # because each inference alone could not pay the transition that every later one would have saved.
+        # The clock the policy's typical work would hold in steady state (no transition charged). Leaving it
+        # is charged the way back as well: a myopic plan never left the first clock it wrote, because no
+        # inference alone could pay the transition that every later one would have saved. A policy without
+        # a prior (a first forecast that is not typical) plans myopically.
         self.home_khz: Optional[int] = None
+        self._typical = getattr(policy, "typical_exit", None) if mode == "planned" else None
         # Idle gap (ms) beyond which dropping to idle_khz pays, per current operating point.
         self._drop_after_ms = {f: self._break_even_ms(f) for f in self.opps}
         if mode == "race":
@@ -156,8 +158,8 @@ class DvfsPlanner(RuntimeHooks):
         e = forecast if forecast >= 0 else 0
         while self.exit_blocks[e] < next_block and e < len(self.exit_blocks) - 1:
             e += 1  # a stale forecast behind us: plan for the next exit instead
-        if self.home_khz is None:
-            self.home_khz = self._first_fit(self._rank(next_block, e, elapsed_ms, steady=True), elapsed_ms)
+        if self.home_khz is None and self._typical is not None:
+            self.home_khz = self._first_fit(self._rank(0, self._typical, 0.0, steady=True), 0.0)
         # The idle gap that follows depends on where the inference is; a 10 us grid keeps the cache small.
         key = (next_block, e, self.current, round(elapsed_ms, 2))
         ranked = self._ranked.get(key)

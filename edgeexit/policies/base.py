@@ -110,6 +110,9 @@ class ExitPolicy:
     forecasts = False
     #: the block whose output the policy reads (``state.block_output``), None if it reads none; set by bind
     feature_block: Optional[int] = None
+    #: the exit the policy forecasts before it knows anything of a sample (its commonest), None if it has no
+    #: such prior; set by bind. A DVFS planner keeps its home clock for that work.
+    typical_exit: Optional[int] = None
 
     def bind(self, runtime: "Runtime") -> None:
         """Called once when the runtime loads; precompute tables here, never per inference."""

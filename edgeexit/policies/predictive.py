@@ -136,9 +136,9 @@ class PredictivePolicy(ExitPolicy):
                 raise CalibrationError("the predictive forecasters were fitted on another block's features than block {}'s "
                                        "{} channels; run `edgeexit calibrate` again".format(block, channels))
         positions = int(np.prod(out.shape)) // int(out.shape[-1])
-        self._prior = -1
+        self.typical_exit = None
         if self.entry_tree is not None:
-            self._prior = self.entry_tree.planned[0]
+            self.typical_exit = self.entry_tree.planned[0]
             # The tree compares raw int8 channel sums: pooling and dequantization folded into its thresholds.
             self._ones = np.ones(positions, dtype=np.float32)
             self._tree_on_sums = self.entry_tree.on_sums(positions, self._feat_scale, self._feat_zp)
@@ -164,10 +164,10 @@ class PredictivePolicy(ExitPolicy):
         self._target = self.first
         self.forecast_ns = 0
         state.extra = None
-        if self._prior >= 0:
+        if self.typical_exit is not None:
             # Before the entry forecast the planner sizes the work by the commonest forecast (the tree's
             # root), not by the first exit: the blocks up to the entry then run at a typical clock.
-            state.planned_exit = self._prior
+            state.planned_exit = self.typical_exit
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:
         if exit_index == self.entry_exit and self.feature_block is not None:
