@@ -64,13 +64,20 @@ class RestoreReport:
         return asdict(self)
 
 
-def translate_oserror(err: OSError, relpath: str, value: str, privileged: bool = True) -> DvfsError:
-    """An OSError from a sysfs write as an edgeexit error whose message names the fix."""
+def translate_oserror(err: OSError, relpath: str, value: str, privileged: bool = True,
+                      mode: Optional[int] = None) -> DvfsError:
+    """An OSError from a sysfs write as an edgeexit error whose message names the fix. ``mode``: the
+    node's permission bits when it exists (sysfs refuses root too where no write bit is set)."""
     if err.errno == errno.EACCES:
         if not privileged:
             return SysfsPermissionError(
                 "permission denied writing {!r} to {}: run as root (sudo), or install the udev rule from "
                 "`edgeexit boards --udev-rule` and add yourself to group 'edgeexit'".format(value, relpath))
+        if mode is not None and not mode & 0o222:
+            return SysfsPermissionError(
+                "the kernel refused writing {!r} to {}: it has no write permission (mode {:04o}); if something "
+                "made it read-only, make it writable again (chmod u+w), else check the board config's paths for "
+                "this kernel".format(value, relpath, mode))
         return SysfsPermissionError(
             "the kernel refused writing {!r} to {} (read-only attribute or missing node); check the board "
             "config's paths for this kernel".format(value, relpath))
@@ -112,6 +119,7 @@ class DvfsController:
         self._changing = None  # type: Optional[FreqDomain]
         self._armed = False
         self.cpus = [CpufreqPolicy(sysfs, p.relpath, p.name) for p in board.cpu_policies]
+        self._online = None  # type: Optional[List[CpufreqPolicy]]  # the policies pins reach, read once
         self.gpu = None  # type: Optional[DevfreqDevice]
         if board.gpu is not None:
             path = find_gpu(sysfs, board.gpu.devfreq_paths, board.gpu.of_node_names)
@@ -121,6 +129,31 @@ class DvfsController:
     @property
     def domains(self) -> List[FreqDomain]:
         return list(self.cpus) + ([self.gpu] if self.gpu is not None else [])
+
+    def online_cpus(self) -> List[CpufreqPolicy]:
+        """The CPU policies with an online CPU, read on first use. The kernel refuses every write to a
+        policy whose CPUs are all offline (TX2 Denver in nvpmodel MAXP_CORE_ARM), so those are left out of
+        pins, the saved state and the restore, and said once."""
+        if self._online is None:
+            self._online = [d for d in self.cpus if d.online()]
+            off = [d for d in self.cpus if d not in self._online]
+            if off and self._online:
+                self._warn("cpufreq {} every CPU offline, so the kernel refuses its writes: neither pinned nor "
+                           "restored; to pin it too, bring its CPUs online first (an nvpmodel mode with them, or "
+                           "echo 1 > /sys/devices/system/cpu/cpuN/online)".format(
+                               ", ".join("{} (CPUs {})".format(d.name, _cpulist(d.cpus())) for d in off)
+                               + (" has" if len(off) == 1 else " have")))
+        return self._online
+
+    def _require_cpus(self) -> List[CpufreqPolicy]:
+        online = self.online_cpus()
+        if not online:
+            raise DvfsError("no CPU of board {}'s cpufreq policies is online ({}: every cpuN/online reads 0), so the "
+                            "kernel refuses every CPU frequency write; bring a CPU online (nvpmodel -m <mode>, or "
+                            "echo 1 > /sys/devices/system/cpu/cpuN/online), or check that --board names this "
+                            "board".format(self.board.name, ", ".join(
+                                "{} CPUs {}".format(d.name, _cpulist(d.cpus())) for d in self.cpus)))
+        return online
 
     # --- writes ---------------------------------------------------------------------------------
     def _write(self, relpath: str, value: str) -> None:
@@ -142,8 +175,14 @@ class DvfsController:
         try:
             self.sysfs.write(relpath, value)
         except OSError as err:
-            raise translate_oserror(err, relpath, value, self.sysfs.privileged) from None
+            raise translate_oserror(err, relpath, value, self.sysfs.privileged, self._mode(relpath)) from None
         self.write_count += 1
+
+    def _mode(self, relpath: str) -> Optional[int]:
+        try:
+            return os.stat(str(self.sysfs.path(relpath))).st_mode & 0o777
+        except (OSError, ValueError):
+            return None
 
     def _pin(self, dom: FreqDomain, target: int) -> int:
         """Pin one domain (unless the thermal guard holds a raise); record what edgeexit left."""
@@ -227,7 +266,7 @@ class DvfsController:
     # --- public API -------------------------------------------------------------------------------
     def cpu_opps_khz(self) -> List[int]:
         """Ascending CPU operating points (kHz), as the kernel lists them (union over policies)."""
-        return sorted(set(f for d in self.cpus for f in d.available()))
+        return sorted(set(f for d in self._require_cpus() for f in d.available()))
 
     def gpu_opps_hz(self) -> List[int]:
         """Ascending GPU operating points (Hz); empty on boards without a GPU devfreq node."""
@@ -236,7 +275,7 @@ class DvfsController:
     def set_cpu_khz(self, freq_khz: FreqArg) -> int:
         """Pin every CPU policy; returns the effective kHz of the first policy, read back."""
         target = self._resolve(freq_khz, self.cpu_opps_khz(), "--cpu-khz")
-        effective = [self._pin(d, target) for d in self.cpus]
+        effective = [self._pin(d, target) for d in self._require_cpus()]
         return effective[0]
 
     def set_gpu_hz(self, freq_hz: FreqArg) -> int:
@@ -259,13 +298,13 @@ class DvfsController:
 
     def cpu_khz(self) -> int:
         """What cpufreq shows for the first policy (on a Raspberry Pi: the request)."""
-        return self.cpus[0].current()
+        return self._require_cpus()[0].current()
 
     def running_cpu_khz(self) -> int:
         """The clock the first policy runs: the read-back of edgeexit's last pin while cpufreq still shows
         what it showed then (on a Pi, the firmware's clock, not the request), else what cpufreq shows."""
         shown = self.cpu_khz()
-        ran = self._ran.get(self.cpus[0].name)
+        ran = self._ran.get(self._require_cpus()[0].name)
         return ran[1] if ran is not None and ran[0] == shown else shown
 
     def gpu_hz(self) -> Optional[int]:
@@ -274,7 +313,8 @@ class DvfsController:
     # --- save / restore ----------------------------------------------------------------------------
     def snapshot(self) -> List[Dict[str, Any]]:
         """Every value the controller may touch, per domain; also starts tracking what edgeexit leaves."""
-        snap = [{"kind": d.kind, "name": d.name, "path": d.relpath, "saved": d.save()} for d in self.domains]
+        doms = list(self.online_cpus()) + ([self.gpu] if self.gpu is not None else [])  # type: List[FreqDomain]
+        snap = [{"kind": d.kind, "name": d.name, "path": d.relpath, "saved": d.save()} for d in doms]
         for entry in snap:
             self.expected.setdefault(entry["path"], owned_state(entry["saved"]))
         return snap
@@ -318,6 +358,12 @@ class DvfsController:
                         report.conflicts.append(RestoreConflict(name, path, f, exp[path].get(f), now.get(f),
                                                                 saved.get(f)))
                         continue
+                if isinstance(dom, CpufreqPolicy) and not dom.online():
+                    if dom.save() != saved:  # pinned, then unplugged: the kernel refuses the writes
+                        report.errors.append("{}: its CPUs ({}) are offline, so the kernel refuses its writes; bring "
+                                             "them online (echo 1 > /sys/devices/system/cpu/cpuN/online)".format(
+                                                 path, _cpulist(dom.cpus())))
+                    continue
                 dom.restore(saved, self._write)
                 report.restored.append(path)
             except (ValueError, TypeError) as err:
@@ -329,6 +375,10 @@ class DvfsController:
             raise DvfsError("restoring the board failed for {} domain(s): {}; the saved state is kept, run "
                             "`edgeexit restore` to retry".format(len(report.errors), " | ".join(report.errors)))
         return report
+
+
+def _cpulist(cpus: List[int]) -> str:
+    return ",".join(str(c) for c in cpus) or "?"
 
 
 def owned_state(saved: Dict[str, Optional[str]]) -> Dict[str, Optional[str]]:

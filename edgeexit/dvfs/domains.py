@@ -6,6 +6,8 @@ no-op writes, counts writes, saves state before the first one and translates err
 from __future__ import annotations
 
 import abc
+import errno
+import posixpath
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -28,7 +30,19 @@ class FreqDomain(abc.ABC):
         self.name = name
 
     def _read(self, attr: str) -> str:
-        return self.sysfs.read("{}/{}".format(self.relpath, attr)).strip()
+        try:
+            return self.sysfs.read(self._path(attr)).strip()
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise self._missing(attr) from None
+            raise
+
+    def _missing(self, attr: str) -> DvfsError:
+        # A node the board config expects is absent: the config does not describe this kernel (another
+        # board, another JetPack) or a simulated tree was edited; a bare ENOENT names neither.
+        return DvfsError("{} does not exist, so this kernel does not match the board config's {} nodes; check that "
+                         "--board names this board and its kernel version (`edgeexit boards`), or recreate a "
+                         "simulated tree with `edgeexit sim init`".format(self._path(attr), self.kind))
 
     def _path(self, attr: str) -> str:
         return "{}/{}".format(self.relpath, attr)
@@ -125,6 +139,31 @@ class CpufreqPolicy(FreqDomain):
 
     def limits(self) -> Tuple[int, int]:
         return self._int("scaling_min_freq"), self._int("scaling_max_freq")
+
+    def cpus(self) -> List[int]:
+        """The policy's CPUs (``related_cpus``); [] when the file is missing or unreadable."""
+        try:
+            text = self.sysfs.read(self._path("related_cpus"))
+        except OSError:
+            return []
+        return [int(c) for c in text.split() if _UINT.match(c)]
+
+    def online(self) -> bool:
+        """Whether any CPU of the policy is online. The kernel refuses every cpufreq write to a policy
+        whose CPUs are all offline (EINVAL), e.g. the TX2's Denver policy in nvpmodel MAXP_CORE_ARM.
+        A CPU without an ``online`` file cannot be unplugged (often cpu0), so it counts as online; a
+        policy whose CPUs cannot be read counts as online (its writes then say what is wrong)."""
+        cpus = self.cpus()
+        if not cpus:
+            return True
+        cpu_dir = posixpath.dirname(posixpath.dirname(self.relpath))  # .../cpu/cpufreq/policyN -> .../cpu
+        for c in cpus:
+            try:
+                if self.sysfs.read("{}/cpu{}/online".format(cpu_dir, c)).strip() != "0":
+                    return True
+            except OSError:
+                return True
+        return False
 
     def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
         if self.uses_userspace(method):

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from edgeexit.boards.config import BoardConfig, load_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
@@ -45,6 +45,16 @@ def read_marker(root: Path) -> Optional[Dict[str, Any]]:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and "board" in data else None
+
+
+def _give(fd: int, owner: Tuple[int, int]) -> None:
+    """fchown to ``owner`` when it is not who we are; a non-root writer cannot, and keeps its own."""
+    if (os.geteuid(), os.getegid()) == owner:
+        return
+    try:
+        os.fchown(fd, owner[0], owner[1])
+    except PermissionError:
+        pass
 
 
 def _cpu_list(cpus: List[int]) -> str:
@@ -98,21 +108,57 @@ class SimulatedKernel:
 
     # --- file helpers --------------------------------------------------------------------------
     def put(self, rel: str, content: str, mode: int = RO) -> None:
-        """Replace a file atomically (works for non-root on 0444 files; never half-written)."""
+        """Replace a file atomically (works for non-root on 0444 files; never half-written).
+
+        ``mode`` applies to a new file only. An existing file keeps its mode and owner, as a sysfs node
+        does when its value changes: a node someone made read-only (chmod 444) must stay so and refuse
+        the next write with EACCES, and a tree made for a non-root user must stay that user's after root
+        wrote to it. A new file or directory takes the owner of the directory it is made in.
+        """
         path = self.root / rel
         try:
-            if path.read_text() == content and (path.stat().st_mode & 0o777) == mode:
-                return
+            st = path.stat()  # type: Optional[os.stat_result]
         except OSError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
+            st = None
+        if st is not None:
+            try:
+                if path.read_bytes() == content.encode():
+                    return
+            except OSError:
+                pass
+        self._mkdirs(path.parent)
+        if st is not None:
+            mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
+        else:
+            pst = path.parent.stat()
+            owner = (pst.st_uid, pst.st_gid)
         fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-")
         try:
             os.write(fd, content.encode())
+            _give(fd, owner)
             os.fchmod(fd, mode)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, str(path))
+
+    def _mkdirs(self, d: Path) -> None:
+        """``mkdir -p`` whose new directories take their parent's owner (see :meth:`put`)."""
+        if d.is_dir():
+            return
+        self._mkdirs(d.parent)
+        try:
+            d.mkdir()
+        except FileExistsError:
+            return
+        pst = d.parent.stat()
+        fd = os.open(str(d), os.O_RDONLY)
+        try:
+            _give(fd, (pst.st_uid, pst.st_gid))
         finally:
             os.close(fd)
-        os.replace(tmp, str(path))
 
     def load_state(self) -> Dict[str, Any]:
         try:
@@ -142,7 +188,8 @@ class SimulatedKernel:
         path = self.root / rel
         if path.is_dir():
             raise OSError(errno.EISDIR, "Is a directory", relpath)
-        if rel.startswith(SIM_DIR) or not (path.stat().st_mode & 0o200):
+        # kernfs refuses an open for write of a node with no write bit (S_IWUGO), root included
+        if rel.startswith(SIM_DIR) or not (path.stat().st_mode & 0o222):
             raise OSError(errno.EACCES, "Permission denied", relpath)
         return rel
 
@@ -253,8 +300,7 @@ class SimulatedKernel:
                 self._online_write(state, int(d.rsplit("cpu", 1)[1]), text)
             else:
                 # a plain attribute (polling_interval, railgate_enable ...): stored as given
-                mode = (self.root / rel).stat().st_mode & 0o777
-                self.put(rel, text.strip() + "\n", mode)
+                self.put(rel, text.strip() + "\n")
                 return
             self.save_state(state)
             self.render(state)
@@ -273,7 +319,7 @@ class SimulatedKernel:
                 ps["setspeed"] = ps["cur"] if gov == "userspace" else None  # userspace starts at policy->cur
                 ps["governor"] = gov
         elif name in ("scaling_min_freq", "scaling_max_freq"):
-            value = rules.parse_uint(self.family, text, name, 32 if self.family == "4.9" else 64)
+            value = rules.parse_uint(self.family, text, name)
             ps["min"], ps["max"] = rules.cpufreq_store_limit(self.family, table, name[8:11], value, ps["min"], ps["max"])
         elif name == "scaling_setspeed":
             if ps["governor"] != "userspace":
@@ -297,11 +343,11 @@ class SimulatedKernel:
                 ds["set_freq"] = None  # the userspace group is created/removed on governor start/stop
                 ds["governor"] = gov
         elif name in ("min_freq", "max_freq"):
-            value = rules.parse_uint("4.9", text, name, 64)  # sscanf("%lu") in every version
+            value = rules.parse_uint("4.9", text, name)  # sscanf("%lu") in every version
             ds["min"], ds["max"] = rules.devfreq_store_limit(self.family, table, name[:3], value, ds["min"], ds["max"])
         else:  # userspace/set_freq: sscanf result unchecked [Kdfus]; junk is stored as 0 here
             try:
-                ds["set_freq"] = rules.parse_uint("4.9", text, name, 64)
+                ds["set_freq"] = rules.parse_uint("4.9", text, name)
             except OSError:
                 ds["set_freq"] = 0
         lo, hi = rules.devfreq_effective(self.family, table, ds["min"], ds["max"])

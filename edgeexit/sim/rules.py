@@ -21,27 +21,26 @@ def einval(what: str) -> OSError:
 
 
 # --- parsing -----------------------------------------------------------------------------------
-_SSCANF_UINT = re.compile(r"^\s*([+-]?\d+)")
-_KSTRTOUL = re.compile(r"^\+?(\d+)\n?$")
+# vsscanf's %u/%lu: skip_spaces(), then a digit must follow; a sign is only taken for %d, so "-1" and
+# "+5" convert nothing and store() returns EINVAL. Trailing junk is ignored ("123abc" -> 123).
+_SSCANF_UINT = re.compile(r"^[ \t\n\v\f\r]*([0-9]+)")
+# kstrtoul: one optional '+', digits, one optional trailing newline; '-', blanks and junk are EINVAL.
+_KSTRTOUL = re.compile(r"^\+?([0-9]+)\n?\Z")  # \Z: "$" would also let "1\n\n" through
 
 
-def parse_uint(family: str, text: str, what: str, bits: int = 32) -> int:
+def parse_uint(family: str, text: str, what: str) -> int:
     """Parse a frequency the way the family's store() does.
 
-    4.9-5.15 use ``sscanf("%u"/"%lu")``: leading blanks skipped, trailing junk ignored ("123abc" ->
-    123), a negative number wraps. 6.x uses ``kstrtoul``: only digits and one trailing newline [Kkstr].
-    Values above INT_MAX are clamped to INT_MAX (5.10's s32 QoS overflow is not modelled).
+    4.9-5.15 use ``sscanf("%u"/"%lu")`` [K49][K510]: leading blanks skipped, trailing junk ignored
+    ("123abc" -> 123), a leading '-' or '+' is EINVAL. 6.x uses ``kstrtoul`` [Kkstr]: one optional
+    '+', digits and one trailing newline only. Values above INT_MAX are clamped to INT_MAX (5.10's s32
+    QoS overflow is not modelled).
     """
-    if family == "6.x":
-        m = _KSTRTOUL.match(text)
-    else:
-        m = _SSCANF_UINT.match(text)
+    pattern = _KSTRTOUL if family == "6.x" else _SSCANF_UINT
+    m = pattern.match(text)
     if not m:
-        raise einval("{}: {!r} is not a number".format(what, text.strip()))
-    value = int(m.group(1))
-    if value < 0:
-        value += 2 ** bits
-    return min(value, INT_MAX)
+        raise einval("{}: {!r} is not an unsigned number".format(what, text.strip()))
+    return min(int(m.group(1)), INT_MAX)
 
 
 def parse_token(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.profile import FirmwareProfile
@@ -24,12 +24,30 @@ def _symlink(root: Path, rel: str, target: str) -> None:
         os.symlink(target, str(link))
 
 
+def boot_online_cpus(board: BoardConfig, profile: FirmwareProfile) -> List[int]:
+    """The CPUs online at boot: all of them, or as many as the default nvpmodel mode keeps.
+
+    nvpmodel takes whole clusters offline, the last policy's first: TX2 MAXP_CORE_ARM (4 CPUs) keeps
+    the A57 policy (cpu0, cpu3-5) and leaves the Denver cores cpu1-2 offline, as the reference says.
+    cpu0 is never offline.
+    """
+    every = list(range(board.possible_cpus))
+    mode = next((m for m in profile.nvpmodel_modes if m.id == profile.nvpmodel_default), None)
+    if mode is None or mode.online_cpus >= len(every):
+        return every
+    order = [c for pol in board.cpu_policies for c in pol.cpus]
+    order = [0] + [c for c in order + every if c != 0]
+    return sorted(set(order[:max(mode.online_cpus, 1)]))
+
+
 def initial_state(board: BoardConfig, profile: FirmwareProfile) -> Dict[str, Any]:
-    """Boot state: default governors, full range, idle frequency. Requests equal the effective
-    limits so that writing back what was read leaves the tree byte-identical."""
+    """Boot state: the default nvpmodel mode's CPUs online, default governors, full range, idle
+    frequency. Requests equal the effective limits so that writing back what was read leaves the tree
+    byte-identical."""
     family = board.kernel
-    state = {"online": {str(c): 1 for c in range(board.possible_cpus)}, "cpufreq": {}, "devfreq": None,
-             "pmic": {}}  # type: Dict[str, Any]
+    online = boot_online_cpus(board, profile)
+    state = {"online": {str(c): int(c in online) for c in range(board.possible_cpus)}, "cpufreq": {},
+             "devfreq": None, "pmic": {}}  # type: Dict[str, Any]
     for pol in board.cpu_policies:
         table = profile.cpu_table(pol.name).freqs
         gov = profile.cpu.default_governor

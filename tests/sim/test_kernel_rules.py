@@ -222,3 +222,48 @@ def test_state_survives_the_process(sim: Sim) -> None:
     again = SimulatedKernel(k.root)
     again.write(d + "/scaling_max_freq", str(table[-1]).encode())
     assert int(s.read(d + "/scaling_cur_freq")) == table[1]
+
+
+def test_signed_numbers_per_family(sim: Sim) -> None:
+    """vsscanf's %u/%lu takes no sign ('-1' and '+5' are EINVAL); 6.x's kstrtoul takes one '+' [Kkstr]."""
+    s, k = sim
+    d, table = _policy(k)
+    for attr in ("scaling_min_freq", "scaling_max_freq"):
+        assert _errno_of(s.write, d + "/" + attr, "-1") == errno.EINVAL  # never wraps to the table top
+    plus = "+{}".format(table[-2])
+    if k.family == "6.x":
+        s.write(d + "/scaling_max_freq", plus)
+        assert int(s.read(d + "/scaling_max_freq")) == table[-2]
+        s.write(d + "/scaling_max_freq", table[-1])
+    else:
+        assert _errno_of(s.write, d + "/scaling_max_freq", plus) == errno.EINVAL
+    assert int(s.read(d + "/scaling_max_freq")) == table[-1] and int(s.read(d + "/scaling_min_freq")) == table[0]
+    s.write(d + "/scaling_governor", "userspace")
+    cur = s.read(d + "/scaling_cur_freq")
+    for bad in ("-1", "+{}".format(table[1])):  # store_scaling_setspeed: sscanf("%u") in every kernel
+        assert _errno_of(s.write, d + "/scaling_setspeed", bad) == errno.EINVAL
+    assert s.read(d + "/scaling_cur_freq") == cur
+    if k.board.gpu is None:
+        return
+    assert k.profile.gpu is not None
+    g = "sys/class/devfreq/" + k.board.gpu.devfreq_name
+    gtable = k.profile.gpu.table.freqs
+    for attr in ("min_freq", "max_freq"):  # devfreq: sscanf("%lu") in every kernel
+        for bad in ("-1", "+{}".format(gtable[1])):
+            assert _errno_of(s.write, g + "/" + attr, bad) == errno.EINVAL
+    assert int(s.read(g + "/min_freq")) == gtable[0] and int(s.read(g + "/max_freq")) == gtable[-1]
+
+
+@pytest.mark.parametrize("family,text,value", [
+    ("4.9", " 900000abc\n", 900000), ("5.15", "\t5\n", 5), ("4.9", "-1\n", None), ("5.10", "+5\n", None),
+    ("4.9", "- 5", None), ("6.x", "+5\n", 5), ("6.x", "-5\n", None), ("6.x", "5\n\n", None), ("6.x", " 5\n", None),
+])
+def test_parse_uint(family: str, text: str, value: object) -> None:
+    from edgeexit.sim.rules import parse_uint
+
+    if value is None:
+        with pytest.raises(OSError) as info:
+            parse_uint(family, text, "x")
+        assert info.value.errno == errno.EINVAL
+    else:
+        assert parse_uint(family, text, "x") == value
