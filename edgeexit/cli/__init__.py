@@ -69,7 +69,11 @@ def cli() -> None:
 
 
 def _raise_sigterm(signum: int, frame: Any) -> None:
-    # SystemExit unwinds through every context manager, so the DVFS controller restores.
+    # SystemExit unwinds through every context manager, so the DVFS controller restores; a second signal
+    # must not cut that restore short.
+    from edgeexit.dvfs.signals import ignore_further_signals
+
+    ignore_further_signals()
     raise SystemExit(128 + signum)
 
 

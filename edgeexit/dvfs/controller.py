@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
 from edgeexit.dvfs.domains import CpufreqPolicy, DevfreqDevice, FreqDomain, find_gpu
+from edgeexit.dvfs.signals import signals_held
 from edgeexit.errors import DvfsError, StateFileError, SysfsPermissionError
 from edgeexit.guards.honoured import NotHonouredEvent, check_honoured, snap_to_table
 from edgeexit.guards.thermal import ThermalGuard
@@ -173,7 +174,8 @@ class DvfsController:
             if self._before_first_write is not None:
                 self._before_first_write()
         try:
-            self.sysfs.write(relpath, value)
+            with signals_held():  # one write is one syscall on a board, but many files in the simulator
+                self.sysfs.write(relpath, value)
         except OSError as err:
             raise translate_oserror(err, relpath, value, self.sysfs.privileged, self._mode(relpath)) from None
         self.write_count += 1

@@ -19,6 +19,7 @@ from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
+from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
 from edgeexit.dvfs.state import PRIVATE_SIM_PREFIX, BoardLock, read_state, state_path, sweep_killed_simulations, write_state
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError
 from edgeexit.guards.thermal import ThermalGuard
@@ -159,7 +160,7 @@ class BoardSession(BoardTarget):
         self.state_file = state_path(self.board.name, self.root)
         self._lock = BoardLock(self.board.name, self.root)
         self._snapshot = None  # type: Optional[Any]
-        self._old_sigterm = None  # type: Any
+        self._old_handlers = {}  # type: Dict[int, Any]
         self.guard = ThermalGuard(self.board, self.sysfs, thermal_limit_mc) if thermal_guard else None
         self.controller = DvfsController(self.board, self.sysfs, self._save, method, guard=self.guard,
                                          on_change=self._persist, actual_cpu_khz=self.firmware_cpu_khz())
@@ -220,27 +221,32 @@ class BoardSession(BoardTarget):
             self._lock.release()
             self.cleanup()
             raise
-        # SIGTERM -> SystemExit so the with-block unwinds and restores (the CLI does the same)
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM -> SystemExit so the with-block unwinds and restores (the CLI does the same); the first
+            # Ctrl-C or SIGTERM unwinds, later ones are ignored until close() has put the board back.
+            self._old_handlers = {s: signal.getsignal(s) for s in HELD}
+            if self._old_handlers[signal.SIGTERM] == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _sigterm_to_exit)
+            if self._old_handlers[signal.SIGINT] is signal.default_int_handler:
+                signal.signal(signal.SIGINT, _first_interrupt_only)
         return self
 
     def close(self) -> None:
         try:
             if self._snapshot is not None:
-                # raises (keeping the state file for `edgeexit restore`) when a domain cannot be written
-                report = self.controller.restore_checked(self._snapshot)
-                self.restore_report = report
-                for c in report.conflicts:
-                    _warn(c.describe())  # the user sees the saved values here; nothing is kept for later
-                self._snapshot = None
-                self.state_file.unlink()
+                with signals_held():  # a second Ctrl-C waits until the board is back
+                    # raises (keeping the state file for `edgeexit restore`) when a domain cannot be written
+                    report = self.controller.restore_checked(self._snapshot)
+                    self.restore_report = report
+                    for c in report.conflicts:
+                        _warn(c.describe())  # the user sees the saved values here; nothing is kept for later
+                    self._snapshot = None
+                    self.state_file.unlink()
             self.show_idle_sensors()
         finally:
-            if self._old_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._old_sigterm)
-                self._old_sigterm = None
+            for sig, handler in self._old_handlers.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            self._old_handlers = {}
             # a --simulate tree is private and deleted next: its lock file would only pile up
             self._lock.release(remove=self.tmpdir is not None)
             self.cleanup()
@@ -251,7 +257,13 @@ class BoardSession(BoardTarget):
 
 
 def _sigterm_to_exit(signum: int, frame: Any) -> None:
+    ignore_further_signals()
     raise SystemExit(128 + signum)
+
+
+def _first_interrupt_only(signum: int, frame: Any) -> None:
+    ignore_further_signals()
+    raise KeyboardInterrupt
 
 
 def open_board(board: Optional[str] = "auto", sysfs_root: Optional[Path] = None, simulate: bool = False,
@@ -275,7 +287,8 @@ def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = F
     session = BoardSession(target, thermal_guard=False)
     session._lock.acquire()
     try:
-        found = session.restore_stale(force=force)
+        with signals_held():
+            found = session.restore_stale(force=force)
         if found:
             session.show_idle_sensors()
     finally:

@@ -125,3 +125,35 @@ def test_restore_after_sigkill_shows_the_idle_board_on_the_sensors(tmp_path: Pat
     res = cli("restore", "--board", board, "--sysfs-root", str(tmp_path / "t"))
     assert res.returncode == 0, res.stderr
     assert diff(snapshot(tmp_path / "t"), before) == []
+
+
+def test_ctrl_c_again_during_the_restore_waits_for_it(tmp_path: Path) -> None:
+    """Ctrl-C every 50 us from mid-run until the restore is done (a user pressing it again and again):
+    the first interrupts the run, the rest wait until the board is back. The second used to stop the
+    restore halfway, clocks left pinned."""
+    from edgeexit.dvfs import open_board
+
+    root = tmp_path / "t"
+    make_tree(root, "jetson-nano")
+    before = tree(root)
+    sessions = []
+
+    def press_ctrl_c(signum: int, frame: object) -> None:
+        if sessions and sessions[0]._snapshot is not None:  # until the restore has finished
+            os.kill(os.getpid(), signal.SIGINT)
+
+    old = signal.signal(signal.SIGALRM, press_ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with open_board("jetson-nano", root) as session:
+                session.controller.set_cpu_khz("max")
+                session.controller.set_gpu_hz("min")
+                assert diff(tree(root), before) != []
+                sessions.append(session)
+                signal.setitimer(signal.ITIMER_REAL, 50e-6, 50e-6)
+                time.sleep(5)  # interrupted here
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert diff(tree(root), before) == []
