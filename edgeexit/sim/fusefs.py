@@ -148,9 +148,17 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
         # after unmounting, so none is left behind.
         cmd = [sys.executable, "-m", "edgeexit", "sim", "mount", "--board", board.name]
         cmd += ["--backing", str(backing)] if backing is not None else []
-        proc = subprocess.Popen(cmd + [str(mountpoint)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_mounted(mountpoint, proc)
+        with tempfile.TemporaryFile() as err:  # the server's own one-line refusal, should it exit early
+            proc = subprocess.Popen(cmd + [str(mountpoint)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True)
+            try:
+                wait_mounted(mountpoint, proc)
+            except DvfsError:
+                err.seek(0)
+                lines = [l for l in err.read().decode("utf-8", "replace").splitlines() if l.strip()]
+                if proc.poll() is not None and lines:
+                    raise DvfsError(lines[-1].split("error: ", 1)[-1]) from None
+                raise
         say("SIMULATED {} mounted at {} (pid {}, backing tree {}); `edgeexit sim umount {}` unmounts".format(
             board.name, mountpoint, proc.pid, backing or "temporary, deleted after unmounting", mountpoint))
         return

@@ -127,3 +127,19 @@ def test_a_mount_whose_server_died_is_named_and_can_be_unmounted(tmp_path: Path)
                            universal_newlines=True, timeout=60)
     assert u.returncode == 0, u.stderr
     assert not os.path.ismount(str(mnt))
+
+
+def test_background_mount_says_why_the_server_refused(tmp_path: Path) -> None:
+    """The server checks --backing against --board; in the background its one line used to be lost, leaving
+    only 'the FUSE server exited with status 2'."""
+    from tests.sim.helpers import require_fuse
+
+    require_fuse()
+    backing = tmp_path / "tree"
+    make_tree(backing, "jetson-nano")
+    r = subprocess.run([sys.executable, "-m", "edgeexit", "sim", "mount", "--board", "jetson-tx2", "--backing",
+                        str(backing), "--background", str(tmp_path / "mnt")], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    assert "pass --board jetson-nano" in lines[0] and "exited with status" not in lines[0]
