@@ -187,7 +187,8 @@ class DvfsPlanner(RuntimeHooks):
         rb, rh, hm = self.rest_blocks, self.rest_heads, self.head_ms
         # The reserve covers every block past the forecast and every head still ahead but the forecast one:
         # a policy may evaluate an earlier head first (a cheaper expected cost) or step on after a miss.
-        reserve = float(rb[b + 1, -1] + rh[self.next_exit[next_block], -1] - hm[e, -1]) + self.trans_ms
+        first_head = self.next_exit[next_block] if self.policy.heads_before_forecast else e + 1
+        reserve = float(rb[b + 1, -1] + rh[first_head, -1] - (hm[e, -1] if first_head <= e else 0.0)) + self.trans_ms
         i_idle = self.opps.index(self.idle_khz)
         out = []
         for c, f in enumerate(self.opps):

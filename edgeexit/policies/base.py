@@ -118,6 +118,10 @@ class ExitPolicy:
         """Called once when the runtime loads; precompute tables here, never per inference."""
         self.runtime = runtime
 
+    #: whether a head before the forecast exit may still run (predictive evaluates a cheaper head first when
+    #: that is the expected-cost choice); a DVFS planner then reserves time for those heads too
+    heads_before_forecast = True
+
     def may_evaluate(self, exit_index: int) -> bool:
         """Whether the head ``exit_index`` can ever run under this policy (after bind): what a DVFS planner
         must reserve time for. Every head can, unless a policy knows better."""

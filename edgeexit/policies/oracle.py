@@ -19,6 +19,7 @@ def earliest_correct(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
 class OraclePolicy(ExitPolicy):
     name = "oracle"
     forecasts = True  # a perfect forecast
+    heads_before_forecast = False  # only the forecast head ever runs
 
     def __init__(self, targets: Sequence[int]) -> None:
         self.targets = [int(t) for t in targets]
