@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edgeexit.bundle import NOT_CALIBRATED
 from edgeexit.calibration import CalibrationData, calibrate_threshold, first_exit, fit_thresholds, threshold_cost
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.errors import CalibrationError
@@ -130,6 +131,11 @@ def calibrate_predictive(
     hf = _head_feature_table(rt, data)
     enabled = enabled_exits(list(thresholds))
     entry_exit = enabled.index(True)  # threshold tightening below never disables an exit, so this stays first
+    going_on = int((targets > entry_exit).sum())  # samples a forecast could matter for
+    if going_on == 0:
+        raise CalibrationError("at the accuracy target {:.2%} every calibration sample stops at exit {}, the first one the "
+                               "thresholds enable, so there is nothing to forecast; {}".format(
+                                   target, entry_exit, _forecast_advice(data, target)))
     bf = _block_feature_table(rt, data, entry_exit)
 
     Model = Tuple[Forecaster, np.ndarray, np.ndarray, Forecaster, np.ndarray]
@@ -155,7 +161,12 @@ def calibrate_predictive(
 
     folds = _folds(len(data.y), k, seed)
     everyone = np.arange(len(data.y))
-    models = [train(np.setdiff1d(everyone, f)) for f in folds]
+    try:
+        models = [train(np.setdiff1d(everyone, f)) for f in folds]
+    except CalibrationError:  # training_pairs: a fold's training part holds no sample past the first exit
+        raise CalibrationError("at the accuracy target {:.2%} only {} calibration samples go past exit {}, too few to "
+                               "train a forecaster on {} folds; {}".format(
+                                   target, going_on, entry_exit, k, _forecast_advice(data, target))) from None
 
     def best_of(candidates: List[Tuple[float, Optional[float]]]) -> Tuple[float, Optional[float]]:
         best = None  # type: Optional[Tuple[float, Tuple[float, Optional[float]]]]
@@ -202,6 +213,19 @@ def calibrate_predictive(
         "accuracy": r.accuracy(data.y),
         "mean_macs": float(r.macs.mean()),
     }
+
+
+def _forecast_advice(data: CalibrationData, target: float) -> str:
+    """What to do when the exits do not spread: the forecaster can only pay where samples go past the first
+    enabled exit. A higher target is suggested only when it really spreads them (the highest target that
+    threshold can reach is the final exit's accuracy); otherwise it would lead the user in circles."""
+    use = "predictive would exit as threshold does: use threshold instead"
+    if target < data.full_accuracy:
+        hi = calibrate_threshold(data, data.full_accuracy).thresholds
+        exits = first_exit(data.table.max_softmax >= np.asarray(hi))
+        if (exits > enabled_exits(hi).index(True)).any():
+            return "{}, or calibrate for a higher target, up to the final exit's {:.2%} (--target-accuracy)".format(use, data.full_accuracy)
+    return "{} (no target up to the final exit's {:.2%} spreads the exits)".format(use, data.full_accuracy)
 
 
 def _merge_metrics(parts: List[Dict[str, float]]) -> Dict[str, float]:
@@ -275,23 +299,41 @@ def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int =
                   latency: Optional[SegmentLatency] = None,
                   progress: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:
     """Every policy for one target (eenet for its budget where one is given); returns the calibration.json
-    entries. ``progress(policy, done, total)`` is told before each policy is fitted, and once at the end."""
+    entries. ``progress(policy, done, total)`` is told before each policy is fitted, and once at the end.
+
+    threshold must fit (the others build on it, and its error says how to change the target). Any other
+    policy that cannot be fitted at this target is left out, with the reason under ``NOT_CALIBRATED``,
+    rather than failing them all: e.g. a first exit that meets the target alone leaves predictive
+    nothing to forecast, at any target. An explicit eenet budget that cannot be met still fails.
+    """
     out: Dict[str, Any] = {}
+    notes: Dict[str, str] = {}
     total = 5
     tell = progress or (lambda stage, done, n: None)
     tell("threshold", 0, total)
     thr = calibrate_threshold(data, target, metric)
     out["threshold"] = thr.to_dict()
-    tell("predictive (training the forecasters)", 1, total)
-    out["predictive"] = calibrate_predictive(rt, data, thr.thresholds if metric == "max_softmax" else
-                                             calibrate_threshold(data, target).thresholds, target, seed=seed)
-    tell("pe-heuristic", 2, total)
-    out["pe-heuristic"] = calibrate_pe_heuristic(rt, data, target)
-    tell("eenet", 3, total)
-    out["eenet"] = calibrate_eenet(rt, data, target, eenet_budget_macs, seed, eenet_budget_ms, latency)
-    tell("confidence-head", 4, total)
-    conf = calibrate_confidence_head(rt, data, target)
-    if conf is not None:
-        out["confidence-head"] = conf
+    max_softmax_th = thr.thresholds if metric == "max_softmax" else calibrate_threshold(data, target).thresholds
+    budget = eenet_budget_macs is not None or eenet_budget_ms is not None
+    fits: List[Tuple[str, str, Callable[[], Optional[Dict[str, Any]]], bool]] = [
+        ("predictive", "predictive (training the forecasters)",
+         lambda: calibrate_predictive(rt, data, max_softmax_th, target, seed=seed), True),
+        ("pe-heuristic", "pe-heuristic", lambda: calibrate_pe_heuristic(rt, data, target), True),
+        ("eenet", "eenet", lambda: calibrate_eenet(rt, data, target, eenet_budget_macs, seed, eenet_budget_ms, latency), not budget),
+        ("confidence-head", "confidence-head", lambda: calibrate_confidence_head(rt, data, target), True),
+    ]
+    for done, (name, stage, fit_one, may_skip) in enumerate(fits, start=1):
+        tell(stage, done, total)
+        try:
+            entry = fit_one()
+        except CalibrationError as err:
+            if not may_skip:
+                raise
+            notes[name] = str(err)
+            continue
+        if entry is not None:  # None: confidence-head on a bundle without confidence heads
+            out[name] = entry
+    if notes:
+        out[NOT_CALIBRATED] = notes
     tell("done", total, total)
     return out

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from edgeexit import __version__
-from edgeexit.bundle import Bundle, load_bundle
+from edgeexit.bundle import NOT_CALIBRATED, Bundle, load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from, threshold_cost
 from edgeexit.costmodel import PhysicsCostModel
@@ -121,6 +121,12 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         arms = [a for a in ARMS if a[1] in cfg.policies or a[1] in ("full", "threshold")]
         if not any(e.confidence_output is not None for e in bundle.exits[:-1]):
             arms = [a for a in arms if a[1] != "confidence-head"]
+        # A policy calibration could not fit at this target is left out, with its reason, not the whole bench.
+        not_calibrated = dict(bench_bundle.calibration.get(NOT_CALIBRATED, {}))
+        for name, why in not_calibrated.items():
+            if warn is not None and any(a[1] == name for a in arms):
+                warn("{} is left out of the benchmark: {}".format(name, why))
+        arms = [a for a in arms if a[1] not in not_calibrated]
         results: Dict[str, Any] = {}
         records: Dict[str, List[Dict[str, Any]]] = {}
         total = len(arms)
@@ -160,6 +166,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "calibration_split": "calibration ({} samples)".format(len(cal.y)),
             "evaluation_split": "evaluation ({} samples)".format(len(evalset)),
             "arms": results,
+            "not_calibrated": not_calibrated,
             "derived": derived,
             "software": software_versions(rt),
             "cost_model": results.get("predictive@planned", {}).get("cost_model"),
@@ -172,7 +179,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         out["forecast_ceiling"] = forecast_ceiling(rt, bench_bundle, table)
         if cfg.sweep:
             out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed)
-        if sensitivity and simulated:
+        if sensitivity and simulated and "predictive@planned" in results:
             out["sensitivity"] = sensitivity_study(cfg, bench_bundle, rt, evalset, deadline, period, oracle_targets, physics)
         out["timeline"] = {arm: [r.get("cpu_khz_trace", []) for r in records[arm][:200]]
                            for arm in ("predictive@planned", "threshold@race", "threshold@governor") if arm in records}

@@ -12,6 +12,8 @@ from edgeexit.errors import BundleError
 from edgeexit.paths import demo_bundle_dir
 
 CALIBRATION_FILE = "calibration.json"
+#: calibration.json key: {policy: why it could not be fitted and what to do}, for policies left out.
+NOT_CALIBRATED = "not_calibrated"
 
 
 @dataclass
@@ -74,4 +76,4 @@ def load_bundle(path: Optional[Path] = None) -> Bundle:
     return Bundle(root=root, manifest=manifest, segment_paths=paths, calibration=calibration)
 
 
-__all__ = ["Bundle", "Samples", "load_bundle", "read_samples", "SegmentSpec"]
+__all__ = ["Bundle", "CALIBRATION_FILE", "NOT_CALIBRATED", "Samples", "load_bundle", "read_samples", "SegmentSpec"]

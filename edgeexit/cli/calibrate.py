@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import click
 
-from edgeexit.bundle import CALIBRATION_FILE, load_bundle
+from edgeexit.bundle import CALIBRATION_FILE, NOT_CALIBRATED, load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from
 from edgeexit.costmodel import SegmentLatency
@@ -102,9 +102,11 @@ def command(
     meta = {"split": "calibration", "n_samples": len(samples), "full_accuracy": data.full_accuracy, "target_accuracy": target}
     bundle.calibration = dict(entries, meta=meta)
     path = bundle.save_calibration()
+    notes = entries.pop(NOT_CALIBRATED, {})  # policies left out: why, and what to do instead
     full_macs = rt.full_macs
     out = {"bundle": str(bundle.root), "calibration_file": str(path), "meta": meta,
-           "policies": {k: {kk: vv for kk, vv in v.items() if kk in SUMMARY_KEYS} for k, v in entries.items()}}
+           "policies": {k: {kk: vv for kk, vv in v.items() if kk in SUMMARY_KEYS} for k, v in entries.items()},
+           NOT_CALIBRATED: notes}
     if as_json:
         echo_json(out)
         return
@@ -113,7 +115,19 @@ def command(
     rows = [(name, "{:.2%}".format(e["accuracy"]), "{:,.0f}".format(e["mean_macs"]), "{:.1%}".format(1 - e["mean_macs"] / full_macs))
             for name, e in entries.items()]
     click.echo(table(rows, header=["policy", "calib acc", "mean MACs", "MACs saved vs full"]))
-    pe = entries["predictive"]
+    if "predictive" in entries:
+        _echo_forecasters(entries["predictive"])
+    ee = entries.get("eenet", {})
+    if ee.get("budget_ms") is not None:
+        click.echo("eenet: the most accurate thresholds within {:.4g} ms per inference: {:.4g} ms on average, in latencies {}".format(
+            ee["budget_ms"], ee["mean_ms"], ee["latency_source"]))
+    elif ee and ee.get("target_accuracy") is None:
+        click.echo("eenet: the most accurate thresholds within {:,.0f} MACs per inference".format(ee["budget_macs"]))
+    for name, why in notes.items():
+        click.echo("{} not calibrated (left out of {}): {}".format(name, CALIBRATION_FILE, why))
+
+
+def _echo_forecasters(pe: Dict[str, Any]) -> None:
     fm = pe["forecast_metrics"]
     tree = pe.get("entry_tree")
     run_as = "a lookup table" + (" and a {}-node entry tree".format(len(tree["feature"])) if tree else "")
@@ -121,12 +135,6 @@ def command(
                "{:.1%} (+{:,.0f} MACs each), under-prediction {:.1%} (+{:,.0f} MACs each)".format(
                    pe["forecaster_params"], run_as, fm["n_forecasts"], fm["exact_hit_rate"], fm["within_one_rate"],
                    fm["over_prediction_rate"], fm["over_prediction_cost_macs"], fm["under_prediction_rate"], fm["under_prediction_cost_macs"]))
-    ee = entries["eenet"]
-    if ee.get("budget_ms") is not None:
-        click.echo("eenet: the most accurate thresholds within {:.4g} ms per inference: {:.4g} ms on average, in latencies {}".format(
-            ee["budget_ms"], ee["mean_ms"], ee["latency_source"]))
-    elif ee.get("target_accuracy") is None:
-        click.echo("eenet: the most accurate thresholds within {:,.0f} MACs per inference".format(ee["budget_macs"]))
 
 
 SUMMARY_KEYS = ("accuracy", "mean_macs", "target_accuracy", "thresholds", "beta", "budget_macs", "budget_ms", "mean_ms",

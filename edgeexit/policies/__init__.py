@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from edgeexit.bundle import Bundle
+from edgeexit.bundle import NOT_CALIBRATED, Bundle
 from edgeexit.errors import CalibrationError, EdgeExitError, PolicyError
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 from edgeexit.policies.simple import FullPolicy, ThresholdPolicy
@@ -69,11 +69,23 @@ def policy_names() -> List[str]:
     return list(POLICIES)
 
 
+def _not_calibrated(bundle: Bundle, name: str) -> Optional[str]:
+    """The note `edgeexit calibrate` left for a policy it could not fit, if its entry is absent."""
+    cal = bundle.calibration if isinstance(bundle.calibration, dict) else {}
+    notes = cal.get(NOT_CALIBRATED)
+    if name in cal or not isinstance(notes, dict) or not isinstance(notes.get(name), str):
+        return None
+    return " ".join(notes[name].split())  # one line, whatever the file holds
+
+
 def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     """Build policy ``name`` for ``bundle`` from its stored calibration."""
     factory = POLICIES.get(name)
     if factory is None:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))
+    why = _not_calibrated(bundle, name)
+    if why is not None:  # "run edgeexit calibrate" would send the user in circles: say why it was left out
+        raise CalibrationError("the bundle has no {} calibration: `edgeexit calibrate` could not fit it: {}".format(name, why))
     try:
         policy = factory(bundle, **options)
         for attr in ("thresholds", "tau", "beta"):  # NaN/inf parse as floats but no confidence compares with them

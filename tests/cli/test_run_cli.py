@@ -99,12 +99,14 @@ def test_calibrate_checks_the_bundle_is_writable_first(tmp_path: Path):
 
 
 def test_calibrate_to_a_target_the_first_exit_meets_names_the_fix(tmp_path: Path):
+    # The other policies are still calibrated; predictive, with nothing to forecast, is left out with a note
+    # that names the fix (here a higher target does spread the exits).
     b = tmp_path / "bundle"
     shutil.copytree(str(demo_bundle_dir()), str(b))
-    before = (b / "calibration.json").read_bytes()
-    p = edgeexit("calibrate", "--model", str(b), "--target-accuracy", "0")
-    assert_one_line_error(p, "nothing to forecast", "raise the target", "--target-accuracy")
-    assert (b / "calibration.json").read_bytes() == before  # the bundle keeps its calibration
+    out = json_out(edgeexit("calibrate", "--model", str(b), "--target-accuracy", "0", "--json"))
+    assert "threshold" in out["policies"] and "predictive" not in out["policies"]
+    note = out["not_calibrated"]["predictive"]
+    assert "nothing to forecast" in note and "higher target" in note and "--target-accuracy" in note
 
 
 def test_calibrate_shows_progress_on_a_terminal(tmp_path: Path):
