@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from edgeexit.bundle.manifest import SegmentSpec, TensorSpec
+from edgeexit.bundle.manifest import SegmentSpec, TensorSpec, same_quantization
 from edgeexit.errors import BundleError
 from edgeexit.interpreter import Backend, open_interpreter, tensor_spec
 
@@ -29,10 +29,20 @@ def make_requant(src: TensorSpec, dst: TensorSpec) -> Optional[Requant]:
 
 
 def _check(actual: Dict[str, Any], want: TensorSpec, where: str) -> None:
+    """The manifest's spec against the interpreter's own tensor: the runtime quantizes inputs, requantizes
+    between segments and decodes logits with the manifest's scale/zero-point, so an edited one would run
+    without complaint and give garbage accuracy."""
     if list(actual["shape"]) != list(want.shape) or actual["dtype"] != want.dtype:
         raise BundleError(
             "{}: the .tflite tensor is {} {} but the manifest says {} {}; re-export the bundle".format(
                 where, actual["shape"], actual["dtype"], want.shape, want.dtype
+            )
+        )
+    if not same_quantization(want.scale, want.zero_point, actual["scale"], actual["zero_point"]):
+        raise BundleError(
+            "{}: the .tflite tensor is quantized with scale {!r}, zero_point {} but the manifest says scale {!r}, "
+            "zero_point {}; correct manifest.json to match or re-export the bundle".format(
+                where, actual["scale"], actual["zero_point"], want.scale, want.zero_point
             )
         )
 
@@ -44,9 +54,10 @@ def _match_output(details: List[Dict[str, Any]], want: TensorSpec, where: str, t
         if spec["name"] == want.name:
             _check(spec, want, where)
             return int(index)
-    same = [index for index, spec in specs if list(spec["shape"]) == list(want.shape) and spec["dtype"] == want.dtype]
+    same = [(index, spec) for index, spec in specs if list(spec["shape"]) == list(want.shape) and spec["dtype"] == want.dtype]
     if len(same) == 1:
-        return int(same[0])
+        _check(same[0][1], want, where)
+        return int(same[0][0])
     raise BundleError(
         "{}: no output named '{}' or uniquely shaped {} in the .tflite; re-export the bundle".format(where, want.name, want.shape)
     )

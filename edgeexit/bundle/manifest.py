@@ -3,14 +3,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+import numpy as np
 
 from edgeexit.errors import BundleError
 
 SCHEMA_VERSIONS = (1,)
 _FIX = "re-export the bundle with tools/export.py"
+
+
+#: Relative tolerance between a manifest scale and the .tflite's own: both are the same float32, so any
+#: real difference is an edit (JSON keeps a float exactly).
+SCALE_RTOL = 1e-6
+
+
+def same_quantization(scale: float, zero_point: int, other_scale: float, other_zero_point: int) -> bool:
+    return zero_point == other_zero_point and abs(scale - other_scale) <= SCALE_RTOL * abs(other_scale)
 
 
 @dataclass(frozen=True)
@@ -128,15 +140,45 @@ def _mapping(value: Any, where: str) -> Dict[str, Any]:
     return dict(value)
 
 
+def _scale(r: _Reader, key: str = "scale") -> float:
+    """A quantization scale: NaN, zero or a negative scale would dequantize every tensor to garbage."""
+    value = r.typed(key, float)
+    if not (math.isfinite(value) and value > 0.0):
+        raise BundleError("manifest.json: '{}{}' must be a finite number > 0, got {!r}; correct manifest.json or {}".format(
+            r.where, key, value, _FIX))
+    return value
+
+
+def _finite(r: _Reader, key: str) -> float:
+    value = r.typed(key, float)
+    if not math.isfinite(value):
+        raise BundleError("manifest.json: '{}{}' must be a finite number, got {!r}; correct manifest.json or {}".format(
+            r.where, key, value, _FIX))
+    return value
+
+
+def _dtype(r: _Reader, key: str, kinds: tuple, example: str) -> str:
+    """A numpy dtype name of one of ``kinds``; anything else would only fail (TypeError) once samples are read."""
+    value = r.typed(key, str)
+    try:
+        ok = any(np.issubdtype(np.dtype(value), k) for k in kinds)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise BundleError("manifest.json: '{}{}' is {!r}, not a dtype such as '{}'; correct manifest.json or {}".format(
+            r.where, key, value, example, _FIX))
+    return value
+
+
 def _tensor(r: _Reader) -> TensorSpec:
     shape = r.typed("shape", list)
-    if not all(isinstance(d, int) and d > 0 for d in shape):
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
         raise BundleError("manifest.json: '{}shape' must be positive integers, got {}; {}".format(r.where, shape, _FIX))
     return TensorSpec(
         name=r.typed("name", str),
         shape=shape,
         dtype=r.typed("dtype", str),
-        scale=r.typed("scale", float),
+        scale=_scale(r),
         zero_point=r.typed("zero_point", int),
     )
 
@@ -172,11 +214,11 @@ def parse_manifest(data: Any) -> Manifest:
     q = inp.sub("quantization")
     input_spec = InputSpec(
         shape=inp.typed("shape", list),
-        raw_dtype=inp.typed("raw_dtype", str),
-        preprocess_scale=pre.typed("scale", float),
-        preprocess_offset=pre.typed("offset", float),
-        dtype=inp.typed("dtype", str),
-        scale=q.typed("scale", float),
+        raw_dtype=_dtype(inp, "raw_dtype", (np.integer, np.floating), "uint8"),
+        preprocess_scale=_finite(pre, "scale"),
+        preprocess_offset=_finite(pre, "offset"),
+        dtype=_dtype(inp, "dtype", (np.integer,), "int8"),
+        scale=_scale(q),
         zero_point=q.typed("zero_point", int),
     )
     blocks = [_segment(b, "block") for b in r.items("blocks")]
@@ -226,6 +268,12 @@ def check_structure(m: Manifest) -> None:
         raise BundleError("manifest.json: {} labels for num_classes={}; {}".format(len(m.labels), m.num_classes, _FIX))
     if list(m.input.shape) != list(m.blocks[0].input.shape) or m.input.dtype != m.blocks[0].input.dtype:
         raise BundleError("manifest.json: input shape/dtype does not match block0's input; {}".format(_FIX))
+    b0 = m.blocks[0].input
+    if not same_quantization(m.input.scale, m.input.zero_point, b0.scale, b0.zero_point):
+        # Samples are quantized with input.quantization and fed to block 0 as they are.
+        raise BundleError(
+            "manifest.json: input.quantization (scale {!r}, zero_point {}) differs from blocks[0].input (scale {!r}, "
+            "zero_point {}); correct manifest.json or {}".format(m.input.scale, m.input.zero_point, b0.scale, b0.zero_point, _FIX))
     for a, b in zip(m.blocks, m.blocks[1:]):
         if not a.output.same_layout(b.input):
             raise BundleError(
@@ -251,8 +299,14 @@ def check_structure(m: Manifest) -> None:
 
 def resolve_inside(root: Path, relpath: str, what: str) -> Path:
     """Resolve a manifest path, refusing anything that escapes the bundle directory."""
-    candidate = (root / relpath).resolve()
-    base = root.resolve()
+    try:
+        if "\x00" in relpath:  # os calls refuse it with a bare ValueError ("embedded null byte")
+            raise ValueError("a NUL character")
+        candidate = (root / relpath).resolve()
+        base = root.resolve()
+    except (ValueError, OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise BundleError("manifest.json: {} path {!r} is not a usable file name ({}); correct manifest.json or {}".format(
+            what, relpath, err, _FIX)) from None
     if Path(relpath).is_absolute() or (candidate != base and base not in candidate.parents):
         raise BundleError("manifest.json: {} path '{}' escapes the bundle directory {}; use a path inside it".format(what, relpath, root))
     return candidate
@@ -268,9 +322,13 @@ def sha256_file(path: Path) -> str:
 
 def verify_file(root: Path, relpath: str, sha256: str, what: str) -> Path:
     path = resolve_inside(root, relpath, what)
-    if not path.is_file():
-        raise BundleError("bundle {}: {} file '{}' is missing; restore it or re-export the bundle".format(root, what, relpath))
-    actual = sha256_file(path)
+    try:
+        if not path.is_file():
+            raise BundleError("bundle {}: {} file '{}' is missing; restore it or re-export the bundle".format(root, what, relpath))
+        actual = sha256_file(path)
+    except OSError as err:  # unreadable, or a name the file system refuses (too long)
+        raise BundleError("bundle {}: cannot read {} file {!r} ({}); correct manifest.json or restore the file".format(
+            root, what, relpath, err.strerror or err)) from None
     if actual != sha256.lower():
         raise BundleError(
             "bundle {}: {} file '{}' has sha256 {}… but the manifest says {}…: the file is corrupt or was replaced; "

@@ -18,7 +18,7 @@ from edgeexit.bundle import load_bundle
 from edgeexit.bundle.manifest import check_structure, parse_manifest
 from edgeexit.errors import BoardConfigError, BundleError
 from edgeexit.paths import demo_bundle_dir, firmware_profiles_dir
-from tests.fuzz.strategies import FUZZ, json_values, mutated
+from tests.fuzz.strategies import FUZZ, json_values, mutated, perturbed
 
 NANO = load_toml(board_configs_dir() / "jetson-nano.toml")
 ORIN = load_toml(board_configs_dir() / "jetson-orin-nano.toml")
@@ -74,7 +74,7 @@ def test_board_paths_cannot_leave_the_root(path: str) -> None:
 
 
 @FUZZ
-@given(st.one_of(json_values, mutated(MANIFEST)))
+@given(st.one_of(json_values, mutated(MANIFEST), perturbed(MANIFEST, ("scale", "zero_point", "raw_dtype", "dtype"))))
 def test_manifest(data: Any) -> None:
     try:
         check_structure(parse_manifest(data))

@@ -1,0 +1,85 @@
+"""Hand-edited manifests: quantization that disagrees with the .tflite files, impossible scales, bad
+dtypes and file names are refused in one BundleError line, never run (garbage accuracy) or crash."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import pytest
+
+from edgeexit.bundle import load_bundle
+from edgeexit.errors import BundleError
+from edgeexit.runtime import Runtime
+
+pytestmark = pytest.mark.backend
+
+
+def _edit(root: Path, fn: Callable[[Dict[str, Any]], None]) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    fn(m)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    text = str(err.value)
+    assert "\n" not in text and text
+    return text
+
+
+@pytest.mark.parametrize("key,value", [("scale", "x3"), ("zero_point", 50)])
+def test_segment_quantization_must_match_the_tflite(bundle_copy: Path, key: str, value: Any) -> None:
+    def lie(m: Dict[str, Any]) -> None:
+        spec = m["blocks"][3]["input"]
+        spec[key] = spec["scale"] * 3 if value == "x3" else value
+
+    _edit(bundle_copy, lie)
+    b = load_bundle(bundle_copy)  # consistent on its own: only the .tflite shows the lie
+    with pytest.raises(BundleError) as err:
+        Runtime(b)
+    msg = _one_line(err)
+    assert "block3" in msg and "quantized with scale" in msg and "correct manifest.json" in msg
+
+
+def test_exit_output_quantization_must_match_the_tflite(bundle_copy: Path) -> None:
+    _edit(bundle_copy, lambda m: m["exits"][2]["output"].__setitem__("scale", m["exits"][2]["output"]["scale"] * 1.001))
+    with pytest.raises(BundleError, match="exit2.*quantized with scale"):
+        Runtime(load_bundle(bundle_copy))
+
+
+@pytest.mark.parametrize("value", [-0.5, 0, float("nan"), float("inf")])
+def test_input_scale_must_be_finite_and_positive(bundle_copy: Path, value: float) -> None:
+    _edit(bundle_copy, lambda m: m["input"]["quantization"].__setitem__("scale", value))
+    with pytest.raises(BundleError, match=r"'input\.quantization\.scale' must be a finite number > 0") as err:
+        load_bundle(bundle_copy)
+    _one_line(err)
+
+
+@pytest.mark.parametrize("value", [-0.5, 0, float("nan")])
+def test_segment_scale_must_be_finite_and_positive(bundle_copy: Path, value: float) -> None:
+    _edit(bundle_copy, lambda m: m["blocks"][3]["input"].__setitem__("scale", value))
+    with pytest.raises(BundleError, match=r"'blocks\[3\]\.input\.scale' must be a finite number > 0"):
+        load_bundle(bundle_copy)
+
+
+def test_input_quantization_must_match_block0(bundle_copy: Path) -> None:
+    # Samples are quantized with input.quantization and handed to block 0 as they are.
+    _edit(bundle_copy, lambda m: m["input"]["quantization"].__setitem__("zero_point", 0))
+    with pytest.raises(BundleError, match=r"input\.quantization .* differs from blocks\[0\]\.input"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("key,value", [("raw_dtype", "foo"), ("raw_dtype", "object"), ("dtype", "float32"), ("dtype", "")])
+def test_input_dtypes_must_be_dtype_names(bundle_copy: Path, key: str, value: str) -> None:
+    _edit(bundle_copy, lambda m: m["input"].__setitem__(key, value))
+    with pytest.raises(BundleError, match=r"'input\.{}' is .*, not a dtype such as".format(key)) as err:
+        load_bundle(bundle_copy).split("calibration")
+    _one_line(err)
+
+
+@pytest.mark.parametrize("name", ["block0.tflite\x00x", "x" * 5000])
+def test_unusable_file_names(bundle_copy: Path, name: str) -> None:
+    _edit(bundle_copy, lambda m: m["blocks"][0].__setitem__("file", name))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_copy)
+    assert "block0" in _one_line(err)
