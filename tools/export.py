@@ -26,17 +26,12 @@ import numpy as np
 
 from edgeexit.bundle.manifest import sha256_file
 
+from tools.bundle_dir import ExportRefused, check_out_dir
 from tools.data import DataSplits
 from tools.multi_exit import MultiExitNet, model_macs_params
 
 SCHEMA_VERSION = 1
 DEFAULT_MIN_AGREEMENT = 0.98
-# Bundle files the exporter owns; anything else in an existing bundle dir makes it refuse.
-_BUNDLE_SUFFIXES = (".tflite", ".npz", ".json")
-
-
-class ExportRefused(RuntimeError):
-    """The int8 chain disagrees with the float model too often, or the output dir is unsafe."""
 
 
 # --- conversion ---------------------------------------------------------------------------------
@@ -211,16 +206,6 @@ def exit_stats(logits: np.ndarray, float_logits: np.ndarray, y: np.ndarray) -> d
 
 
 # --- the exporter -------------------------------------------------------------------------------
-def _prepare_out_dir(out: Path) -> None:
-    if out.exists():
-        if not out.is_dir():
-            raise ExportRefused(f"{out} exists and is not a directory; pick another --out")
-        foreign = [p.name for p in out.iterdir()
-                   if not (p.is_file() and p.suffix in _BUNDLE_SUFFIXES)]
-        if foreign or (any(out.iterdir()) and not (out / "manifest.json").exists()):
-            raise ExportRefused(f"{out} holds files that are not a bundle's; pick an empty --out")
-
-
 def export_bundle(
     net: MultiExitNet,
     out_dir: str | Path,
@@ -247,7 +232,7 @@ def export_bundle(
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement must lie in [0, 1], got {min_agreement}")
     out = Path(out_dir)
-    _prepare_out_dir(out)
+    check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it 0700; a bundle is shipped, not private

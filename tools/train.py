@@ -28,6 +28,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from tools.argtypes import float_range, int_range
+
 STRATEGIES = ("joint", "block-dependent", "post-trained")
 DEFAULT_STAGES = [(16, 1), (16, 2), (32, 1), (32, 2), (48, 1), (64, 1), (64, 1), (64, 1)]
 
@@ -145,16 +147,22 @@ def training_record(cfg: TrainConfig) -> dict:
 
 def _parse_stages(text: str) -> list[tuple[int, int]]:
     try:
-        return [(int(f), int(s)) for f, s in (p.split(":") for p in text.split(","))]
+        stages = [(int(f), int(s)) for f, s in (p.split(":") for p in text.split(","))]
     except ValueError:
         raise argparse.ArgumentTypeError("--stages wants FILTERS:STRIDE,... e.g. 8:2,16:2") from None
+    if not all(f >= 1 and s >= 1 for f, s in stages):
+        raise argparse.ArgumentTypeError(f"--stages {text}: filters and strides must be >= 1, e.g. 8:2,16:2")
+    return stages
 
 
 def _parse_groups(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        groups = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError("--groups wants block indices, e.g. 3,6") from None
+    if any(g < 1 for g in groups):  # block 0 always starts the first group
+        raise argparse.ArgumentTypeError(f"--groups {text}: a group starts at a block index >= 1, e.g. 3,6")
+    return groups
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,28 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--strategy", required=True, choices=STRATEGIES, help="training strategy")
     ap.add_argument("--out", required=True, help="bundle directory to write")
     ap.add_argument("--name", default=None, help="bundle name (default mnist-<strategy>)")
-    ap.add_argument("--seed", type=int, default=0, help="seed for split, init, batches")
-    ap.add_argument("--epochs", type=int, default=12, help="epochs (post-trained: of the branches)")
-    ap.add_argument("--backbone-epochs", type=int, default=12,
+    ap.add_argument("--seed", type=int_range(0, 2 ** 32 - 1), default=0, help="seed for split, init, batches")
+    ap.add_argument("--epochs", type=int_range(1), default=12, help="epochs (post-trained: of the branches)")
+    ap.add_argument("--backbone-epochs", type=int_range(1), default=12,
                     help="post-trained: epochs to pre-train the backbone")
     ap.add_argument("--weights", choices=["uniform", "eenet"], default="uniform",
                     help="per-exit loss weights (joint, block-dependent)")
-    ap.add_argument("--distill", type=float, default=0.0,
+    ap.add_argument("--distill", type=float_range(0.0), default=0.0,
                     help="joint: weight of KL distillation from the final exit (0 = off)")
-    ap.add_argument("--overlap", type=int, default=2,
+    ap.add_argument("--overlap", type=int_range(0), default=2,
                     help="block-dependent: exits per block (1 = local error); 0 = no overlap rule")
     ap.add_argument("--groups", type=_parse_groups, default=[],
                     help="block-dependent: blocks where a new group starts, e.g. 3,6")
     ap.add_argument("--include-final", action="store_true",
                     help="block-dependent: the final exit's loss trains every block")
-    ap.add_argument("--lambda-cost", type=float, default=1.0,
+    ap.add_argument("--lambda-cost", type=float_range(0.0), default=1.0,
                     help="post-trained: weight of the expected-cost term")
     ap.add_argument("--backbone-targets", action="store_true",
                     help="post-trained: train branches on the backbone's predictions, not labels")
     ap.add_argument("--stages", type=_parse_stages, default=DEFAULT_STAGES,
                     help="backbone conv stages FILTERS:STRIDE,... (default: the demo's)")
     ap.add_argument("--no-augment", action="store_true", help="no shifted training copies")
-    ap.add_argument("--min-agreement", type=float, default=0.98,
+    ap.add_argument("--min-agreement", type=float_range(0.0, 1.0), default=0.98,
                     help="refuse the export below this int8/float top-1 agreement per exit")
     return ap
 
@@ -198,8 +206,22 @@ def config_from_args(args) -> TrainConfig:
         augment=not args.no_augment)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if any(g >= len(args.stages) for g in args.groups):
+        ap.error(f"argument --groups: {args.groups} names a block past the last of the {len(args.stages)} stages")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    from tools.bundle_dir import out_dir_error
+
+    bad_out = out_dir_error(args.out)  # now, not after minutes of training
+    if bad_out is not None:
+        print(f"error: {bad_out}", file=sys.stderr)
+        return 1
     cfg = config_from_args(args)
     from tools.training import seed_everything
 

@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="refuse export if any exit's int8/float top-1 agreement is lower (the weak first exits of the "
                          "corrupted demo agree about 92%%: their top-2 classes are often near ties)")
     args = ap.parse_args(argv)
+    from tools.bundle_dir import out_dir_error
+
+    bad_out = out_dir_error(args.out)  # now, not after training
+    if bad_out is not None:
+        print(f"error: {bad_out}", file=sys.stderr)
+        return 1
 
     from tools.training import seed_everything
 

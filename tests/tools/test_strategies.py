@@ -109,6 +109,7 @@ def test_pteenet_costs_are_fractions_of_the_full_path() -> None:
 def test_every_strategy_exports_a_bundle_the_runtime_accepts(strategy, extra, tiny_splits,
                                                             tmp_path: Path) -> None:
     from edgeexit.bundle import load_bundle
+    from edgeexit.runtime import Runtime
     from tools.export import export_bundle
     from tools.train import TrainConfig, train_strategy, training_record
     from tools.training import seed_everything
@@ -121,6 +122,7 @@ def test_every_strategy_exports_a_bundle_the_runtime_accepts(strategy, extra, ti
     export_bundle(net, out, splits=tiny_splits, name=f"tiny-{strategy}", min_agreement=0.9,
                   training=training_record(cfg), verbose=False)
     bundle = load_bundle(out)
+    Runtime(bundle).close()  # every manifest tensor, quantization included, matches its .tflite
     assert len(bundle.blocks) == len(STAGES) and len(bundle.exits) == len(STAGES)
     assert bundle.manifest.name == f"tiny-{strategy}"
     has_conf = [e.confidence_output is not None for e in bundle.exits]

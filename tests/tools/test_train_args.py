@@ -1,0 +1,80 @@
+"""python -m tools.train refuses nonsense numbers and an unusable --out before it trains anything."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools.bundle_dir import ExportRefused, check_out_dir
+from tools.train import parse_args
+
+pytestmark = pytest.mark.tools
+
+OK = ["--strategy", "joint", "--out", "x"]
+
+
+@pytest.mark.parametrize("extra", [
+    ["--epochs", "0"], ["--epochs", "-3"], ["--backbone-epochs", "0"], ["--distill", "-1"], ["--distill", "nan"],
+    ["--lambda-cost", "-0.5"], ["--lambda-cost", "inf"], ["--overlap", "-1"], ["--min-agreement", "1.5"],
+    ["--min-agreement", "-0.1"], ["--seed", "-1"], ["--stages", "8:0,16:2"], ["--stages", "0:1"], ["--groups", "0,3"],
+    ["--groups", "-2"], ["--groups", "9"],  # the demo's stages are 8 blocks: 0..7
+])
+def test_nonsense_numbers_are_argparse_errors(extra: list, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(OK + extra)
+    assert exc.value.code == 2
+    assert "error: argument " + extra[0] in capsys.readouterr().err
+
+
+def test_sensible_numbers_parse() -> None:
+    args = parse_args(OK + ["--epochs", "1", "--distill", "0", "--overlap", "0", "--groups", "3,6", "--min-agreement", "1"])
+    assert args.epochs == 1 and args.groups == [3, 6] and args.min_agreement == 1.0
+
+
+def test_a_bad_out_is_refused_before_training(tmp_path: Path) -> None:
+    """Checked in the time it takes to start Python, not after training: the subprocess gets 60 s, while
+    --epochs 50 on the demo's stages takes far longer than that."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    proc = subprocess.run([sys.executable, "-m", "tools.train", "--strategy", "joint", "--epochs", "50", "--out", str(out)],
+                          capture_output=True, text=True, timeout=60, cwd=str(Path(__file__).resolve().parents[2]))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["error: {} holds files that are not a bundle's (notes.txt); pick an empty "
+                                                "--out".format(out)]
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def _bundle_dir(root: Path) -> Path:
+    root.mkdir()
+    for name in ("manifest.json", "block0.tflite", "calib.npz", "calibration.json"):
+        (root / name).write_text("x")
+    return root
+
+
+def test_an_existing_bundle_with_its_profiles_may_be_replaced(tmp_path: Path) -> None:
+    out = _bundle_dir(tmp_path / "b")
+    (out / "profiles").mkdir()
+    (out / "profiles" / "jetson-nano-simulated.json").write_text("{}")
+    (out / "profiles" / "raspberry-pi-5.json.tmp").write_text("{")  # a profile write interrupted
+    check_out_dir(out)
+
+
+@pytest.mark.parametrize("intruder", ["profiles/notes.txt", "profiles/sub/x.json", "other/x.json", "notes.txt"])
+def test_anything_else_in_a_bundle_is_kept(tmp_path: Path, intruder: str) -> None:
+    out = _bundle_dir(tmp_path / "b")
+    (out / intruder).parent.mkdir(parents=True, exist_ok=True)
+    (out / intruder).write_text("keep")
+    with pytest.raises(ExportRefused, match="not a bundle's"):
+        check_out_dir(out)
+
+
+def test_out_under_a_file_or_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ExportRefused, match="is not a directory"):
+        check_out_dir(tmp_path / "f" / "bundle")
+    (tmp_path / "link").symlink_to(_bundle_dir(tmp_path / "b"))
+    with pytest.raises(ExportRefused, match="symbolic link"):
+        check_out_dir(tmp_path / "link")

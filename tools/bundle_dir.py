@@ -1,0 +1,60 @@
+"""The output directory of an export: checked before anything is trained or written.
+
+No TensorFlow here, so ``python -m tools.train`` refuses a bad ``--out`` in a second, not after training.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+# Bundle files the exporter owns; anything else in an existing bundle dir makes it refuse.
+_BUNDLE_SUFFIXES = (".tflite", ".npz", ".json")
+
+
+class ExportRefused(RuntimeError):
+    """The int8 chain disagrees with the float model too often, or the output dir is unsafe."""
+
+
+# edgeexit's own folder inside a bundle: `edgeexit profile` writes profiles/<board>.json (atomically, via .tmp).
+_OWN_FOLDERS = {"profiles": (".json", ".json.tmp")}
+
+
+def _ours(p: Path) -> bool:
+    """A bundle file, or edgeexit's own profiles/ folder holding only profiles: replaced with the bundle."""
+    if p.is_symlink():
+        return False
+    if p.is_file():
+        return p.suffix in _BUNDLE_SUFFIXES
+    suffixes = _OWN_FOLDERS.get(p.name)
+    return p.is_dir() and suffixes is not None and all(
+        c.is_file() and not c.is_symlink() and c.name.endswith(suffixes) for c in p.iterdir())
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an --out that export could not replace safely; cheap, so callers run it before training."""
+    if out.is_symlink():  # replacing it would remove the link, not the bundle it points to
+        raise ExportRefused(f"{out} is a symbolic link; pass the directory it points to as --out")
+    if out.exists():
+        if not out.is_dir():
+            raise ExportRefused(f"{out} exists and is not a directory; pick another --out")
+        entries = list(out.iterdir())
+        foreign = [p.name for p in entries if not _ours(p)]
+        if foreign or (entries and not (out / "manifest.json").is_file()):
+            shown = ", ".join(sorted(foreign)[:3]) or "no manifest.json"
+            raise ExportRefused(f"{out} holds files that are not a bundle's ({shown}); pick an empty --out")
+    # The bundle is built next to out and renamed into place: the folder out sits in must be writable.
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise ExportRefused(f"{out}: {parent} is not a directory; pick another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportRefused(f"{out}: cannot create it, {parent} is not writable; pick another --out")
+
+
+def out_dir_error(out: str | Path) -> Optional[str]:
+    """Why ``out`` cannot take a bundle, or None: for tools to refuse it before they train."""
+    try:
+        check_out_dir(Path(out))
+    except ExportRefused as exc:
+        return str(exc)
+    return None
