@@ -20,7 +20,8 @@ from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
 from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
-from edgeexit.dvfs.state import PRIVATE_SIM_PREFIX, BoardLock, read_state, state_path, sweep_killed_simulations, write_state
+from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, BoardLock, foreign_state_files, read_state, state_path,
+                                 sweep_killed_simulations, write_state)
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError
 from edgeexit.guards.thermal import ThermalGuard
 from edgeexit.sim.vcgencmd import simulated_vcgencmd
@@ -190,6 +191,9 @@ class BoardSession(BoardTarget):
         Domains someone else changed since that run are not overwritten (unless ``force``): the
         state file is then kept with just those domains and RestoreConflictError says what to do.
         """
+        if not self.state_file.exists():
+            # a run by another user (root, or one through the udev rule) keeps its state elsewhere
+            self.state_file = next(iter(foreign_state_files(self.board.name, self.root)), self.state_file)
         data = read_state(self.state_file, self.board.name)
         if data is None:
             return False
@@ -217,6 +221,7 @@ class BoardSession(BoardTarget):
                 self.restored_stale = True
                 _warn("found the saved state of an earlier run that did not finish ({}); restored the board's "
                       "clocks from it first".format(self.state_file))
+                self.state_file = state_path(self.board.name, self.root)  # this run's own, whoever left that one
         except BaseException:
             self._lock.release()
             self.cleanup()

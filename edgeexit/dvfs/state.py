@@ -27,6 +27,24 @@ def state_path(board: str, root: Path) -> Path:
     return runtime_dir() / "{}.state.json".format(_key(board, root))
 
 
+def foreign_state_files(board: str, root: Path) -> List[Path]:
+    """The state files other users' runs left for this board and root: runtime_dir() depends on the
+    user (/run/edgeexit for root, /tmp/edgeexit-<uid> or $XDG_RUNTIME_DIR/edgeexit otherwise), so a run
+    made through the udev rule and killed was invisible to `sudo edgeexit restore`."""
+    own = runtime_dir().resolve()
+    dirs = [Path("/run/edgeexit")] + sorted(Path("/run/user").glob("*/edgeexit")) + \
+        sorted(Path(tempfile.gettempdir()).glob("edgeexit-[0-9]*"))
+    name = "{}.state.json".format(_key(board, root))
+    out = []
+    for d in dirs:
+        try:
+            if d.resolve() != own and (d / name).is_file():
+                out.append(d / name)
+        except OSError:  # another user's 0700 directory: not ours to read
+            continue
+    return out
+
+
 def lock_path(board: str, root: Path) -> Path:
     return runtime_dir() / "{}.lock".format(_key(board, root))
 

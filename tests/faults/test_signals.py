@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,3 +158,30 @@ def test_ctrl_c_again_during_the_restore_waits_for_it(tmp_path: Path) -> None:
         signal.signal(signal.SIGALRM, old)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert diff(tree(root), before) == []
+
+
+def test_restore_finds_a_run_another_user_left(tmp_path: Path, runtime_dir: Path) -> None:
+    """State files live per user (/run/edgeexit for root, /tmp/edgeexit-<uid> otherwise): a run made
+    through the udev rule and SIGKILLed was invisible to `sudo edgeexit restore`, which said "nothing to
+    restore", and the next root run took the pinned clocks for the board's own."""
+    root = tmp_path / "t"
+    make_tree(root, "jetson-nano")
+    before = tree(root)
+    other = Path(tempfile.gettempdir()) / "edgeexit-{}".format(os.getuid() + 12345)  # another uid's runtime dir
+    out = tmp_path / "out.jsonl"
+    env = dict(os.environ, EDGEEXIT_RUNTIME_DIR=str(other))
+    proc = subprocess.Popen([sys.executable, "-m", "edgeexit", "run", "--board", "jetson-nano", "--sysfs-root", str(root),
+                             "--output", str(out), "--cpu-khz", "max", "--gpu-hz", "min"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    try:
+        wait_for_lines(out, 20, proc)
+        proc.kill()
+        proc.communicate(timeout=30)
+        left = list(other.glob("*.state.json"))
+        assert len(left) == 1 and diff(tree(root), before) != []
+        res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))  # this user's own runtime dir
+        assert res.returncode == 0, res.stderr
+        assert "nothing to restore" not in res.stdout + res.stderr
+        assert diff(tree(root), before) == [] and not left[0].exists()
+    finally:
+        shutil.rmtree(str(other), ignore_errors=True)
