@@ -140,6 +140,11 @@ class CpufreqPolicy(FreqDomain):
     def limits(self) -> Tuple[int, int]:
         return self._int("scaling_min_freq"), self._int("scaling_max_freq")
 
+    def status(self) -> Dict[str, object]:
+        out = super().status()
+        out["online"] = self.online()  # an offline policy is left alone by the controller
+        return out
+
     def cpus(self) -> List[int]:
         """The policy's CPUs (``related_cpus``); [] when the file is missing or unreadable."""
         try:

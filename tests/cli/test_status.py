@@ -26,3 +26,15 @@ def test_status_shows_the_firmware_clock_on_a_pi(tmp_path: Path, board: str, flo
     assert "runs at {} kHz (vcgencmd measure_clock arm".format(runs) in human.stdout
     if board == "raspberry-pi-5":
         assert cur_khz < runs  # the idle governor asks for 1.0 GHz; the firmware runs 1.5
+
+
+def test_status_says_which_policies_are_offline(tmp_path: Path) -> None:
+    """The TX2 boots its default power mode with the Denver cores (policy1) offline; runs leave that policy
+    alone, and status says so rather than showing it like any other."""
+    tree = tmp_path / "tx2"
+    json_out(edgeexit("sim", "init", "--board", "jetson-tx2", "--json", str(tree)))
+    st = json_out(edgeexit("status", "--board", "jetson-tx2", "--sysfs-root", str(tree), "--json"))
+    assert {d["name"]: d["online"] for d in st["domains"] if d["kind"] == "cpu"} == {"policy0": True, "policy1": False}
+    human = edgeexit("status", "--board", "jetson-tx2", "--sysfs-root", str(tree)).stdout
+    assert [line for line in human.splitlines() if "CPUs offline" in line] == [
+        next(line for line in human.splitlines() if "policy1" in line)]
