@@ -15,10 +15,12 @@ subject to finishing by the deadline even if the forecast is wrong:
 R is the worst case beyond the forecast at the maximum operating point: every block after the
 forecast exit's, and every head still ahead that the policy may evaluate, except the forecast one
 (a policy may evaluate an earlier head first, or step on after a miss). Heads of exits calibration
-disabled never run, so they count nowhere. A misprediction therefore raises the operating point enough to still meet the deadline, and
-a deadline the worst case cannot meet even at f_max runs at f_max. Between inferences it drops to
-the operating point with the lowest idle power when the idle gap pays for the two transitions.
-It never touches sysfs when the operating point does not change.
+disabled never run, so they count nowhere. A misprediction therefore raises the operating point
+enough to still meet the deadline, and a deadline the worst case cannot meet even at f_max runs at
+f_max. For a policy with a prior (its typical forecast) the planner keeps a home point, the least
+energy steady point for that work, and charges leaving it the transition back too. Between
+inferences it drops to the operating point with the lowest idle power when the idle gap pays for
+the two transitions. It never touches sysfs when the operating point does not change.
 
 Modes (``--dvfs``): ``planned`` (the above), ``race`` (race-to-idle: pinned at the maximum, also
 while idle), ``worst-case`` (pinned once at the lowest point where the worst-case path meets the
@@ -190,13 +192,15 @@ class DvfsPlanner(RuntimeHooks):
         first_head = self.next_exit[next_block] if self.policy.heads_before_forecast else e + 1
         reserve = float(rb[b + 1, -1] + rh[first_head, -1] - (hm[e, -1] if first_head <= e else 0.0)) + self.trans_ms
         i_idle = self.opps.index(self.idle_khz)
+        home = self.home_khz
+        back = self.busy[self.opps.index(home)] * self.trans_ms if home is not None else 0.0
         out = []
         for c, f in enumerate(self.opps):
             tr = 0.0 if (steady or f == self.current) else self.trans_ms
             work = float(rb[next_block, c] - rb[b + 1, c] + hm[e, c])
             energy = self.busy[c] * (work + tr)
-            if self.home_khz is not None and f != self.home_khz:
-                energy += self.busy[self.opps.index(self.home_khz)] * self.trans_ms
+            if home is not None and f != home:
+                energy += back
             if self.period_ms:
                 gap = max(0.0, self.period_ms - elapsed_ms - tr - work)
                 stay = self.idle[c] * gap
