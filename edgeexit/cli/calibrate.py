@@ -30,14 +30,14 @@ from edgeexit.runtime import Runtime
 )
 @click.option(
     "--eenet-budget-macs",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=options.FiniteFloatRange(min=0.0, min_open=True),
     default=None,
     help="Give eenet a budget instead of the accuracy target: the most accurate thresholds whose mean MACs per "
     "inference on the calibration split stay within this.",
 )
 @click.option(
     "--eenet-budget-ms",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=options.FiniteFloatRange(min=0.0, min_open=True),
     default=None,
     help="The same budget in milliseconds of segment latency per inference: counted in --latency-profile's "
     "latencies, or, without one, in latencies measured on this host now (median invoke of every segment).",

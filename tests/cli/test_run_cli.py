@@ -191,6 +191,12 @@ def test_non_finite_numbers_are_refused(option: str, value: str):
     assert_one_line_error(p, option, "is not a finite number")
 
 
+@pytest.mark.parametrize("option", ["--eenet-budget-macs", "--eenet-budget-ms"])
+def test_calibrate_refuses_an_infinite_budget(option: str):
+    """inf passes `> 0`: eenet would then fit "the most accurate thresholds within inf", i.e. no budget."""
+    assert_one_line_error(edgeexit("calibrate", option, "inf"), option, "is not a finite number")
+
+
 def test_policy_the_bundle_cannot_run():
     # The demo has no confidence heads: the policy's own reason, not "calibration.json is malformed".
     p = edgeexit("run", "--limit", "2", "--policy", "confidence-head")
