@@ -180,18 +180,28 @@ def _column_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
     return None
 
 
-def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional[CostModel] = None) -> ProfileCostModel:
-    """Read and check a profile written by ``edgeexit profile`` for this bundle and board."""
+def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional[CostModel] = None,
+                      threads: Optional[int] = None) -> ProfileCostModel:
+    """Read and check a profile written by ``edgeexit profile`` for this bundle and board (and, unless
+    None, for runs with ``threads`` interpreter threads: latencies measured with 4 threads would plan a
+    1-thread run too fast and miss its deadlines)."""
     data = _read_profile(path, bundle, board)
+    measured = data.get("threads", 1)
+    if threads is not None and measured != threads:
+        raise CalibrationError("profile {} was measured with {} interpreter thread(s) and this run uses {}; run `edgeexit "
+                               "profile --threads {}` (or run with --threads {})".format(path, measured, threads, threads,
+                                                                                         measured))
     try:
         return ProfileCostModel(data, Path(path), fallback)
     except (KeyError, TypeError, ValueError) as err:
         raise CalibrationError("profile {} is malformed ({}); run `edgeexit profile` again".format(path, err)) from None
 
 
-def default_profile_path(bundle: Bundle, board: str, simulated: bool) -> Path:
-    """Where `edgeexit profile` writes by default and where run/bench look: inside the bundle."""
-    return bundle.root / "profiles" / "{}{}.json".format(board, "-simulated" if simulated else "")
+def default_profile_path(bundle: Bundle, board: str, simulated: bool, threads: int = 1) -> Path:
+    """Where `edgeexit profile` writes by default and where run/bench look: inside the bundle, one file
+    per interpreter thread count (a 1-thread profile keeps the plain name)."""
+    return bundle.root / "profiles" / "{}{}{}.json".format(board, "-simulated" if simulated else "",
+                                                           "-{}threads".format(threads) if threads != 1 else "")
 
 
 @dataclass

@@ -156,11 +156,11 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
     model = PhysicsCostModel(physics, bundle)
     path = profile
     if path is None:
-        candidate = default_profile_path(bundle, brun.session.board.name, brun.simulated)
+        candidate = default_profile_path(bundle, brun.session.board.name, brun.simulated, threads)
         path = candidate if candidate.is_file() else None
     if path is None:
         return model
-    return load_profile_json(path, bundle, brun.session.board.name, fallback=model)
+    return load_profile_json(path, bundle, brun.session.board.name, fallback=model, threads=threads)
 
 
 def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: CostModel,

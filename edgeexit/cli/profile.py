@@ -99,7 +99,7 @@ def command(
     with ExitStack() as stack:
         session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
         path = check_output(out if out is not None else default_profile_path(bundle, session.board.name,
-                                                                             session.simulated))
+                                                                             session.simulated, threads))
         if session.simulated:
             click.echo("edgeexit: {}".format(session.describe()), err=True)
             warn_meter_ignored(meter, warn)

@@ -125,7 +125,8 @@ def test_bad_input_is_one_line(tmp_path: Path):
 
 
 def test_unusable_profile_for_run_is_one_line(profiles, tmp_path: Path):
-    good = json.loads(Path(profiles["jetson-nano"]["profile_path"]).read_text())
+    # the runs below use 1 thread: each case is then refused for its own defect, not for the thread count
+    good = dict(json.loads(Path(profiles["jetson-nano"]["profile_path"]).read_text()), threads=1)
     cases = {
         "missing.json": None,
         "torn.json": '{"schema": "' + PROFILE_SCHEMA + '", ',
@@ -213,3 +214,21 @@ def test_profile_plot_with_a_meter_that_missed_windows(tmp_path: Path, profiles)
     assert energy[0] is None and all(e is not None for e in energy[1:])
     assert energy_gap(data, energy).startswith("energy unknown at 1 of {} clocks".format(len(energy)))
     assert plot_profile(data, rows, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
+    """After the README's `profile --threads 4`, a 1-thread planned run planned from 4-thread latencies, too
+    fast, and missed 1.5% of its deadlines. Profiles are now one file per thread count, and one measured with
+    another count is refused."""
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(bundle_dir))
+    four = json_out(edgeexit("profile", "--board", "jetson-nano", "--simulate", "--model", str(bundle_dir), "--threads", "4",
+                             "--json"))
+    assert Path(four["profile_path"]).name == "jetson-nano-simulated-4threads.json"
+    run = ("run", "--board", "jetson-nano", "--simulate", "--model", str(bundle_dir), "--policy", "predictive",
+           "--deadline-ms", "3.89", "--period-ms", "3.89", "--limit", "200", "--json")
+    one = json_out(edgeexit(*run))
+    assert one["cost_model"].startswith("board model") and one["deadline_miss_rate"] == 0.0
+    assert json_out(edgeexit(*run, "--threads", "4"))["cost_model"].startswith("profile")
+    assert_one_line_error(edgeexit(*run, "--profile", four["profile_path"]), "measured with 4 interpreter thread(s)",
+                          "this run uses 1", "--threads 1")
