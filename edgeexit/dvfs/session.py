@@ -22,7 +22,7 @@ from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreRep
 from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
 from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, BoardLock, foreign_state_files, read_state, state_path,
                                  sweep_killed_simulations, write_state)
-from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError
+from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError
 from edgeexit.guards.thermal import ThermalGuard
 from edgeexit.sim.vcgencmd import simulated_vcgencmd
 
@@ -191,15 +191,23 @@ class BoardSession(BoardTarget):
         Domains someone else changed since that run are not overwritten (unless ``force``): the
         state file is then kept with just those domains and RestoreConflictError says what to do.
         """
+        foreign = False
         if not self.state_file.exists():
-            # a run by another user (root, or one through the udev rule) keeps its state elsewhere
-            self.state_file = next(iter(foreign_state_files(self.board.name, self.root)), self.state_file)
+            # a killed run by another user (root, or one through the udev rule) kept its state elsewhere
+            others = foreign_state_files(self.board.name, self.root)
+            if others:
+                self.state_file, foreign = others[0], True
         data = read_state(self.state_file, self.board.name)
         if data is None:
             return False
         expected = data.get("expected") if isinstance(data.get("expected"), dict) else {}
         in_flight = set(data.get("in_flight") or [])  # type: Set[str]
         ctl = DvfsController(self.board, self.sysfs, None, self.method)
+        own_paths = {d.relpath for d in ctl.domains}
+        stray = [e.get("path") for e in data["domains"] if not isinstance(e, dict) or e.get("path") not in own_paths]
+        if foreign and stray:  # another user's file may only name this board's own clock domains
+            raise StateFileError("state file {} names {}, not a clock domain of {}; check the board with `edgeexit "
+                                 "status`, then delete the file".format(self.state_file, stray[0], self.board.name))
         report = ctl.restore_checked(data["domains"], expected, in_flight, force=force)
         self.restore_report = report
         if report.conflicts:
@@ -217,10 +225,13 @@ class BoardSession(BoardTarget):
     def __enter__(self) -> "BoardSession":
         try:
             self._lock.acquire()
-            if self.restore_stale():
-                self.restored_stale = True
-                _warn("found the saved state of an earlier run that did not finish ({}); restored the board's "
-                      "clocks from it first".format(self.state_file))
+            try:
+                with signals_held():
+                    if self.restore_stale():
+                        self.restored_stale = True
+                        _warn("found the saved state of an earlier run that did not finish ({}); restored the "
+                              "board's clocks from it first".format(self.state_file))
+            finally:
                 self.state_file = state_path(self.board.name, self.root)  # this run's own, whoever left that one
         except BaseException:
             self._lock.release()
@@ -246,7 +257,10 @@ class BoardSession(BoardTarget):
                     for c in report.conflicts:
                         _warn(c.describe())  # the user sees the saved values here; nothing is kept for later
                     self._snapshot = None
-                    self.state_file.unlink()
+                    try:
+                        self.state_file.unlink()
+                    except FileNotFoundError:  # already gone (someone ran `edgeexit restore` meanwhile)
+                        pass
             self.show_idle_sensors()
         finally:
             for sig, handler in self._old_handlers.items():

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -28,21 +29,48 @@ def state_path(board: str, root: Path) -> Path:
 
 
 def foreign_state_files(board: str, root: Path) -> List[Path]:
-    """The state files other users' runs left for this board and root: runtime_dir() depends on the
-    user (/run/edgeexit for root, /tmp/edgeexit-<uid> or $XDG_RUNTIME_DIR/edgeexit otherwise), so a run
-    made through the udev rule and killed was invisible to `sudo edgeexit restore`."""
+    """The state files other users' killed runs left for this board and root: runtime_dir() depends on
+    the user (/run/edgeexit for root, /tmp/edgeexit-<uid> or /run/user/<uid>/edgeexit otherwise), so a
+    run made through the udev rule and SIGKILLed was invisible to `sudo edgeexit restore`.
+
+    Only files a restore can trust: in a directory owned by the uid its path names, writable by that
+    user alone and not a symlink (anyone can create /tmp/edgeexit-99999), and whose run is over (its
+    lock is free): a live run's saved state is not ours to restore underneath it.
+    """
     own = runtime_dir().resolve()
-    dirs = [Path("/run/edgeexit")] + sorted(Path("/run/user").glob("*/edgeexit")) + \
-        sorted(Path(tempfile.gettempdir()).glob("edgeexit-[0-9]*"))
-    name = "{}.state.json".format(_key(board, root))
+    key = _key(board, root)
+    dirs = [(Path("/run/edgeexit"), 0)]
+    for d in sorted(Path("/run/user").glob("*/edgeexit")) + sorted(Path("/tmp").glob("edgeexit-*")):
+        uid = d.parent.name if d.parent.name != "tmp" else d.name[len("edgeexit-"):]
+        if uid.isdigit():
+            dirs.append((d, int(uid)))
     out = []
-    for d in dirs:
+    for d, uid in dirs:
+        f = d / "{}.state.json".format(key)
         try:
-            if d.resolve() != own and (d / name).is_file():
-                out.append(d / name)
-        except OSError:  # another user's 0700 directory: not ours to read
+            st = os.lstat(str(d))
+            if d.resolve() == own or not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+                continue
+            fst = os.lstat(str(f))
+        except OSError:  # no such file, or another user's directory we may not read
             continue
+        if stat.S_ISREG(fst.st_mode) and fst.st_uid == uid and not _lock_held(d / "{}.lock".format(key)):
+            out.append(f)
     return out
+
+
+def _lock_held(path: Path) -> bool:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: no run holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock if we took it
+    return False
 
 
 def lock_path(board: str, root: Path) -> Path:

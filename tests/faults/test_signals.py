@@ -4,6 +4,7 @@ simulated tree equals the original byte for byte and the JSONL output parses lin
 from __future__ import annotations
 
 import os
+import pwd
 import random
 import shutil
 import signal
@@ -12,10 +13,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from edgeexit.dvfs.state import sweep_killed_simulations
+from edgeexit.dvfs.state import state_path, sweep_killed_simulations
 from tests.faults.helpers import check_jsonl, cli, diff, start_run, tree, wait_for_lines
 from tests.sim.helpers import fuse_mount, make_tree
 
@@ -160,28 +162,95 @@ def test_ctrl_c_again_during_the_restore_waits_for_it(tmp_path: Path) -> None:
     assert diff(tree(root), before) == []
 
 
-def test_restore_finds_a_run_another_user_left(tmp_path: Path, runtime_dir: Path) -> None:
-    """State files live per user (/run/edgeexit for root, /tmp/edgeexit-<uid> otherwise): a run made
-    through the udev rule and SIGKILLed was invisible to `sudo edgeexit restore`, which said "nothing to
-    restore", and the next root run took the pinned clocks for the board's own."""
-    root = tmp_path / "t"
+def _nobody_pins(root: Path, then: str, ready_fd: int = -1) -> int:
+    """Fork a child that, as 'nobody', opens the board at ``root`` (its state then goes to nobody's own
+    runtime dir), pins the clocks, and is SIGKILLed (``then="die"``) or waits to be (``"wait"``)."""
+    from edgeexit.dvfs import open_board
+
+    pw = pwd.getpwnam("nobody")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgroups([])
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+            for var in ("EDGEEXIT_RUNTIME_DIR", "XDG_RUNTIME_DIR"):
+                os.environ.pop(var, None)
+            session = open_board("jetson-nano", root)
+            session.__enter__()
+            session.controller.set_cpu_khz("max")
+            session.controller.set_gpu_hz("min")
+            if then == "wait":
+                os.write(ready_fd, b"x")
+                time.sleep(60)
+            os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(99)
+    return pid
+
+
+@pytest.fixture
+def nobody_tree() -> Iterator[Path]:
+    """A Jetson Nano tree owned by 'nobody' (CI runs as root), and that user's state files cleaned after."""
+    assert os.geteuid() == 0, "this test runs a board session as another user, so it needs root (CI runs as root)"
+    pw = pwd.getpwnam("nobody")
+    top = Path(tempfile.mkdtemp(prefix="edgeexit-owner-"))
+    root = top / "t"
     make_tree(root, "jetson-nano")
-    before = tree(root)
-    other = Path(tempfile.gettempdir()) / "edgeexit-{}".format(os.getuid() + 12345)  # another uid's runtime dir
-    out = tmp_path / "out.jsonl"
-    env = dict(os.environ, EDGEEXIT_RUNTIME_DIR=str(other))
-    proc = subprocess.Popen([sys.executable, "-m", "edgeexit", "run", "--board", "jetson-nano", "--sysfs-root", str(root),
-                             "--output", str(out), "--cpu-khz", "max", "--gpu-hz", "min"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    for dirpath, dirnames, filenames in os.walk(str(top)):
+        for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+            os.lchown(name, pw.pw_uid, pw.pw_gid)
     try:
-        wait_for_lines(out, 20, proc)
-        proc.kill()
-        proc.communicate(timeout=30)
-        left = list(other.glob("*.state.json"))
-        assert len(left) == 1 and diff(tree(root), before) != []
-        res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))  # this user's own runtime dir
-        assert res.returncode == 0, res.stderr
-        assert "nothing to restore" not in res.stdout + res.stderr
-        assert diff(tree(root), before) == [] and not left[0].exists()
+        yield root
     finally:
-        shutil.rmtree(str(other), ignore_errors=True)
+        key = os.path.basename(str(state_path("jetson-nano", root))).split(".")[0]
+        for left in Path("/tmp/edgeexit-{}".format(pw.pw_uid)).glob(key + ".*"):
+            left.unlink()
+        shutil.rmtree(str(top), ignore_errors=True)
+
+
+def test_restore_finds_a_run_another_user_left(nobody_tree: Path, tmp_path: Path) -> None:
+    """State lives per user (/run/edgeexit for root, /tmp/edgeexit-<uid> otherwise): a run made through the
+    udev rule and SIGKILLed was invisible to `sudo edgeexit restore` ("nothing to restore"), and the next
+    root run took the pinned clocks for the board's own. A copy of that file in a directory its uid does not
+    own (anyone can make /tmp/edgeexit-54321) is not trusted."""
+    root = nobody_tree
+    before = tree(root)
+    os.waitpid(_nobody_pins(root, "die"), 0)
+    left = list(Path("/tmp/edgeexit-{}".format(pwd.getpwnam("nobody").pw_uid)).glob("jetson-nano-*.state.json"))
+    mine = [f for f in left if f.name == state_path("jetson-nano", root).name]
+    assert len(mine) == 1 and diff(tree(root), before) != []
+    forged = Path("/tmp/edgeexit-54321")
+    forged.mkdir(mode=0o700)
+    try:
+        shutil.move(str(mine[0]), str(forged / mine[0].name))  # root owns the directory, not uid 54321
+        res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))
+        assert res.returncode == 0 and "nothing to restore" in res.stdout + res.stderr
+        shutil.move(str(forged / mine[0].name), str(mine[0]))
+        os.chown(str(mine[0]), pwd.getpwnam("nobody").pw_uid, -1)
+    finally:
+        shutil.rmtree(str(forged), ignore_errors=True)
+    res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))  # root's own runtime dir has nothing
+    assert res.returncode == 0, res.stderr
+    assert "nothing to restore" not in res.stdout + res.stderr
+    assert diff(tree(root), before) == [] and not mine[0].exists()
+
+
+def test_a_live_run_of_another_user_is_not_restored_underneath_it(nobody_tree: Path) -> None:
+    root = nobody_tree
+    before = tree(root)
+    r, w = os.pipe()
+    pid = _nobody_pins(root, "wait", w)
+    try:
+        assert os.read(r, 1) == b"x"
+        pinned = tree(root)
+        res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))
+        assert res.returncode == 0 and "nothing to restore" in res.stdout + res.stderr
+        assert tree(root) == pinned  # its lock is held: not a killed run's state
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(r)
+        os.close(w)
+    assert cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root)).returncode == 0
+    assert diff(tree(root), before) == []
