@@ -329,7 +329,7 @@ def entry_forecast_payoff(bundle: Bundle, table: Any, rt: Runtime, physics: Boar
     if with_entry.entry is None:
         return {"used": False}
     without = PredictivePolicy(with_entry.forecaster, with_entry.thresholds, with_entry.on_miss, with_entry.risk,
-                               with_entry.table)
+                               with_entry.table, entry_exit=with_entry.entry_exit)  # the head MLP reads that block
     f = physics.f_max_khz
     block_s = [physics.segment_s(b.spec.macs, f) for b in rt.blocks]
     head_s = [physics.segment_s(h.spec.macs, f) for h in rt.exits]
