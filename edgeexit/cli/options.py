@@ -31,6 +31,13 @@ board = click.option(
     "from the device-tree model string.",
 )
 
+board_name = click.option(  # for a simulated tree, which has no device tree to detect a board from
+    "--board",
+    metavar="NAME",
+    default=None,
+    help="Board name from `edgeexit boards` (e.g. jetson-nano, raspberry-pi-5).",
+)
+
 sysfs_root = click.option(
     "--sysfs-root",
     type=click.Path(file_okay=False, path_type=Path),

@@ -41,8 +41,9 @@ Examples:
     default="threshold",
     show_default=True,
     help="Exit policy. full: every block, final exit only. threshold: every head in order, exit at the first "
-    "confident one. predictive: forecast the exit after the first head, run only that head, re-predict on a "
-    "miss. pe-heuristic: Predictive Exit's public-code predictor. eenet: learned scores under a budget. "
+    "confident one. predictive: after the first block (or the first enabled exit's block), forecast the exit, "
+    "run only the head chosen for it, skipping those before, and re-predict on a miss. pe-heuristic: Predictive "
+    "Exit's public-code predictor. eenet: learned exit scores, thresholds for the accuracy target (or a budget). "
     "confidence-head: PTEENet confidence heads. oracle: earliest correct exit (needs labels; a lower bound).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Infer only the first N samples.")

@@ -24,13 +24,15 @@ def command() -> None:
 
 
 def _board_name(board: Optional[str]) -> str:
-    if not board or board == "auto":
+    if not board:
         raise click.UsageError("--board NAME is required (see `edgeexit boards`)")
+    if board == "auto":  # detection reads this machine's device tree; a simulated tree is of no machine
+        raise click.UsageError("a simulated tree needs a board name, not 'auto': pass --board NAME (see `edgeexit boards`)")
     return board
 
 
 @command.command("init")
-@options.board
+@options.board_name
 @options.json_output
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def init(board: Optional[str], as_json: bool, directory: Path) -> None:
@@ -48,7 +50,7 @@ def init(board: Optional[str], as_json: bool, directory: Path) -> None:
 
 
 @command.command("mount")
-@options.board
+@options.board_name
 @click.option("--backing", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Simulated tree to serve (from `edgeexit sim init`); default: a fresh tree in a temporary "
               "directory, deleted after unmounting.")

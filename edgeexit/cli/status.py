@@ -62,7 +62,7 @@ def collect(target: Any) -> Dict[str, Any]:
 @options.sysfs_root
 @options.json_output
 def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> None:
-    """Show governors, current/min/max frequency per clock domain, and temperatures.
+    """Show governors, current/min/max frequency per clock domain, temperatures and power rails.
 
     On a Raspberry Pi it also shows the CPU clock the firmware runs (`vcgencmd measure_clock arm`):
     cpufreq's cur there is the request, and the Pi 5 firmware never runs below 1.5 GHz.

@@ -143,3 +143,16 @@ def test_background_mount_says_why_the_server_refused(tmp_path: Path) -> None:
     lines = r.stderr.strip().splitlines()
     assert r.returncode != 0 and len(lines) == 1, r.stderr
     assert "pass --board jetson-nano" in lines[0] and "exited with status" not in lines[0]
+
+
+def test_sim_init_refuses_auto_and_does_not_offer_it(tmp_path: Path) -> None:
+    """The help offered 'auto' (detect from the device tree), which a simulated tree cannot do, and the
+    refusal then said "--board NAME is required" although a board was given."""
+    run = [sys.executable, "-m", "edgeexit", "sim"]
+    r = subprocess.run(run + ["init", "--board", "auto", str(tmp_path / "t")], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and "not 'auto'" in lines[0], r.stderr
+    for cmd in ("init", "mount"):
+        h = subprocess.run(run + [cmd, "--help"], stdout=subprocess.PIPE, universal_newlines=True, timeout=60).stdout
+        assert "auto" not in h.split("--board", 1)[1].split("--", 1)[0]
