@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 
-def pct(v: float) -> str:
-    return "{:.1f}%".format(100 * v)
+def pct(v: "float | None") -> str:
+    return "-" if v is None else "{:.1f}%".format(100 * v)
 
 
 def describe(t: dict) -> str:
@@ -37,19 +37,25 @@ def main() -> int:
     a = ap.parse_args()
     rows = ["| strategy (bundle) | full acc | threshold: acc / MACs saved | predictive: acc / MACs saved | predictive energy/period vs "
             "threshold@race / @governor | confidence-head: acc / MACs saved |", "|---|---|---|---|---|---|"]
-    for manifest in sorted(a.root.glob("*/*/manifest.json")):
+    manifests = sorted(a.root.glob("*/*/manifest.json"))
+    if not manifests:
+        print("{} holds no bundles (<strategy>/<bundle>/manifest.json); pass the --out-dir of "
+              "tools.compare_strategies (default build/strategies)".format(a.root), file=sys.stderr)
+        return 2
+    for manifest in manifests:
         bundle = manifest.parent
         name = describe(json.loads(manifest.read_text()).get("training", {}))
         out = a.out / "{}-{}".format(bundle.parent.name, bundle.name)
         subprocess.run([sys.executable, "-m", "edgeexit", "bench", "--board", a.board, "--simulate", "--model", str(bundle),
                         "--no-sweep", "--no-sensitivity", "--out", str(out), "--json"], check=True, stdout=subprocess.DEVNULL)
         r = json.loads((out / "results.json").read_text())
-        arms, d = r["arms"], r["derived"]["predictive@planned"]
+        arms, d = r["arms"], r["derived"].get("predictive@planned", {})  # left out where it could not be calibrated
         ch = arms.get("confidence-head@race")
         rows.append("| {} | {:.1%} | {:.1%} / {} | {:.1%} / {} | {} / {} | {} |".format(
             name, arms["full@max"]["accuracy"], arms["threshold@race"]["accuracy"], pct(arms["threshold@race"]["macs_reduction_vs_full"]),
-            arms["predictive@planned"]["accuracy"], pct(arms["predictive@planned"]["macs_reduction_vs_full"]),
-            pct(d["energy_period_saving_vs_threshold_at_race"]), pct(d["energy_period_saving_vs_threshold_at_governor"]),
+            arms.get("predictive@planned", {}).get("accuracy", float("nan")),
+            pct(arms.get("predictive@planned", {}).get("macs_reduction_vs_full")),
+            pct(d.get("energy_period_saving_vs_threshold_at_race")), pct(d.get("energy_period_saving_vs_threshold_at_governor")),
             "{:.1%} / {}".format(ch["accuracy"], pct(ch["macs_reduction_vs_full"])) if ch else "-"))
     print("\n".join(rows))
     return 0
