@@ -10,7 +10,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from edgeexit.errors import BoardBusyError, StateFileError
 from edgeexit.paths import runtime_dir
@@ -28,17 +28,11 @@ def state_path(board: str, root: Path) -> Path:
     return runtime_dir() / "{}.state.json".format(_key(board, root))
 
 
-def foreign_state_files(board: str, root: Path) -> List[Path]:
-    """The state files other users' killed runs left for this board and root: runtime_dir() depends on
-    the user (/run/edgeexit for root, /tmp/edgeexit-<uid> or /run/user/<uid>/edgeexit otherwise), so a
-    run made through the udev rule and SIGKILLed was invisible to `sudo edgeexit restore`.
-
-    Only files a restore can trust: in a directory owned by the uid its path names, writable by that
-    user alone and not a symlink (anyone can create /tmp/edgeexit-99999), and whose run is over (its
-    lock is free): a live run's saved state is not ours to restore underneath it.
-    """
+def _other_runtime_dirs() -> List[Tuple[Path, int]]:
+    """Other users' runtime dirs (runtime_dir() depends on the user: /run/edgeexit for root,
+    /tmp/edgeexit-<uid> or /run/user/<uid>/edgeexit otherwise) that can be trusted: owned by the uid
+    their path names, writable by that user alone, not a symlink (anyone can create /tmp/edgeexit-99999)."""
     own = runtime_dir().resolve()
-    key = _key(board, root)
     dirs = [(Path("/run/edgeexit"), 0)]
     for d in sorted(Path("/run/user").glob("*/edgeexit")) + sorted(Path("/tmp").glob("edgeexit-*")):
         uid = d.parent.name if d.parent.name != "tmp" else d.name[len("edgeexit-"):]
@@ -46,17 +40,37 @@ def foreign_state_files(board: str, root: Path) -> List[Path]:
             dirs.append((d, int(uid)))
     out = []
     for d, uid in dirs:
-        f = d / "{}.state.json".format(key)
         try:
             st = os.lstat(str(d))
-            if d.resolve() == own or not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
-                continue
+            if d.resolve() != own and stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o022:
+                out.append((d, uid))
+        except OSError:
+            continue
+    return out
+
+
+def foreign_state_files(board: str, root: Path) -> List[Path]:
+    """The state files other users' killed runs left for this board and root, so that `sudo edgeexit
+    restore` undoes a run made through the udev rule and SIGKILLed. Only a file its directory's user
+    owns, and whose run is over (its lock is free): a live run's state is not ours to restore under it."""
+    key = _key(board, root)
+    out = []
+    for d, uid in _other_runtime_dirs():
+        f = d / "{}.state.json".format(key)
+        try:
             fst = os.lstat(str(f))
         except OSError:  # no such file, or another user's directory we may not read
             continue
         if stat.S_ISREG(fst.st_mode) and fst.st_uid == uid and not _lock_held(d / "{}.lock".format(key)):
             out.append(f)
     return out
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "?"
+    except OSError:
+        return "?"
 
 
 def _lock_held(path: Path) -> bool:
@@ -97,6 +111,14 @@ class BoardLock:
                 os.close(fd)
             raise BoardBusyError("board {} is in use by edgeexit pid {} (lock {}); wait for it to finish or stop "
                                  "that process".format(self.board, pid, self.path)) from None
+        # Locks live per user too: a root run must not pin a board a udev-rule user's run holds.
+        for d, _ in _other_runtime_dirs():
+            other = d / self.path.name
+            if _lock_held(other):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                raise BoardBusyError("board {} is in use by another user's edgeexit run (lock {}, pid {}); wait for "
+                                     "it to finish or stop that process".format(self.board, other, _holder(other)))
         os.ftruncate(fd, 0)
         os.write(fd, "{}\n".format(os.getpid()).encode())
         self._fd = fd
