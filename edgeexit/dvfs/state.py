@@ -100,8 +100,10 @@ class BoardLock:
         self._fd = None  # type: Optional[int]
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o600)
+        # Readable by all (a lock holds a pid, a state file clock values), writable by this user alone: other
+        # users' runs must see this lock to keep off the board (see _other_runtime_dirs).
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -145,7 +147,7 @@ def write_state(path: Path, board: str, root: Path, simulated: bool, domains: Li
     ``expected`` (per domain path, the owned fields as edgeexit last left them) and ``in_flight``
     (domain paths edgeexit was changing when the file was written).
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     data = {"format": STATE_FORMAT, "board": board, "root": os.path.realpath(str(root)), "pid": os.getpid(),
             "simulated": simulated, "saved_at": time.time(), "domains": domains}  # type: Dict[str, Any]
     data.update(extra or {})

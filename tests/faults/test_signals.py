@@ -257,3 +257,41 @@ def test_a_live_run_of_another_user_is_not_restored_underneath_it(nobody_tree: P
         os.close(w)
     assert cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root)).returncode == 0
     assert diff(tree(root), before) == []
+
+
+def test_another_users_run_sees_roots_lock(nobody_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root's lock used to sit in a 0700 directory as a 0600 file: a udev-rule user's run could not see it
+    and pinned the board under root's run."""
+    from edgeexit.dvfs import open_board
+    from edgeexit.errors import BoardBusyError
+
+    root_dir = Path("/tmp/edgeexit-0")  # root's runtime dir as another user finds it
+    made = not root_dir.exists()
+    monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(root_dir))
+    pw = pwd.getpwnam("nobody")
+    try:
+        with open_board("jetson-nano", nobody_tree) as session:
+            session.controller.set_cpu_khz("max")
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                code = 1
+                try:
+                    os.setgroups([])
+                    os.setgid(pw.pw_gid)
+                    os.setuid(pw.pw_uid)
+                    for var in ("EDGEEXIT_RUNTIME_DIR", "XDG_RUNTIME_DIR"):
+                        os.environ.pop(var, None)
+                    try:
+                        with open_board("jetson-nano", nobody_tree) as theirs:
+                            theirs.controller.set_cpu_khz(102000)
+                    except BoardBusyError as err:
+                        code = 0 if "in use by another user's edgeexit run" in str(err) else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        for f in root_dir.glob(state_path("jetson-nano", nobody_tree).name.split(".")[0] + ".*"):
+            f.unlink()
+        if made:
+            shutil.rmtree(str(root_dir), ignore_errors=True)
