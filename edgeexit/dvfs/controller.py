@@ -372,6 +372,8 @@ class DvfsController:
                 report.errors.append("{}: saved values unusable ({})".format(path, err))
             except DvfsError as err:
                 report.errors.append(str(err))
+            except OSError as err:  # a node that cannot be read now (EIO, EBUSY): the other domains still go back
+                report.errors.append("{}: {}".format(path, err.strerror or err))
         report.writes = self.write_count - before
         if report.errors:
             raise DvfsError("restoring the board failed for {} domain(s): {}; the saved state is kept, run "

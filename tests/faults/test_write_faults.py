@@ -75,6 +75,26 @@ def test_write_fails_during_restore_keeps_state_for_edgeexit_restore(tmp_path: P
         assert diff(tree(k.root), before) == []
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_read_fails_during_restore_still_restores_the_other_domains(tmp_path: Path, backend: str,
+                                                                    runtime_dir: Path) -> None:
+    """The restore reads each domain before writing it back; an EIO there used to escape as a bare OSError
+    and leave every later domain (the GPU) pinned."""
+    with board_root(tmp_path, backend) as (root, k):
+        before = tree(k.root)
+        with pytest.raises(DvfsError, match="edgeexit restore"):
+            with open_board("jetson-nano", sysfs_root=root) as s:
+                s.controller.set_cpu_khz("max")
+                s.controller.set_gpu_hz("min")
+                k.inject_error(NANO_CPU + "/scaling_governor", "EIO", op="read")
+        changed = diff(tree(k.root), before)
+        assert changed and all(p.startswith(NANO_CPU) or p.startswith(".edgeexit-sim") for p in changed), changed
+        assert list(runtime_dir.glob("*.state.json"))  # kept for the CPU policy
+        res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))
+        assert res.returncode == 0, res.stderr
+        assert diff(tree(k.root), before) == []
+
+
 def _holder(root: Path) -> "subprocess.Popen[str]":
     code = textwrap.dedent("""
         import time
