@@ -13,13 +13,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Tuple
 
 import pytest
 
 from edgeexit.dvfs.state import state_path, sweep_killed_simulations
 from tests.faults.helpers import check_jsonl, cli, diff, one_line_error, start_run, tree, wait_for_lines
-from tests.sim.helpers import fuse_mount, make_tree
+from tests.sim.helpers import chown_tree, fork_as, fuse_mount, make_tree
 
 SEED = 8  # issue 8: fixed, so a failure reproduces
 KILL_POINTS = 6
@@ -162,49 +162,53 @@ def test_ctrl_c_again_during_the_restore_waits_for_it(tmp_path: Path) -> None:
     assert diff(tree(root), before) == []
 
 
+def _nobody() -> Tuple[int, int]:
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def _as_nobody(work: Callable[[], int]) -> int:
+    """Fork ``work`` as 'nobody', outside this test's runtime dir (its state goes to nobody's own); the pid."""
+    def child() -> int:
+        for var in ("EDGEEXIT_RUNTIME_DIR", "XDG_RUNTIME_DIR"):
+            os.environ.pop(var, None)
+        return work()
+
+    return fork_as(_nobody(), child)
+
+
 def _nobody_pins(root: Path, then: str, ready_fd: int = -1) -> int:
-    """Fork a child that, as 'nobody', opens the board at ``root`` (its state then goes to nobody's own
-    runtime dir), pins the clocks, and is SIGKILLed (``then="die"``) or waits to be (``"wait"``)."""
+    """Fork a child that, as 'nobody', opens the board at ``root``, pins the clocks, and is SIGKILLed
+    (``then="die"``) or waits to be (``"wait"``)."""
     from edgeexit.dvfs import open_board
 
-    pw = pwd.getpwnam("nobody")
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.setgroups([])
-            os.setgid(pw.pw_gid)
-            os.setuid(pw.pw_uid)
-            for var in ("EDGEEXIT_RUNTIME_DIR", "XDG_RUNTIME_DIR"):
-                os.environ.pop(var, None)
-            session = open_board("jetson-nano", root)
-            session.__enter__()
-            session.controller.set_cpu_khz("max")
-            session.controller.set_gpu_hz("min")
-            if then == "wait":
-                os.write(ready_fd, b"x")
-                time.sleep(60)
-            os.kill(os.getpid(), signal.SIGKILL)
-        finally:
-            os._exit(99)
-    return pid
+    def pin() -> int:
+        session = open_board("jetson-nano", root)
+        session.__enter__()
+        session.controller.set_cpu_khz("max")
+        session.controller.set_gpu_hz("min")
+        if then == "wait":
+            os.write(ready_fd, b"x")
+            time.sleep(60)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return 99
+
+    return _as_nobody(pin)
 
 
 @pytest.fixture
 def nobody_tree() -> Iterator[Path]:
     """A Jetson Nano tree owned by 'nobody' (CI runs as root), and that user's state files cleaned after."""
     assert os.geteuid() == 0, "this test runs a board session as another user, so it needs root (CI runs as root)"
-    pw = pwd.getpwnam("nobody")
     top = Path(tempfile.mkdtemp(prefix="edgeexit-owner-"))
     root = top / "t"
     make_tree(root, "jetson-nano")
-    for dirpath, dirnames, filenames in os.walk(str(top)):
-        for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
-            os.lchown(name, pw.pw_uid, pw.pw_gid)
+    chown_tree(top, _nobody())
     try:
         yield root
     finally:
         key = os.path.basename(str(state_path("jetson-nano", root))).split(".")[0]
-        for left in Path("/tmp/edgeexit-{}".format(pw.pw_uid)).glob(key + ".*"):
+        for left in Path("/tmp/edgeexit-{}".format(_nobody()[0])).glob(key + ".*"):
             left.unlink()
         shutil.rmtree(str(top), ignore_errors=True)
 
@@ -217,7 +221,7 @@ def test_restore_finds_a_run_another_user_left(nobody_tree: Path, tmp_path: Path
     root = nobody_tree
     before = tree(root)
     os.waitpid(_nobody_pins(root, "die"), 0)
-    left = list(Path("/tmp/edgeexit-{}".format(pwd.getpwnam("nobody").pw_uid)).glob("jetson-nano-*.state.json"))
+    left = list(Path("/tmp/edgeexit-{}".format(_nobody()[0])).glob("jetson-nano-*.state.json"))
     mine = [f for f in left if f.name == state_path("jetson-nano", root).name]
     assert len(mine) == 1 and diff(tree(root), before) != []
     forged = Path("/tmp/edgeexit-54321")
@@ -227,7 +231,7 @@ def test_restore_finds_a_run_another_user_left(nobody_tree: Path, tmp_path: Path
         res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))
         assert res.returncode == 0 and "nothing to restore" in res.stdout + res.stderr
         shutil.move(str(forged / mine[0].name), str(mine[0]))
-        os.chown(str(mine[0]), pwd.getpwnam("nobody").pw_uid, -1)
+        os.chown(str(mine[0]), _nobody()[0], -1)
     finally:
         shutil.rmtree(str(forged), ignore_errors=True)
     res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))  # root's own runtime dir has nothing
@@ -268,27 +272,19 @@ def test_another_users_run_sees_roots_lock(nobody_tree: Path, monkeypatch: pytes
     root_dir = Path("/tmp/edgeexit-0")  # root's runtime dir as another user finds it
     made = not root_dir.exists()
     monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(root_dir))
-    pw = pwd.getpwnam("nobody")
+
+    def theirs() -> int:
+        try:
+            with open_board("jetson-nano", nobody_tree) as session:
+                session.controller.set_cpu_khz(102000)
+        except BoardBusyError as err:
+            return 0 if "in use by another user's edgeexit run" in str(err) else 2
+        return 1
+
     try:
         with open_board("jetson-nano", nobody_tree) as session:
             session.controller.set_cpu_khz("max")
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child
-                code = 1
-                try:
-                    os.setgroups([])
-                    os.setgid(pw.pw_gid)
-                    os.setuid(pw.pw_uid)
-                    for var in ("EDGEEXIT_RUNTIME_DIR", "XDG_RUNTIME_DIR"):
-                        os.environ.pop(var, None)
-                    try:
-                        with open_board("jetson-nano", nobody_tree) as theirs:
-                            theirs.controller.set_cpu_khz(102000)
-                    except BoardBusyError as err:
-                        code = 0 if "in use by another user's edgeexit run" in str(err) else 2
-                finally:
-                    os._exit(code)
-            _, status = os.waitpid(pid, 0)
+            _, status = os.waitpid(_as_nobody(theirs), 0)
             assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     finally:
         for f in root_dir.glob(state_path("jetson-nano", nobody_tree).name.split(".")[0] + ".*"):

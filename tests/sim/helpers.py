@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Callable, Dict, Iterator, Tuple
 
 import pytest
 
@@ -18,6 +18,29 @@ BOARDS = board_names()  # every shipped board config, never a hard-coded list
 
 def make_tree(root: Path, board: str) -> SimulatedKernel:
     return SimulatedKernel.create(root, load_board(board))
+
+
+def chown_tree(top: Path, owner: Tuple[int, int]) -> None:
+    """``chown -R`` (symlinks themselves, not their targets): hand a simulated tree to another user."""
+    for dirpath, dirnames, filenames in os.walk(str(top)):
+        for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+            os.lchown(name, *owner)
+
+
+def fork_as(owner: Tuple[int, int], work: Callable[[], int]) -> int:
+    """Fork a child that runs ``work`` with ``owner``'s uid/gid and exits with its return value; returns
+    the child's pid (the caller waits for it)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(owner[1])
+            os.setuid(owner[0])
+            code = work()
+        finally:
+            os._exit(code)
+    return pid
 
 
 def snapshot(root: Path) -> Dict[str, bytes]:

@@ -16,7 +16,7 @@ import pytest
 from edgeexit.boards.sysfs import Sysfs
 from edgeexit.sim.kernel import SimulatedKernel
 from edgeexit.sim.tree import boot_online_cpus
-from tests.sim.helpers import BOARDS, make_tree
+from tests.sim.helpers import BOARDS, chown_tree, fork_as, make_tree
 
 CPU = "sys/devices/system/cpu"
 
@@ -78,9 +78,7 @@ def nobody_tree() -> Iterator[Tuple[SimulatedKernel, Tuple[int, int]]]:
     top = Path(tempfile.mkdtemp(prefix="edgeexit-owner-"))
     try:
         k = make_tree(top / "t", "jetson-nano")
-        for dirpath, dirnames, filenames in os.walk(str(top)):
-            for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
-                os.lchown(name, *owner)
+        chown_tree(top, owner)
         yield k, owner
     finally:
         shutil.rmtree(str(top), ignore_errors=True)
@@ -97,18 +95,8 @@ def _owners(root: Path) -> set:
 
 def _as_user(owner: Tuple[int, int], work: Callable[[], int]) -> int:
     """Run ``work`` in a forked child with ``owner``'s uid/gid; its return value is the exit status."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 99
-        try:
-            os.setgroups([])
-            os.setgid(owner[1])
-            os.setuid(owner[0])
-            code = work()
-        finally:
-            os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) if hasattr(os, "waitstatus_to_exitcode") \
-        else os.waitpid(pid, 0)[1] >> 8
+    status = os.waitpid(fork_as(owner, work), 0)[1]
+    return os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
 
 
 def test_root_writes_keep_a_users_tree_that_users(nobody_tree: Tuple[SimulatedKernel, Tuple[int, int]]) -> None:
