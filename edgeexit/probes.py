@@ -67,7 +67,7 @@ class MeterProbe(BoardProbe):
             remaining_s = self._t0 + self.period_ms / 1e3 - t_idle
             if remaining_s > 0:
                 self._sleep(remaining_s)
-            t_end = self.sampler.end_window(key).t1_s
+            t_end = self.sampler.close_window(key)[1]
             # Idle runs from the inference window's end, not from begin_window's stamp: closing that window
             # (a streaming meter waits ~15 ms for its late data, a slow meter reads) is part of the period.
             idle = self.sampler.energy_mj(w.t1_s, t_end)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Dict
+from typing import Dict, Tuple
 
 from edgeexit.energy.reading import EnergyWindow, PeriodEnergy
 from edgeexit.errors import MeterError
@@ -62,6 +62,14 @@ class WindowedEnergySource(ABC):
 
     def end_window(self, key: str) -> EnergyWindow:
         """End the window ``key`` and return its energy."""
+        t0_s, t1_s = self.close_window(key)
+        return self.energy_mj(t0_s, t1_s)
+
+    def close_window(self, key: str) -> Tuple[float, float]:
+        """End the window ``key`` without measuring it; returns its (start, end) times (s).
+
+        For a caller that integrates other bounds itself: each integration counts towards the meter's
+        invalid-window warning, so measuring a window nobody reads would count a gap twice."""
         t1_s = self.now_s()
         windows = self._windows()
         with self._windows_lock:
@@ -72,7 +80,7 @@ class WindowedEnergySource(ABC):
                 )
             t0_s = windows.pop(key)
         self._edge_sample()
-        return self.energy_mj(t0_s, t1_s)
+        return t0_s, t1_s
 
     def cancel_window(self, key: str) -> None:
         """Forget the window ``key`` without measuring it."""

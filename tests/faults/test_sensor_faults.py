@@ -17,6 +17,7 @@ from edgeexit.energy.pi5_pmic import Pi5PmicMeter
 from edgeexit.energy.reading import PowerReading
 from edgeexit.energy.sampler import Sampler
 from edgeexit.errors import MeterError
+from edgeexit.probes import MeterProbe
 from edgeexit.sim.kernel import SimulatedKernel
 from tests.sim.helpers import fuse_mount, make_tree
 
@@ -125,6 +126,25 @@ def test_failing_reads_give_unknown_windows_and_one_warning() -> None:
     t[0] += 0.1
     good.sample_once()
     assert good.energy_mj(t[0] - 0.1, t[0]).valid and len(warnings) == 1
+
+
+def test_a_dead_meter_counts_each_unknown_window_of_a_period_once() -> None:
+    # Audit defect: the probe integrated the idle window once to close it and once from the inference
+    # window's end, so every period counted three unknown windows for its two.
+    t = [0.0]
+
+    def sleep(s: float) -> None:
+        t[0] += s
+
+    sampler = Sampler(_Scripted(["raise"]), rate_hz=10.0, clock=lambda: t[0], warn=lambda msg: None)
+    probe = MeterProbe(sampler, "scripted", period_ms=100.0, sleep=sleep)
+    for _ in range(3):
+        probe.begin(None)  # type: ignore[arg-type]
+        t[0] += 0.02
+        probe.end(None, None)  # type: ignore[arg-type]
+        rec = probe.measure(None)  # type: ignore[arg-type]
+        assert rec["energy_mj"] is None and rec["idle_energy_mj"] is None and rec["energy_period_mj"] is None
+    assert sampler.invalid_windows == 6  # an inference and an idle window per period
 
 
 @pytest.mark.parametrize("answer", ["", "garbage\n", "VDD_CORE_A current(7)=nanA\nVDD_CORE_V volt(15)=0.7V\n", "raise"])
