@@ -3,36 +3,31 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from typing import Callable, TypeVar
+
+N = TypeVar("N", int, float)
 
 
 def int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
     """An integer in [lo, hi] (hi None: no upper bound)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"{value} is out of range: give {_span(lo, hi)}")
-        return value
-
-    return parse
+    return _ranged(int, "an integer", "", lo, hi)
 
 
 def float_range(lo: float, hi: float | None = None) -> Callable[[str], float]:
     """A finite float in [lo, hi] (hi None: no upper bound); NaN and inf are refused."""
-    def parse(text: str) -> float:
+    return _ranged(float, "a number", "a finite number ", lo, hi)
+
+
+def _ranged(kind: Callable[[str], N], what: str, give: str, lo: N, hi: N | None) -> Callable[[str], N]:
+    span = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+
+    def parse(text: str) -> N:
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not math.isfinite(value) or value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: give a finite number {_span(lo, hi)}")
+            raise argparse.ArgumentTypeError(f"{text.strip()} is out of range: give {give}{span}")
         return value
 
     return parse
-
-
-def _span(lo: float, hi: float | None) -> str:
-    return f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
