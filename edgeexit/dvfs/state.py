@@ -5,6 +5,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -19,7 +20,14 @@ STATE_FORMAT = 1
 
 
 def _key(board: str, root: Path) -> str:
-    # keyed by board and root: a real board has one root ("/"); simulated trees get their own
+    # Keyed by board and root: a real board has one root ("/"). A simulated tree is keyed by the id in its
+    # marker where it has one, so its FUSE mount (which shows the same marker) shares its lock.
+    from edgeexit.sim.kernel import read_marker
+
+    marker = read_marker(root) if os.path.realpath(str(root)) != "/" else None
+    tree_id = marker.get("tree_id") if marker is not None else None
+    if isinstance(tree_id, str) and re.fullmatch("[0-9a-f]{32}", tree_id):
+        return "{}-sim{}".format(board, tree_id[:12])
     digest = hashlib.sha1(os.path.realpath(str(root)).encode()).hexdigest()[:12]
     return "{}-{}".format(board, digest)
 
@@ -186,7 +194,7 @@ def sweep_killed_simulations(min_age_s: float = 60.0) -> int:
     for tmp in Path(tempfile.gettempdir()).glob(PRIVATE_SIM_PREFIX + "*-*"):
         board = tmp.name[len(PRIVATE_SIM_PREFIX):].rsplit("-", 1)[0]  # mkdtemp's suffix has no '-'
         root = tmp / "root"
-        lock = lock_path(board, root)
+        lock, state = lock_path(board, root), state_path(board, root)  # both named from the tree: before it goes
         try:
             if time.time() - tmp.stat().st_mtime < min_age_s or not lock.is_file():
                 continue
@@ -200,7 +208,7 @@ def sweep_killed_simulations(min_age_s: float = 60.0) -> int:
             continue  # a live run holds it
         try:
             shutil.rmtree(str(tmp), ignore_errors=True)
-            for stale in (state_path(board, root), lock):
+            for stale in (state, lock):
                 try:
                     stale.unlink()
                 except OSError:

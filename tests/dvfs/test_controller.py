@@ -136,6 +136,28 @@ def test_restore_through_fuse_mount(tmp_path: Path, board: str) -> None:
     assert snapshot(k.root) == before
 
 
+@pytest.mark.fuse
+def test_a_fuse_mount_and_its_backing_tree_are_one_board(tmp_path: Path, runtime_dir: Path) -> None:
+    # Known gap, closed: the lock and state file were keyed by the root's path, so a run through the mount
+    # and one on the backing tree could pin the same simulated board at once, and a run killed on the
+    # mount left state that restore on the backing tree did not see.
+    board = "jetson-nano"
+    k = make_tree(tmp_path / "t", board)
+    before = snapshot(k.root)
+    with fuse_mount(k.root, board, tmp_path / "mnt") as mnt:
+        with open_board(board, sysfs_root=mnt):
+            with pytest.raises(BoardBusyError):
+                with open_board(board, sysfs_root=k.root):
+                    pass
+        proc = _child(mnt, board)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert snapshot(k.root) != before
+    result = CliRunner().invoke(cli, ["restore", "--board", board, "--sysfs-root", str(k.root)])
+    assert result.exit_code == 0 and result.output.startswith("restored "), result.output
+    assert snapshot(k.root) == before and not list(runtime_dir.glob("*.state.json"))
+
+
 def _child(tree: Path, board: str) -> "subprocess.Popen[str]":
     code = textwrap.dedent("""
         import sys, time
