@@ -187,10 +187,12 @@ class DvfsPlanner(RuntimeHooks):
         """
         b = self.exit_blocks[e]
         rb, rh, hm = self.rest_blocks, self.rest_heads, self.head_ms
-        # The reserve covers every block past the forecast and every head still ahead but the forecast one:
-        # a policy may evaluate an earlier head first (a cheaper expected cost) or step on after a miss.
+        # A policy may evaluate heads before the forecast one (a cheaper expected cost first) with no replan
+        # in between, so the deadline test counts them at the planned point; they are not forecast work, so
+        # energy does not. The reserve covers, at the maximum, every block and head past the forecast.
         first_head = self.next_exit[next_block] if self.policy.heads_before_forecast else e + 1
-        reserve = float(rb[b + 1, -1] + rh[first_head, -1] - (hm[e, -1] if first_head <= e else 0.0)) + self.trans_ms
+        before = rh[first_head] - rh[e] if first_head < e else np.zeros(len(self.opps))
+        reserve = float(rb[b + 1, -1] + rh[e + 1, -1]) + self.trans_ms
         i_idle = self.opps.index(self.idle_khz)
         home = self.home_khz
         back = self.busy[self.opps.index(home)] * self.trans_ms if home is not None else 0.0
@@ -208,7 +210,7 @@ class DvfsPlanner(RuntimeHooks):
                 energy += min(stay, drop) if gap > self.trans_ms else stay
             else:
                 energy -= self.idle[i_idle] * (work + tr)  # no period: the energy above idle
-            out.append((energy, tr + work + reserve, f))
+            out.append((energy, tr + work + float(before[c]) + reserve, f))
         out.sort()
         return out
 
