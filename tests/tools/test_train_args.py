@@ -78,3 +78,15 @@ def test_out_under_a_file_or_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(_bundle_dir(tmp_path / "b"))
     with pytest.raises(ExportRefused, match="symbolic link"):
         check_out_dir(tmp_path / "link")
+
+
+@pytest.mark.parametrize("out", ["/proc/edgeexit-bundle", "/sys/edgeexit-bundle"])
+def test_out_where_nothing_can_be_created_is_refused_even_for_root(out: str) -> None:
+    # Audit defect: os.access says yes to root on /proc and /sys, so training ran and export then failed.
+    with pytest.raises(ExportRefused, match="not writable"):
+        check_out_dir(Path(out))
+
+
+def test_out_check_leaves_nothing_behind(tmp_path: Path) -> None:
+    check_out_dir(tmp_path / "new" / "bundle")
+    assert list(tmp_path.iterdir()) == []
