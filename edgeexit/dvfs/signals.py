@@ -13,7 +13,10 @@ HELD = (signal.SIGINT, signal.SIGTERM)
 @contextmanager
 def signals_held() -> Iterator[None]:
     """Record Ctrl-C/SIGTERM arriving inside the block and deliver them (once each, to the handlers in
-    force before) when it ends. Off the main thread Python runs no signal handlers, so nothing to hold."""
+    force before) when it ends. Off the main thread Python runs no signal handlers, so nothing to hold.
+
+    A block that fails keeps its error: the KeyboardInterrupt a held Ctrl-C raises would replace it, and
+    a failed restore would then be reported as "interrupted; the board state was restored"."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -21,12 +24,16 @@ def signals_held() -> Iterator[None]:
     old: Dict[int, Any] = {}
     for s in HELD:
         old[s] = signal.signal(s, lambda signum, frame: caught.append(signum))
+    failed = False
     try:
         yield
+    except BaseException:
+        failed = True
+        raise
     finally:
         for s, handler in old.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        for s in dict.fromkeys(caught):
+        for s in dict.fromkeys(caught if not failed else []):
             signal.raise_signal(s)
 
 
