@@ -22,6 +22,12 @@ from edgeexit.sim.physics import BoardPhysics
 from edgeexit.sim.sensors import publish_to_kernel
 
 
+def board_physics(session: Any, threads: int) -> BoardPhysics:
+    """The physics of a simulated board session, with as many cores as the board has online."""
+    online = sum(len(d.cpus()) for d in session.controller.online_cpus())
+    return BoardPhysics(session.profile, threads=threads, cores=online or session.board.possible_cpus)
+
+
 def board_meter(target: Any, kind: str = "auto") -> Any:
     """The power meter of a board target (real or simulated), always through the real backends.
 
@@ -129,7 +135,7 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
         return BoardRun(None, None, None, None)
     if session.simulated:
         warn_meter_ignored(meter, warn)
-        physics = physics or BoardPhysics(session.profile, threads=threads)
+        physics = physics or board_physics(session, threads)
         kernel = session.sim
         publish = publish_to_kernel(kernel, session.board) if kernel is not None else None
         brun = BoardRun(session, None, physics, None)
@@ -152,7 +158,7 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
                    warn: Any = None) -> CostModel:
     """The planner's knowledge of the board: ``profile`` if given, else the default profile file of this
     bundle and board if `edgeexit profile` wrote one, else the board model."""
-    physics = brun.physics or BoardPhysics(brun.session.profile, threads=threads)
+    physics = brun.physics or board_physics(brun.session, threads)
     model = PhysicsCostModel(physics, bundle)
     path = profile
     if path is None:

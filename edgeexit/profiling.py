@@ -32,8 +32,7 @@ from edgeexit.bundle import Bundle
 from edgeexit.costmodel import PROFILE_SCHEMA, SegmentLatency, manifest_sha256
 from edgeexit.errors import ProfileError
 from edgeexit.paths import writable_output
-from edgeexit.probes import board_meter  # noqa: F401  (re-exported: profile, status, tests)
-from edgeexit.sim.physics import BoardPhysics
+from edgeexit.probes import board_meter, board_physics  # noqa: F401  (board_meter re-exported: profile, status, tests)
 
 GPU_NOT_SWEPT = (
     "GPU DVFS not exercised: the runtime runs every int8 segment on the CPU (TFLite CPU kernels, no GPU "
@@ -129,7 +128,7 @@ def profile_bundle(
     }
     effective: List[int] = []
     if session.simulated:
-        physics = BoardPhysics(session.profile, threads=threads)
+        physics = board_physics(session, threads)
         lat = {s.spec.label: [] for s in segs}  # type: Dict[str, List[float]]
         energy = {s.spec.label: [] for s in segs}  # type: Dict[str, List[float]]
         busy: List[float] = []

@@ -28,7 +28,7 @@ from edgeexit.policies import make_policy
 from edgeexit.policies.oracle import earliest_correct
 from edgeexit.policies.predictive import enabled_exits
 from edgeexit.policy_calibration import calibrate_all
-from edgeexit.probes import make_probe
+from edgeexit.probes import board_physics, make_probe
 from edgeexit.runtime import Runtime
 from edgeexit.sim.physics import BoardPhysics
 
@@ -99,7 +99,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
     # the calibration. Each arm opens its own fresh session later.
     with _open(cfg) as probe_session:
         simulated = probe_session.simulated
-        physics = BoardPhysics(probe_session.profile, threads=cfg.threads)
+        physics = board_physics(probe_session, cfg.threads)
         board_desc = probe_session.describe()
         board_name = probe_session.board.name  # what --board auto found
         governor = probe_session.profile.cpu.default_governor
@@ -410,7 +410,7 @@ def sensitivity_study(cfg: BenchConfig, bundle: Bundle, rt: Runtime, samples: An
         else:
             pm2 = dataclasses.replace(pm, cpu_ceff_nf=pm.cpu_ceff_nf * factor,
                                       gpu_ceff_nf=None if pm.gpu_ceff_nf is None else pm.gpu_ceff_nf * factor)
-        ph = BoardPhysics(dataclasses.replace(base, power_model=pm2), threads=cfg.threads)
+        ph = BoardPhysics(dataclasses.replace(base, power_model=pm2), threads=cfg.threads, cores=physics.cores)
         res = {}
         for arm, pol, mode in (("predictive@planned", "predictive", "planned"), ("threshold@race", "threshold", "race"),
                                ("threshold@governor", "threshold", "governor")):

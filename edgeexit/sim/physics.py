@@ -48,14 +48,17 @@ class PowerBreakdown:
 class BoardPhysics:
     """Latency and power of the simulated board for one firmware profile."""
 
-    def __init__(self, profile: FirmwareProfile, threads: int = 1, cpu_policy: Optional[str] = None) -> None:
+    def __init__(self, profile: FirmwareProfile, threads: int = 1, cpu_policy: Optional[str] = None,
+                 cores: Optional[int] = None) -> None:
+        """``cores``: the board's online CPUs (None: unknown, as many as threads). Threads beyond them share
+        cores: they neither speed a segment up nor draw more power."""
         self.profile = profile
         self.pm = profile.power_model
         policy = cpu_policy or sorted(profile.cpu.tables)[0]
         table = profile.cpu.tables[policy]
         self.freqs_khz: List[int] = list(table.freqs)
         self.threads = max(1, int(threads))
-        self.cores = self.threads  # busy cores while a segment runs
+        self.cores = min(self.threads, cores) if cores else self.threads  # busy cores while a segment runs
         floor = self.pm.extra.get("real_min_cpu_khz")
         self.real_floor_khz = int(floor) if floor else 0
         vmin = self.pm.extra.get("cpu_vmin_mv")
@@ -88,7 +91,7 @@ class BoardPhysics:
     # -- time -------------------------------------------------------------------------------
     def compute_s(self, macs: int, freq_khz: int) -> float:
         real_hz = self.opp(freq_khz).real_freq_khz * 1e3
-        return macs / (self.pm.cpu_int8_macs_per_cycle * real_hz * self.threads)
+        return macs / (self.pm.cpu_int8_macs_per_cycle * real_hz * self.cores)
 
     def segment_s(self, macs: int, freq_khz: int) -> float:
         """Modelled wall time of one segment invoke at ``freq_khz``. Units: s."""
