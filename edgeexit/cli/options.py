@@ -69,12 +69,15 @@ interpreter = click.option(
     "$EDGEEXIT_INTERPRETER, else LiteRT when installed, else tflite_runtime.",
 )
 
+MAX_THREADS = 64  # more than any supported board has cores; LiteRT segfaults from about 2048
+
 threads = click.option(
     "--threads",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_THREADS),
     default=1,
     show_default=True,
-    help="Interpreter threads per segment.",
+    help="Interpreter threads per segment ({} at most). More than the board's online CPUs only share "
+    "them.".format(MAX_THREADS),
 )
 
 cpu_khz = click.option(
@@ -103,15 +106,17 @@ meter = click.option(
 
 meter_rate = click.option(
     "--meter-rate-hz",
-    type=FiniteFloatRange(min=1.0),
+    type=FiniteFloatRange(min=1.0, max=1e6),
     default=200.0,
     show_default=True,
     help="Sampling rate of the power meter's background thread.",
 )
 
+MAX_PERIOD_MS = 3600e3  # an hour: longer periods overflowed energy sums into inf, which JSON cannot carry
+
 deadline_ms = click.option(
     "--deadline-ms",
-    type=FiniteFloatRange(min=0.0, min_open=True),
+    type=FiniteFloatRange(min=0.0, min_open=True, max=MAX_PERIOD_MS),
     default=None,
     help="Per-inference deadline, at most the period. The DVFS planner picks the least-energy operating point that "
     "still meets it (also after a misprediction); a deadline no inference can meet is warned about. Default: the "
@@ -120,7 +125,7 @@ deadline_ms = click.option(
 
 period_ms = click.option(
     "--period-ms",
-    type=FiniteFloatRange(min=0.0, min_open=True),
+    type=FiniteFloatRange(min=0.0, min_open=True, max=MAX_PERIOD_MS),
     default=None,
     help="Periodic inference: one sample every PERIOD ms. Energy per period (inference plus idle until the next "
     "one) is reported, and the planner drops to its lowest-energy idle point in between.",
@@ -131,7 +136,7 @@ DEFAULT_MAX_DROP_PP = 0.25  # headroom so held-out evaluation stays within 0.5 p
 
 max_drop_pp = click.option(
     "--max-drop-pp",
-    type=FiniteFloatRange(min=0.0),
+    type=FiniteFloatRange(min=0.0, max=100.0),
     default=None,
     help="Accuracy target relative to the final exit on the calibration split, in percentage points "
     "[default: {:g}, which leaves headroom so held-out evaluation stays within 0.5 pp of `full`].".format(

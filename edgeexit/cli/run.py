@@ -113,6 +113,8 @@ def command(
     options.check_deadline(deadline_ms, period_ms)
     mode = resolve_dvfs(dvfs, pol, cpu_khz, on_board)
     with ExitStack() as stack:
+        # The interpreter first: one that cannot start must fail before any clock is pinned.
+        rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
         session = None
         if board or sysfs_root or simulate:
             from edgeexit.dvfs import open_board
@@ -125,7 +127,6 @@ def command(
                 if session.simulated:
                     warn("--gpu-hz is pinned, but it changes no simulated figure: the segments run on the CPU, and the "
                          "board model charges the GPU its static power at any clock")
-        rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
         writer = stack.enter_context(RecordWriter(output))
         with progress(len(samples), "inferring") as update:
             ex = execute(bundle, rt, pol, samples, session=session, dvfs=mode, deadline_ms=deadline_ms,
