@@ -77,6 +77,19 @@ def _raise_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _command_path(argv: List[str]) -> str:
+    """`edgeexit run` for an error click raised before it had a context (an option missing its value)."""
+    path: List[str] = ["edgeexit"]
+    group: Optional[click.Command] = cli
+    with click.Context(cli) as ctx:
+        for word in argv:
+            group = group.get_command(ctx, word) if isinstance(group, click.Group) else None
+            if group is None:
+                break
+            path.append(word)
+    return " ".join(path)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point: one line per error, no tracebacks, clean Ctrl-C/SIGTERM."""
     signal.signal(signal.SIGTERM, _raise_sigterm)
@@ -89,8 +102,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         click.echo("edgeexit: interrupted", err=True)
         sys.exit(130)
     except click.UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `edgeexit` or `edgeexit sim` (click >= 8.2): help
+            click.echo(err.format_message(), err=True)
+            sys.exit(err.exit_code)
         # One line, naming the fix, instead of click's usage block.
-        cmd = err.ctx.command_path if err.ctx is not None else "edgeexit"
+        cmd = err.ctx.command_path if err.ctx is not None else _command_path(sys.argv[1:] if argv is None else argv)
         click.echo("edgeexit: error: {} (see '{} --help')".format(err.format_message(), cmd), err=True)
         sys.exit(err.exit_code)
     except click.ClickException as err:
