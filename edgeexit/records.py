@@ -10,6 +10,7 @@ from typing import IO, Any, Dict, List, Optional
 
 import numpy as np
 
+from edgeexit.errors import OutputError
 from edgeexit.paths import writable_output
 
 
@@ -61,16 +62,33 @@ class RecordWriter:
 
     def write(self, record: Dict[str, Any]) -> None:
         if self._f is not None:
-            self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
-            self._f.flush()
+            try:
+                self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+                self._f.flush()
+            except BrokenPipeError:
+                raise  # the reader went away (`| head`): the CLI exits quietly
+            except OSError as err:  # a full disk, /dev/full: say which output, mid-run
+                raise self._error(err) from None
+
+    def _error(self, err: OSError) -> OutputError:
+        where = "stdout" if not self._own else str(self.path)
+        return OutputError("cannot write the records to {} ({}); pass --output somewhere with room, or leave it "
+                           "out".format(where, err.strerror or err))
 
     def close(self) -> None:
-        if self._f is not None and self._own:
-            self._f.close()
-        self._f = None
+        f, self._f = self._f, None
+        if f is not None and self._own:
+            try:
+                f.close()
+            except OSError as err:
+                raise self._error(err) from None
 
     def __enter__(self) -> "RecordWriter":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            self.close()
+        except OutputError:
+            if exc_type is None:
+                raise  # else the error already on its way says more (and closing then fails the same way)

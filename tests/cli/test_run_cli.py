@@ -256,3 +256,8 @@ def test_records_report_the_clock_that_ran_on_a_pi5_below_its_floor():
     assert [r["cpu_khz"] for r in records] == [1500000, 1500000]
     assert all(set(r["cpu_khz_trace"]) == {1500000} for r in records)
     assert "runs at 1500000 khz" in p.stderr
+
+
+def test_a_full_output_names_the_output():
+    # Audit defect: `--output /dev/full` said only "No space left on device".
+    assert_one_line_error(edgeexit("run", "--limit", "3", "--output", "/dev/full"), "/dev/full", "No space left", "--output")
