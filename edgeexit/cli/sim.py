@@ -40,8 +40,16 @@ def init(board: Optional[str], as_json: bool, directory: Path) -> None:
     from edgeexit.boards.config import load_board
     from edgeexit.sim.kernel import MARKER, SimulatedKernel
 
+    from edgeexit.errors import OutputError
+
     cfg = load_board(_board_name(board))
-    k = SimulatedKernel.create(directory, cfg)
+    try:
+        k = SimulatedKernel.create(directory, cfg)
+    except OutputError:
+        raise
+    except OSError as err:
+        raise OutputError("cannot create the simulated tree in {} ({}); pick an empty or new directory you can "
+                          "write".format(directory, err.strerror or err)) from None
     if as_json:
         click.echo(json.dumps({"board": cfg.name, "kernel_family": k.family, "root": str(directory),
                                "marker": str(directory / MARKER), "simulated": True}))
