@@ -244,10 +244,11 @@ class DvfsPlanner(RuntimeHooks):
     def end(self, result: InferenceResult, state: SampleState) -> None:
         t = time.perf_counter_ns()
         busy_ms = self._now_ms()
-        if self.period_ms:
-            self._util = min(1.0, busy_ms / self.period_ms)
-            if self.mode == "planned" and self.current != self.idle_khz and self._drop_pays(self.period_ms - busy_ms):
-                self._apply(self.idle_khz)
+        # The load the governor sees: busy over the period, or all of it when inferences run back to back.
+        self._util = min(1.0, busy_ms / self.period_ms) if self.period_ms else 1.0
+        if self.period_ms and self.mode == "planned" and self.current != self.idle_khz and \
+                self._drop_pays(self.period_ms - busy_ms):
+            self._apply(self.idle_khz)
         self.plan_ns.append(self._plan_ns + (time.perf_counter_ns() - t))
 
     def _break_even_ms(self, f: int) -> float:

@@ -220,3 +220,14 @@ def test_heads_before_the_forecast_are_counted_at_the_planned_clock(bundle_rt, b
         for c, f in enumerate(p.opps):
             runs_ms = float(p.block_ms[: block + 1, c].sum() + p.head_ms[: e + 1, c].sum())  # nothing replans
             assert need[f] >= runs_ms, (e, f)
+
+
+@pytest.mark.parametrize("board", ["jetson-nano", "raspberry-pi-4"])
+def test_the_emulated_governor_sees_back_to_back_inference_as_full_load(bundle_rt, board):
+    """Audit defect: without --period-ms the emulated schedutil/ondemand saw no load and held the lowest
+    clock; inference after inference keeps a core busy, so the governor runs the maximum after the first."""
+    b, rt = bundle_rt
+    with open_board(board, simulate=True) as session:
+        ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session, dvfs="governor")
+    khz = [r["cpu_khz"] for r in ex.records]
+    assert khz[1:] == [ex.planner.f_max] * 4, khz
