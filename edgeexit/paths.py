@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-from edgeexit.errors import OutputError
+from edgeexit.errors import OutputError, StateFileError
 
 
 def _package_dir(modname: str) -> Path:
@@ -45,17 +46,51 @@ def runtime_dir() -> Path:
     """Where controller state files and locks live (``EDGEEXIT_RUNTIME_DIR`` overrides it).
 
     ``/run/edgeexit`` when running as root (survives a crash until reboot, as the board's clocks
-    do), otherwise ``$XDG_RUNTIME_DIR/edgeexit`` or ``/tmp/edgeexit-<uid>``.
+    do), otherwise ``/tmp/edgeexit-<uid>``. Never ``$XDG_RUNTIME_DIR``: that is private (0700) by
+    design, and every user's board lock must be visible to every other user's runs, or two users
+    pin one board at once (see edgeexit.dvfs.state). :func:`prepare_runtime_dir` creates it.
     """
     env = os.environ.get("EDGEEXIT_RUNTIME_DIR")
     if env:
         return Path(env)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return Path("/run/edgeexit")
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "edgeexit"
-    return Path("/tmp") / "edgeexit-{}".format(os.getuid())
+    return Path("/tmp") / "edgeexit-{}".format(os.geteuid())
+
+
+def prepare_runtime_dir() -> Path:
+    """Create :func:`runtime_dir` readable by all (0755, whatever the umask: other users' runs read the
+    board locks in it) and check that it is ours: a directory owned by this user and writable by no one
+    else (anyone can create ``/tmp/edgeexit-<your uid>`` before you do). An existing directory of ours
+    is made 0755 too (an older edgeexit, or a umask of 077, left it 0700). An ``EDGEEXIT_RUNTIME_DIR``
+    that already exists is the user's own choice and is left as it is."""
+    d = runtime_dir()
+    overridden = bool(os.environ.get("EDGEEXIT_RUNTIME_DIR"))
+    existed = os.path.lexists(str(d))
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o755)
+        st = os.lstat(str(d))
+    except OSError as err:
+        raise StateFileError("cannot create the runtime directory {} ({}); set EDGEEXIT_RUNTIME_DIR to a directory "
+                             "you can write".format(d, err.strerror or err)) from None
+    if overridden and existed:
+        return d
+    uid = os.geteuid()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+        raise StateFileError(
+            "runtime directory {} is not a directory owned by you (uid {}) and writable by you alone (it is {}, "
+            "owner uid {}, mode {:o}), so its locks and saved clocks cannot be trusted; remove it (`sudo rm -r {}`) "
+            "or set EDGEEXIT_RUNTIME_DIR to a directory of your own".format(
+                d, uid, "a directory" if stat.S_ISDIR(st.st_mode) else "not a directory", st.st_uid,
+                stat.S_IMODE(st.st_mode), d))
+    if stat.S_IMODE(st.st_mode) != 0o755:
+        try:
+            os.chmod(str(d), 0o755)
+        except OSError as err:
+            raise StateFileError("cannot make the runtime directory {} readable by all ({}), so other users' runs "
+                                 "would not see this board's lock; `chmod 755 {}`".format(
+                                     d, err.strerror or err, d)) from None
+    return d
 
 
 def writable_output(path: Path, what: str, option: str, directory: bool = False) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import shutil
 import signal
 import sys
@@ -11,7 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Set, Type
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Type
 
 from edgeexit.boards.config import BoardConfig, load_board
 from edgeexit.boards.detect import detect_board
@@ -20,8 +21,8 @@ from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
 from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
-from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, BoardLock, foreign_state_files, read_state, state_path,
-                                 sweep_killed_simulations, write_state)
+from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, BoardLock, ForeignState, foreign_states, node_writable,
+                                 read_state, state_path, sweep_killed_simulations, user_groups, write_state)
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError
 from edgeexit.guards.thermal import ThermalGuard
 from edgeexit.sim.vcgencmd import simulated_vcgencmd
@@ -30,6 +31,17 @@ from edgeexit.sim.vcgencmd import simulated_vcgencmd
 def _warn(msg: str) -> None:
     sys.stderr.write("edgeexit: warning: {}\n".format(msg))
     sys.stderr.flush()
+
+
+#: Per domain kind, every node a run may write (pins and restores): whoever can write none of a board's
+#: cannot pin it.
+CLOCK_NODES = {"cpu": ("scaling_governor", "scaling_min_freq", "scaling_max_freq", "scaling_setspeed"),
+               "gpu": ("governor", "min_freq", "max_freq", "userspace/set_freq")}
+
+
+def _saved_at(data: Dict[str, Any]) -> float:
+    t = data.get("saved_at")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
 
 
 class BoardTarget:
@@ -159,14 +171,21 @@ class BoardSession(BoardTarget):
         super().__init__(target.board, target.profile, target.sysfs, target.simulated, target.sim, target.tmpdir)
         self.method = method
         self.state_file = state_path(self.board.name, self.root)
-        self._lock = BoardLock(self.board.name, self.root)
+        self._lock = BoardLock(self.board.name, self.root, self._may_pin)
         self._snapshot = None  # type: Optional[Any]
         self._old_handlers = {}  # type: Dict[int, Any]
         self.guard = ThermalGuard(self.board, self.sysfs, thermal_limit_mc) if thermal_guard else None
         self.controller = DvfsController(self.board, self.sysfs, self._save, method, guard=self.guard,
                                          on_change=self._persist, actual_cpu_khz=self.firmware_cpu_khz())
         self.restored_stale = False
+        self.restored_files = []  # type: List[Path]
         self.restore_report = None  # type: Optional[RestoreReport]
+
+    def _may_pin(self, uid: int) -> bool:
+        """Could ``uid`` write any of this board's clock nodes (see BoardLock)?"""
+        groups = user_groups(uid)
+        return any(node_writable(uid, groups, self.root / d.relpath / n)
+                   for d in self.controller.domains for n in CLOCK_NODES.get(d.kind, CLOCK_NODES["cpu"]))
 
     def _state_extra(self) -> Dict[str, Any]:
         return {"expected": self.controller.expected, "in_flight": sorted(self.controller.in_flight)}
@@ -186,41 +205,100 @@ class BoardSession(BoardTarget):
         return list(self.restore_report.conflicts) if self.restore_report is not None else []
 
     def restore_stale(self, force: bool = False) -> bool:
-        """Restore a state file left by a killed run; True if there was one.
+        """Restore the state files killed runs left; True if there was one.
+
+        This user's own, and the ones other users' runs left (see foreign_states). Another user's file
+        is used only if it names this board's own clock domains and its owner could have written every
+        node its restore writes: anyone can create /tmp/edgeexit-<their uid>, and without this any user
+        could make root write the clocks of their choosing. Others are ignored with one warning line.
+        Several are restored newest first: a run that started on the clocks an earlier killed run pinned
+        saved those as the board's own, so the pile is undone from the top.
+
+        Only root restores another user's state. Another user could put the clocks back but not delete
+        the file (root's /run/edgeexit is root's alone), so every later run would restore it again, and a
+        conflict could not be kept in it; going on without it would save the pinned clocks as the
+        board's own. Such a file stops the run with one line naming `sudo edgeexit restore`.
 
         Domains someone else changed since that run are not overwritten (unless ``force``): the
-        state file is then kept with just those domains and RestoreConflictError says what to do.
+        state file is then kept, still its owner's, with just those domains, the older files wait, and
+        RestoreConflictError says what to do.
         """
-        foreign = False
-        if not self.state_file.exists():
-            # a killed run by another user (root, or one through the udev rule) kept its state elsewhere
-            others = foreign_state_files(self.board.name, self.root)
-            if others:
-                self.state_file, foreign = others[0], True
-        data = read_state(self.state_file, self.board.name)
-        if data is None:
-            return False
-        expected = data.get("expected") if isinstance(data.get("expected"), dict) else {}
-        in_flight = set(data.get("in_flight") or [])  # type: Set[str]
-        ctl = DvfsController(self.board, self.sysfs, None, self.method)
-        own_paths = {d.relpath for d in ctl.domains}
-        stray = [e.get("path") for e in data["domains"] if not isinstance(e, dict) or e.get("path") not in own_paths]
-        if foreign and stray:  # another user's file may only name this board's own clock domains
-            raise StateFileError("state file {} names {}, not a clock domain of {}; check the board with `edgeexit "
-                                 "status`, then delete the file".format(self.state_file, stray[0], self.board.name))
-        report = ctl.restore_checked(data["domains"], expected, in_flight, force=force)
-        self.restore_report = report
-        if report.conflicts:
-            left = [e for e in data["domains"] if e.get("path") in {c.path for c in report.conflicts}]
-            write_state(self.state_file, self.board.name, self.root, bool(data.get("simulated")), left,
-                        {"expected": {k: v for k, v in expected.items() if k in {e["path"] for e in left}},
-                         "in_flight": [], "conflicts": [c.describe() for c in report.conflicts]})
-            raise RestoreConflictError(
-                "board {}: {}; to keep the current values delete {}, to put the saved ones back run `edgeexit "
-                "restore --force`".format(self.board.name, "; ".join(c.describe() for c in report.conflicts),
-                                          self.state_file))
-        self.state_file.unlink()
-        return True
+        pile = []  # type: List[Tuple[float, Path, Dict[str, Any], Optional[ForeignState]]]
+        own = read_state(self.state_file, self.board.name)
+        if own is not None:
+            pile.append((_saved_at(own), self.state_file, own, None))
+        me = os.geteuid()
+        for found in foreign_states(self.board.name, self.root):
+            problem = self._distrust(found)
+            if me not in (0, found.uid) and (not problem or (found.uid == 0 and found.data is None)):
+                raise StateFileError(
+                    "{} left the saved state of a run on board {} that did not finish ({}), and only {} can restore "
+                    "and delete it: run `sudo edgeexit restore --board {}{}`{}, then run again".format(
+                        "root" if found.uid == 0 else "user {}".format(_user_name(found.uid)), self.board.name,
+                        found.path, "root" if found.uid == 0 else "that user or root", self.board.name,
+                        "" if os.path.realpath(str(self.root)) == "/" else " --sysfs-root {}".format(self.root),
+                        "" if found.uid == 0 else " (or that user, without sudo)"))
+            if problem:
+                _warn("ignoring the state file {}: {}".format(found.path, problem))
+                continue
+            assert found.data is not None
+            pile.append((_saved_at(found.data), found.path, found.data, found))
+        pile.sort(key=lambda item: item[0], reverse=True)
+        self.restored_files = []
+        for i, (_, path, data, found) in enumerate(pile):
+            self.state_file = path
+            exp, flying = data.get("expected"), data.get("in_flight")
+            expected = {k: v for k, v in exp.items() if isinstance(v, dict)} if isinstance(exp, dict) else {}
+            in_flight = set()  # type: Set[str]
+            if isinstance(flying, list):
+                in_flight = {p for p in flying if isinstance(p, str)}
+            ctl = DvfsController(self.board, self.sysfs, None, self.method)
+            report = ctl.restore_checked(data["domains"], expected, in_flight, force=force)
+            self.restore_report = report
+            if report.conflicts:
+                left = [e for e in data["domains"] if e.get("path") in {c.path for c in report.conflicts}]
+                write_state(path, self.board.name, self.root, bool(data.get("simulated")), left,
+                            {"expected": {k: v for k, v in expected.items() if k in {e["path"] for e in left}},
+                             "in_flight": [], "conflicts": [c.describe() for c in report.conflicts]},
+                            owner=None if found is None or found.uid == me else (found.uid, found.gid))
+                more = len(pile) - i - 1
+                raise RestoreConflictError(
+                    "board {}: {}; to keep the current values delete {}, to put the saved ones back run `edgeexit "
+                    "restore --force`{}".format(
+                        self.board.name, "; ".join(c.describe() for c in report.conflicts), path,
+                        "" if not more else " ({} older saved state file{} of killed runs wait{} for it)".format(
+                            more, "s" if more > 1 else "", "" if more > 1 else "s")))
+            try:
+                path.unlink()
+            except FileNotFoundError:  # someone else restored it meanwhile
+                pass
+            self.restored_files.append(path)
+        return bool(self.restored_files)
+
+    def _distrust(self, found: ForeignState) -> str:
+        """Why another user's state file must not be restored here, or "" (see restore_stale)."""
+        if found.data is None:
+            return found.problem
+        by_path = {d.relpath: d for d in DvfsController(self.board, self.sysfs, None, self.method).domains}
+        entries = found.data["domains"]
+        for e in entries:
+            where = e.get("path") if isinstance(e, dict) else e
+            if not isinstance(where, str) or where not in by_path:
+                return "it names {!r}, not a clock domain of {}".format(where, self.board.name)
+        if found.uid == 0:
+            return ""
+        nodes = []  # type: List[str]
+        try:  # the nodes its restore would write: the domains' own restore, with the writes only noted
+            for e in entries:
+                by_path[e["path"]].restore(dict(e["saved"]), lambda rel, value: nodes.append(rel))
+        except (KeyError, TypeError, ValueError, OSError) as err:
+            return "its saved values cannot be checked ({})".format(err)
+        groups = user_groups(found.uid)
+        for rel in nodes:
+            if not node_writable(found.uid, groups, self.root / rel):
+                return "its owner (uid {}) cannot write {}, so it is not that user's to restore".format(
+                    found.uid, self.root / rel)
+        return ""
 
     def __enter__(self) -> "BoardSession":
         try:
@@ -230,7 +308,7 @@ class BoardSession(BoardTarget):
                     if self.restore_stale():
                         self.restored_stale = True
                         _warn("found the saved state of an earlier run that did not finish ({}); restored the "
-                              "board's clocks from it first".format(self.state_file))
+                              "board's clocks from it first".format(", ".join(str(p) for p in self.restored_files)))
             finally:
                 self.state_file = state_path(self.board.name, self.root)  # this run's own, whoever left that one
         except BaseException:
@@ -275,6 +353,13 @@ class BoardSession(BoardTarget):
         self.close()
 
 
+def _user_name(uid: int) -> str:
+    try:
+        return "{} (uid {})".format(pwd.getpwuid(uid).pw_name, uid)
+    except KeyError:
+        return "uid {}".format(uid)
+
+
 def _sigterm_to_exit(signum: int, frame: Any) -> None:
     ignore_further_signals()
     raise SystemExit(128 + signum)
@@ -312,8 +397,10 @@ def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = F
             session.show_idle_sensors()
     finally:
         session._lock.release()
+    files = [str(p) for p in session.restored_files]
     return {"board": target.board.name, "root": str(target.root), "simulated": target.simulated,
-            "restored": found, "state_file": str(session.state_file)}
+            "restored": found, "state_file": ", ".join(files) if files else str(session.state_file),
+            "state_files": files}
 
 
 Callback = Callable[[], None]
