@@ -113,7 +113,11 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
         cfg = load_board(name)
         sweep_killed_simulations()  # a SIGKILLed --simulate run cannot delete its own tree
         tmp = tempfile.mkdtemp(prefix="{}{}-".format(PRIVATE_SIM_PREFIX, cfg.name))
-        kernel = SimulatedKernel.create(Path(tmp) / "root", cfg)
+        try:
+            kernel = SimulatedKernel.create(Path(tmp) / "root", cfg)
+        except BaseException:  # no run will hold its lock, so the sweep would never take it
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         from edgeexit.sim.sysfs import SimulatedSysfs
 
         return BoardTarget(cfg, kernel.profile, SimulatedSysfs(kernel.root, kernel), True, kernel, tmp)
