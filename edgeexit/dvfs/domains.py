@@ -104,14 +104,28 @@ class FreqDomain(abc.ABC):
         return False
 
     def _write_limits(self, new_min: int, new_max: int, write: WriteFn, min_attr: str, max_attr: str) -> None:
-        """Raise max first when going up, lower min first otherwise (4.9 refuses min > max)."""
-        _, cur_max = self.limits()
-        if new_min > cur_max:
-            write(self._path(max_attr), str(new_max))
+        """Write min and max in an order L4T 4.9 accepts: it refuses a min above the *requested* max.
+
+        4.9 shows the table-verified max, which can sit above the request (max 918000 then min 918000 on a
+        Nano shows 921600) [K49]; the shown min is the requested one. Min not rising: min first (it stays
+        <= the requested max). Min rising: max first (the new max is above the old min). ``write`` skips a
+        value already shown, so where the shown max may be such a bump, change it first.
+        """
+        cur_min, cur_max = self.limits()
+        if new_min <= cur_min:
             write(self._path(min_attr), str(new_min))
-        else:
-            write(self._path(min_attr), str(new_min))
             write(self._path(max_attr), str(new_max))
+            return
+        if new_max == cur_max and self._shown_max_may_exceed_request(cur_min, cur_max):
+            # 1 kHz above: shown as written (or clamped to the top, which is then the request), so the
+            # write of new_max that follows is not skipped and the requested max becomes new_max
+            write(self._path(max_attr), str(new_max + 1))
+        write(self._path(max_attr), str(new_max))
+        write(self._path(min_attr), str(new_min))
+
+    def _shown_max_may_exceed_request(self, cur_min: int, cur_max: int) -> bool:
+        """Whether the shown max may be a table bump above the requested one (cpufreq only)."""
+        return False
 
     def status(self) -> Dict[str, object]:
         lo, hi = self.limits()
@@ -139,6 +153,10 @@ class CpufreqPolicy(FreqDomain):
 
     def limits(self) -> Tuple[int, int]:
         return self._int("scaling_min_freq"), self._int("scaling_max_freq")
+
+    def _shown_max_may_exceed_request(self, cur_min: int, cur_max: int) -> bool:
+        # table verify raises max to the next entry only when no entry lies in [min, max] [Kft]
+        return not any(cur_min <= f < cur_max for f in self.available())
 
     def status(self) -> Dict[str, object]:
         out = super().status()

@@ -71,6 +71,17 @@ def _cpu_list(cpus: List[int]) -> str:
     return ",".join(out)
 
 
+def _trans_stat(table: List[int], cur: int) -> str:
+    """devfreq ``trans_stat`` in the kernel's layout [K49df], '*' on the running OPP. The simulator keeps
+    no transition counts or clock, so counts and times read 0."""
+    lines = ["     From  :   To", "           :" + "".join("{:>10}".format(f) for f in table) + "   time(ms)"]
+    for f in table:
+        lines.append("{}{:>10}:".format("*" if f == cur else " ", f) + "{:>10}".format(0) * len(table)
+                     + "{:>10}".format(0))
+    lines.append("Total transition : 0")
+    return "\n".join(lines) + "\n"
+
+
 class SimulatedKernel:
     """Applies the kernel family's sysfs rules to a simulated tree rooted at ``root``."""
 
@@ -296,10 +307,15 @@ class SimulatedKernel:
                 self._devfreq_write(state, name, text)
             elif self.gpu_dir is not None and d == self.gpu_dir + "/userspace" and name == "set_freq":
                 self._devfreq_write(state, name, text)
+            elif self.gpu_dir is not None and d == self.gpu_dir and name == "polling_interval":
+                # polling_interval_store: sscanf("%u") or EINVAL [K49df]; the parsed value is kept, whatever the governor
+                value = rules.parse_uint("4.9", text, name)
+                self.put(rel, "{}\n".format(value))
+                return
             elif re.match(r"^{}/cpu\d+$".format(CPU_DIR), d) and name == "online":
                 self._online_write(state, int(d.rsplit("cpu", 1)[1]), text)
             else:
-                # a plain attribute (polling_interval, railgate_enable ...): stored as given
+                # a plain attribute (railgate_enable, enable_3d_scaling, power/control ...): stored as given
                 self.put(rel, text.strip() + "\n")
                 return
             self.save_state(state)
@@ -311,6 +327,7 @@ class SimulatedKernel:
         if not any(state["online"][str(c)] for c in pol.cpus):
             raise rules.einval("{}: every CPU of the policy is offline".format(policy))
         table = self.profile.cpu_table(policy).freqs
+        event = "limits"  # a governor or min/max write re-applies the limits; a setspeed write is a "set" [Kus]
         if name == "scaling_governor":
             gov = rules.parse_token(text)
             if gov not in self.profile.cpu.available_governors:
@@ -325,10 +342,13 @@ class SimulatedKernel:
             if ps["governor"] != "userspace":
                 raise rules.einval("scaling_setspeed needs the userspace governor")
             ps["setspeed"] = rules.parse_uint("4.9", text, name)  # sscanf("%u") in every version
+            event = "set"
         else:
             raise OSError(errno.EACCES, "Permission denied", name)
+        # ps["min"]/["max"] are the user's requests; the kernel runs and shows their verified form. What the
+        # last event picked is kept in ps["cur"], so a later render needs no record of which event it was.
         lo, hi = rules.cpufreq_effective(self.family, table, ps["min"], ps["max"])
-        ps["cur"] = rules.cpufreq_cur(ps["governor"], table, lo, hi, ps["setspeed"])
+        ps["cur"] = rules.cpufreq_cur(ps["governor"], table, lo, hi, ps["setspeed"], event)
 
     def _devfreq_write(self, state: Dict[str, Any], name: str, text: str) -> None:
         assert self.profile.gpu is not None
@@ -390,6 +410,7 @@ class SimulatedKernel:
             self.put(d + "/max_freq", "{}\n".format(hi), RW)
             self.put(d + "/cur_freq", "{}\n".format(ds["cur"]), RO)
             self.put(d + "/target_freq", "{}\n".format(ds["cur"]), RO)
+            self.put(d + "/trans_stat", _trans_stat(self.profile.gpu.table.freqs, ds["cur"]), RO)
             udir = self.root / d / "userspace"
             if ds["governor"] == "userspace":
                 value = "undefined" if ds["set_freq"] is None else str(ds["set_freq"])

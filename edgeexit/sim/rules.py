@@ -33,14 +33,21 @@ def parse_uint(family: str, text: str, what: str) -> int:
 
     4.9-5.15 use ``sscanf("%u"/"%lu")`` [K49][K510]: leading blanks skipped, trailing junk ignored
     ("123abc" -> 123), a leading '-' or '+' is EINVAL. 6.x uses ``kstrtoul`` [Kkstr]: one optional
-    '+', digits and one trailing newline only. Values above INT_MAX are clamped to INT_MAX (5.10's s32
-    QoS overflow is not modelled).
+    '+', digits and one trailing newline only. 6.x hands the value to the s32 frequency QoS, which
+    refuses a negative one since ~6.0 [Kqos]: a value that is negative as s32 is EINVAL, a larger one
+    wraps. Elsewhere values above INT_MAX are clamped to INT_MAX (5.10's s32 overflow is not modelled).
     """
     pattern = _KSTRTOUL if family == "6.x" else _SSCANF_UINT
     m = pattern.match(text)
     if not m:
         raise einval("{}: {!r} is not an unsigned number".format(what, text.strip()))
-    return min(int(m.group(1)), INT_MAX)
+    value = int(m.group(1))
+    if family == "6.x":
+        s32 = value & 0xFFFFFFFF
+        if s32 > INT_MAX:
+            raise einval("{}: {} is negative as the s32 QoS value".format(what, value))
+        return s32
+    return min(value, INT_MAX)
 
 
 def parse_token(text: str) -> str:
@@ -64,18 +71,21 @@ def in_range(table: List[int], lo: int, hi: int) -> List[int]:
     return [f for f in table if lo <= f <= hi]
 
 
+# __cpufreq_driver_target clamps the target to [policy->min, policy->max]; the table search that follows
+# looks at the whole table [K49]. So with a non-table max (4.9/5.10 store it as written), RELATION_L can pick
+# the entry just above max: max 918000 on the Nano runs 921600 for a target of 918000.
 def relation_l(table: List[int], lo: int, hi: int, target: int) -> int:
-    """CPUFREQ_RELATION_L within [lo, hi]: lowest entry >= target, else the highest in range."""
-    cands = in_range(table, lo, hi) or table
-    above = [f for f in cands if f >= target]
-    return above[0] if above else cands[-1]
+    """CPUFREQ_RELATION_L: the target clamped to [lo, hi], then the lowest entry >= it, else the top."""
+    target = max(lo, min(target, hi))
+    above = [f for f in table if f >= target]
+    return above[0] if above else table[-1]
 
 
 def relation_h(table: List[int], lo: int, hi: int, target: int) -> int:
-    """CPUFREQ_RELATION_H within [lo, hi]: highest entry <= target, else the lowest in range."""
-    cands = in_range(table, lo, hi) or table
-    below = [f for f in cands if f <= target]
-    return below[-1] if below else cands[0]
+    """CPUFREQ_RELATION_H: the target clamped to [lo, hi], then the highest entry <= it, else the lowest."""
+    target = max(lo, min(target, hi))
+    below = [f for f in table if f <= target]
+    return below[-1] if below else table[0]
 
 
 def table_verify(table: List[int], lo: int, hi: int) -> Tuple[int, int]:
@@ -106,25 +116,32 @@ def cpufreq_effective(family: str, table: List[int], min_v: int, max_v: int) -> 
 
 def cpufreq_store_limit(family: str, table: List[int], which: str, value: int, min_v: int,
                         max_v: int) -> Tuple[int, int]:
-    """New (min, max) stored values/requests after a ``scaling_{which}_freq`` write.
+    """New (min, max) user requests after a ``scaling_{which}_freq`` write; the shown limits are
+    :func:`cpufreq_effective` of them.
 
-    4.9 [K49]: clamped to cpuinfo, stored as written, and ``min > max`` is EINVAL.
+    4.9 [K49]: clamped to cpuinfo and kept as the user's pair (``user_policy``), which is what the
+    ``min > max`` EINVAL check sees: not the table-verified pair that scaling_{min,max}_freq show (max
+    918000 then min 918000 on the Nano shows max 921600, yet min 921600 is then EINVAL).
     5.10+ [K510]: a QoS request, never EINVAL for ordering (resolved when read).
     """
     if family == "4.9":
         value = max(table[0], min(value, table[-1]))
         new_min, new_max = (value, max_v) if which == "min" else (min_v, value)
         if new_min > new_max:
-            raise einval("scaling_{}_freq: min {} would exceed max {}".format(which, new_min, new_max))
-        new_min, new_max = table_verify(table, new_min, new_max)
+            raise einval("scaling_{}_freq: min {} would exceed the requested max {}".format(which, new_min, new_max))
         return new_min, new_max
     return (value, max_v) if which == "min" else (min_v, value)
 
 
-def cpufreq_cur(governor: str, table: List[int], eff_min: int, eff_max: int, setspeed: Optional[int]) -> int:
-    """The frequency the governor picks on an idle board."""
+def cpufreq_cur(governor: str, table: List[int], eff_min: int, eff_max: int, setspeed: Optional[int],
+                event: str = "limits") -> int:
+    """The frequency the governor picks on an idle board after ``event``: "set" (a scaling_setspeed
+    write) or "limits" (a min/max or governor write, which re-applies the limits)."""
     if governor == "userspace" and setspeed is not None:
-        # cpufreq_userspace: clamp to the limits, then RELATION_L (H when clamped to max) [Kus]
+        if event == "set":
+            # cpufreq_set: the target clamped to [min, max], then RELATION_L [Kus]
+            return relation_l(table, eff_min, eff_max, setspeed)
+        # limits callback [Kus]: max < setspeed -> max with RELATION_H; min > setspeed -> min; else setspeed
         if setspeed > eff_max:
             return relation_h(table, eff_min, eff_max, eff_max)
         if setspeed < eff_min:
@@ -153,11 +170,12 @@ def devfreq_store_limit(family: str, table: List[int], which: str, value: int, m
                         max_v: int) -> Tuple[int, int]:
     """New stored (min, max) after a ``{which}_freq`` write."""
     if family == "4.9":
+        # EINVAL only when both values are non-zero [K49df]; 0 for max is kept and means no limit
         if which == "min":
-            if max_v and value > max_v:
+            if value and max_v and value > max_v:
                 raise einval("min_freq: {} is above max_freq {}".format(value, max_v))
             return max(value, table[0]), max_v
-        if min_v and value < min_v:
+        if value and min_v and value < min_v:
             raise einval("max_freq: {} is below min_freq {}".format(value, min_v))
         return min_v, min(value, table[-1])
     if which == "min":
@@ -178,7 +196,10 @@ def opp_floor(table: List[int], freq: int) -> int:
 def devfreq_cur(governor: str, table: List[int], eff_min: int, eff_max: int, set_freq: Optional[int],
                 prev: int) -> int:
     """update_devfreq: clamp the governor's target to [min, max], then the recommended OPP: ceil,
-    or floor when clamped by max (DEVFREQ_FLAG_LEAST_UPPER_BOUND) [K49df][Kdfus]."""
+    or floor when clamped by max (DEVFREQ_FLAG_LEAST_UPPER_BOUND) [K49df][Kdfus]. A limit of 0 (4.9
+    keeps a written max_freq 0) is no limit: 4.9 clamps only ``if (max_freq && freq > max_freq)``."""
+    if not eff_max:
+        eff_max = table[-1]
     if governor == "userspace":
         # governor_userspace clamps the stored request itself; unset -> previous frequency
         target = prev if set_freq is None else max(eff_min, min(set_freq, eff_max))

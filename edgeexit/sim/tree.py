@@ -42,26 +42,35 @@ def boot_online_cpus(board: BoardConfig, profile: FirmwareProfile) -> List[int]:
 
 
 def initial_state(board: BoardConfig, profile: FirmwareProfile) -> Dict[str, Any]:
-    """Boot state: the default nvpmodel mode's CPUs online, default governors, full range, idle
-    frequency. Requests equal the effective limits so that writing back what was read leaves the tree
-    byte-identical."""
+    """Boot state: the default nvpmodel mode applied (its CPUs online, its CPU and GPU max caps written
+    as nvpmodel writes them), default governors, idle frequency. Requests equal the effective limits so
+    that writing back what was read leaves the tree byte-identical."""
     family = board.kernel
     online = boot_online_cpus(board, profile)
+    mode = next((m for m in profile.nvpmodel_modes if m.id == profile.nvpmodel_default), None)
     state = {"online": {str(c): int(c in online) for c in range(board.possible_cpus)}, "cpufreq": {},
              "devfreq": None, "pmic": {}}  # type: Dict[str, Any]
     for pol in board.cpu_policies:
         table = profile.cpu_table(pol.name).freqs
         gov = profile.cpu.default_governor
-        cur = rules.cpufreq_cur(gov, table, table[0], table[-1], None)
-        state["cpufreq"][pol.name] = {"governor": gov, "min": table[0], "max": table[-1], "setspeed": None, "cur": cur}
+        lo, hi = table[0], table[-1]
+        # nvpmodel writes the cap to scaling_max_freq; the kernel refuses it for a policy with every CPU offline
+        if mode is not None and mode.cpu_max_khz is not None and any(c in online for c in pol.cpus):
+            lo, hi = rules.cpufreq_store_limit(family, table, "max", mode.cpu_max_khz, lo, hi)
+            lo, hi = rules.cpufreq_effective(family, table, lo, hi)
+        cur = rules.cpufreq_cur(gov, table, lo, hi, None)
+        state["cpufreq"][pol.name] = {"governor": gov, "min": lo, "max": hi, "setspeed": None, "cur": cur}
     if profile.gpu is not None:
         table = profile.gpu.table.freqs
         if family == "4.9":
             lo, hi = table[0], table[-1]
         else:  # QoS requests in kHz
             lo, hi = table[0] // 1000, -(-table[-1] // 1000)
+        if mode is not None and mode.gpu_max_hz is not None:  # nvpmodel's GPU MAX_FREQ -> max_freq
+            lo, hi = rules.devfreq_store_limit(family, table, "max", mode.gpu_max_hz, lo, hi)
         gov = profile.gpu.default_governor
-        cur = rules.devfreq_cur(gov, table, table[0], table[-1], None, table[0])
+        eff_lo, eff_hi = rules.devfreq_effective(family, table, lo, hi)
+        cur = rules.devfreq_cur(gov, table, eff_lo, eff_hi, None, table[0])
         state["devfreq"] = {"governor": gov, "min": lo, "max": hi, "set_freq": None, "cur": cur}
     return state
 
@@ -114,8 +123,9 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
         put(d + "/available_frequencies", " ".join(str(f) for f in gpu.table.freqs) + "\n")
         put(d + "/available_governors", " ".join(gpu.available_governors) + "\n")
         put(d + "/polling_interval", "{}\n".format(gpu.polling_interval_ms), RW)
-        if board.kernel != "4.9":
+        if board.kernel != "4.9":  # 5.10 adds name and timer [K510df]
             put(d + "/name", board.gpu.devfreq_name + "\n")
+            put(d + "/timer", "deferrable\n")  # assumption: the devfreq default timer; read-only here
         parent = d.rsplit("/", 1)[0]
         device_dir = parent.rsplit("/", 1)[0] if parent.endswith("/devfreq") else parent
         _symlink(root, d + "/device", os.path.relpath(device_dir, d))
@@ -123,6 +133,10 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
             put(device_dir + "/of_node/name", board.gpu.of_node_names[0] + "\0")
         put(device_dir + "/railgate_enable", "1\n", RW)
         put(device_dir + "/load", "0\n")
+        # listed under the device dir [JS:gpu]; values are assumptions (3D scaling on, runtime PM "auto"),
+        # stored as written: jtop toggles 3D scaling, a restore wrapper writes power/control back [VIC]
+        put(device_dir + "/enable_3d_scaling", "1\n", RW)
+        put(device_dir + "/power/control", "auto\n", RW)
         _symlink(root, "sys/class/devfreq/" + board.gpu.devfreq_name,
                  os.path.relpath(d, "sys/class/devfreq"))
 
