@@ -13,6 +13,7 @@ channel sums (:class:`EntryTree`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -90,9 +91,34 @@ class Forecaster:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CalibrationError("calibration.json: the forecaster entry is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
-        if f.w1.shape[0] != f.mean.shape[0] or f.w2.shape[1] != f.n_exits:
-            raise CalibrationError("calibration.json: forecaster weights have inconsistent shapes; run `edgeexit calibrate` again")
+        why = f._problem(d)
+        if why:
+            raise CalibrationError("calibration.json: the forecaster {}; run `edgeexit calibrate` again".format(why))
         return f
+
+    def _problem(self, d: Dict[str, Any]) -> Optional[str]:
+        """What makes these weights unusable (wrong shapes, non-finite values), or None.
+
+        A NaN or infinite weight makes every logit NaN, and argmax/argmin of NaNs silently pick exit 0;
+        a zero standard deviation divides by zero when the standardization is folded in."""
+        if not isinstance(d.get("use_block_features"), bool) or isinstance(d.get("n_exits"), bool):
+            return "entry has a non-boolean use_block_features or a non-integer n_exits"
+        if self.n_exits < 1 or self.n_exits != d["n_exits"]:
+            return "has n_exits {!r}, not a positive whole number".format(d["n_exits"])
+        if self.w1.ndim != 2 or self.w2.ndim != 2 or self.w1.shape[0] < 1 or self.w1.shape[1] < 1:
+            return "weights w1 and w2 are not non-empty matrices"
+        n_in, hidden = self.w1.shape
+        expected = {"b1": (hidden,), "w2": (hidden, self.n_exits), "b2": (self.n_exits,), "mean": (n_in,), "std": (n_in,)}
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                return "weights have inconsistent shapes ({} is {}, not {})".format(
+                    name, getattr(self, name).shape, shape)
+        for name in ("w1", "b1", "w2", "b2", "mean", "std"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                return "has non-finite values (NaN or infinity) in {}".format(name)
+        if not np.all(self.std > 0):
+            return "has a standard deviation that is not positive"
+        return None
 
 
 def training_pairs(
@@ -171,6 +197,16 @@ def fit(
 LUT_BINS = 32
 
 
+def _whole(v: Any) -> int:
+    """``v`` as an int when it is one (7 or 7.0); ValueError for 7.5, "7", true, NaN or infinity, which int()
+    would truncate, parse or turn into 1 without a word."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("{!r} is not a whole number".format(v))
+    if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+        raise ValueError("{!r} is not a whole number".format(v))
+    return int(v)
+
+
 @dataclass
 class ForecastTable:
     """The forecaster distilled into a lookup table over (current exit, max-softmax bin), as EdgeBERT
@@ -195,13 +231,34 @@ class ForecastTable:
         return {"bins": self.bins, "planned": self.planned, "jump": self.jump}
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ForecastTable":
+    def from_dict(cls, d: Dict[str, Any], n_exits: Optional[int] = None) -> "ForecastTable":
+        """The table in ``d``, checked; with ``n_exits``, also checked to fit a bundle with that many exits."""
         try:
-            t = cls(int(d["bins"]), [[int(v) for v in row] for row in d["planned"]], [[int(v) for v in row] for row in d["jump"]])
+            t = cls(_whole(d["bins"]), [[_whole(v) for v in row] for row in d["planned"]],
+                    [[_whole(v) for v in row] for row in d["jump"]])
         except (KeyError, TypeError, ValueError) as err:
             raise CalibrationError("calibration.json: the forecast table is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
+        if t.bins < 1:
+            raise CalibrationError("calibration.json: the forecast table has {} bins, not a positive number; run `edgeexit "
+                                   "calibrate` again".format(t.bins))
         if any(len(row) != t.bins for row in t.planned + t.jump):
             raise CalibrationError("calibration.json: forecast table rows must have {} bins; run `edgeexit calibrate` again".format(t.bins))
+        if len(t.planned) != len(t.jump) or (n_exits is not None and len(t.planned) != n_exits):
+            raise CalibrationError("calibration.json: the forecast table was built for another bundle (it needs one row per "
+                                   "exit); run `edgeexit calibrate` again")
+        n = len(t.planned)
+        # The row of exit e is looked up at an unconfident head e: both the forecast (the planner sizes the
+        # remaining blocks by it) and the next head to evaluate lie after e, as distill() writes them; an exit
+        # at or before e would never be reached (the sample runs to the final exit), one past the last is no
+        # exit at all (the planner indexes its tables with it). The final exit's row is never looked up (that
+        # head is always accepted): any exit of the bundle will do there.
+        for key, rows in (("planned", t.planned), ("jump", t.jump)):
+            for e, row in enumerate(rows):
+                low = e + 1 if e < n - 1 else 0
+                bad = [v for v in row if not low <= v < n]
+                if bad:
+                    raise CalibrationError("calibration.json: forecast table {} value {} at exit {} is not an exit from {} "
+                                           "to {}; run `edgeexit calibrate` again".format(key, bad[0], e, low, n - 1))
         return t
 
 
@@ -283,8 +340,8 @@ class EntryTree:
     @classmethod
     def from_dict(cls, d: Dict[str, Any], n_features: Optional[int] = None, n_exits: Optional[int] = None) -> "EntryTree":
         try:
-            t = cls([int(v) for v in d["feature"]], [float(v) for v in d["threshold"]], [int(v) for v in d["left"]],
-                    [int(v) for v in d["right"]], [int(v) for v in d["planned"]], [int(v) for v in d["jump"]])
+            t = cls([_whole(v) for v in d["feature"]], [float(v) for v in d["threshold"]], [_whole(v) for v in d["left"]],
+                    [_whole(v) for v in d["right"]], [_whole(v) for v in d["planned"]], [_whole(v) for v in d["jump"]])
         except (KeyError, TypeError, ValueError) as err:
             raise CalibrationError("calibration.json: the entry tree is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
         n = len(t.feature)
@@ -293,6 +350,8 @@ class EntryTree:
         ok = ok and all(f < 0 or (node < t.left[node] < n and node < t.right[node] < n) for node, f in enumerate(t.feature))
         ok = ok and all(f < 0 or n_features is None or f < n_features for f in t.feature)
         ok = ok and all(n_exits is None or 0 <= v < n_exits for v in t.planned + t.jump)
+        # A NaN threshold sends every sample left, silently: not a tree calibration can have grown.
+        ok = ok and all(math.isfinite(v) for v in t.threshold)
         if not ok:
             raise CalibrationError("calibration.json: the entry tree does not fit this bundle; run `edgeexit calibrate` again")
         return t

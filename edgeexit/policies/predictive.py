@@ -27,6 +27,7 @@ from edgeexit.forecaster import EntryTree, Forecaster, ForecastTable, head_featu
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
+HEAD_FEATURES = 3  # head_features(): max-softmax, top-1 minus top-2, exit position
 UNREACHABLE = 1e18  # cost of jumping to a disabled exit: never chosen while the final exit exists
 
 
@@ -90,9 +91,13 @@ class PredictivePolicy(ExitPolicy):
         th = entry.get("thresholds")
         if fc.n_exits != n_exits or not isinstance(th, list) or len(th) != n_exits:
             raise CalibrationError("calibration.json: the forecaster was fitted for another bundle; run `edgeexit calibrate` again")
-        table = ForecastTable.from_dict(entry["table"]) if entry.get("table") else None
-        if table is not None and (len(table.planned) != n_exits or len(table.jump) != n_exits):
-            raise CalibrationError("calibration.json: the forecast table was built for another bundle; run `edgeexit calibrate` again")
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in th):
+            # a string fails with a TypeError at bind (make_policy refuses NaN and inf for every policy)
+            raise CalibrationError("calibration.json: the predictive thresholds must be numbers; run `edgeexit calibrate` again")
+        if not fc.use_block_features and fc.w1.shape[0] != HEAD_FEATURES:
+            raise CalibrationError("calibration.json: the head forecaster takes {} features, not the {} of a head; run "
+                                   "`edgeexit calibrate` again".format(fc.w1.shape[0], HEAD_FEATURES))
+        table = ForecastTable.from_dict(entry["table"], n_exits=n_exits) if entry.get("table") else None
         first = Forecaster.from_dict(entry["entry_forecaster"]) if entry.get("entry_forecaster") else None
         if first is not None and first.n_exits != n_exits:
             raise CalibrationError("calibration.json: the entry forecaster was fitted for another bundle; run `edgeexit calibrate` again")
@@ -100,7 +105,7 @@ class PredictivePolicy(ExitPolicy):
         if first is not None and entry.get("entry_tree"):
             tree = EntryTree.from_dict(entry["entry_tree"], n_features=first.w1.shape[0], n_exits=n_exits)
         entry_exit = entry.get("entry_exit", 0)  # absent: calibrated before the entry could move past exit 0
-        if not isinstance(entry_exit, int) or not 0 <= entry_exit < n_exits:
+        if isinstance(entry_exit, bool) or not isinstance(entry_exit, int) or not 0 <= entry_exit < n_exits:
             raise CalibrationError("calibration.json: the predictive entry_exit {!r} is not an exit of this bundle; run "
                                    "`edgeexit calibrate` again".format(entry_exit))
         return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table, first, float(entry.get("entry_risk") or 1.0), tree,
