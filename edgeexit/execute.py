@@ -5,12 +5,14 @@ benchmark can run many arms on fresh sessions and `run` can pin clocks before st
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.data import Samples
+from edgeexit.costmodel import SegmentLatency
 from edgeexit.planner import overhead_summary
 from edgeexit.policies.base import ExitPolicy
 from edgeexit.probes import BoardRun, attach_planner, cost_model_for, make_probe
@@ -71,6 +73,8 @@ def execute(
                 warn("no inference can meet the {:g} ms deadline: the shortest path through the bundle takes {:.3f} ms "
                      "at the maximum clock ({}); every inference will miss it, so give a longer --deadline-ms (or "
                      "--period-ms)".format(deadline_ms, shortest_ms, cost.source))
+        if profile is not None and planner is None:
+            _check_unused_profile(brun, bundle, threads, profile, session, warn)
         annotate = None
         if session is not None:
             ctl = session.controller
@@ -91,3 +95,30 @@ def execute(
         return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
     finally:
         brun.close()
+
+
+def _check_unused_profile(brun: BoardRun, bundle: Bundle, threads: int, profile: Path, session: Any, warn: Any) -> None:
+    """A --profile that no DVFS planner will read: checked all the same, then warned about once.
+
+    Checked exactly as a planning run checks it (readable, an edgeexit profile, this bundle, this board,
+    this thread count), so the same file gets the same verdict whatever --dvfs resolves to, and a typo'd path
+    fails at once rather than the day --dvfs changes. Then a warning rather than a refusal: with --dvfs auto,
+    whether the planner runs depends on the policy (threshold makes no forecast) and --cpu-khz, so one
+    command line that passes --profile to a sweep over policies is legitimate, but the user must learn that
+    this run's figures did not come from the file.
+    """
+    if session is not None:
+        cost_model_for(brun, bundle, threads, profile)
+        why = "no DVFS planner runs here (--dvfs none: the clocks are left alone or pinned with --cpu-khz, or " \
+              "--dvfs auto with a policy that makes no forecast)"
+        fix = "to plan with it, leave out --cpu-khz and pass --dvfs planned, race, worst-case or governor; else leave " \
+              "out --profile"
+    else:
+        SegmentLatency.from_profile(profile, bundle)  # no board to check it against: the bundle and its table
+        why = "this run has no board, so nothing plans clocks"
+        fix = "add --board NAME to plan with it, or leave --profile out"
+    msg = "--profile {} is unused: {}; {}".format(profile, why, fix)
+    if warn is not None:
+        warn(msg)
+    else:
+        sys.stderr.write("edgeexit: warning: {}\n".format(msg))
