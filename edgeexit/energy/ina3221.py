@@ -48,16 +48,24 @@ class RailFiles:
     power_path: Optional[Path] = None
 
     def read_power_mw(self) -> Optional[float]:
-        """Rail power (mW), or None for a failed, empty, NaN or implausible read."""
+        """Rail power (mW), or None for a failed, empty, NaN, negative or implausible read.
+
+        Every configured rail is a supply rail that only draws power. The INA3221's shunt and bus registers are
+        signed, so the driver can hand back a negative current or power, but on these rails that is a sensor
+        fault (a miswired or damaged shunt, a corrupted read), not power flowing back; and the reference
+        documents no offset-noise floor that would make a small negative value at zero load expected. So a
+        negative reading is no number at all: the rail counts as failed, its window's energy as unknown (the
+        sampler warns), rather than a negative or sign-flipped power lowering the total. Zero stays valid (a
+        power-gated rail)."""
         if self.power_path is not None and self.power_path.exists():
             power_mw = read_number(self.power_path)
         else:
             voltage_mv = read_number(self.voltage_path)
             current_ma = read_number(self.current_path)
-            if voltage_mv is None or current_ma is None:
-                return None
+            if voltage_mv is None or current_ma is None or voltage_mv < 0 or current_ma < 0:
+                return None  # both negative would multiply to a plausible-looking positive power
             power_mw = voltage_mv * current_ma / 1000.0
-        if power_mw is None or abs(power_mw) > MAX_PLAUSIBLE_RAIL_MW:
+        if power_mw is None or not 0 <= power_mw <= MAX_PLAUSIBLE_RAIL_MW:
             return None
         return power_mw
 
