@@ -190,7 +190,7 @@ class DvfsController:
         """Pin one domain (unless the thermal guard holds a raise); record what edgeexit left."""
         if self.guard is not None:
             cur = dom.current()
-            if target > cur and not self.guard.allow_raise(dom.name, cur, target):
+            if target > cur and not self.guard.allow_raise(dom.name, cur, target, dom.unit):
                 return cur  # hot: keep the lower operating point (guard_events says so)
         self._changing = dom
         try:

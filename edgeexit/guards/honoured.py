@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 _MEASURE_CLOCK = re.compile(r"^\s*frequency\(\d+\)=(\d+)\s*$")
@@ -44,6 +44,8 @@ class NotHonouredEvent:
     """A write accepted by the kernel whose read-back frequency is not what was asked for.
 
     Units are the domain's own (``unit``: "khz" for cpufreq, "hz" for devfreq); ``t_s`` monotonic s.
+    :meth:`to_dict` (the ``not_honoured_writes`` of a run's JSON) puts the unit in the keys instead:
+    ``requested_khz``/``allowed_khz``/``effective_khz``, or ``requested_hz``/... for devfreq.
     """
 
     domain: str
@@ -55,7 +57,9 @@ class NotHonouredEvent:
     t_s: float
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        u = self.unit
+        return {"domain": self.domain, "requested_" + u: self.requested, "allowed_" + u: list(self.allowed),
+                "effective_" + u: self.effective, "source": self.source, "t_s": self.t_s}
 
     def describe(self) -> str:
         return "{} was set to {} {} but runs at {} {} (read back from {}): the kernel accepted the write but " \

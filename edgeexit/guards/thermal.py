@@ -58,7 +58,8 @@ class ZoneReading:
 
 @dataclass
 class ThermalEvent:
-    """One hot episode. Units: m°C, s (``t_start_s``/``t_end_s`` on the guard's clock)."""
+    """One hot episode. Units: m°C, s (``t_start_s``/``t_end_s`` on the guard's clock); ``last_refused`` holds
+    the domain and the refused raise as ``from_khz``/``to_khz`` (cpufreq) or ``from_hz``/``to_hz`` (devfreq)."""
 
     zone: str
     temp_mc: int
@@ -161,11 +162,14 @@ class ThermalGuard:
             return None
         return ep
 
-    def allow_raise(self, domain: str, from_freq: int, to_freq: int) -> bool:
-        """False (and the refusal counted in the episode) while hot; lowering never asks."""
+    def allow_raise(self, domain: str, from_freq: int, to_freq: int, unit: str) -> bool:
+        """False (and the refusal counted in the episode) while hot; lowering never asks.
+
+        Frequencies are in the domain's own ``unit`` ("khz" for cpufreq, "hz" for devfreq), which names the
+        keys the refusal is recorded under (``from_khz``/``to_khz`` or ``from_hz``/``to_hz``)."""
         ep = self.check()
         if ep is None:
             return True
         ep.refused += 1
-        ep.last_refused = {"domain": domain, "from": from_freq, "to": to_freq}
+        ep.last_refused = {"domain": domain, "from_" + unit: from_freq, "to_" + unit: to_freq}
         return False

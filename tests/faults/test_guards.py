@@ -30,7 +30,7 @@ def test_hot_board_never_raises_but_may_lower(tmp_path: Path, backend: str, caps
             assert ctl.set_cpu_khz(opps[3]) == opps[2]  # held again, same episode
             events = ctl.guard_events
             assert len(events) == 1 and events[0]["zone"] == "CPU-therm" and events[0]["refused"] == 2
-            assert events[0]["limit_mc"] == 97000 and events[0]["last_refused"]["to"] == opps[3]
+            assert events[0]["limit_mc"] == 97000 and events[0]["last_refused"]["to_khz"] == opps[3]
             k.set_temp_mc("CPU-therm", 96000)  # within the 2 °C hysteresis: still hot
             assert ctl.set_cpu_khz("max") == opps[2]
             k.set_temp_mc("CPU-therm", 80000)  # cooled down: the episode ends
@@ -65,10 +65,10 @@ def test_unreadable_zones_warn_once_and_do_not_block(tmp_path: Path) -> None:
     guard = ThermalGuard(k.board, SimulatedSysfs(k.root, k), warn=msgs.append)
     for z in k.board.thermal_zones:
         (k.root / z.relpath / "temp").write_text("garbage\n" if z.index % 2 else "")
-    assert guard.allow_raise("cpu", 1, 2) and guard.allow_raise("cpu", 1, 2)
+    assert guard.allow_raise("cpu", 1, 2, "khz") and guard.allow_raise("cpu", 1, 2, "khz")
     assert len(msgs) == 1 and "cannot hold clocks" in msgs[0]
     (k.root / k.board.thermal_zones[1].relpath / "temp").write_text("999999999\n")  # implausible: skipped too
-    assert guard.allow_raise("cpu", 1, 2)
+    assert guard.allow_raise("cpu", 1, 2, "khz")
 
 
 @pytest.mark.parametrize("board", BOARDS)
