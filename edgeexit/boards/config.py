@@ -6,6 +6,7 @@ directory under which ``sys/`` and ``proc/`` live) so the same config serves a r
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,19 +301,39 @@ def parse_board(data: Dict[str, Any], source: Path) -> BoardConfig:
     )
 
 
+BOARD_CONFIGS_ENV = "EDGEEXIT_BOARD_CONFIGS"
+
+
+def _configs_dir(directory: Optional[Path]) -> Path:
+    """``directory``, else the board configs directory; one that ``EDGEEXIT_BOARD_CONFIGS`` names must exist and
+    hold at least one ``*.toml``: a typo there would otherwise read as "no boards" and the fix would stay hidden."""
+    if directory is not None:
+        return directory
+    d = board_configs_dir()
+    if os.environ.get(BOARD_CONFIGS_ENV):
+        if not d.is_dir():
+            raise BoardConfigError("{}={} is not a directory; point it at a directory of board config files "
+                                   "(<name>.toml), or unset it to use the shipped ones".format(BOARD_CONFIGS_ENV, d))
+        if not any(d.glob("*.toml")):
+            raise BoardConfigError("{}={} holds no board config (<name>.toml) files; point it at a directory that "
+                                   "does, or unset it to use the shipped ones".format(BOARD_CONFIGS_ENV, d))
+    return d
+
+
 def board_names(directory: Optional[Path] = None) -> List[str]:
     """Names of every shipped board config, sorted."""
-    d = directory or board_configs_dir()
+    d = _configs_dir(directory)
     return sorted(p.stem for p in d.glob("*.toml"))
 
 
 def load_board(name: str, directory: Optional[Path] = None) -> BoardConfig:
     """Load and validate ``board_configs/<name>.toml``."""
-    d = directory or board_configs_dir()
+    d = _configs_dir(directory)
     path = d / "{}.toml".format(name)
     if "/" in name or not path.is_file():
-        raise BoardConfigError("unknown board {!r}; known boards: {} (see `edgeexit boards`)".format(
-            name, ", ".join(board_names(d)) or "none"))
+        where = " in {}={}".format(BOARD_CONFIGS_ENV, d) if directory is None and os.environ.get(BOARD_CONFIGS_ENV) else ""
+        raise BoardConfigError("unknown board {!r}; known boards{}: {} (see `edgeexit boards`)".format(
+            name, where, ", ".join(board_names(d)) or "none"))
     return parse_board(load_toml(path), path)
 
 

@@ -1,0 +1,52 @@
+"""EDGEEXIT_BOARD_CONFIGS set to a missing, non-directory or empty path is one error naming the variable,
+not an empty board list and an exit status of 0."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgeexit.boards.config import board_names, load_board
+from edgeexit.errors import BoardConfigError
+from edgeexit.paths import board_configs_dir
+from tests.cli.helpers import assert_one_line_error, edgeexit
+
+
+def _bad_dirs(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README").write_text("no configs here\n")
+    not_dir = tmp_path / "file.toml"
+    not_dir.write_text("")
+    return [tmp_path / "missing", empty, not_dir]
+
+
+def test_a_wrong_directory_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for d in _bad_dirs(tmp_path):
+        monkeypatch.setenv("EDGEEXIT_BOARD_CONFIGS", str(d))
+        with pytest.raises(BoardConfigError, match="EDGEEXIT_BOARD_CONFIGS={}".format(d)):
+            board_names()
+        with pytest.raises(BoardConfigError, match="EDGEEXIT_BOARD_CONFIGS={}".format(d)):
+            load_board("jetson-nano")
+    monkeypatch.setenv("EDGEEXIT_BOARD_CONFIGS", "")  # empty: unset, the shipped configs
+    assert "jetson-nano" in board_names()
+
+
+def test_an_own_directory_works_and_unknown_boards_say_where_they_were_looked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = tmp_path / "own"
+    own.mkdir()
+    shutil.copy(str(board_configs_dir() / "jetson-nano.toml"), str(own / "jetson-nano.toml"))
+    monkeypatch.setenv("EDGEEXIT_BOARD_CONFIGS", str(own))
+    assert board_names() == ["jetson-nano"] and load_board("jetson-nano").name == "jetson-nano"
+    with pytest.raises(BoardConfigError, match="known boards in EDGEEXIT_BOARD_CONFIGS={}: jetson-nano".format(own)):
+        load_board("raspberry-pi-5")
+
+
+def test_cli_boards_and_run_refuse_a_wrong_directory(tmp_path: Path) -> None:
+    for d in _bad_dirs(tmp_path):
+        env = {"EDGEEXIT_BOARD_CONFIGS": str(d)}
+        assert_one_line_error(edgeexit("boards", env=env), "EDGEEXIT_BOARD_CONFIGS={}".format(d))
+        assert_one_line_error(edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "2", env=env),
+                              "EDGEEXIT_BOARD_CONFIGS={}".format(d))
