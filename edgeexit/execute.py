@@ -15,6 +15,7 @@ from edgeexit.bundle.data import Samples
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.planner import overhead_summary
 from edgeexit.policies.base import ExitPolicy
+from edgeexit.planner import LOAD_DRIVEN
 from edgeexit.probes import BoardRun, attach_planner, cost_model_for, make_probe
 from edgeexit.records import RecordWriter
 from edgeexit.runner import RunOutcome, run_samples
@@ -62,10 +63,17 @@ def execute(
         hooks = []
         extra: Dict[str, Any] = {}
         planner = None
-        if session is not None and dvfs != "none":
+        # On a real board --dvfs none leaves the clock to the kernel's governor, which follows the load. A
+        # simulated kernel sees no load (its schedutil/ondemand read the floor), so it is emulated as it
+        # would follow these inferences; a pinned (userspace) or static governor needs nothing.
+        follows = load_driven_governor(session) if (brun.simulated and dvfs == "none") else None
+        if session is not None and (dvfs != "none" or follows):
             policy.bind(runtime)
             cost = cost_model_for(brun, bundle, threads, profile)
-            planner = attach_planner(brun, dvfs, runtime, policy, cost, deadline_ms, period_ms)
+            planner = attach_planner(brun, "governor" if follows else dvfs, runtime, policy, cost, deadline_ms,
+                                     period_ms, governor=follows)
+            if follows:
+                extra["governor_emulated"] = follows
             hooks.append(planner)
             extra["cost_model"] = cost.source
             shortest_ms = planner.shortest_ms()
@@ -89,12 +97,19 @@ def execute(
             summary["sysfs_writes_per_inference"] = session.controller.write_count / max(1, len(samples))
             summary["thermal_events"] = session.controller.guard_events
             summary["not_honoured_writes"] = [e.to_dict() for e in session.controller.honour_events]
-        if planner is not None and planner.plan_ns:
+        if planner is not None and planner.plan_ns and not follows:
             summary.update(overhead_summary(planner.plan_ns, outcome.records))  # host time, on any board
         summary.update(extra)
         return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
     finally:
         brun.close()
+
+
+def load_driven_governor(session: Any) -> Optional[str]:
+    """The CPU governor the emulation models (schedutil, ondemand) when the board runs one, else None."""
+    online = session.controller.online_cpus()
+    gov = online[0].governor() if online else None
+    return gov if gov in LOAD_DRIVEN else None
 
 
 def _check_unused_profile(brun: BoardRun, bundle: Bundle, threads: int, profile: Path, session: Any, warn: Any) -> None:

@@ -41,6 +41,7 @@ from edgeexit.errors import EdgeExitError
 from edgeexit.policies.base import ExitPolicy, SampleState
 from edgeexit.runtime import InferenceResult, Runtime, RuntimeHooks
 
+LOAD_DRIVEN = ("schedutil", "ondemand")  # the governors whose response to load --dvfs governor emulates
 MODES = ("planned", "race", "worst-case", "governor", "none")
 
 
@@ -264,6 +265,7 @@ class DvfsPlanner(RuntimeHooks):
         return idle_ms > self._drop_after_ms.get(self.current, float("inf"))
 
     def _governor_khz(self) -> int:
+        # Only these two are modelled (LOAD_DRIVEN); every board's default governor is one of them.
         if self.governor == "ondemand":
             target = self.f_max if self._util > 0.8 else self.f_max * self._util / 0.8
         else:  # schedutil: next_freq = 1.25 * max_freq * util

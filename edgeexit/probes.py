@@ -170,15 +170,16 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
 
 
 def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: CostModel,
-                   deadline_ms: Optional[float], period_ms: Optional[float]) -> Any:
-    """Create the DVFS planner for this run (``mode`` from --dvfs) and make the probe follow it."""
+                   deadline_ms: Optional[float], period_ms: Optional[float], governor: Optional[str] = None) -> Any:
+    """Create the DVFS planner for this run (``mode`` from --dvfs) and make the probe follow it; ``governor``:
+    the one the governor mode emulates (default: the board's default governor)."""
     from edgeexit.planner import DvfsPlanner
 
     ctl = brun.session.controller
     elapsed = brun.probe.elapsed_ms if isinstance(brun.probe, SimulatedBoardProbe) else None
     planner = DvfsPlanner(
         mode, cost, runtime, policy, ctl.set_cpu_khz, start_khz=ctl.cpu_khz(), deadline_ms=deadline_ms,
-        period_ms=period_ms, elapsed_ms=elapsed, governor=brun.session.profile.cpu.default_governor,
+        period_ms=period_ms, elapsed_ms=elapsed, governor=governor or brun.session.profile.cpu.default_governor,
         emulate_governor=brun.simulated,
     )
     brun.planner = planner

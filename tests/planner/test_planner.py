@@ -231,3 +231,19 @@ def test_the_emulated_governor_sees_back_to_back_inference_as_full_load(bundle_r
         ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session, dvfs="governor")
     khz = [r["cpu_khz"] for r in ex.records]
     assert khz[1:] == [ex.planner.f_max] * 4, khz
+
+
+def test_leaving_the_clock_alone_on_a_simulated_board_follows_its_governor(bundle_rt):
+    """Audit defect: with --dvfs none a simulated board ran every inference at its idle floor (102 MHz on the
+    Nano), because its kernel sees no load; a real board's schedutil would have raised the clock. A pinned
+    clock (the userspace governor) stays pinned."""
+    b, rt = bundle_rt
+    with open_board("jetson-nano", simulate=True) as session:
+        ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session, dvfs="none")
+        f_max = session.controller.cpu_opps_khz()[-1]
+    assert ex.summary["governor_emulated"] == "schedutil"
+    assert [r["cpu_khz"] for r in ex.records][1:] == [f_max] * 4
+    with open_board("jetson-nano", simulate=True) as session:
+        session.controller.set_cpu_khz(403200)
+        ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session, dvfs="none")
+    assert "governor_emulated" not in ex.summary and {r["cpu_khz"] for r in ex.records} == {403200}

@@ -27,7 +27,7 @@ def profile(tmp_path_factory) -> Path:
     return path
 
 
-def _execute(profile: Path, dvfs: str, board: bool = True) -> List[str]:
+def _execute(profile: Path, dvfs: str, board: bool = True, pin_khz: int = 0) -> List[str]:
     b = load_bundle()
     msgs = []  # type: List[str]
     with Runtime(b) as rt:
@@ -37,6 +37,8 @@ def _execute(profile: Path, dvfs: str, board: bool = True) -> List[str]:
             execute(b, rt, pol, samples, profile=profile, warn=msgs.append)
             return msgs
         with open_board("jetson-nano", simulate=True) as session:
+            if pin_khz:
+                session.controller.set_cpu_khz(pin_khz)
             execute(b, rt, pol, samples, session=session, dvfs=dvfs, profile=profile, warn=msgs.append)
     return msgs
 
@@ -60,7 +62,7 @@ def test_a_bad_profile_is_refused_even_when_nothing_plans(tmp_path: Path, profil
 
 
 def test_a_good_unused_profile_is_warned_about_once(profile: Path):
-    msgs = _execute(profile, "none")
+    msgs = _execute(profile, "none", pin_khz=921600)  # unpinned, the simulated board's governor is emulated from it
     assert len(msgs) == 1 and "--profile {} is unused".format(profile) in msgs[0] and "--dvfs" in msgs[0]
     assert len(_execute(profile, "none", board=False)) == 1
     assert _execute(profile, "governor") == []  # a planner reads it: nothing to say
