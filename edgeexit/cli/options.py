@@ -175,7 +175,8 @@ dvfs = click.option(
     help="CPU frequency control. planned: least energy for the forecast remaining work under the deadline "
     "(forecasting policies). race: maximum operating point, race-to-idle. worst-case: lowest point at which "
     "the worst-case path meets the deadline. governor: the board's default governor (emulated on a "
-    "simulated board). none: leave the clocks alone. auto: planned for forecasting policies, else none.",
+    "simulated board). none: leave the clocks alone (to the kernel governor, which a simulated board emulates "
+    "under load, unless a clock is pinned). auto: planned for forecasting policies, else none.",
 )
 
 profile = click.option(
