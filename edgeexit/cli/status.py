@@ -83,8 +83,9 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
     for d in info["domains"]:
         unit = "kHz" if d["kind"] == "cpu" else "Hz"
         u = "khz" if d["kind"] == "cpu" else "hz"
+        shown = {k: "?" if d[k] is None else d[k] for k in ("governor", "cur_" + u, "min_" + u, "max_" + u)}
         click.echo("  {:<4} {:<8} governor {:<14} cur {:>11} {}  min {:>11}  max {:>11}{}".format(
-            d["kind"], d["name"], d["governor"], d["cur_" + u], unit, d["min_" + u], d["max_" + u],
+            d["kind"], d["name"], shown["governor"], shown["cur_" + u], unit, shown["min_" + u], shown["max_" + u],
             "  (CPUs offline: edgeexit leaves it alone)" if d.get("online") is False else ""))
     if "firmware_cpu_khz" in info:
         fw = info["firmware_cpu_khz"]

@@ -159,8 +159,17 @@ class CpufreqPolicy(FreqDomain):
         return not any(cur_min <= f < cur_max for f in self.available())
 
     def status(self) -> Dict[str, object]:
-        out = super().status()
-        out["online"] = self.online()  # an offline policy is left alone by the controller
+        online = self.online()  # an offline policy is left alone by the controller
+        try:
+            out = super().status()
+        except OSError:
+            if online:
+                raise
+            # Kernels with "cpufreq: Abort show/store for half initialized policy" (5.19, and backports)
+            # answer EBUSY to every read of an inactive policy: its values are then unknown.
+            out = {"name": self.name, "kind": self.kind, "path": self.relpath, "governor": None,
+                   "cur_" + self.unit: None, "min_" + self.unit: None, "max_" + self.unit: None}
+        out["online"] = online
         return out
 
     def cpus(self) -> List[int]:

@@ -79,3 +79,18 @@ def test_a_pinned_policy_unplugged_before_restore_names_the_fix(tmp_path: Path, 
     res = cli("restore", "--board", "jetson-tx2", "--sysfs-root", str(k.root))
     assert res.returncode == 0, res.stderr
     assert diff(tree(k.root), before) == []
+
+
+def test_status_survives_a_kernel_that_refuses_reads_of_an_offline_policy(tmp_path: Path) -> None:
+    # Review finding: kernels with "cpufreq: Abort show/store for half initialized policy" (5.19 and
+    # backports) answer EBUSY to every read of an inactive policy; status read them all and failed outright.
+    k = make_tree(tmp_path / "t", "jetson-tx2")
+    _set_online(k, [1, 2], False)
+    for node in ("scaling_governor", "scaling_cur_freq", "scaling_min_freq", "scaling_max_freq"):
+        k.inject_error("{}/{}".format(DENVER, node), "EBUSY", op="read", count=10)
+    res = cli("status", "--board", "jetson-tx2", "--sysfs-root", str(k.root), "--json")
+    assert res.returncode == 0, res.stderr
+    denver = [d for d in json.loads(res.stdout)["domains"] if d["path"] == DENVER][0]
+    assert denver["online"] is False and denver["cur_khz"] is None and denver["governor"] is None
+    human = cli("status", "--board", "jetson-tx2", "--sysfs-root", str(k.root))
+    assert human.returncode == 0 and "governor ?" in human.stdout and "CPUs offline" in human.stdout, human.stderr
