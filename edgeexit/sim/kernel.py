@@ -380,47 +380,56 @@ class SimulatedKernel:
         state["online"][str(cpu)] = 1 if online else 0
 
     # --- rendering state into the visible files --------------------------------------------------
-    def render(self, state: Dict[str, Any]) -> None:
+    def render(self, state: Dict[str, Any], create: bool = False) -> None:
+        """Show ``state`` in the sysfs files. Only :func:`~edgeexit.sim.tree.build_tree` ``create``s them: a
+        node someone deleted stays deleted, as a kernel does not bring back a file that is gone (a
+        missing node must fail the write aimed at it, not reappear)."""
+        put = self.put if create else self._update
         online = [int(c) for c, v in state["online"].items() if v]
-        self.put(CPU_DIR + "/online", _cpu_list(online) + "\n")
+        put(CPU_DIR + "/online", _cpu_list(online) + "\n")
         for c in range(self.board.possible_cpus):
-            self.put("{}/cpu{}/online".format(CPU_DIR, c), "{}\n".format(state["online"][str(c)]), RO if c == 0 else RW)
+            put("{}/cpu{}/online".format(CPU_DIR, c), "{}\n".format(state["online"][str(c)]), RO if c == 0 else RW)
         for pol in self.board.cpu_policies:
             ps = state["cpufreq"][pol.name]
             table = self.profile.cpu_table(pol.name).freqs
             lo, hi = rules.cpufreq_effective(self.family, table, ps["min"], ps["max"])
             d = pol.relpath
-            self.put(d + "/scaling_governor", ps["governor"] + "\n", RW)
-            self.put(d + "/scaling_min_freq", "{}\n".format(lo), RW)
-            self.put(d + "/scaling_max_freq", "{}\n".format(hi), RW)
+            put(d + "/scaling_governor", ps["governor"] + "\n", RW)
+            put(d + "/scaling_min_freq", "{}\n".format(lo), RW)
+            put(d + "/scaling_max_freq", "{}\n".format(hi), RW)
             cur = self._firmware_cur(pol.name, ps["cur"])
-            self.put(d + "/scaling_cur_freq", "{}\n".format(cur), RO)
-            self.put(d + "/cpuinfo_cur_freq", "{}\n".format(cur), ROOT_ONLY)
+            put(d + "/scaling_cur_freq", "{}\n".format(cur), RO)
+            put(d + "/cpuinfo_cur_freq", "{}\n".format(cur), ROOT_ONLY)
             # only userspace has show_setspeed; it prints policy->cur [K49][Kset]
             setspeed = "{}\n".format(ps["cur"]) if ps["governor"] == "userspace" else "<unsupported>\n"
-            self.put(d + "/scaling_setspeed", setspeed, RW)
-            self.put(d + "/affected_cpus", " ".join(str(c) for c in pol.cpus if c in online) + "\n")
+            put(d + "/scaling_setspeed", setspeed, RW)
+            put(d + "/affected_cpus", " ".join(str(c) for c in pol.cpus if c in online) + "\n")
         if self.gpu_dir is not None and state.get("devfreq"):
             assert self.profile.gpu is not None
             ds = state["devfreq"]
             lo, hi = rules.devfreq_effective(self.family, self.profile.gpu.table.freqs, ds["min"], ds["max"])
             d = self.gpu_dir
-            self.put(d + "/governor", ds["governor"] + "\n", RW)
-            self.put(d + "/min_freq", "{}\n".format(lo), RW)
-            self.put(d + "/max_freq", "{}\n".format(hi), RW)
-            self.put(d + "/cur_freq", "{}\n".format(ds["cur"]), RO)
-            self.put(d + "/target_freq", "{}\n".format(ds["cur"]), RO)
-            self.put(d + "/trans_stat", _trans_stat(self.profile.gpu.table.freqs, ds["cur"]), RO)
+            put(d + "/governor", ds["governor"] + "\n", RW)
+            put(d + "/min_freq", "{}\n".format(lo), RW)
+            put(d + "/max_freq", "{}\n".format(hi), RW)
+            put(d + "/cur_freq", "{}\n".format(ds["cur"]), RO)
+            put(d + "/target_freq", "{}\n".format(ds["cur"]), RO)
+            put(d + "/trans_stat", _trans_stat(self.profile.gpu.table.freqs, ds["cur"]), RO)
             udir = self.root / d / "userspace"
-            if ds["governor"] == "userspace":
+            if ds["governor"] == "userspace" and (create or (self.root / d).is_dir()):
                 value = "undefined" if ds["set_freq"] is None else str(ds["set_freq"])
-                self.put(d + "/userspace/set_freq", value + "\n", RW)
+                self.put(d + "/userspace/set_freq", value + "\n", RW)  # the group appears with the governor
             elif udir.exists():
                 shutil.rmtree(str(udir))
         if self.board.power.sensor == "pi5-pmic":
             self._render_pmic(state)
         if self.board.vendor == "raspberrypi":
             self._render_measure_clock(state)
+
+    def _update(self, rel: str, content: str, mode: int = RO) -> None:
+        """:meth:`put` for a node that exists (or is a dangling path under a deleted one: then nothing)."""
+        if os.path.lexists(str(self.root / rel)):
+            self.put(rel, content, mode)
 
     # --- hooks for the board physics --------------------------------------------------------------
     def set_rail(self, label: str, voltage_mv: float, current_ma: float) -> None:

@@ -183,6 +183,6 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
 
     state = initial_state(board, profile)
     k.save_state(state)
-    k.render(state)
+    k.render(state, create=True)
     publish_idle(k, board, BoardPhysics(profile))
     return k

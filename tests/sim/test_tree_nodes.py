@@ -124,3 +124,20 @@ def test_root_writes_keep_a_users_tree_that_users(nobody_tree: Tuple[SimulatedKe
     assert not (k.root / gpu / "userspace").exists()
     assert (k.root / cpu / "scaling_governor").read_text() == "schedutil\n"
     assert _owners(k.root) == {owner}
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_a_deleted_node_stays_deleted(tmp_path: Path, board: str) -> None:
+    # Audit defect: every write re-rendered every node, recreating deleted ones, so a pin aimed at a
+    # missing scaling_setspeed went through, and a GPU devfreq directory came back with five files.
+    k = make_tree(tmp_path / "t", board)
+    policy = k.board.cpu_policies[0].relpath
+    (k.root / policy / "scaling_setspeed").unlink()
+    if k.gpu_dir is not None:
+        shutil.rmtree(str(k.root / k.gpu_dir))
+    k.write(policy + "/scaling_governor", b"userspace\n")
+    with pytest.raises(OSError):
+        k.write(policy + "/scaling_setspeed", b"%d\n" % k.profile.cpu_table(k.board.cpu_policies[0].name).freqs[0])
+    assert not (k.root / policy / "scaling_setspeed").exists()
+    if k.gpu_dir is not None:
+        assert not (k.root / k.gpu_dir).exists()
