@@ -2,6 +2,7 @@
 (``firmware_profiles/<name>.toml``; every number cites its source or says it is an assumption)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -193,6 +194,9 @@ def load_profile(board: BoardConfig, directory: Optional[Path] = None) -> Firmwa
     d = directory or firmware_profiles_dir()
     path = d / "{}.toml".format(board.firmware_profile)
     if not path.is_file():
-        raise BoardConfigError("board {} names firmware profile {!r} but {} does not exist; add it".format(
-            board.name, board.firmware_profile, path))
+        env = os.environ.get("EDGEEXIT_FIRMWARE_PROFILES") if directory is None else None
+        fix = "point EDGEEXIT_FIRMWARE_PROFILES (now {}) at the directory that holds it, or unset it to use the " \
+              "shipped ones".format(env) if env else "add it"
+        raise BoardConfigError("board {} names firmware profile {!r} but {} does not exist; {}".format(
+            board.name, board.firmware_profile, path, fix))
     return parse_profile(load_toml(path), path, board)

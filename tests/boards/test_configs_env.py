@@ -50,3 +50,10 @@ def test_cli_boards_and_run_refuse_a_wrong_directory(tmp_path: Path) -> None:
         assert_one_line_error(edgeexit("boards", env=env), "EDGEEXIT_BOARD_CONFIGS={}".format(d))
         assert_one_line_error(edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "2", env=env),
                               "EDGEEXIT_BOARD_CONFIGS={}".format(d))
+
+
+def test_a_wrong_firmware_profiles_directory_is_named(tmp_path: Path) -> None:
+    # Audit defect: the line said "add it" about a file in a directory the variable had mistyped.
+    p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "1",
+                 env={"EDGEEXIT_FIRMWARE_PROFILES": str(tmp_path / "missing")})
+    assert_one_line_error(p, "EDGEEXIT_FIRMWARE_PROFILES (now {})".format(tmp_path / "missing"), "unset it")
