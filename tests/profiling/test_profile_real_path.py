@@ -58,6 +58,9 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
     assert data["idle_power_mw"] == pytest.approx([idle_input_mw] * n_opps)
     for seg in data["segments"].values():
         assert all(x > 0 for x in seg["latency_ms"]) and all(e > 0 for e in seg["energy_mj"])
+        # Audit defect: the window's energy (warm-up invoke, set_tensor and timer reads included) was divided
+        # by the timed invokes: 1.2x to 2.8x the power times the latency on this constant-power tree.
+        assert seg["energy_mj"] == pytest.approx([idle_input_mw * ms / 1e3 for ms in seg["latency_ms"]], rel=1e-6)
     # pinned every OPP in turn through the controller, and the session restored the governor
     assert (tree / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor").read_text().strip() == "schedutil"
     path = tmp_path / "p.json"
