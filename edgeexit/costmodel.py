@@ -10,6 +10,7 @@ Profile file (``schema: edgeexit-profile/1``)::
      "model": "<bundle name>", "manifest_sha256": "<sha256 of the bundle's manifest.json>",
      "threads": 1, "interpreter": "litert 2.3.0",
      "latency_source": "simulated" | "host", "energy_source": "simulated" | "<meter source>" | null,
+     "energy_basis": "<what the meter's total covers>",  # optional; metered profiles only
      "cpu_opps_khz": [102000, ...],                    # ascending, one column per entry below
      "transition_ms": 0.3,
      "segments": {"block0": {"macs": 112896, "latency_ms": [..per opp..], "energy_mj": [..] | null}, ...},
@@ -107,7 +108,9 @@ class ProfileCostModel(CostModel):
         elif data.get("energy_source") == "simulated":
             power = "simulated power"  # profiled on a simulated board: modelled, not measured
         else:
-            power = "power measured with {}".format(data.get("energy_source") or "a meter")
+            basis = data.get("energy_basis")
+            power = "power measured with {}{}".format(data.get("energy_source") or "a meter",
+                                                        ": {}".format(basis) if isinstance(basis, str) and basis else "")
         self.source = "profile {} ({} latency, {})".format(path, data.get("latency_source", "?"), power)
 
     def _column(self, freq_khz: int) -> int:

@@ -258,6 +258,8 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
         return out
     source = getattr(sampler.meter, "source", None) or getattr(sampler.meter, "name", "meter")
     out["energy_source"] = source
+    # What the meter's total covers (the Pi 5 PMIC's rails miss the 5 V input): the planner takes it as board power.
+    out["energy_basis"] = getattr(sampler.meter, "total_basis", None)
     out["segments"] = {}
     for s in segs:
         e = energy[s.spec.label]

@@ -52,7 +52,7 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
     n_opps = len(data["cpu_opps_khz"])
     assert len(ticks) == n_opps * len(data["segments"])
     assert data["simulated"] is False and data["latency_source"] == "host"
-    assert data["energy_source"] == meter.source
+    assert data["energy_source"] == meter.source and data["energy_basis"] == meter.total_basis
     assert data["busy_power_mw"] is not None and data["idle_power_mw"] is not None, data["notes"]
     assert data["busy_power_mw"] == pytest.approx([idle_input_mw] * n_opps)
     assert data["idle_power_mw"] == pytest.approx([idle_input_mw] * n_opps)
@@ -67,7 +67,7 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
     path.write_text(json.dumps(data))
     cost = load_profile_json(path, bundle, "jetson-nano")  # measured power: no fallback needed
     assert cost.busy_mw(data["cpu_opps_khz"][0]) == pytest.approx(idle_input_mw)
-    assert cost.source.endswith("power measured with {})".format(meter.source))
+    assert cost.source.endswith("power measured with {}: {})".format(meter.source, meter.total_basis))  # what it covers, too
 
 
 def test_real_path_without_meter_leaves_energy_null(tmp_path: Path):
