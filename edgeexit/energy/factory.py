@@ -85,7 +85,8 @@ def meter_for_board(
     if kind == "pmic":
         if config.sensor != "pi5-pmic":
             raise _wrong_sensor(config, "the Raspberry Pi 5 PMIC")
-        return Pi5PmicMeter(runner=runner, clock=clock)
+        # the configured rails, so a rail missing from one answer can never shrink the total
+        return Pi5PmicMeter(runner=runner, clock=clock, rails=config.pmic_rails or None)
     if kind == "joulescope":
         from edgeexit.energy.joulescope import JoulescopeMeter
 

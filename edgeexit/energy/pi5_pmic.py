@@ -14,6 +14,10 @@ pair by rail name (``VDD_CORE_A`` with ``VDD_CORE_V``). ``EXT5V_V`` (the 5 V inp
 board power is not directly measurable. The total reported here is the sum of the PMIC rails, which
 underestimates board input power (it misses USB/PCIe/HAT loads on the 5 V rail and the PMIC's own
 conversion losses). ``total="fit"`` applies a third-party linear fit instead (unverified).
+
+The rails summed are fixed up front (the board config's ``pmic_rails``, else the 12 documented rails),
+never taken from whatever one answer printed: a rail missing or ``nan`` in an answer makes that
+reading's total unknown, so a total always means the same set of rails.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import math
 import re
 import subprocess
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from edgeexit.boards.vcgencmd import Runner, run_vcgencmd
 from edgeexit.energy.meter import Clock, PowerMeter
@@ -30,6 +34,9 @@ from edgeexit.errors import MeterError, SensorMissingError
 
 PMIC_ARGV = ["vcgencmd", "pmic_read_adc"]
 INPUT_VOLTAGE = "EXT5V"
+# The rails pmic_read_adc prints on a Pi 5 (boards-and-sysfs.md 2.6, captured [PMIC]).
+PI5_PMIC_RAILS = ("3V7_WL_SW", "3V3_SYS", "1V8_SYS", "DDR_VDD2", "DDR_VDDQ", "1V1_SYS", "0V8_SW", "VDD_CORE",
+                  "3V3_DAC", "3V3_ADC", "0V8_AON", "HDMI")
 
 # Third-party fit of wall power against the PMIC sum (board-and-sysfs.md 2.6, source uncertain).
 FIT_SLOPE = 1.1451
@@ -72,11 +79,23 @@ def parse_pmic_read_adc(text: str) -> Tuple[Dict[str, float], Dict[str, float]]:
     return current_ma, voltage_mv
 
 
+def _printed_lines(text: str) -> Set[str]:
+    """``NAME_A``/``NAME_V`` of every line printed, ``nan`` or garbage values included."""
+    out: Set[str] = set()
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m is not None:
+            out.add("{}_{}".format(m.group("name"), m.group("unit")))
+    return out
+
+
 class Pi5PmicMeter(PowerMeter):
     """Per-rail power of the Raspberry Pi 5 PMIC; see the module docstring for what the total means.
 
     ``runner`` takes the argv list and returns stdout; the default runs ``vcgencmd``. Tests pass
-    captured outputs and the simulated board passes its own runner.
+    captured outputs and the simulated board passes its own runner. ``rails``: the rails to sum (the
+    board config's ``pmic_rails``; default :data:`PI5_PMIC_RAILS`). A rail the firmware does not
+    print at all is an error at open; one it prints as ``nan`` makes that reading's total unknown.
     """
 
     name = "pi5-pmic"
@@ -86,6 +105,7 @@ class Pi5PmicMeter(PowerMeter):
         runner: Optional[Runner] = None,
         clock: Clock = time.monotonic,
         total: str = "pmic_sum",
+        rails: Optional[Sequence[str]] = None,
     ) -> None:
         super().__init__(clock)
         if total not in ("pmic_sum", "fit"):
@@ -100,12 +120,22 @@ class Pi5PmicMeter(PowerMeter):
                 "power monitor (only the Pi 5 has one). Use an external meter such as a Joulescope "
                 "(--meter joulescope)."
             )
-        current_ma, voltage_mv = parse_pmic_read_adc(first)
-        self.rail_names: List[str] = sorted(set(current_ma) & set(voltage_mv))
-        if not self.rail_names:
+        printed = _printed_lines(first)
+        both = sorted(p[:-2] for p in printed if p.endswith("_A") and p[:-2] + "_V" in printed)
+        if not both:
             raise SensorMissingError(
                 "'vcgencmd pmic_read_adc' printed no rail with both a current and a voltage; this is "
                 "not a Raspberry Pi 5 PMIC. Use an external meter (--meter joulescope)."
+            )
+        self.rail_names: List[str] = list(rails) if rails else list(PI5_PMIC_RAILS)
+        # A rail never printed would make every total unknown: say so once, here, with the fix.
+        absent = [r for r in self.rail_names if r not in both]
+        if absent:
+            raise SensorMissingError(
+                "'vcgencmd pmic_read_adc' does not report the configured PMIC rail(s) {} (it prints a current "
+                "and a voltage for: {}). Update the Pi's firmware (sudo apt full-upgrade; sudo rpi-eeprom-update "
+                "-a), or make [power] pmic_rails in the board config list the rails this board prints; or use "
+                "an external meter (--meter joulescope).".format(", ".join(absent), ", ".join(both))
             )
         self.source = f"Raspberry Pi 5 PMIC (vcgencmd pmic_read_adc): {len(self.rail_names)} rails"
 

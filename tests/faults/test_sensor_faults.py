@@ -158,7 +158,7 @@ def test_pi5_pmic_faults_are_invalid_readings(answer: str) -> None:
             raise MeterError("vcgencmd timed out")
         return a
 
-    meter = Pi5PmicMeter(runner=runner)
+    meter = Pi5PmicMeter(runner=runner, rails=["VDD_CORE"])
     r = meter.read()
     assert r.total_mw is None and r.failed_rails == ["VDD_CORE"]
 
