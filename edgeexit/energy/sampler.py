@@ -8,7 +8,8 @@ times its duration. Beyond the first/last sample power is held constant, but onl
 the Pi 5 PMIC's forked ``vcgencmd``, two typical reads, at most 0.25 s, with one warning): a window
 whose start or end lies further than that from a valid sample is ``valid=False``. Invalid samples
 (failed reads) are dropped and the gap is bridged by interpolation, so one bad read neither crashes
-nor biases a window.
+nor biases a window; but a window with any instant further than ``max_gap_s`` from a valid sample
+(an outage inside it: consecutive valid samples more than twice that apart) is ``valid=False`` too.
 
 ``begin_window``/``end_window`` take a synchronous sample just before the start and just after the
 end (``sync_edges=True``), so every keyed window is bracketed by samples even when it is much
@@ -228,8 +229,8 @@ class Sampler(WindowedEnergySource):
         if not self._in_invalid_run:
             self._in_invalid_run = True
             why = " (last error: {})".format(self.last_error) if self.last_error is not None else ""
-            self.warn("power meter {} gave no usable samples for a window{}; its energy is reported as "
-                      "unknown".format(self.meter.name, why))
+            self.warn("power meter {} gave no usable samples for a window or part of it{}; its energy is "
+                      "reported as unknown".format(self.meter.name, why))
 
     # --- integration ------------------------------------------------------------------------
     def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:
@@ -246,8 +247,10 @@ class Sampler(WindowedEnergySource):
         invalid = EnergyWindow(
             0.0, 0.0, 0, LINEAR_METHOD, False, t0_s, t1_s, basis, self.meter.name, {}
         )
-        # Held-constant extrapolation is trusted only up to gap_s past the last good sample.
-        if not near or near[0].t_s > t0_s + gap_s or near[-1].t_s < t1_s - gap_s:
+        # Held-constant extrapolation is trusted only up to gap_s past the last good sample, and
+        # interpolation only where no instant of the window lies further than gap_s from a good one.
+        if (not near or near[0].t_s > t0_s + gap_s or near[-1].t_s < t1_s - gap_s
+                or _outage_inside(near, t0_s, t1_s, gap_s)):
             self._note_window(False)
             return invalid
         self._note_window(True)
@@ -278,6 +281,16 @@ class Sampler(WindowedEnergySource):
             source=self.meter.name,
             rails_energy_mj=rails,
         )
+
+
+def _outage_inside(near: List[PowerReading], t0_s: float, t1_s: float, gap_s: float) -> bool:
+    """True if two consecutive good samples lie more than ``2 * gap_s`` apart around an instant of the
+    window, i.e. that instant is further than ``gap_s`` from both (the edges' rule, applied inside).
+    One dropped read (two periods) stays bridged; a sensor gone for a while does not."""
+    for a, b in zip(near, near[1:]):
+        if b.t_s - a.t_s > 2.0 * gap_s and t0_s < 0.5 * (a.t_s + b.t_s) < t1_s:
+            return True
+    return False
 
 
 def _stderr_warn(msg: str) -> None:
