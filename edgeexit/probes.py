@@ -24,7 +24,7 @@ from edgeexit.sim.sensors import publish_to_kernel
 
 def board_physics(session: Any, threads: int) -> BoardPhysics:
     """The physics of a simulated board session, with as many cores as the board has online."""
-    online = sum(len(d.cpus()) for d in session.controller.online_cpus())
+    online = sum(len(d.online_cpus()) for d in session.controller.online_cpus())
     return BoardPhysics(session.profile, threads=threads, cores=online or session.board.possible_cpus)
 
 

@@ -183,19 +183,22 @@ class CpufreqPolicy(FreqDomain):
     def online(self) -> bool:
         """Whether any CPU of the policy is online. The kernel refuses every cpufreq write to a policy
         whose CPUs are all offline (EINVAL), e.g. the TX2's Denver policy in nvpmodel MAXP_CORE_ARM.
-        A CPU without an ``online`` file cannot be unplugged (often cpu0), so it counts as online; a
-        policy whose CPUs cannot be read counts as online (its writes then say what is wrong)."""
-        cpus = self.cpus()
-        if not cpus:
-            return True
+        A policy whose CPUs cannot be read counts as online (its writes then say what is wrong)."""
+        return not self.cpus() or bool(self.online_cpus())
+
+    def online_cpus(self) -> List[int]:
+        """The policy's CPUs that are online. A CPU without an ``online`` file cannot be unplugged (often
+        cpu0), and one whose file cannot be read is taken as online."""
         cpu_dir = posixpath.dirname(posixpath.dirname(self.relpath))  # .../cpu/cpufreq/policyN -> .../cpu
-        for c in cpus:
+        out = []
+        for c in self.cpus():
             try:
-                if self.sysfs.read("{}/cpu{}/online".format(cpu_dir, c)).strip() != "0":
-                    return True
+                if self.sysfs.read("{}/cpu{}/online".format(cpu_dir, c)).strip() == "0":
+                    continue
             except OSError:
-                return True
-        return False
+                pass
+            out.append(c)
+        return out
 
     def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
         if self.uses_userspace(method):
