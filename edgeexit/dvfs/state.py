@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import pwd
-import re
 import shutil
 import stat
 import tempfile
@@ -23,15 +22,22 @@ MAX_STATE_BYTES = 1 << 20  # a state file names a few domains: far below this
 
 
 def _key(board: str, root: Path) -> str:
-    # Keyed by board and root: a real board has one root ("/"). A simulated tree is keyed by the id in its
-    # marker where it has one, so its FUSE mount (which shows the same marker) shares its lock.
-    from edgeexit.sim.kernel import read_marker
+    # Keyed by board and root: a real board has one root ("/"); a simulated tree by its path. A FUSE mount of
+    # a simulated tree names the tree it serves (`sim mount` writes it there), so both views share one lock
+    # and one state file, while a copy of a tree is a board of its own.
+    real = os.path.realpath(str(root))
+    if real != "/":
+        from edgeexit.sim.fusefs import is_fuse_mount
+        from edgeexit.sim.kernel import SERVED_FROM
 
-    marker = read_marker(root) if os.path.realpath(str(root)) != "/" else None
-    tree_id = marker.get("tree_id") if marker is not None else None
-    if isinstance(tree_id, str) and re.fullmatch("[0-9a-f]{32}", tree_id):
-        return "{}-sim{}".format(board, tree_id[:12])
-    digest = hashlib.sha1(os.path.realpath(str(root)).encode()).hexdigest()[:12]
+        if is_fuse_mount(Path(real)):
+            try:
+                served = (Path(real) / SERVED_FROM).read_text().strip()
+            except OSError:
+                served = ""
+            if served.startswith("/"):
+                real = served
+    digest = hashlib.sha1(real.encode()).hexdigest()[:12]
     return "{}-{}".format(board, digest)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import load_board
 from edgeexit.errors import DvfsError
-from edgeexit.sim.kernel import SimulatedKernel
+from edgeexit.sim.kernel import SERVED_FROM, SimulatedKernel
 
 SYSFS_FILE_SIZE = 4096  # sysfs reports every attribute as 4096 bytes
 
@@ -170,6 +170,9 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     kernel = SimulatedKernel(backing, board)
     import mfusepy
 
+    served = Path(backing) / SERVED_FROM
+    served.write_text(os.path.realpath(str(backing)) + "\n")
+
     say("SIMULATED {} (kernel {} rules) mounted at {} (backing tree {}); Ctrl-C or `edgeexit sim umount {}` "
         "unmounts".format(board.name, kernel.family, mountpoint, backing, mountpoint))
     # libfuse only installs its SIGTERM/SIGINT handlers (which unmount cleanly) over SIG_DFL.
@@ -179,6 +182,10 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
                      entry_timeout=0, negative_timeout=0, fsname="edgeexit-sim-" + board.name)
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        try:
+            served.unlink()
+        except OSError:
+            pass
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -26,6 +26,7 @@ from edgeexit.sim import rules
 SIM_DIR = ".edgeexit-sim"
 MARKER = SIM_DIR + "/board.json"  # says which board and kernel family the tree simulates
 STATE = SIM_DIR + "/state.json"
+SERVED_FROM = SIM_DIR + "/served-from"  # while `sim mount` serves the tree: its real path (one lock for both views)
 # Injected faults (tests): one-shot errnos and firmware clock overrides. Kept in the tree, not in
 # memory, so the FUSE server and a child `edgeexit run` see what a test injected; removed once empty.
 FAULTS = SIM_DIR + "/faults.json"

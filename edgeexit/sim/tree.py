@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 import os
 from pathlib import Path
 from typing import Any, Dict, List
@@ -85,9 +84,6 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
     (root / MARKER).write_text(json.dumps({
         "format": MARKER_FORMAT, "board": board.name, "kernel_family": board.kernel,
         "kernel_version": board.kernel_version, "simulated": True,
-        # Names the tree, not its path: a FUSE mount of it shows the same id, so a run through the
-        # mount and one on the backing tree take the same lock and state file.
-        "tree_id": uuid.uuid4().hex,
     }, indent=1, sort_keys=True) + "\n")
     k = SimulatedKernel(root, board, profile)
     put = k.put

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,6 +160,25 @@ def test_a_fuse_mount_and_its_backing_tree_are_one_board(tmp_path: Path, runtime
     result = CliRunner().invoke(cli, ["restore", "--board", board, "--sysfs-root", str(k.root)])
     assert result.exit_code == 0 and result.output.startswith("restored "), result.output
     assert snapshot(k.root) == before and not list(runtime_dir.glob("*.state.json"))
+
+
+def test_a_copy_of_a_tree_is_a_board_of_its_own(tmp_path: Path, runtime_dir: Path) -> None:
+    # Review finding: keyed by an id in the marker, a copy (cp -r) shared its original's lock and state
+    # file, so restoring the copy took the original's saved state and left the original pinned.
+    board = "jetson-nano"
+    a = make_tree(tmp_path / "a", board).root
+    shutil.copytree(str(a), str(tmp_path / "b"), symlinks=True)  # sysfs links loop, as on a board
+    before = snapshot(a)
+    proc = _child(a, board)
+    with open_board(board, sysfs_root=tmp_path / "b"):  # not busy: another board
+        pass
+    proc.kill()
+    proc.wait(timeout=30)
+    gone = CliRunner().invoke(cli, ["restore", "--board", board, "--sysfs-root", str(tmp_path / "b")])
+    assert gone.exit_code == 0 and gone.output.startswith("nothing to restore"), gone.output
+    back = CliRunner().invoke(cli, ["restore", "--board", board, "--sysfs-root", str(a)])
+    assert back.exit_code == 0 and back.output.startswith("restored "), back.output
+    assert snapshot(a) == before
 
 
 def _child(tree: Path, board: str) -> "subprocess.Popen[str]":
