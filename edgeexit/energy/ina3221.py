@@ -33,6 +33,11 @@ from edgeexit.errors import MeterError, SensorMissingError
 # A rail reading beyond this is garbage (a torn or corrupted read), not power: INA3221 tops out at
 # 26 V on a 163.8 mV shunt, far below 1 kW on every Jetson module.
 MAX_PLAUSIBLE_RAIL_MW = 1.0e6
+# Zero load reads a little below zero: the INA3221's shunt offset voltage is up to +-80 uV (TI datasheet,
+# outside the reference), +-16 mA on the 5 mOhm shunts assumed for the Jetsons (edgeexit/sim/kernel.py). So
+# down to -20 mA (-100 mW at 5 V) is an idle or power-gated rail, read as 0; below that, a fault.
+ZERO_LOAD_MA = 20.0
+ZERO_LOAD_MW = 100.0
 RELOCATE_INTERVAL_S = 1.0  # rescan for a renumbered hwmonN/iio:deviceN at most this often
 
 
@@ -51,17 +56,19 @@ class RailFiles:
         """Rail power (mW), or None for a failed, empty, NaN, negative or implausible read.
 
         Every configured rail is a supply rail that only draws power. The INA3221's shunt and bus registers are
-        signed, so the driver can hand back a negative current or power, but on these rails that is a sensor
-        fault (a miswired or damaged shunt, a corrupted read), not power flowing back; and the reference
-        documents no offset-noise floor that would make a small negative value at zero load expected. So a
-        negative reading is no number at all: the rail counts as failed, its window's energy as unknown (the
-        sampler warns), rather than a negative or sign-flipped power lowering the total. Zero stays valid (a
-        power-gated rail)."""
+        signed, so the driver can hand back a negative current or power. Within the shunt offset of zero
+        (ZERO_LOAD_MA) that is an idle or power-gated rail, read as 0; further below it is a sensor fault (a
+        miswired or damaged shunt, a corrupted read), not power flowing back: the rail counts as failed and
+        its window's energy as unknown (the sampler warns), rather than a negative power lowering the total."""
         if self.power_path is not None and self.power_path.exists():
             power_mw = read_number(self.power_path)
+            if power_mw is not None and -ZERO_LOAD_MW <= power_mw < 0:
+                power_mw = 0.0
         else:
             voltage_mv = read_number(self.voltage_path)
             current_ma = read_number(self.current_path)
+            if current_ma is not None and -ZERO_LOAD_MA <= current_ma < 0:
+                current_ma = 0.0
             if voltage_mv is None or current_ma is None or voltage_mv < 0 or current_ma < 0:
                 return None  # both negative would multiply to a plausible-looking positive power
             power_mw = voltage_mv * current_ma / 1000.0
