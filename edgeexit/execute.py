@@ -106,9 +106,13 @@ def execute(
 
 
 def load_driven_governor(session: Any) -> Optional[str]:
-    """The CPU governor the emulation models (schedutil, ondemand) when the board runs one, else None."""
-    online = session.controller.online_cpus()
-    gov = online[0].governor() if online else None
+    """The CPU governor the emulation models (schedutil, ondemand) when the board runs one and this session
+    has not pinned the CPU (through min/max where a profile has no userspace governor), else None."""
+    ctl = session.controller
+    online = ctl.online_cpus()
+    if not online or any(d.relpath in ctl.expected for d in online):
+        return None
+    gov = online[0].governor()
     return gov if gov in LOAD_DRIVEN else None
 
 

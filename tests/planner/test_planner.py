@@ -247,3 +247,13 @@ def test_leaving_the_clock_alone_on_a_simulated_board_follows_its_governor(bundl
         session.controller.set_cpu_khz(403200)
         ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session, dvfs="none")
     assert "governor_emulated" not in ex.summary and {r["cpu_khz"] for r in ex.records} == {403200}
+
+
+def test_a_clock_pinned_through_min_max_is_not_emulated_over(bundle_rt):
+    """Review finding: where the CPU is pinned through min/max (no userspace governor), the governor stays
+    schedutil, and the emulation moved the clock the user had pinned."""
+    b, rt = bundle_rt
+    with open_board("jetson-nano", simulate=True, method="minmax") as session:
+        session.controller.set_cpu_khz(403200)
+        ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session, dvfs="none")
+    assert "governor_emulated" not in ex.summary and {r["cpu_khz"] for r in ex.records} == {403200}
