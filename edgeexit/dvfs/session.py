@@ -3,8 +3,11 @@ save before the first write, and restore on exit, exceptions, Ctrl-C and SIGTERM
 from __future__ import annotations
 
 import errno
+import math
 import os
 import pwd
+import re
+import reprlib
 import shutil
 import signal
 import sys
@@ -20,9 +23,11 @@ from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
+from edgeexit.dvfs.domains import FreqDomain
 from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
 from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, BoardLock, ForeignState, foreign_states, node_writable,
-                                 read_state, state_path, sweep_killed_simulations, user_groups, write_state)
+                                 read_state, remove_foreign, short_error, state_path, sweep_killed_simulations,
+                                 user_groups, write_state)
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError
 from edgeexit.guards.thermal import ThermalGuard
 from edgeexit.sim.vcgencmd import simulated_vcgencmd
@@ -41,7 +46,61 @@ CLOCK_NODES = {"cpu": ("scaling_governor", "scaling_min_freq", "scaling_max_freq
 
 def _saved_at(data: Dict[str, Any]) -> float:
     t = data.get("saved_at")
-    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
+    if not isinstance(t, (int, float)) or isinstance(t, bool):
+        return 0.0
+    try:
+        t = float(t)
+    except OverflowError:  # an int no float holds: only a file someone made by hand
+        return 0.0
+    return t if math.isfinite(t) else 0.0
+
+
+#: A saved frequency as every domain's save() writes it: an unsigned decimal integer (kHz or Hz).
+_UINT = re.compile(r"[0-9]{1,20}\Z")
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
+def _saved_fields(dom: FreqDomain) -> Tuple[str, ...]:
+    """What ``dom.save()`` writes, the userspace request last."""
+    return ("governor", "min", "max", "setspeed" if dom.kind == "cpu" else "set_freq")
+
+
+def _plain_saved(dom: FreqDomain, saved: Any) -> str:
+    """Why ``saved`` is not what ``dom.save()`` writes (a governor the domain offers, unsigned decimal
+    integers, the userspace request or None), or "". Another user wrote it: nothing else is restored."""
+    if not isinstance(saved, dict):
+        return "its saved values for {} are {}, not a set of values".format(dom.relpath, _SHORT.repr(saved))
+    request = _saved_fields(dom)[-1]
+    extra = sorted(set(saved) - set(_saved_fields(dom)), key=str)
+    if extra:
+        return "its saved values for {} name {}, which no run saves".format(dom.relpath, _SHORT.repr(extra[0]))
+    for field in ("min", "max"):
+        v = saved.get(field)
+        if not isinstance(v, str) or not _UINT.match(v):
+            return "its saved {} for {} is {}, not an unsigned decimal integer".format(
+                field, dom.relpath, _SHORT.repr(v))
+    v = saved.get(request)
+    if v is not None and not (isinstance(v, str) and (_UINT.match(v) or (request == "set_freq" and v == "undefined"))):
+        return "its saved {} for {} is {}, not an unsigned decimal integer".format(request, dom.relpath, _SHORT.repr(v))
+    gov = saved.get("governor")
+    try:
+        offered = dom.governors()
+    except OSError:  # an offline policy may answer EBUSY: then a plain name at least
+        offered = [gov] if isinstance(gov, str) and re.match(r"[A-Za-z0-9_]{1,32}\Z", gov) else []
+    if not isinstance(gov, str) or gov not in offered:
+        return "its saved governor for {} is {}, not one the domain offers".format(dom.relpath, _SHORT.repr(gov))
+    return ""
+
+
+def _plain_record(exp: Any, flying: Any, paths: Set[str]) -> bool:
+    """Whether ``expected`` and ``in_flight`` of another user's file are as write_state writes them."""
+    if exp is not None and not (isinstance(exp, dict) and all(
+            isinstance(k, str) and isinstance(v, dict) and all(
+                isinstance(f, str) and (x is None or (isinstance(x, str) and len(x) <= 64)) for f, x in v.items())
+            for k, v in exp.items())):
+        return False
+    return flying is None or (isinstance(flying, list) and all(isinstance(p, str) and p in paths for p in flying))
 
 
 class BoardTarget:
@@ -185,9 +244,11 @@ class BoardSession(BoardTarget):
         self.restored_files = []  # type: List[Path]
         self.restore_report = None  # type: Optional[RestoreReport]
 
-    def _may_pin(self, uid: int) -> bool:
-        """Could ``uid`` write any of this board's clock nodes (see BoardLock)?"""
-        groups = user_groups(uid)
+    def _may_pin(self, uid: int, groups: Optional[Set[int]] = None) -> bool:
+        """Could ``uid`` holding ``groups`` (None: its passwd and group entries') write any of this board's
+        clock nodes (see BoardLock)?"""
+        if groups is None:
+            groups = user_groups(uid)
         return any(node_writable(uid, groups, self.root / d.relpath / n)
                    for d in self.controller.domains for n in CLOCK_NODES.get(d.kind, CLOCK_NODES["cpu"]))
 
@@ -212,28 +273,38 @@ class BoardSession(BoardTarget):
         """Restore the state files killed runs left; True if there was one.
 
         This user's own, and the ones other users' runs left (see foreign_states). Another user's file
-        is used only if it names this board's own clock domains and its owner could have written every
-        node its restore writes: anyone can create /tmp/edgeexit-<their uid>, and without this any user
-        could make root write the clocks of their choosing. Others are ignored with one warning line.
-        Several are restored newest first: a run that started on the clocks an earlier killed run pinned
-        saved those as the board's own, so the pile is undone from the top.
+        is used only if it names this board's own clock domains with plain values (see _plain_saved) and
+        its owner could have written every node its restore writes: anyone can create /tmp/edgeexit-<their
+        uid>, and without this any user could make root write the clocks of their choosing. Others are
+        ignored with one warning line, whatever is wrong with them. Several are restored newest first: a
+        run that started on the clocks an earlier killed run pinned saved those as the board's own, so the
+        pile is undone from the top.
 
         Only root restores another user's state. Another user could put the clocks back but not delete
         the file (root's /run/edgeexit is root's alone), so every later run would restore it again, and a
         conflict could not be kept in it; going on without it would save the pinned clocks as the
         board's own. Such a file stops the run with one line naming `sudo edgeexit restore`.
 
-        Domains someone else changed since that run are not overwritten (unless ``force``): the
-        state file is then kept, still its owner's, with just those domains, the older files wait, and
-        RestoreConflictError says what to do.
+        Domains someone else changed since that run are not overwritten (unless ``force``): the state
+        file is then kept with just those domains, the older files wait, and RestoreConflictError says
+        what to do. What is left of another user's file is kept in this user's own runtime dir, under the
+        same name (found there as this user's own by the next restore), and that user's file is deleted:
+        nothing is ever written into another user's directory, which that user can swap for a symlink to
+        any directory while we work (see remove_foreign).
         """
+        own_path = state_path(self.board.name, self.root)
         pile = []  # type: List[Tuple[float, Path, Dict[str, Any], Optional[ForeignState]]]
-        own = read_state(self.state_file, self.board.name)
+        own = read_state(own_path, self.board.name)
         if own is not None:
-            pile.append((_saved_at(own), self.state_file, own, None))
+            pile.append((_saved_at(own), own_path, own, None))
         me = os.geteuid()
         for found in foreign_states(self.board.name, self.root):
-            problem = self._distrust(found)
+            try:
+                data, problem = self._vet(found)
+            except Exception as err:  # noqa: BLE001 - deliberately everything
+                # Another user wrote it: whatever checking it raises (RecursionError, OverflowError, ...)
+                # must make it ignored, never end the run, or any user could stop every root run.
+                data, problem = None, "it cannot be checked ({})".format(short_error(err))
             if me not in (0, found.uid) and (not problem or (found.uid == 0 and found.data is None)):
                 raise StateFileError(
                     "{} left the saved state of a run on board {} that did not finish ({}), and only {} can restore "
@@ -242,11 +313,10 @@ class BoardSession(BoardTarget):
                         found.path, "root" if found.uid == 0 else "that user or root", self.board.name,
                         "" if os.path.realpath(str(self.root)) == "/" else " --sysfs-root {}".format(self.root),
                         "" if found.uid == 0 else " (or that user, without sudo)"))
-            if problem:
+            if problem or data is None:
                 _warn("ignoring the state file {}: {}".format(found.path, problem))
                 continue
-            assert found.data is not None
-            pile.append((_saved_at(found.data), found.path, found.data, found))
+            pile.append((_saved_at(data), found.path, data, found))
         pile.sort(key=lambda item: item[0], reverse=True)
         self.restored_files = []
         for i, (_, path, data, found) in enumerate(pile):
@@ -260,49 +330,83 @@ class BoardSession(BoardTarget):
             report = ctl.restore_checked(data["domains"], expected, in_flight, force=force)
             self.restore_report = report
             if report.conflicts:
-                left = [e for e in data["domains"] if e.get("path") in {c.path for c in report.conflicts}]
-                write_state(path, self.board.name, self.root, bool(data.get("simulated")), left,
-                            {"expected": {k: v for k, v in expected.items() if k in {e["path"] for e in left}},
-                             "in_flight": [], "conflicts": [c.describe() for c in report.conflicts]},
-                            owner=None if found is None or found.uid == me else (found.uid, found.gid))
                 more = len(pile) - i - 1
+                keep = path
+                if found is not None and not any(f is None for (_, _, _, f) in pile[i + 1:]):
+                    keep = own_path  # (an own file still waiting below it would be overwritten: then it stays)
+                if keep != path or found is None:
+                    left = [e for e in data["domains"] if e.get("path") in {c.path for c in report.conflicts}]
+                    write_state(keep, self.board.name, self.root, bool(data.get("simulated")), left,
+                                {"expected": {k: v for k, v in expected.items() if k in {e["path"] for e in left}},
+                                 "in_flight": [], "conflicts": [c.describe() for c in report.conflicts]})
+                if keep != path:
+                    assert found is not None
+                    why = remove_foreign(path, found.uid)
+                    if why:
+                        _warn("kept what is left of the state file {} in {}, but could not delete it ({}); delete "
+                              "it by hand".format(path, keep, why))
+                self.state_file = keep
                 raise RestoreConflictError(
                     "board {}: {}; to keep the current values delete {}, to put the saved ones back run `edgeexit "
                     "restore --force`{}".format(
-                        self.board.name, "; ".join(c.describe() for c in report.conflicts), path,
+                        self.board.name, "; ".join(c.describe() for c in report.conflicts), keep,
                         "" if not more else " ({} older saved state file{} of killed runs wait{} for it)".format(
                             more, "s" if more > 1 else "", "" if more > 1 else "s")))
-            try:
-                path.unlink()
-            except FileNotFoundError:  # someone else restored it meanwhile
-                pass
+            if found is None:
+                try:
+                    path.unlink()
+                except FileNotFoundError:  # someone else restored it meanwhile
+                    pass
+            else:
+                why = remove_foreign(path, found.uid)
+                if why:
+                    _warn("restored the board from the state file {}, but could not delete it ({}); delete it by "
+                          "hand, or the next restore puts it back again".format(path, why))
             self.restored_files.append(path)
         return bool(self.restored_files)
 
-    def _distrust(self, found: ForeignState) -> str:
-        """Why another user's state file must not be restored here, or "" (see restore_stale)."""
+    def _vet(self, found: ForeignState) -> Tuple[Optional[Dict[str, Any]], str]:
+        """Another user's state file as it may be restored here (only what a run writes, rebuilt from
+        checked values), or (None, why not) (see restore_stale)."""
         if found.data is None:
-            return found.problem
+            return None, found.problem
         by_path = {d.relpath: d for d in DvfsController(self.board, self.sysfs, None, self.method).domains}
         entries = found.data["domains"]
+        domains = []  # type: List[Dict[str, Any]]
         for e in entries:
             where = e.get("path") if isinstance(e, dict) else e
             if not isinstance(where, str) or where not in by_path:
-                return "it names {!r}, not a clock domain of {}".format(where, self.board.name)
+                return None, "it names {}, not a clock domain of {}".format(_SHORT.repr(where), self.board.name)
+            dom = by_path[where]
+            if found.uid == 0:  # root's own: trusted as it is
+                domains.append(e)
+                continue
+            if e.get("kind") != dom.kind or not isinstance(e.get("name"), str) or len(e["name"]) > 64:
+                return None, "its entry for {} is not one a run on {} saves".format(where, self.board.name)
+            problem = _plain_saved(dom, e.get("saved"))
+            if problem:
+                return None, problem
+            saved = {k: e["saved"].get(k) for k in _saved_fields(dom)}  # type: Dict[str, Any]
+            domains.append({"kind": dom.kind, "name": e["name"], "path": where, "saved": saved})
+        data = dict(found.data)
+        data["domains"] = domains
         if found.uid == 0:
-            return ""
+            return data, ""
+        exp, flying = found.data.get("expected"), found.data.get("in_flight")
+        if not _plain_record(exp, flying, set(by_path)):
+            return None, "its record of what edgeexit left on the board is not one a run writes"
+        data = {"board": self.board.name, "domains": domains, "expected": exp or {}, "in_flight": flying or [],
+                "saved_at": _saved_at(found.data), "simulated": found.data.get("simulated") is True}
         nodes = []  # type: List[str]
-        try:  # the nodes its restore would write: the domains' own restore, with the writes only noted
-            for e in entries:
-                by_path[e["path"]].restore(dict(e["saved"]), lambda rel, value: nodes.append(rel))
-        except (KeyError, TypeError, ValueError, OSError) as err:
-            return "its saved values cannot be checked ({})".format(err)
+        # the nodes its restore would write: the domains' own restore, with the writes only noted
+        for e in domains:
+            by_path[e["path"]].restore(dict(e["saved"]), lambda rel, value: nodes.append(rel))
         groups = user_groups(found.uid)
         for rel in nodes:
             if not node_writable(found.uid, groups, self.root / rel):
-                return "its owner (uid {}) cannot write {}, so it is not that user's to restore".format(
+                return None, "its owner (uid {}) cannot write {}, so it is not that user's to restore".format(
                     found.uid, self.root / rel)
-        return ""
+        return data, ""
 
     def __enter__(self) -> "BoardSession":
         try:

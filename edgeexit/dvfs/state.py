@@ -128,11 +128,53 @@ def _read_foreign(path: Path, uid: int, board: str) -> Tuple[Optional[Dict[str, 
         return None, "it is larger than any state file"
     try:
         data = json.loads(raw.decode("utf-8"))
-    except ValueError as err:
-        return None, "it is not JSON ({})".format(err)
+    except Exception as err:  # noqa: BLE001 - deliberately everything: see below
+        # Another user wrote it, so anything json.loads can raise must only make it ignored: not just
+        # ValueError, but RecursionError on "[[[[..." (and MemoryError): any user could otherwise crash
+        # every root run and restore on this board with a file in their own /tmp/edgeexit-<uid>.
+        return None, "it is not JSON ({})".format(short_error(err))
     if not isinstance(data, dict) or data.get("board") != board or not isinstance(data.get("domains"), list):
         return None, "it is not a saved state of board {}".format(board)
     return data, ""
+
+
+def short_error(err: BaseException) -> str:
+    """An exception as one short line, for a warning about another user's file (its text may be theirs)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def remove_foreign(path: Path, uid: int) -> str:
+    """Delete another user's state file ``path`` (in a directory of user ``uid``); "" or why it was not.
+
+    Never by path: that user controls the directory and can swap it for a symlink to any directory at any
+    moment, and root would then delete <that directory>/<name>. The directory is opened without following
+    a symlink and checked to be still that user's alone (owned by ``uid``, writable by no one else), and
+    the file is unlinked in that open directory."""
+    try:
+        fd = os.open(str(path.parent), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as err:
+        return "its directory {} cannot be opened as a directory, not through a symlink ({})".format(
+            path.parent, err.strerror or err)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != uid or st.st_mode & 0o022:
+            return "its directory {} is no longer user {}'s alone".format(path.parent, uid)
+        try:
+            fst = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return ""  # someone else restored it meanwhile
+        if not stat.S_ISREG(fst.st_mode) or fst.st_uid != uid:
+            return "it was replaced by something that is not user {}'s state file".format(uid)
+        try:
+            os.unlink(path.name, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        return ""
+    except OSError as err:
+        return err.strerror or str(err)
+    finally:
+        os.close(fd)
 
 
 def user_groups(uid: int) -> Set[int]:
@@ -197,6 +239,143 @@ def _lock_held(path: Path) -> bool:
     return _lock_state(path)[0]
 
 
+class Credentials(NamedTuple):
+    """What a live process may write with: its real uid, its real gid and supplementary groups as the
+    kernel holds them (systemd's SupplementaryGroups= and `sg` give groups /etc/group does not list), and
+    whether it holds a capability that overrides file permissions."""
+
+    uid: int
+    groups: Set[int]
+    privileged: bool
+
+
+#: CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN: each lets a process
+#: write a file its uid and groups may not (directly, or by changing its mode, owner or its own ids).
+_WRITE_ANY_CAPS = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 6) | (1 << 7) | (1 << 21)
+
+
+def process_credentials(pid: int) -> Optional[Credentials]:
+    """``pid``'s credentials from /proc/<pid>/status (readable by all), or None when it is gone or they
+    cannot be read. Judged by the *real* uid and gid: a setuid program's effective root is not its
+    invoker's (otherwise anyone could take a lock and then exec `su`, which waits at its prompt, to keep
+    root off every board). Capabilities count when the process is not running a setuid program (real
+    and effective uid alike: e.g. systemd's AmbientCapabilities=) and is in this user namespace, or one
+    that cannot be told (caps held in a namespace of its own, `unshare -r`, grant nothing here)."""
+    try:
+        with open("/proc/{}/status".format(pid)) as fh:
+            fields = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
+        uids = [int(v) for v in fields["Uid"].split()]
+        gids = [int(v) for v in fields["Gid"].split()]
+        groups = {gids[0]} | {int(v) for v in fields.get("Groups", "").split()}
+        caps = int(fields.get("CapPrm", "0").strip(), 16) | int(fields.get("CapEff", "0").strip(), 16)
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    privileged = False
+    if caps & _WRITE_ANY_CAPS and uids[0] == uids[1]:
+        try:
+            privileged = os.readlink("/proc/{}/ns/user".format(pid)) == os.readlink("/proc/self/ns/user")
+        except OSError:
+            privileged = True  # cannot be told: count them
+    return Credentials(uids[0], groups, privileged)
+
+
+def _flock_on(line: str, st: os.stat_result) -> Optional[Tuple[int, bool]]:
+    """(pid, whether the device matches too) when the /proc/locks (or fdinfo "lock:") ``line`` is a
+    granted flock on the inode of ``st``; else None. Some filesystems show another device there than
+    stat does, so the inode alone is a match too."""
+    parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2146448 0 EOF"; waiters have "->"
+    if parts and parts[0] == "lock:":
+        parts = parts[1:]
+    if len(parts) < 6 or parts[1] != "FLOCK":
+        return None
+    try:
+        pid = int(parts[4])
+        major, minor, ino = parts[5].split(":")
+        if int(ino) != st.st_ino:
+            return None
+        return pid, int(major, 16) == os.major(st.st_dev) and int(minor, 16) == os.minor(st.st_dev)
+    except ValueError:
+        return None
+
+
+def _flock_pids(st: os.stat_result) -> Optional[List[int]]:
+    """The pids /proc/locks names for the flocks on the file ``st`` describes (the process that took each:
+    it may be gone, its child holding it on), or None when /proc/locks cannot be read."""
+    try:
+        with open("/proc/locks") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    exact, same_ino = [], []  # type: List[int], List[int]
+    for line in lines:
+        found = _flock_on(line, st)
+        if found is not None:
+            (exact if found[1] else same_ino).append(found[0])
+    return exact or same_ino
+
+
+def _holds(pid: int, st: os.stat_result) -> Optional[bool]:
+    """Whether process ``pid`` holds a descriptor through which the file ``st`` describes is flocked (its
+    /proc/<pid>/fdinfo shows the lock); None when its descriptors cannot be read (gone, or not ours to
+    see). Only fdinfo is read: a stat through /proc/<pid>/fd could hang on a dead FUSE server's file."""
+    try:
+        fds = os.listdir("/proc/{}/fdinfo".format(pid))
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            with open("/proc/{}/fdinfo/{}".format(pid, fd)) as fh:
+                info = fh.read()
+        except OSError:
+            continue  # closed meanwhile
+        if any(_flock_on(line, st) is not None for line in info.splitlines() if line.startswith("lock:")):
+            return True
+    return False
+
+
+def lock_holders(path: Path) -> Optional[List[Credentials]]:
+    """The credentials of the live processes holding the flock on ``path``: [] when none holds it, None
+    when that cannot be told. The pid written in the lock is not used (the lock's owner writes what they
+    like there): /proc/locks names the process that took the lock. When that one is gone (or its pid now
+    names a process that does not hold it), the lock lives on in a process it was handed to (a child it
+    forked): every process whose descriptors can be read is searched, and the lock counts as unknown
+    when none is found holding it. An edgeexit run takes its lock itself and never hands it on, so only
+    a lock made to look so is judged by that search."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    pids = _flock_pids(st)
+    if pids is None:
+        return None
+    if not pids:
+        return [] if not _lock_held(path) else None  # released since, or not to be found
+    out = []  # type: List[Credentials]
+    search = False
+    for pid in pids:
+        creds = process_credentials(pid)
+        if creds is None or _holds(pid, st) is False:
+            search = True
+        else:
+            out.append(creds)
+    if search:
+        found = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and _holds(int(p), st)]
+        if not found and not out:
+            return None
+        for pid in found:
+            creds = process_credentials(pid)
+            if creds is None:
+                return None
+            out.append(creds)
+    return out
+
+
 def lock_path(board: str, root: Path) -> Path:
     return runtime_dir() / "{}.lock".format(_key(board, root))
 
@@ -204,11 +383,17 @@ def lock_path(board: str, root: Path) -> Path:
 class BoardLock:
     """An exclusive ``flock`` on the board's lock file; the holder's pid is written inside.
 
-    ``may_pin(uid)``: whether that user could write any of the board's clock nodes. Another user's lock
-    (held, or unreadable) keeps this run off the board only if so (root's always does): otherwise anyone
-    could hold one in their own /tmp/edgeexit-<uid> and keep every user off every board."""
+    ``may_pin(uid, groups)``: whether a process of ``uid`` holding ``groups`` (None: those the passwd and
+    group databases give that user) could write any of the board's clock nodes. Another user's lock keeps
+    this run off the board only if its holder could (root's always does): otherwise anyone could hold one
+    in their own /tmp/edgeexit-<uid> and keep every user off every board. A held lock is judged by its
+    holder processes' own credentials (see lock_holders): a group the process holds but /etc/group does
+    not list (systemd's SupplementaryGroups=, a uid with no passwd entry) counts. It is skipped only when
+    every holder provably cannot write any node; when the holders cannot be told, it keeps this run off.
+    A lock that cannot be opened (so not told held or free) is judged by its owner's databases."""
 
-    def __init__(self, board: str, root: Path, may_pin: Optional[Callable[[int], bool]] = None) -> None:
+    def __init__(self, board: str, root: Path,
+                 may_pin: Optional[Callable[[int, Optional[Set[int]]], bool]] = None) -> None:
         self.board = board
         self.path = lock_path(board, root)
         self.may_pin = may_pin
@@ -238,11 +423,11 @@ class BoardLock:
                                  "that process".format(self.board, pid, self.path)) from None
         # Locks live per user too: a root run must not pin a board a udev-rule user's run holds.
         for d, uid in _other_runtime_dirs():
-            if uid != 0 and self.may_pin is not None and not self.may_pin(uid):
-                continue
             other = d / self.path.name
             held, unknown = _lock_state(other)
             if not held:
+                continue
+            if uid != 0 and self.may_pin is not None and not self._holders_may_pin(uid, other, unknown):
                 continue
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -256,6 +441,16 @@ class BoardLock:
         os.ftruncate(fd, 0)
         os.write(fd, "{}\n".format(os.getpid()).encode())
         self._fd = fd
+
+    def _holders_may_pin(self, uid: int, other: Path, unknown: str) -> bool:
+        """Whether the run holding user ``uid``'s lock ``other`` (held, or ``unknown``) may pin the board."""
+        assert self.may_pin is not None
+        if unknown:
+            return self.may_pin(uid, None)
+        holders = lock_holders(other)
+        if holders is None:
+            return True
+        return any(h.uid == 0 or h.privileged or self.may_pin(h.uid, h.groups) for h in holders)
 
     def release(self, remove: bool = False) -> None:
         """Unlock. ``remove`` also deletes the lock file: only safe for a root nobody else can open
@@ -272,16 +467,16 @@ class BoardLock:
 
 
 def write_state(path: Path, board: str, root: Path, simulated: bool, domains: List[Dict[str, Any]],
-                extra: Optional[Dict[str, Any]] = None, owner: Optional[Tuple[int, int]] = None) -> None:
+                extra: Optional[Dict[str, Any]] = None) -> None:
     """Atomically write the state file (fsync'd: it must survive a crash or SIGKILL), 0644 whatever the umask.
 
     ``extra`` carries what restore needs to tell edgeexit's own changes from someone else's:
     ``expected`` (per domain path, the owned fields as edgeexit last left them) and ``in_flight``
     (domain paths edgeexit was changing when the file was written).
 
-    ``owner`` (uid, gid): whose file it is. Root keeping another user's state file after a conflict
-    gives it back to that user, or it would no longer be found there (see foreign_states). The
-    temporary file is made afresh (O_EXCL, following no symlink): that user controls the directory.
+    Only ever into this user's own runtime dir: another user's directory is that user's to swap for a
+    symlink while we write (see BoardSession.restore_stale). The temporary file is made afresh anyway
+    (O_EXCL, following no symlink).
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     data = {"format": STATE_FORMAT, "board": board, "root": os.path.realpath(str(root)), "pid": os.getpid(),
@@ -295,8 +490,6 @@ def write_state(path: Path, board: str, root: Path, simulated: bool, domains: Li
     fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         os.fchmod(fd, 0o644)
-        if owner is not None:
-            os.fchown(fd, owner[0], owner[1])
         fh = os.fdopen(fd, "w")
     except BaseException:
         os.close(fd)
