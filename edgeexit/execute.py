@@ -13,9 +13,8 @@ from typing import Any, Callable, Dict, List, Optional
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.data import Samples
 from edgeexit.costmodel import SegmentLatency
-from edgeexit.planner import overhead_summary
+from edgeexit.planner import LOAD_DRIVEN, overhead_summary
 from edgeexit.policies.base import ExitPolicy
-from edgeexit.planner import LOAD_DRIVEN
 from edgeexit.probes import BoardRun, attach_planner, cost_model_for, make_probe
 from edgeexit.records import RecordWriter
 from edgeexit.runner import RunOutcome, run_samples
