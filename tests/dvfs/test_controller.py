@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import List, Tuple, Union
 
 import pytest
 from click.testing import CliRunner
@@ -19,19 +18,7 @@ from edgeexit.dvfs import open_board
 from edgeexit.dvfs.controller import DvfsController
 from edgeexit.errors import BoardBusyError, DvfsError, SysfsPermissionError
 from edgeexit.sim.sysfs import SimulatedSysfs
-from tests.sim.helpers import BOARDS, fuse_mount, make_tree, snapshot
-
-
-class RecordingSysfs(SimulatedSysfs):
-    """The simulated kernel, remembering the order of writes."""
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.writes = []  # type: List[Tuple[str, str]]
-
-    def write(self, relpath: str, value: Union[str, int]) -> None:
-        super().write(relpath, value)
-        self.writes.append((relpath.rsplit("/", 1)[1], str(value)))
+from tests.sim.helpers import BOARDS, RecordingSysfs, fuse_mount, make_tree, snapshot
 
 
 def _pin_everything(session) -> None:  # type: ignore[no-untyped-def]

@@ -7,25 +7,12 @@ and max 921600 with 918000 still requested. The controller skips writes of a val
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import List, Tuple
 
 import pytest
 
 from edgeexit.dvfs.controller import DvfsController
-from edgeexit.sim.sysfs import SimulatedSysfs
-from tests.sim.helpers import BOARDS, make_tree
-
-
-class RecordingSysfs(SimulatedSysfs):
-    """The simulated kernel, remembering what reached it."""
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.writes = []  # type: List[Tuple[str, str]]
-
-    def write(self, relpath: str, value: Union[str, int]) -> None:
-        super().write(relpath, value)
-        self.writes.append((relpath.rsplit("/", 1)[1], str(value)))
+from tests.sim.helpers import BOARDS, RecordingSysfs, make_tree
 
 
 def _bumped(tmp_path: Path, board: str) -> Tuple[DvfsController, RecordingSysfs, str, List[int], int]:

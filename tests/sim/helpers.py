@@ -6,14 +6,27 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple, Union
 
 import pytest
 
 from edgeexit.boards.config import board_names, load_board
 from edgeexit.sim.kernel import SimulatedKernel
+from edgeexit.sim.sysfs import SimulatedSysfs
 
 BOARDS = board_names()  # every shipped board config, never a hard-coded list
+
+
+class RecordingSysfs(SimulatedSysfs):
+    """The simulated kernel, remembering the writes that reached it, in order: (file name, value)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.writes = []  # type: List[Tuple[str, str]]
+
+    def write(self, relpath: str, value: Union[str, int]) -> None:
+        super().write(relpath, value)
+        self.writes.append((relpath.rsplit("/", 1)[1], str(value)))
 
 
 def make_tree(root: Path, board: str) -> SimulatedKernel:
