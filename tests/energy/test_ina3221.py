@@ -111,7 +111,8 @@ def test_iio_config_does_not_read_a_hwmon_tree(tmp_path: Path, clock) -> None:
         Ina3221Meter(tmp_path, NANO_POWER, clock=clock)
 
 
-@pytest.mark.parametrize("bad", ["", "nan", "garbage\n", "-nan\n", "inf\n"])
+# Negative beyond the shunt offset of zero: a fault, not power (tests/energy/test_ina3221_negative.py).
+@pytest.mark.parametrize("bad", ["", "nan", "garbage\n", "-nan\n", "inf\n", "-5000\n", "-101\n", "-100.5\n"])
 def test_unreadable_input_rail_drops_the_sample(tmp_path: Path, clock, bad: str) -> None:
     node = make_nano(tmp_path)
     meter = Ina3221Meter(tmp_path, NANO_POWER, clock=clock)

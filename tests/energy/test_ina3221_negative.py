@@ -13,24 +13,11 @@ from energy_fixtures import (
     make_agx_orin,
     make_nano,
     make_orin_nano,
-    set_iio_power,
     write,
 )
 
 from edgeexit.energy import Ina3221Meter
 from tests.cli.helpers import edgeexit, json_out
-
-
-@pytest.mark.parametrize("bad", ["-5000\n", "-101\n", "-100.5\n"])
-def test_negative_power_on_the_nano_input_rail_is_invalid(tmp_path: Path, clock, bad: str) -> None:
-    node = make_nano(tmp_path)
-    meter = Ina3221Meter(tmp_path, NANO_POWER, clock=clock)
-    write(node / "in_power0_input", bad)
-    r = meter.read()
-    assert r.total_mw is None and not r.valid
-    assert r.failed_rails == ["POM_5V_IN"] and "POM_5V_IN" not in r.rails_mw
-    set_iio_power(node, 0, 0)  # zero is a reading (a power-gated rail), not a fault
-    assert meter.read().total_mw == 0.0
 
 
 @pytest.mark.parametrize("mv,ma", [(5080, -663), (-5080, 1200), (-5080, -663)])
@@ -63,7 +50,7 @@ def test_status_reports_a_negative_input_rail_as_failed(tmp_path: Path) -> None:
     assert "POM_5V_IN" not in s["power"]["rails_mw"]
 
 
-@pytest.mark.parametrize("power_mw", ["-1\n", "-100\n"])
+@pytest.mark.parametrize("power_mw", ["0\n", "-1\n", "-100\n"])  # zero is a reading (a gated rail), not a fault
 def test_a_reading_within_the_shunt_offset_of_zero_is_zero(tmp_path: Path, clock, power_mw: str) -> None:
     # Review finding: an idle or power-gated rail reads a few LSB below zero (shunt offset up to 80 uV); taken
     # as a fault, a board summing its rails would report every window's energy as unknown.
