@@ -22,6 +22,9 @@ import numpy as np
 from edgeexit.errors import CalibrationError
 from edgeexit.policies.base import HeadView
 
+HEAD_FEATURES = 3  # what head_features() returns per head
+
+
 def head_features(head: HeadView, n_exits: int) -> List[float]:
     """[max-softmax, top1 - top2 probability, exit position in [0, 1]] from the int8 codes."""
     codes = head.codes

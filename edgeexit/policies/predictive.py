@@ -23,11 +23,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from edgeexit.errors import CalibrationError
-from edgeexit.forecaster import EntryTree, Forecaster, ForecastTable, head_features, pooled_features
+from edgeexit.forecaster import HEAD_FEATURES, EntryTree, Forecaster, ForecastTable, head_features, pooled_features
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
-HEAD_FEATURES = 3  # head_features(): max-softmax, top-1 minus top-2, exit position
 UNREACHABLE = 1e18  # cost of jumping to a disabled exit: never chosen while the final exit exists
 
 
@@ -136,7 +135,7 @@ class PredictivePolicy(ExitPolicy):
         self._pool = self.table is None and self.forecaster.use_block_features
         self.feature_block = block if (self._pool or self.entry is not None) else None
         channels = int(out.shape[-1])
-        for fc, extra in ((self.entry, 0), (self.forecaster if self._pool else None, 3)):
+        for fc, extra in ((self.entry, 0), (self.forecaster if self._pool else None, HEAD_FEATURES)):
             if fc is not None and fc.w1.shape[0] != channels + extra:
                 raise CalibrationError("the predictive forecasters were fitted on another block's features than block {}'s "
                                        "{} channels; run `edgeexit calibrate` again".format(block, channels))
