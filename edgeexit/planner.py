@@ -90,6 +90,7 @@ class DvfsPlanner(RuntimeHooks):
         self.plan_ns: List[int] = []  # host time spent planning, per inference
         self._plan_ns = 0
         self._planned_for = -2
+        self._plan_block = -1  # the last block the current plan covers at its clock (the reserve covers the rest)
         self._util = 0.0
         self._tables(runtime)
         self.idle_khz = min(self.opps, key=cost.idle_mw)
@@ -132,9 +133,11 @@ class DvfsPlanner(RuntimeHooks):
         return float(self.rest_blocks[0, col] + self.rest_heads[0, col])
 
     def shortest_ms(self) -> float:
-        """The fastest any inference can be: block 0 up to the cheapest exit, and its head, at the maximum."""
+        """The fastest any inference can be: block 0 up to the cheapest exit the policy may take, and its
+        head, at the maximum (a disabled exit's head costs nothing here, but no sample stops there)."""
         to_block = np.cumsum(self.block_ms[:, -1])
-        return float(min(to_block[b] + self.head_ms[e, -1] for e, b in enumerate(self.exit_blocks)))
+        return float(min(to_block[b] + self.head_ms[e, -1] for e, b in enumerate(self.exit_blocks)
+                         if self.policy.may_evaluate(e) or e == len(self.exit_blocks) - 1))
 
     def worst_case_khz(self) -> int:
         """The lowest operating point at which the worst case meets the deadline (f_max if none does)."""
@@ -159,8 +162,11 @@ class DvfsPlanner(RuntimeHooks):
         cached; per call only the deadline test runs, so planning costs microseconds.
         """
         e = forecast if forecast >= 0 else 0
-        while self.exit_blocks[e] < next_block and e < len(self.exit_blocks) - 1:
-            e += 1  # a stale forecast behind us: plan for the next exit instead
+        last = len(self.exit_blocks) - 1
+        # A stale forecast behind us, or an exit no sample can stop at: plan for the next one it can.
+        while e < last and (self.exit_blocks[e] < next_block or not self.policy.may_evaluate(e)):
+            e += 1
+        self._plan_block = self.exit_blocks[e]
         if self.home_khz is None and self._typical is not None:
             self.home_khz = self._first_fit(self._rank(0, self._typical, 0.0, steady=True), 0.0)
         # The idle gap that follows depends on where the inference is; a 10 us grid keeps the cache small.
@@ -234,8 +240,11 @@ class DvfsPlanner(RuntimeHooks):
             self._apply(self._governor_khz())
 
     def before_segment(self, spec: SegmentSpec, state: SampleState) -> None:
-        # Plan before block 0 and before the first block after every new forecast; heads never trigger it.
-        if self.mode != "planned" or spec.kind != "block" or state.planned_exit == self._planned_for:
+        # Plan before block 0, before the first block after every new forecast, and before a block past the
+        # planned one (a policy that runs on without a new forecast: its reserve was counted at the maximum
+        # clock, so the plan must be made again); heads never trigger it.
+        if self.mode != "planned" or spec.kind != "block" or \
+                (state.planned_exit == self._planned_for and spec.index <= self._plan_block):
             return
         t = time.perf_counter_ns()
         self._planned_for = state.planned_exit

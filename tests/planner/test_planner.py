@@ -143,6 +143,40 @@ def test_impossible_deadline_is_warned_about(bundle_rt):
     assert said == []  # a deadline some inference can meet is not warned about
 
 
+def test_the_shortest_inference_skips_no_exit_the_policy_cannot_take(bundle_rt):
+    """The demo's exit 0 is disabled: counting its head as free made "block 0 alone" the shortest inference
+    (0.073 ms for a real 0.256 ms), so a 0.2 ms deadline every inference missed was never warned about."""
+    b, rt = bundle_rt
+    said = []
+    with open_board("jetson-nano", simulate=True) as session:
+        ex = execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(50), session=session,
+                     dvfs="race", deadline_ms=10.0, period_ms=10.0)
+    fastest = min(r["latency_ms"] for r in ex.records)  # at the maximum clock
+    assert fastest * 0.9 <= ex.planner.shortest_ms() <= fastest * 1.001
+    with open_board("jetson-nano", simulate=True) as session:
+        execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(5), session=session,
+                dvfs="planned", deadline_ms=0.5 * fastest, period_ms=10.0, warn=said.append)
+    assert len(said) == 1 and "no inference can meet" in said[0]
+
+
+def test_a_plan_before_the_forecast_covers_the_first_exit_the_policy_can_take(bundle_rt):
+    """Predictive without an entry forecaster (calibration drops it when it does not pay) first forecasts at
+    head 1. The plan before block 0 was made for exit 0, which is disabled (its head free), so blocks 0-1 and
+    head 1 ran at 204 MHz with the rest reserved at the maximum from block 1 on: sample 297 took 2.792 ms
+    for a 2.5 ms deadline. A block past the plan's exit also makes the planner plan again."""
+    from edgeexit.policies.predictive import PredictivePolicy
+
+    b, rt = bundle_rt
+    shipped = make_policy("predictive", b)
+    assert shipped.thresholds[0] > 1.0, "the demo calibration disables exit 0"
+    no_entry = PredictivePolicy(shipped.forecaster, shipped.thresholds, "repredict", shipped.risk, shipped.table,
+                                entry_exit=shipped.entry_exit)
+    with open_board("jetson-nano", simulate=True) as session:
+        ex = execute(b, rt, no_entry, b.split("evaluation").take(300), session=session, dvfs="planned",
+                     deadline_ms=2.5, period_ms=2.5)
+    assert ex.summary["deadline_miss_rate"] == 0.0, max(r["latency_ms"] for r in ex.records)
+
+
 class EveryHeadUpToItsForecast(ExitPolicy):
     """Forecasts the final exit from the start but evaluates every head on the way, as a predictive policy
     does when it jumps to a head before its forecast: the planner must reserve time for those heads."""
