@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -265,11 +265,19 @@ class ForecastTable:
         return t
 
 
-def distill(fc: Forecaster, x: np.ndarray, cur: np.ndarray, cost: np.ndarray, bins: int = LUT_BINS) -> ForecastTable:
-    """Tabulate ``fc`` over the states ``x`` (features, first column the max-softmax) at exits ``cur``."""
+def distill(fc: Forecaster, x: np.ndarray, cur: np.ndarray, cost: np.ndarray, bins: int = LUT_BINS,
+            enabled: Optional[Sequence[bool]] = None) -> ForecastTable:
+    """Tabulate ``fc`` over the states ``x`` (features, first column the max-softmax) at exits ``cur``.
+
+    Only ``enabled`` exits (None: all; the final exit always is) are forecast or jumped to, as the live
+    MLP masks them. An empty cell copies its nearest filled neighbour; a row no state reaches at all
+    forecasts and jumps to the next enabled exit.
+    """
     n_exits = fc.n_exits
+    on = np.ones(n_exits, dtype=bool) if enabled is None else np.asarray(enabled, dtype=bool).copy()
+    on[-1] = True
     z = fc.logits(x)
-    z = np.where(np.arange(n_exits)[None, :] <= cur[:, None], -np.inf, z)
+    z = np.where((np.arange(n_exits)[None, :] <= cur[:, None]) | ~on[None, :], -np.inf, z)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     cell = np.minimum((x[:, 0] * bins).astype(int), bins - 1)
@@ -282,11 +290,12 @@ def distill(fc: Forecaster, x: np.ndarray, cur: np.ndarray, cost: np.ndarray, bi
             sel = (cur == e) & (cell == b)
             if e < n_exits - 1 and sel.any():
                 q = p[sel].mean(axis=0)
-                q[e + 1 :] = np.maximum(q[e + 1 :], np.exp(-20.0) * q.max())  # every later exit stays possible, as live
+                # every later enabled exit stays possible, as live (PredictivePolicy weighs disabled ones 0)
+                q[e + 1 :] = np.where(on[e + 1 :], np.maximum(q[e + 1 :], np.exp(-20.0) * q.max()), 0.0)
                 row_p[b] = int(np.argmax(q))
                 row_j[b] = e + 1 + int(np.argmin(cost[e + 1 :, e + 1 :] @ q[e + 1 :]))
         filled = [b for b in range(bins) if row_p[b] is not None]
-        nxt = min(e + 1, n_exits - 1)
+        nxt = next((j for j in range(e + 1, n_exits) if on[j]), n_exits - 1)
         planned.append([row_p[min(filled, key=lambda f: abs(f - b))] if filled else nxt for b in range(bins)])  # type: ignore
         jump.append([row_j[min(filled, key=lambda f: abs(f - b))] if filled else nxt for b in range(bins)])  # type: ignore
     return ForecastTable(bins, planned, jump)
@@ -363,6 +372,8 @@ class EntryTree:
 def _gini_split(x: np.ndarray, y: np.ndarray, n_classes: int, min_leaf: int) -> Optional[Tuple[int, float]]:
     """The (feature, threshold) minimizing the children's summed Gini impurity, or None."""
     n = len(y)
+    if n < max(2, 2 * min_leaf):  # no split leaves both children min_leaf samples (and 0 or 1 cannot split)
+        return None
     best, best_score = None, float(n - np.square(np.bincount(y, minlength=n_classes)).sum() / n) - 1e-9
     onehot = np.eye(n_classes)[y]
     for f in range(x.shape[1]):

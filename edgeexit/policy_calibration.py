@@ -11,14 +11,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from edgeexit.bundle import NOT_CALIBRATED
-from edgeexit.calibration import CalibrationData, calibrate_threshold, first_exit, fit_thresholds, threshold_cost
+from edgeexit.calibration import (CROSS_FIT_FOLDS, MIN_CALIBRATION_SAMPLES, CalibrationData, calibrate_threshold, first_exit,
+                                  fit_thresholds, folds, threshold_cost)
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.errors import CalibrationError
 from edgeexit.forecaster import Forecaster, distill, distill_entry, fit, head_features, pooled_features, training_pairs
 from edgeexit.offline import replay
 from edgeexit.policies.base import HeadView
 from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
-from edgeexit.policies.eenet import EENetPolicy, fit_for_budget, fit_scores, table_features
+from edgeexit.policies.eenet import EENetPolicy, cross_fit, fit_for_budget, fit_scores, table_features
 from edgeexit.policies.pe_heuristic import PEHeuristicPolicy, tau_from_logits
 from edgeexit.policies.predictive import PredictivePolicy, enabled_exits, jump_cost_matrix
 from edgeexit.runtime import Runtime
@@ -46,7 +47,7 @@ def forecast_metrics(rt: Runtime, policy: PredictivePolicy, data: CalibrationDat
     The first forecast is the entry forecast where the policy has one (every sample gets it), else the
     one made at the first enabled head (only samples not confident there need it).
     """
-    sub = _subset(data, idx)
+    sub = data.subset(idx)
     r = replay(rt, policy, sub.table, sub.y)
     t = targets[idx]
     first = policy.first  # bound by replay
@@ -72,32 +73,15 @@ def forecast_metrics(rt: Runtime, policy: PredictivePolicy, data: CalibrationDat
     }
 
 
-def _subset(data: CalibrationData, idx: np.ndarray) -> CalibrationData:
-    t = data.table
-    from edgeexit.runtime import ExitTable
-
-    sub = ExitTable(
-        logits_q=t.logits_q[idx], logits=t.logits[idx], confidence=t.confidence[idx], max_softmax=t.max_softmax[idx],
-        pred=t.pred[idx], conf_q=None if t.conf_q is None else t.conf_q[idx],
-        block_outputs={b: [outs[i] for i in idx] for b, outs in t.block_outputs.items()},
-    )
-    return CalibrationData(sub, data.y[idx], data.macs_to_exit, data.head_macs, float((sub.pred[:, -1] == data.y[idx]).mean()))
-
-
 RISKS = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 1e9)  # 1e9: in effect never jump past the next exit
 
 
-def _folds(n: int, k: int, seed: int) -> List[np.ndarray]:
-    order = np.random.RandomState(seed).permutation(n)
-    return [np.sort(order[i::k]) for i in range(k)]
-
-
-def _oof_replay(rt: Runtime, data: CalibrationData, folds: List[np.ndarray], policies: List[PredictivePolicy]) -> Tuple[float, float]:
+def _oof_replay(rt: Runtime, data: CalibrationData, parts: List[np.ndarray], policies: List[PredictivePolicy]) -> Tuple[float, float]:
     """Accuracy and mean MACs of the predictive policy where every sample is forecast by a model that
     never saw it in training (cross-fitting): honest estimates on the calibration split."""
     correct, macs = 0, 0.0
-    for idx, pol in zip(folds, policies):
-        sub = _subset(data, idx)
+    for idx, pol in zip(parts, policies):
+        sub = data.subset(idx)
         r = replay(rt, pol, sub.table, sub.y)
         correct += int((r.pred == sub.y).sum())
         macs += float(r.macs.sum())
@@ -107,7 +91,7 @@ def _oof_replay(rt: Runtime, data: CalibrationData, folds: List[np.ndarray], pol
 
 def calibrate_predictive(
     rt: Runtime, data: CalibrationData, thresholds: List[float], target: float, seed: int = 0,
-    use_block_features: bool = True, hidden: int = 16, epochs: int = 600, k: int = 4,
+    use_block_features: bool = True, hidden: int = 16, epochs: int = 600, k: int = CROSS_FIT_FOLDS,
 ) -> Dict[str, Any]:
     """Train the forecasters on where the threshold policy's exits say each sample can stop, and distill
     the head forecaster into a lookup table (what runs at inference).
@@ -155,14 +139,15 @@ def calibrate_predictive(
         for m, x, cur, en, pooled in models:
             # What runs at inference is the distilled tree, so the tree is what out-of-fold replay judges.
             tree = None if entry_risk is None else distill_entry(en, pooled, jump_cost_matrix(macs, heads, entry_risk, on), on)
-            out.append(PredictivePolicy(m, th_list, risk=risk, table=distill(m, x, cur, cost), entry=None if entry_risk is None else en,
+            table = distill(m, x, cur, cost, enabled=on)  # forecasts only exits the thresholds enable, as the MLP does live
+            out.append(PredictivePolicy(m, th_list, risk=risk, table=table, entry=None if entry_risk is None else en,
                                         entry_risk=entry_risk or 1.0, entry_tree=tree, entry_exit=entry_exit))
         return out
 
-    folds = _folds(len(data.y), k, seed)
+    parts = folds(len(data.y), k, seed)
     everyone = np.arange(len(data.y))
     try:
-        models = [train(np.setdiff1d(everyone, f)) for f in folds]
+        models = [train(np.setdiff1d(everyone, f)) for f in parts]
     except CalibrationError:  # training_pairs: a fold's training part holds no sample past the first exit
         raise CalibrationError("at the accuracy target {:.2%} only {} calibration samples go past exit {}, too few to "
                                "train a forecaster on {} folds; {}".format(
@@ -171,7 +156,7 @@ def calibrate_predictive(
     def best_of(candidates: List[Tuple[float, Optional[float]]]) -> Tuple[float, Optional[float]]:
         best = None  # type: Optional[Tuple[float, Tuple[float, Optional[float]]]]
         for risk, entry_risk in candidates:
-            acc, macs = _oof_replay(rt, data, folds, policies(models, list(thresholds), risk, entry_risk))
+            acc, macs = _oof_replay(rt, data, parts, policies(models, list(thresholds), risk, entry_risk))
             if acc >= target and (best is None or macs < best[0] - 1e-6):  # ties: the earlier (more cautious) one
                 best = (macs, (risk, entry_risk))
         return best[1] if best is not None else (RISKS[-1], None)
@@ -183,12 +168,12 @@ def calibrate_predictive(
     acc = float("nan")
     for delta in np.linspace(0.0, 1.0, 41):
         trial = [t if i == n_exits - 1 or t > 1.0 else t + delta * (1.0 - t) for i, t in enumerate(thresholds)]
-        acc, macs = _oof_replay(rt, data, folds, policies(models, trial, risk, entry_risk))
+        acc, macs = _oof_replay(rt, data, parts, policies(models, trial, risk, entry_risk))
         if acc >= target:
             final_th = trial
             break
     metrics = _merge_metrics([forecast_metrics(rt, pol, data, f, targets)
-                              for pol, f in zip(policies(models, final_th, risk, entry_risk), folds)])
+                              for pol, f in zip(policies(models, final_th, risk, entry_risk), parts)])
     fc, x, cur, entry, pooled = train(everyone)
     for m in (fc, entry):
         m.meta.update({"trained_on": "calibration split, {} samples".format(len(everyone)),
@@ -256,10 +241,16 @@ def calibrate_pe_heuristic(rt: Runtime, data: CalibrationData, target: float, ro
 
 
 def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_macs: Optional[float] = None, seed: int = 0,
-                    budget_ms: Optional[float] = None, latency: Optional[SegmentLatency] = None) -> Dict[str, Any]:
+                    budget_ms: Optional[float] = None, latency: Optional[SegmentLatency] = None,
+                    cross_fit_k: int = 0) -> Dict[str, Any]:
     """Score models per exit, then thresholds on the scores: least cost for the accuracy target, or the
     most accurate schedule whose mean cost fits a budget -- ``budget_macs``, or ``budget_ms`` counted in
-    the per-segment ``latency`` table (a profile's, or measured on this host)."""
+    the per-segment ``latency`` table (a profile's, or measured on this host).
+
+    Features and scores come from the functions the runtime's EENetPolicy runs, so the thresholds are
+    fitted on the very scores it compares. For a target (no budget) with ``cross_fit_k`` > 1, a k-fold
+    cross-fit (score models and thresholds refitted without each fold) estimates how the target holds on
+    unseen data: ``out_of_fold_accuracy`` and ``out_of_fold_mean_macs``."""
     if budget_macs is not None and budget_ms is not None:
         raise CalibrationError("give the eenet budget in MACs or in ms, not both")
     if budget_ms is not None and latency is None:
@@ -278,6 +269,9 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
            "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}  # for a target, the MACs it needs
     if budget_macs is not None or budget_ms is not None:
         out.update({"budget_macs": None if budget_macs is None else float(budget_macs), "target_accuracy": None})
+    elif cross_fit_k > 1:
+        acc, macs = cross_fit(feats, data.correct, data.macs_to_exit, data.head_macs, target, cross_fit_k, seed)
+        out.update({"out_of_fold_accuracy": acc, "out_of_fold_mean_macs": macs, "out_of_fold_k": cross_fit_k})
     if latency is not None:
         # Every head up to the exit runs (the scores chain), as threshold_cost counts it.
         ms = threshold_cost(r.exits, ms_to_exit, head_ms)
@@ -306,12 +300,16 @@ def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int =
     rather than failing them all: e.g. a first exit that meets the target alone leaves predictive
     nothing to forecast, at any target. An explicit eenet budget that cannot be met still fails.
     """
+    n = len(data.y)
+    if n < MIN_CALIBRATION_SAMPLES:  # fewer leaves cross-fit folds empty: IndexErrors and NaN means, not fits
+        raise CalibrationError("the calibration split has {} samples; calibrate needs at least {}: export the bundle with a "
+                               "larger calibration split (calib.npz)".format(n, MIN_CALIBRATION_SAMPLES))
     out: Dict[str, Any] = {}
     notes: Dict[str, str] = {}
     total = 5
     tell = progress or (lambda stage, done, n: None)
     tell("threshold", 0, total)
-    thr = calibrate_threshold(data, target, metric)
+    thr = calibrate_threshold(data, target, metric, cross_fit=CROSS_FIT_FOLDS, seed=seed)
     out["threshold"] = thr.to_dict()
     max_softmax_th = thr.thresholds if metric == "max_softmax" else calibrate_threshold(data, target).thresholds
     budget = eenet_budget_macs is not None or eenet_budget_ms is not None
@@ -319,7 +317,8 @@ def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int =
         ("predictive", "predictive (training the forecasters)",
          lambda: calibrate_predictive(rt, data, max_softmax_th, target, seed=seed), True),
         ("pe-heuristic", "pe-heuristic", lambda: calibrate_pe_heuristic(rt, data, target), True),
-        ("eenet", "eenet", lambda: calibrate_eenet(rt, data, target, eenet_budget_macs, seed, eenet_budget_ms, latency), not budget),
+        ("eenet", "eenet", lambda: calibrate_eenet(rt, data, target, eenet_budget_macs, seed, eenet_budget_ms, latency,
+                                                   cross_fit_k=CROSS_FIT_FOLDS), not budget),
         ("confidence-head", "confidence-head", lambda: calibrate_confidence_head(rt, data, target), True),
     ]
     for done, (name, stage, fit_one, may_skip) in enumerate(fits, start=1):

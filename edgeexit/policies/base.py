@@ -36,6 +36,19 @@ class HeadDecoder:
         self.conf_zero_point = int(conf.zero_point) if conf is not None else 0
 
 
+def softmax_of(z: np.ndarray) -> np.ndarray:
+    """Softmax of one head's dequantized float32 logits (C,). HeadView and calibration share this one
+    implementation, so a score fitted on the calibration split is bit for bit the score at run time."""
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def normalized_entropy_of(p: np.ndarray) -> float:
+    """Entropy of one probability vector (C,) divided by log(C), in [0, 1] (0 = certain)."""
+    q = p[p > 0]
+    return float(-(q * np.log(q)).sum() / math.log(len(p)))
+
+
 class HeadView:
     """One evaluated exit head for one sample: int8 logits plus cheap derived statistics."""
 
@@ -69,15 +82,11 @@ class HeadView:
         return (np.asarray(self.codes, dtype=np.float32) - self.decoder.zero_point) * self.decoder.scale
 
     def probs(self) -> np.ndarray:
-        z = self.logits()
-        e = np.exp(z - z.max())
-        return e / e.sum()
+        return softmax_of(self.logits())
 
     def entropy(self) -> float:
         """Normalized entropy in [0, 1] (0 = certain)."""
-        p = self.probs()
-        p = p[p > 0]
-        return float(-(p * np.log(p)).sum() / math.log(len(self.codes)))
+        return normalized_entropy_of(self.probs())
 
     def confidence(self) -> float:
         """The PTEENet confidence head's output in [0, 1]; the max-softmax where there is no such head."""

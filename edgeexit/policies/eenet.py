@@ -1,25 +1,32 @@
-"""EENet's learned early-exit scheduler (Ilhan et al., WACV 2024; git-disl/EENet), numpy only.
+"""An EENet-style learned early-exit scheduler (after Ilhan et al., WACV 2024; git-disl/EENet), numpy only.
 
-Per exit k a score model predicts the probability that exit k is correct from the exit's confidence
-features -- max probability, the normalized-entropy confidence 1 + sum p log p / log C, the top-1
-margin -- and the previous exit's score (EENet's ScoreNormalizer inputs). Thresholds T_k on the scores
-are then fitted so the average cost meets a budget (MACs, or ms through a latency table) while
-accuracy is maximized; inference exits at the first k with score_k >= T_k (the last exit always).
+What is implemented: per exit k, a logistic regression predicts the probability that exit k is right
+from four numbers -- the exit's max probability, its normalized-entropy confidence
+1 + sum p log p / log C, its top-1 minus top-2 probability margin, and exit k-1's score (0 at the
+first exit). Thresholds T_k on those scores are searched directly, with the threshold policy's
+coordinate descent: the least-cost thresholds for an accuracy target, or the most accurate ones whose
+mean cost (MACs, or ms through a latency table) meets a budget (bisection over the target).
+Inference runs every head in order and exits at the first k with score_k >= T_k (the last exit always).
 
-Simplification, stated: EENet learns an assignment network whose mean exit probabilities give the
-thresholds; here the thresholds on the learned scores are searched directly: the least-cost thresholds
-for an accuracy target, or the most accurate ones whose mean cost meets a budget (bisection).
+How EENet differs: its scorer (a ScoreNormalizer per exit) reads exit k's full probability vector,
+its max probability and entropy confidence, and the scores of *all* earlier exits; a separate
+assignment network, trained jointly with it against the budget, gives each exit's share of samples,
+from which the thresholds follow. The margin feature, the single previous score, the per-exit logistic
+regression and the direct threshold search are this module's simplifications.
+
+Calibration computes every feature and score with the functions :meth:`EENetPolicy.score` runs, so the
+thresholds are fitted on exactly the scores the runtime compares.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgeexit.calibration import ThresholdFit, fit_thresholds, normalized_entropy, threshold_cost
+from edgeexit.calibration import ThresholdFit, first_exit, fit_thresholds, fold_target, folds, threshold_cost
 from edgeexit.errors import CalibrationError
-from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
+from edgeexit.policies.base import ExitPolicy, HeadView, SampleState, normalized_entropy_of, softmax_of
 
 N_FEATURES = 4
 
@@ -28,17 +35,51 @@ def exit_features(probs_max: float, entropy_conf: float, margin: float, prev_sco
     return [probs_max, entropy_conf, margin, prev_score]
 
 
+def logit_features(z: np.ndarray) -> List[float]:
+    """[max prob, entropy confidence, margin] of one head's dequantized logits (C,), as the runtime reads them."""
+    p = softmax_of(z)
+    s = np.sort(p)
+    return [float(s[-1]), 1.0 - normalized_entropy_of(p), float(s[-1] - s[-2])]
+
+
 def table_features(logits: np.ndarray) -> np.ndarray:
-    """(N, E, 3): max prob, entropy confidence, margin from dequantized logits (N, E, C)."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=-1, keepdims=True)
-    s = np.sort(p, axis=-1)
-    return np.stack([s[..., -1], 1.0 - normalized_entropy(logits), s[..., -1] - s[..., -2]], axis=-1)
+    """(N, E, 3): :func:`logit_features` of every head of an exit table's dequantized logits (N, E, C)."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    return np.array([logit_features(row) for row in flat], dtype=np.float64).reshape(logits.shape[:-1] + (3,))
+
+
+def sigmoid(z: float) -> float:
+    """1 / (1 + e^-z) without math.exp's OverflowError: past z = -700 e^-z overflows a float, and the
+    equivalent e^z / (1 + e^z) is e^z to double precision."""
+    if z < -700.0:
+        return math.exp(z)
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def exit_score(feats: Sequence[float], prev_score: float, w: Sequence[float]) -> float:
+    """Exit's predicted probability of being right: ``feats`` from :func:`logit_features`, ``w`` its
+    N_FEATURES weights and then the bias. The one scoring function of calibration and runtime."""
+    f = exit_features(feats[0], feats[1], feats[2], prev_score)
+    z = sum(a * b for a, b in zip(f, w)) + w[-1]
+    return sigmoid(z)
+
+
+def score_table(feats: np.ndarray, weights: Sequence[Sequence[float]]) -> np.ndarray:
+    """(N, E) scores of every exit, chained exit by exit exactly as the runtime chains them."""
+    n, n_exits, _ = feats.shape
+    w = [[float(v) for v in row] for row in weights]
+    out = np.zeros((n, n_exits))
+    for i in range(n):
+        prev = 0.0
+        for k in range(n_exits):
+            prev = exit_score(feats[i, k].tolist(), prev, w[k])
+            out[i, k] = prev
+    return out
 
 
 def fit_scores(feats: np.ndarray, correct: np.ndarray, seed: int = 0, steps: int = 400, lr: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
-    """Logistic regression per exit, fitted in exit order (each uses the previous exit's score)."""
+    """Logistic regression per exit, fitted in exit order (each uses the previous exit's score, computed
+    as the runtime computes it). Returns the weights and the (N, E) scores."""
     n, n_exits, _ = feats.shape
     weights = np.zeros((n_exits, N_FEATURES + 1))
     scores = np.zeros((n, n_exits))
@@ -48,10 +89,11 @@ def fit_scores(feats: np.ndarray, correct: np.ndarray, seed: int = 0, steps: int
         y = correct[:, k].astype(np.float64)
         w = np.random.RandomState(seed + k).normal(0, 0.01, N_FEATURES + 1)
         for _ in range(steps):
-            pr = 1.0 / (1.0 + np.exp(-(x @ w)))
+            pr = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -700.0, 700.0)))
             w -= lr * (x.T @ (pr - y) / n + 1e-4 * w)
         weights[k] = w
-        prev = 1.0 / (1.0 + np.exp(-(x @ w)))
+        wk = w.tolist()
+        prev = np.array([exit_score(feats[i, k].tolist(), float(prev[i]), wk) for i in range(n)])
         scores[:, k] = prev
     return weights, scores
 
@@ -84,6 +126,46 @@ def fit_for_budget(
     return best
 
 
+def cross_fit(feats: np.ndarray, correct: np.ndarray, macs_to_exit: Sequence[float], head_macs: Sequence[float],
+              target: float, k: int, seed: int = 0) -> Tuple[float, float]:
+    """Out-of-fold accuracy and mean MACs for an accuracy ``target``: per seeded fold, score models and
+    thresholds fitted on the other folds (for the same drop from their final exit, see
+    :func:`~edgeexit.calibration.fold_target`), applied to that fold (every head runs: the scores chain)."""
+    n = feats.shape[0]
+    if n < k:
+        raise CalibrationError("the calibration split has {} samples; calibrate needs at least {}".format(n, k))
+    full = float(correct[:, -1].mean())
+    hits, cost = 0, 0.0
+    everyone = np.arange(n)
+    for held in folds(n, k, seed):
+        train = np.setdiff1d(everyone, held)
+        w, s = fit_scores(feats[train], correct[train], seed=seed)
+        goal = fold_target(target, full, correct[train, -1])
+        th = fit_thresholds(s, correct[train], macs_to_exit, head_macs, goal, skip_disabled=False).thresholds
+        ex = first_exit(score_table(feats[held], w) >= np.asarray(th))
+        hits += int(correct[held, ex].sum())
+        cost += float(threshold_cost(ex, macs_to_exit, head_macs).sum())
+    return hits / n, cost / n
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _weights_problem(weights: Any, n_exits: int) -> Optional[str]:
+    """What makes ``weights`` unusable for ``n_exits`` exits, or None: a row per exit of N_FEATURES weights
+    and a bias, every one a finite number."""
+    n_cols = N_FEATURES + 1
+    if not isinstance(weights, list) or len(weights) != n_exits:
+        return "are not a list of {} rows, one per exit".format(n_exits)
+    for e, row in enumerate(weights):
+        if not isinstance(row, list) or len(row) != n_cols:
+            return "row {} is not {} numbers ({} feature weights and a bias)".format(e, n_cols, N_FEATURES)
+        if not all(_is_number(v) and math.isfinite(v) for v in row):
+            return "row {} holds a value that is not a finite number".format(e)
+    return None
+
+
 class EENetPolicy(ExitPolicy):
     name = "eenet"
 
@@ -95,21 +177,24 @@ class EENetPolicy(ExitPolicy):
     @classmethod
     def from_calibration(cls, calibration: Dict[str, Any], n_exits: int) -> "EENetPolicy":
         entry = calibration.get("eenet")
-        if not entry or len(entry.get("thresholds", [])) != n_exits or len(entry.get("weights", [])) != n_exits:
+        if not entry:
             raise CalibrationError("the bundle has no eenet calibration; run `edgeexit calibrate --model PATH`")
-        return cls(entry["weights"], entry["thresholds"])
+        th = entry.get("thresholds")
+        if not isinstance(th, list) or len(th) != n_exits or not all(_is_number(t) for t in th):
+            # (make_policy refuses NaN and infinite thresholds for every policy)
+            raise CalibrationError("calibration.json: eenet thresholds must list {} numbers, one per exit; run `edgeexit "
+                                   "calibrate` again".format(n_exits))
+        # An empty row fails with an IndexError at the first sample, a NaN weight exits nowhere: refuse them here.
+        why = _weights_problem(entry.get("weights"), n_exits)
+        if why:
+            raise CalibrationError("calibration.json: eenet weights {}; run `edgeexit calibrate` again".format(why))
+        return cls(entry["weights"], th)
 
     def start(self, state: SampleState) -> None:
         self._prev = 0.0
 
     def score(self, head: HeadView) -> float:
-        p = head.probs()
-        s = np.sort(p)
-        ent = float(-(p[p > 0] * np.log(p[p > 0])).sum() / math.log(len(p)))
-        f = exit_features(float(s[-1]), 1.0 - ent, float(s[-1] - s[-2]), self._prev)
-        w = self.weights[head.exit_index]
-        z = sum(a * b for a, b in zip(f, w)) + w[-1]
-        return 1.0 / (1.0 + math.exp(-z))
+        return exit_score(logit_features(head.logits()), self._prev, self.weights[head.exit_index])
 
     def decide(self, head: HeadView, state: SampleState) -> bool:
         sc = self.score(head)

@@ -1,19 +1,41 @@
-"""The oracle: knows each sample's earliest correct exit and runs only up to it. Benchmarks only:
-it is the lower bound on MACs that any policy over these exits could reach at the full accuracy."""
+"""The oracle: knows each sample's cheapest correct exit and runs only up to it, evaluating that head
+alone. Benchmarks only: it is the lower bound on MACs that any policy over these exits could reach at
+the best accuracy they allow. A sample no exit classifies correctly costs it the cheapest exit (any
+exit is equally wrong), not the final one."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
+#: earliest_correct's target for a sample no exit gets right; OraclePolicy sends it to the cheapest exit
+NO_CORRECT_EXIT = -1
 
-def earliest_correct(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per sample, the first exit whose prediction equals the label (the final exit if none is)."""
+
+def exit_costs(runtime: Any) -> List[int]:
+    """MACs of running a sample to exit e and evaluating only that head, per exit: the oracle's cost."""
+    return [int(m) + int(h) for m, h in zip(runtime.macs_to_exit, runtime.head_macs)]
+
+
+def earliest_correct(pred: np.ndarray, y: np.ndarray, cost: Optional[Sequence[float]] = None) -> np.ndarray:
+    """Per sample, the exit the oracle runs to: the first exit whose prediction equals the label, or with
+    ``cost`` (per exit, e.g. :func:`exit_costs`) the cheapest such exit (the first of equals).
+
+    A sample no exit gets right: the cheapest exit by ``cost`` when given, else NO_CORRECT_EXIT, which
+    OraclePolicy resolves to the cheapest exit of the runtime it is bound to.
+    """
     ok = pred == y[:, None]
-    ok[:, -1] = True
-    return np.argmax(ok, axis=1)
+    none = ~ok.any(axis=1)
+    if cost is None:
+        out = np.argmax(ok, axis=1)
+        out[none] = NO_CORRECT_EXIT
+        return out
+    c = np.asarray(cost, dtype=np.float64)
+    out = np.argmin(np.where(ok, c[None, :], np.inf), axis=1)  # argmin: the first of equal costs
+    out[none] = int(np.argmin(c))
+    return out
 
 
 class OraclePolicy(ExitPolicy):
@@ -24,9 +46,16 @@ class OraclePolicy(ExitPolicy):
     def __init__(self, targets: Sequence[int]) -> None:
         self.targets = [int(t) for t in targets]
         self._target = 0
+        self._cheapest = 0
+
+    def bind(self, runtime: Any) -> None:
+        super().bind(runtime)
+        costs = exit_costs(runtime)
+        self._cheapest = costs.index(min(costs))  # where a sample no exit gets right goes
 
     def start(self, state: SampleState) -> None:
-        self._target = self.targets[state.index]
+        t = self.targets[state.index]
+        self._target = self._cheapest if t == NO_CORRECT_EXIT else t
         state.planned_exit = self._target
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:

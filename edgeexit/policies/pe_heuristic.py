@@ -6,9 +6,13 @@ times; the first round i whose max|v| exceeds beta * tau_{l+i} predicts a jump o
 if none). Intermediate heads are skipped; at the target the exit is checked again, and on a miss the
 jump is predicted again from there.
 
-tau_l: the public code averages exit activations over training samples; here tau_l is the mean
-|logit| of exit l over the bundle's calibration split, and beta is calibrated for the accuracy target
-(the code's CLI default is 6) -- both stored in calibration.json.
+tau_l differs from the public code's, deliberately. There tau_l is the *signed* mean logit of exit l
+over training samples (utils_new.calculate_average_activations: sum() / numel()). On the demo that mean
+is negative at every exit (-0.42 to -2.0), so max|logit| > beta * tau_l holds for every beta > 0 and the
+public rule would exit every sample at its first check. Here tau_l is the mean *absolute* logit,
+mean |logit|, of exit l over the bundle's calibration split. beta is calibrated for the accuracy target
+(the cheapest on a log grid; the code's CLI default is 6). Both are stored in calibration.json.
+Calibration judges each beta by replaying this very policy, so what it reports is what the runtime does.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
 def tau_from_logits(logits: np.ndarray) -> List[float]:
-    """Per-exit mean |logit| over samples and classes; ``logits`` is (N, E, C)."""
+    """Per-exit mean |logit| over samples and classes; ``logits`` is (N, E, C). (Not the public code's
+    signed mean: see the module docstring.)"""
     return np.abs(logits).mean(axis=(0, 2)).tolist()
 
 

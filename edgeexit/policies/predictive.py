@@ -188,6 +188,11 @@ class PredictivePolicy(ExitPolicy):
                 z = np.maximum(x @ self._entry_w1 + self._entry_b1, 0.0) @ self._entry_w2 + self._entry_b2
                 state.planned_exit = int(z.argmax())
                 self._target = int((self._entry_cost_w @ np.exp(np.maximum(z - z.max(), -20.0))).argmin())
+            if self.entry_tree is not None or self.entry is not None:
+                # The forecast (most likely exit) and the jump (least expected cost) are chosen apart; the
+                # planner must never size the work short of the head that will run, as decide() ensures too.
+                if state.planned_exit < self._target:
+                    state.planned_exit = self._target
             self.forecast_ns += perf_counter_ns() - t
         return exit_index == self._target
 

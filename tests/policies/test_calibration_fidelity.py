@@ -1,0 +1,177 @@
+"""What calibration reports is what the runtime does: every fitted threshold sits between two distinct
+scores, scores are computed by the runtime's own code, and the out-of-fold estimates of how a fit
+generalizes are what an independent replay of each fold's fit on its held-out fold gives."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import pytest
+
+from edgeexit.bundle import load_bundle
+from edgeexit.calibration import (CalibrationData, calibrate_threshold, collect, first_exit, fit_thresholds, folds,
+                                  normalized_entropy, target_from, threshold_cost, threshold_scores)
+from edgeexit.offline import replay
+from edgeexit.policies.base import HeadView, SampleState
+from edgeexit.policies.eenet import EENetPolicy, cross_fit, fit_scores, table_features
+from edgeexit.policies.simple import ThresholdPolicy
+from edgeexit.policy_calibration import calibrate_eenet
+from edgeexit.runtime import Runtime
+
+pytestmark = pytest.mark.backend
+
+# Slices of the demo's calibration split (start, n) and accuracy drops (pp) where the auditor saw a sample on
+# its threshold flip at run time: entropy (0, 201) at 0.25 pp and the whole split at 0.25 pp; eenet (0, 201)
+# at 4 pp fell below its target.
+CASES = [(0, 201, 0.25), (0, 201, 4.0), (0, 1000, 0.25), (199, 401, 1.0)]
+
+
+@pytest.fixture(scope="module")
+def demo() -> Tuple[Runtime, CalibrationData]:
+    b = load_bundle()
+    rt = Runtime(b)
+    return rt, collect(rt, b.split("calibration"))
+
+
+def _slice(data: CalibrationData, start: int, n: int) -> CalibrationData:
+    return data.subset(np.arange(start, start + n))
+
+
+def test_calibration_scores_are_the_runtimes_bit_for_bit(demo):
+    rt, data = demo
+    t = data.table
+    n, n_exits = t.pred.shape
+    views = [[HeadView(e, t.logits_q[i, e], rt.decoders[e]) for e in range(n_exits)] for i in range(n)]
+    live_entropy = np.array([[v.entropy() for v in row] for row in views])
+    assert np.array_equal(normalized_entropy(t.logits), live_entropy)
+    assert np.array_equal(threshold_scores(data, "entropy"), live_entropy)
+    weights, scores = fit_scores(table_features(t.logits), data.correct)
+    pol = EENetPolicy(weights.tolist(), [0.0] * n_exits)
+    live = np.zeros_like(scores)
+    for i, row in enumerate(views):
+        state = SampleState(i)
+        pol.start(state)
+        for e, v in enumerate(row):
+            pol.decide(v, state)  # every head, as the runtime chains the scores
+            live[i, e] = pol._prev
+    assert np.array_equal(scores, live)
+
+
+@pytest.mark.parametrize("metric", ["max_softmax", "entropy"])
+@pytest.mark.parametrize("start,n,drop", CASES)
+def test_threshold_replay_reproduces_what_calibration_reports(demo, metric, start, n, drop):
+    rt, data = demo
+    sub = _slice(data, start, n)
+    target = target_from(sub, drop)
+    fit = calibrate_threshold(sub, target, metric)
+    r = replay(rt, ThresholdPolicy(fit.thresholds, metric), sub.table, sub.y)
+    scores = threshold_scores(sub, metric)
+    th = np.asarray(fit.thresholds)
+    assert np.array_equal(first_exit(scores >= th if metric == "max_softmax" else scores <= th), r.exits)
+    assert r.accuracy(sub.y) == fit.accuracy >= target
+    assert float(r.macs.mean()) == pytest.approx(fit.mean_macs, rel=1e-12)
+
+
+@pytest.mark.parametrize("start,n,drop", CASES)
+def test_eenet_replay_reproduces_the_fit_and_meets_its_target(demo, start, n, drop):
+    rt, data = demo
+    sub = _slice(data, start, n)
+    target = target_from(sub, drop)
+    entry = calibrate_eenet(rt, sub, target)
+    r = replay(rt, EENetPolicy(entry["weights"], entry["thresholds"]), sub.table, sub.y)
+    _, scores = fit_scores(table_features(sub.table.logits), sub.correct)  # the scores the thresholds were fitted on
+    assert np.array_equal(first_exit(scores >= np.asarray(entry["thresholds"])), r.exits)
+    assert r.accuracy(sub.y) == entry["accuracy"] >= target
+    assert float(r.macs.mean()) == entry["mean_macs"]
+
+
+def _tied_scores(rng: np.random.RandomState, n: int, n_exits: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Scores on a coarse grid (int8 logits make real scores just as discrete): every quantile the search
+    tries is some sample's exact score, and many samples share it. Later exits are more confident and
+    more often right."""
+    level = rng.randint(0, 12, size=(n, n_exits)) + np.arange(n_exits)[None, :] * 2
+    scores = np.minimum(level / (12.0 + 2 * n_exits), 1.0)
+    correct = rng.uniform(size=(n, n_exits)) < 0.35 + 0.6 * scores
+    correct[:, -1] |= rng.uniform(size=n) < 0.8
+    return scores, correct
+
+
+@pytest.mark.parametrize("metric", ["max_softmax", "entropy"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_thresholds_fitted_on_tied_scores_keep_off_every_score(metric, seed):
+    rng = np.random.RandomState(seed)
+    n_exits = 6
+    confident, correct = _tied_scores(rng, 400, n_exits)
+    scores = confident if metric == "max_softmax" else 1.0 - confident  # entropy: low = confident
+    macs = list(np.cumsum(rng.randint(50, 150, n_exits)) * 1000)
+    heads = list(rng.randint(5, 20, n_exits) * 1000)
+    target = float(correct[:, -1].mean()) - 0.03
+    fit = fit_thresholds(scores, correct, macs, heads, target, metric)
+    th = np.asarray(fit.thresholds)
+    enabled = th[:-1] <= 1.0 if metric == "max_softmax" else th[:-1] >= 0.0
+    assert enabled.any(), "the data must let some exit fire, or there is nothing to check"
+    for e in np.flatnonzero(enabled):
+        gap = np.diff(np.unique(scores[:, e])).min()
+        assert np.abs(scores[:, e] - th[e]).min() >= 0.5 * gap - 1e-12, (e, th[e])
+
+    def outcome(s: np.ndarray) -> Tuple[np.ndarray, float, float]:
+        ex = first_exit(s >= th if metric == "max_softmax" else s <= th)
+        on = np.append(enabled, True)
+        return ex, float(correct[np.arange(len(ex)), ex].mean()), float(threshold_cost(ex, macs, heads, on).mean())
+
+    exits, acc, cost = outcome(scores)
+    assert acc == fit.accuracy >= target and cost == pytest.approx(fit.mean_macs, rel=1e-12)
+    for sign in (-1.0, 1.0):  # a runtime score a hair off, either way, exits where calibration said
+        assert np.array_equal(outcome(scores + sign * 1e-8)[0], exits)
+
+
+def _oof_by_replay(rt: Runtime, data: CalibrationData, target: float, policy: str, seed: int) -> Tuple[float, float]:
+    """Pooled out-of-fold accuracy and mean MACs, each fold fitted on the others (for the same drop from their
+    final exit) and replayed with the runtime's policy code on the held-out fold."""
+    drop = data.full_accuracy - target
+    hits, macs = 0, 0.0
+    parts = folds(len(data.y), 4, seed)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(data.y)))
+    for held in parts:
+        train = data.subset(np.setdiff1d(np.arange(len(data.y)), held))
+        test = data.subset(held)
+        goal = train.full_accuracy - drop
+        if policy == "eenet":
+            w, s = fit_scores(table_features(train.table.logits), train.correct, seed=seed)
+            th = fit_thresholds(s, train.correct, train.macs_to_exit, train.head_macs, goal, skip_disabled=False).thresholds
+            pol = EENetPolicy(w.tolist(), th)
+        else:
+            pol = ThresholdPolicy(calibrate_threshold(train, goal, policy).thresholds, policy)
+        r = replay(rt, pol, test.table, test.y)
+        hits += int((r.pred == test.y).sum())
+        macs += float(r.macs.sum())
+    return hits / len(data.y), macs / len(data.y)
+
+
+@pytest.mark.parametrize("policy", ["max_softmax", "entropy", "eenet"])
+def test_out_of_fold_estimate_is_an_independent_replay_of_each_fold(demo, policy):
+    rt, data = demo
+    sub = _slice(data, 0, 600)
+    target = target_from(sub, 0.5)
+
+    def estimate(seed: int) -> Tuple[float, float]:
+        if policy == "eenet":
+            e = calibrate_eenet(rt, sub, target, seed=seed, cross_fit_k=4)
+            assert e["out_of_fold_k"] == 4
+            return e["out_of_fold_accuracy"], e["out_of_fold_mean_macs"]
+        f = calibrate_threshold(sub, target, policy, cross_fit=4, seed=seed)
+        assert f.out_of_fold_k == 4 and f.to_dict()["out_of_fold_accuracy"] == f.out_of_fold_accuracy
+        return f.out_of_fold_accuracy, f.out_of_fold_mean_macs  # type: ignore[return-value]
+
+    acc, macs = estimate(3)
+    want_acc, want_macs = _oof_by_replay(rt, sub, target, policy, 3)
+    assert acc == pytest.approx(want_acc, abs=1e-12) and macs == pytest.approx(want_macs, rel=1e-12)
+    assert estimate(3) == (acc, macs)  # deterministic for a seed
+    assert [f.tolist() for f in folds(600, 4, 3)] != [f.tolist() for f in folds(600, 4, 4)]
+
+
+def test_eenet_cross_fit_needs_a_sample_per_fold():
+    from edgeexit.errors import CalibrationError
+
+    with pytest.raises(CalibrationError, match="has 3 samples"):
+        cross_fit(np.zeros((3, 2, 3)), np.ones((3, 2), dtype=bool), [1, 2], [1, 1], 0.5, 4)

@@ -1,0 +1,77 @@
+"""Predictive's forecast (``planned_exit``, what the DVFS planner sizes the work by) never falls short of
+the head it jumps to, and the distilled lookup table forecasts and jumps only to enabled exits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeexit.bundle import load_bundle
+from edgeexit.bundle.data import quantize_inputs
+from edgeexit.forecaster import EntryTree, Forecaster, distill
+from edgeexit.policies.base import SampleState
+from edgeexit.policies.predictive import PredictivePolicy, jump_cost_matrix
+from edgeexit.runtime import Runtime
+
+pytestmark = pytest.mark.backend
+
+
+@pytest.fixture(scope="module")
+def demo():
+    b = load_bundle()
+    rt = Runtime(b)
+    xq = quantize_inputs(b.split("evaluation").take(200).x, b.manifest.input)
+    return b, rt, rt.exit_table(xq, keep_block0=True)
+
+
+def _scrambled(good: Forecaster, seed: int) -> Forecaster:
+    rng = np.random.RandomState(seed)
+    return Forecaster(w1=rng.normal(0, 3, good.w1.shape), b1=rng.normal(0, 1, good.b1.shape), w2=rng.normal(0, 3, good.w2.shape),
+                      b2=rng.normal(0, 1, good.b2.shape), mean=good.mean, std=good.std, n_exits=good.n_exits,
+                      use_block_features=True)
+
+
+@pytest.mark.parametrize("entry", ["tree", "mlp"])
+def test_the_entry_forecast_is_never_before_the_head_it_jumps_to(demo, entry):
+    b, rt, table = demo
+    cal = b.calibration["predictive"]
+    first = cal["enabled_exits"].index(True)
+    head = Forecaster.from_dict(cal["forecaster"])
+    en = Forecaster.from_dict(cal["entry_forecaster"])
+    if entry == "tree":  # one leaf: forecast the first enabled exit, jump three exits past it
+        tree = EntryTree([-1], [0.0], [-1], [-1], [first], [first + 3])
+        pol = PredictivePolicy(head, cal["thresholds"], entry=en, entry_tree=tree, entry_exit=cal["entry_exit"])
+    else:  # a scrambled MLP with a cheap over-jump: its expected-cost jump often lies past its likeliest exit
+        pol = PredictivePolicy(head, cal["thresholds"], entry=_scrambled(en, 7), entry_risk=0.05, entry_exit=cal["entry_exit"])
+    pol.bind(rt)
+    feats = rt.block_outputs(table, pol.feature_block)
+    later = 0
+    for i in range(len(feats)):
+        state = SampleState(i)
+        pol.start(state)
+        state.block_output = feats[i]
+        pol.wants_head(pol.entry_exit, state)
+        assert state.planned_exit >= pol._target, (i, state.planned_exit, pol._target)
+        later += pol._target > first
+    assert later > 0, "some jump must pass the first enabled exit, or the test checks nothing"
+
+
+def test_distilled_table_uses_only_enabled_exits():
+    """States only at exit 2; exits 1 and 3 disabled, and the MLP favours exit 3 strongly: the table must
+    still forecast and jump to enabled exits, in the rows it has states for and in the empty ones."""
+    n_exits, d = 5, 3
+    rng = np.random.RandomState(0)
+    b2 = np.zeros(n_exits)
+    b2[3] = 10.0
+    fc = Forecaster(w1=rng.normal(0, 1, (d, 8)), b1=np.zeros(8), w2=rng.normal(0, 0.1, (8, n_exits)), b2=b2,
+                    mean=np.zeros(d), std=np.ones(d), n_exits=n_exits, use_block_features=False)
+    enabled = [True, False, True, False, True]
+    x = np.column_stack([rng.uniform(0.2, 1.0, 300), rng.uniform(0, 1, 300), np.full(300, 0.5)])
+    cur = np.full(300, 2)
+    cost = jump_cost_matrix([100, 200, 300, 400, 500], [10] * n_exits, 1.0, enabled)
+    table = distill(fc, x, cur, cost, enabled=enabled)
+    for e in range(n_exits - 1):
+        for key in ("planned", "jump"):
+            values = set(getattr(table, key)[e])
+            assert all(v > e and enabled[v] for v in values), (key, e, values)
+    assert set(table.planned[0]) == set(table.jump[0]) == {2}  # empty row: the next enabled exit, not exit 1
+    assert set(table.planned[2]) == {4}  # the MLP's favourite, exit 3, is disabled
