@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from edgeexit.bundle import Bundle
+from edgeexit.bundle.fileio import read_json
 from edgeexit.errors import CalibrationError
 from edgeexit.sim.physics import BoardPhysics
 
@@ -96,7 +97,7 @@ class ProfileCostModel(CostModel):
         if not self.cpu_opps_khz:
             raise CalibrationError("profile {}: no operating point ran at the clock it asked for (see its "
                                    "effective_cpu_khz); run `edgeexit profile` again once the board is not capped".format(path))
-        self.transition_ms = float(data.get("transition_ms") or 0.0)
+        self.transition_ms = float(data.get("transition_ms") or 0.0)  # finite, 0..MAX_TRANSITION_MS (_read_profile)
         self._lat = {k: [float(x) for x in v["latency_ms"]] for k, v in data["segments"].items()}
         self._busy = data.get("busy_power_mw")
         self._idle = data.get("idle_power_mw")
@@ -137,11 +138,8 @@ class ProfileCostModel(CostModel):
 
 def _read_profile(path: Path, bundle: Bundle, board: Optional[str]) -> Dict[str, Any]:
     """A profile's JSON, checked against the bundle (and ``board`` unless None)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        why = err.strerror if isinstance(err, OSError) and err.strerror else err
-        raise CalibrationError("cannot read profile {} ({}); run `edgeexit profile` again".format(path, why)) from None
+    data = read_json(Path(path), lambda why: CalibrationError(
+        "cannot read profile {} ({}); run `edgeexit profile` again".format(path, why)))
     if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
         raise CalibrationError("{} is not an edgeexit profile ({}); run `edgeexit profile`".format(path, PROFILE_SCHEMA))
     if board is not None and not isinstance(data.get("board"), str):
@@ -154,14 +152,33 @@ def _read_profile(path: Path, bundle: Bundle, board: Optional[str]) -> Dict[str,
     missing = [s.label for s in bundle.blocks + bundle.exits if not isinstance(segments, dict) or s.label not in segments]
     if missing:
         raise CalibrationError("profile {} lacks segments {}; run `edgeexit profile` again".format(path, ", ".join(missing)))
-    why = _column_problem(data, [s.label for s in bundle.blocks + bundle.exits])
+    why = _profile_problem(data, [s.label for s in bundle.blocks + bundle.exits])
     if why:
         raise CalibrationError("profile {} is malformed ({}); run `edgeexit profile` again".format(path, why))
     return data
 
 
-def _column_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
-    """What is wrong with a profile's table (one column per CPU operating point), or None."""
+#: Bounds of a profile's scalars. A frequency change takes microseconds to a few milliseconds on every supported
+#: board; -1e9 or NaN ms used to be accepted and drove the planner's figures to nonsense.
+MAX_TRANSITION_MS = 1000.0
+MAX_PROFILE_THREADS = 64  # the --threads limit (edgeexit.cli.options.MAX_THREADS)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _profile_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
+    """What is wrong with a profile's table (one column per CPU operating point) or its scalars, or None."""
+    threads = data.get("threads", 1)  # profiles before the key existed were measured with 1 thread
+    if type(threads) is not int or not 1 <= threads <= MAX_PROFILE_THREADS:
+        # "1" or null used to reach the thread-count check and read as "measured with 1 ... this run uses 1"
+        return "threads must be an integer from 1 to {}, not {}".format(MAX_PROFILE_THREADS, json.dumps(threads))
+    transition = data.get("transition_ms", 0.0)
+    if transition is not None and not (_number(transition) and math.isfinite(transition)
+                                       and 0.0 <= transition <= MAX_TRANSITION_MS):
+        return "transition_ms must be a number of milliseconds from 0 to {:g}, not {}".format(
+            MAX_TRANSITION_MS, json.dumps(transition))
     opps = data.get("cpu_opps_khz")
     if not isinstance(opps, list) or not opps or not all(type(f) is int and f > 0 for f in opps):
         return "cpu_opps_khz must be a non-empty list of kHz"
@@ -184,18 +201,28 @@ def _column_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
 
 
 def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional[CostModel] = None,
-                      threads: Optional[int] = None) -> ProfileCostModel:
+                      threads: Optional[int] = None, board_khz: Optional[List[int]] = None) -> ProfileCostModel:
     """Read and check a profile written by ``edgeexit profile`` for this bundle and board (and, unless
     None, for runs with ``threads`` interpreter threads: latencies measured with 4 threads would plan a
     1-thread run too fast and miss its deadlines)."""
     data = _read_profile(path, bundle, board)
-    measured = data.get("threads", 1)
+    measured = data.get("threads", 1)  # an integer: checked in _read_profile
     if threads is not None and measured != threads:
         raise CalibrationError("profile {} was measured with {} interpreter thread(s) and this run uses {}; run `edgeexit "
                                "profile --threads {}` (or run with --threads {})".format(path, measured, threads, threads,
                                                                                          measured))
+    if board_khz is not None:
+        # The planner pins the profile's operating points: one the board's table lacks would be rounded by the
+        # kernel (or refused mid-run), so the profile was measured on another board or firmware.
+        foreign = [f for f in data["cpu_opps_khz"] if f not in set(board_khz)]
+        if foreign:
+            raise CalibrationError(
+                "profile {} has CPU operating points {} kHz that this {}'s cpufreq table lacks; run `edgeexit profile` "
+                "again on this board".format(path, ", ".join(str(f) for f in foreign), board))
     try:
         return ProfileCostModel(data, Path(path), fallback)
+    except CalibrationError:
+        raise  # already one line naming the fix (a ValueError too: it must not be wrapped again below)
     except (KeyError, TypeError, ValueError) as err:
         raise CalibrationError("profile {} is malformed ({}); run `edgeexit profile` again".format(path, err)) from None
 

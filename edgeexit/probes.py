@@ -166,7 +166,8 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
         path = candidate if candidate.is_file() else None
     if path is None:
         return model
-    return load_profile_json(path, bundle, brun.session.board.name, fallback=model, threads=threads)
+    return load_profile_json(path, bundle, brun.session.board.name, fallback=model, threads=threads,
+                             board_khz=brun.session.controller.cpu_opps_khz())
 
 
 def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: CostModel,

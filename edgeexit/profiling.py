@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from edgeexit.bundle import Bundle
+from edgeexit.bundle.fileio import replace_file, replace_target
 from edgeexit.costmodel import PROFILE_SCHEMA, SegmentLatency, manifest_sha256
 from edgeexit.errors import ProfileError
 from edgeexit.paths import writable_output
@@ -292,20 +293,21 @@ def inference_table(data: Dict[str, Any], labels: List[str]) -> List[Dict[str, A
     return rows
 
 
+def _write_failed(path: Path) -> Callable[[str], ProfileError]:
+    return lambda why: ProfileError("cannot write the profile to {} ({}); pass --out FILE naming a regular file "
+                                    "somewhere writable".format(path, why))
+
+
 def check_output(path: Path) -> Path:
-    """Fail before any profiling when the profile cannot be written to ``path`` (parents created)."""
-    return writable_output(path, "the profile", "--out FILE")
+    """Fail before any profiling when the profile cannot be written to ``path`` (parents created): also when
+    ``path`` is a directory, a device or a FIFO (see :func:`replace_target`: a symlink's target is checked)."""
+    target = replace_target(path, _write_failed(path))
+    writable_output(target, "the profile", "--out FILE")
+    return Path(path)
 
 
 def write_profile(data: Dict[str, Any], path: Path) -> Path:
-    """Write the profile as JSON (parents created); errors name the fix."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)  # atomic: a reader never sees half a profile
-    except OSError as err:
-        raise ProfileError("cannot write the profile to {} ({}); pass --out FILE somewhere writable".format(
-            path, err.strerror or err)) from None
-    return path
+    """Write the profile as JSON (parents created), atomically: a reader never sees half a profile. A symlink
+    is written through to its target; errors name the fix."""
+    replace_file(path, json.dumps(data, indent=1, sort_keys=True) + "\n", _write_failed(path))
+    return Path(path)

@@ -110,7 +110,8 @@ class RunOutcome:
             accuracy=(sum(correct) / len(correct)) if correct else None,
             mean_macs=mean_macs,
             full_macs=rt.full_macs,
-            macs_reduction_vs_full=1.0 - mean_macs / rt.full_macs if recs else float("nan"),
+            # full_macs > 0 is a manifest check (load_bundle); guarded here too, for runtimes built another way
+            macs_reduction_vs_full=1.0 - mean_macs / rt.full_macs if recs and rt.full_macs > 0 else float("nan"),
             mean_latency_ms=float(np.mean(lat)) if lat else float("nan"),
             p99_latency_ms=percentile(lat, 99),
             latency_source=probe.latency_source if probe is not None else "host",

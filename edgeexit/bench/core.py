@@ -20,7 +20,7 @@ from edgeexit import __version__
 from edgeexit.bundle import NOT_CALIBRATED, Bundle, load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from, threshold_cost
-from edgeexit.costmodel import PhysicsCostModel
+from edgeexit.costmodel import PhysicsCostModel, default_profile_path, load_profile_json
 from edgeexit.errors import EdgeExitError
 from edgeexit.execute import execute
 from edgeexit.offline import per_sample_cost, replay
@@ -82,6 +82,16 @@ def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics) -> f
     return round(2.0 * worst, 3)
 
 
+def check_default_profile(bundle: Bundle, board: str, simulated: bool, threads: int, physics: BoardPhysics) -> None:
+    """Load the profile the planned arms will read (the bundle's profiles/<board>[-simulated].json, as
+    `edgeexit run` finds it), so that a bad one fails now, in a second, not after the calibration (~40 s)."""
+    path = default_profile_path(bundle, board, simulated, threads)
+    if path.is_file():
+        # A simulated board's table is its firmware profile's; a real one's is checked when the arms open it.
+        load_profile_json(path, bundle, board, fallback=PhysicsCostModel(physics, bundle), threads=threads,
+                          board_khz=list(physics.freqs_khz) if simulated else None)
+
+
 def _arm_stats(ex: Any) -> Dict[str, Any]:
     s = dict(ex.summary)
     recs = ex.records
@@ -104,6 +114,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         board_name = probe_session.board.name  # what --board auto found
         governor = probe_session.profile.cpu.default_governor
         make_probe(probe_session, cfg.threads, meter=cfg.meter).close()
+        check_default_profile(bundle, board_name, simulated, cfg.threads, physics)
     with Runtime(bundle, interpreter=cfg.interpreter, num_threads=cfg.threads) as rt:
         # 1. one accuracy target, every policy calibrated to it on the held-out calibration split
         cal = collect(rt, bundle.split("calibration"), keep_block0=True)

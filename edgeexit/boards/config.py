@@ -7,6 +7,7 @@ directory under which ``sys/`` and ``proc/`` live) so the same config serves a r
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ KERNEL_FAMILIES = ("4.9", "5.10", "5.15", "6.x")
 POWER_SENSORS = ("ina3221-iio", "ina3221-hwmon", "pi5-pmic", "none")
 INA3221_DRIVERS = {"ina3221-iio": "ina3221x", "ina3221-hwmon": "ina3221"}
 CPUFREQ_DIR = "sys/devices/system/cpu/cpufreq"
+DEVICE_TREE_MODEL = "sys/firmware/devicetree/base/model"  # the board detection reads it (and proc/device-tree/model)
+MAX_TRIP_MC = 150000  # 150 °C, the top of --thermal-limit-mc
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,8 @@ def parse_board(data: Dict[str, Any], source: Path) -> BoardConfig:
     th.unknown_keys(["zones"])
     for i, zt in enumerate(th.tables("zones")):
         zt.unknown_keys(["type", "role", "trips_mc", "trip_types", "read_errno"])
-        trips = zt.int_list("trips_mc", [])
+        # above 0 °C and at most 150 °C (the --thermal-limit-mc range): a negative trip read as a "-0.0 °C limit"
+        trips = zt.int_list("trips_mc", [], minimum=1, maximum=MAX_TRIP_MC)
         types = zt.str_list("trip_types", ["passive"] * len(trips))
         if len(types) != len(trips):
             raise zt.fail("trip_types", "must have one entry per trips_mc value")
@@ -280,6 +284,8 @@ def parse_board(data: Dict[str, Any], source: Path) -> BoardConfig:
             raise zt.fail("read_errno", "must be EAGAIN, EIO or ENODATA")
         zones.append(ThermalZone(i, zt.str("type"), zt.str("role", None), trips, types, errno_name))
 
+    power = _parse_power(t.table("power"))
+    _check_nesting(t, policies, gpu, emc, zones, power)
     return BoardConfig(
         name=name,
         description=t.str("description"),
@@ -295,13 +301,50 @@ def parse_board(data: Dict[str, Any], source: Path) -> BoardConfig:
         possible_cpus=possible,
         gpu=gpu,
         emc=emc,
-        power=_parse_power(t.table("power")),
+        power=power,
         thermal_zones=zones,
         source=source,
     )
 
 
+def _check_nesting(t: Table, policies: List[CpuPolicy], gpu: Optional[GpuConfig], emc: Optional[EmcConfig],
+                   zones: List[ThermalZone], power: PowerConfig) -> None:
+    """A sysfs node (a file: the EMC's rate and cap) cannot also be a directory holding other nodes. Before this
+    check ``rate_path = "sys/kernel"`` beside ``cap_path = "sys/kernel/..."`` failed when the tree was built, as
+    "Not a directory" with no fix."""
+    files = []  # type: List[tuple]  # (key in the config, normalized path)
+    if emc is not None:
+        files.append(("emc.rate_path", emc.rate_path))
+        if emc.cap_path:
+            files.append(("emc.cap_path", emc.cap_path))
+    files.append(("(the device-tree model)", DEVICE_TREE_MODEL))
+    dirs = [("(cpufreq {})".format(p.name), p.relpath) for p in policies]
+    dirs += [("gpu.devfreq_paths", d) for d in (gpu.devfreq_paths if gpu else [])]
+    dirs += [("(thermal zone {})".format(z.index), z.relpath) for z in zones]
+    dirs += [("power.ina3221[{}]".format(i), c.relpath) for i, c in enumerate(power.ina3221)]
+    nodes = [(k, posixpath.normpath(p), True) for k, p in files] + [(k, posixpath.normpath(p), False) for k, p in dirs]
+    for key, node, is_file in nodes:
+        if not is_file:
+            continue
+        for other_key, other, other_is_file in nodes:
+            # a file with another node below it, or a file where a directory must be (rate_path == cap_path is fine)
+            if not (other.startswith(node + "/") or (other == node and not other_is_file)):
+                continue
+            where = "inside it" if other != node else "at the same path"
+            if not key.startswith("("):  # keys in parentheses are fixed paths: blame the configurable one
+                raise t.fail(key, "is {!r}, a file (a sysfs node), yet {} {!r} lies {}; a file cannot hold other "
+                                  "nodes: correct one of the two paths".format(node, other_key, other, where))
+            raise t.fail(other_key, "is {!r}, which lies {} {} {!r}, a file (a sysfs node); correct the path".format(
+                other, "inside" if other != node else "at", key, node))
+
+
 BOARD_CONFIGS_ENV = "EDGEEXIT_BOARD_CONFIGS"
+
+
+def _config_files(d: Path) -> List[Path]:
+    """The board configs in ``d``: regular ``*.toml`` files (or links to one), skipping hidden names (an editor's
+    lock link ``.#jetson-nano.toml``, a backup) and directories, which read as boards no one can load."""
+    return [p for p in d.glob("*.toml") if not p.name.startswith(".") and p.is_file()]
 
 
 def _configs_dir(directory: Optional[Path]) -> Path:
@@ -314,7 +357,7 @@ def _configs_dir(directory: Optional[Path]) -> Path:
         if not d.is_dir():
             raise BoardConfigError("{}={} is not a directory; point it at a directory of board config files "
                                    "(<name>.toml), or unset it to use the shipped ones".format(BOARD_CONFIGS_ENV, d))
-        if not any(d.glob("*.toml")):
+        if not _config_files(d):
             raise BoardConfigError("{}={} holds no board config (<name>.toml) files; point it at a directory that "
                                    "does, or unset it to use the shipped ones".format(BOARD_CONFIGS_ENV, d))
     return d
@@ -323,14 +366,14 @@ def _configs_dir(directory: Optional[Path]) -> Path:
 def board_names(directory: Optional[Path] = None) -> List[str]:
     """Names of every shipped board config, sorted."""
     d = _configs_dir(directory)
-    return sorted(p.stem for p in d.glob("*.toml"))
+    return sorted(p.stem for p in _config_files(d))
 
 
 def load_board(name: str, directory: Optional[Path] = None) -> BoardConfig:
     """Load and validate ``board_configs/<name>.toml``."""
     d = _configs_dir(directory)
     path = d / "{}.toml".format(name)
-    if "/" in name or not path.is_file():
+    if "/" in name or name.startswith(".") or not path.is_file():
         where = " in {}={}".format(BOARD_CONFIGS_ENV, d) if directory is None and os.environ.get(BOARD_CONFIGS_ENV) else ""
         raise BoardConfigError("unknown board {!r}; known boards{}: {} (see `edgeexit boards`)".format(
             name, where, ", ".join(board_names(d)) or "none"))

@@ -19,6 +19,43 @@ POWER_MODEL_KEYS = (
 )
 GPU_POWER_MODEL_KEYS = ("gpu_ceff_nf", "gpu_static_mw")
 
+# Physical ranges of a profile's numbers. Each upper bound is far above any board edgeexit could run on (a
+# single-board computer draws watts, not a kilowatt) yet keeps every sum and product of the physics finite.
+MAX_CPU_KHZ = 100 * 10 ** 6  # 100 GHz
+MAX_HZ = 10 ** 11  # GPU and EMC clocks, 100 GHz
+MAX_VOLTAGE_MV = 5000
+MAX_POWER_MW = 1e6  # 1 kW
+MAX_CEFF_NF = 1e6
+MAX_MACS_PER_CYCLE = 1e6
+MAX_OVERHEAD_US = 1e6  # 1 s per invoke
+MAX_TRANSITION_NS = 10 ** 10  # 10 s per frequency change
+MAX_POLL_MS = 10 ** 6
+MAX_BUDGET_W = 1e4
+#: [power_model] key -> (minimum, maximum, minimum excluded). Power terms may be 0 (a rail left out of the
+#: model); a zero macs_per_cycle divided by zero.
+POWER_MODEL_RANGES = {
+    "idle_board_mw": (0.0, MAX_POWER_MW, False),
+    "cpu_ceff_nf": (0.0, MAX_CEFF_NF, False),
+    "cpu_static_mw": (0.0, MAX_POWER_MW, False),
+    "mem_active_mw": (0.0, MAX_POWER_MW, False),
+    "cpu_int8_macs_per_cycle": (0.0, MAX_MACS_PER_CYCLE, True),
+    "mem_bound_fraction": (0.0, 1.0, False),
+    "invoke_overhead_us": (0.0, MAX_OVERHEAD_US, False),
+    "gpu_ceff_nf": (0.0, MAX_CEFF_NF, False),
+    "gpu_static_mw": (0.0, MAX_POWER_MW, False),
+}
+
+
+def _extra_range(key: str) -> tuple:
+    """Range of an extra [power_model] key, from its unit suffix (cpu_vmin_mv, real_min_cpu_khz ...)."""
+    if key.endswith("_mv"):
+        return (0.0, float(MAX_VOLTAGE_MV), True)
+    if key.endswith("_khz"):
+        return (0.0, float(MAX_CPU_KHZ), False)
+    if key.endswith("_mw"):
+        return (0.0, MAX_POWER_MW, False)
+    return (-1e12, 1e12, False)
+
 
 @dataclass(frozen=True)
 class OppTable:
@@ -101,8 +138,9 @@ class FirmwareProfile:
 
 
 def _opp(t: Table, unit_key: str) -> OppTable:
-    freqs = t.int_list(unit_key, ascending=True)
-    volts = t.int_list("voltage_mv", [])
+    # frequencies > 0: a 0 kHz operating point divided by zero in the physics
+    freqs = t.int_list(unit_key, ascending=True, minimum=1, maximum=MAX_CPU_KHZ if unit_key == "freq_khz" else MAX_HZ)
+    volts = t.int_list("voltage_mv", [], minimum=1, maximum=MAX_VOLTAGE_MV)
     if volts and len(volts) != len(freqs):
         raise t.fail("voltage_mv", "must have one entry per {} value ({} != {})".format(unit_key, len(volts), len(freqs)))
     return OppTable(freqs, volts)
@@ -135,13 +173,13 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
         if pol.name not in tables:
             raise ct.fail("opp_tables", "has no table for {} of board {}".format(pol.name, board.name))
     cpu = CpuFirmware(ct.str("scaling_driver"), govs, ct.str("default_governor"),
-                      ct.int("transition_latency_ns", minimum=0), tables)
+                      ct.int("transition_latency_ns", minimum=0, maximum=MAX_TRANSITION_NS), tables)
 
     gpu = None  # type: Optional[GpuFirmware]
     if board.gpu is not None:
         gt = t.table("gpu")
         gt.unknown_keys(["available_governors", "default_governor", "polling_interval_ms", "freq_hz", "voltage_mv"])
-        gpu = GpuFirmware(_governors(gt), gt.str("default_governor"), gt.int("polling_interval_ms", minimum=0),
+        gpu = GpuFirmware(_governors(gt), gt.str("default_governor"), gt.int("polling_interval_ms", minimum=0, maximum=MAX_POLL_MS),
                           _opp(gt, "freq_hz"))
     elif t.has("gpu"):
         raise t.fail("gpu", "is set but board {} has no [gpu] devfreq node".format(board.name))
@@ -150,7 +188,7 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
     if t.has("emc"):
         et = t.table("emc")
         et.unknown_keys(["freq_hz"])
-        emc = et.int_list("freq_hz", ascending=True)
+        emc = et.int_list("freq_hz", ascending=True, minimum=1, maximum=MAX_HZ)
 
     modes = []  # type: List[NvpModelMode]
     default_mode = None  # type: Optional[int]
@@ -159,25 +197,34 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
         nt.unknown_keys(["default_mode", "modes"])
         for mt in nt.tables("modes"):
             mt.unknown_keys(["id", "name", "budget_w", "online_cpus", "cpu_max_khz", "gpu_max_hz", "emc_max_hz"])
-            budget = mt.num("budget_w", None)
+            budget = mt.num("budget_w", None, minimum=0.0, maximum=MAX_BUDGET_W, min_open=True)
+            # A cap is a clock > 0 (no cap: leave the key out); -5 kHz used to be taken as a cap.
             modes.append(NvpModelMode(mt.int("id", minimum=0), mt.str("name"), budget,
-                                      mt.int("online_cpus", minimum=1), mt.int("cpu_max_khz", None),
-                                      mt.int("gpu_max_hz", None), mt.int("emc_max_hz", None)))
+                                      mt.int("online_cpus", minimum=1, maximum=board.possible_cpus),
+                                      mt.int("cpu_max_khz", None, minimum=1, maximum=MAX_CPU_KHZ),
+                                      mt.int("gpu_max_hz", None, minimum=1, maximum=MAX_HZ),
+                                      mt.int("emc_max_hz", None, minimum=1, maximum=MAX_HZ)))
         default_mode = nt.int("default_mode")
         if default_mode not in [m.id for m in modes]:
             raise nt.fail("default_mode", "{} is not the id of any [[nvpmodel.modes]]".format(default_mode))
 
     pt = t.table("power_model")
     required = list(POWER_MODEL_KEYS) + (list(GPU_POWER_MODEL_KEYS) if board.gpu else [])
-    values = {k: pt.num(k) for k in required}
+    values = {}  # type: Dict[str, float]
+    for k in required:
+        low, high, low_open = POWER_MODEL_RANGES[k]
+        values[k] = pt.num(k, minimum=low, maximum=high, min_open=low_open)
     extra = {}  # type: Dict[str, float]
     for k, v in pt.data.items():
         if k in values or k == "public_figures":
             continue
-        extra[k] = pt.num(k)
+        low, high, low_open = _extra_range(k) if isinstance(k, str) else (-1e12, 1e12, False)
+        extra[k] = pt.num(k, minimum=low, maximum=high, min_open=low_open)
+    for rail in ("cpu", "gpu"):  # the physics interpolates voltage from vmin up to vmax
+        lo, hi = extra.get(rail + "_vmin_mv"), extra.get(rail + "_vmax_mv")
+        if lo is not None and hi is not None and lo > hi:
+            raise pt.fail(rail + "_vmin_mv", "({:g}) must not exceed {}_vmax_mv ({:g})".format(lo, rail, hi))
     figures = pt.table("public_figures").data
-    if not 0.0 <= values["mem_bound_fraction"] <= 1.0:
-        raise pt.fail("mem_bound_fraction", "must be between 0 and 1")
     model = PowerModel(
         idle_board_mw=values["idle_board_mw"], cpu_ceff_nf=values["cpu_ceff_nf"],
         cpu_static_mw=values["cpu_static_mw"], mem_active_mw=values["mem_active_mw"],

@@ -1,6 +1,7 @@
 """Typed access to one TOML table, with one-line errors naming the file and the key."""
 from __future__ import annotations
 
+import math
 import posixpath
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -8,6 +9,22 @@ from typing import Any, Dict, List, Optional
 from edgeexit.errors import BoardConfigError
 
 _MISSING = object()
+#: Default bounds on any number in a board file, so that no value can overflow a float computation (1e308 * 2,
+#: int(10**400) / 1e9); keys with a physical range pass tighter bounds.
+NUM_LIMIT = 1e12
+INT_LIMIT = 10 ** 15
+
+
+def _describe_range(minimum: Any, maximum: Any, min_open: bool = False) -> str:
+    """'between 1 and 5000', '> 0 and <= 1e+06', '>= 0' ..., for an error message."""
+    if minimum is not None and maximum is not None and not min_open:
+        return "between {:g} and {:g}".format(minimum, maximum)
+    parts = []
+    if minimum is not None:
+        parts.append("{} {:g}".format(">" if min_open else ">=", minimum))
+    if maximum is not None:
+        parts.append("<= {:g}".format(maximum))
+    return " and ".join(parts) or "a number"
 
 
 class Table:
@@ -44,22 +61,34 @@ class Table:
             raise self.fail(name, "must be a string, not {!r}".format(value))
         return value
 
-    def int(self, name: str, default: Any = _MISSING, minimum: Optional[int] = None) -> Any:
+    def _range(self, name: str, value: Any, minimum: Any, maximum: Any, min_open: bool = False) -> None:
+        low_ok = minimum is None or (value > minimum if min_open else value >= minimum)
+        if not (low_ok and (maximum is None or value <= maximum)):
+            raise self.fail(name, "must be {}, not {!r}".format(_describe_range(minimum, maximum, min_open), value))
+
+    def int(self, name: str, default: Any = _MISSING, minimum: Optional[int] = None,
+            maximum: Optional[int] = INT_LIMIT) -> Any:
         value = self._get(name, default)
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(name, "must be an integer, not {!r}".format(value))
-        if minimum is not None and value < minimum:
-            raise self.fail(name, "must be >= {}, not {}".format(minimum, value))
+        self._range(name, value, minimum, maximum)
         return value
 
-    def num(self, name: str, default: Any = _MISSING) -> Any:
+    def num(self, name: str, default: Any = _MISSING, minimum: Optional[float] = -NUM_LIMIT,
+            maximum: Optional[float] = NUM_LIMIT, min_open: bool = False) -> Any:
+        """A finite number within the bounds (by default, at most NUM_LIMIT in magnitude): TOML reads nan, inf
+        and 1e308, and each ended in a ValueError or OverflowError traceback once the physics used it."""
         value = self._get(name, default)
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(name, "must be a number, not {!r}".format(value))
+        if not math.isfinite(value):
+            raise self.fail(name, "must be a finite number ({}), not {!r}".format(
+                _describe_range(minimum, maximum, min_open), value))
+        self._range(name, value, minimum, maximum, min_open)
         return float(value)
 
     def str_list(self, name: str, default: Any = _MISSING) -> Any:
@@ -70,7 +99,8 @@ class Table:
             raise self.fail(name, "must be a list of strings")
         return list(value)
 
-    def int_list(self, name: str, default: Any = _MISSING, ascending: bool = False) -> Any:
+    def int_list(self, name: str, default: Any = _MISSING, ascending: bool = False, minimum: Optional[int] = None,
+                 maximum: Optional[int] = INT_LIMIT) -> Any:
         value = self._get(name, default)
         if value is default:
             return value
@@ -78,6 +108,9 @@ class Table:
             raise self.fail(name, "must be a list of integers")
         if ascending and (not value or any(b <= a for a, b in zip(value, value[1:]))):
             raise self.fail(name, "must be a non-empty, strictly ascending list")
+        for v in value:
+            if not ((minimum is None or v >= minimum) and (maximum is None or v <= maximum)):
+                raise self.fail(name, "must hold integers {}, not {!r}".format(_describe_range(minimum, maximum), v))
         return list(value)
 
     def table(self, name: str, default: Any = _MISSING) -> Any:

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from edgeexit.bundle.data import Samples, read_samples
+from edgeexit.bundle.fileio import Fail, read_json, replace_file
 from edgeexit.bundle.manifest import Manifest, SegmentSpec, check_structure, parse_manifest, read_manifest_json, verify_file
-from edgeexit.errors import BundleError
+from edgeexit.errors import BundleError, OutputError
 from edgeexit.paths import demo_bundle_dir
 
 CALIBRATION_FILE = "calibration.json"
@@ -46,13 +47,18 @@ class Bundle:
         return read_samples(path, self.manifest.input, self.manifest.num_classes)
 
     def save_calibration(self) -> Path:
+        """Write calibration.json atomically (a symlink is written through to its target; a directory, device or
+        FIFO in its place is refused): a crash never leaves half a calibration."""
         path = self.root / CALIBRATION_FILE
-        tmp = path.with_suffix(".json.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.calibration, f, indent=2, sort_keys=True)
-            f.write("\n")
-        tmp.replace(path)
+        text = json.dumps(self.calibration, indent=2, sort_keys=True) + "\n"
+        replace_file(path, text, calibration_write_failed(path))
         return path
+
+
+def calibration_write_failed(path: Path) -> Fail:
+    """The error for a calibration.json that cannot be written: the fix is a writable copy of the bundle."""
+    return lambda why: OutputError("cannot write the calibration to {} ({}); remove what is there, or pass --model DIR "
+                                   "(a copy of the bundle) somewhere writable".format(path, why))
 
 
 def load_bundle(path: Optional[Path] = None) -> Bundle:
@@ -66,11 +72,8 @@ def load_bundle(path: Optional[Path] = None) -> Bundle:
     calibration: Dict[str, Any] = {}
     cal_path = root / CALIBRATION_FILE
     if cal_path.is_file():
-        try:
-            with open(cal_path, "r", encoding="utf-8") as f:
-                calibration = json.load(f)
-        except ValueError as err:
-            raise BundleError("{} is not valid JSON ({}); delete it and run `edgeexit calibrate`".format(cal_path, err)) from None
+        calibration = read_json(cal_path, lambda why: BundleError(
+            "{} is not valid JSON ({}); delete it and run `edgeexit calibrate`".format(cal_path, why)))
         if not isinstance(calibration, dict):
             raise BundleError("{} must hold a JSON object; delete it and run `edgeexit calibrate`".format(cal_path))
     return Bundle(root=root, manifest=manifest, segment_paths=paths, calibration=calibration)

@@ -1,13 +1,20 @@
 """Sample files (npz with ``x`` and optional ``y``): reading, checking and quantizing to block 0's input."""
 from __future__ import annotations
 
+import os
+import stat
+import struct
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 import numpy as np
+from numpy.lib import format as npy_format
 
+from edgeexit.bundle.fileio import file_kind
 from edgeexit.bundle.manifest import InputSpec
 from edgeexit.errors import InputDataError
 
@@ -38,10 +45,89 @@ class Samples:
         return self.y
 
 
+NPY_MAGIC = b"\x93NUMPY"  # np.save
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # np.savez: a ZIP archive (the second: an empty one)
+#: DEFLATE cannot compress better than about 1032:1, so a deflated member holds at most this many bytes per
+#: compressed byte, whatever its header claims.
+MAX_DEFLATE_RATIO = 1100
+#: What np.load raises on a corrupt file besides OSError/ValueError: header parsing goes through tokenize and
+#: ast (TokenError, SyntaxError, RecursionError), a torn ZIP member through zlib, an odd header through TypeError.
+_CORRUPT = (OSError, ValueError, zipfile.BadZipFile, EOFError, tokenize.TokenError, SyntaxError, TypeError, KeyError,
+            RecursionError, zlib.error, NotImplementedError, struct.error)
+_SAVE_HOW = "save samples with np.savez(path, x=..., y=...) or np.save(path, x)"
+
+
+def _first_line(err: BaseException) -> str:
+    # numpy's messages can run over several lines (its max_header_size advice); ours are one line
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _array_problem(stream: IO[bytes], size_bytes: int) -> Optional[str]:
+    """Why the .npy array in ``stream`` (``size_bytes`` long) must not be loaded, or None. np.load allocates
+    what the header claims before reading any data: a 1 kB file claiming shape (10**12, 28, 28, 1) asked for
+    713 TiB and died with a MemoryError traceback."""
+    version = npy_format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = npy_format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = npy_format.read_array_header_2_0(stream)
+    else:  # 3.0 (UTF-8 field names) has no public reader: np.load checks it, and MemoryError is caught below
+        return None
+    if dtype.hasobject:
+        return "it holds Python objects (dtype {}), which edgeexit never unpickles; {}".format(dtype, _SAVE_HOW)
+    need_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize  # Python ints: no overflow
+    have_bytes = size_bytes - stream.tell()
+    if need_bytes > have_bytes:
+        return "its header claims shape {} of {} ({:,} bytes) but only {:,} bytes follow: the file is truncated or " \
+               "corrupt; {}".format(tuple(shape), dtype, need_bytes, max(have_bytes, 0), _SAVE_HOW)
+    return None
+
+
+def _check_arrays(path: Path, head: bytes) -> Optional[str]:
+    """Why the arrays of the .npy/.npz at ``path`` cannot be loaded, judged from their headers, or None."""
+    if head.startswith(NPY_MAGIC):
+        with open(str(path), "rb") as f:
+            return _array_problem(f, os.fstat(f.fileno()).st_size)
+    with zipfile.ZipFile(str(path)) as z:
+        for info in z.infolist():
+            if info.filename not in ("x.npy", "y.npy"):
+                continue
+            size = info.file_size  # what the archive claims: bounded by what the compressed bytes can hold
+            if info.compress_type == zipfile.ZIP_STORED:
+                size = min(size, info.compress_size)
+            elif info.compress_type == zipfile.ZIP_DEFLATED:
+                size = min(size, info.compress_size * MAX_DEFLATE_RATIO + 1024)
+            with z.open(info) as member:
+                why = _array_problem(member, size)
+            if why:
+                return "{}: {}".format(info.filename[:-4], why)
+    return None
+
+
 def read_samples(path: Path, spec: InputSpec, num_classes: int) -> Samples:
     """Read and check samples against the bundle's input spec: an .npz with x (and optionally y), or an
     .npy holding x alone."""
     try:
+        mode = os.stat(str(path)).st_mode
+        head = b""
+        if stat.S_ISREG(mode):
+            with open(str(path), "rb") as f:
+                head = f.read(len(NPY_MAGIC))
+    except FileNotFoundError:
+        raise InputDataError("input file {} does not exist; pass --input an existing .npz".format(path)) from None
+    except OSError as err:
+        raise InputDataError("cannot read {} ({}); pass --input a readable .npz".format(path, err.strerror or err)) from None
+    if not stat.S_ISREG(mode):
+        raise InputDataError("{} is {}, not a sample file; pass --input an .npz or .npy file".format(path, file_kind(mode)))
+    if not head.startswith(NPY_MAGIC) and not head.startswith(ZIP_MAGICS):
+        # np.load would try it as a pickle and advise allow_pickle=True: never the fix for a sample file
+        what = "is empty" if not head else "is neither an .npz nor an .npy file (it lacks their ZIP or NumPy signature)"
+        raise InputDataError("{} {}; {}".format(path, what, _SAVE_HOW))
+    try:
+        why = _check_arrays(path, head)
+        if why:
+            raise InputDataError("{}: {}".format(path, why))
         loaded = np.load(str(path), allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             check_samples(loaded, None, spec, num_classes, str(path))
@@ -57,10 +143,10 @@ def read_samples(path: Path, spec: InputSpec, num_classes: int) -> Samples:
             y = f["y"] if "y" in f.files else None
     except InputDataError:
         raise
-    except FileNotFoundError:
-        raise InputDataError("input file {} does not exist; pass --input an existing .npz".format(path)) from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise InputDataError("{} is not a readable .npz ({}); write it with np.savez(path, x=..., y=...)".format(path, err)) from None
+    except MemoryError as err:  # a header that fits the file but not this machine's memory
+        raise InputDataError("{} needs more memory than is free ({}); pass fewer samples".format(path, _first_line(err))) from None
+    except _CORRUPT as err:
+        raise InputDataError("{} is not a readable .npz or .npy ({}); {}".format(path, _first_line(err), _SAVE_HOW)) from None
     check_samples(x, y, spec, num_classes, str(path))
     return Samples(x, None if y is None else y.astype(np.int64), str(path))
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from edgeexit.bundle.fileio import read_json
 from edgeexit.errors import BundleError
 
 SCHEMA_VERSIONS = (1,)
@@ -149,11 +149,29 @@ def _scale(r: _Reader, key: str = "scale") -> float:
     return value
 
 
-def _finite(r: _Reader, key: str) -> float:
+#: Bound on the raw-sample preprocessing (x * scale + offset). Real pipelines use scales like 1/255 and offsets
+#: like -0.5; a scale of 1e308 passed the finite check and turned every sample into inf (garbage, numpy warnings).
+MAX_PREPROCESS = 1e6
+#: Bound on a segment's MACs and parameters: 1e15 MACs is hours per inference on any board, and the run's MAC
+#: sums stay exact in int64 and float64 well beyond it.
+MAX_MACS = 10 ** 15
+
+
+def _bounded(r: _Reader, key: str, low: float, high: float, low_open: bool = False) -> float:
+    """A finite number within [low, high] (or (low, high] with ``low_open``)."""
     value = r.typed(key, float)
-    if not math.isfinite(value):
-        raise BundleError("manifest.json: '{}{}' must be a finite number, got {!r}; correct manifest.json or {}".format(
-            r.where, key, value, _FIX))
+    if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
+        raise BundleError("manifest.json: '{}{}' must be a finite number {} {:g} and <= {:g}, got {!r}; correct "
+                          "manifest.json or {}".format(r.where, key, ">" if low_open else ">=", low, high, value, _FIX))
+    return value
+
+
+def _count(r: _Reader, key: str) -> int:
+    """A MAC or parameter count: a non-negative integer (a negative one made a run report negative mean MACs)."""
+    value = r.typed(key, int)
+    if not 0 <= value <= MAX_MACS:
+        raise BundleError("manifest.json: '{}{}' must be an integer from 0 to {:.0e}, got {!r}; correct manifest.json "
+                          "or {}".format(r.where, key, MAX_MACS, value, _FIX))
     return value
 
 
@@ -190,8 +208,8 @@ def _segment(r: _Reader, kind: str) -> SegmentSpec:
         index=r.typed("index", int),
         file=r.typed("file", str),
         sha256=r.typed("sha256", str),
-        macs=r.typed("macs", int),
-        params=r.typed("params", int),
+        macs=_count(r, "macs"),
+        params=_count(r, "params"),
         input=_tensor(r.sub("input")),
         output=_tensor(r.sub("output")),
         after_block=r.typed("after_block", int) if kind == "exit" else -1,
@@ -215,8 +233,8 @@ def parse_manifest(data: Any) -> Manifest:
     input_spec = InputSpec(
         shape=inp.typed("shape", list),
         raw_dtype=_dtype(inp, "raw_dtype", (np.integer, np.floating), "uint8"),
-        preprocess_scale=_finite(pre, "scale"),
-        preprocess_offset=_finite(pre, "offset"),
+        preprocess_scale=_bounded(pre, "scale", 0.0, MAX_PREPROCESS, low_open=True),
+        preprocess_offset=_bounded(pre, "offset", -MAX_PREPROCESS, MAX_PREPROCESS),
         dtype=_dtype(inp, "dtype", (np.integer,), "int8"),
         scale=_scale(q),
         zero_point=q.typed("zero_point", int),
@@ -264,6 +282,10 @@ def check_structure(m: Manifest) -> None:
         last = e.after_block
     if m.exits[-1].after_block != len(m.blocks) - 1:
         raise BundleError("manifest.json: the last block has no exit (the final classifier); {}".format(_FIX))
+    if sum(b.macs for b in m.blocks) + m.exits[-1].macs <= 0:
+        # The full path's MACs are what every MAC saving is a fraction of: zero divided by zero in the summary.
+        raise BundleError("manifest.json: the blocks and the final exit have 0 MACs in all; give each segment its "
+                          "multiply-accumulate count ('macs'); {}".format(_FIX))
     if len(m.labels) != m.num_classes:
         raise BundleError("manifest.json: {} labels for num_classes={}; {}".format(len(m.labels), m.num_classes, _FIX))
     if list(m.input.shape) != list(m.blocks[0].input.shape) or m.input.dtype != m.blocks[0].input.dtype:
@@ -343,8 +365,4 @@ def read_manifest_json(root: Path) -> Any:
         raise BundleError("model bundle '{}' is not a directory; pass --model DIR with a manifest.json inside".format(root))
     if not path.is_file():
         raise BundleError("'{}' has no manifest.json; pass --model a bundle directory made by tools/export.py".format(root))
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BundleError("{} is not valid JSON ({}); re-export the bundle".format(path, err)) from None
+    return read_json(path, lambda why: BundleError("{} is not valid JSON ({}); re-export the bundle".format(path, why)))

@@ -5,6 +5,7 @@ group imports them lazily so ``edgeexit --help`` stays fast on a board.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import signal
 import sys
@@ -90,6 +91,30 @@ def _command_path(argv: List[str]) -> str:
     return " ".join(path)
 
 
+def os_error_line(err: OSError) -> str:
+    """An I/O error no check of ours caught, as one line that still says what to check: the path, and for the
+    common errnos the likely fix (a sysfs node that is a directory, a missing file, permissions)."""
+    what = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
+    path = err.filename
+    if path is None:
+        return "{}; check the files and devices this command uses (--model, --input, --out, the board's sysfs)".format(what)
+    code = err.errno
+    if code in (errno.EISDIR, errno.ENOTDIR):
+        fix = "check that it is a regular file (the board's sysfs node, not a directory) and that the board config's " \
+              "paths are right"
+    elif code == errno.ENOENT:
+        fix = "check that it exists (on a board: that the board config matches its kernel)"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "check its permissions (writing a board's sysfs needs root: sudo)"
+    elif code == errno.ENOSPC:
+        fix = "free space on the file system that holds it"
+    else:
+        fix = "check that it is the file or sysfs node this command should use, and that it works"
+    if err.filename2 is not None:
+        path = "{} -> {}".format(path, err.filename2)
+    return "{} ({}); {}".format(what, path, fix)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point: one line per error, no tracebacks, clean Ctrl-C/SIGTERM."""
     signal.signal(signal.SIGTERM, _raise_sigterm)
@@ -119,7 +144,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(141)
     except OSError as err:
         # Unexpected I/O failure outside our own checks: still one line, never a traceback.
-        where = " ({})".format(err.filename) if getattr(err, "filename", None) else ""
-        click.echo("edgeexit: error: {}{}".format(err.strerror or err, where), err=True)
+        click.echo("edgeexit: error: {}".format(os_error_line(err)), err=True)
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)

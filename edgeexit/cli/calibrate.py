@@ -6,8 +6,9 @@ from typing import Any, Dict, Optional
 
 import click
 
-from edgeexit.bundle import CALIBRATION_FILE, NOT_CALIBRATED, load_bundle
+from edgeexit.bundle import CALIBRATION_FILE, NOT_CALIBRATED, calibration_write_failed, load_bundle
 from edgeexit.bundle.data import quantize_inputs
+from edgeexit.bundle.fileio import replace_target
 from edgeexit.calibration import collect, target_from
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.paths import writable_output
@@ -84,7 +85,10 @@ def command(
         raise click.UsageError("--latency-khz picks a column of --latency-profile; give the profile too")
     bundle = load_bundle(model_path)
     # The result goes into the bundle: a read-only one (a system-wide install) fails now, not after the fit.
-    writable_output(bundle.root / CALIBRATION_FILE, "the calibration", "--model DIR (a copy of the bundle)")
+    # A directory, device or FIFO named calibration.json is refused here too (a FIFO would block the check below).
+    cal_path = bundle.root / CALIBRATION_FILE
+    writable_output(replace_target(cal_path, calibration_write_failed(cal_path)), "the calibration",
+                    "--model DIR (a copy of the bundle)")
     samples = bundle.split("calibration")
     latency = None
     if latency_profile is not None:

@@ -80,10 +80,19 @@ threads = click.option(
     "them.".format(MAX_THREADS),
 )
 
+def _not_blank(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    """An empty --cpu-khz '' (an unset shell variable) used to read as "no pin" and ran unpinned without a word."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; give a frequency from the board's operating-point table, or max "
+                                 "or min, or leave the option out")
+    return value
+
+
 cpu_khz = click.option(
     "--cpu-khz",
     metavar="KHZ|max|min",
     default=None,
+    callback=_not_blank,
     help="Pin every CPU policy to this operating point (kHz from the board's table, or max/min) for the run; "
     "the previous governor and limits are restored afterwards.",
 )
@@ -92,6 +101,7 @@ gpu_hz = click.option(
     "--gpu-hz",
     metavar="HZ|max|min",
     default=None,
+    callback=_not_blank,
     help="Pin the GPU devfreq device to this frequency (Hz, or max/min) for the run; restored afterwards.",
 )
 

@@ -13,7 +13,8 @@ from edgeexit.boards.detect import detect_board
 from edgeexit.boards.profile import load_profile
 from edgeexit.cli import cli
 from edgeexit.errors import BoardConfigError, BoardDetectError
-from edgeexit.paths import board_configs_dir
+from edgeexit.paths import board_configs_dir, firmware_profiles_dir
+from tests.cli.helpers import assert_one_line_error, edgeexit
 
 BOARDS = board_names()
 REQUIRED = {"jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-orin-nano", "raspberry-pi-4", "raspberry-pi-5"}
@@ -52,6 +53,15 @@ def _copy_configs(tmp_path: Path) -> Path:
     (('cpus = [0, 1, 2, 3]', 'cpus = [0, 1, 2]'), "cpu.policies"),
     (('input_rail = "POM_5V_IN"', 'input_rail = "VDD_NOPE"'), "power.input_rail"),
     (('device = "6-0040"', 'device = "6-40"'), "power.ina3221[0].device"),
+    # a negative trip was accepted and later warned about a "-0.0 °C limit"
+    (("trips_mc = [97000]", "trips_mc = [-5]"), "thermal.zones[0].trips_mc' must hold integers between 1 and 150000"),
+    # a node path that is a directory prefix of another: "Not a directory" with no fix, when the tree was built
+    (('rate_path = "sys/kernel/debug/clk/override.emc/clk_rate"', 'rate_path = "sys/kernel"'),
+     "emc.rate_path' is 'sys/kernel', a file (a sysfs node), yet emc.cap_path"),
+    (('rate_path = "sys/kernel/debug/clk/override.emc/clk_rate"', 'rate_path = "sys/devices/system/cpu"'),
+     "emc.rate_path' is 'sys/devices/system/cpu', a file (a sysfs node), yet (cpufreq policy0)"),
+    (('cap_path = "sys/kernel/nvpmodel_emc_cap/emc_iso_cap"', 'cap_path = "sys/devices/gpu.0/devfreq/57000000.gpu"'),
+     "emc.cap_path' is 'sys/devices/gpu.0/devfreq/57000000.gpu', a file (a sysfs node), yet gpu.devfreq_paths"),
 ])
 def test_bad_config_fails_on_one_line_naming_file_and_key(tmp_path: Path, edit: tuple, needle: str) -> None:
     d = _copy_configs(tmp_path)
@@ -63,6 +73,53 @@ def test_bad_config_fails_on_one_line_naming_file_and_key(tmp_path: Path, edit: 
         load_board("jetson-nano", d)
     msg = str(info.value)
     assert "\n" not in msg and "jetson-nano.toml" in msg and needle in msg
+
+
+def _copy_profiles(tmp_path: Path) -> Path:
+    d = tmp_path / "profiles"
+    shutil.copytree(str(firmware_profiles_dir()), str(d))
+    return d
+
+
+@pytest.mark.parametrize("old,new,needle", [
+    # nan/inf: ValueError tracebacks; 1e308: OverflowError; 0 macs_per_cycle or a 0 kHz point: ZeroDivisionError;
+    # the negative or zero ones were accepted silently
+    ("idle_board_mw = 1250.0", "idle_board_mw = nan", "power_model.idle_board_mw' must be a finite number (between 0"),
+    ("cpu_ceff_nf = 400.0", "cpu_ceff_nf = inf", "power_model.cpu_ceff_nf' must be a finite number"),
+    ("idle_board_mw = 1250.0", "idle_board_mw = 1e308", "power_model.idle_board_mw' must be between 0 and 1e+06"),
+    ("idle_board_mw = 1250.0", "idle_board_mw = -1.0", "power_model.idle_board_mw' must be between 0 and 1e+06"),
+    ("cpu_int8_macs_per_cycle = 8.0", "cpu_int8_macs_per_cycle = 0.0",
+     "power_model.cpu_int8_macs_per_cycle' must be > 0 and <= 1e+06"),
+    ("invoke_overhead_us = 60.0", "invoke_overhead_us = -1.0", "power_model.invoke_overhead_us' must be between 0"),
+    ("gpu_vmin_mv = 800.0", "gpu_vmin_mv = 0.0", "power_model.gpu_vmin_mv' must be > 0 and <= 5000"),
+    ("gpu_vmin_mv = 800.0", "gpu_vmin_mv = 1200.0", "power_model.gpu_vmin_mv' (1200) must not exceed gpu_vmax_mv"),
+    ("freq_khz = [102000,", "freq_khz = [0,", "cpu.opp_tables[0].freq_khz' must hold integers between 1 and"),
+    ("voltage_mv = [742,", "voltage_mv = [0,", "cpu.opp_tables[0].voltage_mv' must hold integers between 1 and 5000"),
+    ("freq_hz = [76800000,", "freq_hz = [-1,", "gpu.freq_hz' must hold integers between 1 and"),
+    ("cpu_max_khz = 918000", "cpu_max_khz = -5", "nvpmodel.modes[1].cpu_max_khz' must be between 1 and"),
+    ("budget_w = 5.0", "budget_w = nan", "nvpmodel.modes[1].budget_w' must be a finite number"),
+    ("online_cpus = 2", "online_cpus = 9", "nvpmodel.modes[1].online_cpus' must be between 1 and 4"),
+    ("transition_latency_ns = 300000", "transition_latency_ns = 10000000000000000000000",
+     "cpu.transition_latency_ns' must be between 0 and 1e+10"),
+])
+def test_firmware_profile_numbers_out_of_range_fail_on_one_line(tmp_path: Path, old: str, new: str, needle: str) -> None:
+    d = _copy_profiles(tmp_path)
+    f = d / "jetson-nano.toml"
+    text = f.read_text()
+    assert old in text
+    f.write_text(text.replace(old, new, 1))
+    with pytest.raises(BoardConfigError) as info:
+        load_profile(load_board("jetson-nano"), d)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(str(f)) and needle in msg
+
+
+def test_firmware_profile_range_errors_reach_the_cli_as_one_line(tmp_path: Path) -> None:
+    d = _copy_profiles(tmp_path)
+    f = d / "jetson-nano.toml"
+    f.write_text(f.read_text().replace("cpu_int8_macs_per_cycle = 8.0", "cpu_int8_macs_per_cycle = 0.0", 1))
+    p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "2", env={"EDGEEXIT_FIRMWARE_PROFILES": str(d)})
+    assert_one_line_error(p, "cpu_int8_macs_per_cycle", "> 0")
 
 
 def test_unknown_board_lists_known(tmp_path: Path) -> None:

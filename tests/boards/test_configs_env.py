@@ -57,3 +57,24 @@ def test_a_wrong_firmware_profiles_directory_is_named(tmp_path: Path) -> None:
     p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "1",
                  env={"EDGEEXIT_FIRMWARE_PROFILES": str(tmp_path / "missing")})
     assert_one_line_error(p, "EDGEEXIT_FIRMWARE_PROFILES (now {})".format(tmp_path / "missing"), "unset it")
+
+
+def test_hidden_files_and_directories_in_the_directory_are_not_boards(tmp_path: Path) -> None:
+    """An emacs lock link `.#jetson-nano.toml` (dangling by design) or a directory `x.toml` broke `edgeexit boards`
+    and `--board auto` with "unknown board '.#jetson-nano'"."""
+    own = tmp_path / "own"
+    own.mkdir()
+    shutil.copy(str(board_configs_dir() / "jetson-nano.toml"), str(own / "jetson-nano.toml"))
+    (own / ".#jetson-nano.toml").symlink_to("user@host.1234:1700000000")
+    (own / ".jetson-nano.toml.swp.toml").write_text("not toml [")
+    (own / "x.toml").mkdir()
+    assert board_names(own) == ["jetson-nano"]
+    with pytest.raises(BoardConfigError, match="unknown board '.#jetson-nano'"):
+        load_board(".#jetson-nano", own)
+    p = edgeexit("boards", "--json", env={"EDGEEXIT_BOARD_CONFIGS": str(own)})
+    assert p.returncode == 0, p.stderr
+    only_hidden = tmp_path / "hidden"
+    only_hidden.mkdir()
+    (only_hidden / ".#jetson-nano.toml").symlink_to("user@host.1234:1700000000")
+    assert_one_line_error(edgeexit("boards", env={"EDGEEXIT_BOARD_CONFIGS": str(only_hidden)}),
+                          "holds no board config")

@@ -83,3 +83,39 @@ def test_unusable_file_names(bundle_copy: Path, name: str) -> None:
     with pytest.raises(BundleError) as err:
         load_bundle(bundle_copy)
     assert "block0" in _one_line(err)
+
+
+@pytest.mark.parametrize("where,key,value,needle", [
+    # blocks[2].macs = -5000000 ran to exit 0 with a negative mean_macs
+    ("blocks", "macs", -5000000, r"'blocks\[2\]\.macs' must be an integer from 0 to"),
+    ("blocks", "params", -1, r"'blocks\[2\]\.params' must be an integer from 0 to"),
+    ("exits", "macs", 10 ** 30, r"'exits\[2\]\.macs' must be an integer from 0 to"),
+])
+def test_mac_and_parameter_counts_must_be_non_negative(bundle_copy: Path, where: str, key: str, value: int,
+                                                        needle: str) -> None:
+    _edit(bundle_copy, lambda m: m[where][2].__setitem__(key, value))
+    with pytest.raises(BundleError, match=needle) as err:
+        load_bundle(bundle_copy)
+    _one_line(err)
+
+
+def test_a_bundle_without_macs_is_refused(bundle_copy: Path) -> None:
+    # all macs 0: the run's summary divided by the full path's 0 MACs (ZeroDivisionError traceback)
+    def zero(m: Dict[str, Any]) -> None:
+        for seg in m["blocks"] + m["exits"]:
+            seg["macs"] = 0
+
+    _edit(bundle_copy, zero)
+    with pytest.raises(BundleError, match="0 MACs in all") as err:
+        load_bundle(bundle_copy)
+    _one_line(err)
+
+
+@pytest.mark.parametrize("key,value", [("scale", 1e308), ("scale", 0.0), ("scale", -0.5), ("scale", float("nan")),
+                                       ("offset", 1e308), ("offset", float("-inf"))])
+def test_preprocessing_must_be_finite_and_bounded(bundle_copy: Path, key: str, value: float) -> None:
+    # scale = 1e308 turned every sample into inf: garbage predictions and numpy RuntimeWarnings
+    _edit(bundle_copy, lambda m: m["input"]["preprocessing"].__setitem__(key, value))
+    with pytest.raises(BundleError, match=r"'input\.preprocessing\.{}' must be a finite number".format(key)) as err:
+        load_bundle(bundle_copy)
+    _one_line(err)
