@@ -25,7 +25,7 @@ from edgeexit.errors import EdgeExitError
 from edgeexit.execute import execute
 from edgeexit.offline import per_sample_cost, replay
 from edgeexit.policies import make_policy
-from edgeexit.policies.oracle import earliest_correct
+from edgeexit.policies.oracle import earliest_correct, exit_costs
 from edgeexit.policies.predictive import enabled_exits
 from edgeexit.policy_calibration import calibrate_all
 from edgeexit.probes import board_physics, make_probe
@@ -123,7 +123,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         fitting = None if progress is None else (lambda stage, done, total: progress("calibrating " + stage, 0, 0))
         bench_bundle.calibration = calibrate_all(rt, cal, target, seed=cfg.seed, progress=fitting)
         table = rt.exit_table(quantize_inputs(evalset.x, bundle.manifest.input), keep_block0=True)
-        oracle_targets = earliest_correct(table.pred, y)
+        oracle_targets = earliest_correct(table.pred, y, exit_costs(rt))
 
         deadline = cfg.deadline_ms or cfg.period_ms or default_deadline_ms(rt, bundle, physics)
         period = cfg.period_ms or deadline

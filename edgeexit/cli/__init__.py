@@ -72,8 +72,12 @@ def cli() -> None:
 def _raise_sigterm(signum: int, frame: Any) -> None:
     # SystemExit unwinds through every context manager, so the DVFS controller restores; a second signal
     # must not cut that restore short.
-    from edgeexit.dvfs.signals import ignore_further_signals
-
+    try:
+        from edgeexit.dvfs.signals import ignore_further_signals
+    except ImportError:
+        # The signal came while edgeexit.dvfs was still being imported (a partly initialised module): no
+        # board has been touched yet, so there is nothing to protect; exit without an ImportError traceback.
+        raise SystemExit(128 + signum) from None
     ignore_further_signals()
     raise SystemExit(128 + signum)
 

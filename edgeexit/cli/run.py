@@ -162,9 +162,9 @@ def resolve_dvfs(dvfs: str, policy: Any, cpu_khz: Optional[str], on_board: bool)
 
 def oracle_targets(bundle: Any, samples: Any, interpreter: Optional[str]) -> Any:
     from edgeexit.bundle.data import quantize_inputs
-    from edgeexit.policies.oracle import earliest_correct
+    from edgeexit.policies.oracle import earliest_correct, exit_costs
 
     y = samples.require_labels("the oracle policy")
     with Runtime(bundle, interpreter=interpreter) as rt:
         table = rt.exit_table(quantize_inputs(samples.x, bundle.manifest.input))
-    return earliest_correct(table.pred, y)
+        return earliest_correct(table.pred, y, exit_costs(rt))

@@ -139,6 +139,14 @@ def test_calibrate_shows_progress_on_a_terminal(tmp_path: Path):
         assert stage.encode() in shown, shown
     piped = edgeexit("calibrate", "--model", str(b))
     assert piped.returncode == 0 and piped.stderr == ""
+    # The accuracy to expect on new data is shown beside the in-sample one, for the cross-fitted policies.
+    header = next(line for line in piped.stdout.splitlines() if line.startswith("policy"))
+    assert "out-of-fold acc" in header
+    threshold_row = next(line for line in piped.stdout.splitlines() if line.startswith("threshold "))
+    assert "(4-fold)" in threshold_row
+    out = json_out(edgeexit("calibrate", "--model", str(b), "--json"))
+    assert out["policies"]["threshold"]["out_of_fold_k"] == 4
+    assert 0.0 < out["policies"]["threshold"]["out_of_fold_accuracy"] <= 1.0
 
 
 def test_labels_wrong(tmp_path: Path):
