@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 from edgeexit.errors import InterpreterError
 
@@ -35,15 +37,60 @@ class Backend:
     interpreter_cls: Any
 
 
+def _interrupted(err: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in ``err``'s chain: a Ctrl-C that lands in an extension module's
+    init (numpy's, the interpreter wrapper's) comes out of the import as an ImportError."""
+    seen = set()  # type: Set[int]
+    e = err  # type: Optional[BaseException]
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+@contextmanager
+def _noting_interrupts() -> Iterator[List[int]]:
+    """Note each SIGINT that arrives meanwhile (and hand it to the handler in place), so that an import
+    that a Ctrl-C broke is told from a missing package even where the extension dropped the chain."""
+    seen = []  # type: List[int]
+    if threading.current_thread() is not threading.main_thread():
+        yield seen  # signal handlers belong to the main thread
+        return
+    old = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        if callable(old):
+            old(signum, frame)
+        elif old != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, note)
+    except (ValueError, OSError):
+        yield seen
+        return
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _import_backend(name: str) -> Backend:
     modname = _MODULES[name]
-    try:
-        mod = importlib.import_module(modname + ".interpreter")
-        pkg = importlib.import_module(modname)
-    except ImportError as err:
-        raise InterpreterError(
-            "interpreter backend '{}' is not importable ({}); install it: {}".format(name, err, _INSTALL_HINT[name])
-        ) from None
+    with _noting_interrupts() as interrupts:
+        try:
+            mod = importlib.import_module(modname + ".interpreter")
+            pkg = importlib.import_module(modname)
+        except ImportError as err:
+            if interrupts or _interrupted(err):
+                # Ctrl-C, not a missing backend: stop as a Ctrl-C does, not with "install it"
+                raise KeyboardInterrupt from None
+            raise InterpreterError(
+                "interpreter backend '{}' is not importable ({}); install it: {}".format(name, err, _INSTALL_HINT[name])
+            ) from None
     version = str(getattr(pkg, "__version__", "unknown"))
     return Backend(name=name, version=version, interpreter_cls=mod.Interpreter)
 

@@ -19,6 +19,7 @@ from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
 from edgeexit.dvfs.domains import CpufreqPolicy, DevfreqDevice, FreqDomain, find_gpu
 from edgeexit.dvfs.signals import signals_held
+from edgeexit.dvfs.state import domains_problem
 from edgeexit.errors import DvfsError, StateFileError, SysfsPermissionError
 from edgeexit.guards.honoured import NotHonouredEvent, check_honoured, snap_to_table
 from edgeexit.guards.thermal import ThermalGuard
@@ -26,9 +27,16 @@ from edgeexit.guards.thermal import ThermalGuard
 FreqArg = Union[int, str]
 PIN_METHODS = ("auto", "userspace", "minmax")
 FIRMWARE_RECHECK_S = 5.0  # how long a Pi's vcgencmd answer for one requested clock is reused
-# What identifies "the state edgeexit left" in a domain. max is left out on purpose: thermal cooling
-# devices lower policy->max (and so scaling_max_freq) by themselves, which is not someone else's change.
-OWNED_FIELDS = ("governor", "min")
+# What identifies "the state edgeexit left" in a domain: the governor, min, and the userspace request
+# (scaling_setspeed / userspace/set_freq; None while the governor is another). Someone else changing any of
+# them makes the domain a conflict: left as found and reported; `restore --force` restores it anyway.
+OWNED_FIELDS = ("governor", "min", "setspeed", "set_freq")
+# max is recorded too (RECORDED_FIELDS) but decided on its own. Thermal cooling and nvpmodel lower it by
+# themselves during a run, so a changed max is no reason to leave the whole domain pinned (a conflict);
+# but writing the saved max back over it would undo that cap, or another tool's limit. So the rest of the
+# domain is restored, max is left as it shows (the saved min capped to it), and a warning says so
+# (RestoreReport.warnings). With --force the saved max is written too.
+RECORDED_FIELDS = OWNED_FIELDS + ("max",)
 
 
 def _stderr_warn(msg: str) -> None:
@@ -48,8 +56,9 @@ class RestoreConflict:
     saved: Optional[str]
 
     def describe(self) -> str:
-        return "{} {} was changed outside edgeexit ({} is {!r}, edgeexit left {!r}); left as found, not restored " \
-               "to the saved {!r}".format(self.domain, self.path, self.field, self.found, self.edgeexit_left, self.saved)
+        to = "" if self.saved is None else " to the saved {!r}".format(self.saved)  # None: it had none (no userspace)
+        return "{} {} was changed outside edgeexit ({} is {!r}, edgeexit left {!r}); left as found, not restored" \
+               "{}".format(self.domain, self.path, self.field, self.found, self.edgeexit_left, to)
 
 
 @dataclass
@@ -60,6 +69,7 @@ class RestoreReport:
     restored: List[str] = field(default_factory=list)
     conflicts: List[RestoreConflict] = field(default_factory=list)
     errors: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)  # restored, but not exactly (a max left as found ...)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -69,21 +79,50 @@ def translate_oserror(err: OSError, relpath: str, value: str, privileged: bool =
                       mode: Optional[int] = None) -> DvfsError:
     """An OSError from a sysfs write as an edgeexit error whose message names the fix. ``mode``: the
     node's permission bits when it exists (sysfs refuses root too where no write bit is set)."""
-    if err.errno == errno.EACCES:
+    if isinstance(err, DvfsError):
+        return err  # the simulated kernel's own refusal (a corrupt tree): it names its fix already
+    code = err.errno or errno.EIO
+    what = "writing {!r} to {}".format(value, relpath)
+    if code == errno.EACCES:
         if not privileged:
             return SysfsPermissionError(
-                "permission denied writing {!r} to {}: run as root (sudo), or install the udev rule from "
-                "`edgeexit boards --udev-rule` and add yourself to group 'edgeexit'".format(value, relpath))
+                "permission denied {}: run as root (sudo), or install the udev rule from "
+                "`edgeexit boards --udev-rule` and add yourself to group 'edgeexit'".format(what))
         if mode is not None and not mode & 0o222:
             return SysfsPermissionError(
-                "the kernel refused writing {!r} to {}: it has no write permission (mode {:04o}); if something "
+                "the kernel refused {}: it has no write permission (mode {:04o}); if something "
                 "made it read-only, make it writable again (chmod u+w), else check the board config's paths for "
-                "this kernel".format(value, relpath, mode))
+                "this kernel".format(what, mode))
         return SysfsPermissionError(
-            "the kernel refused writing {!r} to {} (read-only attribute or missing node); check the board "
-            "config's paths for this kernel".format(value, relpath))
-    return DvfsError("writing {!r} to {} failed: {}; check the value against the board's tables "
-                     "(`edgeexit status`)".format(value, relpath, os.strerror(err.errno or errno.EIO)))
+            "the kernel refused {} (read-only attribute or missing node); check the board "
+            "config's paths for this kernel".format(what))
+    if code == errno.EPERM:
+        # sysfs answers EPERM where a capability check fails; on a copied or simulated tree an immutable file
+        return SysfsPermissionError(
+            "{} is not permitted (EPERM): run as root (sudo), or install the udev rule from `edgeexit boards "
+            "--udev-rule`; on a copied or simulated tree, check the file for the immutable attribute (lsattr; "
+            "chattr -i)".format(what))
+    if code == errno.EROFS:
+        return SysfsPermissionError(
+            "{} failed: the filesystem is read-only (EROFS), as /sys is in a container started without "
+            "--privileged; run the container with --privileged (or /sys mounted read-write), or run on the "
+            "host".format(what))
+    if code in (errno.EISDIR, errno.ENOTDIR):
+        return DvfsError(
+            "{} failed: {} is not a file ({}), so the board config's path is wrong for this kernel; check that "
+            "--board names this board (`edgeexit boards` lists each board's paths)".format(
+                what, relpath, errno.errorcode.get(code, code)))
+    if code == errno.EINVAL:
+        return DvfsError("{} failed: {}; check the value against the board's tables (`edgeexit status`)".format(
+            what, os.strerror(code)))
+    if code == errno.EUCLEAN:  # only the simulator says so (a FUSE mount passes just the errno on)
+        return DvfsError("{} failed: {}: the simulated tree's state is corrupt; make a new one with `edgeexit sim "
+                         "init`".format(what, os.strerror(code)))
+    if code in (errno.EBUSY, errno.EAGAIN):
+        return DvfsError("{} failed: {} (the kernel was busy, e.g. a CPU going on or offline); run again".format(
+            what, os.strerror(code)))
+    return DvfsError("{} failed: {}; the driver refused it: check `dmesg`, and that --board names this board".format(
+        what, os.strerror(code)))
 
 
 class DvfsController:
@@ -333,40 +372,71 @@ class DvfsController:
 
         A domain is restored when it is as edgeexit left it (``expected``, default: this controller's
         own record), when it already equals the snapshot, or when edgeexit was in the middle of
-        changing it (``in_flight``: a run killed mid-change). Otherwise it is a conflict: left as
-        found and reported (``force=True`` restores it anyway). Every domain is tried even if one
-        fails; failures are raised together at the end as one DvfsError.
+        changing it (``in_flight``: a run, or a restore, killed mid-change). Otherwise it is a conflict:
+        left as found and reported (``force=True`` restores it anyway). A max someone else changed is
+        left as it shows, with a warning (see RECORDED_FIELDS). Every domain is tried even if one fails;
+        failures are raised together at the end as one DvfsError.
+
+        Restore writes are marked in flight like a pin's (the state file says so before the first one,
+        through ``on_change``): a restore killed half way, between the two governor writes that make a
+        devfreq device forget its request say, leaves edgeexit's own intermediate state, which the next
+        restore completes instead of calling it someone else's.
         """
+        problem = domains_problem(snapshot, allow_empty=True)
+        if problem:  # checked before the first write: a damaged entry must not restore half a board
+            raise StateFileError("the saved state is damaged: {}; nothing was restored; check the board with "
+                                 "`edgeexit status` and set its clocks back by hand, then delete the state "
+                                 "file".format(problem))
         report = RestoreReport()
         before = self.write_count
         self._armed = True  # restoring never triggers a new save
         exp = self.expected if expected is None else expected
-        flying = self.in_flight if in_flight is None else in_flight
+        if in_flight is not None:
+            # the caller's own set: what this restore marks in flight is added to it, for its on_change to save
+            self.in_flight = in_flight if isinstance(in_flight, set) else set(in_flight)
+        flying = self.in_flight
         by_path = {d.relpath: d for d in self.domains}
         for entry in snapshot:
-            try:
-                path, saved, kind, name = str(entry["path"]), dict(entry["saved"]), entry["kind"], str(entry["name"])
-            except (KeyError, TypeError, ValueError):
-                raise StateFileError("saved state entry {!r} is malformed; check the board with `edgeexit status`, "
-                                     "then delete the state file".format(entry)) from None
+            path, saved, kind, name = str(entry["path"]), dict(entry["saved"]), entry["kind"], str(entry["name"])
             dom = by_path.get(path)
             if dom is None:
                 dom = DevfreqDevice(self.sysfs, path, name) if kind == "gpu" else CpufreqPolicy(self.sysfs, path, name)
             try:
+                keep_max = None  # type: Optional[int]
                 if not force and path not in flying and path in exp:
-                    now = owned_state(dom.save())
-                    if now != exp[path] and now != owned_state(saved):
-                        f = [k for k in OWNED_FIELDS if now.get(k) != exp[path].get(k)][0]
-                        report.conflicts.append(RestoreConflict(name, path, f, exp[path].get(f), now.get(f),
-                                                                saved.get(f)))
+                    now, left, was = owned_state(dom.save()), exp[path], owned_state(saved)
+                    if isinstance(dom, CpufreqPolicy) and now.get("setspeed") is not None:
+                        # scaling_setspeed shows policy->cur, which drivers that count the clock (tegra194)
+                        # may report a little off the table entry: compare the entry it stands for
+                        try:
+                            now["setspeed"] = str(snap_to_table(dom.available(), int(str(now["setspeed"]))))
+                        except ValueError:
+                            pass
+                    f = _changed_by_others(now, left)
+                    if f is not None and any(now.get(k) != was.get(k) for k in OWNED_FIELDS):
+                        report.conflicts.append(RestoreConflict(name, path, f, left.get(f), now.get(f), saved.get(f)))
                         continue
+                    if left.get("max") is not None and now.get("max") not in (left.get("max"), was.get("max")):
+                        keep_max = int(str(now["max"]))
+                        report.warnings.append(
+                            "{} {}: its max is {}, not the {} edgeexit left (a thermal cap, nvpmodel or another tool "
+                            "changed it): left as found, not restored to the saved {}; the rest of the domain was "
+                            "restored".format(name, path, now.get("max"), left.get("max"), saved.get("max")))
                 if isinstance(dom, CpufreqPolicy) and not dom.online():
                     if dom.save() != saved:  # pinned, then unplugged: the kernel refuses the writes
                         report.errors.append("{}: its CPUs ({}) are offline, so the kernel refuses its writes; bring "
                                              "them online (echo 1 > /sys/devices/system/cpu/cpuN/online)".format(
                                                  path, _cpulist(dom.cpus())))
                     continue
-                dom.restore(saved, self._write)
+                self._changing = dom  # write-ahead, as for a pin (see _write)
+                try:
+                    # keep_max only when set: restore(saved, write) stays the call domains (and wrappers) know
+                    note = dom.restore(saved, self._write) if keep_max is None else \
+                        dom.restore(saved, self._write, keep_max)
+                finally:
+                    self._changing = None
+                if note:
+                    report.warnings.append(note)
                 report.restored.append(path)
             except (ValueError, TypeError) as err:
                 report.errors.append("{}: saved values unusable ({})".format(path, err))
@@ -374,6 +444,8 @@ class DvfsController:
                 report.errors.append(str(err))
             except OSError as err:  # a node that cannot be read now (EIO, EBUSY): the other domains still go back
                 report.errors.append("{}: {}".format(path, err.strerror or err))
+        for w in report.warnings:
+            self._warn(w)
         report.writes = self.write_count - before
         if report.errors:
             raise DvfsError("restoring the board failed for {} domain(s): {}; the saved state is kept, run "
@@ -381,10 +453,35 @@ class DvfsController:
         return report
 
 
+def _changed_by_others(now: Dict[str, Optional[str]], left: Dict[str, Optional[str]]) -> Optional[str]:
+    """The first OWNED_FIELDS field that shows otherwise than edgeexit left it, for a reason other than a
+    lowered max (which the kernel applies to what some fields show, with no one writing them); else None."""
+    for f in OWNED_FIELDS:
+        if f not in left or now.get(f) == left.get(f) or _follows_max(f, now, left):
+            continue  # (not in left: a state file from a version that did not record it)
+        return f
+    return None
+
+
+def _follows_max(f: str, now: Dict[str, Optional[str]], left: Dict[str, Optional[str]]) -> bool:
+    """Whether field ``f`` shows otherwise only because max was lowered below it: 5.10+ show min = max
+    when min > max [K510][K510df]; scaling_setspeed shows policy->cur, which a max below the request pulls
+    down to max, and back up when it lifts [Kus][Kset]."""
+    try:
+        mx, shown, was = int(str(now.get("max"))), int(str(now.get(f))), int(str(left.get(f)))
+    except ValueError:
+        return False
+    if f == "min":
+        return shown == mx < was
+    if f == "setspeed":
+        return shown <= mx < was
+    return False
+
+
 def _cpulist(cpus: List[int]) -> str:
     return ",".join(str(c) for c in cpus) or "?"
 
 
 def owned_state(saved: Dict[str, Optional[str]]) -> Dict[str, Optional[str]]:
-    """The OWNED_FIELDS of a domain's saved values (what decides "someone else changed it")."""
-    return {k: (None if saved.get(k) is None else str(saved.get(k))) for k in OWNED_FIELDS}
+    """The RECORDED_FIELDS of a domain's saved values (what decides "someone else changed it")."""
+    return {k: (None if saved.get(k) is None else str(saved.get(k))) for k in RECORDED_FIELDS}

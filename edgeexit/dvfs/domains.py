@@ -93,8 +93,21 @@ class FreqDomain(abc.ABC):
         """Every value :meth:`pin` may change, as read now."""
 
     @abc.abstractmethod
-    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn) -> None:
-        """Write ``saved`` back in an order the kernel accepts."""
+    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn, keep_max: Optional[int] = None) -> Optional[str]:
+        """Write ``saved`` (checked by dvfs.state.saved_problem) back in an order the kernel accepts.
+
+        ``keep_max``: the max someone else set since (see DvfsController.restore_checked): it is left as it
+        shows and the saved min is capped to it. Returns a note when the domain could not be put back
+        exactly, else None."""
+
+    def _restore_limits(self, saved: Dict[str, Optional[str]], write: WriteFn, keep_max: Optional[int],
+                        min_attr: str, max_attr: str) -> None:
+        lo, hi = int(str(saved["min"])), int(str(saved["max"]))
+        if keep_max is None:
+            self._write_limits(lo, hi, write, min_attr, max_attr)
+        else:
+            # max is not written at all (not even the 4.9 "max + 1" step of _write_limits): it is theirs
+            write(self._path(min_attr), str(min(lo, keep_max)))
 
     def uses_userspace(self, method: str) -> bool:
         if method == "minmax":
@@ -214,12 +227,12 @@ class CpufreqPolicy(FreqDomain):
         return {"governor": gov, "min": str(lo), "max": str(hi),
                 "setspeed": self._read("scaling_setspeed") if gov == "userspace" else None}
 
-    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn) -> None:
-        self._write_limits(int(saved["min"] or 0), int(saved["max"] or 0), write, "scaling_min_freq",
-                           "scaling_max_freq")
+    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn, keep_max: Optional[int] = None) -> Optional[str]:
+        self._restore_limits(saved, write, keep_max, "scaling_min_freq", "scaling_max_freq")
         write(self._path("scaling_governor"), str(saved["governor"]))
         if saved.get("setspeed") is not None:
             write(self._path("scaling_setspeed"), str(saved["setspeed"]))
+        return None
 
 
 class DevfreqDevice(FreqDomain):
@@ -254,21 +267,60 @@ class DevfreqDevice(FreqDomain):
     def save(self) -> Dict[str, Optional[str]]:
         lo, hi = self.limits()
         gov = self.governor()
-        return {"governor": gov, "min": str(lo), "max": str(hi),
-                "set_freq": self._read("userspace/set_freq") if gov == "userspace" else None}
+        request = self._read("userspace/set_freq") if gov == "userspace" else None
+        out = {"governor": gov, "min": str(lo), "max": str(hi), "set_freq": request}  # type: Dict[str, Optional[str]]
+        if out["set_freq"] == "undefined":
+            # userspace with no request runs the clock it was entered at (devfreq's previous_freq): no file
+            # but cur_freq says which, and restore must land on it again
+            out["cur"] = str(self.current())
+        return out
 
-    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn) -> None:
-        self._write_limits(int(saved["min"] or 0), int(saved["max"] or 0), write, "min_freq", "max_freq")
+    def restore(self, saved: Dict[str, Optional[str]], write: WriteFn, keep_max: Optional[int] = None) -> Optional[str]:
+        self._restore_limits(saved, write, keep_max, "min_freq", "max_freq")
         gov = str(saved["governor"])
         set_freq = saved.get("set_freq")
-        if gov == "userspace" and set_freq == "undefined" and self.governor() == "userspace" \
-                and self._read("userspace/set_freq") != "undefined":
-            # only a governor restart forgets a userspace request: leave and re-enter userspace
-            other = [g for g in self.governors() if g != "userspace"]
-            write(self._path("governor"), other[0])
+        target = None  # type: Optional[int]
+        if gov == "userspace" and set_freq == "undefined":
+            target = None if saved.get("cur") is None else int(str(saved["cur"]))
+            self._reenter_userspace(saved, target, write, keep_max)
         write(self._path("governor"), gov)
         if gov == "userspace" and set_freq not in (None, "undefined"):
             write(self._path("userspace/set_freq"), str(set_freq))
+        if target is not None and self.current() != target:
+            return ("{} {}: back in the userspace governor with no request, but it runs {} Hz, not the {} Hz it ran "
+                    "before (the kernel would not go there within min_freq/max_freq {}-{}); to run {} Hz, write it "
+                    "to {}".format(self.name, self.relpath, self.current(), target, self.limits()[0], self.limits()[1],
+                                   target, self._path("userspace/set_freq")))
+        return None
+
+    def _reenter_userspace(self, saved: Dict[str, Optional[str]], target: Optional[int], write: WriteFn,
+                           keep_max: Optional[int]) -> None:
+        """Put the device back in userspace with no request, at ``target`` Hz when known. Only a governor
+        restart forgets a request, and a fresh userspace governor keeps the clock the governor before it
+        left (previous_freq) [Kdfus]: so leave through a governor that lands on ``target`` (performance
+        runs the top within max_freq; any governor runs ``target`` while min_freq = max_freq = target),
+        then enter userspace."""
+        if self.governor() == "userspace" and self._read("userspace/set_freq") == "undefined" and \
+                (target is None or self.current() == target):
+            return  # already so: nothing to forget, nowhere to go
+        others = [g for g in self.governors() if g != "userspace"]
+        if not others:
+            return  # userspace is the only governor: a request cannot be forgotten
+        via = "performance" if "performance" in others else others[0]
+        if target is None:  # a state file from before edgeexit saved the clock: forget the request only
+            if self.governor() == "userspace":
+                write(self._path("governor"), via)
+            return
+        lo, hi = self.limits()  # restored already: saved, or max left as someone else set it
+        target = min(max(target, lo), hi)  # never widen their limits to get there (the note says so)
+        top = max([f for f in self.available() if f <= hi] or [self.available()[0]])
+        if via == "performance" and target == top:
+            write(self._path("governor"), via)  # performance lands on the top within max_freq
+        else:
+            self._write_limits(target, target, write, "min_freq", "max_freq")
+            write(self._path("governor"), via)
+            write(self._path("governor"), "userspace")
+            self._restore_limits(saved, write, keep_max, "min_freq", "max_freq")  # userspace keeps the clock
 
 
 def find_gpu(sysfs: Sysfs, paths: List[str], of_node_names: List[str]) -> Optional[str]:

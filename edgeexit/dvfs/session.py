@@ -25,9 +25,9 @@ from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
 from edgeexit.dvfs.domains import FreqDomain
 from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
-from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, BoardLock, ForeignState, foreign_states, node_writable,
-                                 read_state, remove_foreign, short_error, state_path, sweep_killed_simulations,
-                                 user_groups, write_state)
+from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, foreign_states,
+                                 node_writable, read_state, remove_foreign, short_error, state_path,
+                                 sweep_killed_simulations, user_groups, write_state)
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError
 from edgeexit.guards.thermal import ThermalGuard
 from edgeexit.sim.vcgencmd import simulated_vcgencmd
@@ -62,8 +62,13 @@ _SHORT.maxstring = _SHORT.maxother = 60
 
 
 def _saved_fields(dom: FreqDomain) -> Tuple[str, ...]:
-    """What ``dom.save()`` writes, the userspace request last."""
+    """What ``dom.save()`` writes, the userspace request last (see also _optional_fields)."""
     return ("governor", "min", "max", "setspeed" if dom.kind == "cpu" else "set_freq")
+
+
+def _optional_fields(dom: FreqDomain) -> Tuple[str, ...]:
+    """What ``dom.save()`` writes only sometimes: a devfreq device's clock in userspace with no request."""
+    return SAVED_FIELDS[dom.kind][2] if dom.kind in SAVED_FIELDS else ()
 
 
 def _plain_saved(dom: FreqDomain, saved: Any) -> str:
@@ -72,10 +77,10 @@ def _plain_saved(dom: FreqDomain, saved: Any) -> str:
     if not isinstance(saved, dict):
         return "its saved values for {} are {}, not a set of values".format(dom.relpath, _SHORT.repr(saved))
     request = _saved_fields(dom)[-1]
-    extra = sorted(set(saved) - set(_saved_fields(dom)), key=str)
+    extra = sorted(set(saved) - set(_saved_fields(dom) + _optional_fields(dom)), key=str)
     if extra:
         return "its saved values for {} name {}, which no run saves".format(dom.relpath, _SHORT.repr(extra[0]))
-    for field in ("min", "max"):
+    for field in ("min", "max") + tuple(f for f in _optional_fields(dom) if saved.get(f) is not None):
         v = saved.get(field)
         if not isinstance(v, str) or not _UINT.match(v):
             return "its saved {} for {} is {}, not an unsigned decimal integer".format(
@@ -326,9 +331,21 @@ class BoardSession(BoardTarget):
             in_flight = set()  # type: Set[str]
             if isinstance(flying, list):
                 in_flight = {p for p in flying if isinstance(p, str)}
-            ctl = DvfsController(self.board, self.sysfs, None, self.method)
+            # Before a restore's first write to a domain, this file says the domain is in flight (as a run's
+            # does): a restore killed half way is then completed by the next one, not taken for someone
+            # else's change. Another user's file is marked in a copy in this user's own runtime dir (never
+            # written into theirs), unless an own file still waits below it (it would be overwritten).
+            waiting_own = any(f is None for (_, _, _, f) in pile[i + 1:])
+            mark = path if found is None else (None if waiting_own else own_path)
+            ctl = DvfsController(self.board, self.sysfs, None, self.method,
+                                 on_change=self._marker(mark, data, expected, in_flight))
             report = ctl.restore_checked(data["domains"], expected, in_flight, force=force)
             self.restore_report = report
+            if found is not None and mark is not None and not report.conflicts:
+                try:
+                    mark.unlink()  # the marked copy of another user's file: done with it
+                except FileNotFoundError:
+                    pass
             if report.conflicts:
                 more = len(pile) - i - 1
                 keep = path
@@ -365,6 +382,19 @@ class BoardSession(BoardTarget):
             self.restored_files.append(path)
         return bool(self.restored_files)
 
+    def _marker(self, mark: Optional[Path], data: Dict[str, Any], expected: Dict[str, Any],
+                in_flight: Set[str]) -> Callable[[], None]:
+        """The on_change of a restoring controller: rewrite ``mark`` with the domains now in flight."""
+        def persist() -> None:
+            if mark is None:
+                return
+            flying = sorted(in_flight)  # the set the controller adds to (restore_checked updates it)
+            extra = {"expected": expected, "in_flight": flying, "saved_at": _saved_at(data)}  # type: Dict[str, Any]
+            if data.get("conflicts"):
+                extra["conflicts"] = data["conflicts"]
+            write_state(mark, self.board.name, self.root, bool(data.get("simulated")), data["domains"], extra)
+        return persist
+
     def _vet(self, found: ForeignState) -> Tuple[Optional[Dict[str, Any]], str]:
         """Another user's state file as it may be restored here (only what a run writes, rebuilt from
         checked values), or (None, why not) (see restore_stale)."""
@@ -387,6 +417,7 @@ class BoardSession(BoardTarget):
             if problem:
                 return None, problem
             saved = {k: e["saved"].get(k) for k in _saved_fields(dom)}  # type: Dict[str, Any]
+            saved.update({k: e["saved"][k] for k in _optional_fields(dom) if e["saved"].get(k) is not None})
             domains.append({"kind": dom.kind, "name": e["name"], "path": where, "saved": saved})
         data = dict(found.data)
         data["domains"] = domains

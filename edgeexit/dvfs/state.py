@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import tempfile
@@ -31,9 +32,9 @@ def _key(board: str, root: Path) -> str:
         from edgeexit.sim.kernel import SERVED_FROM
 
         if is_fuse_mount(Path(real)):
-            try:
-                served = (Path(real) / SERVED_FROM).read_text().strip()
-            except OSError:
+            try:  # line 1: the tree's real path (then the mount point and the server's pid)
+                served = ((Path(real) / SERVED_FROM).read_text().splitlines() or [""])[0].strip()
+            except (OSError, ValueError):
                 served = ""
             if served.startswith("/"):
                 real = served
@@ -498,25 +499,110 @@ def write_state(path: Path, board: str, root: Path, simulated: bool, domains: Li
         except OSError:
             pass
         raise
-    with fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(str(tmp), str(path))
+    try:
+        with fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(str(tmp), str(path))
+    except BaseException:
+        # Ctrl-C or SIGTERM (SystemExit) mid-write: the previous state file stands; no .tmp is left behind
+        try:
+            os.unlink(str(tmp))
+        except OSError:
+            pass
+        raise
+
+
+#: Saved values as every domain's save() writes them: unsigned decimal integers, a plain governor name.
+_UINT_TEXT = re.compile(r"[0-9]{1,20}\Z")
+_GOVERNOR = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
+#: What a domain's save() writes, per kind: (fields it always writes, its userspace request, optional fields).
+SAVED_FIELDS = {"cpu": (("governor", "min", "max"), "setspeed", ()),
+                "gpu": (("governor", "min", "max"), "set_freq", ("cur",))}
+
+
+def saved_problem(kind: str, saved: Any) -> str:
+    """Why ``saved`` is not what a ``kind`` domain's save() writes (``""`` when it is): restoring a damaged
+    entry would write 0 as a max (the CPU held at its lowest clock) or end in a KeyError half way."""
+    if not isinstance(saved, dict):
+        return "its saved values are {!r}, not a set of values".format(type(saved).__name__)
+    always, request, optional = SAVED_FIELDS[kind]
+    extra = sorted((str(k) for k in set(saved) - set(always + (request,) + optional)))
+    if extra:
+        return "its saved values name {!r}, which no run saves".format(extra[0][:40])
+    gov = saved.get("governor")
+    if not isinstance(gov, str) or not _GOVERNOR.match(gov):
+        return "its saved governor is {}, not a governor name".format(_short(gov))
+    for f in ("min", "max") + optional:
+        v = saved.get(f)
+        if not (v is None and f in optional) and not (isinstance(v, str) and _UINT_TEXT.match(v)):
+            return "its saved {} is {}, not an unsigned decimal integer".format(f, _short(v))
+    v = saved.get(request)
+    if v is not None and not (isinstance(v, str) and (_UINT_TEXT.match(v) or (kind == "gpu" and v == "undefined"))):
+        return "its saved {} is {}, not an unsigned decimal integer".format(request, _short(v))
+    return ""
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def domains_problem(domains: Any, allow_empty: bool = False) -> str:
+    """Why ``domains`` is not a list of saved domain entries as a run writes them (``""`` when it is)."""
+    if not isinstance(domains, list) or (not domains and not allow_empty):
+        # a run saves every domain it may change before its first write; none means the file was damaged
+        return "it names no clock domain ('domains' is {})".format(_short(domains))
+    seen = set()  # type: Set[str]
+    for i, e in enumerate(domains):
+        where = "domains[{}]".format(i)
+        if not isinstance(e, dict) or e.get("kind") not in SAVED_FIELDS or not isinstance(e.get("name"), str):
+            return "{} is not a saved clock domain".format(where)
+        path = e.get("path")
+        if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/") or path in seen:
+            return "{} has path {}, not a clock domain under the root".format(where, _short(path))
+        seen.add(path)
+        problem = saved_problem(str(e["kind"]), e.get("saved"))
+        if problem:
+            return "{} ({}): {}".format(where, path, problem)
+    return ""
+
+
+def record_problem(data: Dict[str, Any]) -> str:
+    """Why ``expected``/``in_flight`` are not as write_state writes them (``""`` when they are)."""
+    exp, flying = data.get("expected"), data.get("in_flight")
+    if exp is not None and not (isinstance(exp, dict) and all(
+            isinstance(k, str) and isinstance(v, dict) and all(
+                isinstance(f, str) and (x is None or isinstance(x, str)) for f, x in v.items())
+            for k, v in exp.items())):
+        return "its record of what edgeexit left ('expected') is damaged"
+    if flying is not None and not (isinstance(flying, list) and all(isinstance(p, str) for p in flying)):
+        return "its record of the domains being changed ('in_flight') is damaged"
+    return ""
 
 
 def read_state(path: Path, board: str) -> Optional[Dict[str, Any]]:
-    """The saved state, or None when there is none."""
+    """The saved state, or None when there is none. A damaged file raises StateFileError and stays where
+    it is: it is the only record of what the board ran at, so nothing is restored from it and it is never
+    deleted here."""
+    fix = "check the board with `edgeexit status` and set its clocks back by hand, then delete {}".format(path)
     try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise ValueError("larger than any state file")
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as err:
-        raise StateFileError("state file {} is unreadable ({}); check the board by hand with `edgeexit status`, "
-                             "then delete the file".format(path, err)) from None
-    if not isinstance(data, dict) or data.get("board") != board or not isinstance(data.get("domains"), list):
+    except (OSError, ValueError, RecursionError, MemoryError) as err:
+        # RecursionError: "[[[[..." nested deeper than the parser goes (a damaged or hand-made file)
+        raise StateFileError("state file {} is unreadable ({}); {}".format(
+            path, getattr(err, "strerror", None) or short_error(err), fix)) from None
+    if not isinstance(data, dict) or data.get("board") != board:
         raise StateFileError("state file {} is not a saved state of board {}; delete it if the board is "
                              "already at its defaults".format(path, board))
+    problem = domains_problem(data.get("domains")) or record_problem(data)
+    if problem:
+        raise StateFileError("state file {} is damaged: {}; nothing was restored from it; {}".format(path, problem, fix))
     return data
 
 

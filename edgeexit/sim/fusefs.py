@@ -8,6 +8,7 @@ sysfs where a write to one file changes others (``scaling_cur_freq`` after ``sca
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import signal
@@ -85,7 +86,10 @@ def _make_operations(kernel: SimulatedKernel) -> Any:
             raise mfusepy.FuseOSError(errno.EACCES)  # sysfs cannot create files
 
         def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
-            code = self.k.read_error(self._rel(path))
+            try:
+                code = self.k.read_error(self._rel(path))
+            except OSError as err:  # a corrupt fault file: EUCLEAN (see kernel.corrupt)
+                raise mfusepy.FuseOSError(err.errno or errno.EIO)
             if code is not None:
                 raise mfusepy.FuseOSError(code)
             try:
@@ -171,7 +175,7 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     import mfusepy
 
     served = Path(backing) / SERVED_FROM
-    served.write_text(os.path.realpath(str(backing)) + "\n")
+    served_fd = _claim_tree(Path(backing), mountpoint)
 
     say("SIMULATED {} (kernel {} rules) mounted at {} (backing tree {}); Ctrl-C or `edgeexit sim umount {}` "
         "unmounts".format(board.name, kernel.family, mountpoint, backing, mountpoint))
@@ -183,11 +187,47 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     finally:
         signal.signal(signal.SIGTERM, old_term)
         try:
-            served.unlink()
+            served.unlink()  # while still holding its lock: a mount waiting for it finds a fresh file
         except OSError:
             pass
+        os.close(served_fd)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _claim_tree(backing: Path, mountpoint: Path) -> int:
+    """Write ``served-from`` and hold an exclusive flock on it for as long as this server serves the tree;
+    returns its descriptor. One tree has one server: with two, the first unmount deleted served-from while
+    the other mount still served the tree, and runs through that mount then took a lock and state file of
+    their own, not the tree's (two runs at once on one board; `restore` on the tree finding nothing). A
+    server killed with SIGKILL drops its flock, so a stale served-from never blocks the next mount."""
+    served = backing / SERVED_FROM
+    while True:
+        fd = os.open(str(served), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                lines = os.read(fd, 4096).decode("utf-8", "replace").splitlines()
+            finally:
+                os.close(fd)
+            where = lines[1] if len(lines) > 1 and lines[1] else "another mount point"
+            pid = " (pid {})".format(lines[2]) if len(lines) > 2 and lines[2].isdigit() else ""
+            raise DvfsError("the simulated tree {} is already served by `edgeexit sim mount` at {}{}; use that mount, "
+                            "or unmount it first (`edgeexit sim umount {}`), or serve a copy of the tree".format(
+                                backing, where, pid, where)) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(str(served)).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the server before us unlinked it after we opened it: take the new one
+    # line 1 is what dvfs.state keys the lock and state file on; the mount point and pid name the server
+    os.ftruncate(fd, 0)
+    os.write(fd, "{}\n{}\n{}\n".format(os.path.realpath(str(backing)), os.path.abspath(str(mountpoint)),
+                                        os.getpid()).encode())
+    return fd
 
 
 def wait_mounted(mountpoint: Path, proc: "subprocess.Popen[bytes]", timeout_s: float = 20.0) -> None:

@@ -7,7 +7,10 @@ survives the process that wrote it. :class:`edgeexit.sim.sysfs.SimulatedSysfs` (
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import errno
+import fcntl
 import json
 import os
 import posixpath
@@ -16,9 +19,9 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from edgeexit.boards.config import BoardConfig, load_board
+from edgeexit.boards.config import KERNEL_FAMILIES, BoardConfig, load_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.errors import BoardConfigError, DvfsError
 from edgeexit.sim import rules
@@ -37,6 +40,71 @@ MARKER_FORMAT = 1
 CPU_DIR = "sys/devices/system/cpu"
 RO, RW, ROOT_ONLY = 0o444, 0o644, 0o400
 SHUNT_MOHM = 5  # INA3221 shunt on the Jetson modules (assumption), for the shunt-voltage files
+# In state.json while a store() is being shown in the visible files: a write saves the new state (with this
+# key) first, renders it, then saves it again without. A process killed in between leaves the key, and the
+# next kernel on the tree renders that state again: the visible files and state.json never disagree.
+RENDER_PENDING = "render_pending"
+
+
+def corrupt(root: Path, what: str, detail: str, fix: str = "make a new one with `edgeexit sim init`") -> DvfsError:
+    """A simulated tree's own file with the wrong shape. Also an OSError with errno EUCLEAN ("Structure needs
+    cleaning"), which no real sysfs node returns: through a FUSE mount only the errno reaches the writer,
+    and the controller names the fix from it."""
+    err = DvfsError("the simulated tree {}'s {} is corrupt ({}); {}".format(root, what, detail, fix))
+    err.errno = errno.EUCLEAN
+    return err
+
+
+def _uint(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _state_problem(state: Any, board: BoardConfig, has_gpu: bool) -> str:
+    """Why ``state`` is not a state.json the simulator writes for ``board`` (``""`` when it is one)."""
+    if not isinstance(state, dict):
+        return "it holds {}, not an object".format(type(state).__name__)
+    online = state.get("online")
+    cpus = [str(c) for c in range(board.possible_cpus)]
+    if not isinstance(online, dict) or sorted(online) != sorted(cpus) or \
+            not all(online[c] in (0, 1) and not isinstance(online[c], bool) for c in cpus):
+        return "'online' is not a 0/1 value for each of CPUs 0-{}".format(board.possible_cpus - 1)
+    cpufreq = state.get("cpufreq")
+    if not isinstance(cpufreq, dict):
+        return "'cpufreq' is missing"
+    for pol in board.cpu_policies:
+        ps = cpufreq.get(pol.name)
+        if not isinstance(ps, dict) or not isinstance(ps.get("governor"), str) or \
+                not all(_uint(ps.get(k)) for k in ("min", "max", "cur")) or \
+                not (ps.get("setspeed") is None or _uint(ps.get("setspeed"))):
+            return "'cpufreq' has no valid entry for {}".format(pol.name)
+    ds = state.get("devfreq")
+    if has_gpu and (not isinstance(ds, dict) or not isinstance(ds.get("governor"), str) or
+                    not all(_uint(ds.get(k)) for k in ("min", "max", "cur")) or
+                    not (ds.get("set_freq") is None or _uint(ds.get("set_freq")))):
+        return "'devfreq' has no valid entry for the GPU"
+    if not isinstance(state.get("pmic", {}), dict):
+        return "'pmic' is not an object"
+    if not isinstance(state.get(RENDER_PENDING, False), bool):
+        return "{!r} is not true or false".format(RENDER_PENDING)
+    return ""
+
+
+def _faults_problem(faults: Any) -> str:
+    """Why ``faults`` is not a faults.json :meth:`SimulatedKernel.inject_error` writes (``""`` when it is one)."""
+    if not isinstance(faults, dict):
+        return "it holds {}, not an object".format(type(faults).__name__)
+    for op in ("write", "read"):
+        entries = faults.get(op, [])
+        if not isinstance(entries, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("errno"), str)
+                and _uint(f.get("skip", 0)) and _uint(f.get("count", 1)) for f in entries):
+            return "{!r} is not a list of faults".format(op)
+    clocks = faults.get("firmware_clock", {})
+    if not isinstance(clocks, dict) or not all(
+            isinstance(v, dict) and all(v.get(k) is None or _uint(v.get(k)) for k in ("floor_khz", "cap_khz"))
+            for v in clocks.values()):
+        return "'firmware_clock' is not a set of clock overrides"
+    return ""
 
 
 def read_marker(root: Path) -> Optional[Dict[str, Any]]:
@@ -100,8 +168,16 @@ class SimulatedKernel:
                 self.root, marker["board"], board.name, marker["board"]))
         self.board = board
         self.profile = profile or load_profile(board)
-        self.family = str(marker.get("kernel_family", board.kernel))
+        family = marker.get("kernel_family", board.kernel)
+        if family != board.kernel or family not in KERNEL_FAMILIES:
+            # the rules must be the board's: a tree claiming another family would answer like another kernel
+            raise DvfsError("{} claims kernel family {!r} in {}, but board {} follows kernel {} rules; the tree was "
+                            "made for another board or edited: make a new one with `edgeexit sim init --board {} "
+                            "DIR`".format(self.root, family, MARKER, board.name, board.kernel, board.name))
+        self.family = str(family)
         self._lock = threading.RLock()
+        self._flock_fd = None  # type: Optional[int]
+        self._flock_depth = 0
         self._real_root = os.path.realpath(str(self.root))
         self.cpu_dirs = {p.relpath: p for p in board.cpu_policies}
         self.gpu_dir = board.gpu.devfreq_paths[0] if board.gpu else None
@@ -109,6 +185,8 @@ class SimulatedKernel:
         for z in board.thermal_zones:
             if z.read_errno:
                 self.read_errors[z.relpath + "/temp"] = getattr(errno, z.read_errno)
+        if (self.root / STATE).exists():  # absent only while `sim init` builds the tree
+            self.recover()
 
     # --- creation ------------------------------------------------------------------------------
     @classmethod
@@ -146,15 +224,19 @@ class SimulatedKernel:
             owner = (pst.st_uid, pst.st_gid)
         fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-")
         try:
-            os.write(fd, content.encode())
-            _give(fd, owner)
-            os.fchmod(fd, mode)
+            try:
+                os.write(fd, content.encode())
+                _give(fd, owner)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+            os.replace(tmp, str(path))  # inside the try: a refused replace (immutable file) must not leak tmp
         except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
             raise
-        os.close(fd)
-        os.replace(tmp, str(path))
 
     def _mkdirs(self, d: Path) -> None:
         """``mkdir -p`` whose new directories take their parent's owner (see :meth:`put`)."""
@@ -173,14 +255,85 @@ class SimulatedKernel:
             os.close(fd)
 
     def load_state(self) -> Dict[str, Any]:
+        """The kernel's state, checked to have the shape the simulator writes (a hand-edited or truncated
+        file must fail with one line naming the fix, not a KeyError deep in a write)."""
         try:
-            return json.loads((self.root / STATE).read_text())  # type: ignore[no-any-return]
-        except (OSError, ValueError) as err:
-            raise DvfsError("simulated tree {} has no readable {} ({}); recreate it with `edgeexit sim init`".format(
-                self.root, STATE, err)) from None
+            state = json.loads((self.root / STATE).read_text())
+        except (OSError, ValueError, RecursionError) as err:
+            raise corrupt(self.root, "state " + STATE, "not readable JSON: {}".format(
+                getattr(err, "strerror", None) or err)) from None
+        problem = _state_problem(state, self.board, self.gpu_dir is not None and self.profile.gpu is not None)
+        if problem:
+            raise corrupt(self.root, "state " + STATE, problem)
+        return state  # type: ignore[no-any-return]
 
     def save_state(self, state: Dict[str, Any]) -> None:
         self.put(STATE, json.dumps(state, indent=1, sort_keys=True) + "\n", 0o600)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """This thread alone, and this process alone on the tree (a FUSE server and an in-process writer
+        may share one): a flock on the simulator's directory, reentrant within the thread."""
+        with self._lock:
+            if self._flock_depth == 0:
+                try:
+                    fd = os.open(str(self.root / SIM_DIR), os.O_RDONLY | os.O_DIRECTORY)
+                except OSError:
+                    fd = None  # cannot be opened: whatever this process then does fails on its own
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                self._flock_fd = fd
+            self._flock_depth += 1
+            try:
+                yield
+            finally:
+                self._flock_depth -= 1
+                if self._flock_depth == 0 and self._flock_fd is not None:
+                    os.close(self._flock_fd)  # closing drops the flock
+                    self._flock_fd = None
+
+    def recover(self) -> None:
+        """Finish showing a store() whose process was killed half way (see RENDER_PENDING). Also checks the
+        state's shape, so a corrupt tree is refused when a kernel is made for it (`sim mount`, a run)."""
+        try:
+            with open(str(self.root / STATE), "rb"):
+                pass
+        except OSError:
+            return  # another user's tree (state.json is 0600): its owner's kernel finishes it
+        with self.locked():
+            state = self.load_state()
+            if not state.get(RENDER_PENDING):
+                return
+            try:
+                self._commit(state)
+            except OSError:
+                pass  # a reader who may not write the tree: the next writer finishes it
+
+    def _commit(self, state: Dict[str, Any], old: Optional[Dict[str, Any]] = None) -> None:
+        """Show ``state`` in the visible files and state.json, as one step against a kill: state.json first,
+        marked pending (a kill from here on is finished by :meth:`recover`), then the files, then the mark
+        dropped. A render that fails (a node made immutable, a file replaced by a directory) puts ``old``
+        back the same way, so a refused write changes nothing, and raises."""
+        state.pop(RENDER_PENDING, None)
+        self.save_state(dict(state, **{RENDER_PENDING: True}))
+        try:
+            self.render(state)
+        except BaseException:
+            if old is not None:
+                old.pop(RENDER_PENDING, None)
+                try:
+                    self.save_state(dict(old, **{RENDER_PENDING: True}))
+                    try:
+                        # the forward render stopped at the file it could not replace (that file unchanged);
+                        # this one puts the files before it back, then stops at the same file
+                        self.render(old)
+                    except OSError:
+                        pass
+                    self.save_state(old)
+                except OSError:
+                    pass  # state.json itself cannot be written: still pending, the next kernel tries again
+            raise
+        self.save_state(state)
 
     def resolve(self, relpath: str) -> str:
         """``relpath`` with symlinks resolved, relative to the root; ENOENT if it does not exist."""
@@ -214,17 +367,27 @@ class SimulatedKernel:
             return None
         try:
             self._take_fault("read", rel)
+        except DvfsError:
+            raise  # a corrupt fault file (see corrupt()): its own line, not an errno the reader misnames
         except OSError as err:
-            return err.errno
+            return err.errno or errno.EIO
         return self.read_errors.get(rel)
 
     # --- fault injection (tests) ----------------------------------------------------------------
     def load_faults(self) -> Dict[str, Any]:
         try:
             data = json.loads((self.root / FAULTS).read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return {}
-        return data if isinstance(data, dict) else {}
+        except (OSError, ValueError, RecursionError) as err:
+            data, problem = None, "not readable JSON: {}".format(getattr(err, "strerror", None) or err)
+        else:
+            problem = _faults_problem(data)
+        if problem:
+            raise corrupt(self.root, "injected-fault file " + FAULTS, problem,
+                          "delete it (it only holds faults a test injected), or make a new tree with "
+                          "`edgeexit sim init`")
+        return data  # type: ignore[no-any-return]
 
     def _save_faults(self, faults: Dict[str, Any]) -> None:
         faults = {k: v for k, v in faults.items() if v}
@@ -267,6 +430,7 @@ class SimulatedKernel:
                 faults[op] = [g for g in faults[op] if g.get("count", 1) > 0]
                 self._save_faults(faults)
                 code = getattr(errno, str(f.get("errno")), errno.EIO)
+                code = code if isinstance(code, int) else errno.EIO  # a name errno has that is no errno
                 raise OSError(code, os.strerror(code) + " (injected)", rel)
 
     def set_firmware_clock(self, policy: str, floor_khz: Optional[int] = None, cap_khz: Optional[int] = None) -> None:
@@ -281,7 +445,8 @@ class SimulatedKernel:
             else:
                 clocks[policy] = {"floor_khz": floor_khz, "cap_khz": cap_khz}
             self._save_faults(faults)
-            self.render(self.load_state())
+            with self.locked():
+                self.render(self.load_state())
 
     def _firmware_cur(self, policy: str, cur: int) -> int:
         fw = self.load_faults().get("firmware_clock", {}).get(policy)
@@ -295,13 +460,17 @@ class SimulatedKernel:
 
     # --- the write path ------------------------------------------------------------------------
     def write(self, relpath: str, data: bytes) -> None:
-        """One ``store()`` call: apply the kernel rules, or raise OSError with the kernel's errno."""
-        with self._lock:
+        """One ``store()`` call: apply the kernel rules, or raise OSError with the kernel's errno. Atomic
+        against a kill: what shows and what state.json holds never disagree (see :meth:`_commit`)."""
+        with self.locked():
             rel = self.check_writable(relpath)
             self._take_fault("write", rel)
             text = data.decode("utf-8", "replace")
             d, name = posixpath.split(rel)
             state = self.load_state()
+            if state.get(RENDER_PENDING):
+                self._commit(state)  # a killed writer's store(): it happened, show it before this one
+            old = copy.deepcopy(state)
             if d in self.cpu_dirs:
                 self._cpufreq_write(state, self.cpu_dirs[d].name, name, text)
             elif self.gpu_dir is not None and d == self.gpu_dir and name in ("governor", "min_freq", "max_freq"):
@@ -319,8 +488,7 @@ class SimulatedKernel:
                 # a plain attribute (railgate_enable, enable_3d_scaling, power/control ...): stored as given
                 self.put(rel, text.strip() + "\n")
                 return
-            self.save_state(state)
-            self.render(state)
+            self._commit(state, old)
 
     def _cpufreq_write(self, state: Dict[str, Any], policy: str, name: str, text: str) -> None:
         ps = state["cpufreq"][policy]
@@ -460,10 +628,11 @@ class SimulatedKernel:
                     self.put("{}/in7_input".format(chip.relpath), "{}\n".format(total))
                 return
             if power.sensor == "pi5-pmic" and label in power.pmic_rails + ["EXT5V"]:
-                state = self.load_state()
-                state.setdefault("pmic", {})[label] = [voltage_mv, current_ma]
-                self.save_state(state)
-                self._render_pmic(state)
+                with self.locked():  # state.json is shared with store(): never save over a write under way
+                    state = self.load_state()
+                    state.setdefault("pmic", {})[label] = [voltage_mv, current_ma]
+                    self.save_state(state)
+                    self._render_pmic(state)
                 return
         raise KeyError("board {} has no rail {!r} (rails: {})".format(self.board.name, label, ", ".join(power.rails())))
 

@@ -1,0 +1,160 @@
+"""A simulated tree whose own files are wrong is refused in one line naming `edgeexit sim init` (A3, A11),
+and one tree is served by one `sim mount` at a time (B3)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeexit.dvfs.state import state_path
+from edgeexit.errors import DvfsError
+from edgeexit.sim.kernel import MARKER, SERVED_FROM, STATE, SimulatedKernel
+from tests.faults.helpers import cli, diff, one_line_error, tree
+from tests.sim.helpers import BOARDS, fuse_mount, make_tree, require_fuse
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private runtime dir (state files and locks), inherited by the CLI subprocesses."""
+    d = tmp_path / "runtime"
+    monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(d))
+    return d
+
+
+OTHER_FAMILY = {"4.9": "5.10", "5.10": "4.9", "5.15": "5.10", "6.x": "5.15"}
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("family", ["9.9", "other"])
+def test_a_marker_naming_another_kernel_family_is_refused(tmp_path: Path, board: str, family: str,
+                                                          runtime_dir: Path) -> None:
+    k = make_tree(tmp_path / "t", board)
+    marker = json.loads((k.root / MARKER).read_text())
+    marker["kernel_family"] = OTHER_FAMILY[k.family] if family == "other" else family
+    (k.root / MARKER).write_text(json.dumps(marker))
+    before = tree(k.root)
+    with pytest.raises(DvfsError, match="sim init"):
+        SimulatedKernel(k.root)
+    res = cli("run", "--board", board, "--sysfs-root", str(k.root), "--cpu-khz", "max", "--limit", "2")
+    one_line_error(res, "kernel family {!r}".format(marker["kernel_family"]), "edgeexit sim init")
+    assert diff(tree(k.root), before) == []
+    assert not list(runtime_dir.glob("*.state.json"))
+
+
+def _corrupt_state(root: Path, how: str) -> None:
+    path = root / STATE
+    if how == "object":
+        path.write_text("{}")
+    elif how == "list":
+        path.write_text("[]")
+    elif how == "nested":
+        path.write_text("[" * 100000 + "]" * 100000)
+    else:
+        data = json.loads(path.read_text())
+        if how == "online":
+            data["online"] = {}
+        elif how == "policy":
+            data["cpufreq"] = {}
+        elif how == "min-text":
+            first = sorted(data["cpufreq"])[0]
+            data["cpufreq"][first]["min"] = "102000"
+        path.write_text(json.dumps(data))
+
+
+STATE_DAMAGE = ["object", "list", "nested", "online", "policy", "min-text"]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("how", STATE_DAMAGE)
+def test_a_corrupt_simulator_state_is_one_line(tmp_path: Path, board: str, how: str, runtime_dir: Path) -> None:
+    k = make_tree(tmp_path / "t", board)
+    _corrupt_state(k.root, how)
+    before = tree_raw(k.root)
+    res = cli("run", "--board", board, "--sysfs-root", str(k.root), "--cpu-khz", "max", "--limit", "2")
+    one_line_error(res, "state", "is corrupt", "make a new one with `edgeexit sim init`")
+    assert tree_raw(k.root) == before
+    assert not list(runtime_dir.glob("*.state.json"))
+
+
+def tree_raw(root: Path) -> dict:
+    """Every file's bytes (faults.helpers.tree parses state.json, which here is the corrupt file)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("faults", ['{"write": 5}', "[]", '{"read": [{"path": 3}]}', "{not json"])
+def test_a_corrupt_fault_file_is_one_line(tmp_path: Path, faults: str, runtime_dir: Path) -> None:
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    (k.root / ".edgeexit-sim/faults.json").write_text(faults)
+    before = tree_raw(k.root)
+    res = cli("run", "--board", "jetson-nano", "--sysfs-root", str(k.root), "--cpu-khz", "max", "--limit", "2")
+    one_line_error(res, "faults.json is corrupt", "delete it")
+    assert tree_raw(k.root) == before
+
+
+@pytest.mark.fuse
+def test_a_corrupt_state_is_refused_by_sim_mount_and_named_through_a_mount(tmp_path: Path,
+                                                                          runtime_dir: Path) -> None:
+    require_fuse()
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    with fuse_mount(k.root, "jetson-nano", tmp_path / "mnt") as mnt:
+        _corrupt_state(k.root, "object")  # after the server made its kernel
+        res = cli("run", "--board", "jetson-nano", "--sysfs-root", str(mnt), "--cpu-khz", "max", "--limit", "2")
+        one_line_error(res, "corrupt", "edgeexit sim init")
+        assert "board's tables" not in res.stderr
+    (tmp_path / "mnt2").mkdir()
+    res = cli("sim", "mount", "--board", "jetson-nano", "--backing", str(k.root), "--background",
+              str(tmp_path / "mnt2"))
+    one_line_error(res, "is corrupt", "edgeexit sim init")
+    assert not os.path.ismount(str(tmp_path / "mnt2"))
+
+
+# --- B3: one server per tree ----------------------------------------------------------------------------
+@pytest.mark.fuse
+def test_a_served_tree_is_not_served_twice(tmp_path: Path, runtime_dir: Path) -> None:
+    k = make_tree(tmp_path / "t", "jetson-xavier-nx")
+    m2 = tmp_path / "m2"
+    m2.mkdir()
+    try:
+        with fuse_mount(k.root, "jetson-xavier-nx", tmp_path / "m1") as m1:
+            served = (k.root / SERVED_FROM).read_text()
+            res = cli("sim", "mount", "--board", "jetson-xavier-nx", "--backing", str(k.root), "--background", str(m2))
+            one_line_error(res, "already served", str(m1), "edgeexit sim umount {}".format(m1))
+            assert not os.path.ismount(str(m2))
+            res = cli("sim", "mount", "--board", "jetson-xavier-nx", "--backing", str(k.root), str(m2))  # foreground
+            one_line_error(res, "already served", str(m1))
+            # the first mount still serves the tree, under the tree's own lock and state file
+            assert (k.root / SERVED_FROM).read_text() == served
+            assert state_path("jetson-xavier-nx", m1) == state_path("jetson-xavier-nx", k.root)
+    finally:
+        if os.path.ismount(str(m2)):  # (only where the second mount was wrongly let through)
+            subprocess.run(["fusermount3", "-u", "-z", str(m2)])
+    # once it is unmounted, the tree can be served again
+    with fuse_mount(k.root, "jetson-xavier-nx", m2) as mnt:
+        assert state_path("jetson-xavier-nx", mnt) == state_path("jetson-xavier-nx", k.root)
+    assert not (k.root / SERVED_FROM).exists()
+
+
+@pytest.mark.fuse
+def test_a_killed_servers_leftover_does_not_block_the_next_mount(tmp_path: Path, runtime_dir: Path) -> None:
+    require_fuse()
+    from edgeexit.sim.fusefs import wait_mounted
+
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    m1, m2 = tmp_path / "m1", tmp_path / "m2"
+    m1.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeexit", "sim", "mount", "--board", "jetson-nano", "--backing",
+                             str(k.root), str(m1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_mounted(m1, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=20)
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(m1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert (k.root / SERVED_FROM).exists()  # what SIGKILL left: no server holds it any more
+    with fuse_mount(k.root, "jetson-nano", m2) as mnt:
+        assert (k.root / SERVED_FROM).read_text().splitlines()[1] == str(mnt)
+    assert not os.path.ismount(str(m2))
