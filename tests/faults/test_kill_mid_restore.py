@@ -83,53 +83,48 @@ CASES = [(b, "default") for b in BOARDS] + [(b, "cpu-userspace") for b in BOARDS
     [(b, "gpu-userspace-top") for b in GPU_BOARDS]
 
 
-def _pin_all(board: str, root: Path, method: str = "auto") -> Callable[[], None]:
-    def pin() -> None:
-        with open_board(board, sysfs_root=root, method=method) as s:
-            s.controller.set_cpu_khz("min")
-            if s.controller.gpu is not None:
-                s.controller.set_gpu_hz("min")
-    return pin
-
-
-@pytest.mark.parametrize("board,pre", CASES)
-def test_a_runs_restore_killed_at_any_write_is_completed_by_edgeexit_restore(tmp_path: Path, board: str, pre: str,
-                                                                             runtime_dir: Path) -> None:
+def _killed_at_each_write_then_restored(tmp_path: Path, board: str, pre: str, runtime_dir: Path,
+                                       child_for: Callable[[int, SimulatedKernel], Callable[[], None]]) -> None:
+    """For n = 0, 1, ...: a fresh tree in state ``pre``, then ``child_for(n, kernel)`` run in a child that
+    dies at a restore's (n+1)th kernel write, then `edgeexit restore` (no --force: all it finds is
+    edgeexit's own doing); until a child's restore finishes. The tree must come back byte for byte each
+    time, with no state file left, and the restore must have been killed at least once."""
     n = 0
     while True:
         k = make_tree(tmp_path / "t{}".format(n), board)
         _prepare(k, pre)
         before = tree(k.root)
+        code = _in_child(child_for(n, k))
+        if code == 0:
+            assert diff(tree(k.root), before) == []
+            break
+        assert code == KILLED
+        assert restore_board(board, k.root)["restored"], "kill after restore write {}".format(n)
+        assert diff(tree(k.root), before) == [], "kill after restore write {}".format(n)
+        assert not list(runtime_dir.glob("*.state.json*"))
+        n += 1
+    assert n >= 1
 
+
+@pytest.mark.parametrize("board,pre", CASES)
+def test_a_runs_restore_killed_at_any_write_is_completed_by_edgeexit_restore(tmp_path: Path, board: str, pre: str,
+                                                                             runtime_dir: Path) -> None:
+    def child_for(n: int, k: SimulatedKernel) -> Callable[[], None]:
         def run() -> None:
             with open_board(board, sysfs_root=k.root) as s:
                 s.controller.set_cpu_khz("min")
                 if s.controller.gpu is not None:
                     s.controller.set_gpu_hz("min")
                 _die_at_kernel_write(n)  # the writes from here on are the restore's
+        return run
 
-        code = _in_child(run)
-        if code == 0:
-            assert diff(tree(k.root), before) == []
-            break
-        assert code == KILLED
-        result = restore_board(board, k.root)  # no --force: all it finds is edgeexit's own doing
-        assert result["restored"], "kill after restore write {}".format(n)
-        assert diff(tree(k.root), before) == [], "kill after restore write {}".format(n)
-        assert not list(runtime_dir.glob("*.state.json*"))
-        n += 1
-    assert n >= 1  # the restore wrote something, and was killed at each of those writes
+    _killed_at_each_write_then_restored(tmp_path, board, pre, runtime_dir, child_for)
 
 
 @pytest.mark.parametrize("board,pre", CASES)
 def test_edgeexit_restore_killed_at_any_write_is_completed_by_the_next(tmp_path: Path, board: str, pre: str,
                                                                       runtime_dir: Path) -> None:
-    n = 0
-    while True:
-        k = make_tree(tmp_path / "t{}".format(n), board)
-        _prepare(k, pre)
-        before = tree(k.root)
-
+    def child_for(n: int, k: SimulatedKernel) -> Callable[[], None]:
         def pinned_then_killed() -> None:
             with open_board(board, sysfs_root=k.root) as s:
                 s.controller.set_cpu_khz("max")
@@ -142,17 +137,9 @@ def test_edgeexit_restore_killed_at_any_write_is_completed_by_the_next(tmp_path:
         def restore_killed() -> None:
             _die_at_kernel_write(n)
             restore_board(board, k.root)
+        return restore_killed
 
-        code = _in_child(restore_killed)
-        if code == 0:
-            assert diff(tree(k.root), before) == []
-            break
-        assert code == KILLED
-        assert restore_board(board, k.root)["restored"], "kill after restore write {}".format(n)
-        assert diff(tree(k.root), before) == [], "kill after restore write {}".format(n)
-        assert not list(runtime_dir.glob("*.state.json*"))
-        n += 1
-    assert n >= 1
+    _killed_at_each_write_then_restored(tmp_path, board, pre, runtime_dir, child_for)
 
 
 # --- B5: one simulated store() killed between its files ------------------------------------------------
