@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from edgeexit.boards.config import load_board
-from edgeexit.errors import DvfsError
+from edgeexit.boards.config import BoardConfig, load_board
+from edgeexit.errors import DvfsError, EdgeExitError
 from edgeexit.sim.kernel import SERVED_FROM, SimulatedKernel
 
 SYSFS_FILE_SIZE = 4096  # sysfs reports every attribute as 4096 bytes
@@ -138,7 +138,23 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
         raise DvfsError("cannot mount the simulated board with FUSE: {}".format(problem))
     board = load_board(board_name)
     mountpoint = Path(mountpoint)
+    made = [p for p in [mountpoint] + list(mountpoint.parents) if not os.path.lexists(str(p))]
     mountpoint.mkdir(parents=True, exist_ok=True)
+    try:
+        _mount_on(board, mountpoint, backing, foreground, announce)
+    except (EdgeExitError, OSError, RuntimeError):
+        # A mount refused or failed leaves no directory of its own making behind (a foreground mount
+        # that ran and was unmounted keeps its mount point, as mount(8) does).
+        for p in made:  # deepest first; only while empty
+            try:
+                os.rmdir(str(p))
+            except OSError:
+                break
+        raise
+
+
+def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], foreground: bool,
+              announce: Optional[Callable[[str], None]]) -> None:
     if os.path.ismount(str(mountpoint)):
         raise DvfsError("{} is already a mount point; unmount it first (`edgeexit sim umount {}`)".format(
             mountpoint, mountpoint))

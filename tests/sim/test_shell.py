@@ -145,6 +145,22 @@ def test_background_mount_says_why_the_server_refused(tmp_path: Path) -> None:
     assert "pass --board jetson-nano" in lines[0] and "exited with status" not in lines[0]
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_a_refused_mount_leaves_no_mount_point_behind(tmp_path: Path, background: bool) -> None:
+    """The mount point (and missing parents) were made before the checks, and stayed after a refusal."""
+    from tests.sim.helpers import require_fuse
+
+    require_fuse()
+    backing = tmp_path / "tree"
+    make_tree(backing, "jetson-nano")
+    target = tmp_path / "new" / "mnt"
+    r = subprocess.run([sys.executable, "-m", "edgeexit", "sim", "mount", "--board", "jetson-tx2", "--backing",
+                        str(backing)] + (["--background"] if background else []) + [str(target)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert r.returncode != 0 and "pass --board jetson-nano" in r.stderr
+    assert not (tmp_path / "new").exists()
+
+
 def test_sim_init_refuses_auto_and_does_not_offer_it(tmp_path: Path) -> None:
     """The help offered 'auto' (detect from the device tree), which a simulated tree cannot do, and the
     refusal then said "--board NAME is required" although a board was given."""
