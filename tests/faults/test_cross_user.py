@@ -164,7 +164,7 @@ def _tree_owned_by(owner: Tuple[int, int]) -> Iterator[Path]:
     root = top / "t"
     make_tree(root, BOARD)
     chown_tree(top, owner)
-    made_roots_dir = not ROOTS_DIR.exists()
+    made = [d for d in (ROOTS_DIR, _dir_of(_nobody()[0])) if not d.exists()]
     try:
         yield root
     finally:
@@ -172,8 +172,8 @@ def _tree_owned_by(owner: Tuple[int, int]) -> Iterator[Path]:
         for d in [ROOTS_DIR, _dir_of(_nobody()[0])]:
             for left in d.glob(key + ".*"):
                 left.unlink()
-        if made_roots_dir:
-            shutil.rmtree(str(ROOTS_DIR), ignore_errors=True)
+        for d in made:  # the runtime dirs the test's sessions made: nothing of theirs is left on the machine
+            shutil.rmtree(str(d), ignore_errors=True)
         shutil.rmtree(str(top), ignore_errors=True)
 
 

@@ -204,12 +204,16 @@ def nobody_tree() -> Iterator[Path]:
     root = top / "t"
     make_tree(root, "jetson-nano")
     chown_tree(top, _nobody())
+    nobodys = Path("/tmp/edgeexit-{}".format(_nobody()[0]))
+    made = not nobodys.exists()
     try:
         yield root
     finally:
         key = os.path.basename(str(state_path("jetson-nano", root))).split(".")[0]
-        for left in Path("/tmp/edgeexit-{}".format(_nobody()[0])).glob(key + ".*"):
+        for left in nobodys.glob(key + ".*"):
             left.unlink()
+        if made:  # the runtime dir nobody's session made: nothing of the test's is left on the machine
+            shutil.rmtree(str(nobodys), ignore_errors=True)
         shutil.rmtree(str(top), ignore_errors=True)
 
 
