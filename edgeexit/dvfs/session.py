@@ -26,7 +26,8 @@ from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreRep
 from edgeexit.dvfs.domains import FreqDomain
 from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
 from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, foreign_states,
-                                 node_writable, read_state, remove_foreign, short_error, state_path,
+                                 node_writable, read_state, record_problem, remove_foreign, saved_problem,
+                                 short_error, state_path,
                                  sweep_killed_simulations, user_groups, write_state)
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError
 from edgeexit.guards.thermal import ThermalGuard
@@ -55,39 +56,28 @@ def _saved_at(data: Dict[str, Any]) -> float:
     return t if math.isfinite(t) else 0.0
 
 
-#: A saved frequency as every domain's save() writes it: an unsigned decimal integer (kHz or Hz).
-_UINT = re.compile(r"[0-9]{1,20}\Z")
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
 
 
 def _saved_fields(dom: FreqDomain) -> Tuple[str, ...]:
     """What ``dom.save()`` writes, the userspace request last (see also _optional_fields)."""
-    return ("governor", "min", "max", "setspeed" if dom.kind == "cpu" else "set_freq")
+    always, request, _ = SAVED_FIELDS[dom.kind]
+    return always + (request,)
 
 
 def _optional_fields(dom: FreqDomain) -> Tuple[str, ...]:
     """What ``dom.save()`` writes only sometimes: a devfreq device's clock in userspace with no request."""
-    return SAVED_FIELDS[dom.kind][2] if dom.kind in SAVED_FIELDS else ()
+    return SAVED_FIELDS[dom.kind][2]
 
 
 def _plain_saved(dom: FreqDomain, saved: Any) -> str:
-    """Why ``saved`` is not what ``dom.save()`` writes (a governor the domain offers, unsigned decimal
-    integers, the userspace request or None), or "". Another user wrote it: nothing else is restored."""
-    if not isinstance(saved, dict):
-        return "its saved values for {} are {}, not a set of values".format(dom.relpath, _SHORT.repr(saved))
-    request = _saved_fields(dom)[-1]
-    extra = sorted(set(saved) - set(_saved_fields(dom) + _optional_fields(dom)), key=str)
-    if extra:
-        return "its saved values for {} name {}, which no run saves".format(dom.relpath, _SHORT.repr(extra[0]))
-    for field in ("min", "max") + tuple(f for f in _optional_fields(dom) if saved.get(f) is not None):
-        v = saved.get(field)
-        if not isinstance(v, str) or not _UINT.match(v):
-            return "its saved {} for {} is {}, not an unsigned decimal integer".format(
-                field, dom.relpath, _SHORT.repr(v))
-    v = saved.get(request)
-    if v is not None and not (isinstance(v, str) and (_UINT.match(v) or (request == "set_freq" and v == "undefined"))):
-        return "its saved {} for {} is {}, not an unsigned decimal integer".format(request, dom.relpath, _SHORT.repr(v))
+    """Why ``saved`` is not what ``dom.save()`` writes (dvfs.state.saved_problem: unsigned decimal integers,
+    the userspace request or None) with a governor the domain offers, or "". Another user wrote it:
+    nothing else is restored."""
+    problem = saved_problem(dom.kind, saved, dom.relpath)
+    if problem:
+        return problem
     gov = saved.get("governor")
     try:
         offered = dom.governors()
@@ -99,13 +89,12 @@ def _plain_saved(dom: FreqDomain, saved: Any) -> str:
 
 
 def _plain_record(exp: Any, flying: Any, paths: Set[str]) -> bool:
-    """Whether ``expected`` and ``in_flight`` of another user's file are as write_state writes them."""
-    if exp is not None and not (isinstance(exp, dict) and all(
-            isinstance(k, str) and isinstance(v, dict) and all(
-                isinstance(f, str) and (x is None or (isinstance(x, str) and len(x) <= 64)) for f, x in v.items())
-            for k, v in exp.items())):
+    """Whether ``expected`` and ``in_flight`` of another user's file are as write_state writes them
+    (dvfs.state.record_problem), with short values and only this board's domains in flight."""
+    if record_problem({"expected": exp, "in_flight": flying}):
         return False
-    return flying is None or (isinstance(flying, list) and all(isinstance(p, str) and p in paths for p in flying))
+    return all(x is None or len(x) <= 64 for v in (exp or {}).values() for x in v.values()) and \
+        all(p in paths for p in (flying or []))
 
 
 class BoardTarget:

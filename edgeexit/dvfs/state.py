@@ -522,25 +522,27 @@ SAVED_FIELDS = {"cpu": (("governor", "min", "max"), "setspeed", ()),
                 "gpu": (("governor", "min", "max"), "set_freq", ("cur",))}
 
 
-def saved_problem(kind: str, saved: Any) -> str:
+def saved_problem(kind: str, saved: Any, where: str = "") -> str:
     """Why ``saved`` is not what a ``kind`` domain's save() writes (``""`` when it is): restoring a damaged
-    entry would write 0 as a max (the CPU held at its lowest clock) or end in a KeyError half way."""
+    entry would write 0 as a max (the CPU held at its lowest clock) or end in a KeyError half way. The one
+    check of our own state files and (with the domain's path as ``where``) of other users' files."""
+    at = " for {}".format(where) if where else ""
     if not isinstance(saved, dict):
-        return "its saved values are {!r}, not a set of values".format(type(saved).__name__)
+        return "its saved values{} are {!r}, not a set of values".format(at, type(saved).__name__)
     always, request, optional = SAVED_FIELDS[kind]
     extra = sorted((str(k) for k in set(saved) - set(always + (request,) + optional)))
     if extra:
-        return "its saved values name {!r}, which no run saves".format(extra[0][:40])
+        return "its saved values{} name {!r}, which no run saves".format(at, extra[0][:40])
     gov = saved.get("governor")
     if not isinstance(gov, str) or not _GOVERNOR.match(gov):
-        return "its saved governor is {}, not a governor name".format(_short(gov))
+        return "its saved governor{} is {}, not a governor name".format(at, _short(gov))
     for f in ("min", "max") + optional:
         v = saved.get(f)
         if not (v is None and f in optional) and not (isinstance(v, str) and _UINT_TEXT.match(v)):
-            return "its saved {} is {}, not an unsigned decimal integer".format(f, _short(v))
+            return "its saved {}{} is {}, not an unsigned decimal integer".format(f, at, _short(v))
     v = saved.get(request)
     if v is not None and not (isinstance(v, str) and (_UINT_TEXT.match(v) or (kind == "gpu" and v == "undefined"))):
-        return "its saved {} is {}, not an unsigned decimal integer".format(request, _short(v))
+        return "its saved {}{} is {}, not an unsigned decimal integer".format(request, at, _short(v))
     return ""
 
 
