@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
 from edgeexit.bench.core import POLICY_NAMES, BenchConfig, run_bench
 from edgeexit.bench.plots import have_matplotlib, write_plots
 from edgeexit.bench.report import render
+from edgeexit.bundle.fileio import replace_file, replace_target
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, stages, warn
+from edgeexit.errors import OutputError
 from edgeexit.paths import writable_output
 
 EPILOG = """\b
@@ -20,6 +22,15 @@ Examples:
   edgeexit bench --board raspberry-pi-5 --simulate --period-ms 20 --out bench-out/pi5 --json
   sudo edgeexit bench --board auto --out bench-out/real      # on a real board: restores its clocks after
 """
+
+
+#: Every file bench writes into --out.
+OUTPUT_FILES = ("results.json", "report.md", "pareto.png", "exit_histogram.png", "timeline.png")
+
+
+def _cannot_write(path: Path) -> Callable[[str], OutputError]:
+    return lambda why: OutputError("cannot write {} ({}); pass --out DIR naming a directory where edgeexit may "
+                                   "write its results".format(path, why))
 
 
 def summary_of(res: dict) -> dict:
@@ -77,6 +88,8 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
                       target_accuracy=target_accuracy, seed=seed, limit=limit, threads=threads, interpreter=interpreter,
                       sweep=not no_sweep, sensitivity=False if no_sensitivity else None, meter=meter)
     writable_output(out_dir, "the benchmark", "--out DIR", directory=True)  # before minutes of work, not after
+    for name in OUTPUT_FILES:  # a directory, device or FIFO in the way would fail (or block) only at the end
+        replace_target(out_dir / name, _cannot_write(out_dir / name))
     with stages("bench") as progress:
         res = run_bench(cfg, progress=progress, warn=warn)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,8 +100,9 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
         click.echo("edgeexit: warning: matplotlib is not installed, so no PNG plots were written "
                    "(pip install 'edgeexit[plot]'); results.json and report.md are complete.", err=True)
     res["plots"] = plots
-    (out_dir / "results.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
-    (out_dir / "report.md").write_text(render(res, plots))
+    # atomic, as every other file edgeexit writes: a reader (or a crash) never sees half a report
+    replace_file(out_dir / "results.json", json.dumps(res, indent=2, sort_keys=True) + "\n", _cannot_write(out_dir / "results.json"))
+    replace_file(out_dir / "report.md", render(res, plots), _cannot_write(out_dir / "report.md"))
     if as_json:
         echo_json(summary_of(res))
         return

@@ -1,8 +1,9 @@
-"""A bad profiles/<board>-simulated.json in the bundle is refused before the benchmark calibrates (~40 s), not
-when the first planned arm reads it."""
+"""What bench refuses before it starts work: a bad profiles/<board>-simulated.json in the bundle (before it
+calibrates, ~40 s), and an output file it could not write (before the run, not after)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -39,3 +40,18 @@ def test_cli_bench_fails_on_the_profile_at_once(bundle_with_bad_profile: Path, t
                  str(tmp_path / "out"), timeout=60)
     assert_one_line_error(p, "jetson-nano-simulated.json", "edgeexit profile")
     assert "calibrating" not in p.stderr
+
+
+@pytest.mark.parametrize("blocker", ["directory", "fifo"])
+def test_cli_bench_refuses_an_output_file_in_the_way_at_once(blocker: str, tmp_path: Path) -> None:
+    """results.json as a directory failed only after the whole benchmark; as a FIFO the final write blocked forever."""
+    out = tmp_path / "out"
+    out.mkdir()
+    if blocker == "directory":
+        (out / "results.json").mkdir()
+    else:
+        os.mkfifo(str(out / "results.json"))
+    p = edgeexit("bench", "--board", "jetson-nano", "--simulate", "--limit", "10", "--no-sweep", "--no-sensitivity",
+                 "--out", str(out), timeout=60)
+    assert_one_line_error(p, "results.json", "--out DIR")
+    assert not (out / "report.md").exists()  # refused before any work
