@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -30,6 +29,7 @@ from typing import Any, Dict, List, Optional
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.fileio import read_json
 from edgeexit.errors import CalibrationError
+from edgeexit.jsonvalues import is_finite_number
 from edgeexit.sim.physics import BoardPhysics
 
 PROFILE_SCHEMA = "edgeexit-profile/1"
@@ -164,10 +164,6 @@ MAX_TRANSITION_MS = 1000.0
 MAX_PROFILE_THREADS = 64  # the --threads limit (edgeexit.cli.options.MAX_THREADS)
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _profile_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
     """What is wrong with a profile's table (one column per CPU operating point) or its scalars, or None."""
     threads = data.get("threads", 1)  # profiles before the key existed were measured with 1 thread
@@ -175,7 +171,7 @@ def _profile_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
         # "1" or null used to reach the thread-count check and read as "measured with 1 ... this run uses 1"
         return "threads must be an integer from 1 to {}, not {}".format(MAX_PROFILE_THREADS, json.dumps(threads))
     transition = data.get("transition_ms", 0.0)
-    if transition is not None and not (_number(transition) and math.isfinite(transition)
+    if transition is not None and not (is_finite_number(transition)
                                        and 0.0 <= transition <= MAX_TRANSITION_MS):
         return "transition_ms must be a number of milliseconds from 0 to {:g}, not {}".format(
             MAX_TRANSITION_MS, json.dumps(transition))
@@ -185,7 +181,7 @@ def _profile_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
 
     def column(v: Any, what: str) -> Optional[str]:
         ok = isinstance(v, list) and len(v) == len(opps) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v)
+            is_finite_number(x) and x > 0 for x in v)
         return None if ok else "{} needs {} finite positive numbers, one per operating point".format(what, len(opps))
 
     for label in labels:

@@ -92,7 +92,7 @@ class Forecaster:
                 mean=np.asarray(d["mean"], np.float64), std=np.asarray(d["std"], np.float64),
                 n_exits=int(d["n_exits"]), use_block_features=bool(d["use_block_features"]), meta=dict(d.get("meta", {})),
             )
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, OverflowError) as err:  # OverflowError: 10**400 as a float
             raise CalibrationError("calibration.json: the forecaster entry is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
         why = f._problem(d)
         if why:
@@ -239,7 +239,7 @@ class ForecastTable:
         try:
             t = cls(_whole(d["bins"]), [[_whole(v) for v in row] for row in d["planned"]],
                     [[_whole(v) for v in row] for row in d["jump"]])
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, OverflowError) as err:  # OverflowError: 10**400 as a float
             raise CalibrationError("calibration.json: the forecast table is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
         if t.bins < 1:
             raise CalibrationError("calibration.json: the forecast table has {} bins, not a positive number; run `edgeexit "
@@ -354,7 +354,7 @@ class EntryTree:
         try:
             t = cls([_whole(v) for v in d["feature"]], [float(v) for v in d["threshold"]], [_whole(v) for v in d["left"]],
                     [_whole(v) for v in d["right"]], [_whole(v) for v in d["planned"]], [_whole(v) for v in d["jump"]])
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, OverflowError) as err:  # OverflowError: 10**400 as a float
             raise CalibrationError("calibration.json: the entry tree is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
         n = len(t.feature)
         ok = n > 0 and all(len(v) == n for v in (t.threshold, t.left, t.right, t.planned, t.jump))

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeexit.bundle.fileio import read_json
 from edgeexit.errors import BundleError
+from edgeexit.jsonvalues import is_finite_number
 
 SCHEMA_VERSIONS = (1,)
 _FIX = "re-export the bundle with tools/export.py"
@@ -123,7 +124,8 @@ class _Reader:
         value = self._get(key)
         ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            ok = is_finite_number(value)  # 10**400 parses as JSON, but float() raises OverflowError on it
+            value = float(value) if ok else value
         if not ok:
             raise BundleError(
                 "manifest.json: '{}{}' must be {}, got {!r}; {}".format(self.where, key, kind.__name__, value, _FIX)

@@ -3,7 +3,6 @@ save before the first write, and restore on exit, exceptions, Ctrl-C and SIGTERM
 from __future__ import annotations
 
 import errno
-import math
 import os
 import pwd
 import re
@@ -31,6 +30,7 @@ from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, Fo
                                  sweep_killed_simulations, user_groups, write_state)
 from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError
 from edgeexit.guards.thermal import ThermalGuard
+from edgeexit.jsonvalues import is_finite_number
 from edgeexit.sim.vcgencmd import simulated_vcgencmd
 
 
@@ -47,13 +47,7 @@ CLOCK_NODES = {"cpu": ("scaling_governor", "scaling_min_freq", "scaling_max_freq
 
 def _saved_at(data: Dict[str, Any]) -> float:
     t = data.get("saved_at")
-    if not isinstance(t, (int, float)) or isinstance(t, bool):
-        return 0.0
-    try:
-        t = float(t)
-    except OverflowError:  # an int no float holds: only a file someone made by hand
-        return 0.0
-    return t if math.isfinite(t) else 0.0
+    return float(t) if is_finite_number(t) else 0.0  # a hand-made file's 10**400 or NaN reads as unknown
 
 
 _SHORT = reprlib.Repr()

@@ -96,7 +96,7 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
         return policy
     except EdgeExitError:
         raise  # the factory's own one-line errors (no confidence heads, no calibration) name their fix
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as err:
         # A hand-edited or corrupt calibration.json: values of the wrong type or shape for this policy.
         raise CalibrationError("calibration.json: the {} entry is malformed ({}: {}); run `edgeexit calibrate` again".format(
             name, type(err).__name__, err)) from None

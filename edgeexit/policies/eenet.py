@@ -26,6 +26,7 @@ import numpy as np
 
 from edgeexit.calibration import ThresholdFit, first_exit, fit_thresholds, fold_target, folds, threshold_cost
 from edgeexit.errors import CalibrationError
+from edgeexit.jsonvalues import is_finite_number, is_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState, normalized_entropy_of, softmax_of
 
 N_FEATURES = 4
@@ -148,10 +149,6 @@ def cross_fit(feats: np.ndarray, correct: np.ndarray, macs_to_exit: Sequence[flo
     return hits / n, cost / n
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _weights_problem(weights: Any, n_exits: int) -> Optional[str]:
     """What makes ``weights`` unusable for ``n_exits`` exits, or None: a row per exit of N_FEATURES weights
     and a bias, every one a finite number."""
@@ -161,7 +158,7 @@ def _weights_problem(weights: Any, n_exits: int) -> Optional[str]:
     for e, row in enumerate(weights):
         if not isinstance(row, list) or len(row) != n_cols:
             return "row {} is not {} numbers ({} feature weights and a bias)".format(e, n_cols, N_FEATURES)
-        if not all(_is_number(v) and math.isfinite(v) for v in row):
+        if not all(is_finite_number(v) for v in row):
             return "row {} holds a value that is not a finite number".format(e)
     return None
 
@@ -180,7 +177,7 @@ class EENetPolicy(ExitPolicy):
         if not entry:
             raise CalibrationError("the bundle has no eenet calibration; run `edgeexit calibrate --model PATH`")
         th = entry.get("thresholds")
-        if not isinstance(th, list) or len(th) != n_exits or not all(_is_number(t) for t in th):
+        if not isinstance(th, list) or len(th) != n_exits or not all(is_number(t) for t in th):
             # (make_policy refuses NaN and infinite thresholds for every policy)
             raise CalibrationError("calibration.json: eenet thresholds must list {} numbers, one per exit; run `edgeexit "
                                    "calibrate` again".format(n_exits))

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeexit.errors import CalibrationError
 from edgeexit.forecaster import HEAD_FEATURES, EntryTree, Forecaster, ForecastTable, head_features, pooled_features
+from edgeexit.jsonvalues import is_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
@@ -90,7 +91,7 @@ class PredictivePolicy(ExitPolicy):
         th = entry.get("thresholds")
         if fc.n_exits != n_exits or not isinstance(th, list) or len(th) != n_exits:
             raise CalibrationError("calibration.json: the forecaster was fitted for another bundle; run `edgeexit calibrate` again")
-        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in th):
+        if not all(is_number(t) for t in th):
             # a string fails with a TypeError at bind (make_policy refuses NaN and inf for every policy)
             raise CalibrationError("calibration.json: the predictive thresholds must be numbers; run `edgeexit calibrate` again")
         if not fc.use_block_features and fc.w1.shape[0] != HEAD_FEATURES:

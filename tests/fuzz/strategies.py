@@ -15,6 +15,7 @@ FUZZ = settings(max_examples=_N or 150, deadline=None, derandomize=not _N, datab
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-2 ** 70, max_value=2 ** 70),
+    st.just(10 ** 400),  # JSON allows it; float() and math.isfinite() raise OverflowError on it
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
     st.sampled_from(["", "..", "../../etc/passwd", "/etc/passwd", "a\x00b", "sys/../..", "NC", "userspace",
                      "foo", "float32", "object", "block0.tflite\x00x"]),
@@ -61,9 +62,9 @@ def _nearby(value: Any) -> Any:
     if isinstance(value, bool):
         return st.just(not value)
     if isinstance(value, float):
-        return st.sampled_from([value * 3, value * (1 + 1e-3), -value, 0.0, -0.5, float("nan"), float("inf")])
+        return st.sampled_from([value * 3, value * (1 + 1e-3), -value, 0.0, -0.5, float("nan"), float("inf"), 10 ** 400])
     if isinstance(value, int):
-        return st.sampled_from([value + 50, value - 1, -value, 0, 2 ** 40])
+        return st.sampled_from([value + 50, value - 1, -value, 0, 2 ** 40, 10 ** 400])
     if isinstance(value, str):
         return st.sampled_from([value + "\x00x", value + "x" * 300, "foo", "", "float32", "object", "int8", "uint8", "../" + value])
     return json_values

@@ -2,8 +2,9 @@
 CalibrationError says to calibrate again -- never another exception."""
 from __future__ import annotations
 
+import copy
 import json
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import numpy as np
 import pytest
@@ -87,3 +88,31 @@ def test_non_finite_thresholds_are_refused(bundle_and_table: Any, name: str, key
     b.calibration = dict(CAL, **{name: entry})
     with pytest.raises(CalibrationError, match="{}'s {} are not all finite numbers".format(name, key)):
         make_policy(name, b)
+
+
+def _number_paths(doc: Any, prefix: tuple = ()) -> List[tuple]:
+    """The path of every number in ``doc``, through the first element of each list (one per matrix, row ...)."""
+    if isinstance(doc, dict):
+        return [p for k, v in doc.items() for p in _number_paths(v, prefix + (k,))]
+    if isinstance(doc, list):
+        return _number_paths(doc[0], prefix + (0,)) if doc else []
+    return [prefix] if isinstance(doc, (int, float)) and not isinstance(doc, bool) else []
+
+
+@pytest.mark.parametrize("name", ["predictive", "eenet", "threshold", "pe-heuristic"])
+def test_an_integer_too_large_for_a_float_is_refused_in_one_line(bundle_and_table: Any, name: str) -> None:
+    # JSON parses 10**400; float() and math.isfinite() raise OverflowError on it (an eenet weight was a traceback).
+    b = bundle_and_table[0]
+    paths = _number_paths(CAL[name])
+    assert len(paths) >= 2
+    for path in paths:
+        entry = copy.deepcopy(CAL[name])
+        node = entry
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = 10 ** 400
+        b.calibration = dict(CAL, **{name: entry})
+        try:
+            make_policy(name, b)
+        except (CalibrationError, PolicyError) as err:
+            assert "\n" not in str(err)

@@ -45,6 +45,7 @@ def _load(tmp_path: Path, data: Any) -> Any:
     ({"transition_ms": float("nan")}, "transition_ms must be a number of milliseconds from 0 to 1000, not NaN"),
     ({"transition_ms": -1e9}, "transition_ms must be a number of milliseconds from 0 to 1000, not -1000000000.0"),
     ({"transition_ms": "0.3"}, "transition_ms must be a number"),
+    ({"transition_ms": 10 ** 400}, "transition_ms must be a number of milliseconds from 0 to 1000"),  # OverflowError
 ])
 def test_bad_profile_scalars_are_refused(tmp_path: Path, good: Dict[str, Any], edit: Dict[str, Any], needle: str) -> None:
     with pytest.raises(CalibrationError) as err:

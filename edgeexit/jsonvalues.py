@@ -1,0 +1,22 @@
+"""Checks of numbers read from edgeexit's JSON files (calibration.json, manifest.json, profiles), shared so that
+every reader refuses the same things: a bool is not a number, and JSON's unbounded integers (10**400 parses)
+are not finite numbers, where float() and math.isfinite() would raise OverflowError instead."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def is_number(v: Any) -> bool:
+    """An int or float, not a bool (True is an int to Python, never a number in our files)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_finite_number(v: Any) -> bool:
+    """A number a float holds that is neither NaN nor infinite."""
+    if not is_number(v):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int past float's range
+        return False
