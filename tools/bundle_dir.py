@@ -5,9 +5,9 @@ No TensorFlow here, so ``python -m tools.train`` refuses a bad ``--out`` in a se
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 # Bundle files the exporter owns; anything else in an existing bundle dir makes it refuse.
 _BUNDLE_SUFFIXES = (".tflite", ".npz", ".json")
@@ -55,10 +55,10 @@ def check_out_dir(out: Path) -> None:
         raise ExportRefused(f"{out}: cannot create it, {parent} is not writable; pick another --out") from None
 
 
-def out_dir_error(out: str | Path) -> Optional[str]:
-    """Why ``out`` cannot take a bundle, or None: for tools to refuse it before they train."""
+def exit_if_bad_out_dir(out: str | Path) -> None:
+    """For tools to refuse an --out that cannot take a bundle before they train: one line on stderr, exit 1."""
     try:
         check_out_dir(Path(out))
     except ExportRefused as exc:
-        return str(exc)
-    return None
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -96,12 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-agreement", type=float, default=0.9,
                     help="int8/float top-1 agreement the exporter demands per exit")
     args = ap.parse_args(argv)
-    from tools.bundle_dir import out_dir_error
+    from tools.bundle_dir import exit_if_bad_out_dir
 
-    bad_out = out_dir_error(args.out)  # now, not after training
-    if bad_out is not None:
-        print(f"error: {bad_out}", file=sys.stderr)
-        return 1
+    exit_if_bad_out_dir(args.out)  # now, not after training
 
     from tools.training import seed_everything
 

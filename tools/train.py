@@ -216,12 +216,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from tools.bundle_dir import out_dir_error
+    from tools.bundle_dir import exit_if_bad_out_dir
 
-    bad_out = out_dir_error(args.out)  # now, not after minutes of training
-    if bad_out is not None:
-        print(f"error: {bad_out}", file=sys.stderr)
-        return 1
+    exit_if_bad_out_dir(args.out)  # now, not after minutes of training
     cfg = config_from_args(args)
     from tools.training import seed_everything
 

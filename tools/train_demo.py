@@ -94,12 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="refuse export if any exit's int8/float top-1 agreement is lower (the weak first exits of the "
                          "corrupted demo agree about 92%%: their top-2 classes are often near ties)")
     args = ap.parse_args(argv)
-    from tools.bundle_dir import out_dir_error
+    from tools.bundle_dir import exit_if_bad_out_dir
 
-    bad_out = out_dir_error(args.out)  # now, not after training
-    if bad_out is not None:
-        print(f"error: {bad_out}", file=sys.stderr)
-        return 1
+    exit_if_bad_out_dir(args.out)  # now, not after training
 
     from tools.training import seed_everything
 

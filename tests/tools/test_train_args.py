@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -33,13 +34,15 @@ def test_sensible_numbers_parse() -> None:
     assert args.epochs == 1 and args.groups == [3, 6] and args.min_agreement == 1.0
 
 
-def test_a_bad_out_is_refused_before_training(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tool", [["tools.train", "--strategy", "joint", "--epochs", "50"], ["tools.train_demo", "--epochs", "50"],
+                                  ["tools.make_heavy_bundle", "--steps", "5000"]])
+def test_a_bad_out_is_refused_before_training(tmp_path: Path, tool: List[str]) -> None:
     """Checked in the time it takes to start Python, not after training: the subprocess gets 60 s, while
-    --epochs 50 on the demo's stages takes far longer than that."""
+    training as asked takes far longer than that."""
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    proc = subprocess.run([sys.executable, "-m", "tools.train", "--strategy", "joint", "--epochs", "50", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m"] + tool + ["--out", str(out)],
                           capture_output=True, text=True, timeout=60, cwd=str(Path(__file__).resolve().parents[2]))
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["error: {} holds files that are not a bundle's (notes.txt); pick an empty "
