@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
+from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.policies.base import SampleState
 from edgeexit.runner import BoardProbe
@@ -28,7 +29,7 @@ def board_physics(session: Any, threads: int) -> BoardPhysics:
     return BoardPhysics(session.profile, threads=threads, cores=online or session.board.possible_cpus)
 
 
-def board_meter(target: Any, kind: str = "auto") -> Any:
+def board_meter(target: Any, kind: str = "auto", history_s: Optional[float] = None) -> Any:
     """The power meter of a board target (real or simulated), always through the real backends.
 
     On a simulated tree the INA3221 backends read its sensor files exactly like a real board's; the
@@ -37,14 +38,28 @@ def board_meter(target: Any, kind: str = "auto") -> Any:
     """
     from edgeexit.energy.factory import meter_for_board
 
-    return meter_for_board(target.board.power, target.root, kind=kind, runner=target.vcgencmd())
+    return meter_for_board(target.board.power, target.root, kind=kind, runner=target.vcgencmd(), history_s=history_s)
+
+
+LATE_S = 0.001  # a start later than planned by more than this (plus a read) is an overrun, not timer slack
 
 
 class MeterProbe(BoardProbe):
     """Energy per inference from a sampled power meter; latency from the host clock.
 
-    With a period, inference is periodic for real: after each inference the probe waits until the
-    next period starts, metering that idle time too, so energy per period is measured, not modelled.
+    The meter's edge reads happen outside the latency: the one before an inference in
+    :meth:`before_inference`, before the runtime's clock starts (an INA3221 read is six I2C file reads,
+    a Pi 5 PMIC read forks vcgencmd), the one after it once the runtime has stopped its clock.
+
+    With a period, inference is periodic for real, on a fixed schedule: inference k starts at
+    t_0 + k * period (or at once, when the one before overran), and the probe idles until then in
+    :meth:`before_inference`, metering that idle time too. A period's windows are contiguous: the idle
+    window of inference k ends where inference k + 1's window begins, so energy per period covers the
+    whole period actually taken (``period_actual_ms``), reads and waits included. Its idle energy is
+    integrated only after the next inference's window has closed, by which time a streaming meter's late
+    data (the Joulescope's, ~15 ms) has arrived: waiting for it earlier would delay the next inference.
+    A record is therefore complete one inference later; :meth:`hold` and :meth:`flush` hand records on
+    when they are.
     """
 
     latency_source = "host"
@@ -56,35 +71,83 @@ class MeterProbe(BoardProbe):
         self.period_ms = period_ms
         self._sleep = sleep
         self._n = 0
-        self._t0 = 0.0
+        self._t0 = 0.0  # start of the current inference's window (sampler clock, s)
+        self._due_s: Optional[float] = None  # when the next inference is scheduled to start
+        self._start_s: Optional[float] = None  # when the current one was scheduled to (or did, when late)
+        self._read_s = 0.0  # how long the last edge read before an inference took
+        self._prev: Optional[Tuple[float, EnergyWindow]] = None  # (start, inference window) of the held record's period
+        self._held: Optional[Dict[str, Any]] = None  # the record whose period is still open
+        self._done: Optional[Dict[str, Any]] = None  # period fields of the held record, once its period closed
         self.last: Dict[str, Any] = {}
 
-    def begin(self, state: SampleState) -> None:
+    def before_inference(self) -> None:
+        self._wait_for_due()
         self._n += 1
+        t_ask = self.sampler.now_s()
         self._t0 = self.sampler.begin_window("inference-{}".format(self._n))
+        self._read_s = max(0.0, self._t0 - t_ask)
+        # The schedule runs from the planned start (a sleep's oversleep would add up), unless this one is late:
+        # then from now, so the next inference gets a whole period rather than a burst to catch up.
+        late = self._due_s is None or self._t0 > self._due_s + LATE_S + self._read_s
+        self._start_s = self._t0 if late else self._due_s  # type: Optional[float]
+
+    def _wait_for_due(self) -> None:
+        """Idle until the scheduled start, waking so that the edge read (taken before a window's stamp) ends then."""
+        if self._due_s is not None:
+            wait_s = self._due_s - self._read_s - self.sampler.now_s()
+            if wait_s > 0:
+                self._sleep(wait_s)
 
     def end(self, result: InferenceResult, state: SampleState) -> None:
         w = self.sampler.end_window("inference-{}".format(self._n))
         # A window the meter could not cover is "energy unknown", never a guess.
         rec: Dict[str, Any] = {"energy_mj": round(w.energy_mj, 6) if w.valid else None, "energy_samples": w.n_samples}
         if self.period_ms is not None:
-            key = "idle-{}".format(self._n)
-            t_idle = self.sampler.begin_window(key)
-            remaining_s = self._t0 + self.period_ms / 1e3 - t_idle
-            if remaining_s > 0:
-                self._sleep(remaining_s)
-            t_end = self.sampler.close_window(key)[1]
-            # Idle runs from the inference window's end, not from begin_window's stamp: closing that window
-            # (a streaming meter waits ~15 ms for its late data, a slow meter reads) is part of the period.
-            idle = self.sampler.energy_mj(w.t1_s, t_end)
+            period_s = self.period_ms / 1e3
+            if self._prev is not None:  # the previous period ended where this inference's window began
+                self._done = self._period_fields(self._prev, self._t0)
+            self._prev = (self._t0, w)
             rec["period_ms"] = self.period_ms
-            rec["idle_energy_mj"] = round(idle.energy_mj, 6) if idle.valid else None
-            rec["energy_period_mj"] = (round(w.energy_mj + idle.energy_mj, 6) if (w.valid and idle.valid) else None)
-            rec["period_overrun"] = remaining_s <= 0
+            self._due_s = self._start_s + period_s  # type: ignore[operator]
         self.last = rec
+
+    def _period_fields(self, prev: Tuple[float, EnergyWindow], next_start_s: float) -> Dict[str, Any]:
+        """The held record's idle and period energy: idle from its inference window's end to ``next_start_s``."""
+        t0, w = prev
+        idle = self.sampler.energy_mj(w.t1_s, next_start_s)
+        actual_ms = (next_start_s - t0) * 1e3
+        return {
+            "idle_energy_mj": round(idle.energy_mj, 6) if idle.valid else None,
+            "energy_period_mj": round(w.energy_mj + idle.energy_mj, 6) if (w.valid and idle.valid) else None,
+            "period_actual_ms": round(actual_ms, 6),
+            # later than a read and the timer's slack: the inference (with its reads) did not fit the period
+            "period_overrun": actual_ms > self.period_ms + 1e3 * (LATE_S + self._read_s),  # type: ignore[operator]
+        }
 
     def measure(self, result: InferenceResult) -> Dict[str, Any]:
         return dict(self.last)
+
+    def hold(self, rec: Dict[str, Any]) -> List[Dict[str, Any]]:
+        if self.period_ms is None:
+            return [rec]
+        out = []
+        if self._held is not None and self._done is not None:
+            self._held.update(self._done)
+            out.append(self._held)
+        self._held, self._done = rec, None
+        return out
+
+    def flush(self) -> List[Dict[str, Any]]:
+        """Close the last period: idle until its scheduled end, then complete its record."""
+        if self._held is None or self._prev is None:
+            return []
+        self._wait_for_due()
+        key = "period-end-{}".format(self._n)
+        t_end = self.sampler.begin_window(key)  # an edge read at the period's end
+        self.sampler.cancel_window(key)
+        self._held.update(self._period_fields(self._prev, t_end))
+        rec, self._held, self._prev = self._held, None, None
+        return [rec]
 
 
 class BoardRun:
@@ -141,16 +204,59 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
         brun = BoardRun(session, None, physics, None)
         brun.probe = SimulatedBoardProbe(physics, brun.cpu_khz, period_ms=period_ms, publish=publish)
         return brun
+    history_s, rate_hz = meter_history(period_ms, meter_rate_hz, warn)
     try:
-        m = board_meter(session, meter)
+        m = board_meter(session, meter, stream_history_s(period_ms, warn) if meter == "joulescope" else None)
     except SensorMissingError as err:
         if meter != "auto":
             raise
         if warn is not None:
             warn("{} Energy is not reported for this run.".format(err.message))
         return BoardRun(session, BoardProbe(), None, None)
-    sampler = Sampler(m, rate_hz=meter_rate_hz).start()
+    sampler = Sampler(m, rate_hz=rate_hz, history_s=history_s).start()
     return BoardRun(session, MeterProbe(sampler, m.source, period_ms=period_ms), None, sampler)
+
+
+#: Readings a sampler keeps at most: ten minutes at the default 200 Hz (each holds its rails' powers).
+MAX_KEPT_READINGS = 120000
+DEFAULT_HISTORY_S = 600.0
+#: A streaming meter keeps its raw samples (the Joulescope: ~0.8 MB/s at 100 kHz): at most this much.
+MAX_STREAM_HISTORY_S = 300.0
+STREAM_HISTORY_S = 120.0  # the Joulescope meter's own default
+
+
+def _needed_history_s(period_ms: float) -> float:
+    """A period's idle energy is integrated after the next inference: readings must reach back a period
+    and a half (the held period, the next inference and its window's late data), with a margin."""
+    return 1.5 * period_ms / 1e3 + 30.0
+
+
+def meter_history(period_ms: Optional[float], rate_hz: float, warn: Any = None) -> Tuple[float, float]:
+    """(seconds of readings to keep, sampling rate) for a polled meter's sampler. A long period at a high
+    rate would hold millions of readings, so the background rate drops to fit (each inference window is
+    still bracketed by its own edge reads), with a warning."""
+    history_s = DEFAULT_HISTORY_S if period_ms is None else max(DEFAULT_HISTORY_S, _needed_history_s(period_ms))
+    fit_hz = MAX_KEPT_READINGS / history_s
+    if rate_hz > fit_hz:
+        if warn is not None:
+            warn("--period-ms {:g} is long: the power meter samples at {:.3g} Hz instead of --meter-rate-hz {:g} to "
+                 "keep {:.0f} s of readings in memory (inferences are still bracketed by their own reads)".format(
+                     period_ms, fit_hz, rate_hz, history_s))
+        rate_hz = fit_hz
+    return history_s, rate_hz
+
+
+def stream_history_s(period_ms: Optional[float], warn: Any = None) -> float:
+    """How much of its stream a streaming meter keeps for this run: enough for the period, within
+    MAX_STREAM_HISTORY_S; a longer period's idle energy is then unknown, which is said up front."""
+    if period_ms is None:
+        return STREAM_HISTORY_S
+    needed = max(STREAM_HISTORY_S, _needed_history_s(period_ms))
+    if needed > MAX_STREAM_HISTORY_S and warn is not None:
+        warn("--period-ms {:g} is longer than a Joulescope stream is kept in memory for ({:g} s holds periods up to "
+             "{:g} ms): energy per period will be reported as unknown; give a shorter --period-ms".format(
+                 period_ms, MAX_STREAM_HISTORY_S, (MAX_STREAM_HISTORY_S - 30.0) / 1.5 * 1e3))
+    return min(needed, MAX_STREAM_HISTORY_S)
 
 
 

@@ -21,9 +21,21 @@ class BoardProbe(RuntimeHooks):
     energy_source: Optional[str] = None
     simulated = False
 
+    def before_inference(self) -> None:
+        """Just before an inference, outside its latency (the runtime's clock has not started)."""
+
     def measure(self, result: InferenceResult) -> Dict[str, Any]:
         """Extra record fields for the inference that just ended (``latency_ms``, ``energy_mj`` ...)."""
         return {}
+
+    def hold(self, rec: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """Take the record just measured; return the records now complete, oldest first. A probe that
+        completes a record later (a metered period's idle energy) keeps it until then and fills it in place."""
+        return [rec]
+
+    def flush(self) -> List[Dict[str, Any]]:
+        """After the last inference: complete and return the records still held."""
+        return []
 
 
 def run_samples(
@@ -46,6 +58,8 @@ def run_samples(
     records: List[Dict[str, Any]] = []
     for i in range(len(samples)):
         state = SampleState(i, int(y[i]) if (pass_labels and y is not None) else -1)
+        if probe is not None:
+            probe.before_inference()
         res = runtime.infer(xq[i], policy, state, all_hooks)
         rec: Dict[str, Any] = {
             "index": i,
@@ -69,10 +83,14 @@ def run_samples(
         if annotate is not None:
             rec.update(annotate())
         records.append(rec)
-        if writer is not None:
-            writer.write(rec)
+        for done in (probe.hold(rec) if probe is not None else [rec]):
+            if writer is not None:
+                writer.write(done)
         if on_progress is not None:
             on_progress(1)
+    for done in (probe.flush() if probe is not None else []):
+        if writer is not None:
+            writer.write(done)
     return RunOutcome(records=records, runtime=runtime, policy=policy, probe=probe, deadline_ms=deadline_ms)
 
 
@@ -101,6 +119,10 @@ class RunOutcome:
         if recs and all(p is not None for p in periods):
             extra["mean_energy_period_mj"] = float(np.mean(periods))
             extra["period_ms"] = recs[0].get("period_ms")
+        actual = [r.get("period_actual_ms") for r in recs]
+        if recs and all(a is not None for a in actual):  # metered periods: what the schedule really gave
+            extra["mean_period_actual_ms"] = float(np.mean(actual))
+            extra["period_overrun_rate"] = float(np.mean([bool(r.get("period_overrun")) for r in recs]))
         if self.deadline_ms is not None:
             extra["deadline_ms"] = self.deadline_ms
             extra["deadline_miss_rate"] = float(np.mean([r["deadline_missed"] for r in recs])) if recs else None

@@ -115,25 +115,27 @@ def test_period_energy_has_no_gap_while_the_inference_window_waits_for_its_data(
     host = Host(clock, drv, sampler)
     usbs: List[threading.Thread] = []
 
-    def sleep(s: float) -> None:  # the probe idles to the period's end; then closing the idle window waits
+    def sleep(s: float) -> None:  # the probe idles to the period's end; then closing the period waits for its data
         usbs[-1].join()  # the inference window's data has arrived: that thread is done with the clock
         host.pass_to(host.ms + int(round(s * 1e3)))
         usbs.append(host.keep_passing(host.ms + 20))
 
     probe = MeterProbe(sampler, meter.source, period_ms=50.0, sleep=sleep)
     host.pass_to(PULSE_START_MS)
-    probe.begin(None)  # type: ignore[arg-type]
+    probe.before_inference()
     host.pass_to(PULSE_START_MS + 2)
     usbs.append(host.keep_passing(PULSE_START_MS + 15))  # the 50-60 ms chunk reaches the host at 65 ms
     probe.end(None, None)  # type: ignore[arg-type]
+    assert probe.hold(probe.measure(None)) == []  # type: ignore[arg-type]  # its period is still open
+    (rec,) = probe.flush()
     for usb in usbs:
         usb.join()
-    rec = probe.measure(None)  # type: ignore[arg-type]
     meter.close()
     assert rec["energy_mj"] == pytest.approx(PULSE_W * 2, rel=0.01)
     # the 13 ms spent waiting for the inference window's data are idle time of the period, too
     assert rec["idle_energy_mj"] == pytest.approx(BASE_W * 48, rel=0.01)
     assert rec["energy_period_mj"] == pytest.approx(PULSE_W * 2 + BASE_W * 48, rel=0.01)
+    assert rec["period_actual_ms"] == pytest.approx(50.0) and rec["period_overrun"] is False
 
 
 def test_stream_windows_use_the_meters_clock_and_take_no_edge_reads() -> None:

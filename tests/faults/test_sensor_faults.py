@@ -138,11 +138,15 @@ def test_a_dead_meter_counts_each_unknown_window_of_a_period_once() -> None:
 
     sampler = Sampler(_Scripted(["raise"]), rate_hz=10.0, clock=lambda: t[0], warn=lambda msg: None)
     probe = MeterProbe(sampler, "scripted", period_ms=100.0, sleep=sleep)
+    recs = []
     for _ in range(3):
-        probe.begin(None)  # type: ignore[arg-type]
+        probe.before_inference()
         t[0] += 0.02
         probe.end(None, None)  # type: ignore[arg-type]
-        rec = probe.measure(None)  # type: ignore[arg-type]
+        recs += probe.hold(probe.measure(None))  # type: ignore[arg-type]
+    recs += probe.flush()
+    assert len(recs) == 3
+    for rec in recs:
         assert rec["energy_mj"] is None and rec["idle_energy_mj"] is None and rec["energy_period_mj"] is None
     assert sampler.invalid_windows == 6  # an inference and an idle window per period
 

@@ -1,0 +1,145 @@
+"""MeterProbe on a real board's meter: the meter's reads are not inference latency, and periodic inference
+keeps its period (reads and waits do not make it drift) with every period's energy metered end to end."""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List
+
+import pytest
+
+from edgeexit.bundle import load_bundle
+from edgeexit.energy.meter import PowerMeter
+from edgeexit.energy.reading import PowerReading
+from edgeexit.energy.sampler import Sampler
+from edgeexit.policies import make_policy
+from edgeexit.probes import MAX_KEPT_READINGS, MAX_STREAM_HISTORY_S, MeterProbe, meter_history, stream_history_s
+from edgeexit.runner import run_samples
+from edgeexit.runtime import Runtime
+
+BUSY_MW, IDLE_MW = 5000.0, 1000.0
+
+
+class SlowMeter(PowerMeter):
+    """A meter whose read takes ``read_s`` on ``clock`` (an INA3221 read is six I2C file reads, ~3 ms), as a
+    real one's does; the board draws BUSY_MW while ``busy[0]``, else IDLE_MW."""
+
+    name = "slow"
+    source = "slow test meter"
+
+    def __init__(self, clock: Any, advance: Any, read_s: float, busy: List[bool]) -> None:
+        super().__init__(clock)
+        self.advance, self.read_s, self.busy = advance, read_s, busy
+
+    def read(self) -> PowerReading:
+        t = self.clock()
+        self.advance(self.read_s)
+        p = BUSY_MW if self.busy[0] else IDLE_MW
+        return PowerReading(self._stamp(t), {"IN": p}, p, "input rail")
+
+
+@pytest.mark.backend
+def test_the_meters_reads_are_not_inference_latency() -> None:
+    read_s = 0.02  # far longer than a demo inference on any host
+    meter = SlowMeter(time.monotonic, time.sleep, read_s, [False])
+    sampler = Sampler(meter, rate_hz=10.0)  # not started: the edge reads happen in line, as a stalled thread would
+    probe = MeterProbe(sampler, meter.source)
+    bundle = load_bundle()
+    out = run_samples(Runtime(bundle), make_policy("threshold", bundle), bundle.split("evaluation").take(5), probe=probe)
+    lat = [r["latency_ms"] for r in out.records]
+    assert max(lat) < read_s * 1e3, lat  # they were 20+ ms: the edge read before block 0 was timed
+    assert all(r["energy_mj"] is not None for r in out.records)
+
+
+class FakeBoard:
+    """One clock for the meter, the probe's sleep and the inferences: deterministic timing."""
+
+    def __init__(self, read_s: float) -> None:
+        self.t = [0.0]
+        self.busy = [False]
+        self.meter = SlowMeter(lambda: self.t[0], self.advance, read_s, self.busy)
+        self.sampler = Sampler(self.meter, rate_hz=5.0, clock=lambda: self.t[0])
+        self.starts: List[float] = []
+
+    def advance(self, s: float) -> None:
+        self.t[0] += s
+
+    def run(self, probe: MeterProbe, inference_s: List[float]) -> List[Dict[str, Any]]:
+        done: List[Dict[str, Any]] = []
+        for s in inference_s:
+            probe.before_inference()
+            self.starts.append(self.t[0])
+            self.busy[0] = True
+            self.advance(s)
+            self.busy[0] = False
+            probe.end(None, None)  # type: ignore[arg-type]
+            done += probe.hold(probe.measure(None))  # type: ignore[arg-type]
+        return done + probe.flush()
+
+
+def test_periods_do_not_drift_and_are_metered_end_to_end() -> None:
+    board = FakeBoard(read_s=0.003)
+    probe = MeterProbe(board.sampler, "slow", period_ms=50.0, sleep=board.advance)
+    recs = board.run(probe, [0.002] * 6)
+    assert len(recs) == 6
+    gaps = [b - a for a, b in zip(board.starts, board.starts[1:])]
+    # Each period used to take 50 ms plus the idle window's closing read and the next inference's opening read.
+    assert gaps == pytest.approx([0.05] * 5, abs=1e-9)
+    for r in recs:
+        assert r["period_actual_ms"] == pytest.approx(50.0, abs=1e-6) and r["period_overrun"] is False
+        # Contiguous windows: the whole period is metered, the reads' time included. (Every read lands
+        # outside the inference here, so the meter saw idle power only: 50 ms of it, no more, no less.)
+        assert r["energy_period_mj"] == pytest.approx(r["energy_mj"] + r["idle_energy_mj"])
+        assert r["energy_period_mj"] == pytest.approx(IDLE_MW * 0.05)
+
+
+def test_an_overrun_is_reported_and_the_next_inference_starts_at_once() -> None:
+    board = FakeBoard(read_s=0.003)
+    probe = MeterProbe(board.sampler, "slow", period_ms=50.0, sleep=board.advance)
+    recs = board.run(probe, [0.002, 0.08, 0.002, 0.002])
+    assert [r["period_overrun"] for r in recs] == [False, True, False, False]
+    assert recs[1]["period_actual_ms"] == pytest.approx(80.0 + 3.0 + 3.0, abs=1e-6)  # two reads beyond the inference
+    assert board.starts[3] - board.starts[2] == pytest.approx(0.05, abs=1e-9)  # the schedule restarts, no burst
+
+
+def test_a_long_period_keeps_its_readings_without_holding_millions() -> None:
+    assert meter_history(None, 200.0) == (600.0, 200.0)
+    warnings: List[str] = []
+    history_s, rate_hz = meter_history(3600e3, 200.0, warnings.append)
+    assert history_s >= 1.5 * 3600 and history_s * rate_hz <= MAX_KEPT_READINGS
+    assert len(warnings) == 1 and "--period-ms 3.6e+06" in warnings[0]
+    # a 700 s idle window (beyond the old fixed 600 s of readings) is measured, not "unknown"
+    t = [0.0]
+    meter = SlowMeter(lambda: t[0], lambda s: None, 0.0, [False])
+    history_s, rate_hz = meter_history(700e3, 200.0)
+    sampler = Sampler(meter, rate_hz=rate_hz, clock=lambda: t[0], history_s=history_s)
+    while t[0] < 1500.0:
+        sampler.sample_once()
+        t[0] += 1.0 / rate_hz
+    w = sampler.energy_mj(t[0] - 760.0, t[0] - 60.0)  # an idle window read a minute after it ended
+    assert w.valid and w.energy_mj == pytest.approx(IDLE_MW * 700.0)
+
+
+@pytest.mark.backend
+def test_a_metered_periodic_run_reports_the_periods_it_really_took() -> None:
+    t = [0.0]
+
+    def sleep(s: float) -> None:
+        t[0] += s
+
+    meter = SlowMeter(lambda: t[0], sleep, 0.003, [False])
+    sampler = Sampler(meter, rate_hz=5.0, clock=lambda: t[0])
+    probe = MeterProbe(sampler, meter.source, period_ms=40.0, sleep=sleep)
+    bundle = load_bundle()
+    out = run_samples(Runtime(bundle), make_policy("threshold", bundle), bundle.split("evaluation").take(4), probe=probe)
+    assert [r["period_actual_ms"] for r in out.records] == pytest.approx([40.0] * 4)
+    extra = out.summary().extra
+    assert extra["mean_period_actual_ms"] == pytest.approx(40.0) and extra["period_overrun_rate"] == 0.0
+    assert extra["mean_energy_period_mj"] == pytest.approx(IDLE_MW * 0.04)
+
+
+def test_a_streaming_meter_keeps_enough_for_the_period_within_its_memory_bound() -> None:
+    assert stream_history_s(None) == 120.0  # the Joulescope meter's own default
+    assert stream_history_s(100e3) >= 1.5 * 100 + 1  # it kept 120 s: a 100 s period's idle energy was unknown
+    warnings: List[str] = []
+    assert stream_history_s(3600e3, warnings.append) == MAX_STREAM_HISTORY_S
+    assert len(warnings) == 1 and "unknown" in warnings[0] and "--period-ms" in warnings[0]
