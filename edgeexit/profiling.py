@@ -9,7 +9,7 @@ the open board session's DVFS controller and fills the ``edgeexit-profile/1`` fo
 * Real board: each segment's ``invoke()`` is timed on the host (median of ``repeats``). With a
   power meter (a running :class:`~edgeexit.energy.sampler.Sampler`) the segment is invoked in a
   loop inside one meter window lasting at least ``energy_window_s``; energy per segment is the
-  window's integral divided by the number of invokes, busy power is the mean power over all
+  window's mean power times the segment's median invoke time, busy power is the mean power over all
   segment windows at that OPP, and idle power is the mean power over a ``idle_window_s`` sleep
   at that OPP. Without a meter the energy fields are null and a note says so.
 

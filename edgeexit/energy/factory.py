@@ -57,6 +57,7 @@ def meter_for_board(
     runner: Optional[Runner] = None,
     clock: Clock = time.monotonic,
     joulescope_driver: Any = None,
+    history_s: Optional[float] = None,
 ) -> PowerMeter:
     """The meter for a board's ``[power]`` table (the board config's parsed one, or a raw table).
 
@@ -65,7 +66,9 @@ def meter_for_board(
     or ``none`` (an explicit :class:`NoMeter`: every reading is invalid, energy is reported as
     unmeasured).
     ``root`` is the filesystem root holding ``sys/`` (``/`` on a board, a tree on a simulated one);
-    ``runner`` replaces ``vcgencmd`` for the Pi 5 PMIC.
+    ``runner`` replaces ``vcgencmd`` for the Pi 5 PMIC. ``history_s``: how much of its stream a
+    streaming meter (the Joulescope) keeps, at least the longest window or period to be measured
+    (None: its default, 120 s); polled meters keep nothing (the Sampler holds their readings).
     """
     if kind not in KINDS:
         raise BoardConfigError(f"Unknown meter kind {kind!r}; use one of {', '.join(KINDS)}.")
@@ -86,11 +89,13 @@ def meter_for_board(
         if config.sensor != "pi5-pmic":
             raise _wrong_sensor(config, "the Raspberry Pi 5 PMIC")
         # the configured rails, so a rail missing from one answer can never shrink the total
-        return Pi5PmicMeter(runner=runner, clock=clock, rails=config.pmic_rails or None)
+        return Pi5PmicMeter(runner=runner, clock=clock, rails=config.pmic_rails or None, board_is_pi5=True)
     if kind == "joulescope":
         from edgeexit.energy.joulescope import JoulescopeMeter
 
-        return JoulescopeMeter(driver=joulescope_driver, clock=clock)
+        if history_s is None:
+            return JoulescopeMeter(driver=joulescope_driver, clock=clock)
+        return JoulescopeMeter(driver=joulescope_driver, clock=clock, history_s=history_s)
     if requested == "none":
         return NoMeter(clock=clock)
     raise _no_sensor(config)

@@ -19,6 +19,8 @@ otherwise it is the sum of the rails and ``total_basis`` says so. The meter read
 """
 from __future__ import annotations
 
+import errno
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,9 @@ MAX_PLAUSIBLE_RAIL_MW = 1.0e6
 ZERO_LOAD_MA = 20.0
 ZERO_LOAD_MW = 100.0
 RELOCATE_INTERVAL_S = 1.0  # rescan for a renumbered hwmonN/iio:deviceN at most this often
+# Trial reads at open: I2C reads fail transiently (EAGAIN, EIO), so one failure is not yet a dead rail.
+OPEN_TRIES = 3
+OPEN_RETRY_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,34 @@ class RailFiles:
             return None
         return power_mw
 
+    def unreadable(self) -> Optional[str]:
+        """Why a data file of this rail cannot be read at all (missing, or the read fails), else None.
+
+        Only the file system's answer counts: a bad value (empty mid-update, negative) is one bad sample."""
+        if self.power_path is not None and self.power_path.exists():
+            return _read_failure(self.power_path)
+        return _read_failure(self.voltage_path) or _read_failure(self.current_path)
+
     @property
     def present(self) -> bool:
         """False once the data directory is gone (driver reload: hwmonN/iio:deviceN renumbered)."""
         return self.voltage_path.parent.is_dir()
+
+
+def _read_failure(path: Path) -> Optional[str]:
+    """What goes wrong reading ``path`` (a missing file, the read's errno), or None if it reads."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+        try:
+            os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return "{} does not exist".format(path)
+    except OSError as exc:
+        name = errno.errorcode.get(exc.errno or 0, "errno {}".format(exc.errno))
+        return "reading {} fails with {} ({})".format(path, name, os.strerror(exc.errno or 0))
+    return None
 
 
 def _driver_dir(root: Path, chip: Ina3221Chip) -> Path:
@@ -219,6 +248,35 @@ class Ina3221Meter(PowerMeter):
         self.source = f"INA3221 {chips}: {', '.join(names)}"
         self.relocations = 0
         self._next_relocate_s = float("-inf")
+        self._check_total_rails()
+
+    def _check_total_rails(self) -> None:
+        """Trial-read the rails the board total needs, so a dead one fails here, not as a run of nulls.
+
+        Without the input rail (or, on a board summing its rails, any rail) every sample's total is
+        unknown: a run would end with every energy null and only a vague warning."""
+        needed = [r for r in self.rails if self.input_rail is None or r.rail == self.input_rail]
+        for attempt in range(OPEN_TRIES):
+            bad = [(r, r.unreadable()) for r in needed]
+            bad = [(r, why) for r, why in bad if why]
+            if not bad:
+                return
+            if attempt + 1 < OPEN_TRIES:
+                time.sleep(OPEN_RETRY_S)
+        rail, problem = bad[0]
+        role = "the board total" if self.input_rail is not None else "part of the summed board total"
+        if "ENODATA" in str(problem) and rail.power_path is None:
+            # mainline ina3221 answers ENODATA for a disabled channel (in[123]_enable = 0)
+            enable = rail.voltage_path.parent / "in{}_enable".format(rail.channel)
+            fix = "enable the channel (echo 1 | sudo tee {}), ".format(enable)
+        else:
+            fix = "check that the {} driver is loaded and the channel wired, ".format(
+                next(c.driver for c in self.config.ina3221 if c.device == rail.chip))
+        raise SensorMissingError(
+            "INA3221 rail {} ({} channel {}, {}) cannot be read: {}; {}fix the board config's "
+            "[[power.ina3221]] channels (--board), or use --meter joulescope or --meter none.".format(
+                rail.rail, rail.chip, rail.channel, role, problem, fix)
+        )
 
     def _relocate(self) -> None:
         """Find the chips again after their data directory vanished (rate-limited, never raises).

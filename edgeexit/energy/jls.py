@@ -63,6 +63,9 @@ class _PowerSignal:
                 )
         self.anchor = power if power is not None else self.current
         self.length = int(self.anchor.length)
+        if self.voltage is not None:
+            # a recording stopped mid-stream can end its signals a chunk apart: read only where both are
+            self.length = min(self.length, int(self.voltage.length))
         self.sample_rate_hz = float(self.anchor.sample_rate)
 
     def samples_mw(self, start: int, length: int) -> np.ndarray:
@@ -96,6 +99,13 @@ def jls_energy_windows(
     try:
         sig = _PowerSignal(reader, path)
         return [_window(sig, t0_s, t1_s, host_offset_s, min_coverage) for t0_s, t1_s in windows]
+    except MeterError:
+        raise
+    except (RuntimeError, OSError) as exc:  # pyjls raises RuntimeError with a C error string
+        raise MeterError(
+            f"Cannot read Joulescope recording {path} ({exc}): the file is truncated or damaged; record "
+            "the run again, stopping the recording only after the run has ended."
+        ) from None
     finally:
         reader.close()
 

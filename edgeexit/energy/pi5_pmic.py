@@ -96,6 +96,8 @@ class Pi5PmicMeter(PowerMeter):
     captured outputs and the simulated board passes its own runner. ``rails``: the rails to sum (the
     board config's ``pmic_rails``; default :data:`PI5_PMIC_RAILS`). A rail the firmware does not
     print at all is an error at open; one it prints as ``nan`` makes that reading's total unknown.
+    ``board_is_pi5``: the board was selected as a Pi 5 (the factory sets it), so a firmware without
+    ``pmic_read_adc`` is told to update rather than that the board has no PMIC.
     """
 
     name = "pi5-pmic"
@@ -106,6 +108,7 @@ class Pi5PmicMeter(PowerMeter):
         clock: Clock = time.monotonic,
         total: str = "pmic_sum",
         rails: Optional[Sequence[str]] = None,
+        board_is_pi5: bool = False,
     ) -> None:
         super().__init__(clock)
         if total not in ("pmic_sum", "fit"):
@@ -114,7 +117,15 @@ class Pi5PmicMeter(PowerMeter):
         self.total = total
         self.total_basis = BASIS_SUM if total == "pmic_sum" else BASIS_FIT
         first = self.runner(PMIC_ARGV)
-        if "error=" in first or "not registered" in first.lower():
+        unknown_command = "error=" in first or "not registered" in first.lower()
+        if unknown_command and board_is_pi5:
+            # The board is a Pi 5, so it has the PMIC: its firmware predates pmic_read_adc.
+            raise SensorMissingError(
+                f"'vcgencmd pmic_read_adc' answered {first.strip()!r}: this Raspberry Pi 5's firmware predates "
+                "the PMIC power monitor; update it (sudo apt full-upgrade; sudo rpi-eeprom-update -a; reboot), "
+                "pass the right --board if this is not a Pi 5, or use --meter joulescope or --meter none."
+            )
+        if unknown_command:
             raise SensorMissingError(
                 f"'vcgencmd pmic_read_adc' answered {first.strip()!r}: this Raspberry Pi has no PMIC "
                 "power monitor (only the Pi 5 has one). Use an external meter such as a Joulescope "

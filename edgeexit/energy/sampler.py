@@ -88,6 +88,7 @@ class Sampler(WindowedEnergySource):
         self.read_timeout_s = float(read_timeout_s) if read_timeout_s is not None else max(0.25, 5.0 / self.rate_hz)
         self.warn = warn or _stderr_warn
         self.last_error: Optional[BaseException] = None
+        self.last_failed_rails: List[str] = []  # the rails that made the latest unusable reading unusable
         self.stalls = 0
         self.invalid_windows = 0
         self._in_invalid_run = False
@@ -122,6 +123,8 @@ class Sampler(WindowedEnergySource):
         reading = dataclasses.replace(reading, t_s=t_s)
         if reading.valid:
             self._note_read_time(t_after - t_before)
+        elif reading.failed_rails:
+            self.last_failed_rails = list(reading.failed_rails)
         with self._sampled:
             self._count += 1
             self._sampled.notify_all()
@@ -229,6 +232,9 @@ class Sampler(WindowedEnergySource):
         if not self._in_invalid_run:
             self._in_invalid_run = True
             why = " (last error: {})".format(self.last_error) if self.last_error is not None else ""
+            if self.last_failed_rails:
+                why += " (last unusable reading: rail(s) {} could not be read)".format(
+                    ", ".join(self.last_failed_rails))
             self.warn("power meter {} gave no usable samples for a window or part of it{}; its energy is "
                       "reported as unknown".format(self.meter.name, why))
 

@@ -107,3 +107,34 @@ def test_not_a_jls_file(tmp_path: Path) -> None:
     bad.write_text("not a recording")
     with pytest.raises(MeterError, match="Cannot read"):
         jls_energy_windows(bad, [(0.0, 1.0)])
+
+
+def test_current_and_voltage_of_unequal_length(tmp_path: Path) -> None:
+    # A recording stopped mid-stream can end its signals a chunk apart (here voltage 1000 samples early).
+    path = tmp_path / "uneven.jls"
+    with pyjls.Writer(str(path)) as wr:
+        wr.source_def(source_id=1, name="JS220-000415", vendor="Jetperch", model="JS220",
+                      version="", serial_number="000415")
+        for sid, name, units, value, n_total in ((1, "current", "A", 0.2, 20_000), (2, "voltage", "V", 5.0, 19_000)):
+            wr.signal_def(signal_id=sid, source_id=1, signal_type=pyjls.SignalType.FSR,
+                          data_type=pyjls.DataType.F32, sample_rate=FS, name=name, units=units)
+            for start in range(0, n_total, 1000):
+                wr.utc(sid, start, as_time64(100.0 + start / FS + HOST_OFFSET_S))
+                wr.fsr_f32(sid, start, np.full(1000, value, dtype=np.float32))
+            wr.utc(sid, n_total, as_time64(100.0 + n_total / FS + HOST_OFFSET_S))
+    inside, past_voltage, straddling = jls_energy_windows(
+        path, [(101.0, 101.5), (101.95, 101.99), (101.8, 101.95)], host_offset_s=HOST_OFFSET_S
+    )
+    assert inside.valid and inside.energy_mj == pytest.approx(500.0, rel=1e-4)
+    assert not past_voltage.valid and past_voltage.energy_mj == 0.0  # current only: no power there
+    assert not straddling.valid  # 0.1 s of 0.15 s covered
+
+
+def test_pyjls_errors_while_reading_are_one_line_meter_errors(power_jls: Path, tmp_path: Path) -> None:
+    # Cut in half, as a copy interrupted mid-file: pyjls opens it, then its index lookups raise RuntimeError.
+    cut = tmp_path / "cut.jls"
+    data = power_jls.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MeterError, match=r"cut\.jls .*truncated or damaged; record the run again") as err:
+        jls_energy_windows(cut, [(100.5, 101.0)], host_offset_s=HOST_OFFSET_S)
+    assert "\n" not in str(err.value)

@@ -1,12 +1,14 @@
 """Raspberry Pi 5 PMIC meter against captured-format ``vcgencmd pmic_read_adc`` output."""
 from __future__ import annotations
 
+import os
 import random
 from typing import List, Sequence
 
 import pytest
 
-from edgeexit.energy import Pi5PmicMeter, parse_pmic_read_adc
+from edgeexit.boards.config import load_board
+from edgeexit.energy import Pi5PmicMeter, meter_for_board, parse_pmic_read_adc
 from edgeexit.energy.pi5_pmic import PMIC_ARGV
 from edgeexit.errors import MeterError, SensorMissingError
 
@@ -105,3 +107,19 @@ def test_default_runner_without_vcgencmd_names_the_package(clock, tmp_path, monk
 def test_bad_total_option(pmic_text: str, clock) -> None:
     with pytest.raises(MeterError, match="pmic_sum"):
         Pi5PmicMeter(runner=ScriptedVcgencmd(pmic_text), clock=clock, total="wall")
+
+
+def test_pi5_firmware_without_pmic_read_adc_names_a_firmware_update(tmp_path, monkeypatch) -> None:
+    # A Pi 5 whose firmware predates pmic_read_adc: the real vcgencmd answers "Command not registered".
+    vcgencmd = tmp_path / "bin" / "vcgencmd"
+    vcgencmd.parent.mkdir()
+    vcgencmd.write_text('#!/bin/sh\ncase "$1" in\n  measure_clock) echo "frequency(48)=2400000000" ;;\n'
+                        '  *) echo \'error=1 error_msg="Command not registered"\' ;;\nesac\n')
+    vcgencmd.chmod(0o755)
+    monkeypatch.setenv("PATH", "{}:{}".format(vcgencmd.parent, os.environ["PATH"]))
+    for kind in ("auto", "pmic"):
+        with pytest.raises(SensorMissingError) as err:
+            meter_for_board(load_board("raspberry-pi-5").power, tmp_path, kind=kind)
+        msg = str(err.value)
+        assert "Pi 5" in msg and "firmware" in msg and "sudo apt full-upgrade" in msg and "rpi-eeprom-update" in msg
+        assert "has no PMIC" not in msg and "only the Pi 5" not in msg and "\n" not in msg
