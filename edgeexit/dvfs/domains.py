@@ -12,7 +12,7 @@ import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 from edgeexit.boards.sysfs import Sysfs
-from edgeexit.errors import DvfsError
+from edgeexit.errors import DvfsError, SysfsPermissionError
 
 WriteFn = Callable[[str, str], None]
 _UINT = re.compile(r"^[0-9]{1,19}$")  # ASCII digits only: str.isdigit() also accepts '²'
@@ -216,6 +216,10 @@ class CpufreqPolicy(FreqDomain):
     def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
         if self.uses_userspace(method):
             write(self._path("scaling_governor"), "userspace")
+            if freq < self._int("scaling_min_freq"):
+                # userspace clamps the request to [min, max] [Kus]: a floor such as the Orin Nano's nvpmodel
+                # MIN_FREQ would hold it up, so it is lowered (saved and restored), as a min/max pin lowers it
+                write(self._path("scaling_min_freq"), str(freq))
             write(self._path("scaling_setspeed"), str(freq))
         else:
             self._write_limits(freq, freq, write, "scaling_min_freq", "scaling_max_freq")
@@ -256,13 +260,34 @@ class DevfreqDevice(FreqDomain):
     def limits(self) -> Tuple[int, int]:
         return self._int("min_freq"), self._int("max_freq")
 
+    #: userspace/set_freq refused this process once (see _pin_userspace): later pins go to min/max directly
+    set_freq_denied = False
+
     def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
-        if self.uses_userspace(method):
-            write(self._path("governor"), "userspace")
-            write(self._path("userspace/set_freq"), str(freq))
-        else:
-            self._write_limits(freq, freq, write, "min_freq", "max_freq")
+        if self.uses_userspace(method) and not self.set_freq_denied and self._pin_userspace(freq, write, method):
+            return self.current()
+        self._write_limits(freq, freq, write, "min_freq", "max_freq")
         return self.current()
+
+    def _pin_userspace(self, freq: int, write: WriteFn, method: str) -> bool:
+        """governor=userspace, then set_freq; False when set_freq may not be written, with the governor put
+        back as it was. The kernel creates set_freq on GOV_START, root-owned 0644 [Kdfus]: no udev rule can
+        open it to a group, so a udev-rule user pins with min_freq/max_freq instead (method "auto")."""
+        before = self.governor()
+        write(self._path("governor"), "userspace")
+        try:
+            write(self._path("userspace/set_freq"), str(freq))
+            return True
+        except PermissionError:  # SysfsPermissionError from the controller's writer, EACCES/EPERM from a plain one
+            self.set_freq_denied = True
+            if before != "userspace":
+                write(self._path("governor"), before)  # never left in userspace without our request
+            if method == "userspace":
+                raise SysfsPermissionError(
+                    "{} {}: userspace/set_freq is root's alone (created 0644 when the governor starts, so the "
+                    "udev rule cannot open it); run as root (sudo), or pin with method 'auto' or 'minmax', which "
+                    "write min_freq/max_freq".format(self.name, self.relpath)) from None
+            return False
 
     def save(self) -> Dict[str, Optional[str]]:
         lo, hi = self.limits()

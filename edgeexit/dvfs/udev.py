@@ -13,7 +13,7 @@ def udev_rule(group: str = GROUP) -> str:
         "# Install: sudo groupadd -f {g} && sudo usermod -aG {g} $USER".format(g=group),
         "#          sudo udevadm control --reload && sudo udevadm trigger -s cpu -s devfreq   (or reboot)",
         "# devfreq's userspace/set_freq is created when that governor starts, so it stays root-only:",
-        "# edgeexit then pins the GPU with min_freq/max_freq instead.",
+        "# edgeexit then pins the GPU with min_freq/max_freq instead, its governor left as it was.",
         "# On a Raspberry Pi, also: sudo usermod -aG video $USER  (vcgencmd, which reads the clock that",
         "# really runs and the Pi 5's PMIC rails, talks to the firmware through the video group's devices).",
         'SUBSYSTEM=="cpu", ACTION=="add", RUN+="/bin/sh -c \'cd /sys/devices/system/cpu/cpufreq && '

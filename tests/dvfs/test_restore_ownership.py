@@ -172,7 +172,10 @@ def _lower_max(k: SimulatedKernel, kind: str) -> int:
     """nvpmodel (or a thermal cap, or another tool) lowers the domain's max below where edgeexit pinned it."""
     table = (k.profile.cpu_table(k.board.cpu_policies[0].name).freqs if kind == "cpu"
              else k.profile.gpu.table.freqs)  # type: ignore[union-attr]
-    cap = table[len(table) // 3]
+    # above the min shown (the Orin Nano boots at nvpmodel's MIN_FREQ): a cap below it would move min too
+    lo = int(_r(k, _cpu(k) + "/scaling_min_freq" if kind == "cpu" else _gpu(k) + "/min_freq"))
+    above = [f for f in table if f > lo]
+    cap = above[len(above) // 3]
     _w(k, _max_rel(k, kind), cap)
     return int(_r(k, _max_rel(k, kind)))
 
