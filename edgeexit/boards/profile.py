@@ -31,6 +31,7 @@ MAX_OVERHEAD_US = 1e6  # 1 s per invoke
 MAX_TRANSITION_NS = 10 ** 10  # 10 s per frequency change
 MAX_POLL_MS = 10 ** 6
 MAX_BUDGET_W = 1e4
+MAX_CLOCK_ID = 255  # a firmware clock id (vcgencmd)
 #: [power_model] key -> (minimum, maximum, minimum excluded). Power terms may be 0 (a rail left out of the
 #: model); a zero macs_per_cycle divided by zero.
 POWER_MODEL_RANGES = {
@@ -77,6 +78,8 @@ class CpuFirmware:
     default_governor: str
     transition_latency_ns: int
     tables: Dict[str, OppTable]  # policy name -> table, freqs in kHz
+    # Raspberry Pi: the clock id `vcgencmd measure_clock arm` prints, frequency(<id>)=Hz; None elsewhere
+    vcgencmd_arm_clock_id: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ class GpuFirmware:
 
 @dataclass(frozen=True)
 class NvpModelMode:
-    """One nvpmodel mode; a cap of None means "no cap" (nvpmodel's -1 / INT_MAX)."""
+    """One nvpmodel mode; a cap of None means "no cap" (nvpmodel's -1 / INT_MAX), a floor of None "no
+    floor" (nvpmodel's MIN_FREQ 0)."""
 
     id: int
     name: str
@@ -98,6 +102,7 @@ class NvpModelMode:
     cpu_max_khz: Optional[int]
     gpu_max_hz: Optional[int]
     emc_max_hz: Optional[int]
+    cpu_min_khz: Optional[int] = None  # the mode's CPU MIN_FREQ, written to every cluster's scaling_min_freq
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,8 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
         raise t.fail("board", "is {!r} but the profile is used by board {!r}".format(t.str("board"), board.name))
 
     ct = t.table("cpu")
-    ct.unknown_keys(["scaling_driver", "available_governors", "default_governor", "transition_latency_ns", "opp_tables"])
+    ct.unknown_keys(["scaling_driver", "available_governors", "default_governor", "transition_latency_ns", "opp_tables",
+                     "vcgencmd_arm_clock_id"])
     govs = _governors(ct)
     tables = {}  # type: Dict[str, OppTable]
     for ot in ct.tables("opp_tables"):
@@ -173,7 +179,8 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
         if pol.name not in tables:
             raise ct.fail("opp_tables", "has no table for {} of board {}".format(pol.name, board.name))
     cpu = CpuFirmware(ct.str("scaling_driver"), govs, ct.str("default_governor"),
-                      ct.int("transition_latency_ns", minimum=0, maximum=MAX_TRANSITION_NS), tables)
+                      ct.int("transition_latency_ns", minimum=0, maximum=MAX_TRANSITION_NS), tables,
+                      ct.int("vcgencmd_arm_clock_id", None, minimum=0, maximum=MAX_CLOCK_ID))
 
     gpu = None  # type: Optional[GpuFirmware]
     if board.gpu is not None:
@@ -196,14 +203,19 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
         nt = t.table("nvpmodel")
         nt.unknown_keys(["default_mode", "modes"])
         for mt in nt.tables("modes"):
-            mt.unknown_keys(["id", "name", "budget_w", "online_cpus", "cpu_max_khz", "gpu_max_hz", "emc_max_hz"])
+            mt.unknown_keys(["id", "name", "budget_w", "online_cpus", "cpu_min_khz", "cpu_max_khz", "gpu_max_hz",
+                             "emc_max_hz"])
             budget = mt.num("budget_w", None, minimum=0.0, maximum=MAX_BUDGET_W, min_open=True)
             # A cap is a clock > 0 (no cap: leave the key out); -5 kHz used to be taken as a cap.
+            cpu_min = mt.int("cpu_min_khz", None, minimum=1, maximum=MAX_CPU_KHZ)
+            cpu_max = mt.int("cpu_max_khz", None, minimum=1, maximum=MAX_CPU_KHZ)
+            if cpu_min is not None and cpu_max is not None and cpu_min > cpu_max:
+                # 4.9 refuses such a pair (EINVAL): the tree could not boot in this mode
+                raise mt.fail("cpu_min_khz", "({}) must not exceed cpu_max_khz ({})".format(cpu_min, cpu_max))
             modes.append(NvpModelMode(mt.int("id", minimum=0), mt.str("name"), budget,
                                       mt.int("online_cpus", minimum=1, maximum=board.possible_cpus),
-                                      mt.int("cpu_max_khz", None, minimum=1, maximum=MAX_CPU_KHZ),
-                                      mt.int("gpu_max_hz", None, minimum=1, maximum=MAX_HZ),
-                                      mt.int("emc_max_hz", None, minimum=1, maximum=MAX_HZ)))
+                                      cpu_max, mt.int("gpu_max_hz", None, minimum=1, maximum=MAX_HZ),
+                                      mt.int("emc_max_hz", None, minimum=1, maximum=MAX_HZ), cpu_min))
         default_mode = nt.int("default_mode")
         if default_mode not in [m.id for m in modes]:
             raise nt.fail("default_mode", "{} is not the id of any [[nvpmodel.modes]]".format(default_mode))

@@ -138,6 +138,9 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
         raise DvfsError("cannot mount the simulated board with FUSE: {}".format(problem))
     board = load_board(board_name)
     mountpoint = Path(mountpoint)
+    if backing is not None:
+        # libfuse moves the server to / once mounted: a relative backing would name nothing there
+        backing = Path(os.path.abspath(str(backing)))
     made = [p for p in [mountpoint] + list(mountpoint.parents) if not os.path.lexists(str(p))]
     mountpoint.mkdir(parents=True, exist_ok=True)
     try:
@@ -174,10 +177,15 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
             try:
                 wait_mounted(mountpoint, proc)
             except DvfsError:
+                exited = proc.poll() is not None
+                _stop_server(proc, mountpoint)  # a server still starting would mount after we gave up
                 err.seek(0)
                 lines = [l for l in err.read().decode("utf-8", "replace").splitlines() if l.strip()]
-                if proc.poll() is not None and lines:
+                if exited and lines:
                     raise DvfsError(lines[-1].split("error: ", 1)[-1]) from None
+                raise
+            except BaseException:  # Ctrl-C while waiting: the same
+                _stop_server(proc, mountpoint)
                 raise
         say("SIMULATED {} mounted at {} (pid {}, backing tree {}); `edgeexit sim umount {}` unmounts".format(
             board.name, mountpoint, proc.pid, backing or "temporary, deleted after unmounting", mountpoint))
@@ -209,6 +217,24 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
         os.close(served_fd)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stop_server(proc: "subprocess.Popen[bytes]", mountpoint: Path) -> None:
+    """End a background server that did not mount in time, and its mount if it made one after all:
+    SIGTERM (libfuse unmounts on it once its handlers are in), SIGKILL if it lingers, then
+    ``fusermount3 -u`` for a mount it left."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if is_fuse_mount(mountpoint):
+        try:
+            unmount(mountpoint)
+        except DvfsError:
+            pass  # the caller's error says what failed; `edgeexit sim umount` is its fix
 
 
 def _claim_tree(backing: Path, mountpoint: Path) -> int:

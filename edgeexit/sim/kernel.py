@@ -341,10 +341,9 @@ class SimulatedKernel:
         if real != self._real_root and not real.startswith(self._real_root + os.sep):
             raise OSError(errno.EACCES, "Permission denied", relpath)
         if not os.path.lexists(real):
-            parent_ok = os.path.isdir(os.path.dirname(real))
-            # sysfs cannot create files: O_CREAT in an existing directory is EACCES
-            raise OSError(errno.EACCES if parent_ok else errno.ENOENT,
-                          os.strerror(errno.EACCES if parent_ok else errno.ENOENT), relpath)
+            # open() without O_CREAT, as a store() is reached: ENOENT. Only creating a file is EACCES
+            # (sysfs has no create op), which the FUSE backend's create() answers itself.
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), relpath)
         return os.path.relpath(real, self._real_root).replace(os.sep, "/")
 
     def check_writable(self, relpath: str) -> str:
@@ -479,7 +478,7 @@ class SimulatedKernel:
                 self._devfreq_write(state, name, text)
             elif self.gpu_dir is not None and d == self.gpu_dir and name == "polling_interval":
                 # polling_interval_store: sscanf("%u") or EINVAL [K49df]; the parsed value is kept, whatever the governor
-                value = rules.parse_uint("4.9", text, name)
+                value = rules.sscanf_uint(text, name, 32)
                 self.put(rel, "{}\n".format(value))
                 return
             elif re.match(r"^{}/cpu\d+$".format(CPU_DIR), d) and name == "online":
@@ -510,7 +509,7 @@ class SimulatedKernel:
         elif name == "scaling_setspeed":
             if ps["governor"] != "userspace":
                 raise rules.einval("scaling_setspeed needs the userspace governor")
-            ps["setspeed"] = rules.parse_uint("4.9", text, name)  # sscanf("%u") in every version
+            ps["setspeed"] = rules.sscanf_uint(text, name, 32)  # sscanf("%u") in every version
             event = "set"
         else:
             raise OSError(errno.EACCES, "Permission denied", name)
@@ -532,15 +531,15 @@ class SimulatedKernel:
                 ds["set_freq"] = None  # the userspace group is created/removed on governor start/stop
                 ds["governor"] = gov
         elif name in ("min_freq", "max_freq"):
-            value = rules.parse_uint("4.9", text, name)  # sscanf("%lu") in every version
+            value = rules.sscanf_uint(text, name)  # sscanf("%lu") in every version
             ds["min"], ds["max"] = rules.devfreq_store_limit(self.family, table, name[:3], value, ds["min"], ds["max"])
         else:  # userspace/set_freq: sscanf result unchecked [Kdfus]; junk is stored as 0 here
             try:
-                ds["set_freq"] = rules.parse_uint("4.9", text, name)
+                ds["set_freq"] = rules.sscanf_uint(text, name)
             except OSError:
                 ds["set_freq"] = 0
         lo, hi = rules.devfreq_effective(self.family, table, ds["min"], ds["max"])
-        ds["cur"] = rules.devfreq_cur(ds["governor"], table, lo, hi, ds["set_freq"], ds["cur"])
+        ds["cur"] = rules.devfreq_cur(self.family, ds["governor"], table, lo, hi, ds["set_freq"], ds["cur"])
 
     def _online_write(self, state: Dict[str, Any], cpu: int, text: str) -> None:
         online = rules.parse_bool(text)
@@ -650,11 +649,13 @@ class SimulatedKernel:
 
     def _render_measure_clock(self, state: Dict[str, Any]) -> None:
         # The firmware runs no slower than its floor (Pi 5: 1.5 GHz) whatever cpufreq reports [RPi#5876];
-        # `vcgencmd measure_clock arm` tells the truth, in Hz, as `frequency(48)=N` (the clock id, 48, is the Pi's)
+        # `vcgencmd measure_clock arm` tells the truth, in Hz, as `frequency(<clock id>)=N`; the id is the
+        # firmware's (profile's vcgencmd_arm_clock_id; 0 as in the reference's one sample [VCG])
         pol = self.board.cpu_policies[0]
         floor_khz = int(self.profile.power_model.extra.get("real_min_cpu_khz", 0))
         khz = max(self._firmware_cur(pol.name, state["cpufreq"][pol.name]["cur"]), floor_khz)
-        self.put(MEASURE_CLOCK_ARM, "frequency(48)={}\n".format(khz * 1000))
+        clock_id = self.profile.cpu.vcgencmd_arm_clock_id
+        self.put(MEASURE_CLOCK_ARM, "frequency({})={}\n".format(0 if clock_id is None else clock_id, khz * 1000))
 
     def set_temp_mc(self, zone_type: str, temp_mc: int) -> None:
         """Publish a thermal zone's temperature (m°C) by its ``type``."""

@@ -26,28 +26,44 @@ def einval(what: str) -> OSError:
 _SSCANF_UINT = re.compile(r"^[ \t\n\v\f\r]*([0-9]+)")
 # kstrtoul: one optional '+', digits, one optional trailing newline; '-', blanks and junk are EINVAL.
 _KSTRTOUL = re.compile(r"^\+?([0-9]+)\n?\Z")  # \Z: "$" would also let "1\n\n" through
+ULONG_BITS = 64  # every board is arm64: %lu and kstrtoul are 64-bit
+ULONG_MAX = 2 ** ULONG_BITS - 1
+
+
+def sscanf_uint(text: str, what: str, bits: int = ULONG_BITS) -> int:
+    """``sscanf("%u")`` (``bits=32``) or ``sscanf("%lu")`` (64): simple_strtoull wraps past 2^64 - 1 and
+    the result is stored in the conversion's width, so %u keeps the low 32 bits (2^32 + 5 -> 5)."""
+    m = _SSCANF_UINT.match(text)
+    if not m:
+        raise einval("{}: {!r} is not an unsigned number".format(what, text.strip()))
+    return int(m.group(1)) % (1 << bits)
 
 
 def parse_uint(family: str, text: str, what: str) -> int:
-    """Parse a frequency the way the family's store() does.
+    """Parse a ``scaling_{min,max}_freq`` write the way the family's store() does.
 
-    4.9-5.15 use ``sscanf("%u"/"%lu")`` [K49][K510]: leading blanks skipped, trailing junk ignored
-    ("123abc" -> 123), a leading '-' or '+' is EINVAL. 6.x uses ``kstrtoul`` [Kkstr]: one optional
-    '+', digits and one trailing newline only. 6.x hands the value to the s32 frequency QoS, which
+    4.9 uses ``sscanf("%u")`` [K49] (low 32 bits kept; the caller clamps to cpuinfo), 5.10-5.15
+    ``sscanf("%lu")`` [K510]: leading blanks skipped, trailing junk ignored ("123abc" -> 123), a
+    leading '-' or '+' is EINVAL. 6.x uses ``kstrtoul`` [Kkstr]: one optional '+', digits and one
+    trailing newline only, ERANGE above 2^64 - 1. 6.x hands the value to the s32 frequency QoS, which
     refuses a negative one since ~6.0 [Kqos]: a value that is negative as s32 is EINVAL, a larger one
-    wraps. Elsewhere values above INT_MAX are clamped to INT_MAX (5.10's s32 overflow is not modelled).
+    wraps. 5.10-5.15 values above INT_MAX are clamped to INT_MAX (5.10's s32 overflow is not modelled).
     """
-    pattern = _KSTRTOUL if family == "6.x" else _SSCANF_UINT
-    m = pattern.match(text)
+    if family == "4.9":
+        return sscanf_uint(text, what, 32)
+    if family != "6.x":
+        return min(sscanf_uint(text, what), INT_MAX)
+    m = _KSTRTOUL.match(text)
     if not m:
         raise einval("{}: {!r} is not an unsigned number".format(what, text.strip()))
     value = int(m.group(1))
-    if family == "6.x":
-        s32 = value & 0xFFFFFFFF
-        if s32 > INT_MAX:
-            raise einval("{}: {} is negative as the s32 QoS value".format(what, value))
-        return s32
-    return min(value, INT_MAX)
+    if value >= 1 << ULONG_BITS:
+        raise OSError(errno.ERANGE, "Numerical result out of range ({}: {} does not fit an unsigned long)".format(
+            what, value))
+    s32 = value & 0xFFFFFFFF
+    if s32 > INT_MAX:
+        raise einval("{}: {} is negative as the s32 QoS value".format(what, value))
+    return s32
 
 
 def parse_token(text: str) -> str:
@@ -193,23 +209,32 @@ def opp_floor(table: List[int], freq: int) -> int:
     return below[-1] if below else table[0]
 
 
-def devfreq_cur(governor: str, table: List[int], eff_min: int, eff_max: int, set_freq: Optional[int],
-                prev: int) -> int:
-    """update_devfreq: clamp the governor's target to [min, max], then the recommended OPP: ceil,
-    or floor when clamped by max (DEVFREQ_FLAG_LEAST_UPPER_BOUND) [K49df][Kdfus]. A limit of 0 (4.9
-    keeps a written max_freq 0) is no limit: 4.9 clamps only ``if (max_freq && freq > max_freq)``."""
-    if not eff_max:
-        eff_max = table[-1]
+def devfreq_cur(family: str, governor: str, table: List[int], eff_min: int, eff_max: int,
+                set_freq: Optional[int], prev: int) -> int:
+    """update_devfreq: the governor's target clamped to [min, max], then the recommended OPP: ceil, or
+    floor when max clamped it (DEVFREQ_FLAG_LEAST_UPPER_BOUND) [K49df][Kdfus].
+
+    What the governor returns decides which: 4.x's governor_userspace clamps the request to [min, max]
+    itself [Kdfus] and governor_performance returns max_freq itself, so max never clamps them and a
+    non-table max rounds up ("jumps to 998" above a 950 MHz max [Jover#3]). 5.10+ (mainline 5.10's
+    governor_userspace.c and governor_performance.c; [Kdfus] is the 4.x file) return the raw request and
+    DEVFREQ_MAX_FREQ, which update_devfreq clamps to max and rounds down. A limit of 0 (4.9 keeps a
+    written max_freq 0) is no limit: 4.9 clamps only ``if (max_freq && freq > max_freq)``."""
+    own_clamp = family == "4.9"
     if governor == "userspace":
-        # governor_userspace clamps the stored request itself; unset -> previous frequency
-        target = prev if set_freq is None else max(eff_min, min(set_freq, eff_max))
+        target = prev if set_freq is None else set_freq  # unset -> previous frequency
+        if own_clamp and set_freq is not None:
+            if eff_max and target > eff_max:
+                target = eff_max
+            if eff_min and target < eff_min:
+                target = eff_min
     elif governor == "performance":
-        target = INT_MAX * 4  # DEVFREQ_MAX_FREQ
-    else:  # powersave and the load-driven governors on an idle board
+        target = (eff_max or ULONG_MAX) if own_clamp else ULONG_MAX  # ULONG_MAX = DEVFREQ_MAX_FREQ
+    else:  # powersave (min_freq / 0) and the load-driven governors on an idle board
         target = 0
-    if target < eff_min:
+    if eff_min and target < eff_min:
         target = eff_min
-    if target > eff_max:
+    if eff_max and target > eff_max:
         return opp_floor(table, eff_max)
     return opp_ceil(table, target)
 

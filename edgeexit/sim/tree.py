@@ -41,9 +41,9 @@ def boot_online_cpus(board: BoardConfig, profile: FirmwareProfile) -> List[int]:
 
 
 def initial_state(board: BoardConfig, profile: FirmwareProfile) -> Dict[str, Any]:
-    """Boot state: the default nvpmodel mode applied (its CPUs online, its CPU and GPU max caps written
-    as nvpmodel writes them), default governors, idle frequency. Requests equal the effective limits so
-    that writing back what was read leaves the tree byte-identical."""
+    """Boot state: the default nvpmodel mode applied (its CPUs online, its CPU and GPU max caps and CPU
+    floor written as nvpmodel writes them), default governors, idle frequency. Requests equal the
+    effective limits so that writing back what was read leaves the tree byte-identical."""
     family = board.kernel
     online = boot_online_cpus(board, profile)
     mode = next((m for m in profile.nvpmodel_modes if m.id == profile.nvpmodel_default), None)
@@ -54,9 +54,12 @@ def initial_state(board: BoardConfig, profile: FirmwareProfile) -> Dict[str, Any
         gov = profile.cpu.default_governor
         lo, hi = table[0], table[-1]
         # nvpmodel writes the cap to scaling_max_freq; the kernel refuses it for a policy with every CPU offline
-        if mode is not None and mode.cpu_max_khz is not None and any(c in online for c in pol.cpus):
-            lo, hi = rules.cpufreq_store_limit(family, table, "max", mode.cpu_max_khz, lo, hi)
-            lo, hi = rules.cpufreq_effective(family, table, lo, hi)
+        if mode is not None and any(c in online for c in pol.cpus):
+            # max first: on 4.9 a min above the requested max is EINVAL (the profile keeps min <= max)
+            for which, value in (("max", mode.cpu_max_khz), ("min", mode.cpu_min_khz)):
+                if value is not None:
+                    lo, hi = rules.cpufreq_store_limit(family, table, which, value, lo, hi)
+                    lo, hi = rules.cpufreq_effective(family, table, lo, hi)
         cur = rules.cpufreq_cur(gov, table, lo, hi, None)
         state["cpufreq"][pol.name] = {"governor": gov, "min": lo, "max": hi, "setspeed": None, "cur": cur}
     if profile.gpu is not None:
@@ -69,7 +72,7 @@ def initial_state(board: BoardConfig, profile: FirmwareProfile) -> Dict[str, Any
             lo, hi = rules.devfreq_store_limit(family, table, "max", mode.gpu_max_hz, lo, hi)
         gov = profile.gpu.default_governor
         eff_lo, eff_hi = rules.devfreq_effective(family, table, lo, hi)
-        cur = rules.devfreq_cur(gov, table, eff_lo, eff_hi, None, table[0])
+        cur = rules.devfreq_cur(family, gov, table, eff_lo, eff_hi, None, table[0])
         state["devfreq"] = {"governor": gov, "min": lo, "max": hi, "set_freq": None, "cur": cur}
     return state
 
@@ -125,7 +128,7 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
         parent = d.rsplit("/", 1)[0]
         device_dir = parent.rsplit("/", 1)[0] if parent.endswith("/devfreq") else parent
         _symlink(root, d + "/device", os.path.relpath(device_dir, d))
-        if board.gpu.of_node_names:
+        if board.gpu.of_node_names:  # the first name is the first path's device's (see the board configs)
             put(device_dir + "/of_node/name", board.gpu.of_node_names[0] + "\0")
         put(device_dir + "/railgate_enable", "1\n", RW)
         put(device_dir + "/load", "0\n")

@@ -97,6 +97,10 @@ def _copy_profiles(tmp_path: Path) -> Path:
     ("voltage_mv = [742,", "voltage_mv = [0,", "cpu.opp_tables[0].voltage_mv' must hold integers between 1 and 5000"),
     ("freq_hz = [76800000,", "freq_hz = [-1,", "gpu.freq_hz' must hold integers between 1 and"),
     ("cpu_max_khz = 918000", "cpu_max_khz = -5", "nvpmodel.modes[1].cpu_max_khz' must be between 1 and"),
+    # a floor above the mode's cap: 4.9 refuses the pair, so the tree could not boot in that mode
+    ("cpu_max_khz = 918000", "cpu_max_khz = 918000\ncpu_min_khz = 921600",
+     "nvpmodel.modes[1].cpu_min_khz' (921600) must not exceed cpu_max_khz (918000)"),
+    ("cpu_max_khz = 918000", "cpu_max_khz = 918000\ncpu_min_khz = 0", "nvpmodel.modes[1].cpu_min_khz' must be between 1"),
     ("budget_w = 5.0", "budget_w = nan", "nvpmodel.modes[1].budget_w' must be a finite number"),
     ("online_cpus = 2", "online_cpus = 9", "nvpmodel.modes[1].online_cpus' must be between 1 and 4"),
     ("transition_latency_ns = 300000", "transition_latency_ns = 10000000000000000000000",

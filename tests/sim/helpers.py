@@ -33,6 +33,14 @@ def make_tree(root: Path, board: str) -> SimulatedKernel:
     return SimulatedKernel.create(root, load_board(board))
 
 
+def within_limits(k: SimulatedKernel, policy: int = 0) -> List[int]:
+    """The policy's table entries within the limits its tree shows now: where a userspace request is not
+    clamped (at boot, the default nvpmodel mode's floor and cap: Orin Nano MIN_FREQ 729600)."""
+    pol = k.board.cpu_policies[policy]
+    lo, hi = (int((k.root / pol.relpath / f).read_text()) for f in ("scaling_min_freq", "scaling_max_freq"))
+    return [f for f in k.profile.cpu_table(pol.name).freqs if lo <= f <= hi]
+
+
 def chown_tree(top: Path, owner: Tuple[int, int]) -> None:
     """``chown -R`` (symlinks themselves, not their targets): hand a simulated tree to another user."""
     for dirpath, dirnames, filenames in os.walk(str(top)):

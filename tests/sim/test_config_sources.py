@@ -43,3 +43,9 @@ def test_nano_pmic_zone_type_names_its_source() -> None:
     lines = _lines("board_configs/jetson-nano.toml")
     i = lines.index('type = "PMIC-Die"')
     assert "cloud-atlas" in lines[i - 1] + lines[i - 2] and "[JS:temp]" in lines[i - 2]
+
+
+def test_orin_nano_cpu_floor_cites_its_source() -> None:
+    lines = [ln for ln in _lines("firmware_profiles/jetson-orin-nano.toml") if ln.startswith("cpu_min_khz")]
+    modes = [ln for ln in _lines("firmware_profiles/jetson-orin-nano.toml") if ln == "[[nvpmodel.modes]]"]
+    assert len(lines) == len(modes) and all("729600" in ln and "[LOS]" in ln for ln in lines)

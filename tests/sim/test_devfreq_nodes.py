@@ -3,6 +3,8 @@ timer (5.10+), and the Jetson GPU device's enable_3d_scaling and power/control [
 from __future__ import annotations
 
 import errno
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,22 @@ def test_devfreq_reference_nodes(tmp_path: Path, board: str) -> None:
         with pytest.raises(OSError) as info:
             s.write(g + "/" + ro, "0")
         assert info.value.errno == errno.EACCES
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_gpu_of_node_name_is_the_device_node_name(tmp_path: Path, board: str) -> None:
+    """A device-tree device is named <unit address>.<node name>: the Nano's 57000000.gpu is "gpu" and the
+    TX2's 17000000.gp10b "gp10b" [JC], so JetPack 6's 17000000.gpu on the Orin [ONS] is "gpu". jetson_clocks
+    finds the GPU by that name under sys/class/devfreq [JC]."""
+    from edgeexit.dvfs.domains import find_gpu
+
+    k = make_tree(tmp_path / "t", board)
+    if k.board.gpu is None:
+        return
+    dev = Path(os.path.realpath(str(k.root / k.board.gpu.devfreq_paths[0] / "device")))
+    name = (dev / "of_node/name").read_bytes().rstrip(b"\0").decode()
+    m = re.match(r"^[0-9a-f]+\.([A-Za-z0-9_]+)$", dev.name)
+    if m:  # "gpu.0" (the Nano's nvhost device) is no such name
+        assert name == m.group(1)
+    assert find_gpu(SimulatedSysfs(k.root, k), [], k.board.gpu.of_node_names) == \
+        "sys/class/devfreq/" + k.board.gpu.devfreq_name

@@ -162,3 +162,21 @@ def test_boot_applies_the_default_modes_caps(tmp_path: Path, board: str) -> None
         assert shown == (table[-1] if cap is None else min(cap, table[-1]))
     if board == "jetson-tx2":
         assert (k.root / "sys/devices/17000000.gp10b/devfreq/17000000.gp10b/max_freq").read_text() == "1134750000\n"
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_boot_applies_the_default_modes_cpu_floor(tmp_path: Path, board: str) -> None:
+    """nvpmodel writes the mode's CPU MIN_FREQ to every cluster at boot: 729600 on the Orin Nano
+    [LOS][JS:nvp-emu]; an idle board's load-driven governor runs that floor."""
+    k = make_tree(tmp_path / "t", board)
+    mode = next((m for m in k.profile.nvpmodel_modes if m.id == k.profile.nvpmodel_default), None)
+    floor = mode.cpu_min_khz if mode is not None else None
+    if board == "jetson-orin-nano":
+        assert floor == 729600
+    for pol in k.board.cpu_policies:
+        table = k.profile.cpu_table(pol.name).freqs
+        online = any((k.root / "sys/devices/system/cpu/cpu{}/online".format(c)).read_text() == "1\n" for c in pol.cpus)
+        want = table[0] if floor is None or not online else min(f for f in table if f >= floor)
+        assert int((k.root / pol.relpath / "scaling_min_freq").read_text()) == want
+        if online and k.profile.cpu.default_governor != "performance":
+            assert int((k.root / pol.relpath / "scaling_cur_freq").read_text()) == want

@@ -5,12 +5,14 @@ Expected behaviour per kernel family follows /work/shared/reference/boards-and-s
 from __future__ import annotations
 
 import errno
+import os
 from typing import List, Tuple
 
 import pytest
 
-from edgeexit.boards.sysfs import Sysfs
+from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.sim.kernel import SimulatedKernel
+from tests.sim.helpers import within_limits
 
 Sim = Tuple[Sysfs, SimulatedKernel]
 
@@ -49,7 +51,8 @@ def test_unknown_cpufreq_governor_is_einval(sim: Sim) -> None:
 
 def test_setspeed_needs_userspace_and_rounds_up(sim: Sim) -> None:
     s, k = sim
-    d, table = _policy(k)
+    d, _ = _policy(k)
+    table = within_limits(k)  # setspeed is clamped to the limits: the boot floor (Orin Nano) too [Kus]
     assert _errno_of(s.write, d + "/scaling_setspeed", table[1]) == errno.EINVAL
     cur = s.read(d + "/scaling_cur_freq")
     s.write(d + "/scaling_governor", "userspace")
@@ -115,7 +118,19 @@ def test_read_only_attributes_and_new_files_are_eacces(sim: Sim) -> None:
     d, _ = _policy(k)
     assert _errno_of(s.write, d + "/scaling_cur_freq", "1") == errno.EACCES
     assert _errno_of(s.write, d + "/cpuinfo_max_freq", "1") == errno.EACCES
-    assert _errno_of(s.write, d + "/no_such_attribute", "1") in (errno.EACCES, errno.ENOENT)
+    assert _errno_of(s.write, d + "/no_such_attribute", "1") == errno.ENOENT
+
+
+def test_missing_node_is_enoent_and_creating_one_eacces(sim: Sim) -> None:
+    """open() without O_CREAT of a node that is not there is ENOENT, in-process as through FUSE and on the
+    board; only creating a file is EACCES (sysfs has no create op)."""
+    s, k = sim
+    d, table = _policy(k)
+    (k.root / d / "scaling_setspeed").unlink()  # a node the board's kernel does not have
+    assert _errno_of(s.write, d + "/scaling_setspeed", table[1]) == errno.ENOENT
+    assert not (k.root / d / "scaling_setspeed").exists()  # and it does not come back
+    if isinstance(s, HostSysfs):  # a FUSE mount: creation is an open with O_CREAT
+        assert _errno_of(os.open, str(s.root / d / "brand_new"), os.O_WRONLY | os.O_CREAT) == errno.EACCES
 
 
 def test_offline_policy_refuses_writes(sim: Sim) -> None:
@@ -218,6 +233,7 @@ def test_state_survives_the_process(sim: Sim) -> None:
     s, k = sim
     d, table = _policy(k)
     s.write(d + "/scaling_governor", "userspace")
+    table = within_limits(k)
     s.write(d + "/scaling_setspeed", table[1])
     again = SimulatedKernel(k.root)
     again.write(d + "/scaling_max_freq", str(table[-1]).encode())
@@ -228,6 +244,7 @@ def test_signed_numbers_per_family(sim: Sim) -> None:
     """vsscanf's %u/%lu takes no sign ('-1' and '+5' are EINVAL); 6.x's kstrtoul takes one '+' [Kkstr]."""
     s, k = sim
     d, table = _policy(k)
+    boot_min = s.read(d + "/scaling_min_freq")  # the default nvpmodel mode's floor (Orin Nano 729600)
     for attr in ("scaling_min_freq", "scaling_max_freq"):
         assert _errno_of(s.write, d + "/" + attr, "-1") == errno.EINVAL  # never wraps to the table top
     plus = "+{}".format(table[-2])
@@ -237,7 +254,7 @@ def test_signed_numbers_per_family(sim: Sim) -> None:
         s.write(d + "/scaling_max_freq", table[-1])
     else:
         assert _errno_of(s.write, d + "/scaling_max_freq", plus) == errno.EINVAL
-    assert int(s.read(d + "/scaling_max_freq")) == table[-1] and int(s.read(d + "/scaling_min_freq")) == table[0]
+    assert int(s.read(d + "/scaling_max_freq")) == table[-1] and s.read(d + "/scaling_min_freq") == boot_min
     s.write(d + "/scaling_governor", "userspace")
     cur = s.read(d + "/scaling_cur_freq")
     for bad in ("-1", "+{}".format(table[1])):  # store_scaling_setspeed: sscanf("%u") in every kernel
@@ -258,6 +275,9 @@ def test_signed_numbers_per_family(sim: Sim) -> None:
 @pytest.mark.parametrize("family,text,value", [
     ("4.9", " 900000abc\n", 900000), ("5.15", "\t5\n", 5), ("4.9", "-1\n", None), ("5.10", "+5\n", None),
     ("4.9", "- 5", None), ("6.x", "+5\n", 5), ("6.x", "-5\n", None), ("6.x", "5\n\n", None), ("6.x", " 5\n", None),
+    # 4.9's %u keeps the low 32 bits; 5.10's %lu is 64-bit (wraps past 2^64 - 1), then clamped to INT_MAX
+    ("4.9", "{}\n".format(2 ** 32 + 500000), 500000), ("5.10", "{}\n".format(2 ** 32 + 5), 2 ** 31 - 1),
+    ("5.15", "{}\n".format(2 ** 64 + 5), 5),
 ])
 def test_parse_uint(family: str, text: str, value: object) -> None:
     from edgeexit.sim.rules import parse_uint
@@ -268,3 +288,36 @@ def test_parse_uint(family: str, text: str, value: object) -> None:
         assert info.value.errno == errno.EINVAL
     else:
         assert parse_uint(family, text, "x") == value
+
+
+def test_kstrtoul_is_erange_past_an_unsigned_long() -> None:
+    from edgeexit.sim.rules import parse_uint
+
+    with pytest.raises(OSError) as info:
+        parse_uint("6.x", "{}\n".format(2 ** 64 + 1600000), "x")  # kstrtoul: -ERANGE on overflow [Kkstr]
+    assert info.value.errno == errno.ERANGE
+    assert parse_uint("6.x", "{}\n".format(2 ** 64 - 1 - 2 ** 32 + 1600000 + 1), "x") == 1600000  # fits: wraps as s32
+
+
+def test_numbers_past_the_conversion_width_per_family(sim: Sim) -> None:
+    """4.9 stores %u's low 32 bits; 5.10-5.15's %lu is 64-bit; 6.x's kstrtoul refuses past 2^64 - 1 with
+    ERANGE; scaling_setspeed is %u everywhere [K49][K510][Kkstr]."""
+    s, k = sim
+    d, table = _policy(k)
+    rel = d + "/scaling_max_freq"
+    if k.family == "6.x":
+        assert _errno_of(s.write, rel, 2 ** 64 + table[1]) == errno.ERANGE
+        assert int(s.read(rel)) == table[-1]  # unchanged
+    elif k.family == "4.9":
+        s.write(rel, 2 ** 32 + table[1])
+        assert int(s.read(rel)) == table[1]
+    else:
+        s.write(rel, 2 ** 32 + table[1])  # fits %lu: above INT_MAX, so the top
+        assert int(s.read(rel)) == table[-1]
+        s.write(rel, 2 ** 64 + table[1])  # past it: wraps
+        assert int(s.read(rel)) == table[1]
+    s.write(rel, table[-1])
+    s.write(d + "/scaling_governor", "userspace")
+    ok = within_limits(k)
+    s.write(d + "/scaling_setspeed", 2 ** 32 + ok[1])
+    assert int(s.read(d + "/scaling_cur_freq")) == ok[1]

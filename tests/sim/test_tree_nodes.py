@@ -141,3 +141,25 @@ def test_a_deleted_node_stays_deleted(tmp_path: Path, board: str) -> None:
     assert not (k.root / policy / "scaling_setspeed").exists()
     if k.gpu_dir is not None:
         assert not (k.root / k.gpu_dir).exists()
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_measure_clock_arm_prints_the_firmwares_clock_id(tmp_path: Path, board: str) -> None:
+    """`vcgencmd measure_clock arm`: frequency(<id>)=<Hz>, the Pi 5's id 0 as in the reference's sample
+    `frequency(0)=2000005120` [VCG]; the real parser reads it."""
+    from edgeexit.guards.honoured import parse_measure_clock_hz
+    from edgeexit.sim.vcgencmd import simulated_vcgencmd
+
+    k = make_tree(tmp_path / "t", board)
+    text = simulated_vcgencmd(k.root)(["vcgencmd", "measure_clock", "arm"])
+    if k.board.vendor != "raspberrypi":
+        assert text.startswith("error=1")
+        return
+    clock_id = k.profile.cpu.vcgencmd_arm_clock_id
+    assert clock_id is not None
+    if board == "raspberry-pi-5":
+        assert clock_id == 0
+    cur = int((k.root / k.board.cpu_policies[0].relpath / "scaling_cur_freq").read_text())
+    floor = int(k.profile.power_model.extra.get("real_min_cpu_khz", 0))
+    assert text == "frequency({})={}\n".format(clock_id, max(cur, floor) * 1000)
+    assert parse_measure_clock_hz(text) == max(cur, floor) * 1000

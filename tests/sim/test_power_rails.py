@@ -1,0 +1,54 @@
+"""Where the simulated board's modelled power shows: each share on the INA3221 rail that carries it, read
+back from the sensor files in the board's own layout. On the Orin Nano and Xavier NX the CPU, GPU and CV
+share one rail, in2 VDD_CPU_GPU_CV [ONS][EM]: the GPU's power shows there, not on VDD_SOC."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from edgeexit.sim.kernel import SimulatedKernel
+from edgeexit.sim.physics import PowerBreakdown
+from edgeexit.sim.sensors import publish_to_kernel
+from tests.sim.helpers import BOARDS, make_tree
+
+SHARED = {"jetson-orin-nano": "VDD_CPU_GPU_CV", "jetson-xavier-nx": "VDD_CPU_GPU_CV"}
+
+
+def _rails_mw(k: SimulatedKernel) -> Dict[str, int]:
+    out = {}
+    for chip in k.board.power.ina3221:
+        for ch, label in enumerate(chip.channels):
+            if chip.driver == "ina3221x":  # 0-based IIO with a power file
+                out[label] = int((k.root / chip.relpath / "in_power{}_input".format(ch)).read_text())
+            else:  # 1-based hwmon: V * I
+                mv = int((k.root / chip.relpath / "in{}_input".format(ch + 1)).read_text())
+                ma = int((k.root / chip.relpath / "curr{}_input".format(ch + 1)).read_text())
+                out[label] = mv * ma // 1000
+    return out
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_gpu_power_shows_on_the_rail_that_carries_the_gpu(tmp_path: Path, board: str) -> None:
+    k = make_tree(tmp_path / "t", board)
+    power = k.board.power
+    if k.board.gpu is None or not power.ina3221:
+        return
+    assert power.gpu_rail is not None, "a Jetson's GPU power must show on a rail"
+    if board in SHARED:
+        assert power.gpu_rail == power.cpu_rail == SHARED[board]
+    publish = publish_to_kernel(k, k.board)
+    assert publish is not None
+    # multiples of 5 W / 1000: whole mA at the rails' 5 V
+    idle = PowerBreakdown(total_mw=4000.0, cpu_mw=1000.0, gpu_mw=0.0, mem_mw=500.0, other_mw=2500.0)
+    busy = PowerBreakdown(total_mw=4700.0, cpu_mw=1000.0, gpu_mw=700.0, mem_mw=500.0, other_mw=2500.0)
+    publish(idle)
+    before = _rails_mw(k)
+    publish(busy)
+    after = _rails_mw(k)
+    grew = {r: after[r] - before[r] for r in after if after[r] != before[r]}
+    want = {power.gpu_rail: 700}
+    if power.input_rail:
+        want[power.input_rail] = 700
+    assert grew == want
