@@ -42,6 +42,7 @@ def main() -> int:
         print("{} holds no bundles (<strategy>/<bundle>/manifest.json); pass the --out-dir of "
               "tools.compare_strategies (default build/strategies)".format(a.root), file=sys.stderr)
         return 2
+    simulated = []
     for manifest in manifests:
         bundle = manifest.parent
         name = describe(json.loads(manifest.read_text()).get("training", {}))
@@ -49,6 +50,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "edgeexit", "bench", "--board", a.board, "--simulate", "--model", str(bundle),
                         "--no-sweep", "--no-sensitivity", "--out", str(out), "--json"], check=True, stdout=subprocess.DEVNULL)
         r = json.loads((out / "results.json").read_text())
+        simulated.append(bool(r.get("simulated")))
         arms, d = r["arms"], r["derived"].get("predictive@planned", {})  # left out where it could not be calibrated
         ch = arms.get("confidence-head@race")
         rows.append("| {} | {:.1%} | {:.1%} / {} | {:.1%} / {} | {} / {} | {} |".format(
@@ -57,6 +59,9 @@ def main() -> int:
             pct(arms.get("predictive@planned", {}).get("macs_reduction_vs_full")),
             pct(d.get("energy_period_saving_vs_threshold_at_race")), pct(d.get("energy_period_saving_vs_threshold_at_governor")),
             "{:.1%} / {}".format(ch["accuracy"], pct(ch["macs_reduction_vs_full"])) if ch else "-"))
+    if all(simulated):  # bench ran with --simulate: a table copied on its own must still say so
+        print("**SIMULATED board ({}):** latency and energy come from the board model (firmware_profiles/), not a "
+              "measurement.\n".format(a.board))
     print("\n".join(rows))
     return 0
 

@@ -1,6 +1,7 @@
 """Where edgeexit's shipped data lives, for source checkouts and (non-editable) installs alike."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -101,7 +102,12 @@ def writable_output(path: Path, what: str, option: str, directory: bool = False)
         if not directory and path.is_dir():
             raise IsADirectoryError(21, "is a directory")
         folder = path if directory else path.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # mkdir says "File exists" when a regular file stands where a folder should: name that file
+            bad = next((p for p in [folder] + list(folder.parents) if os.path.lexists(str(p)) and not p.is_dir()), folder)
+            raise NotADirectoryError(errno.ENOTDIR, "{} is not a directory".format(bad)) from None
         # Try it rather than ask os.access: root passes every access check, yet cannot create files in
         # /proc or on a read-only mount. An existing file is opened for append (never truncated).
         if directory:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import platform
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -21,7 +21,7 @@ from edgeexit.bundle import NOT_CALIBRATED, Bundle, load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from, threshold_cost
 from edgeexit.costmodel import PhysicsCostModel, default_profile_path, load_profile_json
-from edgeexit.errors import EdgeExitError
+from edgeexit.errors import EdgeExitError, PolicyError
 from edgeexit.execute import execute
 from edgeexit.offline import per_sample_cost, replay
 from edgeexit.policies import make_policy
@@ -56,7 +56,9 @@ class BenchConfig:
     model_path: Optional[Path] = None
     deadline_ms: Optional[float] = None
     period_ms: Optional[float] = None
-    policies: List[str] = field(default_factory=lambda: list(POLICY_NAMES))
+    # None: every policy, confidence-head only where the bundle has confidence heads; a list names them
+    # explicitly, and one the bundle cannot run is an error rather than a quietly missing arm.
+    policies: Optional[List[str]] = None
     max_drop_pp: float = 0.25
     target_accuracy: Optional[float] = None
     seed: int = 0
@@ -92,6 +94,18 @@ def check_default_profile(bundle: Bundle, board: str, simulated: bool, threads: 
                           board_khz=list(physics.freqs_khz) if simulated else None)
 
 
+def has_confidence_heads(bundle: Bundle) -> bool:
+    return any(e.confidence_output is not None for e in bundle.exits[:-1])
+
+
+def check_policies(bundle: Bundle, policies: Optional[List[str]]) -> None:
+    """An explicitly named policy the bundle cannot run fails now, not after the calibration."""
+    if policies is not None and "confidence-head" in policies and not has_confidence_heads(bundle):
+        raise PolicyError("bundle {} has no confidence heads, so --policies cannot include confidence-head; leave it "
+                          "out, or pass --model a bundle trained with `python -m tools.train --strategy post-trained`"
+                          .format(bundle.name))
+
+
 def _arm_stats(ex: Any) -> Dict[str, Any]:
     s = dict(ex.summary)
     recs = ex.records
@@ -103,6 +117,7 @@ def _arm_stats(ex: Any) -> Dict[str, Any]:
 def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], None]] = None, warn: Any = None) -> Dict[str, Any]:
     """Run the whole benchmark; returns the results dict (what results.json holds)."""
     bundle = load_bundle(cfg.model_path)
+    check_policies(bundle, cfg.policies)
     evalset = bundle.split("evaluation").take(cfg.limit)
     y = evalset.require_labels("the benchmark")
     # The board and its meter first: a wrong --board or a meter that cannot open fails in a second, not after
@@ -129,8 +144,9 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         period = cfg.period_ms or deadline
         sensitivity = cfg.sensitivity if cfg.sensitivity is not None else simulated
 
-        arms = [a for a in ARMS if a[1] in cfg.policies or a[1] in ("full", "threshold")]
-        if not any(e.confidence_output is not None for e in bundle.exits[:-1]):
+        wanted = cfg.policies if cfg.policies is not None else POLICY_NAMES
+        arms = [a for a in ARMS if a[1] in wanted or a[1] in ("full", "threshold")]
+        if not has_confidence_heads(bundle):  # only from the default list: check_policies refused an explicit one
             arms = [a for a in arms if a[1] != "confidence-head"]
         # A policy calibration could not fit at this target is left out, with its reason, not the whole bench.
         not_calibrated = dict(bench_bundle.calibration.get(NOT_CALIBRATED, {}))
@@ -192,8 +208,8 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed)
         if sensitivity and simulated and "predictive@planned" in results:
             out["sensitivity"] = sensitivity_study(cfg, bench_bundle, rt, evalset, deadline, period, oracle_targets, physics)
-        out["timeline"] = {arm: [r.get("cpu_khz_trace", []) for r in records[arm][:200]]
-                           for arm in ("predictive@planned", "threshold@race", "threshold@governor") if arm in records}
+        out["timeline_cpu_khz"] = {arm: [r.get("cpu_khz_trace", []) for r in records[arm][:200]]
+                                   for arm in ("predictive@planned", "threshold@race", "threshold@governor") if arm in records}
     return out
 
 
@@ -284,7 +300,8 @@ def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, 
     pred = results.get("predictive@planned")
     if pred is None:
         return {}
-    block0 = [r["segments_ms"].get("block0") for r in records["predictive@planned"] if "block0" in r["segments_ms"]]
+    block0 = [r["host_segments_ms"].get("block0") for r in records["predictive@planned"]
+              if "block0" in r["host_segments_ms"]]
     host_block0_ms = float(np.median(block0)) if block0 else None
     per_inf_us = (pred.get("planner_us_mean") or 0.0) + (pred.get("forecaster_us_mean") or 0.0)
     median_us = pred.get("overhead_us_median")

@@ -52,6 +52,11 @@ def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, 
     plt.close(fig)
 
 
+def bar_centres(n_groups: int, i: int, n_bars: int, width: float) -> List[float]:
+    """Centres of bar i of n_bars side by side in each group, the group centred on its tick (0..n_groups-1)."""
+    return [g + (i - (n_bars - 1) / 2.0) * width for g in range(n_groups)]
+
+
 def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     """Pareto front, exit histogram and frequency timeline; returns the file names written."""
     import matplotlib
@@ -73,7 +78,8 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     width = 0.8 / max(1, len(arms))
     for i, arm in enumerate(arms):
         h = res["arms"][arm]["exit_histogram"]
-        ax.bar([e + i * width for e in range(n_exits)], h, width=width, label=arm)
+        ax.bar(bar_centres(n_exits, i, len(arms), width), h, width=width, label=arm)
+    ax.set_xticks(range(n_exits))
     ax.set_xlabel("exit index")
     ax.set_ylabel("samples")
     ax.set_yscale("log")
@@ -86,7 +92,8 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
 
     from edgeexit.bench.report import in_arm_order
 
-    raw = res.get("timeline") or {}
+    # "timeline" is the pre-rename key: a results.json written by an older edgeexit still plots
+    raw = res.get("timeline_cpu_khz", res.get("timeline")) or {}
     timeline = {a: raw[a] for a in in_arm_order(raw) if raw[a]}
     if timeline:
         fig, axes = plt.subplots(len(timeline), 1, figsize=(7.2, 1.6 + 1.3 * len(timeline)), sharex=True, sharey=True, squeeze=False)

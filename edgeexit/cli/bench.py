@@ -7,9 +7,10 @@ from typing import Callable, Optional
 
 import click
 
-from edgeexit.bench.core import POLICY_NAMES, BenchConfig, run_bench
+from edgeexit.bench.core import POLICY_NAMES, BenchConfig, check_policies, run_bench
 from edgeexit.bench.plots import have_matplotlib, write_plots
 from edgeexit.bench.report import render
+from edgeexit.bundle import load_bundle
 from edgeexit.bundle.fileio import replace_file, replace_target
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, stages, warn
@@ -49,10 +50,12 @@ def summary_of(res: dict) -> dict:
 @options.sysfs_root
 @options.simulate
 @options.model
-@options.deadline_ms
-@options.period_ms
-@click.option("--policies", default=",".join(POLICY_NAMES), show_default=True,
-              help="Comma-separated policies to compare; full and threshold always run (they are the references).")
+@options.bench_deadline_ms
+@options.bench_period_ms
+@click.option("--policies", metavar="LIST", default=None,
+              help="Comma-separated policies to compare, from: {}; full and threshold always run (they are the "
+              "references). Default: all of them, confidence-head only where the bundle has confidence heads (named "
+              "here, it must have them).".format(", ".join(POLICY_NAMES)))
 @options.target_accuracy
 @options.max_drop_pp
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the forecaster training (all else is deterministic).")
@@ -66,7 +69,7 @@ def summary_of(res: dict) -> dict:
 @options.threads
 @options.json_output
 def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, model_path: Optional[Path], deadline_ms: Optional[float],
-            period_ms: Optional[float], policies: str, target_accuracy: Optional[float], max_drop_pp: Optional[float], seed: int,
+            period_ms: Optional[float], policies: Optional[str], target_accuracy: Optional[float], max_drop_pp: Optional[float], seed: int,
             limit: Optional[int], no_sweep: bool, no_sensitivity: bool, out_dir: Path, meter: str, interpreter: Optional[str],
             threads: int, as_json: bool) -> None:
     """Run every exit policy on the same held-out samples under the same deadline and period, each
@@ -77,16 +80,19 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
         raise click.UsageError("bench needs a board: --board NAME with --simulate or --sysfs-root DIR (or a real board as root)")
     options.check_deadline(deadline_ms, period_ms)
     max_drop_pp = options.drop_pp_or_target(max_drop_pp, target_accuracy)
-    wanted = [p.strip() for p in policies.split(",") if p.strip()]
-    if not wanted:
-        raise click.UsageError("--policies names no policy; give a comma-separated list such as threshold,predictive")
-    unknown = [p for p in wanted if p not in POLICY_NAMES]
-    if unknown:
-        raise click.UsageError("unknown policies {}; choose from {}".format(", ".join(unknown), ", ".join(POLICY_NAMES)))
+    wanted = None  # the default list, which leaves confidence-head out quietly on a bundle without its heads
+    if policies is not None:
+        wanted = [p.strip() for p in policies.split(",") if p.strip()]
+        if not wanted:
+            raise click.UsageError("--policies names no policy; give a comma-separated list such as threshold,predictive")
+        unknown = [p for p in wanted if p not in POLICY_NAMES]
+        if unknown:
+            raise click.UsageError("unknown policies {}; choose from {}".format(", ".join(unknown), ", ".join(POLICY_NAMES)))
     cfg = BenchConfig(board=board or "auto", out_dir=out_dir, sysfs_root=sysfs_root, simulate=simulate, model_path=model_path,
                       deadline_ms=deadline_ms, period_ms=period_ms, policies=wanted, max_drop_pp=max_drop_pp,
                       target_accuracy=target_accuracy, seed=seed, limit=limit, threads=threads, interpreter=interpreter,
                       sweep=not no_sweep, sensitivity=False if no_sensitivity else None, meter=meter)
+    check_policies(load_bundle(model_path), wanted)  # a bundle that cannot run a named arm: before --out is made
     writable_output(out_dir, "the benchmark", "--out DIR", directory=True)  # before minutes of work, not after
     for name in OUTPUT_FILES:  # a directory, device or FIFO in the way would fail (or block) only at the end
         replace_target(out_dir / name, _cannot_write(out_dir / name))

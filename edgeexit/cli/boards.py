@@ -13,7 +13,8 @@ from edgeexit.cli import options
 @click.command("boards")
 @options.json_output
 @click.option("--udev-rule", is_flag=True,
-              help="Print a udev rule that lets group 'edgeexit' set clocks without root, then exit.")
+              help="Print a udev rule that lets group 'edgeexit' set clocks without root, then exit (with --json: "
+              "{\"udev_rule\": TEXT}).")
 def command(as_json: bool, udev_rule: bool) -> None:
     """List the boards edgeexit knows (board_configs/*.toml), with kernel family, CPU policies,
     GPU devfreq node and power sensor.
@@ -27,7 +28,10 @@ def command(as_json: bool, udev_rule: bool) -> None:
     if udev_rule:
         from edgeexit.dvfs.udev import udev_rule as make_rule
 
-        click.echo(make_rule(), nl=False)
+        if as_json:  # --json promises JSON on stdout; a script gets the rule as one string it can write out
+            click.echo(json.dumps({"udev_rule": make_rule()}, indent=2, sort_keys=True))
+        else:
+            click.echo(make_rule(), nl=False)
         return
     boards = load_all_boards()
     rows = []

@@ -31,8 +31,8 @@ Examples:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Profile file to write. Default: profiles/<board>[-simulated].json inside the bundle, where "
-    "`edgeexit run` looks for it.",
+    help="Profile file to write. Default: profiles/<board>[-simulated][-<N>threads].json inside the bundle "
+    "(-<N>threads only for --threads N above 1), where `edgeexit run` looks for it.",
 )
 @click.option(
     "--repeats",

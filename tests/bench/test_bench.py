@@ -45,6 +45,10 @@ def test_outputs_exist_and_agree(nano):
     assert d["energy_period_saving_vs_threshold_at_race"] == pytest.approx(1 - p["mean_energy_period_mj"] / r["mean_energy_period_mj"])
     for key in ("seed", "board", "model", "software", "deadline_ms", "period_ms", "target_accuracy"):
         assert key in res
+    # the CPU clock traces say their unit (audit defect: the key was a bare "timeline")
+    tl = res["timeline_cpu_khz"]
+    assert "timeline" not in res and set(tl) == {"predictive@planned", "threshold@race", "threshold@governor"}
+    assert all(1e4 < f < 1e7 for traces in tl.values() for tr in traces for f in tr)  # kHz, not MHz or Hz
 
 
 def test_pareto_replays_the_policies_as_they_run(nano):

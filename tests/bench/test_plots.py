@@ -1,7 +1,10 @@
 """The bench's PNG plots: axes a reader can read."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -26,3 +29,45 @@ def test_energy_axis_is_linear_under_a_decade_and_plain_numbers_on_log():
     suffix, scale, labels = _axis([0.2, 5.0, 40.0])
     assert (suffix, scale) == (", log scale", "log")
     assert labels and all("^" not in l and "times" not in l for l in labels)  # plain mJ, not mathtext powers
+
+
+def _bench_res(timeline_key: str = "timeline_cpu_khz") -> dict:
+    arms = {a: {"exit_histogram": [5, 3, 2, 1]} for a in ("threshold@race", "predictive@planned", "eenet@race")}
+    return {"simulated": True, "arms": arms, "pareto": {},
+            timeline_key: {"threshold@race": [[1479000, 1479000], [921600]]}}
+
+
+def _drawn(res: dict, tmp_path, monkeypatch) -> dict:
+    """write_plots' figures by file name (kept open rather than closed)."""
+    from matplotlib.figure import Figure
+
+    from edgeexit.bench.plots import write_plots
+
+    figs = {}
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, fname, **kw: (figs.__setitem__(Path(fname).name, self),
+                                                                      real(self, fname, **kw)))
+    monkeypatch.setattr(plt, "close", lambda fig=None: None)
+    written = write_plots(res, tmp_path)
+    assert set(written) == set(figs)
+    return figs
+
+
+def test_exit_histogram_groups_are_centred_on_their_exit_ticks(tmp_path, monkeypatch):
+    # Audit defect: bars at e + i*width put every group right of its tick.
+    ax = _drawn(_bench_res(), tmp_path, monkeypatch)["exit_histogram.png"].axes[0]
+    bars = [(r.get_x() + r.get_width() / 2) for r in ax.patches]
+    assert len(bars) == 3 * 4
+    for e in range(4):
+        group = [x for x in bars if abs(x - e) < 0.5]
+        assert len(group) == 3 and sum(group) / 3 == pytest.approx(e)
+    assert list(ax.get_xticks()) == [0, 1, 2, 3]
+    monkeypatch.undo()
+    plt.close("all")
+
+
+def test_timeline_plots_from_the_unit_named_key_and_an_old_results_json(tmp_path, monkeypatch):
+    assert "timeline.png" in _drawn(_bench_res("timeline_cpu_khz"), tmp_path, monkeypatch)
+    assert "timeline.png" in _drawn(_bench_res("timeline"), tmp_path, monkeypatch)  # written before the rename
+    monkeypatch.undo()
+    plt.close("all")

@@ -46,3 +46,33 @@ def test_an_option_missing_its_value_points_at_its_commands_help():
     assert p.returncode == 2 and p.stderr.strip().endswith("(see 'edgeexit run --help')"), p.stderr
     p = edgeexit("sim", "init", "--board")
     assert p.returncode == 2 and p.stderr.strip().endswith("(see 'edgeexit sim init --help')"), p.stderr
+
+
+def _option_help(cmd: str, option: str) -> str:
+    """One option's help as `edgeexit CMD --help` shows it (before click wraps it at spaces and hyphens)."""
+    command = cli.get_command(None, cmd)
+    return next(p.help for p in command.params if isinstance(p, click.Option) and option in p.opts)
+
+
+def test_bench_help_states_its_own_deadline_and_period_defaults():
+    # Audit defect: bench shared run's help, which says the deadline defaults to the period "if given" and is
+    # silent on the period; bench fills both in from the board model.
+    d, p = _option_help("bench", "--deadline-ms"), _option_help("bench", "--period-ms")
+    assert "twice the worst-case path" in d and "maximum CPU clock" in d, d
+    assert "Default: the deadline" in p, p
+    # run keeps its own: no deadline without a period, back-to-back inferences
+    d, p = _option_help("run", "--deadline-ms"), _option_help("run", "--period-ms")
+    assert "Default: the period, if given, else none" in d and "worst-case" not in d, d
+    assert "Default: none" in p, p
+
+
+def test_profile_paths_in_help_name_the_threads_suffix():
+    # Audit defect: with --threads N > 1 the default file is <board>[-simulated]-<N>threads.json.
+    for cmd, option in (("profile", "--out"), ("run", "--profile")):
+        h = _option_help(cmd, option)
+        assert "profiles/<board>[-simulated][-<N>threads].json" in h and "--threads N" in h, (cmd, h)
+
+
+def test_bench_policies_help_states_the_default():
+    h = _option_help("bench", "--policies")
+    assert "Default: all of them" in h and "confidence-head only where the bundle has confidence heads" in h, h

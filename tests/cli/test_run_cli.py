@@ -243,6 +243,16 @@ def test_unwritable_output_fails_before_running(tmp_path: Path):
                           "cannot write the records", "--output FILE")
 
 
+def test_output_under_a_regular_file_says_it_is_not_a_directory(tmp_path: Path):
+    # Audit defect: mkdir's "(File exists)" for DIR/file.png/x.jsonl, where file.png is a regular file.
+    blocker = tmp_path / "file.png"
+    blocker.write_text("x")
+    for output in (blocker / "x.jsonl", blocker / "a" / "x.jsonl"):
+        line = assert_one_line_error(edgeexit("run", "--limit", "3", "--output", str(output)),
+                                     "{} is not a directory".format(blocker), "--output FILE")
+        assert "File exists" not in line
+
+
 def test_output_where_no_file_can_be_created_fails_before_running():
     """CI runs as root, which every os.access check passes; /proc still refuses new files."""
     assert_one_line_error(edgeexit("run", "--limit", "3", "--output", "/proc/edgeexit-records.jsonl"),

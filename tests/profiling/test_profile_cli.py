@@ -97,7 +97,7 @@ def test_profile_predicts_what_run_reports(profiles, tmp_path: Path):
                       "--policy", "full", "--limit", "1", "--output", str(rec_path), "--json"))
     rec = json.loads(rec_path.read_text().splitlines()[0])
     col = data["cpu_opps_khz"].index(f)
-    ran = list(rec["segments_ms"])
+    ran = list(rec["host_segments_ms"])
     assert rec["latency_ms"] == pytest.approx(sum(data["segments"][l]["latency_ms"][col] for l in ran), abs=1e-5)
     assert rec["energy_mj"] == pytest.approx(sum(data["segments"][l]["energy_mj"][col] for l in ran), abs=1e-5)
 
