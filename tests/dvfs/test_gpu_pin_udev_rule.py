@@ -14,7 +14,7 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import List
 
 import pytest
 
@@ -23,7 +23,7 @@ from edgeexit.dvfs.session import BoardSession, BoardTarget, restore_board
 from edgeexit.dvfs.udev import udev_rule
 from edgeexit.errors import SysfsPermissionError
 from edgeexit.sim.kernel import SimulatedKernel
-from tests.faults.helpers import diff, tree
+from tests.faults.helpers import diff, fork_child, tree
 from tests.sim.helpers import BOARDS, RecordingSysfs, make_tree
 
 GPU_BOARDS = [b for b in BOARDS if load_board(b).gpu is not None]
@@ -99,22 +99,6 @@ def test_udev_rule_user_gpu_pin_is_restored_on_error_and_ctrl_c(tmp_path: Path, 
     assert diff(tree(k.root), before) == []
 
 
-def _in_child(work: Callable[[], None]) -> int:
-    """Fork a child that runs ``work``; returns its pid. The child ends with os._exit, never unwinding
-    into pytest: its exit status is 0 when ``work`` returned, 128 + signal for SystemExit from SIGTERM."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 3
-        try:
-            work()
-            code = 0
-        except SystemExit as err:
-            code = int(err.code or 0)
-        finally:
-            os._exit(code)
-    return pid
-
-
 @pytest.mark.parametrize("board", GPU_BOARDS)
 def test_udev_rule_user_gpu_pin_is_restored_on_sigterm(tmp_path: Path, board: str) -> None:
     k = _udev_tree(tmp_path / "t", board)
@@ -128,7 +112,7 @@ def test_udev_rule_user_gpu_pin_is_restored_on_sigterm(tmp_path: Path, board: st
             os.write(w, b"x")
             time.sleep(60)
 
-    pid = _in_child(work)
+    pid = fork_child(work)
     os.close(w)
     assert os.read(r, 1) == b"x", "the child did not pin"
     os.close(r)
@@ -183,7 +167,7 @@ def test_sigkill_at_any_write_of_the_gpu_pin_then_restore(tmp_path: Path, board:
             s.controller.set_gpu_hz(_mid(k))
             os._exit(KILLED)  # no unwinding, no restore: as SIGKILL leaves it
 
-        _, status = os.waitpid(_in_child(work), 0)
+        _, status = os.waitpid(fork_child(work), 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == KILLED, (n, status)
         assert list(runtime_dir.glob("*.state.json")), n
         restore_board(board, k.root)  # `edgeexit restore`: as root, or that user

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 from tests.sim.helpers import snapshot
 
@@ -84,3 +84,19 @@ def one_line_error(proc: "subprocess.CompletedProcess[str]", *needles: str) -> s
     for n in needles:
         assert n in lines[0], lines[0]
     return lines[0]
+
+
+def fork_child(work: Callable[[], None]) -> int:
+    """Fork a child that runs ``work``; returns its pid. The child ends with os._exit, never unwinding into
+    pytest: its exit status is 0 when ``work`` returned, SystemExit's code (128 + signal from SIGTERM), else 3."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3
+        try:
+            work()
+            code = 0
+        except SystemExit as err:
+            code = int(err.code or 0)
+        finally:
+            os._exit(code)
+    return pid

@@ -26,7 +26,7 @@ from edgeexit.dvfs.session import restore_board
 from edgeexit.errors import DvfsError, SysfsPermissionError
 from edgeexit.sim import kernel as sim_kernel
 from edgeexit.sim.kernel import SimulatedKernel
-from tests.faults.helpers import diff, tree
+from tests.faults.helpers import diff, fork_child, tree
 from tests.sim.helpers import BOARDS, make_tree
 
 KILLED = 9  # the exit status of a child killed at its chosen write
@@ -35,15 +35,7 @@ GPU_BOARDS = [b for b in BOARDS if load_board(b).gpu is not None]
 
 def _in_child(work: Callable[[], None]) -> int:
     """Run ``work`` in a forked child; its exit status (0 when ``work`` returned)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 3
-        try:
-            work()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    _, status = os.waitpid(fork_child(work), 0)
     assert os.WIFEXITED(status), status
     return os.WEXITSTATUS(status)
 
