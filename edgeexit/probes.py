@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
+from edgeexit.energy.windows import WindowedEnergySource
 from edgeexit.policies.base import SampleState
 from edgeexit.runner import BoardProbe
 from edgeexit.runtime import InferenceResult
@@ -41,7 +42,22 @@ def board_meter(target: Any, kind: str = "auto", history_s: Optional[float] = No
     return meter_for_board(target.board.power, target.root, kind=kind, runner=target.vcgencmd(), history_s=history_s)
 
 
-LATE_S = 0.001  # a start later than planned by more than this (plus a read) is an overrun, not timer slack
+LATE_S = 0.001  # asking for a start later than planned by more than this is an overrun, not timer slack
+
+
+class ClockOnly(WindowedEnergySource):
+    """Window edges on the host clock and no energy (every window invalid, without warnings): a run with no
+    meter (``--meter none``, or a board without a sensor) still keeps its period's schedule."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self._init_windows()
+
+    def now_s(self) -> float:
+        return self.clock()
+
+    def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:
+        return EnergyWindow(0.0, 0.0, 0, "not measured", False, t0_s, t1_s, "not measured", "none")
 
 
 class MeterProbe(BoardProbe):
@@ -59,12 +75,17 @@ class MeterProbe(BoardProbe):
     integrated only after the next inference's window has closed, by which time a streaming meter's late
     data (the Joulescope's, ~15 ms) has arrived: waiting for it earlier would delay the next inference.
     A record is therefore complete one inference later; :meth:`hold` and :meth:`flush` hand records on
-    when they are.
+    when they are (:meth:`flush` after an error or an interrupt too, marking the open period so).
+
+    The probe wakes at the scheduled start and then takes the edge read, so each window starts one read
+    after its due time; every start is shifted alike, so periods keep their length on average (a read's
+    own jitter aside). An inference is late when the probe asks for it more than ``LATE_S`` after it was
+    due: then the one before did not fit its period (``period_overrun``).
     """
 
     latency_source = "host"
 
-    def __init__(self, sampler: Sampler, name: str, period_ms: Optional[float] = None,
+    def __init__(self, sampler: WindowedEnergySource, name: str, period_ms: Optional[float] = None,
                  sleep: Any = time.sleep) -> None:
         self.sampler = sampler
         self.energy_source = name
@@ -73,30 +94,29 @@ class MeterProbe(BoardProbe):
         self._n = 0
         self._t0 = 0.0  # start of the current inference's window (sampler clock, s)
         self._due_s: Optional[float] = None  # when the next inference is scheduled to start
-        self._start_s: Optional[float] = None  # when the current one was scheduled to (or did, when late)
-        self._read_s = 0.0  # how long the last edge read before an inference took
+        self._start_s: Optional[float] = None  # when the current one was due (or was asked for, when late)
+        self._late = False  # the current inference was asked for late: the period before it overran
         self._prev: Optional[Tuple[float, EnergyWindow]] = None  # (start, inference window) of the held record's period
         self._held: Optional[Dict[str, Any]] = None  # the record whose period is still open
         self._done: Optional[Dict[str, Any]] = None  # period fields of the held record, once its period closed
         self.last: Dict[str, Any] = {}
 
     def before_inference(self) -> None:
-        self._wait_for_due()
+        t_ask = self._wait_for_due()
         self._n += 1
-        t_ask = self.sampler.now_s()
         self._t0 = self.sampler.begin_window("inference-{}".format(self._n))
-        self._read_s = max(0.0, self._t0 - t_ask)
-        # The schedule runs from the planned start (a sleep's oversleep would add up), unless this one is late:
+        # The schedule runs from the due time (a sleep's oversleep would add up), unless this start is late:
         # then from now, so the next inference gets a whole period rather than a burst to catch up.
-        late = self._due_s is None or self._t0 > self._due_s + LATE_S + self._read_s
-        self._start_s = self._t0 if late else self._due_s  # type: Optional[float]
+        self._late = self._due_s is not None and t_ask > self._due_s + LATE_S
+        self._start_s = self._due_s if (self._due_s is not None and not self._late) else t_ask
 
-    def _wait_for_due(self) -> None:
-        """Idle until the scheduled start, waking so that the edge read (taken before a window's stamp) ends then."""
-        if self._due_s is not None:
-            wait_s = self._due_s - self._read_s - self.sampler.now_s()
-            if wait_s > 0:
-                self._sleep(wait_s)
+    def _wait_for_due(self) -> float:
+        """Idle until the scheduled start; returns the time it then is."""
+        now = self.sampler.now_s()
+        if self._due_s is not None and self._due_s > now:
+            self._sleep(self._due_s - now)
+            now = self.sampler.now_s()
+        return now
 
     def end(self, result: InferenceResult, state: SampleState) -> None:
         w = self.sampler.end_window("inference-{}".format(self._n))
@@ -105,23 +125,21 @@ class MeterProbe(BoardProbe):
         if self.period_ms is not None:
             period_s = self.period_ms / 1e3
             if self._prev is not None:  # the previous period ended where this inference's window began
-                self._done = self._period_fields(self._prev, self._t0)
+                self._done = self._period_fields(self._prev, self._t0, self._late)
             self._prev = (self._t0, w)
             rec["period_ms"] = self.period_ms
             self._due_s = self._start_s + period_s  # type: ignore[operator]
         self.last = rec
 
-    def _period_fields(self, prev: Tuple[float, EnergyWindow], next_start_s: float) -> Dict[str, Any]:
+    def _period_fields(self, prev: Tuple[float, EnergyWindow], next_start_s: float, overrun: bool) -> Dict[str, Any]:
         """The held record's idle and period energy: idle from its inference window's end to ``next_start_s``."""
         t0, w = prev
         idle = self.sampler.energy_mj(w.t1_s, next_start_s)
-        actual_ms = (next_start_s - t0) * 1e3
         return {
             "idle_energy_mj": round(idle.energy_mj, 6) if idle.valid else None,
             "energy_period_mj": round(w.energy_mj + idle.energy_mj, 6) if (w.valid and idle.valid) else None,
-            "period_actual_ms": round(actual_ms, 6),
-            # later than a read and the timer's slack: the inference (with its reads) did not fit the period
-            "period_overrun": actual_ms > self.period_ms + 1e3 * (LATE_S + self._read_s),  # type: ignore[operator]
+            "period_actual_ms": round((next_start_s - t0) * 1e3, 6),
+            "period_overrun": overrun,  # the inference, with its reads, did not fit its period
         }
 
     def measure(self, result: InferenceResult) -> Dict[str, Any]:
@@ -137,16 +155,23 @@ class MeterProbe(BoardProbe):
         self._held, self._done = rec, None
         return out
 
-    def flush(self) -> List[Dict[str, Any]]:
-        """Close the last period: idle until its scheduled end, then complete its record."""
+    def flush(self, interrupted: bool = False) -> List[Dict[str, Any]]:
+        """Close the last period: idle until its scheduled end, then complete its record. ``interrupted`` (an
+        error, Ctrl-C or SIGTERM ended the run): no waiting and no meter read, the open period is unknown."""
         if self._held is None or self._prev is None:
             return []
-        self._wait_for_due()
+        rec, prev = self._held, self._prev
+        self._held = self._prev = None
+        if interrupted:
+            rec.update({"idle_energy_mj": None, "energy_period_mj": None, "period_actual_ms": None,
+                        "period_overrun": None, "interrupted": True})
+            return [rec]
+        t_ask = self._wait_for_due()
         key = "period-end-{}".format(self._n)
         t_end = self.sampler.begin_window(key)  # an edge read at the period's end
         self.sampler.cancel_window(key)
-        self._held.update(self._period_fields(self._prev, t_end))
-        rec, self._held, self._prev = self._held, None, None
+        late = self._due_s is not None and t_ask > self._due_s + LATE_S
+        rec.update(self._period_fields(prev, t_end, late))
         return [rec]
 
 
@@ -204,6 +229,12 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
         brun = BoardRun(session, None, physics, None)
         brun.probe = SimulatedBoardProbe(physics, brun.cpu_khz, period_ms=period_ms, publish=publish)
         return brun
+    from edgeexit.energy.factory import NoMeter
+
+    # Without a meter the probe still keeps the period's schedule (the base probe would run back to back).
+    unmetered = BoardRun(session, MeterProbe(ClockOnly(), NoMeter.source, period_ms=period_ms), None, None)
+    if meter == "none":
+        return unmetered  # no sampler thread reading nothing, and no "no usable samples" warning every run
     history_s, rate_hz = meter_history(period_ms, meter_rate_hz, warn)
     try:
         m = board_meter(session, meter, stream_history_s(period_ms, warn) if meter == "joulescope" else None)
@@ -212,7 +243,7 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
             raise
         if warn is not None:
             warn("{} Energy is not reported for this run.".format(err.message))
-        return BoardRun(session, BoardProbe(), None, None)
+        return unmetered
     sampler = Sampler(m, rate_hz=rate_hz, history_s=history_s).start()
     return BoardRun(session, MeterProbe(sampler, m.source, period_ms=period_ms), None, sampler)
 

@@ -33,8 +33,9 @@ class BoardProbe(RuntimeHooks):
         completes a record later (a metered period's idle energy) keeps it until then and fills it in place."""
         return [rec]
 
-    def flush(self) -> List[Dict[str, Any]]:
-        """After the last inference: complete and return the records still held."""
+    def flush(self, interrupted: bool = False) -> List[Dict[str, Any]]:
+        """After the last inference: complete and return the records still held. ``interrupted``: the run
+        ended by an error or an interrupt, so complete them at once, without measuring."""
         return []
 
 
@@ -56,42 +57,48 @@ def run_samples(
     y = samples.y
     all_hooks = list(hooks) + ([probe] if probe is not None else [])
     records: List[Dict[str, Any]] = []
-    for i in range(len(samples)):
-        state = SampleState(i, int(y[i]) if (pass_labels and y is not None) else -1)
-        if probe is not None:
-            probe.before_inference()
-        res = runtime.infer(xq[i], policy, state, all_hooks)
-        rec: Dict[str, Any] = {
-            "index": i,
-            "label": res.label,
-            "exit": res.exit,
-            "correct": None if y is None else bool(res.label == int(y[i])),
-            "macs": res.macs,
-            "latency_ms": round(res.latency_ms, 6),
-            "host_latency_ms": round(res.latency_ms, 6),
-            "heads": res.heads_run,
-            "planned_exit": res.planned_exit,
-            # host invoke times, whatever latency_ms is (a simulated board's comes from its model)
-            "host_segments_ms": {k: round(v, 6) for k, v in res.segment_latency_ms().items()},
-        }
-        fns = getattr(policy, "forecast_ns", None)
-        if fns is not None:
-            rec["forecast_us"] = fns / 1e3  # host time spent forecasting (Predictive Exit)
-        if probe is not None:
-            rec.update(probe.measure(res))
-        if deadline_ms is not None:
-            rec["deadline_missed"] = bool(rec["latency_ms"] > deadline_ms)
-        if annotate is not None:
-            rec.update(annotate())
-        records.append(rec)
-        for done in (probe.hold(rec) if probe is not None else [rec]):
+    finished = False
+    try:
+        for i in range(len(samples)):
+            state = SampleState(i, int(y[i]) if (pass_labels and y is not None) else -1)
+            if probe is not None:
+                probe.before_inference()
+            res = runtime.infer(xq[i], policy, state, all_hooks)
+            rec: Dict[str, Any] = {
+                "index": i,
+                "label": res.label,
+                "exit": res.exit,
+                "correct": None if y is None else bool(res.label == int(y[i])),
+                "macs": res.macs,
+                "latency_ms": round(res.latency_ms, 6),
+                "host_latency_ms": round(res.latency_ms, 6),
+                "heads": res.heads_run,
+                "planned_exit": res.planned_exit,
+                # host invoke times, whatever latency_ms is (a simulated board's comes from its model)
+                "host_segments_ms": {k: round(v, 6) for k, v in res.segment_latency_ms().items()},
+            }
+            fns = getattr(policy, "forecast_ns", None)
+            if fns is not None:
+                rec["forecast_us"] = fns / 1e3  # host time spent forecasting (Predictive Exit)
+            if probe is not None:
+                rec.update(probe.measure(res))
+            if deadline_ms is not None:
+                rec["deadline_missed"] = bool(rec["latency_ms"] > deadline_ms)
+            if annotate is not None:
+                rec.update(annotate())
+            records.append(rec)
+            for done in (probe.hold(rec) if probe is not None else [rec]):
+                if writer is not None:
+                    writer.write(done)
+            if on_progress is not None:
+                on_progress(1)
+        finished = True
+    finally:
+        # A record held for its period's end is written even when an error or an interrupt ends the run
+        # (marked so, its open period unknown): every inference that ran has its record.
+        for done in (probe.flush(interrupted=not finished) if probe is not None else []):
             if writer is not None:
                 writer.write(done)
-        if on_progress is not None:
-            on_progress(1)
-    for done in (probe.flush() if probe is not None else []):
-        if writer is not None:
-            writer.write(done)
     return RunOutcome(records=records, runtime=runtime, policy=policy, probe=probe, deadline_ms=deadline_ms)
 
 

@@ -105,7 +105,7 @@ def command(
             warn_meter_ignored(meter, warn)
         sampler = None
         if not session.simulated and meter != "none":
-            from edgeexit.energy.sampler import Sampler
+            from edgeexit.energy.sampler import SLOW_READ_GAP_CAP_S, Sampler
 
             try:
                 m = board_meter(session, meter)
@@ -115,7 +115,10 @@ def command(
                 warn("{} Profiling latency only; energy and power are left null.".format(err.message))
             else:
                 stack.callback(m.close)  # after the sampler thread stopped (the stack unwinds in reverse)
-                sampler = stack.enter_context(Sampler(m, rate_hz=meter_rate_hz))
+                # A busy invoke loop holds the GIL for long stretches, so the sampler thread's reads slip (gaps of
+                # ~120 ms on a Pi 5 tree) and the default two-period gap nulled whole profiles. Profile windows
+                # hold one steady load, so samples are trusted as far out as a slow meter's are.
+                sampler = stack.enter_context(Sampler(m, rate_hz=meter_rate_hz, max_gap_s=SLOW_READ_GAP_CAP_S))
         rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
         total = len(session.controller.cpu_opps_khz()) * (len(bundle.blocks) + len(bundle.exits))
         with progress(total, "profiling") as update:

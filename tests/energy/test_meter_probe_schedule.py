@@ -2,7 +2,9 @@
 keeps its period (reads and waits do not make it drift) with every period's energy metered end to end."""
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
@@ -143,3 +145,88 @@ def test_a_streaming_meter_keeps_enough_for_the_period_within_its_memory_bound()
     warnings: List[str] = []
     assert stream_history_s(3600e3, warnings.append) == MAX_STREAM_HISTORY_S
     assert len(warnings) == 1 and "unknown" in warnings[0] and "--period-ms" in warnings[0]
+
+
+def test_a_period_that_never_fits_is_an_overrun_every_time() -> None:
+    # Audit defect: the allowance was a read plus 1 ms on top of the wake-up a read early, so a schedule
+    # slipping by ~3 ms every period (two 3.3 ms reads around a 2 ms inference, 5 ms period) was never flagged.
+    board = FakeBoard(read_s=0.0033)
+    probe = MeterProbe(board.sampler, "slow", period_ms=5.0, sleep=board.advance)
+    recs = board.run(probe, [0.002] * 5)
+    assert [r["period_overrun"] for r in recs] == [True] * 5
+    assert [r["period_actual_ms"] for r in recs[:-1]] == pytest.approx([2.0 + 3.3 + 3.3] * 4)
+
+
+def test_starts_keep_the_schedule_when_a_read_is_only_partly_waited_for() -> None:
+    # Audit defect: the wake-up was moved early by the last edge read's duration, which is a random leftover
+    # when the sampler thread was already reading: starts came 5.6 ms early to 7.3 ms late.
+    board = FakeBoard(read_s=0.003)
+    reads = iter([0.003, 0.0005, 0.009, 0.001, 0.003, 0.003])
+    meter_read = board.meter.read
+
+    def uneven_read() -> PowerReading:
+        board.meter.read_s = next(reads, 0.003)
+        return meter_read()
+
+    board.meter.read = uneven_read  # type: ignore[method-assign]
+    probe = MeterProbe(board.sampler, "slow", period_ms=50.0, sleep=board.advance)
+    board.run(probe, [0.002] * 5)
+    due = [board.starts[0] - 0.003 + 0.05 * k for k in range(5)]  # the first start's read took 3 ms
+    # every start lies one read after its due time, never before it
+    assert all(0 <= s - d <= 0.0091 for s, d in zip(board.starts, due)), [s - d for s, d in zip(board.starts, due)]
+
+
+class ListWriter:
+    def __init__(self) -> None:
+        self.records: List[Dict[str, Any]] = []
+
+    def write(self, rec: Dict[str, Any]) -> None:
+        self.records.append(dict(rec))
+
+
+@pytest.mark.backend
+def test_the_held_record_is_written_when_the_run_ends_early() -> None:
+    # Audit defect: Ctrl-C, SIGTERM or an error lost the last inference's record, held for its period's end.
+    t = [0.0]
+    meter = SlowMeter(lambda: t[0], lambda s: t.__setitem__(0, t[0] + s), 0.001, [False])
+    probe = MeterProbe(Sampler(meter, rate_hz=5.0, clock=lambda: t[0]), meter.source, period_ms=20.0,
+                       sleep=lambda s: t.__setitem__(0, t[0] + s))
+    bundle = load_bundle()
+    policy = make_policy("threshold", bundle)
+    decide = policy.decide
+    seen: List[int] = []
+
+    def failing_decide(head: Any, state: Any) -> bool:
+        if state.index == 3:
+            raise KeyboardInterrupt  # as Ctrl-C arrives mid-inference
+        seen.append(state.index)
+        return decide(head, state)
+
+    policy.decide = failing_decide  # type: ignore[method-assign]
+    writer = ListWriter()
+    with pytest.raises(KeyboardInterrupt):
+        run_samples(Runtime(bundle), policy, bundle.split("evaluation").take(6), writer=writer, probe=probe)  # type: ignore[arg-type]
+    assert [r["index"] for r in writer.records] == [0, 1, 2]
+    assert all(r["period_actual_ms"] == pytest.approx(20.0) for r in writer.records[:2])
+    last = writer.records[-1]
+    assert last["interrupted"] is True and last["energy_period_mj"] is None and last["energy_mj"] is not None
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("meter", ["none", "auto"])
+def test_a_periodic_run_without_a_meter_keeps_its_period(tmp_path: Path, meter: str) -> None:
+    # Audit defect: on a board without a sensor (Pi 4) the fallback probe never waited: 10 x 500 ms took 0.4 s.
+    from edgeexit.sim.kernel import SIM_DIR
+    from tests.cli.helpers import edgeexit, json_out
+
+    tree = tmp_path / "pi4"
+    json_out(edgeexit("sim", "init", "--board", "raspberry-pi-4", "--json", str(tree)))
+    shutil.rmtree(str(tree / SIM_DIR))  # no marker: a real board without a power sensor
+    t0 = time.monotonic()
+    proc = edgeexit("run", "--board", "raspberry-pi-4", "--sysfs-root", str(tree), "--limit", "4", "--period-ms", "150",
+                    "--meter", meter, "--json")
+    out = json_out(proc)
+    assert "no usable samples" not in proc.stderr  # --meter none read nothing 200 times a second and said so
+    assert time.monotonic() - t0 > 0.6 - 0.15  # four periods, the last one idled to its end
+    assert out["mean_period_actual_ms"] == pytest.approx(150.0, abs=15.0)
+    assert out["mean_energy_mj"] is None and out["simulated"] is False
