@@ -7,8 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
+# Creates a venv with a private TMPDIR, then removes it: Python 3.8's ensurepip runs pip 23.0 from its
+# wheel, which leaves a copy of its CA bundle (275 KB, /tmp/tmpXXXXXXXX) behind (pypa/pip#10753).
+make_venv() {
+    local tmp
+    tmp=$(mktemp -d)
+    TMPDIR="$tmp" "$1" -m venv "$2"
+    rm -rf "$tmp"
+}
+
 echo "== [1/3] main venv (.venv-test): pip install -e '.[test,tools]', full suite on LiteRT"
-"$PY" -m venv .venv-test
+make_venv "$PY" .venv-test
 .venv-test/bin/python -m pip install -q --upgrade pip
 .venv-test/bin/python -m pip install -q -e '.[test,tools]'
 EDGEEXIT_INTERPRETER=litert .venv-test/bin/python -m pytest -q -p no:cacheprovider "$@"
@@ -21,7 +30,7 @@ PY_OLD="$PY"   # Python 3.8 (JetPack 5's) when this machine has one, else the ma
 for cand in python3.8 "$(pyenv root 2>/dev/null)"/versions/3.8*/bin/python3.8 python3.9; do
     if "$cand" --version >/dev/null 2>&1; then PY_OLD="$cand"; break; fi
 done
-"$PY_OLD" -m venv .venv-tflite
+make_venv "$PY_OLD" .venv-tflite
 .venv-tflite/bin/python -m pip install -q --upgrade pip
 .venv-tflite/bin/python -m pip install -q -e . 'numpy<2' 'tflite-runtime>=2.13' 'pytest>=7' 'hypothesis>=6'
 .venv-tflite/bin/python -c 'import sys; print("python", sys.version.split()[0])'
