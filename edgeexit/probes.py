@@ -102,21 +102,21 @@ class MeterProbe(BoardProbe):
         self.last: Dict[str, Any] = {}
 
     def before_inference(self) -> None:
-        t_ask = self._wait_for_due()
+        t_ask, self._late = self._wait_for_due()
         self._n += 1
         self._t0 = self.sampler.begin_window("inference-{}".format(self._n))
         # The schedule runs from the due time (a sleep's oversleep would add up), unless this start is late:
         # then from now, so the next inference gets a whole period rather than a burst to catch up.
-        self._late = self._due_s is not None and t_ask > self._due_s + LATE_S
         self._start_s = self._due_s if (self._due_s is not None and not self._late) else t_ask
 
-    def _wait_for_due(self) -> float:
-        """Idle until the scheduled start; returns the time it then is."""
+    def _wait_for_due(self) -> Tuple[float, bool]:
+        """Idle until the scheduled start; returns the time it then is, and whether that is late (more than
+        ``LATE_S`` after the start was due)."""
         now = self.sampler.now_s()
         if self._due_s is not None and self._due_s > now:
             self._sleep(self._due_s - now)
             now = self.sampler.now_s()
-        return now
+        return now, self._due_s is not None and now > self._due_s + LATE_S
 
     def end(self, result: InferenceResult, state: SampleState) -> None:
         w = self.sampler.end_window("inference-{}".format(self._n))
@@ -166,11 +166,10 @@ class MeterProbe(BoardProbe):
             rec.update({"idle_energy_mj": None, "energy_period_mj": None, "period_actual_ms": None,
                         "period_overrun": None, "interrupted": True})
             return [rec]
-        t_ask = self._wait_for_due()
+        _, late = self._wait_for_due()
         key = "period-end-{}".format(self._n)
         t_end = self.sampler.begin_window(key)  # an edge read at the period's end
         self.sampler.cancel_window(key)
-        late = self._due_s is not None and t_ask > self._due_s + LATE_S
         rec.update(self._period_fields(prev, t_end, late))
         return [rec]
 
