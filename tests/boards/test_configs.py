@@ -146,6 +146,10 @@ def test_detect_fallback_and_failures(tmp_path: Path) -> None:
     base.mkdir(parents=True)
     (base / "model").write_bytes(b"Raspberry Pi 5 Model B Rev 1.1\0")
     assert detect_board(tmp_path).name == "raspberry-pi-5"
+    # The Nano 2GB has no INA3221, so the Nano 4GB config must not claim it.
+    (base / "model").write_bytes(b"NVIDIA Jetson Nano 2GB Developer Kit\0")
+    with pytest.raises(BoardDetectError, match="2GB.*matches no board config"):
+        detect_board(tmp_path)
     (base / "model").write_bytes(b"Acme Toaster 3000\0")
     with pytest.raises(BoardDetectError, match="Acme Toaster 3000"):
         detect_board(tmp_path)
