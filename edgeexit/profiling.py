@@ -43,6 +43,10 @@ GPU_NOT_SWEPT = (
 
 Progress = Callable[[int], None]
 
+# A window is measured again when it has no valid samples (the sampler thread starved by the invoke loop, a
+# transient read error): one bad window would otherwise null the profile's whole power columns.
+WINDOW_ATTEMPTS = 3
+
 
 def segment_inputs(runtime: Any, sample_q: np.ndarray) -> Dict[str, np.ndarray]:
     """The input tensor of every block and exit head for one quantized sample (all heads evaluated),
@@ -221,11 +225,14 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
         for s in segs:
             label = s.spec.label
             if sampler is not None:
-                key = "profile-{}-{}".format(f, label)
-                _warm_up(s, inputs[label])  # outside the window: it is not one of the timed invokes
-                sampler.begin_window(key)
-                times = _time_loop(s, inputs[label], repeats, energy_window_s, warm_up=False)
-                w = sampler.end_window(key)
+                for attempt in range(WINDOW_ATTEMPTS):
+                    key = "profile-{}-{}-{}".format(f, label, attempt)
+                    _warm_up(s, inputs[label])  # outside the window: it is not one of the timed invokes
+                    sampler.begin_window(key)
+                    times = _time_loop(s, inputs[label], repeats, energy_window_s, warm_up=False)
+                    w = sampler.end_window(key)
+                    if w.valid:
+                        break
                 if w.valid:
                     # Mean power while looping, times the median invoke (the latency column): the window also
                     # holds each pass's set_tensor and timer reads, as long as a small head's invoke itself,
@@ -243,9 +250,12 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
                 on_progress(1)
         if sampler is not None:
             busy.append(round(busy_e / busy_t, 6) if busy_t > 0 else None)
-            sampler.begin_window("profile-idle-{}".format(f))
-            time.sleep(idle_window_s)
-            w = sampler.end_window("profile-idle-{}".format(f))
+            for attempt in range(WINDOW_ATTEMPTS):
+                sampler.begin_window("profile-idle-{}-{}".format(f, attempt))
+                time.sleep(idle_window_s)
+                w = sampler.end_window("profile-idle-{}-{}".format(f, attempt))
+                if w.valid:
+                    break
             idle.append(round(w.mean_power_mw, 6) if w.valid else None)
             if not w.valid:
                 invalid.append((f, "idle"))
@@ -268,8 +278,9 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
                                          "energy_mj": None if any(v is None for v in e) else e}
     if invalid or any(v is None for v in busy + idle):
         # A partly measured power column would mislead the planner: drop the columns, keep latency.
-        notes.append("the meter gave no valid samples for {} window(s) (first: {} kHz {}); busy/idle power "
-                     "left null".format(len(invalid), invalid[0][0] if invalid else "?", invalid[0][1] if invalid else "?"))
+        notes.append("the meter gave no valid samples for {} window(s) in {} attempts each (first: {} kHz {}); "
+                     "busy/idle power left null".format(len(invalid), WINDOW_ATTEMPTS, invalid[0][0] if invalid else "?",
+                                                         invalid[0][1] if invalid else "?"))
         out.update({"busy_power_mw": None, "idle_power_mw": None})
     else:
         out.update({"busy_power_mw": busy, "idle_power_mw": idle})

@@ -7,6 +7,7 @@ readings, so the known answer is: busy and idle power equal that constant.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -21,7 +22,7 @@ from edgeexit.dvfs import open_board
 from edgeexit.paths import demo_bundle_dir
 from edgeexit.energy.sampler import Sampler
 from edgeexit.errors import CalibrationError
-from edgeexit.profiling import board_meter, profile_bundle
+from edgeexit.profiling import WINDOW_ATTEMPTS, board_meter, profile_bundle
 from edgeexit.runtime import Runtime
 from edgeexit.sim.kernel import SIM_DIR
 from edgeexit.sim.physics import BoardPhysics
@@ -105,3 +106,65 @@ def test_pi4_explicit_meter_fails_in_one_line(tmp_path: Path):
     tree = _plain_tree(tmp_path, "raspberry-pi-4")
     assert_one_line_error(edgeexit("profile", "--board", "raspberry-pi-4", "--sysfs-root", str(tree), "--meter",
                                    "ina3221", "--out", str(tmp_path / "p.json")), "error")
+
+
+class _Starved(Sampler):
+    """A sampler whose thread misses the first ``misses`` windows of each given kind, as when a segment's
+    invoke loop holds the GIL past the sampler's gap: those windows have no valid samples."""
+
+    def __init__(self, *args, misses=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.misses = dict(misses or {})
+        self.keys = []
+        self._starving = False
+
+    def energy_mj(self, t0_s, t1_s):
+        window = super().energy_mj(t0_s, t1_s)
+        return dataclasses.replace(window, valid=False) if self._starving else window
+
+    def end_window(self, key):
+        self.keys.append(key)
+        kind = key.rsplit("-", 1)[0]
+        self._starving = self.misses.get(kind, 0) > 0
+        if self._starving:
+            self.misses[kind] -= 1
+        return super().end_window(key)
+
+
+def _profile_with(tmp_path: Path, misses):
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    bundle = load_bundle(None)
+    with open_board("jetson-nano", tree) as session:
+        meter = board_meter(session)
+        with _Starved(meter, rate_hz=100.0, max_gap_s=1.0, misses=misses) as sampler, \
+                Runtime(bundle, num_threads=1) as rt:
+            data = profile_bundle(bundle, session, rt, threads=1, repeats=1, sampler=sampler,
+                                  energy_window_s=0.002, idle_window_s=0.01, settle_s=0.0)
+    return data, sampler.keys, meter.read().total_mw
+
+
+FIRST_KHZ = 102000  # the Nano's lowest CPU operating point: profiled first
+
+
+def test_a_window_without_samples_is_measured_again(tmp_path: Path):
+    """One starved window (a segment's, or an idle one) nulled every busy and idle power of the profile."""
+    data, keys, mw = _profile_with(tmp_path, {"profile-{}-block0".format(FIRST_KHZ): 1,
+                                              "profile-idle-{}".format(FIRST_KHZ): 2})
+    assert data["cpu_opps_khz"][0] == FIRST_KHZ
+    assert [k for k in keys if k.startswith("profile-{}-block0-".format(FIRST_KHZ))] == [
+        "profile-{}-block0-0".format(FIRST_KHZ), "profile-{}-block0-1".format(FIRST_KHZ)]
+    assert "profile-idle-{}-2".format(FIRST_KHZ) in keys
+    assert data["busy_power_mw"] == pytest.approx([mw] * len(data["cpu_opps_khz"]))
+    assert data["idle_power_mw"] == pytest.approx([mw] * len(data["cpu_opps_khz"]))
+    assert all(e is not None for seg in data["segments"].values() for e in seg["energy_mj"])
+    assert not any("no valid samples" in n for n in data["notes"])
+
+
+def test_a_window_that_never_gets_samples_leaves_power_null_and_says_which(tmp_path: Path):
+    data, keys, _ = _profile_with(tmp_path, {"profile-{}-exit0".format(FIRST_KHZ): WINDOW_ATTEMPTS})
+    assert keys.count("profile-{}-exit0-{}".format(FIRST_KHZ, WINDOW_ATTEMPTS - 1)) == 1
+    assert data["busy_power_mw"] is None and data["idle_power_mw"] is None
+    assert data["segments"]["exit0"]["energy_mj"] is None
+    assert data["segments"]["block0"]["energy_mj"] is not None
+    assert any("no valid samples for 1 window(s) in {} attempts each (first: {} kHz exit0)".format(
+        WINDOW_ATTEMPTS, FIRST_KHZ) in n for n in data["notes"]), data["notes"]
