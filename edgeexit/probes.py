@@ -230,10 +230,12 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
         return brun
     from edgeexit.energy.factory import NoMeter
 
-    # Without a meter the probe still keeps the period's schedule (the base probe would run back to back).
-    unmetered = BoardRun(session, MeterProbe(ClockOnly(), NoMeter.source, period_ms=period_ms), None, None)
+    def unmetered() -> BoardRun:
+        # Without a meter the probe still keeps the period's schedule (the base probe would run back to back).
+        return BoardRun(session, MeterProbe(ClockOnly(), NoMeter.source, period_ms=period_ms), None, None)
+
     if meter == "none":
-        return unmetered  # no sampler thread reading nothing, and no "no usable samples" warning every run
+        return unmetered()  # no sampler thread reading nothing, and no "no usable samples" warning every run
     history_s, rate_hz = meter_history(period_ms, meter_rate_hz, warn)
     try:
         m = board_meter(session, meter, stream_history_s(period_ms, warn) if meter == "joulescope" else None)
@@ -242,7 +244,7 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
             raise
         if warn is not None:
             warn("{} Energy is not reported for this run.".format(err.message))
-        return unmetered
+        return unmetered()
     sampler = Sampler(m, rate_hz=rate_hz, history_s=history_s).start()
     return BoardRun(session, MeterProbe(sampler, m.source, period_ms=period_ms), None, sampler)
 

@@ -58,6 +58,12 @@ def run_samples(
     all_hooks = list(hooks) + ([probe] if probe is not None else [])
     records: List[Dict[str, Any]] = []
     finished = False
+
+    def emit(done: List[Dict[str, Any]]) -> None:
+        if writer is not None:
+            for rec in done:
+                writer.write(rec)
+
     try:
         for i in range(len(samples)):
             state = SampleState(i, int(y[i]) if (pass_labels and y is not None) else -1)
@@ -87,18 +93,15 @@ def run_samples(
             if annotate is not None:
                 rec.update(annotate())
             records.append(rec)
-            for done in (probe.hold(rec) if probe is not None else [rec]):
-                if writer is not None:
-                    writer.write(done)
+            emit(probe.hold(rec) if probe is not None else [rec])
             if on_progress is not None:
                 on_progress(1)
         finished = True
     finally:
         # A record held for its period's end is written even when an error or an interrupt ends the run
         # (marked so, its open period unknown): every inference that ran has its record.
-        for done in (probe.flush(interrupted=not finished) if probe is not None else []):
-            if writer is not None:
-                writer.write(done)
+        if probe is not None:
+            emit(probe.flush(interrupted=not finished))
     return RunOutcome(records=records, runtime=runtime, policy=policy, probe=probe, deadline_ms=deadline_ms)
 
 

@@ -68,6 +68,7 @@ class BenchConfig:
     sweep: bool = True
     meter: str = "auto"
     sensitivity: Optional[bool] = None  # default: on for a simulated board
+    bundle: Optional[Bundle] = None  # already loaded (the CLI checks it before --out is made); else model_path's
 
 
 def _open(cfg: BenchConfig) -> Any:
@@ -116,7 +117,7 @@ def _arm_stats(ex: Any) -> Dict[str, Any]:
 
 def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], None]] = None, warn: Any = None) -> Dict[str, Any]:
     """Run the whole benchmark; returns the results dict (what results.json holds)."""
-    bundle = load_bundle(cfg.model_path)
+    bundle = cfg.bundle if cfg.bundle is not None else load_bundle(cfg.model_path)
     check_policies(bundle, cfg.policies)
     evalset = bundle.split("evaluation").take(cfg.limit)
     y = evalset.require_labels("the benchmark")

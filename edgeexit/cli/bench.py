@@ -88,11 +88,12 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
         unknown = [p for p in wanted if p not in POLICY_NAMES]
         if unknown:
             raise click.UsageError("unknown policies {}; choose from {}".format(", ".join(unknown), ", ".join(POLICY_NAMES)))
+    bundle = load_bundle(model_path)
+    check_policies(bundle, wanted)  # a bundle that cannot run a named arm: before --out is made
     cfg = BenchConfig(board=board or "auto", out_dir=out_dir, sysfs_root=sysfs_root, simulate=simulate, model_path=model_path,
                       deadline_ms=deadline_ms, period_ms=period_ms, policies=wanted, max_drop_pp=max_drop_pp,
                       target_accuracy=target_accuracy, seed=seed, limit=limit, threads=threads, interpreter=interpreter,
-                      sweep=not no_sweep, sensitivity=False if no_sensitivity else None, meter=meter)
-    check_policies(load_bundle(model_path), wanted)  # a bundle that cannot run a named arm: before --out is made
+                      sweep=not no_sweep, sensitivity=False if no_sensitivity else None, meter=meter, bundle=bundle)
     writable_output(out_dir, "the benchmark", "--out DIR", directory=True)  # before minutes of work, not after
     for name in OUTPUT_FILES:  # a directory, device or FIFO in the way would fail (or block) only at the end
         replace_target(out_dir / name, _cannot_write(out_dir / name))
