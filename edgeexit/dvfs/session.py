@@ -241,7 +241,8 @@ class BoardSession(BoardTarget):
                    for d in self.controller.domains for n in CLOCK_NODES.get(d.kind, CLOCK_NODES["cpu"]))
 
     def _state_extra(self) -> Dict[str, Any]:
-        return {"expected": self.controller.expected, "in_flight": sorted(self.controller.in_flight)}
+        ctl = self.controller
+        return {"expected": ctl.expected, "in_flight": sorted(ctl.in_flight | ctl.kept_in_flight)}
 
     def _save(self) -> None:
         self._snapshot = self.controller.snapshot()
