@@ -9,7 +9,7 @@ Per board, from ``firmware_profiles/<board>.toml`` through :class:`edgeexit.sim.
 * ``cpu_busy_max_mw``: every core busy at the highest CPU OPP, GPU idle (a CPU-bound load such as
   Geekbench or ``edgeexit run --threads <cores>``);
 * per nvpmodel mode with a power budget: the mode's peak, i.e. its online cores busy at its CPU cap,
-  the GPU busy at its GPU cap (``gpu_ceff_nf * V^2 * f``, V linear in f between ``gpu_vmin_mv`` and
+  the GPU busy at its GPU cap (``gpu_ceff_pf * V^2 * f``, V linear in f between ``gpu_vmin_mv`` and
   ``gpu_vmax_mv``), memory active. A budget is a ceiling for the module, not a measurement, so the
   model's peak should come out below it but not far below.
 
@@ -39,13 +39,13 @@ def _table_at_or_below(table: List[int], cap: Optional[int]) -> int:
 def gpu_busy_mw(profile: FirmwareProfile, gpu_hz: Optional[int]) -> float:
     """Dynamic GPU power at ``gpu_hz`` (a table entry), all of the GPU busy. Units: mW."""
     pm = profile.power_model
-    if profile.gpu is None or not pm.gpu_ceff_nf or gpu_hz is None:
+    if profile.gpu is None or not pm.gpu_ceff_pf or gpu_hz is None:
         return 0.0
     table = profile.gpu.table.freqs
     vmin = pm.extra.get("gpu_vmin_mv", 1000.0)
     vmax = pm.extra.get("gpu_vmax_mv", 1000.0)
     v = (vmin + (vmax - vmin) * (gpu_hz - table[0]) / max(1, table[-1] - table[0])) / 1000.0
-    return pm.gpu_ceff_nf * v * v * (gpu_hz / 1e6) / 1000.0
+    return pm.gpu_ceff_pf * v * v * (gpu_hz / 1e6) / 1000.0
 
 
 def mode_peak_mw(board: BoardConfig, profile: FirmwareProfile, cores: int, cpu_cap_khz: Optional[int],

@@ -437,8 +437,8 @@ def sensitivity_study(cfg: BenchConfig, bundle: Bundle, rt: Runtime, samples: An
                                       mem_active_mw=pm.mem_active_mw * factor,
                                       gpu_static_mw=None if pm.gpu_static_mw is None else pm.gpu_static_mw * factor)
         else:
-            pm2 = dataclasses.replace(pm, cpu_ceff_nf=pm.cpu_ceff_nf * factor,
-                                      gpu_ceff_nf=None if pm.gpu_ceff_nf is None else pm.gpu_ceff_nf * factor)
+            pm2 = dataclasses.replace(pm, cpu_ceff_pf=pm.cpu_ceff_pf * factor,
+                                      gpu_ceff_pf=None if pm.gpu_ceff_pf is None else pm.gpu_ceff_pf * factor)
         ph = BoardPhysics(dataclasses.replace(base, power_model=pm2), threads=cfg.threads, cores=physics.cores)
         res = {}
         for arm, pol, mode in (("predictive@planned", "predictive", "planned"), ("threshold@race", "threshold", "race"),

@@ -14,10 +14,14 @@ from edgeexit.errors import BoardConfigError
 from edgeexit.paths import firmware_profiles_dir
 
 POWER_MODEL_KEYS = (
-    "idle_board_mw", "cpu_ceff_nf", "cpu_static_mw", "mem_active_mw", "cpu_int8_macs_per_cycle",
+    "idle_board_mw", "cpu_ceff_pf", "cpu_static_mw", "mem_active_mw", "cpu_int8_macs_per_cycle",
     "mem_bound_fraction", "invoke_overhead_us",
 )
-GPU_POWER_MODEL_KEYS = ("gpu_ceff_nf", "gpu_static_mw")
+GPU_POWER_MODEL_KEYS = ("gpu_ceff_pf", "gpu_static_mw")
+#: [power_model] keys that were renamed -> their new name. Each effective capacitance was always used as
+#: ceff * V^2 * f_MHz / 1000 = mW, which holds for picofarads: the old "_nf" name made a measured 0.45 nF,
+#: entered as 0.45, draw 1000x too little. The values were pF all along (400 means 0.4 nF).
+RENAMED_POWER_MODEL_KEYS = {"cpu_ceff_nf": "cpu_ceff_pf", "gpu_ceff_nf": "gpu_ceff_pf"}
 
 # Physical ranges of a profile's numbers. Each upper bound is far above any board edgeexit could run on (a
 # single-board computer draws watts, not a kilowatt) yet keeps every sum and product of the physics finite.
@@ -25,7 +29,7 @@ MAX_CPU_KHZ = 100 * 10 ** 6  # 100 GHz
 MAX_HZ = 10 ** 11  # GPU and EMC clocks, 100 GHz
 MAX_VOLTAGE_MV = 5000
 MAX_POWER_MW = 1e6  # 1 kW
-MAX_CEFF_NF = 1e6
+MAX_CEFF_PF = 1e6
 MAX_MACS_PER_CYCLE = 1e6
 MAX_OVERHEAD_US = 1e6  # 1 s per invoke
 MAX_TRANSITION_NS = 10 ** 10  # 10 s per frequency change
@@ -36,13 +40,13 @@ MAX_CLOCK_ID = 255  # a firmware clock id (vcgencmd)
 #: model); a zero macs_per_cycle divided by zero.
 POWER_MODEL_RANGES = {
     "idle_board_mw": (0.0, MAX_POWER_MW, False),
-    "cpu_ceff_nf": (0.0, MAX_CEFF_NF, False),
+    "cpu_ceff_pf": (0.0, MAX_CEFF_PF, False),
     "cpu_static_mw": (0.0, MAX_POWER_MW, False),
     "mem_active_mw": (0.0, MAX_POWER_MW, False),
     "cpu_int8_macs_per_cycle": (0.0, MAX_MACS_PER_CYCLE, True),
     "mem_bound_fraction": (0.0, 1.0, False),
     "invoke_overhead_us": (0.0, MAX_OVERHEAD_US, False),
-    "gpu_ceff_nf": (0.0, MAX_CEFF_NF, False),
+    "gpu_ceff_pf": (0.0, MAX_CEFF_PF, False),
     "gpu_static_mw": (0.0, MAX_POWER_MW, False),
 }
 
@@ -109,17 +113,18 @@ class NvpModelMode:
 class PowerModel:
     """Coefficients for the board physics (see firmware_profiles/*.toml for meaning and sources).
 
-    Units are in the names: P_dyn_mw = util * cores * cpu_ceff_nf * V^2 * f_MHz / 1000 (V in volts).
+    Units are in the names: P_dyn_mw = util * cores * cpu_ceff_pf * V^2 * f_MHz / 1000 (V in volts;
+    pF * V^2 * MHz = uW, hence the / 1000). The GPU term is the same with gpu_ceff_pf.
     """
 
     idle_board_mw: float
-    cpu_ceff_nf: float
+    cpu_ceff_pf: float  # effective switched capacitance per core, pF
     cpu_static_mw: float
     mem_active_mw: float
     cpu_int8_macs_per_cycle: float
     mem_bound_fraction: float
     invoke_overhead_us: float
-    gpu_ceff_nf: Optional[float]
+    gpu_ceff_pf: Optional[float]  # effective switched capacitance of the GPU, pF
     gpu_static_mw: Optional[float]
     # Every other numeric key of [power_model] (e.g. cpu_vmin_mv), kept for the physics to read.
     extra: Dict[str, float] = field(default_factory=dict)
@@ -221,6 +226,10 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
             raise nt.fail("default_mode", "{} is not the id of any [[nvpmodel.modes]]".format(default_mode))
 
     pt = t.table("power_model")
+    for old, new in sorted(RENAMED_POWER_MODEL_KEYS.items()):
+        if pt.has(old):  # else it would be "missing" (or kept silently as an extra key next to the new one)
+            raise pt.fail(old, "was renamed {}: the value is in picofarads (400 means 0.4 nF; multiply a value in "
+                               "nF by 1000); rename the key".format(new))
     required = list(POWER_MODEL_KEYS) + (list(GPU_POWER_MODEL_KEYS) if board.gpu else [])
     values = {}  # type: Dict[str, float]
     for k in required:
@@ -238,11 +247,11 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
             raise pt.fail(rail + "_vmin_mv", "({:g}) must not exceed {}_vmax_mv ({:g})".format(lo, rail, hi))
     figures = pt.table("public_figures").data
     model = PowerModel(
-        idle_board_mw=values["idle_board_mw"], cpu_ceff_nf=values["cpu_ceff_nf"],
+        idle_board_mw=values["idle_board_mw"], cpu_ceff_pf=values["cpu_ceff_pf"],
         cpu_static_mw=values["cpu_static_mw"], mem_active_mw=values["mem_active_mw"],
         cpu_int8_macs_per_cycle=values["cpu_int8_macs_per_cycle"],
         mem_bound_fraction=values["mem_bound_fraction"], invoke_overhead_us=values["invoke_overhead_us"],
-        gpu_ceff_nf=values.get("gpu_ceff_nf"), gpu_static_mw=values.get("gpu_static_mw"),
+        gpu_ceff_pf=values.get("gpu_ceff_pf"), gpu_static_mw=values.get("gpu_static_mw"),
         extra=extra, public_figures=dict(figures),
     )
     return FirmwareProfile(source.stem, board.name, cpu, gpu, emc, default_mode, modes, model, source)

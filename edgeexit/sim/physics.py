@@ -8,7 +8,7 @@ Nothing here reads the host clock. The model, with coefficients from ``firmware_
       t_mem = mem_bound_fraction / (1 - mem_bound_fraction) * compute time at f_max   (does not scale with f)
 
 * CPU rail power: static leakage scaled by (V / V_max)^2, plus dynamic power
-  ``util * cores * ceff_nf * V^2 * f_MHz / 1000`` (mW, V in volts) for the busy cores;
+  ``util * cores * cpu_ceff_pf * V^2 * f_MHz / 1000`` (mW, V in volts: pF * V^2 * MHz = uW) for the busy cores;
 * board power = idle_board_mw + CPU rail + (GPU static where there is a GPU) + mem_active_mw while busy;
 * every frequency change costs ``transition_latency_ns`` at active power.
 
@@ -104,7 +104,7 @@ class BoardPhysics:
 
     def _cpu_dynamic_mw(self, op: OperatingPoint, busy_cores: float) -> float:
         v = op.voltage_mv / 1000.0
-        return busy_cores * self.pm.cpu_ceff_nf * v * v * (op.real_freq_khz / 1000.0) / 1000.0
+        return busy_cores * self.pm.cpu_ceff_pf * v * v * (op.real_freq_khz / 1000.0) / 1000.0
 
     def power(self, freq_khz: int, busy: bool) -> PowerBreakdown:
         """Board power while busy (a segment running on ``threads`` cores) or idle at ``freq_khz``."""

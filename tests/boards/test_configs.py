@@ -35,7 +35,7 @@ def test_board_and_profile_load(name: str) -> None:
     assert board.power.sensor in ("ina3221-iio", "ina3221-hwmon", "pi5-pmic", "none")
     assert board.matches_model(board.device_tree_model)
     pm = profile.power_model
-    assert pm.idle_board_mw > 0 and pm.cpu_ceff_nf > 0 and 0 <= pm.mem_bound_fraction <= 1
+    assert pm.idle_board_mw > 0 and pm.cpu_ceff_pf > 0 and 0 <= pm.mem_bound_fraction <= 1
     assert pm.public_figures
 
 
@@ -85,7 +85,13 @@ def _copy_profiles(tmp_path: Path) -> Path:
     # nan/inf: ValueError tracebacks; 1e308: OverflowError; 0 macs_per_cycle or a 0 kHz point: ZeroDivisionError;
     # the negative or zero ones were accepted silently
     ("idle_board_mw = 1250.0", "idle_board_mw = nan", "power_model.idle_board_mw' must be a finite number (between 0"),
-    ("cpu_ceff_nf = 400.0", "cpu_ceff_nf = inf", "power_model.cpu_ceff_nf' must be a finite number"),
+    ("cpu_ceff_pf = 400.0", "cpu_ceff_pf = inf", "power_model.cpu_ceff_pf' must be a finite number"),
+    ("cpu_ceff_pf = 400.0", "cpu_ceff_pf = 1e7", "power_model.cpu_ceff_pf' must be between 0 and 1e+06"),
+    # the old names of the pF keys: "missing cpu_ceff_pf", or kept silently as an extra key beside the new one
+    ("cpu_ceff_pf = 400.0", "cpu_ceff_nf = 400.0",
+     "power_model.cpu_ceff_nf' was renamed cpu_ceff_pf: the value is in picofarads (400 means 0.4 nF"),
+    ("cpu_ceff_pf = 400.0", "cpu_ceff_pf = 400.0\ncpu_ceff_nf = 0.4", "power_model.cpu_ceff_nf' was renamed cpu_ceff_pf"),
+    ("gpu_ceff_pf = 2200.0", "gpu_ceff_nf = 2200.0", "power_model.gpu_ceff_nf' was renamed gpu_ceff_pf"),
     ("idle_board_mw = 1250.0", "idle_board_mw = 1e308", "power_model.idle_board_mw' must be between 0 and 1e+06"),
     ("idle_board_mw = 1250.0", "idle_board_mw = -1.0", "power_model.idle_board_mw' must be between 0 and 1e+06"),
     ("cpu_int8_macs_per_cycle = 8.0", "cpu_int8_macs_per_cycle = 0.0",
@@ -124,6 +130,17 @@ def test_firmware_profile_range_errors_reach_the_cli_as_one_line(tmp_path: Path)
     f.write_text(f.read_text().replace("cpu_int8_macs_per_cycle = 8.0", "cpu_int8_macs_per_cycle = 0.0", 1))
     p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "2", env={"EDGEEXIT_FIRMWARE_PROFILES": str(d)})
     assert_one_line_error(p, "cpu_int8_macs_per_cycle", "> 0")
+
+
+def test_old_ceff_nf_key_reaches_the_cli_as_one_line_naming_the_rename(tmp_path: Path) -> None:
+    d = _copy_profiles(tmp_path)
+    f = d / "jetson-nano.toml"
+    text = f.read_text()
+    assert "cpu_ceff_pf = 400.0" in text
+    f.write_text(text.replace("cpu_ceff_pf = 400.0", "cpu_ceff_nf = 400.0", 1))
+    p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "2", env={"EDGEEXIT_FIRMWARE_PROFILES": str(d)})
+    assert_one_line_error(p, str(f), "power_model.cpu_ceff_nf", "was renamed cpu_ceff_pf", "picofarads",
+                          "400 means 0.4 nF", "rename the key")
 
 
 def test_unknown_board_lists_known(tmp_path: Path) -> None:
