@@ -5,18 +5,39 @@ board's physics) are called between segments; with no hooks the loop does nothin
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from time import perf_counter_ns
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edgeexit.bundle import Bundle
-from edgeexit.bundle.manifest import SegmentSpec
+from edgeexit.bundle.manifest import SegmentSpec, TensorSpec
 from edgeexit.errors import PolicyError
 from edgeexit.interpreter import Backend, resolve_backend
 from edgeexit.policies.base import ExitPolicy, HeadDecoder, HeadView, SampleState
 from edgeexit.segments import Segment, make_requant
+
+
+#: Relative scale difference at a segment boundary worth a warning. Exporter-calibrated chains agree to ~1e-7; a
+#: boundary off by more joins segments calibrated apart (e.g. taken from different exports), which requantizes
+#: legitimately but ran silently at 1.8% accuracy.
+REQUANT_WARN_RTOL = 0.01
+
+
+def _warn_stderr(msg: str) -> None:
+    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
+
+
+def far_requantized(boundaries: Sequence[Tuple[str, TensorSpec, TensorSpec]]) -> List[Tuple[str, float]]:
+    """(boundary, output scale / input scale) of every boundary whose scales differ by more than REQUANT_WARN_RTOL."""
+    out = []
+    for name, src, dst in boundaries:
+        ratio = src.scale / dst.scale
+        if abs(ratio - 1.0) > REQUANT_WARN_RTOL:
+            out.append((name, ratio))
+    return out
 
 
 class RuntimeHooks:
@@ -76,7 +97,8 @@ class Runtime:
     None (``$EDGEEXIT_INTERPRETER``, else LiteRT, else tflite_runtime).
     """
 
-    def __init__(self, bundle: Bundle, interpreter: Optional[str] = None, num_threads: int = 1) -> None:
+    def __init__(self, bundle: Bundle, interpreter: Optional[str] = None, num_threads: int = 1,
+                 warn: Optional[Callable[[str], None]] = None) -> None:
         self.bundle = bundle
         self.backend: Backend = resolve_backend(interpreter)
         m = bundle.manifest
@@ -86,6 +108,7 @@ class Runtime:
         # Requantization is decided here, once: None where int8 codes pass straight through.
         self.block_requant = [None] + [make_requant(a.output, b.input) for a, b in zip(m.blocks, m.blocks[1:])]
         self.exit_requant = [make_requant(m.blocks[e.after_block].output, e.input) for e in m.exits]
+        self._warn_far_requant(warn or _warn_stderr)
         self.exit_of_block = [-1] * len(m.blocks)
         for e in m.exits:
             self.exit_of_block[e.after_block] = e.index
@@ -97,6 +120,24 @@ class Runtime:
         cum = np.cumsum(self.block_macs).tolist()
         self.macs_to_exit = [int(cum[b]) for b in self.exit_blocks]
         self.full_macs = int(cum[-1]) + self.head_macs[-1]
+
+    def _warn_far_requant(self, warn: Callable[[str], None]) -> None:
+        """One warning per loaded bundle when a boundary's scales differ by more than REQUANT_WARN_RTOL."""
+        bundle, m = self.bundle, self.bundle.manifest
+        if bundle.requant_warned:
+            return
+        boundaries = [("{} -> {}".format(a.label, b.label), a.output, b.input) for a, b in zip(m.blocks, m.blocks[1:])]
+        boundaries += [("{} -> {}".format(m.blocks[e.after_block].label, e.label), m.blocks[e.after_block].output, e.input)
+                       for e in m.exits]
+        far = far_requantized(boundaries)
+        if not far:
+            return
+        bundle.requant_warned = True
+        shown = ", ".join("{} (scale ratio {:.3g})".format(name, ratio) for name, ratio in far[:3])
+        more = " and {} more".format(len(far) - 3) if len(far) > 3 else ""
+        warn("bundle {}: {}{} {} requantized: the segments on either side were calibrated apart (from different "
+             "exports?), which costs accuracy; re-export the bundle so the int8 scales chain".format(
+                 bundle.root, shown, more, "is" if len(far) == 1 else "are"))
 
     # -- context management -------------------------------------------------------------------
     def __enter__(self) -> "Runtime":

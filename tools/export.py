@@ -253,8 +253,21 @@ def _log(verbose: bool, msg: str) -> None:
         print(msg, flush=True)
 
 
+def _segment_costs(net: MultiExitNet) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(MACs, params) of every block and head, counted before any conversion: a layer the count cannot
+    handle fails the export in a second, as ExportRefused, not after minutes of conversion."""
+    from tools.multi_exit import UncountedLayer
+
+    try:
+        return ([model_macs_params(b) for b in net.blocks],
+                [model_macs_params(e.model) for e in net.exits])
+    except UncountedLayer as exc:
+        raise ExportRefused(str(exc)) from None
+
+
 def _export_into(net, tmp, splits, name, training, labels, min_agreement, raw_dtype, verbose,
                  tf_version, edgeexit_version) -> dict:
+    block_costs, head_costs = _segment_costs(net)
     calib_f = splits.to_float(splits.calibration.x)
     eval_f = splits.to_float(splits.evaluation.x)
     c = net.num_classes
@@ -303,16 +316,14 @@ def _export_into(net, tmp, splits, name, training, labels, min_agreement, raw_dt
               y=splits.evaluation.y.astype(np.int64))
 
     block_entries = []
-    for k, (model, seg) in enumerate(zip(net.blocks, blocks)):
-        macs, params = model_macs_params(model)
+    for k, ((macs, params), seg) in enumerate(zip(block_costs, blocks)):
         block_entries.append({
             "index": k, "name": f"block{k}", "file": seg.path.name,
             "sha256": sha256_file(seg.path), "macs": int(macs), "params": int(params),
             "input": tensor_spec(seg.input), "output": tensor_spec(seg.output),
         })
     exit_entries = []
-    for e, (head, (after, seg)) in enumerate(zip(net.exits, heads)):
-        macs, params = model_macs_params(head.model)
+    for e, ((macs, params), (after, seg)) in enumerate(zip(head_costs, heads)):
         exit_entries.append({
             "index": e, "after_block": after, "file": seg.path.name,
             "sha256": sha256_file(seg.path), "macs": int(macs), "params": int(params),

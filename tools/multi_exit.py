@@ -37,8 +37,17 @@ class MultiExitNet:
 
     def __post_init__(self) -> None:
         after = [e.after_block for e in self.exits]
-        if after != sorted(after):
-            raise ValueError("exits must be in block order")
+        for i, a in enumerate(after):
+            if not 0 <= a < len(self.blocks):
+                raise ValueError(f"exit {i} sits after block {a}, but the blocks are 0..{len(self.blocks) - 1}")
+        for i in range(1, len(after)):
+            # The bundle loader requires strictly increasing after_block (docs/bundle-format.md): a
+            # second exit after the same block would export fine and then never load.
+            if after[i] <= after[i - 1]:
+                where = (f"both sit after block {after[i]}" if after[i] == after[i - 1]
+                         else f"sit after blocks {after[i - 1]} and {after[i]}, out of block order")
+                raise ValueError(f"exits {i - 1} and {i} {where}; give each block at most one exit, listed in "
+                                 "block order (after_block strictly increasing)")
         if not self.exits or after[-1] != len(self.blocks) - 1:
             raise ValueError("the last block needs an exit (the final exit)")
 
@@ -66,44 +75,93 @@ class MultiExitNet:
 
 
 # --- analytic cost ------------------------------------------------------------------------------
+class UncountedLayer(ValueError):
+    """A layer with weights whose MACs :func:`layer_macs_params` cannot count: a silent 0 would make every
+    MAC saving in the manifest and the runtime's reports wrong."""
+
+
 def _shape(t) -> tuple[int, ...]:
     return tuple(int(d) for d in t.shape[1:])
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def _conv_layers() -> tuple[tuple, tuple, tuple, tuple, tuple, tuple]:
+    """(depthwise, separable, transposed, plain conv, average pool, global average pool) layer classes.
+    Siblings in Keras 3 (SeparableConv2D is no Conv2D), so each kind is named explicitly."""
+    L = keras.layers
+
+    def have(*names: str) -> tuple:
+        return tuple(getattr(L, n) for n in names if hasattr(L, n))
+
+    return (have("DepthwiseConv1D", "DepthwiseConv2D"), have("SeparableConv1D", "SeparableConv2D"),
+            have("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"), have("Conv1D", "Conv2D", "Conv3D"),
+            have("AveragePooling1D", "AveragePooling2D", "AveragePooling3D"),
+            have("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D"))
+
+
+#: Layers with weights that cost no MACs once converted: BatchNorm folds into the preceding convolution.
+_FOLDED = (keras.layers.BatchNormalization,)
 
 
 def layer_macs_params(layer: keras.layers.Layer) -> tuple[int, int]:
     """Multiply-accumulates and deployed parameters of one layer (batch 1).
 
-    Convolutions and dense layers count k*k*Cin*Cout per output pixel; BatchNorm is folded
-    into the preceding convolution by the converter (0 MACs, its shift becomes the conv bias);
-    average pooling counts one MAC per window element; elementwise ops (ReLU, Add) count 0.
+    Convolutions count k*Cin*Cout per output position (k: kernel elements; Cin/groups for grouped
+    ones); depthwise ones k*Cin*multiplier; separable ones their depthwise plus their 1x1 pointwise
+    part; transposed ones k*Cin*Cout per *input* position (each scatters into the output); dense
+    layers Cin*units per position of the leading axes. BatchNorm is folded into the preceding
+    convolution by the converter (0 MACs, its shift becomes the conv bias); average pooling counts
+    one MAC per window element; elementwise ops (ReLU, Add) count 0. Any other layer with weights
+    raises :class:`UncountedLayer` rather than counting 0.
     """
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        out = _shape(layer.output)
-        kh, kw = layer.kernel_size
-        cin = _shape(layer.input)[-1]
-        mult = layer.depth_multiplier
-        macs = out[0] * out[1] * kh * kw * cin * mult
-        return macs, kh * kw * cin * mult + cin * mult
-    if isinstance(layer, keras.layers.Conv2D):
-        out = _shape(layer.output)
-        kh, kw = layer.kernel_size
-        cin = _shape(layer.input)[-1]
-        cout = layer.filters
-        macs = out[0] * out[1] * kh * kw * cin * cout
-        return macs, kh * kw * cin * cout + cout  # bias or folded BN shift
-    if isinstance(layer, keras.layers.Dense):
-        cin = _shape(layer.input)[-1]
-        return cin * layer.units, cin * layer.units + layer.units
-    if isinstance(layer, (keras.layers.AveragePooling2D,)):
-        out = _shape(layer.output)
-        ph, pw = layer.pool_size
-        return out[0] * out[1] * out[2] * ph * pw, 0
-    if isinstance(layer, keras.layers.GlobalAveragePooling2D):
-        inp = _shape(layer.input)
-        return inp[0] * inp[1] * inp[2], 0
+    depthwise, separable, transposed, conv, avg_pool, global_avg = _conv_layers()
     if isinstance(layer, keras.Model):
         return model_macs_params(layer)
-    return 0, 0
+    if isinstance(layer, depthwise):
+        k = _prod(layer.kernel_size)
+        cin = _shape(layer.input)[-1]
+        mult = layer.depth_multiplier
+        macs = _prod(_shape(layer.output)[:-1]) * k * cin * mult
+        return macs, k * cin * mult + cin * mult
+    if isinstance(layer, separable):
+        k = _prod(layer.kernel_size)
+        cin = _shape(layer.input)[-1]
+        mid = cin * layer.depth_multiplier
+        cout = layer.filters
+        positions = _prod(_shape(layer.output)[:-1])
+        macs = positions * k * mid + positions * mid * cout  # depthwise, then pointwise 1x1
+        return macs, k * mid + mid * cout + cout
+    if isinstance(layer, transposed):
+        k = _prod(layer.kernel_size)
+        cin = _shape(layer.input)[-1]
+        cout = layer.filters
+        return _prod(_shape(layer.input)[:-1]) * k * cin * cout, k * cin * cout + cout
+    if isinstance(layer, conv):
+        k = _prod(layer.kernel_size)
+        cin = _shape(layer.input)[-1] // getattr(layer, "groups", 1)  # each filter sees its group's channels
+        cout = layer.filters
+        macs = _prod(_shape(layer.output)[:-1]) * k * cin * cout
+        return macs, k * cin * cout + cout  # bias or folded BN shift
+    if isinstance(layer, keras.layers.Dense):
+        shape = _shape(layer.input)
+        cin = shape[-1]
+        return _prod(shape[:-1]) * cin * layer.units, cin * layer.units + layer.units
+    if isinstance(layer, avg_pool):
+        return _prod(_shape(layer.output)) * _prod(layer.pool_size), 0
+    if isinstance(layer, global_avg):
+        return _prod(_shape(layer.input)), 0
+    if isinstance(layer, _FOLDED) or not layer.weights:
+        return 0, 0
+    raise UncountedLayer(
+        f"layer {layer.name!r} ({type(layer).__name__}) has weights but tools/multi_exit.py:layer_macs_params "
+        "cannot count its MACs; add a case for it there, or build the segment from layers it counts (Conv1D/2D/3D "
+        "incl. grouped, DepthwiseConv1D/2D, SeparableConv1D/2D, ConvNDTranspose, Dense, BatchNormalization)")
 
 
 def model_macs_params(model: keras.Model) -> tuple[int, int]:

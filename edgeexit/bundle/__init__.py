@@ -25,6 +25,8 @@ class Bundle:
     manifest: Manifest
     segment_paths: Dict[str, Path]  # "block0" / "exit3" -> verified file
     calibration: Dict[str, Any] = field(default_factory=dict)
+    #: set once a Runtime has warned about far-apart requantized boundaries: one warning per loaded bundle
+    requant_warned: bool = field(default=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -44,7 +46,13 @@ class Bundle:
         if spec is None:
             raise BundleError("bundle {} has no '{}' split; re-export it with tools/export.py".format(self.root, name))
         path = verify_file(self.root, spec.file, spec.sha256, "{} split".format(name))
-        return read_samples(path, self.manifest.input, self.manifest.num_classes)
+        samples = read_samples(path, self.manifest.input, self.manifest.num_classes)
+        if len(samples) != spec.n:
+            # The sha256 matches, so the file was swapped on purpose and the manifest not updated with it.
+            raise BundleError("bundle {}: the {} split {} holds {:,} samples but manifest.json says n = {:,}; set "
+                              "splits.{}.n to {} or re-export the bundle".format(
+                                  self.root, name, spec.file, len(samples), spec.n, name, len(samples)))
+        return samples
 
     def save_calibration(self) -> Path:
         """Write calibration.json atomically (a symlink is written through to its target; a directory, device or

@@ -166,6 +166,15 @@ def check_samples(x: np.ndarray, y: Optional[np.ndarray], spec: InputSpec, num_c
             "{}: x has dtype {} but the model expects raw {} samples (preprocessing: x * {:g} + {:g}); convert with "
             "x.astype('{}')".format(source, x.dtype, spec.raw_dtype, spec.preprocess_scale, spec.preprocess_offset, spec.raw_dtype)
         )
+    if np.issubdtype(x.dtype, np.floating):
+        # NaN casts to an arbitrary int8 code and inf clips to the edge, silently: refuse them here.
+        bad = ~np.isfinite(x)
+        count = int(np.count_nonzero(bad))
+        if count:
+            first = int(np.argmax(bad.reshape(x.shape[0], -1).any(axis=1)))
+            raise InputDataError(
+                "{}: x holds {:,} NaN/inf value{} (first at sample {}); clean the samples (replace or drop those "
+                "samples) and save them again".format(source, count, "" if count == 1 else "s", first))
     if y is not None:
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
             raise InputDataError("{}: y has shape {} but x holds {} samples; give one label per sample".format(source, tuple(y.shape), x.shape[0]))

@@ -190,6 +190,20 @@ def _dtype(r: _Reader, key: str, kinds: tuple, example: str) -> str:
     return value
 
 
+#: The only segment tensor dtype: the policies decode int8 logits (a 256-entry table) and the runtime passes int8
+#: codes between segments. An int16 bundle passed every other check and crashed with an IndexError traceback.
+SEGMENT_DTYPE = "int8"
+
+
+def _int8(r: _Reader, key: str) -> str:
+    """A segment tensor's (or block 0's input's) dtype, which must be int8."""
+    value = r.typed(key, str)
+    if value != SEGMENT_DTYPE:
+        raise BundleError("manifest.json: '{}{}' is {!r}, but edgeexit runs int8 segments only (int8 in, int8 out); "
+                          "re-export the bundle with the int8 exporter (tools/export.py)".format(r.where, key, value))
+    return value
+
+
 def _tensor(r: _Reader) -> TensorSpec:
     shape = r.typed("shape", list)
     if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
@@ -197,7 +211,7 @@ def _tensor(r: _Reader) -> TensorSpec:
     return TensorSpec(
         name=r.typed("name", str),
         shape=shape,
-        dtype=r.typed("dtype", str),
+        dtype=_int8(r, "dtype"),
         scale=_scale(r),
         zero_point=r.typed("zero_point", int),
     )
@@ -237,7 +251,7 @@ def parse_manifest(data: Any) -> Manifest:
         raw_dtype=_dtype(inp, "raw_dtype", (np.integer, np.floating), "uint8"),
         preprocess_scale=_bounded(pre, "scale", 0.0, MAX_PREPROCESS, low_open=True),
         preprocess_offset=_bounded(pre, "offset", -MAX_PREPROCESS, MAX_PREPROCESS),
-        dtype=_dtype(inp, "dtype", (np.integer,), "int8"),
+        dtype=_int8(inp, "dtype"),
         scale=_scale(q),
         zero_point=q.typed("zero_point", int),
     )

@@ -69,11 +69,19 @@ def test_input_quantization_must_match_block0(bundle_copy: Path) -> None:
         load_bundle(bundle_copy)
 
 
-@pytest.mark.parametrize("key,value", [("raw_dtype", "foo"), ("raw_dtype", "object"), ("dtype", "float32"), ("dtype", "")])
+@pytest.mark.parametrize("key,value", [("raw_dtype", "foo"), ("raw_dtype", "object")])
 def test_input_dtypes_must_be_dtype_names(bundle_copy: Path, key: str, value: str) -> None:
     _edit(bundle_copy, lambda m: m["input"].__setitem__(key, value))
     with pytest.raises(BundleError, match=r"'input\.{}' is .*, not a dtype such as".format(key)) as err:
         load_bundle(bundle_copy).split("calibration")
+    _one_line(err)
+
+
+@pytest.mark.parametrize("value", ["float32", "", "int16"])
+def test_the_input_dtype_must_be_int8(bundle_copy: Path, value: str) -> None:
+    _edit(bundle_copy, lambda m: m["input"].__setitem__("dtype", value))
+    with pytest.raises(BundleError, match=r"'input\.dtype' is .*, but edgeexit runs int8 segments only") as err:
+        load_bundle(bundle_copy)
     _one_line(err)
 
 

@@ -83,6 +83,7 @@ def test_labels_missing_where_needed(tmp_path: Path):
     np.savez(str(bad / "calib.npz"), x=np.zeros((4, 28, 28, 1), np.uint8))
     import hashlib
 
+    m["splits"]["calibration"]["n"] = 4
     m["splits"]["calibration"]["sha256"] = hashlib.sha256((bad / "calib.npz").read_bytes()).hexdigest()
     (bad / "manifest.json").write_text(json.dumps(m))
     assert_one_line_error(edgeexit("calibrate", "--model", str(bad)), "no labels")
