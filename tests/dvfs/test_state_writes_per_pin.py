@@ -17,7 +17,7 @@ import pytest
 
 from edgeexit.dvfs import open_board
 from edgeexit.dvfs.session import restore_board
-from tests.faults.helpers import diff, tree
+from tests.faults.helpers import diff, fork_child, tree
 from tests.sim.helpers import BOARDS, make_tree
 
 
@@ -62,18 +62,14 @@ def test_many_pins_save_the_state_file_a_bounded_number_of_times(tmp_path: Path,
 def test_a_run_killed_after_many_pins_is_restored(tmp_path: Path, board: str, runtime_dir: Path) -> None:
     k = make_tree(tmp_path / "t", board)
     before = tree(k.root)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 3
-        try:
-            with open_board(board, sysfs_root=k.root) as s:
-                opps = _clocks(s)
-                for i in range(10):
-                    s.controller.set_cpu_khz(opps[i % len(opps)])
-                code = 0
-                os._exit(0)  # no unwinding, no restore: as SIGKILL leaves it
-        finally:
-            os._exit(code)
+    def pin_and_die() -> None:
+        with open_board(board, sysfs_root=k.root) as s:
+            opps = _clocks(s)
+            for i in range(10):
+                s.controller.set_cpu_khz(opps[i % len(opps)])
+            os._exit(0)  # no unwinding, no restore: as SIGKILL leaves it
+
+    pid = fork_child(pin_and_die)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert list(runtime_dir.glob("*.state.json"))
