@@ -6,6 +6,14 @@ callers can catch either (gpiozero's pattern).
 """
 from __future__ import annotations
 
+import sys
+
+
+def warn_stderr(msg: str) -> None:
+    """One warning line on stderr; the library's default where a caller passes no ``warn``."""
+    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
+    sys.stderr.flush()
+
 
 class EdgeExitError(Exception):
     """Base class of every error edgeexit raises on purpose."""

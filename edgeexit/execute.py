@@ -5,13 +5,13 @@ benchmark can run many arms on fresh sessions and `run` can pin clocks before st
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.data import Samples
+from edgeexit.errors import warn_stderr
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.planner import LOAD_DRIVEN, overhead_summary
 from edgeexit.policies.base import ExitPolicy
@@ -136,7 +136,4 @@ def _check_unused_profile(brun: BoardRun, bundle: Bundle, threads: int, profile:
         why = "this run has no board, so nothing plans clocks"
         fix = "add --board NAME to plan with it, or leave --profile out"
     msg = "--profile {} is unused: {}; {}".format(profile, why, fix)
-    if warn is not None:
-        warn(msg)
-    else:
-        sys.stderr.write("edgeexit: warning: {}\n".format(msg))
+    (warn or warn_stderr)(msg)

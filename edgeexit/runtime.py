@@ -5,7 +5,6 @@ board's physics) are called between segments; with no hooks the loop does nothin
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -14,7 +13,7 @@ import numpy as np
 
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.manifest import SegmentSpec, TensorSpec
-from edgeexit.errors import PolicyError
+from edgeexit.errors import PolicyError, warn_stderr
 from edgeexit.interpreter import Backend, resolve_backend
 from edgeexit.policies.base import ExitPolicy, HeadDecoder, HeadView, SampleState
 from edgeexit.segments import Segment, make_requant
@@ -24,10 +23,6 @@ from edgeexit.segments import Segment, make_requant
 #: boundary off by more joins segments calibrated apart (e.g. taken from different exports), which requantizes
 #: legitimately but ran silently at 1.8% accuracy.
 REQUANT_WARN_RTOL = 0.01
-
-
-def _warn_stderr(msg: str) -> None:
-    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
 
 
 def far_requantized(boundaries: Sequence[Tuple[str, TensorSpec, TensorSpec]]) -> List[Tuple[str, float]]:
@@ -108,7 +103,7 @@ class Runtime:
         # Requantization is decided here, once: None where int8 codes pass straight through.
         self.block_requant = [None] + [make_requant(a.output, b.input) for a, b in zip(m.blocks, m.blocks[1:])]
         self.exit_requant = [make_requant(m.blocks[e.after_block].output, e.input) for e in m.exits]
-        self._warn_far_requant(warn or _warn_stderr)
+        self._warn_far_requant(warn or warn_stderr)
         self.exit_of_block = [-1] * len(m.blocks)
         for e in m.exits:
             self.exit_of_block[e.after_block] = e.index

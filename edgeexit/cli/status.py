@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno as errno_mod
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import click
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
 from edgeexit.dvfs.domains import CpufreqPolicy, DevfreqDevice, FreqDomain, find_gpu
 from edgeexit.dvfs.signals import signals_held
 from edgeexit.dvfs.state import domains_problem
-from edgeexit.errors import DvfsError, StateFileError, SysfsPermissionError
+from edgeexit.errors import DvfsError, StateFileError, SysfsPermissionError, warn_stderr
 from edgeexit.guards.honoured import NotHonouredEvent, check_honoured, snap_to_table
 from edgeexit.guards.thermal import ThermalGuard
 
@@ -37,11 +36,6 @@ OWNED_FIELDS = ("governor", "min", "setspeed", "set_freq")
 # domain is restored, max is left as it shows (the saved min capped to it), and a warning says so
 # (RestoreReport.warnings). With --force the saved max is written too.
 RECORDED_FIELDS = OWNED_FIELDS + ("max",)
-
-
-def _stderr_warn(msg: str) -> None:
-    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
-    sys.stderr.flush()
 
 
 @dataclass(frozen=True)
@@ -157,7 +151,7 @@ class DvfsController:
         self.firmware_recheck_s = FIRMWARE_RECHECK_S
         self._firmware_seen = {}  # type: Dict[int, Tuple[int, float]]
         self._ran = {}  # type: Dict[str, Tuple[int, int]]  # per CPU policy: (cpufreq showed, ran) at the last pin
-        self._warn = warn or _stderr_warn
+        self._warn = warn or warn_stderr
         self._warned_honour = set()  # type: Set[Any]
         self._changing = None  # type: Optional[FreqDomain]
         self._armed = False

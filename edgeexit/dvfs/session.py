@@ -9,7 +9,6 @@ import re
 import reprlib
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -28,15 +27,11 @@ from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, Fo
                                  node_writable, read_state, record_problem, remove_foreign, saved_problem,
                                  short_error, state_path,
                                  sweep_killed_simulations, user_groups, write_state)
-from edgeexit.errors import BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError
+from edgeexit.errors import (BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError,
+                             warn_stderr)
 from edgeexit.guards.thermal import ThermalGuard
 from edgeexit.jsonvalues import is_finite_number
 from edgeexit.sim.vcgencmd import simulated_vcgencmd
-
-
-def _warn(msg: str) -> None:
-    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
-    sys.stderr.flush()
 
 
 #: Per domain kind, every node a run may write (pins and restores): whoever can write none of a board's
@@ -303,7 +298,7 @@ class BoardSession(BoardTarget):
                         "" if os.path.realpath(str(self.root)) == "/" else " --sysfs-root {}".format(self.root),
                         "" if found.uid == 0 else " (or that user, without sudo)"))
             if problem or data is None:
-                _warn("ignoring the state file {}: {}".format(found.path, problem))
+                warn_stderr("ignoring the state file {}: {}".format(found.path, problem))
                 continue
             pile.append((_saved_at(data), found.path, data, found))
         pile.sort(key=lambda item: item[0], reverse=True)
@@ -344,7 +339,7 @@ class BoardSession(BoardTarget):
                     assert found is not None
                     why = remove_foreign(path, found.uid)
                     if why:
-                        _warn("kept what is left of the state file {} in {}, but could not delete it ({}); delete "
+                        warn_stderr("kept what is left of the state file {} in {}, but could not delete it ({}); delete "
                               "it by hand".format(path, keep, why))
                 self.state_file = keep
                 raise RestoreConflictError(
@@ -361,7 +356,7 @@ class BoardSession(BoardTarget):
             else:
                 why = remove_foreign(path, found.uid)
                 if why:
-                    _warn("restored the board from the state file {}, but could not delete it ({}); delete it by "
+                    warn_stderr("restored the board from the state file {}, but could not delete it ({}); delete it by "
                           "hand, or the next restore puts it back again".format(path, why))
             self.restored_files.append(path)
         return bool(self.restored_files)
@@ -430,7 +425,7 @@ class BoardSession(BoardTarget):
                 with signals_held():
                     if self.restore_stale():
                         self.restored_stale = True
-                        _warn("found the saved state of an earlier run that did not finish ({}); restored the "
+                        warn_stderr("found the saved state of an earlier run that did not finish ({}); restored the "
                               "board's clocks from it first".format(", ".join(str(p) for p in self.restored_files)))
             finally:
                 self.state_file = state_path(self.board.name, self.root)  # this run's own, whoever left that one
@@ -456,7 +451,7 @@ class BoardSession(BoardTarget):
                     report = self.controller.restore_checked(self._snapshot)
                     self.restore_report = report
                     for c in report.conflicts:
-                        _warn(c.describe())  # the user sees the saved values here; nothing is kept for later
+                        warn_stderr(c.describe())  # the user sees the saved values here; nothing is kept for later
                     self._snapshot = None
                     try:
                         self.state_file.unlink()

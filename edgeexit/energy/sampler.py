@@ -31,7 +31,6 @@ import bisect
 import collections
 import dataclasses
 import statistics
-import sys
 import threading
 import time
 from typing import Callable, Deque, Dict, List, Optional, Tuple
@@ -40,7 +39,7 @@ from edgeexit.energy.integrate import LINEAR_METHOD, piecewise_linear_energy_mj
 from edgeexit.energy.meter import Clock, PowerMeter
 from edgeexit.energy.reading import EnergyWindow, PowerReading
 from edgeexit.energy.windows import WindowedEnergySource
-from edgeexit.errors import MeterError
+from edgeexit.errors import MeterError, warn_stderr
 
 SLOW_READ_GAP_CAP_S = 0.25  # a slow meter's reads are trusted this far from a window edge, never further
 
@@ -86,7 +85,7 @@ class Sampler(WindowedEnergySource):
         self.sync_edges = sync_edges
         # a sensor read slower than this at a window edge counts as stalled (default: 5 periods, >= 0.25 s)
         self.read_timeout_s = float(read_timeout_s) if read_timeout_s is not None else max(0.25, 5.0 / self.rate_hz)
-        self.warn = warn or _stderr_warn
+        self.warn = warn or warn_stderr
         self.last_error: Optional[BaseException] = None
         self.last_failed_rails: List[str] = []  # the rails that made the latest unusable reading unusable
         self.stalls = 0
@@ -298,7 +297,3 @@ def _outage_inside(near: List[PowerReading], t0_s: float, t1_s: float, gap_s: fl
             return True
     return False
 
-
-def _stderr_warn(msg: str) -> None:
-    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
-    sys.stderr.flush()

@@ -12,14 +12,13 @@ readable zone is at least ``hysteresis_mc`` below its limit; it is logged once a
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, ThermalZone
 from edgeexit.boards.sysfs import Sysfs
-from edgeexit.errors import ThermalError
+from edgeexit.errors import ThermalError, warn_stderr
 
 CRITICAL_MARGIN_MC = 10000  # with only a critical trip, hold 10 °C below it
 HYSTERESIS_MC = 2000  # 2 °C, as the Pi 5 fan trips use [PI5DT]
@@ -74,11 +73,6 @@ class ThermalEvent:
         return asdict(self)
 
 
-def _stderr_warn(msg: str) -> None:
-    sys.stderr.write("edgeexit: warning: {}\n".format(msg))
-    sys.stderr.flush()
-
-
 def parse_temp_mc(text: str) -> int:
     """A thermal zone's ``temp`` file (m°C, one integer); ValueError for anything else."""
     value = int(text.strip())
@@ -101,7 +95,7 @@ class ThermalGuard:
         self.limit_mc = None if limit_mc is None else int(limit_mc)
         self.hysteresis_mc = int(hysteresis_mc)
         self.clock = clock
-        self.warn = warn or _stderr_warn
+        self.warn = warn or warn_stderr
         self.events = []  # type: List[ThermalEvent]
         self._episode = None  # type: Optional[ThermalEvent]
         self._warned_blind = False
