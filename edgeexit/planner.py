@@ -1,52 +1,146 @@
 """DVFS planning under a deadline: the operating point that finishes the remaining work in time at the
 least energy, re-planned when the exit forecast changes.
 
-The planner is a runtime hook. Before block 0 and whenever the policy's forecast (``planned_exit``)
-changes, it picks the CPU operating point f minimizing
+Operating points. The planner plans over the points the CPU can reach now, not over the whole table:
+the cost model's points at or below the kernel's effective maximum (``scaling_max_freq``, lowered by an
+nvpmodel mode, a thermal cap or another tool; the lowest over the online policies, read before the run),
+so f_max below is the reachable top. A policy's min floor limits nothing: a pin below it lowers it
+(saved and restored with the session). When a write is not honoured (the controller's read-back of some
+policy is another point than the request: a cap set during the run, or a firmware cap that
+``scaling_max_freq`` does not show), the points beyond the clock that ran are dropped and the plan is
+made again over those left. Decisions are in requested points: the planner writes only when the point
+it wants differs from the one it last requested (and was answered), never because the read-back does.
 
-    E(f) = busy_mw(f) * (W(f) + transition) + idle energy until the period ends
-           (idle at f, or dropping to the lowest-idle-power point when that pays)
+The plan. Before block 0, whenever the policy's forecast (``planned_exit``) changes, and before a block
+past the planned exit, it picks the operating point f minimizing
+
+    E(f) = busy_mw(f) * (tr + W(f)) + A(f)
 
 where W(f) is the forecast remaining work (blocks up to the forecast exit plus its head, in ms at f),
+tr the transition when f is not the current point, and A(f) what follows the inference (below),
 subject to finishing by the deadline even if the forecast is wrong:
 
-    t_elapsed + transition + W(f) + R(f_max) + transition <= deadline
+    t_elapsed + tr + W(f) + B(f) + min(R(f), R(f_max) + transition) <= deadline
 
-R is the worst case beyond the forecast at the maximum operating point: every block after the
-forecast exit's, and every head still ahead that the policy may evaluate, except the forecast one
-(a policy may evaluate an earlier head first, or step on after a miss). Heads of exits calibration
-disabled never run, so they count nowhere. A misprediction therefore raises the operating point
-enough to still meet the deadline, and a deadline the worst case cannot meet even at f_max runs at
-f_max. For a policy with a prior (its typical forecast) the planner keeps a home point, the least
-energy steady point for that work, and charges leaving it the transition back too. Between
-inferences it drops to the operating point with the lowest idle power when the idle gap pays for
-the two transitions. It never touches sysfs when the operating point does not change.
+B(f) is the heads before the forecast one that a policy may evaluate with no re-plan in between
+(predictive may try a cheaper head first), at f. R is the worst case beyond the forecast: every block
+after the forecast exit's, and every head after the forecast one that the policy may evaluate. It is
+covered either at f itself (no re-plan need move the clock: a plan pinned at the lowest point where the
+worst case fits is therefore always feasible) or by switching to f_max. Heads of exits calibration
+disabled never run, so they count nowhere. A deadline the worst case cannot meet even at f_max runs at
+f_max.
 
-Modes (``--dvfs``): ``planned`` (the above), ``race`` (race-to-idle: pinned at the maximum, also
-while idle), ``worst-case`` (pinned once at the lowest point where the worst-case path meets the
-deadline), ``governor`` (the board's default governor: left alone on a real board; on a simulated
-board emulated per inference from the previous period's utilisation, schedutil: 1.25 * f_max * util,
-ondemand: f_max above 80% load, else proportional), ``none`` (touch nothing).
+What follows, A(f). With a period the inference is followed by an idle gap g = period - t_elapsed -
+tr - W(f), spent parked at some point k: at f (idle_mw(f) * g), or at k != f when g exceeds a
+transition (busy_mw(k) * transition + idle_mw(k) * (g - transition)); either way plus H(k), the cost of
+starting the next inference at k. Without a period inferences run back to back, there is no idle time,
+and A(f) = H(f): the planner minimizes the inference's own energy busy_mw(f) * (tr + W(f)) (not the
+energy above idle, which assumed an idle board after it).
+
+H, the future. For a policy with a prior (its typical forecast, ``typical_exit``), H(k) is the
+discounted energy (GAMMA per inference) of the inferences to come when the next one begins at point k.
+It is solved exactly (policy iteration over where each inference's first plan runs and where it parks
+after) on the outcomes seen so far: every inference's segments and re-plans are counted (the
+MAX_OUTCOMES commonest), and each is replayed from a first plan at every point, its re-plans deciding as
+they would. The solve is made again after LEARN_AFTER inferences, then every LEARN_EVERY, and whenever
+the reachable points change. Before any outcome is seen, with a period, inferences begin at the point
+--dvfs worst-case pins (H is its transition elsewhere); without a period, H comes from the typical work
+as forecast. A new solve that would begin inferences at another point is taken only when the outcomes
+show beyond doubt that it saves (_saves_for_sure), so a start point is not moved on a handful of samples.
+An inference's first plan (block 0, the typical forecast) weighs each point by its expected energy over
+the outcomes, everything after included, rather than by the typical work alone: a point from which a
+misforecast sample must switch to a high clock (a transition on its critical path) costs what those
+switches cost. This is why no inference stays at a clock only because one inference alone could not
+afford to leave it, and why a point the next inference cannot leave in time (f_max under a tight
+deadline) is not parked at. For a policy without a prior the next inference is taken to want f again:
+H(k) = busy_mw(f) * transition for k != f, and 0 without a period.
+
+Between inferences (``end``), with a period, it parks at the point k minimizing the same idle gap
+cost plus H(k), staying included: the transition then happens in idle time, not on the next
+inference's critical path. It never touches sysfs when the operating point does not change. With a
+prior, it also pins its first point before the run (like race and worst-case), so inference 0 is
+charged no transition for leaving the governor's clock.
+
+Planning cost: the candidates' arrays are computed once per (next block, forecast exit, current point)
+and kept in a small LRU cache (RANK_CACHE_ENTRIES); per call only the idle-gap term, a closed form in
+the elapsed time, and the deadline test are evaluated, for the candidates in ascending lower bound
+until the bound passes the best (usually one). The cache key holds no elapsed time, so a real board,
+whose elapsed time comes from the host clock, hits it as a simulated one does. A solve of H takes a
+few milliseconds, in ``end`` (idle time with a period), a dozen times in a run of a thousand.
+
+Modes (``--dvfs``): ``planned`` (the above), ``race`` (race-to-idle: pinned at the reachable maximum,
+also while idle), ``worst-case`` (pinned once at the lowest reachable point where the worst-case path
+meets the deadline), ``governor`` (the board's default governor: left alone on a real board; on a
+simulated board emulated per inference from the previous period's utilisation ``util``, the busy
+fraction at the clock that ran, as the kernel computes it: schedutil's get_next_freq gives 1.25 * cur *
+util, the lowest reachable point at or above it; ondemand's od_update gives the reachable maximum
+above 80% load, else cpuinfo_min + util * (cpuinfo_max - cpuinfo_min), the closest reachable point),
+``none`` (touch nothing). The race and worst-case pins are made before the run, so inference 0 is
+charged no transition for them (the simulated probe takes the clock then in force as its start).
 """
 from __future__ import annotations
 
+import bisect
 import time
-from typing import Any, Callable, Dict, List, Optional
+from collections import Counter, OrderedDict
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edgeexit.bundle.manifest import SegmentSpec
 from edgeexit.costmodel import CostModel
 from edgeexit.errors import EdgeExitError
+from edgeexit.guards.honoured import snap_to_table
 from edgeexit.policies.base import ExitPolicy, SampleState
 from edgeexit.runtime import InferenceResult, Runtime, RuntimeHooks
 
 LOAD_DRIVEN = ("schedutil", "ondemand")  # the governors whose response to load --dvfs governor emulates
 MODES = ("planned", "race", "worst-case", "governor", "none")
+GAMMA = 0.99  # discount per inference of the future energy H: about a hundred inferences ahead count
+RANK_CACHE_ENTRIES = 256  # plans kept (LRU); one per (next block, forecast exit, current point) in use
+MISS_UJ = 1e9  # charged for a deadline miss in the future's model (f_max runs where nothing fits)
+LEARN_AFTER = (8, 16, 32, 64, 128, 256, 512)  # inferences after which H is solved again
+LEARN_EVERY = 1024  # ... and then every this many
+MAX_OUTCOMES = 32  # the commonest outcomes H is solved with (a few ms each solve)
+ROUNDING_MS = 1e-9  # the deadline test's sums are differences of suffix sums: a picosecond covers their rounding
+SCHEDUTIL_HEADROOM = 1.25  # get_next_freq: freq + freq / 4
+ONDEMAND_UP_THRESHOLD = 0.80  # od_update: up_threshold 80 (percent load)
+
+#: How an inference went: what it did after its first plan, in order: ("block", k) and ("exit", e) for the
+#: segments run, ("plan", next block, forecast) for each re-plan.
+Outcome = Tuple[Tuple[Any, ...], ...]
+
+
+class _Plan(NamedTuple):
+    """A plan's candidates, one per reachable point, in ascending ``bound_uj``; nothing here depends on the
+    elapsed time. Lists, not arrays: per call a few candidates are weighed, where numpy's call overhead
+    would dominate."""
+
+    bound_uj: List[float]  # E(f) >= bound_uj + idle_mw_min * (period - elapsed) (without a period: == E(f))
+    need_ms: List[float]  # busy_ms + heads before the forecast + reserve: what the deadline test adds
+    cols: List[int]  # the point's column in opps
+    busy_ms: List[float]  # transition + forecast work
+    busy_uj: List[float]  # busy energy over busy_ms
+
+
+class _Replay(NamedTuple):
+    """The outcomes seen, replayed from every first plan: [outcome, v, f1] (v 0: the first plan at f1 from f1
+    itself, 1: after a transition to it)."""
+
+    prob: np.ndarray  # [outcome]
+    busy_uj: np.ndarray  # the inference's busy energy, transitions included (and MISS_UJ if it missed)
+    end_ms: np.ndarray  # when it ended
+    end_col: np.ndarray  # the point it ended at
 
 
 class DvfsPlanner(RuntimeHooks):
-    """Sets the CPU operating point between segments (see module doc)."""
+    """Sets the CPU operating point between segments (see module doc).
+
+    ``cap_khz``: the highest clock the kernel lets every online CPU policy run now (None: the table's
+    top); ``not_honoured``: the controller's list of not-honoured writes, which shows a cap that appears
+    during the run (None: the read-back that ``set_cpu_khz`` returns is the evidence); ``cpuinfo_khz``:
+    the kernel table's (min, max), which ondemand scales between (None: the cost model's ends).
+    """
 
     def __init__(
         self,
@@ -61,6 +155,9 @@ class DvfsPlanner(RuntimeHooks):
         elapsed_ms: Optional[Callable[[], float]] = None,
         governor: str = "schedutil",
         emulate_governor: bool = True,
+        cap_khz: Optional[int] = None,
+        not_honoured: Optional[Callable[[], Sequence[Any]]] = None,
+        cpuinfo_khz: Optional[Tuple[int, int]] = None,
     ) -> None:
         if mode not in MODES:
             raise EdgeExitError("unknown --dvfs mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
@@ -74,15 +171,20 @@ class DvfsPlanner(RuntimeHooks):
         self.cost = cost
         self.policy = policy
         self._set = set_cpu_khz
+        self._not_honoured = not_honoured
         self.deadline_ms = deadline_ms if deadline_ms is not None else period_ms
         self.period_ms = period_ms
         self.governor = governor
         self.emulate_governor = emulate_governor
         self._elapsed = elapsed_ms
         self._t0 = 0.0
-        self.opps = list(cost.cpu_opps_khz)
-        self.f_max = self.opps[-1]
-        self.current = int(start_khz)
+        self._runtime = runtime
+        self.table_khz = list(cost.cpu_opps_khz)  # every point the cost model knows
+        self.cpuinfo_khz = cpuinfo_khz or (self.table_khz[0], self.table_khz[-1])
+        self._floor_khz = 0
+        self._cap_khz = int(cap_khz) if cap_khz is not None else self.table_khz[-1]
+        self.current = int(start_khz)  # the clock in force, as read back (what a simulated probe runs)
+        self.requested_khz = int(start_khz)  # the point last asked for: what decisions compare against
         # Until the first write the kernel's governor owns the clock and may move it under load, even when
         # it reads start_khz now: the first choice is always written (the controller skips true no-ops).
         self._owns_clock = False
@@ -92,23 +194,66 @@ class DvfsPlanner(RuntimeHooks):
         self._planned_for = -2
         self._plan_block = -1  # the last block the current plan covers at its clock (the reserve covers the rest)
         self._util = 0.0
-        self._tables(runtime)
-        self.idle_khz = min(self.opps, key=cost.idle_mw)
-        self._ranked: Dict[Any, List[Any]] = {}
-        # The clock the policy's typical work would hold in steady state (no transition charged). Leaving it
-        # is charged the way back as well: a myopic plan never left the first clock it wrote, because no
-        # inference alone could pay the transition that every later one would have saved. A policy without
-        # a prior (a first forecast that is not typical) plans myopically.
-        self.home_khz: Optional[int] = None
         self._typical = getattr(policy, "typical_exit", None) if mode == "planned" else None
-        # Idle gap (ms) beyond which dropping to idle_khz pays, per current operating point.
-        self._drop_after_ms = {f: self._break_even_ms(f) for f in self.opps}
+        self._plans: "OrderedDict[Tuple[int, int, int], _Plan]" = OrderedDict()
+        self._outcomes: "Counter[Outcome]" = Counter()  # how inferences went, counted
+        self._seen = 0
+        self._ran: List[Tuple[Any, ...]] = []  # this inference's outcome so far
+        self._replay: Optional[_Replay] = None
+        self._reach()
+        # Pins made now, before the run, cost inference 0 no transition.
         if mode == "race":
-            self._apply(self.f_max)
+            self._pin(lambda: self.f_max)
         elif mode == "worst-case":
-            self._apply(self.worst_case_khz())
+            self._pin(self.worst_case_khz)
+        elif self._typical is not None:
+            self._pin(self._start_khz)  # where inferences are best begun
 
-    # -- precomputation ---------------------------------------------------------------------------
+    # -- the reachable operating points and what depends on them ------------------------------------------
+    def _reach(self) -> None:
+        """Plan over the points within the known floor and cap, and rebuild everything that depends on them."""
+        opps = [f for f in self.table_khz if self._floor_khz <= f <= self._cap_khz]
+        if not opps:  # a cap below every point (or a floor above): the nearest end is all that can run
+            opps = [self.table_khz[0]] if self._cap_khz < self.table_khz[0] else [self.table_khz[-1]]
+        self.opps = opps
+        self.f_max = opps[-1]
+        self._khz = np.asarray(opps)
+        self._col = {f: c for c, f in enumerate(opps)}
+        self._tables(self._runtime)
+        self._set_parking(np.zeros(len(opps)), np.zeros(len(opps)))  # consistent before the future is solved
+        self._set_future()
+
+    def _set_future(self, solved: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None) -> None:
+        """H (see module doc) discounted once more for being one inference ahead, the first plan's expected
+        energies (``solved``: as _solve_future returned them), and what parking costs; plans made with the
+        old ones are dropped."""
+        n = len(self.opps)
+        first: Optional[np.ndarray] = None
+        if self._typical is not None and (solved is not None or self._outcomes or not self.period_ms):
+            future, first, self._first_need_ms = solved if solved is not None else self._solve_future()
+            back = np.zeros(n)
+        elif self._typical is not None:
+            # Nothing seen yet, with a period: inferences begin where --dvfs worst-case pins, until the outcomes
+            # show beyond doubt that another point saves (_saves_for_sure)
+            wc = self._col[self.worst_case_khz()]
+            future, back = GAMMA * np.where(np.arange(n) == wc, 0.0, self.busy[wc] * self.trans_ms), np.zeros(n)
+        else:
+            future, back = np.zeros(n), self.busy * self.trans_ms  # the next inference wants f back
+        self._first_uj = first
+        self._set_parking(future, back)
+
+    def _set_parking(self, future: np.ndarray, back: np.ndarray) -> None:
+        """What the idle gap costs per point, from GAMMA * H (``future``) and the way back there (``back``)."""
+        self._plans.clear()
+        self._first_ranked: Dict[Optional[int], List[Tuple[float, float, int]]] = {}
+        move = (self.busy - self.idle) * self.trans_ms + future  # parking at k: this + idle_mw(k) * gap
+        self._future_uj, self._back_uj, self._move_uj = future.tolist(), back.tolist(), move.tolist()
+        self._idle_mw = self.idle.tolist()
+        self._idle_min_mw = float(self.idle.min())
+        # A(f) - idle_mw_min * gap is at least this (stay: H; move: its transition and H): _Plan.bound_uj
+        self._after_min_uj = min(min(self._future_uj), min(self._move_uj) + min(self._back_uj))
+        self._park_x, self._park_k = self._park_envelope(move)
+
     def _tables(self, rt: Runtime) -> None:
         """ms per segment at every operating point, and suffix sums for remaining-work queries."""
         opps = self.opps
@@ -154,135 +299,373 @@ class DvfsPlanner(RuntimeHooks):
             return self._elapsed()
         return (time.perf_counter() - self._t0) * 1e3
 
-    def choose(self, next_block: int, forecast: int, elapsed_ms: float) -> int:
-        """Operating point for the work from ``next_block`` up to exit ``forecast`` (-1: the first exit,
-        no forecast yet), given ``elapsed_ms`` of the inference so far.
-
-        Candidates are ranked by energy once per (next block, forecast, current point, elapsed time) and
-        cached; per call only the deadline test runs, so planning costs microseconds.
-        """
+    def _plan_exit(self, next_block: int, forecast: int) -> int:
+        """The exit to plan for: ``forecast`` (-1: none yet, the first exit), or the next one a sample can
+        stop at when it is behind us or disabled."""
         e = forecast if forecast >= 0 else 0
         last = len(self.exit_blocks) - 1
-        # A stale forecast behind us, or an exit no sample can stop at: plan for the next one it can.
         while e < last and (self.exit_blocks[e] < next_block or not self.policy.may_evaluate(e)):
             e += 1
+        return e
+
+    def choose(self, next_block: int, forecast: int, elapsed_ms: float) -> int:
+        """Operating point for the work from ``next_block`` up to exit ``forecast`` (-1: the first exit,
+        no forecast yet), given ``elapsed_ms`` of the inference so far."""
+        e = self._plan_exit(next_block, forecast)
         self._plan_block = self.exit_blocks[e]
-        if self.home_khz is None and self._typical is not None:
-            self.home_khz = self._first_fit(self._rank(0, self._typical, 0.0, steady=True), 0.0)
-        # The idle gap that follows depends on where the inference is; a 10 us grid keeps the cache small.
-        key = (next_block, e, self.current, round(elapsed_ms, 2))
-        ranked = self._ranked.get(key)
+        if next_block == 0 and self._first_uj is not None and e == self._plan_exit(0, int(self._typical)):
+            return self._first_choice(elapsed_ms)  # an inference's first plan: weighed with all that may follow
+        return self._decide(self._cached_plan(next_block, e), elapsed_ms)
+
+    def _decide(self, plan: _Plan, elapsed_ms: float) -> int:
+        """The least-energy candidate of ``plan`` that meets the deadline (f_max if none does)."""
+        bounds, needs, cols, busy_ms, busy_uj = plan
+        left_ms = self.deadline_ms - elapsed_ms if self.deadline_ms is not None else float("inf")
+        # Candidates come in ascending lower bound: once the bound reaches the best energy found, no later one
+        # can beat it (usually the first that fits; without a period the bound is the energy itself).
+        offset_uj = self._idle_min_mw * max(self.period_ms - elapsed_ms, 0.0) if self.period_ms else 0.0
+        best_c, best_uj = -1, float("inf")
+        for i, bound_uj in enumerate(bounds):
+            if bound_uj + offset_uj >= best_uj:
+                break
+            if needs[i] <= left_ms:
+                energy = self._energy_uj(cols[i], busy_ms[i], busy_uj[i], elapsed_ms)
+                if energy < best_uj:
+                    best_c, best_uj = cols[i], energy
+        return self.opps[best_c] if best_c >= 0 else self.f_max
+
+    def _first_choice(self, elapsed_ms: float) -> int:
+        """The first plan's point: the least expected energy (computed at no elapsed time, as a first plan
+        is made) among those that meet the deadline."""
+        assert self._first_uj is not None
+        j = self._col.get(self.current)
+        ranked = self._first_ranked.get(j)
         if ranked is None:
-            ranked = self._ranked[key] = self._rank(next_block, e, elapsed_ms)
-        return self._first_fit(ranked, elapsed_ms)
+            v = [0 if c == j else 1 for c in range(len(self.opps))]
+            ranked = self._first_ranked[j] = sorted(
+                (float(self._first_uj[v[c], c]), float(self._first_need_ms[v[c], c]), f) for c, f in enumerate(self.opps))
+        left_ms = self.deadline_ms - elapsed_ms if self.deadline_ms is not None else float("inf")
+        return next((f for energy, need, f in ranked if need <= left_ms and energy < np.inf), self.f_max)
 
-    def _first_fit(self, ranked: List[Any], elapsed_ms: float) -> int:
-        if self.deadline_ms is None:
-            return ranked[0][2]
-        for _, need_ms, f in ranked:
-            if elapsed_ms + need_ms <= self.deadline_ms:
-                return f
-        return self.f_max
+    def _cached_plan(self, next_block: int, e: int) -> _Plan:
+        key = (next_block, e, self.current)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(next_block, e)
+            if len(self._plans) > RANK_CACHE_ENTRIES:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan
 
-    def _rank(self, next_block: int, e: int, elapsed_ms: float, steady: bool = False) -> List[Any]:
-        """Candidates (energy, time needed including the reserve, kHz), least energy first.
+    def _plan(self, next_block: int, e: int, steady: bool = False, from_khz: Optional[int] = None) -> _Plan:
+        """The candidates for the work from ``next_block`` to exit ``e``, from ``from_khz`` (default: the
+        current point; ``steady``: as if already at each, no transition charged)."""
+        work, hold = self._work_ms(next_block, e)
+        start = self.current if from_khz is None else from_khz
+        tr = np.zeros(len(self.opps)) if steady else np.where(self._khz == start, 0.0, self.trans_ms)
+        busy_ms = tr + work
+        busy_uj = self.busy * busy_ms
+        if self.period_ms:  # every idle gap costs at least the least idle power, and H >= 0
+            bound = busy_uj - self._idle_min_mw * busy_ms + self._after_min_uj
+        else:
+            bound = busy_uj + np.asarray(self._future_uj)
+        order = np.lexsort((busy_ms + hold, bound))  # ties: the one that needs less time first
+        return _Plan(*(a[order].tolist() for a in (bound, busy_ms + hold, np.arange(len(self.opps)), busy_ms, busy_uj)))
 
-        Energy = busy power over the forecast work (plus a transition if the point changes, and one
-        back if it is not the home point), plus, with a period, what the rest of the period costs at
-        that point: staying there idle, or dropping to the idle point when that pays (the same rule
-        :meth:`end` applies). ``steady``: as if already there, for every point (what picks the home).
-        """
+    def _work_ms(self, next_block: int, e: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(forecast work, time held beyond it for the deadline test), per point."""
         b = self.exit_blocks[e]
-        rb, rh, hm = self.rest_blocks, self.rest_heads, self.head_ms
+        rb, rh = self.rest_blocks, self.rest_heads
+        work = rb[next_block] - rb[b + 1] + self.head_ms[e]
         # A policy may evaluate heads before the forecast one (a cheaper expected cost first) with no replan
         # in between, so the deadline test counts them at the planned point; they are not forecast work, so
-        # energy does not. The reserve covers, at the maximum, every block and head past the forecast.
+        # energy does not.
         first_head = self.next_exit[next_block] if self.policy.heads_before_forecast else e + 1
         before = rh[first_head] - rh[e] if first_head < e else np.zeros(len(self.opps))
-        reserve = float(rb[b + 1, -1] + rh[e + 1, -1]) + self.trans_ms
-        i_idle = self.opps.index(self.idle_khz)
-        home = self.home_khz
-        back = self.busy[self.opps.index(home)] * self.trans_ms if home is not None else 0.0
-        out = []
-        for c, f in enumerate(self.opps):
-            tr = 0.0 if (steady or f == self.current) else self.trans_ms
-            work = float(rb[next_block, c] - rb[b + 1, c] + hm[e, c])
-            energy = self.busy[c] * (work + tr)
-            if home is not None and f != home:
-                energy += back
-            if self.period_ms:
-                gap = max(0.0, self.period_ms - elapsed_ms - tr - work)
-                stay = self.idle[c] * gap
-                drop = (self.busy[i_idle] + self.busy[c]) * self.trans_ms + self.idle[i_idle] * max(0.0, gap - self.trans_ms)
-                energy += min(stay, drop) if gap > self.trans_ms else stay
-            else:
-                energy -= self.idle[i_idle] * (work + tr)  # no period: the energy above idle
-            out.append((energy, tr + work + float(before[c]) + reserve, f))
-        out.sort()
-        return out
+        # The worst case past the forecast: finished at the planned point itself, or at f_max after a switch.
+        rest = rb[b + 1] + rh[e + 1]
+        return work, before + np.minimum(rest, rest[-1] + self.trans_ms) + ROUNDING_MS
 
-    def _apply(self, f: int) -> None:
-        if f == self.current and self._owns_clock:
-            return  # never touch sysfs for nothing
-        if self._set is not None and not (self.mode == "governor" and self.emulate_governor):
-            self.current = int(self._set(f))
-            self.writes += 1
-            self._owns_clock = True
+    def _energy_uj(self, c: int, busy_ms: float, busy_uj: float, elapsed_ms: float) -> float:
+        """E(f) at column ``c``, busy for ``busy_ms`` at ``busy_uj``: then the idle gap to the period's end,
+        parked where it pays, and the future from there (A(f)); without a period, the future from f."""
+        if not self.period_ms:
+            return busy_uj + self._future_uj[c]
+        gap_ms = max(self.period_ms - elapsed_ms - busy_ms, 0.0)
+        after = self._idle_mw[c] * gap_ms + self._future_uj[c]  # staying at f
+        if gap_ms > self.trans_ms:
+            after = min(after, self._parked_uj(gap_ms)[0] + self._back_uj[c])
+        return busy_uj + after
+
+    def _parked_uj(self, gap_ms: float) -> Tuple[float, int]:
+        """The least (energy, point) of moving for an idle gap of ``gap_ms``: the transition, idle at the
+        point k for the rest of the gap, and the future from k."""
+        k = self._park_k[bisect.bisect_right(self._park_x, gap_ms) - 1]
+        return self._move_uj[k] + self._idle_mw[k] * gap_ms, k
+
+    def _park_envelope(self, move_uj: np.ndarray) -> Tuple[List[float], List[int]]:
+        """The lower envelope of the lines move_uj[k] + idle_mw(k) * gap over gaps from the transition to
+        the period: (where each piece starts, its point k), so that _parked_uj is one bisection."""
+        lo, hi = self.trans_ms, max(self.period_ms or 0.0, self.trans_ms)
+        a, s = move_uj, self.idle
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = (a[None, :] - a[:, None]) / (s[:, None] - s[None, :])  # where lines i and j meet
+        edges = np.unique(np.concatenate(([lo, hi], cross[np.isfinite(cross) & (cross > lo) & (cross < hi)])))
+        mids = np.concatenate((edges[:1], (edges[:-1] + edges[1:]) / 2.0))
+        lines = np.argmin(a[None, :] + s[None, :] * mids[:, None], axis=1).tolist()
+        xs, ks = [float("-inf")], [lines[0]]
+        for x, k in zip(edges[:-1].tolist(), lines[1:]):
+            if k != ks[-1]:
+                xs.append(x)
+                ks.append(k)
+        return xs, ks
+
+    def _rank(self, next_block: int, e: int, elapsed_ms: float, steady: bool = False) -> List[Any]:
+        """Candidates (energy, time needed including the reserve, kHz), least energy first, for exit ``e``
+        as given: what choose() weighs at a re-plan, for inspection."""
+        _, needs, cols, busy_ms, busy_uj = self._plan(next_block, e, steady)
+        return sorted((self._energy_uj(c, busy_ms[i], busy_uj[i], elapsed_ms), needs[i], self.opps[c])
+                      for i, c in enumerate(cols))
+
+    # -- the future: H per starting point, from the outcomes seen ---------------------------------------
+    def _solve_future(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Policy iteration over where each inference starts and where it parks (see module doc). Returns
+        GAMMA * H (least 0), and per variant v (0: from f itself, 1: after a transition to f) and point f the
+        expected energy of a first plan at f with all that follows (inf where it does not meet the
+        deadline) and its time needed for the deadline test."""
+        n, cols = len(self.opps), np.arange(len(self.opps))
+        work0, hold0 = self._work_ms(0, self._plan_exit(0, int(self._typical)))
+        need = np.array([0.0, self.trans_ms])[:, None] + (work0 + hold0)[None, :]  # [v, f]
+        fits = need <= (self.deadline_ms if self.deadline_ms is not None else np.inf)
+        replay = self._replay = self._replay_outcomes()
+        prob = replay.prob[:, None, None]
+        variant = (cols[:, None] != cols[None, :]).astype(int)  # [j, f]: 1 where starting at j means moving to f
+        future, chosen, first = np.zeros(n), None, np.zeros((2, n))
+        for _ in range(50):  # converges in a handful of steps; the bound only guards against float ties
+            after, nxt = self._after_uj(replay, future)  # [outcome, v, f1]
+            first = (prob * (replay.busy_uj + after)).sum(axis=0)
+            own = (prob * (replay.busy_uj + after - future[nxt])).sum(axis=0)
+            q = np.where(fits[variant, cols], first[variant, cols], np.inf)  # [j, f]
+            stuck = ~np.isfinite(q).any(axis=1)  # no first plan fits from j: f_max runs, and misses
+            q[stuck, -1] = first[variant[stuck, -1], -1] + MISS_UJ
+            act = np.argmin(q, axis=1)
+            if chosen is not None and np.array_equal(act, chosen[0]) and np.array_equal(nxt, chosen[1]):
+                break
+            chosen = (act, nxt)
+            v = variant[cols, act]
+            moves = np.zeros((n, n))  # [j, k]: where the next inference starts
+            for o in range(len(replay.prob)):
+                np.add.at(moves, (cols, nxt[o, v, act]), replay.prob[o])
+            values = np.linalg.solve(np.eye(n) - GAMMA * moves, own[v, act] + np.where(stuck, MISS_UJ, 0.0))
+            future = GAMMA * (values - values.min())
+        return future, np.where(fits, first, np.inf), need
+
+    def _outcome_probs(self) -> List[Tuple[float, Outcome]]:
+        """The commonest outcomes seen, with their frequency; before any (no period: see _set_future), the
+        typical work as forecast, with no re-plan."""
+        common = self._outcomes.most_common(MAX_OUTCOMES)
+        if not common:
+            e = self._plan_exit(0, int(self._typical))
+            return [(1.0, tuple(("block", k) for k in range(self.exit_blocks[e] + 1)) + (("exit", e),))]
+        total = sum(k for _, k in common)
+        return [(k / total, o) for o, k in common]
+
+    def _replay_outcomes(self) -> _Replay:
+        """Every outcome seen, replayed from a first plan at each point f1, the re-plans deciding as
+        choose() does (with the H in force): its busy energy, when it ends and at which point."""
+        n = len(self.opps)
+        tr = np.array([0.0, self.trans_ms])
+        plans: Dict[Tuple[int, int, int], _Plan] = {}  # re-plans met, shared by the outcomes
+        probs, busy, end, at = [], [], [], []
+        for p, outcome in self._outcome_probs():
+            col = np.tile(np.arange(n), (2, 1))  # [v, f1]
+            t_ms = np.repeat(tr[:, None], n, axis=1)
+            uj = self.busy[col] * t_ms
+            for event in outcome:
+                if event[0] == "plan":
+                    e = self._plan_exit(event[1], event[2])
+                    new = np.array([[self._col[self._decide(self._plan_from(plans, event[1], e, int(c)), float(t))]
+                                     for c, t in zip(col[v], t_ms[v])] for v in range(2)])
+                    moved = (new != col) * self.trans_ms
+                    t_ms, uj, col = t_ms + moved, uj + self.busy[new] * moved, new
+                else:
+                    ms = (self.block_ms if event[0] == "block" else self.head_ms)[event[1]][col]
+                    t_ms, uj = t_ms + ms, uj + self.busy[col] * ms
+            if self.deadline_ms is not None:
+                uj = uj + MISS_UJ * (t_ms > self.deadline_ms + ROUNDING_MS)
+            probs.append(p)
+            busy.append(uj)
+            end.append(t_ms)
+            at.append(col)
+        return _Replay(np.asarray(probs), np.asarray(busy), np.asarray(end), np.asarray(at))
+
+    def _plan_from(self, plans: Dict[Tuple[int, int, int], _Plan], next_block: int, e: int, c: int) -> _Plan:
+        key = (next_block, e, c)
+        if key not in plans:
+            plans[key] = self._plan(next_block, e, from_khz=self.opps[c])
+        return plans[key]
+
+    def _after_uj(self, replay: _Replay, future: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Per replayed inference, the least energy of what follows it, staying or parked for the idle gap,
+        with the future from there (``future`` = GAMMA * H), and the point the next inference starts at."""
+        at = replay.end_col
+        if not self.period_ms:  # back to back: the next inference starts where this one ended
+            return future[at], at
+        gap = np.maximum(self.period_ms - replay.end_ms, 0.0)
+        stay = self.idle[at] * gap + future[at]
+        line = (self.busy - self.idle) * self.trans_ms + future  # parking at k: + idle_mw(k) * gap
+        xs, ks = self._park_envelope(line)
+        k = np.asarray(ks)[np.searchsorted(xs, gap, side="right") - 1]  # the best k for each gap
+        moved = np.where(gap > self.trans_ms, line[k] + self.idle[k] * gap, np.inf)
+        return np.minimum(stay, moved), np.where(stay <= moved, at, k)
+
+    def _start_khz(self) -> int:
+        """The point H is least at: where inferences are best begun."""
+        return self.opps[int(np.argmin(self._future_uj))]
+
+    def _park_khz(self, gap_ms: float) -> int:
+        """Where to spend an idle gap of ``gap_ms`` before the next inference (see module doc): the point
+        whose transition, idle power and future cost least, staying included."""
+        if gap_ms <= self.trans_ms:
+            return self.requested_khz  # no time for a transition
+        move_uj, k = self._parked_uj(gap_ms)
+        c = self._col.get(self.current)
+        if c is not None and self._idle_mw[c] * gap_ms + self._future_uj[c] <= move_uj + self._back_uj[c]:
+            return self.requested_khz
+        return self.opps[k]
+
+    # -- learning how inferences go ---------------------------------------------------------------------
+    def _learn(self, outcome: Outcome) -> None:
+        """Count how this inference went; now and then (LEARN_AFTER) solve H again with the counts."""
+        self._outcomes[outcome] += 1
+        self._seen += 1
+        seen = self._seen
+        if seen not in LEARN_AFTER and seen % LEARN_EVERY:
+            return
+        solved = self._solve_future()
+        old, new = int(np.argmin(self._future_uj)), int(np.argmin(solved[0]))
+        if new == old or self._saves_for_sure(old, new, seen):
+            self._set_future(solved)
+
+    def _saves_for_sure(self, old: int, new: int, seen: int) -> bool:
+        """Whether beginning inferences at point ``new`` rather than ``old`` (each time, coming back there after
+        a re-plan) saves energy beyond doubt: the mean saving over the outcomes seen, less its 97.5%
+        confidence margin (Student's t), pays for the move spread over the discount horizon. A start point
+        chosen on a few samples may flip on the next few, and every flip costs a transition."""
+        replay = self._replay
+        assert replay is not None
+        saved = self._home_uj(replay, old) - self._home_uj(replay, new)  # [outcome]
+        mean = float(replay.prob @ saved)
+        spread = float(replay.prob @ (saved - mean) ** 2) / max(seen - 1, 1)
+        switch_uj = (1.0 - GAMMA) * self.busy[new] * self.trans_ms  # the move, spread over the horizon
+        return mean - _t_975(seen - 1) * spread ** 0.5 > switch_uj
+
+    def _home_uj(self, replay: _Replay, c: int) -> np.ndarray:
+        """Per outcome, the energy of an inference begun at point ``c`` (from c) that goes back there after."""
+        at, busy_uj = replay.end_col[:, 0, c], replay.busy_uj[:, 0, c]
+        back_uj = np.where(at != c, self.busy[c] * self.trans_ms, 0.0)
+        if not self.period_ms:
+            return busy_uj + back_uj
+        gap = np.maximum(self.period_ms - replay.end_ms[:, 0, c], 0.0)
+        return busy_uj + back_uj + self.idle[c] * (gap - np.where(at != c, self.trans_ms, 0.0))
+
+    # -- writing ----------------------------------------------------------------------------------------
+    def _apply(self, f: int) -> bool:
+        """Request ``f`` unless it is the point last requested; False when the kernel did not honour it (the
+        reachable points were rebuilt: plan again)."""
+        if f == self.requested_khz and self._owns_clock:
+            return True  # never touch sysfs for nothing, nor again for a point already asked for
+        if self._set is None or (self.mode == "governor" and self.emulate_governor):
+            self.requested_khz = self.current = int(f)
+            return True
+        seen = len(self._not_honoured()) if self._not_honoured is not None else 0
+        ran = int(self._set(f))
+        self.writes += 1
+        self._owns_clock = True
+        self.requested_khz, self.current = int(f), ran
+        return self._honoured(int(f), ran, seen)
+
+    def _honoured(self, f: int, ran: int, seen: int) -> bool:
+        """Check a write's answer; a cap (or floor) it reveals narrows the reachable points."""
+        if self._not_honoured is None:
+            ran_khz = [ran]
         else:
-            self.current = int(f)
+            ran_khz = [e.effective for e in self._not_honoured()[seen:] if getattr(e, "unit", "khz") == "khz"]
+            if not ran_khz and snap_to_table(self.table_khz, ran) != f:
+                # No write reached the kernel (the thermal guard held a raise back): not asked, so asked again
+                self.requested_khz = ran
+                return True
+        ran_khz = [snap_to_table(self.table_khz, k) for k in ran_khz]
+        if all(k == f for k in ran_khz):
+            return True
+        if min(ran_khz) < f:
+            self._cap_khz = min(self._cap_khz, min(ran_khz))
+        if max(ran_khz) > f:
+            self._floor_khz = max(self._floor_khz, max(ran_khz))
+        self._reach()
+        return False
+
+    def _pin(self, pick: Callable[[], int]) -> None:
+        """Pin ``pick()`` before the run, and again if the kernel showed it cannot run that."""
+        if not self._apply(pick()):
+            self._apply(pick())
 
     # -- hooks ----------------------------------------------------------------------------------------
     def begin(self, state: SampleState) -> None:
         self._t0 = time.perf_counter()
         self._plan_ns = 0
         self._planned_for = -2
+        self._ran = []
         if self.mode == "governor" and self.emulate_governor:
             self._apply(self._governor_khz())
 
     def before_segment(self, spec: SegmentSpec, state: SampleState) -> None:
         # Plan before block 0, before the first block after every new forecast, and before a block past the
-        # planned one (a policy that runs on without a new forecast: its reserve was counted at the maximum
-        # clock, so the plan must be made again); heads never trigger it.
-        if self.mode != "planned" or spec.kind != "block" or \
-                (state.planned_exit == self._planned_for and spec.index <= self._plan_block):
-            return
-        t = time.perf_counter_ns()
-        self._planned_for = state.planned_exit
-        self._apply(self.choose(spec.index, state.planned_exit, self._now_ms()))
-        self._plan_ns += time.perf_counter_ns() - t
+        # planned one (a policy that runs on without a new forecast: its reserve may have counted on the
+        # maximum clock, so the plan must be made again); heads never trigger it.
+        if self.mode == "planned" and spec.kind == "block" and \
+                (state.planned_exit != self._planned_for or spec.index > self._plan_block):
+            t = time.perf_counter_ns()
+            if self._planned_for != -2:
+                self._ran.append(("plan", spec.index, state.planned_exit))
+            self._planned_for = state.planned_exit
+            if not self._apply(self.choose(spec.index, state.planned_exit, self._now_ms())):
+                self._apply(self.choose(spec.index, state.planned_exit, self._now_ms()))  # over the points left
+            self._plan_ns += time.perf_counter_ns() - t
+        if self._typical is not None:
+            self._ran.append((spec.kind, spec.index))
 
     def end(self, result: InferenceResult, state: SampleState) -> None:
         t = time.perf_counter_ns()
         busy_ms = self._now_ms()
         # The load the governor sees: busy over the period, or all of it when inferences run back to back.
         self._util = min(1.0, busy_ms / self.period_ms) if self.period_ms else 1.0
-        if self.period_ms and self.mode == "planned" and self.current != self.idle_khz and \
-                self._drop_pays(self.period_ms - busy_ms):
-            self._apply(self.idle_khz)
+        if self._typical is not None:
+            self._learn(tuple(self._ran))
+        if self.period_ms and self.mode == "planned":
+            self._apply(self._park_khz(self.period_ms - busy_ms))
         self.plan_ns.append(self._plan_ns + (time.perf_counter_ns() - t))
 
-    def _break_even_ms(self, f: int) -> float:
-        """Dropping from ``f`` to the idle point costs a transition now and one back up at the next
-        inference (both at busy power); it pays once the idle power saved over the gap exceeds that."""
-        c, i = self.opps.index(f), self.opps.index(self.idle_khz)
-        saved_mw = self.idle[c] - self.idle[i]
-        if saved_mw <= 0:
-            return float("inf")
-        return max(self.trans_ms, self.trans_ms * (self.busy[i] + self.busy[c] - self.idle[i]) / saved_mw)
-
-    def _drop_pays(self, idle_ms: float) -> bool:
-        return idle_ms > self._drop_after_ms.get(self.current, float("inf"))
-
     def _governor_khz(self) -> int:
-        # Only these two are modelled (LOAD_DRIVEN); every board's default governor is one of them.
+        """The point the emulated governor picks from the last period's load, within the reachable points
+        (the kernel clamps to the policy's limits). Only LOAD_DRIVEN are modelled; every board's default
+        governor is one of them."""
         if self.governor == "ondemand":
-            target = self.f_max if self._util > 0.8 else self.f_max * self._util / 0.8
-        else:  # schedutil: next_freq = 1.25 * max_freq * util
-            target = 1.25 * self.f_max * self._util
-        for f in self.opps:
-            if f >= target:
-                return f
-        return self.f_max
+            if self._util > ONDEMAND_UP_THRESHOLD:
+                return self.f_max
+            lo, hi = self.cpuinfo_khz
+            target = lo + self._util * (hi - lo)
+            return min(self.opps, key=lambda f: (abs(f - target), f))  # CPUFREQ_RELATION_C: the closest
+        # schedutil: util measured at the clock that ran, so next = 1.25 * cur * util; RELATION_L
+        target = SCHEDUTIL_HEADROOM * self.current * self._util
+        return next((f for f in self.opps if f >= target), self.f_max)
+
+
+def _t_975(dof: int) -> float:
+    """Student's t at 97.5% (one-sided) for ``dof`` degrees of freedom (2.0 from 60 on)."""
+    table = ((1, 12.71), (2, 4.30), (3, 3.18), (4, 2.78), (6, 2.45), (8, 2.31), (12, 2.18), (16, 2.12), (30, 2.04))
+    return next((t for d, t in table if dof <= d), 2.0)
 
 
 def overhead_summary(plan_ns: List[int], records: List[Dict[str, Any]]) -> Dict[str, float]:

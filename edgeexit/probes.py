@@ -16,6 +16,7 @@ from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource
+from edgeexit.errors import EdgeExitError
 from edgeexit.policies.base import SampleState
 from edgeexit.runner import BoardProbe
 from edgeexit.runtime import InferenceResult
@@ -316,10 +317,24 @@ def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: C
 
     ctl = brun.session.controller
     elapsed = brun.probe.elapsed_ms if isinstance(brun.probe, SimulatedBoardProbe) else None
+    table = ctl.cpu_opps_khz()
     planner = DvfsPlanner(
         mode, cost, runtime, policy, ctl.set_cpu_khz, start_khz=ctl.cpu_khz(), deadline_ms=deadline_ms,
         period_ms=period_ms, elapsed_ms=elapsed, governor=governor or brun.session.profile.cpu.default_governor,
-        emulate_governor=brun.simulated,
+        emulate_governor=brun.simulated, cap_khz=cpu_cap_khz(ctl), not_honoured=lambda: ctl.honour_events,
+        cpuinfo_khz=(table[0], table[-1]),
     )
     brun.planner = planner
+    if isinstance(brun.probe, SimulatedBoardProbe):
+        brun.probe.settle()  # the planner's pin made before the run is no transition of inference 0
     return planner
+
+
+def cpu_cap_khz(ctl: Any) -> Optional[int]:
+    """The highest clock every online CPU policy may run now: the lowest effective ``scaling_max_freq``
+    (an nvpmodel mode, a thermal cap or another tool lowers it), read before the planner writes anything.
+    None where a policy's limits cannot be read (the planner then learns a cap from its writes' read-back)."""
+    try:
+        return min(d.limits()[1] for d in ctl.online_cpus())
+    except (OSError, EdgeExitError, ValueError):
+        return None

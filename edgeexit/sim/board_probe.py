@@ -2,8 +2,9 @@
 
 :class:`SimulatedBoardProbe` is a runtime hook: for every segment that runs it charges the modelled
 latency and energy at the CPU frequency in force (read from the controller), charges the transition
-latency whenever the frequency changed, and at the end of each inference the idle time until the
-period ends. It also publishes the modelled rail powers into the simulated sensors
+latency whenever the frequency changed since the run began (a pin made before it, such as a planner's
+initial one, is the clock it starts at: :meth:`SimulatedBoardProbe.settle`), and at the end of each
+inference the idle time until the period ends. It also publishes the modelled rail powers into the simulated sensors
 (:mod:`edgeexit.sim.sensors`), so a real meter reads the simulated board exactly as it reads a real
 one. Every number it produces is labelled ``simulated``.
 """
@@ -52,6 +53,11 @@ class SimulatedBoardProbe(BoardProbe):
     def elapsed_ms(self) -> float:
         """Modelled time since the current inference began."""
         return self._t_s * 1e3
+
+    def settle(self) -> None:
+        """Take the clock in force now as the one the run starts at: a pin made before the first inference
+        (a planner's initial one) happened before the run, so no inference is charged its transition."""
+        self._f = self.cpu_khz()
 
     def _sync_freq(self) -> None:
         f = self.cpu_khz()

@@ -1,0 +1,244 @@
+"""The DVFS planner against the planner audit's findings: the kernel's cap, no period, where to park between
+inferences, the governor emulation's formulas, the plan cache, and the initial pin's transition."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from edgeexit.bundle import load_bundle
+from edgeexit.dvfs import open_board
+from edgeexit.execute import execute
+from edgeexit.policies import make_policy
+from edgeexit.runtime import Runtime
+from tests.sim.helpers import BOARDS
+
+N = 200
+
+
+@pytest.fixture(scope="module")
+def bundle_rt():
+    b = load_bundle()
+    with Runtime(b) as rt:
+        yield b, rt
+
+
+def _run(b, rt, mode, deadline_ms, period_ms, board, policy="predictive", n=N, setup=None, on_progress=None):
+    with open_board(board, simulate=True) as session:
+        if setup is not None:
+            setup(session)
+        ex = execute(b, rt, make_policy(policy, b), b.split("evaluation").take(n), session=session, dvfs=mode,
+                     deadline_ms=deadline_ms, period_ms=period_ms, warn=lambda m: None, on_progress=on_progress)
+    return ex
+
+
+def _cap_max(session, cap_khz):
+    """What nvpmodel, a thermal cap or another tool does: scaling_max_freq lowered on every online policy."""
+    for pol in session.controller.online_cpus():
+        session.sim.write(pol.relpath + "/scaling_max_freq", str(cap_khz).encode())
+
+
+ORIN_15W_CAP_KHZ = 1497600  # the Orin Nano's nvpmodel 15W mode: cpu_max_khz
+
+
+# -- 1. the kernel's current cap ---------------------------------------------------------------------------
+def test_the_planner_plans_under_a_cap_it_finds(bundle_rt):
+    """Audit defect: the Orin Nano in its 15W mode caps the CPU at 1497.6 MHz; the planner planned over the
+    firmware table up to 1728 MHz, stored the capped read-back, and so wrote the same 1728 MHz request again
+    on every plan (534 sysfs writes in 200 inferences, 532 not honoured). It now plans over what it can reach,
+    with the deadline reserve at that top, and pins once."""
+    b, rt = bundle_rt
+    ex = _run(b, rt, "planned", 0.6, 5.0, "jetson-orin-nano", setup=lambda s: _cap_max(s, ORIN_15W_CAP_KHZ))
+    s = ex.summary
+    assert ex.planner.f_max == ORIN_15W_CAP_KHZ
+    assert s["not_honoured_writes"] == []
+    assert s["sysfs_writes"] <= 8, s["sysfs_writes"]  # a pin or two: governor + setspeed on each of 2 policies
+    assert max(f for r in ex.records for f in r["cpu_khz_trace"]) <= ORIN_15W_CAP_KHZ
+    race = _run(b, rt, "race", 0.6, 5.0, "jetson-orin-nano", setup=lambda s: _cap_max(s, ORIN_15W_CAP_KHZ)).summary
+    assert s["deadline_miss_rate"] <= race["deadline_miss_rate"] + 1.0 / N  # the first plan's transition at most
+
+
+@pytest.mark.parametrize("mode", ["race", "worst-case"])
+def test_pinned_modes_pin_what_the_cap_allows(bundle_rt, mode):
+    b, rt = bundle_rt
+    ex = _run(b, rt, mode, 2.0, 5.0, "jetson-orin-nano", n=20, setup=lambda s: _cap_max(s, ORIN_15W_CAP_KHZ))
+    assert ex.summary["not_honoured_writes"] == []
+    assert {r["cpu_khz"] for r in ex.records} == {ex.planner.requested_khz} and ex.planner.f_max == ORIN_15W_CAP_KHZ
+
+
+def test_a_cap_the_kernel_does_not_show_is_learnt_from_the_first_write(bundle_rt):
+    """A firmware cap that scaling_max_freq does not show: the first write above it is not honoured, and
+    the planner drops the points above the clock that ran, rather than asking again on every plan."""
+    b, rt = bundle_rt
+    cap = 1344000
+
+    def firmware_cap(session):
+        for pol in session.controller.online_cpus():
+            session.sim.set_firmware_clock(pol.name, cap_khz=cap)
+
+    ex = _run(b, rt, "planned", 0.8, 5.0, "jetson-orin-nano", setup=firmware_cap)  # uncapped, it runs 1497.6 MHz
+    events = ex.summary["not_honoured_writes"]
+    assert 1 <= len(events) <= 2, events  # the first write above the cap, on each of the 2 policies
+    assert ex.planner.f_max == cap and ex.summary["sysfs_writes"] <= 12
+
+
+def test_a_cap_set_during_the_run_is_planned_under_from_its_first_refusal(bundle_rt):
+    """A cap that appears mid-run (thermal cooling) shows in the first write it refuses; from then on the
+    planner plans under it and does not ask again for what was refused. On the TX2 at 2 ms, a misforecast
+    sample's re-plan asks for 1881.6 MHz; after a cap at 1574.4 MHz every such re-plan wrote it again."""
+    b, rt = bundle_rt
+    cap, box = 1574400, {"done": 0}
+
+    def progress(k):
+        box["done"] += k
+        if box["done"] == 50:
+            _cap_max(box["session"], cap)
+
+    ex = _run(b, rt, "planned", 2.0, 10.0, "jetson-tx2", setup=lambda s: box.update(session=s), on_progress=progress)
+    events = ex.summary["not_honoured_writes"]
+    assert len(events) == 1, events  # one policy online; asked once
+    assert ex.planner.f_max == cap
+
+
+# -- 2. no period --------------------------------------------------------------------------------------------
+def test_without_a_period_the_inference_s_own_energy_is_minimised(bundle_rt):
+    """Audit defect: with a deadline and no period the planner minimised the energy above idle, as if the
+    board idled after each inference, but inferences run back to back: on the Pi 4 at 8 ms it ran 600 MHz at
+    1.693 mJ per inference where 1.5 GHz took 1.410 mJ, with no miss either way."""
+    b, rt = bundle_rt
+    planned = _run(b, rt, "planned", 8.0, None, "raspberry-pi-4", n=300).summary
+    assert planned["deadline_miss_rate"] == 0.0
+    pinned = {}
+    for f in (600000, 1000000, 1500000, 1800000):
+        with open_board("raspberry-pi-4", simulate=True) as session:
+            session.controller.set_cpu_khz(f)
+            s = execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(300), session=session,
+                        dvfs="none", deadline_ms=8.0).summary
+        if s["deadline_miss_rate"] == 0.0:
+            pinned[f] = s["mean_energy_mj"]
+    assert planned["mean_energy_mj"] <= min(pinned.values()) * 1.005, (planned["mean_energy_mj"], pinned)
+
+
+# -- 3. where to park between inferences ----------------------------------------------------------------------
+def test_the_planner_parks_where_the_next_inference_can_start(bundle_rt):
+    """Audit defect: on the TX2 at a 2 ms deadline and 10 ms period, end() only stayed or dropped to the idle
+    point; from there only 2035.2 MHz could still meet the deadline (the transition no longer fit), and there
+    it stayed: 108 of 200 inferences ran entirely at the maximum, 23.145 mJ per period against 22.758 for
+    worst-case. It now parks, during the idle gap, where the next inference is best begun."""
+    b, rt = bundle_rt
+    planned = _run(b, rt, "planned", 2.0, 10.0, "jetson-tx2")
+    worst = _run(b, rt, "worst-case", 2.0, 10.0, "jetson-tx2").summary
+    assert planned.summary["deadline_miss_rate"] == worst["deadline_miss_rate"] == 0.0
+    assert planned.summary["mean_energy_period_mj"] <= worst["mean_energy_period_mj"]
+    at_max = sum(set(r["cpu_khz_trace"]) == {planned.planner.f_max} for r in planned.records)
+    assert at_max <= N // 20, at_max
+
+
+def _worst_case_at_the_top_ms(b, rt, board):
+    p = _run(b, rt, "race", 100.0, 100.0, board, n=1).planner
+    return p.worst_case_ms(len(p.opps) - 1)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("slack,period_x", [(1.2, 5.0), (3.0, 2.0)], ids=["tight", "loose"])
+def test_planned_is_no_worse_than_worst_case_per_period(bundle_rt, board, slack, period_x):
+    """predictive@planned against predictive@worst-case (pinned at the lowest point where every block and
+    head meets the deadline), per period: a deadline 1.2 (tight) or 3 (loose) times the worst case at the
+    maximum clock, and a period 5 or 2 times the deadline."""
+    b, rt = bundle_rt
+    deadline = round(slack * _worst_case_at_the_top_ms(b, rt, board), 3)
+    period = round(period_x * deadline, 3)
+    planned = _run(b, rt, "planned", deadline, period, board).summary
+    worst = _run(b, rt, "worst-case", deadline, period, board).summary
+    assert planned["deadline_miss_rate"] <= worst["deadline_miss_rate"]
+    assert planned["mean_energy_period_mj"] <= worst["mean_energy_period_mj"] * (1 + 1e-9), (planned, worst)
+
+
+# -- 4. the governor emulation --------------------------------------------------------------------------------
+def _governor_planner(b, rt, board):
+    return _run(b, rt, "governor", None, 10.0, board, policy="threshold", n=1).planner
+
+
+def test_emulated_schedutil_is_the_kernel_s_get_next_freq(bundle_rt):
+    """schedutil's next frequency is 1.25 * cur * util with util the busy fraction at the current clock (the
+    emulation took 1.25 * f_max * util), rounded up to a table entry."""
+    b, rt = bundle_rt
+    p = _governor_planner(b, rt, "jetson-nano")
+    assert p.governor == "schedutil"
+    p.current, p._util = 403200, 0.5  # 1.25 * 403.2 MHz * 0.5 = 252 MHz
+    assert p._governor_khz() == min(f for f in p.opps if f >= 252000)
+    p.current, p._util = 921600, 1.0  # 1152 MHz
+    assert p._governor_khz() == min(f for f in p.opps if f >= 1152000)
+    p.current, p._util = 102000, 0.0
+    assert p._governor_khz() == p.opps[0]
+
+
+def test_emulated_ondemand_is_the_kernel_s_od_update(bundle_rt):
+    """ondemand: above 80% load the maximum, else min + load * (max - min), the closest table entry
+    (CPUFREQ_RELATION_C); the emulation took f_max * util / 0.8, rounded up."""
+    b, rt = bundle_rt
+    p = _governor_planner(b, rt, "raspberry-pi-4")
+    assert p.governor == "ondemand"
+    lo, hi = p.opps[0], p.opps[-1]
+    for util in (0.1, 0.3, 0.5, 0.79):
+        p._util = util
+        target = lo + util * (hi - lo)
+        assert p._governor_khz() == min(p.opps, key=lambda f: (abs(f - target), f)), util
+    p._util = 0.81
+    assert p._governor_khz() == hi
+
+
+# -- 5. the plan cache -----------------------------------------------------------------------------------------
+def _cache(planner):
+    """The planner's plan cache (``_ranked`` before the audit fix, keyed by elapsed time too)."""
+    return planner._plans if hasattr(planner, "_plans") else planner._ranked
+
+
+def test_the_plan_cache_is_bounded_and_holds_no_elapsed_time(bundle_rt):
+    """Audit defect: plans were cached per elapsed time (10 us grid) and never evicted: a real board, whose
+    elapsed time comes from the host clock, missed the cache on most mid-inference plans (181 entries per 1000
+    inferences against 35 simulated) and grew it without bound."""
+    b, rt = bundle_rt
+    p = _run(b, rt, "planned", 4.0, 10.0, "jetson-nano", n=20).planner
+    rng = random.Random(0)
+    before = len(_cache(p))
+    for _ in range(5000):
+        p.choose(rng.randrange(p.n_blocks), rng.randrange(len(p.exit_blocks)), rng.uniform(0.0, 3.0))
+    assert len(_cache(p)) <= 400
+    # elapsed time alone makes no new entry
+    for _ in range(1000):
+        p.choose(0, 3, rng.uniform(0.0, 3.0))
+    grown = len(_cache(p))
+    for _ in range(1000):
+        p.choose(0, 3, rng.uniform(0.0, 3.0))
+    assert len(_cache(p)) == grown and before >= 1
+
+
+def test_a_host_clock_plans_from_the_cache_as_a_modelled_one_does(bundle_rt, monkeypatch):
+    """A real board's elapsed time comes from the host clock: it must make no more plans than the model's."""
+    import edgeexit.execute as execute_mod
+
+    b, rt = bundle_rt
+    attach, sizes = execute_mod.attach_planner, {}
+    for host in (False, True):
+        def host_clock(*args, **kwargs):
+            planner = attach(*args, **kwargs)
+            if host:
+                planner._elapsed = None  # elapsed time from perf_counter, as on a real board
+            return planner
+
+        monkeypatch.setattr(execute_mod, "attach_planner", host_clock)
+        sizes[host] = len(_cache(_run(b, rt, "planned", 4.0, 10.0, "jetson-nano", n=300).planner))
+    assert sizes[True] <= sizes[False] + 2, sizes
+
+
+# -- 6. the initial pin ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["race", "worst-case"])
+def test_the_pin_before_the_run_is_no_transition_of_inference_0(bundle_rt, mode):
+    """Audit defect: race and worst-case pin in the planner's constructor, before the run; the simulated
+    probe charged that clock change to inference 0 (a transition a real board makes before the run, and that
+    worst_case_khz does not budget)."""
+    b, rt = bundle_rt
+    ex = _run(b, rt, mode, 4.0, 10.0, "jetson-nano", policy="threshold", n=3)
+    assert [r["freq_transitions"] for r in ex.records] == [0, 0, 0]
+    assert ex.records[0]["cpu_khz"] == ex.planner.requested_khz
