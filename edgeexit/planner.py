@@ -8,7 +8,9 @@ so f_max below is the reachable top. A policy's min floor limits nothing: a pin 
 (saved and restored with the session). When a write is not honoured (the controller's read-back of some
 policy is another point than the request: a cap set during the run, or a firmware cap that
 ``scaling_max_freq`` does not show), the points beyond the clock that ran are dropped and the plan is
-made again over those left. Decisions are in requested points: the planner writes only when the point
+made again over those left (the future, H below, is solved again at the inference's end, off its critical
+path); a cap so learnt stays for the run. For a policy edgeexit has pinned through its min/max, the cap
+is the max it found there before its first write, not its own pin. Decisions are in requested points: the planner writes only when the point
 it wants differs from the one it last requested (and was answered), never because the read-back does.
 
 The plan. Before block 0, whenever the policy's forecast (``planned_exit``) changes, and before a block
@@ -68,6 +70,12 @@ until the bound passes the best (usually one). The cache key holds no elapsed ti
 whose elapsed time comes from the host clock, hits it as a simulated one does. A solve of H takes a
 few milliseconds, in ``end`` (idle time with a period), a dozen times in a run of a thousand.
 
+The meter's reads. On a real board a meter reads at both edges of an inference, outside its latency
+but inside its period (about 6.6 ms per period for an INA3221 over I2C). The probe reports what its
+recent reads took (``read_reserve_ms``, a quantile), and the planner keeps that, rounded up to
+RESERVE_STEP_MS, out of every period: the idle gap is shorter by it, and the deadline is at most what the
+reads leave of the period. A simulated board's reads take no modelled time.
+
 Modes (``--dvfs``): ``planned`` (the above), ``race`` (race-to-idle: pinned at the reachable maximum,
 also while idle), ``worst-case`` (pinned once at the lowest reachable point where the worst-case path
 meets the deadline), ``governor`` (the board's default governor: left alone on a real board; on a
@@ -81,6 +89,7 @@ charged no transition for them (the simulated probe takes the clock then in forc
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections import Counter, OrderedDict
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -103,6 +112,7 @@ LEARN_AFTER = (8, 16, 32, 64, 128, 256, 512)  # inferences after which H is solv
 LEARN_EVERY = 1024  # ... and then every this many
 MAX_OUTCOMES = 32  # the commonest outcomes H is solved with (a few ms each solve)
 ROUNDING_MS = 1e-9  # the deadline test's sums are differences of suffix sums: a picosecond covers their rounding
+RESERVE_STEP_MS = 0.25  # the meter-read reserve moves in steps of this
 SCHEDUTIL_HEADROOM = 1.25  # get_next_freq: freq + freq / 4
 ONDEMAND_UP_THRESHOLD = 0.80  # od_update: up_threshold 80 (percent load)
 
@@ -158,6 +168,7 @@ class DvfsPlanner(RuntimeHooks):
         cap_khz: Optional[int] = None,
         not_honoured: Optional[Callable[[], Sequence[Any]]] = None,
         cpuinfo_khz: Optional[Tuple[int, int]] = None,
+        read_reserve_ms: Optional[Callable[[], float]] = None,
     ) -> None:
         if mode not in MODES:
             raise EdgeExitError("unknown --dvfs mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
@@ -174,6 +185,10 @@ class DvfsPlanner(RuntimeHooks):
         self._not_honoured = not_honoured
         self.deadline_ms = deadline_ms if deadline_ms is not None else period_ms
         self.period_ms = period_ms
+        self._given = (deadline_ms, period_ms)
+        self._read_reserve = read_reserve_ms if period_ms else None
+        self.reserve_ms = 0.0  # kept out of every period for the meter's reads (set_reserve_ms)
+        self._resolve = False  # the future is to be solved again in end(), off the inference's critical path
         self.governor = governor
         self.emulate_governor = emulate_governor
         self._elapsed = elapsed_ms
@@ -210,8 +225,9 @@ class DvfsPlanner(RuntimeHooks):
             self._pin(self._start_khz)  # where inferences are best begun
 
     # -- the reachable operating points and what depends on them ------------------------------------------
-    def _reach(self) -> None:
-        """Plan over the points within the known floor and cap, and rebuild everything that depends on them."""
+    def _reach(self, solve: bool = True) -> None:
+        """Plan over the points within the known floor and cap, and rebuild everything that depends on them
+        (``solve`` False, in the middle of an inference: the future's solve, a few ms, waits for end())."""
         opps = [f for f in self.table_khz if self._floor_khz <= f <= self._cap_khz]
         if not opps:  # a cap below every point (or a floor above): the nearest end is all that can run
             opps = [self.table_khz[0]] if self._cap_khz < self.table_khz[0] else [self.table_khz[-1]]
@@ -221,7 +237,24 @@ class DvfsPlanner(RuntimeHooks):
         self._col = {f: c for c, f in enumerate(opps)}
         self._tables(self._runtime)
         self._set_parking(np.zeros(len(opps)), np.zeros(len(opps)))  # consistent before the future is solved
-        self._set_future()
+        self._first_uj = None
+        self._resolve = not solve
+        if solve:
+            self._set_future()
+
+    def set_reserve_ms(self, reserve_ms: float) -> None:
+        """Keep ``reserve_ms`` of every period for work outside the inference (a real meter's edge reads, ~6
+        ms per period on an INA3221 over I2C): the idle gap shrinks by it, and so does the deadline where
+        the period set it or it would not leave the reserve."""
+        deadline_ms, period_ms = self._given
+        if not period_ms or reserve_ms == self.reserve_ms:
+            return
+        self.reserve_ms = reserve_ms
+        self.period_ms = max(period_ms - reserve_ms, ROUNDING_MS)
+        self.deadline_ms = min(deadline_ms if deadline_ms is not None else period_ms, self.period_ms)
+        self._reach()
+        if self.mode == "worst-case":
+            self._pin(self.worst_case_khz)
 
     def _set_future(self, solved: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None) -> None:
         """H (see module doc) discounted once more for being one inference ahead, the first plan's expected
@@ -603,7 +636,7 @@ class DvfsPlanner(RuntimeHooks):
             self._cap_khz = min(self._cap_khz, min(ran_khz))
         if max(ran_khz) > f:
             self._floor_khz = max(self._floor_khz, max(ran_khz))
-        self._reach()
+        self._reach(solve=False)  # mid-inference: plan over the points left now, solve the future after it
         return False
 
     def _pin(self, pick: Callable[[], int]) -> None:
@@ -640,7 +673,15 @@ class DvfsPlanner(RuntimeHooks):
         t = time.perf_counter_ns()
         busy_ms = self._now_ms()
         # The load the governor sees: busy over the period, or all of it when inferences run back to back.
-        self._util = min(1.0, busy_ms / self.period_ms) if self.period_ms else 1.0
+        self._util = min(1.0, busy_ms / self._given[1]) if self._given[1] else 1.0
+        if self._read_reserve is not None:
+            # Grows at once; shrinks only by more than a step, so read jitter does not re-plan every period.
+            r = math.ceil(self._read_reserve() / RESERVE_STEP_MS) * RESERVE_STEP_MS
+            if r > self.reserve_ms or r < self.reserve_ms - RESERVE_STEP_MS:
+                self.set_reserve_ms(r)
+        if self._resolve:
+            self._set_future()
+            self._resolve = False
         if self._typical is not None:
             self._learn(tuple(self._ran))
         if self.period_ms and self.mode == "planned":
@@ -663,9 +704,11 @@ class DvfsPlanner(RuntimeHooks):
 
 
 def _t_975(dof: int) -> float:
-    """Student's t at 97.5% (one-sided) for ``dof`` degrees of freedom (2.0 from 60 on)."""
-    table = ((1, 12.71), (2, 4.30), (3, 3.18), (4, 2.78), (6, 2.45), (8, 2.31), (12, 2.18), (16, 2.12), (30, 2.04))
-    return next((t for d, t in table if dof <= d), 2.0)
+    """Student's t at 97.5% (one-sided) for ``dof`` degrees of freedom: the tabulated value at the largest
+    tabulated dof not above it, so never smaller than the true value (a conservative margin)."""
+    table = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365), (8, 2.306),
+             (9, 2.262), (10, 2.228), (12, 2.179), (15, 2.131), (20, 2.086), (30, 2.042), (60, 2.000), (120, 1.980))
+    return next((t for d, t in reversed(table) if dof >= d), table[0][1])
 
 
 def overhead_summary(plan_ns: List[int], records: List[Dict[str, Any]]) -> Dict[str, float]:

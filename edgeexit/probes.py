@@ -9,14 +9,14 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource
-from edgeexit.errors import EdgeExitError
 from edgeexit.policies.base import SampleState
 from edgeexit.runner import BoardProbe
 from edgeexit.runtime import InferenceResult
@@ -43,6 +43,8 @@ def board_meter(target: Any, kind: str = "auto", history_s: Optional[float] = No
     return meter_for_board(target.board.power, target.root, kind=kind, runner=target.vcgencmd(), history_s=history_s)
 
 
+READ_HISTORY = 32  # periods whose edge-read time the planner's reserve looks at
+READ_QUANTILE = 0.9  # ... and the quantile of them it keeps
 LATE_S = 0.001  # asking for a start later than planned by more than this is an overrun, not timer slack
 
 
@@ -101,11 +103,14 @@ class MeterProbe(BoardProbe):
         self._held: Optional[Dict[str, Any]] = None  # the record whose period is still open
         self._done: Optional[Dict[str, Any]] = None  # period fields of the held record, once its period closed
         self.last: Dict[str, Any] = {}
+        self._read_ms: Deque[float] = deque(maxlen=READ_HISTORY)  # per period: both edge reads (ms)
+        self._begin_read_ms = 0.0
 
     def before_inference(self) -> None:
         t_ask, self._late = self._wait_for_due()
         self._n += 1
         self._t0 = self.sampler.begin_window("inference-{}".format(self._n))
+        self._begin_read_ms = (self._t0 - t_ask) * 1e3
         # The schedule runs from the due time (a sleep's oversleep would add up), unless this start is late:
         # then from now, so the next inference gets a whole period rather than a burst to catch up.
         self._start_s = self._due_s if (self._due_s is not None and not self._late) else t_ask
@@ -120,7 +125,9 @@ class MeterProbe(BoardProbe):
         return now, self._due_s is not None and now > self._due_s + LATE_S
 
     def end(self, result: InferenceResult, state: SampleState) -> None:
+        t_end = self.sampler.now_s()
         w = self.sampler.end_window("inference-{}".format(self._n))
+        self._read_ms.append(self._begin_read_ms + (self.sampler.now_s() - t_end) * 1e3)
         # A window the meter could not cover is "energy unknown", never a guess.
         rec: Dict[str, Any] = {"energy_mj": round(w.energy_mj, 6) if w.valid else None, "energy_samples": w.n_samples}
         if self.period_ms is not None:
@@ -142,6 +149,15 @@ class MeterProbe(BoardProbe):
             "period_actual_ms": round((next_start_s - t0) * 1e3, 6),
             "period_overrun": overrun,  # the inference, with its reads, did not fit its period
         }
+
+    def read_reserve_ms(self) -> float:
+        """Time a period must keep for the meter's two edge reads, outside the inference: the
+        READ_QUANTILE of the last READ_HISTORY periods' (one stalled read does not starve the planner);
+        0 before the first period."""
+        if not self._read_ms:
+            return 0.0
+        ms = sorted(self._read_ms)
+        return ms[min(len(ms) - 1, int(READ_QUANTILE * len(ms)))]
 
     def measure(self, result: InferenceResult) -> Dict[str, Any]:
         return dict(self.last)
@@ -321,20 +337,12 @@ def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: C
     planner = DvfsPlanner(
         mode, cost, runtime, policy, ctl.set_cpu_khz, start_khz=ctl.cpu_khz(), deadline_ms=deadline_ms,
         period_ms=period_ms, elapsed_ms=elapsed, governor=governor or brun.session.profile.cpu.default_governor,
-        emulate_governor=brun.simulated, cap_khz=cpu_cap_khz(ctl), not_honoured=lambda: ctl.honour_events,
+        emulate_governor=brun.simulated, cap_khz=ctl.cpu_cap_khz(), not_honoured=lambda: ctl.honour_events,
         cpuinfo_khz=(table[0], table[-1]),
+        read_reserve_ms=brun.probe.read_reserve_ms if isinstance(brun.probe, MeterProbe) else None,
     )
     brun.planner = planner
     if isinstance(brun.probe, SimulatedBoardProbe):
         brun.probe.settle()  # the planner's pin made before the run is no transition of inference 0
     return planner
 
-
-def cpu_cap_khz(ctl: Any) -> Optional[int]:
-    """The highest clock every online CPU policy may run now: the lowest effective ``scaling_max_freq``
-    (an nvpmodel mode, a thermal cap or another tool lowers it), read before the planner writes anything.
-    None where a policy's limits cannot be read (the planner then learns a cap from its writes' read-back)."""
-    try:
-        return min(d.limits()[1] for d in ctl.online_cpus())
-    except (OSError, EdgeExitError, ValueError):
-        return None

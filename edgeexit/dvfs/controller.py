@@ -19,7 +19,7 @@ from edgeexit.boards.sysfs import Sysfs
 from edgeexit.dvfs.domains import CpufreqPolicy, DevfreqDevice, FreqDomain, find_gpu
 from edgeexit.dvfs.signals import signals_held
 from edgeexit.dvfs.state import domains_problem
-from edgeexit.errors import DvfsError, StateFileError, SysfsPermissionError, warn_stderr
+from edgeexit.errors import DvfsError, EdgeExitError, StateFileError, SysfsPermissionError, warn_stderr
 from edgeexit.guards.honoured import NotHonouredEvent, check_honoured, snap_to_table
 from edgeexit.guards.thermal import ThermalGuard
 
@@ -145,6 +145,7 @@ class DvfsController:
         # Domains pinned again and again (a planned run): the state file keeps them in flight (see _pin).
         self.kept_in_flight = set()  # type: Set[str]
         self._pinned = set()  # type: Set[str]
+        self._found = {}  # type: Dict[str, Dict[str, Optional[str]]]  # per domain path: as the first snapshot found it
         self._before_first_write = before_first_write
         self._on_change = on_change
         self._actual_cpu_khz = actual_cpu_khz
@@ -363,7 +364,22 @@ class DvfsController:
         snap = [{"kind": d.kind, "name": d.name, "path": d.relpath, "saved": d.save()} for d in doms]
         for entry in snap:
             self.expected.setdefault(entry["path"], owned_state(entry["saved"]))
+            self._found.setdefault(entry["path"], entry["saved"])
         return snap
+
+    def cpu_cap_khz(self) -> Optional[int]:
+        """The highest clock the kernel lets every online CPU policy run: the lowest ``scaling_max_freq`` (an
+        nvpmodel mode, a thermal cap or another tool lowers it). For a policy edgeexit has written, the max it
+        found there: a min/max pin lowers scaling_max_freq itself, and that is no cap. None where a limit
+        cannot be read."""
+        caps = []
+        try:
+            for d in self.online_cpus():
+                found = self._found.get(d.relpath)
+                caps.append(int(found["max"]) if found is not None and found.get("max") else d.limits()[1])
+        except (OSError, EdgeExitError, ValueError):
+            return None
+        return min(caps) if caps else None
 
     def restore(self, snapshot: List[Dict[str, Any]]) -> int:
         """Write ``snapshot`` back unconditionally (no-op writes skipped); returns the number of writes."""

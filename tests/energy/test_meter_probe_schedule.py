@@ -94,6 +94,21 @@ def test_periods_do_not_drift_and_are_metered_end_to_end() -> None:
         assert r["energy_period_mj"] == pytest.approx(IDLE_MW * 0.05)
 
 
+def test_the_probe_tells_the_planner_how_long_its_reads_take() -> None:
+    """Both edge reads of a period (3 ms each here) are what a planner must keep out of the period; one stalled
+    read among many does not count (a quantile, not the maximum)."""
+    board = FakeBoard(read_s=0.003)
+    probe = MeterProbe(board.sampler, "slow", period_ms=50.0, sleep=board.advance)
+    assert probe.read_reserve_ms() == 0.0
+    board.run(probe, [0.002] * 3)
+    assert probe.read_reserve_ms() == pytest.approx(6.0)
+    board.meter.read_s = 0.25  # one read stalls
+    board.run(probe, [0.002])
+    board.meter.read_s = 0.003
+    board.run(probe, [0.002] * 12)
+    assert probe.read_reserve_ms() == pytest.approx(6.0)
+
+
 def test_an_overrun_is_reported_and_the_next_inference_starts_at_once() -> None:
     board = FakeBoard(read_s=0.003)
     probe = MeterProbe(board.sampler, "slow", period_ms=50.0, sleep=board.advance)

@@ -194,17 +194,22 @@ def _cache(planner):
     return planner._plans if hasattr(planner, "_plans") else planner._ranked
 
 
-def test_the_plan_cache_is_bounded_and_holds_no_elapsed_time(bundle_rt):
+def test_the_plan_cache_is_bounded_and_holds_no_elapsed_time(bundle_rt, monkeypatch):
     """Audit defect: plans were cached per elapsed time (10 us grid) and never evicted: a real board, whose
     elapsed time comes from the host clock, missed the cache on most mid-inference plans (181 entries per 1000
     inferences against 35 simulated) and grew it without bound."""
+    import edgeexit.planner as planner_mod
+
     b, rt = bundle_rt
     p = _run(b, rt, "planned", 4.0, 10.0, "jetson-nano", n=20).planner
     rng = random.Random(0)
     before = len(_cache(p))
+    # The demo bundle has fewer (block, exit, point) keys than the cache holds: a small bound shows eviction.
+    monkeypatch.setattr(planner_mod, "RANK_CACHE_ENTRIES", 8)
     for _ in range(5000):
         p.choose(rng.randrange(p.n_blocks), rng.randrange(len(p.exit_blocks)), rng.uniform(0.0, 3.0))
-    assert len(_cache(p)) <= 400
+    assert len(_cache(p)) == 8
+    monkeypatch.undo()
     # elapsed time alone makes no new entry
     for _ in range(1000):
         p.choose(0, 3, rng.uniform(0.0, 3.0))
@@ -242,3 +247,95 @@ def test_the_pin_before_the_run_is_no_transition_of_inference_0(bundle_rt, mode)
     ex = _run(b, rt, mode, 4.0, 10.0, "jetson-nano", policy="threshold", n=3)
     assert [r["freq_transitions"] for r in ex.records] == [0, 0, 0]
     assert ex.records[0]["cpu_khz"] == ex.planner.requested_khz
+
+
+# -- review of the audit fixes ----------------------------------------------------------------------------------
+def test_a_second_run_does_not_take_the_first_run_s_min_max_pin_for_a_cap(bundle_rt):
+    """A min/max pin lowers scaling_max_freq itself. The cap read before a second run in the same session took
+    the first run's last pin (102 MHz on the Nano) for the kernel's cap: 83% deadline misses. The cap of a
+    policy edgeexit has written is the max it found there before its first write."""
+    b, rt = bundle_rt
+    with open_board("jetson-nano", simulate=True, method="minmax") as session:
+        runs = [execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(60), session=session,
+                        dvfs="planned", deadline_ms=2.204, period_ms=11.02, warn=lambda m: None) for _ in range(2)]
+        top = session.controller.cpu_opps_khz()[-1]
+    for ex in runs:
+        assert ex.planner.f_max == top
+        assert ex.summary["deadline_miss_rate"] == 0.0
+
+
+def test_a_write_refused_mid_inference_leaves_the_solve_to_the_end_of_it(bundle_rt, monkeypatch):
+    """A refused write narrows the reachable points; the future's solve (a few ms) used to run right there, in
+    before_segment, on the inference's critical path. It now waits for end()."""
+    import edgeexit.planner as planner_mod
+
+    b, rt = bundle_rt
+    where, inside = [], [False]
+    solve, before = planner_mod.DvfsPlanner._solve_future, planner_mod.DvfsPlanner.before_segment
+
+    def counted_solve(self):
+        where.append("segment" if inside[0] else "other")
+        return solve(self)
+
+    def in_segment(self, spec, state):
+        inside[0] = True
+        try:
+            return before(self, spec, state)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(planner_mod.DvfsPlanner, "_solve_future", counted_solve)
+    monkeypatch.setattr(planner_mod.DvfsPlanner, "before_segment", in_segment)
+    cap, box = 1574400, {"done": 0}
+
+    def progress(k):
+        box["done"] += k
+        if box["done"] == 50:
+            _cap_max(box["session"], cap)
+
+    ex = _run(b, rt, "planned", 2.0, 10.0, "jetson-tx2", setup=lambda s: box.update(session=s), on_progress=progress)
+    assert len(ex.summary["not_honoured_writes"]) == 1 and ex.planner.f_max == cap
+    assert "other" in where and "segment" not in where, where
+
+
+def test_student_t_is_never_below_the_true_value():
+    from edgeexit.planner import _t_975
+
+    # t(0.975) for 5, 7, 11, 45 and 100 degrees of freedom: 2.571, 2.365, 2.201, 2.014, 1.984
+    for dof, true in ((5, 2.571), (7, 2.365), (11, 2.201), (45, 2.014), (100, 1.984)):
+        assert _t_975(dof) >= true, dof
+    ts = [_t_975(d) for d in range(1, 500)]
+    assert ts == sorted(ts, reverse=True)
+
+
+# -- the meter's reads ------------------------------------------------------------------------------------------
+def test_the_meter_s_reads_are_kept_out_of_the_period(bundle_rt):
+    """On a real board the meter reads at both edges of an inference (about 6.6 ms per period for an INA3221
+    over I2C on an Orin). The planner used to plan the whole period for the inference and its idle gap: with
+    the deadline defaulting to the period, a plan could fill it and the reads pushed every period over."""
+    from edgeexit.planner import DvfsPlanner
+
+    b, rt = bundle_rt
+    reads_ms = [0.0]
+    ref = _run(b, rt, "planned", None, 10.0, "jetson-nano", n=1).planner
+    p = DvfsPlanner("planned", ref.cost, rt, ref.policy, None, start_khz=ref.opps[0], period_ms=10.0,
+                    elapsed_ms=lambda: 0.0, read_reserve_ms=lambda: reads_ms[0])
+    assert p.deadline_ms == p.period_ms == 10.0
+    reads_ms[0] = 6.6
+    p.end(None, None)  # type: ignore[arg-type]
+    assert p.reserve_ms == 6.75 and p.period_ms == pytest.approx(3.25) and p.deadline_ms == pytest.approx(3.25)
+    for forecast in range(len(p.exit_blocks)):  # every plan fits what the reads leave of the period
+        f = p.choose(0, forecast, 0.0)
+        need = [n for _, n, k in p._rank(0, forecast, 0.0) if k == f]
+        assert need and need[0] <= 3.25 or f == p.f_max
+    reads_ms[0] = 6.55  # within a step: kept, no re-plan for jitter
+    p.end(None, None)  # type: ignore[arg-type]
+    assert p.reserve_ms == 6.75
+    reads_ms[0] = 1.0
+    p.end(None, None)  # type: ignore[arg-type]
+    assert p.reserve_ms == 1.0 and p.deadline_ms == pytest.approx(9.0)
+    # a deadline given below what the reads leave stays as given
+    q = DvfsPlanner("planned", ref.cost, rt, ref.policy, None, start_khz=ref.opps[0], deadline_ms=2.0,
+                    period_ms=10.0, elapsed_ms=lambda: 0.0, read_reserve_ms=lambda: 6.6)
+    q.end(None, None)  # type: ignore[arg-type]
+    assert q.deadline_ms == 2.0 and q.period_ms == pytest.approx(3.25)
