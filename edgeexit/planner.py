@@ -116,9 +116,9 @@ RESERVE_STEP_MS = 0.25  # the meter-read reserve moves in steps of this
 SCHEDUTIL_HEADROOM = 1.25  # get_next_freq: freq + freq / 4
 ONDEMAND_UP_THRESHOLD = 0.80  # od_update: up_threshold 80 (percent load)
 
-#: How an inference went: what it did after its first plan, in order: ("block", k) and ("exit", e) for the
-#: segments run, ("plan", next block, forecast) for each re-plan.
-Outcome = Tuple[Tuple[Any, ...], ...]
+#: How an inference went: what it did after its first plan, in order: block k as k, exit e's head as -1 - e,
+#: and (next block, forecast) for each re-plan. Small ints: one is recorded per segment, on every inference.
+Outcome = Tuple[Any, ...]
 
 
 class _Plan(NamedTuple):
@@ -212,8 +212,9 @@ class DvfsPlanner(RuntimeHooks):
         self._typical = getattr(policy, "typical_exit", None) if mode == "planned" else None
         self._plans: "OrderedDict[Tuple[int, int, int], _Plan]" = OrderedDict()
         self._outcomes: "Counter[Outcome]" = Counter()  # how inferences went, counted
+        self._pending: List[Outcome] = []  # ... and those not counted yet (counted when H is solved, in idle time)
         self._seen = 0
-        self._ran: List[Tuple[Any, ...]] = []  # this inference's outcome so far
+        self._ran: List[Any] = []  # this inference's outcome so far
         self._replay: Optional[_Replay] = None
         self._reach()
         # Pins made now, before the run, cost inference 0 no transition.
@@ -262,7 +263,7 @@ class DvfsPlanner(RuntimeHooks):
         old ones are dropped."""
         n = len(self.opps)
         first: Optional[np.ndarray] = None
-        if self._typical is not None and (solved is not None or self._outcomes or not self.period_ms):
+        if self._typical is not None and (solved is not None or self._seen or not self.period_ms):
             future, first, self._first_need_ms = solved if solved is not None else self._solve_future()
             back = np.zeros(n)
         elif self._typical is not None:
@@ -295,6 +296,7 @@ class DvfsPlanner(RuntimeHooks):
         self.head_ms = np.array([[self.cost.segment_ms(h.spec.label, f) if self.policy.may_evaluate(e) else 0.0 for f in opps]
                                  for e, h in enumerate(rt.exits)])
         self.exit_blocks = list(rt.exit_blocks)
+        self._typical_e = self._plan_exit(0, int(self._typical)) if self._typical is not None else -1  # first plans
         nb = len(rt.blocks)
         # The first exit at or after each block: from there on, any head the policy may run could still run.
         self.next_exit = [next(e for e, eb in enumerate(self.exit_blocks) if eb >= k) for k in range(nb)]
@@ -346,7 +348,7 @@ class DvfsPlanner(RuntimeHooks):
         no forecast yet), given ``elapsed_ms`` of the inference so far."""
         e = self._plan_exit(next_block, forecast)
         self._plan_block = self.exit_blocks[e]
-        if next_block == 0 and self._first_uj is not None and e == self._plan_exit(0, int(self._typical)):
+        if next_block == 0 and self._first_uj is not None and e == self._typical_e:
             return self._first_choice(elapsed_ms)  # an inference's first plan: weighed with all that may follow
         return self._decide(self._cached_plan(next_block, e), elapsed_ms)
 
@@ -468,7 +470,7 @@ class DvfsPlanner(RuntimeHooks):
         expected energy of a first plan at f with all that follows (inf where it does not meet the
         deadline) and its time needed for the deadline test."""
         n, cols = len(self.opps), np.arange(len(self.opps))
-        work0, hold0 = self._work_ms(0, self._plan_exit(0, int(self._typical)))
+        work0, hold0 = self._work_ms(0, self._typical_e)
         need = np.array([0.0, self.trans_ms])[:, None] + (work0 + hold0)[None, :]  # [v, f]
         fits = need <= (self.deadline_ms if self.deadline_ms is not None else np.inf)
         replay = self._replay = self._replay_outcomes()
@@ -497,10 +499,12 @@ class DvfsPlanner(RuntimeHooks):
     def _outcome_probs(self) -> List[Tuple[float, Outcome]]:
         """The commonest outcomes seen, with their frequency; before any (no period: see _set_future), the
         typical work as forecast, with no re-plan."""
+        self._outcomes.update(self._pending)
+        self._pending.clear()
         common = self._outcomes.most_common(MAX_OUTCOMES)
         if not common:
-            e = self._plan_exit(0, int(self._typical))
-            return [(1.0, tuple(("block", k) for k in range(self.exit_blocks[e] + 1)) + (("exit", e),))]
+            e = self._typical_e
+            return [(1.0, tuple(range(self.exit_blocks[e] + 1)) + (-1 - e,))]
         total = sum(k for _, k in common)
         return [(k / total, o) for o, k in common]
 
@@ -516,14 +520,14 @@ class DvfsPlanner(RuntimeHooks):
             t_ms = np.repeat(tr[:, None], n, axis=1)
             uj = self.busy[col] * t_ms
             for event in outcome:
-                if event[0] == "plan":
-                    e = self._plan_exit(event[1], event[2])
-                    new = np.array([[self._col[self._decide(self._plan_from(plans, event[1], e, int(c)), float(t))]
+                if isinstance(event, tuple):  # a re-plan before block event[0], forecast event[1]
+                    e = self._plan_exit(event[0], event[1])
+                    new = np.array([[self._col[self._decide(self._plan_from(plans, event[0], e, int(c)), float(t))]
                                      for c, t in zip(col[v], t_ms[v])] for v in range(2)])
                     moved = (new != col) * self.trans_ms
                     t_ms, uj, col = t_ms + moved, uj + self.busy[new] * moved, new
                 else:
-                    ms = (self.block_ms if event[0] == "block" else self.head_ms)[event[1]][col]
+                    ms = (self.block_ms[event] if event >= 0 else self.head_ms[-1 - event])[col]
                     t_ms, uj = t_ms + ms, uj + self.busy[col] * ms
             if self.deadline_ms is not None:
                 uj = uj + MISS_UJ * (t_ms > self.deadline_ms + ROUNDING_MS)
@@ -571,7 +575,7 @@ class DvfsPlanner(RuntimeHooks):
     # -- learning how inferences go ---------------------------------------------------------------------
     def _learn(self, outcome: Outcome) -> None:
         """Count how this inference went; now and then (LEARN_AFTER) solve H again with the counts."""
-        self._outcomes[outcome] += 1
+        self._pending.append(outcome)
         self._seen += 1
         seen = self._seen
         if seen not in LEARN_AFTER and seen % LEARN_EVERY:
@@ -657,17 +661,18 @@ class DvfsPlanner(RuntimeHooks):
         # Plan before block 0, before the first block after every new forecast, and before a block past the
         # planned one (a policy that runs on without a new forecast: its reserve may have counted on the
         # maximum clock, so the plan must be made again); heads never trigger it.
-        if self.mode == "planned" and spec.kind == "block" and \
-                (state.planned_exit != self._planned_for or spec.index > self._plan_block):
-            t = time.perf_counter_ns()
+        if self.mode != "planned":
+            return
+        t = time.perf_counter_ns()  # the segment's bookkeeping counts as planning too
+        if spec.kind == "block" and (state.planned_exit != self._planned_for or spec.index > self._plan_block):
             if self._planned_for != -2:
-                self._ran.append(("plan", spec.index, state.planned_exit))
+                self._ran.append((spec.index, state.planned_exit))
             self._planned_for = state.planned_exit
             if not self._apply(self.choose(spec.index, state.planned_exit, self._now_ms())):
                 self._apply(self.choose(spec.index, state.planned_exit, self._now_ms()))  # over the points left
-            self._plan_ns += time.perf_counter_ns() - t
         if self._typical is not None:
-            self._ran.append((spec.kind, spec.index))
+            self._ran.append(spec.index if spec.kind == "block" else -1 - spec.index)
+        self._plan_ns += time.perf_counter_ns() - t
 
     def end(self, result: InferenceResult, state: SampleState) -> None:
         t = time.perf_counter_ns()
