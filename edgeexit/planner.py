@@ -149,7 +149,9 @@ class DvfsPlanner(RuntimeHooks):
     ``cap_khz``: the highest clock the kernel lets every online CPU policy run now (None: the table's
     top); ``not_honoured``: the controller's list of not-honoured writes, which shows a cap that appears
     during the run (None: the read-back that ``set_cpu_khz`` returns is the evidence); ``cpuinfo_khz``:
-    the kernel table's (min, max), which ondemand scales between (None: the cost model's ends).
+    the kernel table's (min, max), which ondemand scales between (None: the cost model's ends);
+    ``read_reserve_ms``: the time a period must keep for a meter's reads (see module doc); ``between``:
+    called between inferences of a planned run, for the controller's upkeep in idle time.
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class DvfsPlanner(RuntimeHooks):
         not_honoured: Optional[Callable[[], Sequence[Any]]] = None,
         cpuinfo_khz: Optional[Tuple[int, int]] = None,
         read_reserve_ms: Optional[Callable[[], float]] = None,
+        between: Optional[Callable[[], None]] = None,
     ) -> None:
         if mode not in MODES:
             raise EdgeExitError("unknown --dvfs mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
@@ -189,6 +192,7 @@ class DvfsPlanner(RuntimeHooks):
         self._read_reserve = read_reserve_ms if period_ms else None
         self.reserve_ms = 0.0  # kept out of every period for the meter's reads (set_reserve_ms)
         self._resolve = False  # the future is to be solved again in end(), off the inference's critical path
+        self._between = between  # the controller's own upkeep between inferences (a Pi's firmware read-back)
         self.governor = governor
         self.emulate_governor = emulate_governor
         self._elapsed = elapsed_ms
@@ -689,6 +693,8 @@ class DvfsPlanner(RuntimeHooks):
             self._resolve = False
         if self._typical is not None:
             self._learn(tuple(self._ran))
+        if self._between is not None and self.mode == "planned":
+            self._between()  # before parking: the clock the inference ended at is the one re-pinned mid-inference
         if self.period_ms and self.mode == "planned":
             self._apply(self._park_khz(self.period_ms - busy_ms))
         self.plan_ns.append(self._plan_ns + (time.perf_counter_ns() - t))

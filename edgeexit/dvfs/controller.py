@@ -12,7 +12,7 @@ import errno
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
@@ -150,6 +150,8 @@ class DvfsController:
         self._on_change = on_change
         self._actual_cpu_khz = actual_cpu_khz
         self.firmware_recheck_s = FIRMWARE_RECHECK_S
+        self.clock = time.monotonic  # the firmware answers' age (s)
+        self._cpu_target = None  # type: Optional[Tuple[FreqDomain, int]]  # the last CPU pin: (policy, request)
         self._firmware_seen = {}  # type: Dict[int, Tuple[int, float]]
         self._ran = {}  # type: Dict[str, Tuple[int, int]]  # per CPU policy: (cpufreq showed, ran) at the last pin
         self._warn = warn or warn_stderr
@@ -249,6 +251,7 @@ class DvfsController:
             self._pinned.add(dom.relpath)
         source = dom.relpath + ("/scaling_cur_freq" if dom.kind == "cpu" else "/cur_freq")
         if dom.kind == "cpu" and self._actual_cpu_khz is not None:
+            self._cpu_target = (dom, target)
             actual = self._firmware_khz(dom, target)
             if actual is not None:
                 effective, source = actual, "vcgencmd measure_clock arm"
@@ -266,7 +269,7 @@ class DvfsController:
         """The clock the firmware runs for ``target``, snapped to the table. A vcgencmd call forks a process
         (milliseconds on a Pi, on the inference's critical path when the planner re-pins mid-inference), so
         each target's answer is reused for ``firmware_recheck_s`` before it is asked again."""
-        now = time.monotonic()
+        now = self.clock()
         seen = self._firmware_seen.get(target)
         if seen is not None and now - seen[1] < self.firmware_recheck_s:
             return seen[0]
@@ -277,6 +280,21 @@ class DvfsController:
         khz = snap_to_table(dom.available(), actual)
         self._firmware_seen[target] = (khz, now)
         return khz
+
+    def refresh_firmware_khz(self) -> None:
+        """Ask the firmware again for the CPU clock pinned now when its answer is past half its reuse time.
+        For idle time (a planner calls it between inferences): a pin of that clock in the middle of a later
+        inference then finds a fresh answer instead of forking vcgencmd on the critical path."""
+        if self._cpu_target is None or self._actual_cpu_khz is None or "no-firmware-clock" in self._warned_honour:
+            return
+        dom, target = self._cpu_target
+        now = self.clock()
+        seen = self._firmware_seen.get(target)
+        if seen is not None and now - seen[1] < self.firmware_recheck_s / 2:
+            return
+        actual = self._actual_cpu_khz()
+        if actual is not None:
+            self._firmware_seen[target] = (snap_to_table(dom.available(), actual), now)
 
     def _check_honoured(self, dom: FreqDomain, target: int, effective: int, source: str) -> None:
         event = check_honoured(dom.name, dom.unit, dom.available(), target, effective, source)

@@ -159,6 +159,34 @@ def test_firmware_answer_is_reused_then_asked_again(tmp_path: Path) -> None:
     assert ctl.set_cpu_khz(1800000) == 1800000 and len(calls) == 4
 
 
+def test_firmware_answer_is_refreshed_between_inferences(tmp_path: Path) -> None:
+    """A pin in the middle of an inference used to fork vcgencmd whenever its answer was 5 s old: ms on the
+    critical path. A planner asks the controller to refresh the clock pinned now in idle time, at half that age,
+    so the later pin finds a fresh answer."""
+    from edgeexit.dvfs.controller import DvfsController
+
+    k = make_tree(tmp_path / "t", "raspberry-pi-5")
+    now, asked = [0.0], []  # type: List[float], List[float]
+
+    def firmware() -> int:
+        asked.append(now[0])
+        return max(int((k.root / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq").read_text()), 1500000)
+
+    ctl = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=firmware, warn=lambda m: None)
+    ctl.clock = lambda: now[0]
+    ctl.set_cpu_khz(1800000)  # t 0: asked
+    now[0] = 1.0
+    ctl.refresh_firmware_khz()  # young: not asked
+    now[0] = 3.0
+    ctl.refresh_firmware_khz()  # past half of 5 s: asked, in idle time
+    now[0] = 5.5
+    assert ctl.set_cpu_khz(1800000) == 1800000  # a mid-inference pin: the answer from t 3 is reused
+    assert asked == [0.0, 3.0]
+    silent = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: None, warn=lambda m: None)
+    silent.set_cpu_khz(1800000)
+    silent.refresh_firmware_khz()  # vcgencmd does not answer here: no fork per inference for nothing
+
+
 def test_firmware_silence_is_said_once(tmp_path: Path) -> None:
     """No answer from vcgencmd (not installed, no access to the firmware): said once, then cpufreq's read-back."""
     from edgeexit.dvfs.controller import DvfsController
