@@ -3,24 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from edgeexit.bundle import load_bundle
 from edgeexit.costmodel import PhysicsCostModel
 from edgeexit.dvfs import open_board
 from edgeexit.execute import execute
 from edgeexit.policies import make_policy
 from edgeexit.policies.base import ExitPolicy
-from edgeexit.runtime import Runtime
 from edgeexit.sim.physics import BoardPhysics
 from tests.sim.helpers import BOARDS
 
 N = 200
-
-
-@pytest.fixture(scope="module")
-def bundle_rt():
-    b = load_bundle()
-    with Runtime(b) as rt:
-        yield b, rt
 
 
 def _run(b, rt, policy, mode, deadline, period, board="jetson-nano"):

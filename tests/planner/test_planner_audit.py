@@ -6,21 +6,12 @@ import random
 
 import pytest
 
-from edgeexit.bundle import load_bundle
 from edgeexit.dvfs import open_board
 from edgeexit.execute import execute
 from edgeexit.policies import make_policy
-from edgeexit.runtime import Runtime
 from tests.sim.helpers import BOARDS
 
 N = 200
-
-
-@pytest.fixture(scope="module")
-def bundle_rt():
-    b = load_bundle()
-    with Runtime(b) as rt:
-        yield b, rt
 
 
 def _run(b, rt, mode, deadline_ms, period_ms, board, policy="predictive", n=N, setup=None, on_progress=None):
@@ -86,18 +77,25 @@ def test_a_cap_set_during_the_run_is_planned_under_from_its_first_refusal(bundle
     """A cap that appears mid-run (thermal cooling) shows in the first write it refuses; from then on the
     planner plans under it and does not ask again for what was refused. On the TX2 at 2 ms, a misforecast
     sample's re-plan asks for 1881.6 MHz; after a cap at 1574.4 MHz every such re-plan wrote it again."""
-    b, rt = bundle_rt
-    cap, box = 1574400, {"done": 0}
+    ex = _run_capped_after_50(*bundle_rt)
+    events = ex.summary["not_honoured_writes"]
+    assert len(events) == 1, events  # one policy online; asked once
+    assert ex.planner.f_max == TX2_THERMAL_CAP_KHZ
+
+
+TX2_THERMAL_CAP_KHZ = 1574400
+
+
+def _run_capped_after_50(b, rt):
+    """predictive@planned on the TX2 at 2 ms / 10 ms, with scaling_max_freq capped after 50 inferences."""
+    box = {"done": 0}
 
     def progress(k):
         box["done"] += k
         if box["done"] == 50:
-            _cap_max(box["session"], cap)
+            _cap_max(box["session"], TX2_THERMAL_CAP_KHZ)
 
-    ex = _run(b, rt, "planned", 2.0, 10.0, "jetson-tx2", setup=lambda s: box.update(session=s), on_progress=progress)
-    events = ex.summary["not_honoured_writes"]
-    assert len(events) == 1, events  # one policy online; asked once
-    assert ex.planner.f_max == cap
+    return _run(b, rt, "planned", 2.0, 10.0, "jetson-tx2", setup=lambda s: box.update(session=s), on_progress=progress)
 
 
 # -- 2. no period --------------------------------------------------------------------------------------------
@@ -286,15 +284,8 @@ def test_a_write_refused_mid_inference_leaves_the_solve_to_the_end_of_it(bundle_
 
     monkeypatch.setattr(planner_mod.DvfsPlanner, "_solve_future", counted_solve)
     monkeypatch.setattr(planner_mod.DvfsPlanner, "before_segment", in_segment)
-    cap, box = 1574400, {"done": 0}
-
-    def progress(k):
-        box["done"] += k
-        if box["done"] == 50:
-            _cap_max(box["session"], cap)
-
-    ex = _run(b, rt, "planned", 2.0, 10.0, "jetson-tx2", setup=lambda s: box.update(session=s), on_progress=progress)
-    assert len(ex.summary["not_honoured_writes"]) == 1 and ex.planner.f_max == cap
+    ex = _run_capped_after_50(b, rt)
+    assert len(ex.summary["not_honoured_writes"]) == 1 and ex.planner.f_max == TX2_THERMAL_CAP_KHZ
     assert "other" in where and "segment" not in where, where
 
 
@@ -339,3 +330,22 @@ def test_the_meter_s_reads_are_kept_out_of_the_period(bundle_rt):
                     period_ms=10.0, elapsed_ms=lambda: 0.0, read_reserve_ms=lambda: 6.6)
     q.end(None, None)  # type: ignore[arg-type]
     assert q.deadline_ms == 2.0 and q.period_ms == pytest.approx(3.25)
+
+
+def test_a_planned_run_gives_the_controller_its_idle_time(bundle_rt):
+    """The controller's upkeep (a Pi's firmware read-back) runs between inferences, before the planner parks."""
+    from edgeexit.planner import DvfsPlanner
+
+    b, rt = bundle_rt
+    ref = _run(b, rt, "planned", None, 10.0, "jetson-nano", n=1).planner
+    order = []
+    p = DvfsPlanner("planned", ref.cost, rt, ref.policy, lambda f: order.append(("pin", f)) or f,
+                    start_khz=ref.opps[0], deadline_ms=4.0, period_ms=10.0, elapsed_ms=lambda: 1.0,
+                    between=lambda: order.append("between"))
+    order.clear()
+    p.end(None, None)  # type: ignore[arg-type]
+    assert order[0] == "between"
+    with open_board("raspberry-pi-5", simulate=True) as session:
+        ex = execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(3), session=session,
+                     dvfs="planned", deadline_ms=1.0, period_ms=5.0, warn=lambda m: None)
+        assert ex.planner._between == session.controller.refresh_firmware_khz
