@@ -648,9 +648,17 @@ class DvfsPlanner(RuntimeHooks):
         return False
 
     def _pin(self, pick: Callable[[], int]) -> None:
-        """Pin ``pick()`` before the run, and again if the kernel showed it cannot run that."""
+        """Pin ``pick()`` before the run, and again if the kernel showed it cannot run that (over the points
+        left, with the future solved for them: this is no inference's critical path)."""
         if not self._apply(pick()):
+            self._settle()
             self._apply(pick())
+
+    def _settle(self) -> None:
+        """Solve the future now if a refused write left it pending."""
+        if self._resolve:
+            self._resolve = False
+            self._set_future()
 
     # -- hooks ----------------------------------------------------------------------------------------
     def begin(self, state: SampleState) -> None:
@@ -688,15 +696,14 @@ class DvfsPlanner(RuntimeHooks):
             r = math.ceil(self._read_reserve() / RESERVE_STEP_MS) * RESERVE_STEP_MS
             if r > self.reserve_ms or r < self.reserve_ms - RESERVE_STEP_MS:
                 self.set_reserve_ms(r)
-        if self._resolve:
-            self._set_future()
-            self._resolve = False
+        self._settle()
         if self._typical is not None:
             self._learn(tuple(self._ran))
         if self._between is not None and self.mode == "planned":
             self._between()  # before parking: the clock the inference ended at is the one re-pinned mid-inference
         if self.period_ms and self.mode == "planned":
             self._apply(self._park_khz(self.period_ms - busy_ms))
+            self._settle()  # a park the kernel refused: still in idle time
         self.plan_ns.append(self._plan_ns + (time.perf_counter_ns() - t))
 
     def _governor_khz(self) -> int:

@@ -152,12 +152,12 @@ class MeterProbe(BoardProbe):
 
     def read_reserve_ms(self) -> float:
         """Time a period must keep for the meter's two edge reads, outside the inference: the
-        READ_QUANTILE of the last READ_HISTORY periods' (one stalled read does not starve the planner);
-        0 before the first period."""
+        READ_QUANTILE of the last READ_HISTORY periods' (one stalled read among them does not starve the
+        planner); 0 before the first period."""
         if not self._read_ms:
             return 0.0
         ms = sorted(self._read_ms)
-        return ms[min(len(ms) - 1, int(READ_QUANTILE * len(ms)))]
+        return ms[int(READ_QUANTILE * (len(ms) - 1))]  # below the maximum from the second period on
 
     def measure(self, result: InferenceResult) -> Dict[str, Any]:
         return dict(self.last)

@@ -152,6 +152,7 @@ class DvfsController:
         self.firmware_recheck_s = FIRMWARE_RECHECK_S
         self.clock = time.monotonic  # the firmware answers' age (s)
         self._cpu_target = None  # type: Optional[Tuple[FreqDomain, int]]  # the last CPU pin: (policy, request)
+        self._firmware_tried = {}  # type: Dict[int, float]  # per target: when refresh_firmware_khz last asked
         self._firmware_seen = {}  # type: Dict[int, Tuple[int, float]]
         self._ran = {}  # type: Dict[str, Tuple[int, int]]  # per CPU policy: (cpufreq showed, ran) at the last pin
         self._warn = warn or warn_stderr
@@ -290,8 +291,10 @@ class DvfsController:
         dom, target = self._cpu_target
         now = self.clock()
         seen = self._firmware_seen.get(target)
-        if seen is not None and now - seen[1] < self.firmware_recheck_s / 2:
+        tried = self._firmware_tried.get(target, float("-inf"))
+        if max(seen[1] if seen is not None else float("-inf"), tried) > now - self.firmware_recheck_s / 2:
             return
+        self._firmware_tried[target] = now  # a vcgencmd that fails now and then is not asked every inference
         actual = self._actual_cpu_khz()
         if actual is not None:
             self._firmware_seen[target] = (snap_to_table(dom.available(), actual), now)
@@ -387,14 +390,16 @@ class DvfsController:
 
     def cpu_cap_khz(self) -> Optional[int]:
         """The highest clock the kernel lets every online CPU policy run: the lowest ``scaling_max_freq`` (an
-        nvpmodel mode, a thermal cap or another tool lowers it). For a policy edgeexit has written, the max it
-        found there: a min/max pin lowers scaling_max_freq itself, and that is no cap. None where a limit
-        cannot be read."""
+        nvpmodel mode, a thermal cap or another tool lowers it). Where that max is still the one edgeexit's own
+        min/max pin left, the max it found before its first write instead: its pin is no cap (a cap set since
+        shows as another max). None where a limit cannot be read."""
         caps = []
         try:
             for d in self.online_cpus():
-                found = self._found.get(d.relpath)
-                caps.append(int(found["max"]) if found is not None and found.get("max") else d.limits()[1])
+                cur = d.limits()[1]
+                found, left = self._found.get(d.relpath), self.expected.get(d.relpath, {})
+                ours = d.relpath in self._pinned and found is not None and left.get("max") == str(cur)
+                caps.append(int(found["max"]) if ours and found.get("max") else cur)  # type: ignore[union-attr]
         except (OSError, EdgeExitError, ValueError):
             return None
         return min(caps) if caps else None

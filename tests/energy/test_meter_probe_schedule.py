@@ -104,6 +104,7 @@ def test_the_probe_tells_the_planner_how_long_its_reads_take() -> None:
     assert probe.read_reserve_ms() == pytest.approx(6.0)
     board.meter.read_s = 0.25  # one read stalls
     board.run(probe, [0.002])
+    assert probe.read_reserve_ms() < 250.0  # not from the fifth period on either
     board.meter.read_s = 0.003
     board.run(probe, [0.002] * 12)
     assert probe.read_reserve_ms() == pytest.approx(6.0)

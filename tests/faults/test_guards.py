@@ -182,6 +182,12 @@ def test_firmware_answer_is_refreshed_between_inferences(tmp_path: Path) -> None
     now[0] = 5.5
     assert ctl.set_cpu_khz(1800000) == 1800000  # a mid-inference pin: the answer from t 3 is reused
     assert asked == [0.0, 3.0]
+    flaky = []  # type: List[float]
+    ctl._actual_cpu_khz = lambda: flaky.append(now[0])  # vcgencmd stops answering: asked once per half-life
+    for t in (8.6, 8.7, 8.8):
+        now[0] = t
+        ctl.refresh_firmware_khz()
+    assert flaky == [8.6]
     silent = DvfsController(k.board, SimulatedSysfs(k.root, k), actual_cpu_khz=lambda: None, warn=lambda m: None)
     silent.set_cpu_khz(1800000)
     silent.refresh_firmware_khz()  # vcgencmd does not answer here: no fork per inference for nothing

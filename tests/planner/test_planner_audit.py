@@ -349,3 +349,35 @@ def test_a_planned_run_gives_the_controller_its_idle_time(bundle_rt):
         ex = execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(3), session=session,
                      dvfs="planned", deadline_ms=1.0, period_ms=5.0, warn=lambda m: None)
         assert ex.planner._between == session.controller.refresh_firmware_khz
+
+
+def test_a_cap_set_between_two_runs_of_a_session_is_planned_under(bundle_rt):
+    """The max found before edgeexit's first write stands in for a max its own min/max pin left, but not for a
+    cap set since (nvpmodel, a thermal cap): the second run read 1728 MHz as the cap and learnt the real one only
+    from two refused writes."""
+    b, rt = bundle_rt
+    with open_board("jetson-orin-nano", simulate=True) as session:
+        for run in range(2):
+            ex = execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(30), session=session,
+                         dvfs="planned", deadline_ms=0.6, period_ms=5.0, warn=lambda m: None)
+            if run == 0:
+                _cap_max(session, ORIN_15W_CAP_KHZ)
+    assert ex.planner.f_max == ORIN_15W_CAP_KHZ and ex.summary["not_honoured_writes"] == []
+
+
+def test_a_refused_pin_before_the_run_is_retried_at_a_solved_start(bundle_rt):
+    """A pin before the run that the kernel refuses narrows the points; the retry used to pick its start from an
+    unsolved (all-zero) future: the lowest point, and inference 0 paid the way back up."""
+    from edgeexit.planner import DvfsPlanner
+
+    b, rt = bundle_rt
+    ref = _run(b, rt, "planned", 2.204, 11.02, "jetson-nano", n=1).planner
+    pins = []
+
+    def capped(f):
+        pins.append(f)
+        return min(f, 825600)
+
+    DvfsPlanner("planned", ref.cost, rt, ref.policy, capped, start_khz=ref.opps[0], deadline_ms=2.204,
+                period_ms=11.02, elapsed_ms=lambda: 0.0)
+    assert len(pins) == 2 and pins[0] > 825600 and pins[1] == 825600, pins
