@@ -70,7 +70,7 @@ def execute(
             policy.bind(runtime)
             cost = cost_model_for(brun, bundle, threads, profile)
             planner = attach_planner(brun, "governor" if follows else dvfs, runtime, policy, cost, deadline_ms,
-                                     period_ms, governor=follows)
+                                     period_ms, governor=follows, warn=warn)
             if follows:
                 extra["governor_emulated"] = follows
             hooks.append(planner)

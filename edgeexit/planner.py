@@ -151,7 +151,8 @@ class DvfsPlanner(RuntimeHooks):
     during the run (None: the read-back that ``set_cpu_khz`` returns is the evidence); ``cpuinfo_khz``:
     the kernel table's (min, max), which ondemand scales between (None: the cost model's ends);
     ``read_reserve_ms``: the time a period must keep for a meter's reads (see module doc); ``between``:
-    called between inferences of a planned run, for the controller's upkeep in idle time.
+    called between inferences of a planned run, for the controller's upkeep in idle time; ``warn``: where a
+    warning goes (a meter whose reads leave no time in the period).
     """
 
     def __init__(
@@ -172,6 +173,7 @@ class DvfsPlanner(RuntimeHooks):
         cpuinfo_khz: Optional[Tuple[int, int]] = None,
         read_reserve_ms: Optional[Callable[[], float]] = None,
         between: Optional[Callable[[], None]] = None,
+        warn: Optional[Callable[[str], None]] = None,
     ) -> None:
         if mode not in MODES:
             raise EdgeExitError("unknown --dvfs mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
@@ -193,6 +195,8 @@ class DvfsPlanner(RuntimeHooks):
         self.reserve_ms = 0.0  # kept out of every period for the meter's reads (set_reserve_ms)
         self._resolve = False  # the future is to be solved again in end(), off the inference's critical path
         self._between = between  # the controller's own upkeep between inferences (a Pi's firmware read-back)
+        self._warn = warn
+        self._warned_reserve = False
         self.governor = governor
         self.emulate_governor = emulate_governor
         self._elapsed = elapsed_ms
@@ -255,6 +259,12 @@ class DvfsPlanner(RuntimeHooks):
         if not period_ms or reserve_ms == self.reserve_ms:
             return
         self.reserve_ms = reserve_ms
+        if period_ms - reserve_ms < self.shortest_ms() and self._warn is not None and not self._warned_reserve:
+            self._warned_reserve = True
+            self._warn("the power meter's reads take about {:.2f} ms of every {:g} ms period, which leaves less than "
+                       "the shortest inference ({:.3f} ms at the maximum clock): periods run over and the planner runs "
+                       "at the maximum clock; lengthen --period-ms or use a faster meter (--meter)".format(
+                           reserve_ms, period_ms, self.shortest_ms()))
         self.period_ms = max(period_ms - reserve_ms, ROUNDING_MS)
         self.deadline_ms = min(deadline_ms if deadline_ms is not None else period_ms, self.period_ms)
         self._reach()

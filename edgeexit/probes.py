@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
 from edgeexit.energy.reading import EnergyWindow
@@ -326,9 +326,10 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
 
 
 def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: CostModel,
-                   deadline_ms: Optional[float], period_ms: Optional[float], governor: Optional[str] = None) -> Any:
+                   deadline_ms: Optional[float], period_ms: Optional[float], governor: Optional[str] = None,
+                   warn: Optional[Callable[[str], None]] = None) -> Any:
     """Create the DVFS planner for this run (``mode`` from --dvfs) and make the probe follow it; ``governor``:
-    the one the governor mode emulates (default: the board's default governor)."""
+    the one the governor mode emulates (default: the board's default governor); ``warn``: the run's warnings."""
     from edgeexit.planner import DvfsPlanner
 
     ctl = brun.session.controller
@@ -340,7 +341,7 @@ def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: C
         emulate_governor=brun.simulated, cap_khz=ctl.cpu_cap_khz(), not_honoured=lambda: ctl.honour_events,
         cpuinfo_khz=(table[0], table[-1]),
         read_reserve_ms=brun.probe.read_reserve_ms if isinstance(brun.probe, MeterProbe) else None,
-        between=ctl.refresh_firmware_khz,
+        between=ctl.refresh_firmware_khz, warn=warn,
     )
     brun.planner = planner
     if isinstance(brun.probe, SimulatedBoardProbe):

@@ -330,6 +330,13 @@ def test_the_meter_s_reads_are_kept_out_of_the_period(bundle_rt):
                     period_ms=10.0, elapsed_ms=lambda: 0.0, read_reserve_ms=lambda: 6.6)
     q.end(None, None)  # type: ignore[arg-type]
     assert q.deadline_ms == 2.0 and q.period_ms == pytest.approx(3.25)
+    # reads that leave no room for an inference: said once, naming the fix
+    said = []
+    r = DvfsPlanner("planned", ref.cost, rt, ref.policy, None, start_khz=ref.opps[0], period_ms=10.0,
+                    elapsed_ms=lambda: 0.0, read_reserve_ms=lambda: 9.99, warn=said.append)
+    for _ in range(3):
+        r.end(None, None)  # type: ignore[arg-type]
+    assert len(said) == 1 and "--period-ms" in said[0] and "10 ms period" in said[0], said
 
 
 def test_a_planned_run_gives_the_controller_its_idle_time(bundle_rt):
