@@ -9,9 +9,10 @@ so f_max below is the reachable top. A policy's min floor limits nothing: a pin 
 policy is another point than the request: a cap set during the run, or a firmware cap that
 ``scaling_max_freq`` does not show), the points beyond the clock that ran are dropped and the plan is
 made again over those left (the future, H below, is solved again at the inference's end, off its critical
-path); a cap so learnt stays for the run. For a policy edgeexit has pinned through its min/max, the cap
-is the max it found there before its first write, not its own pin. Decisions are in requested points: the planner writes only when the point
-it wants differs from the one it last requested (and was answered), never because the read-back does.
+path); a cap so learnt stays for the run. Where a policy's max is still the one edgeexit's own min/max pin
+left (an earlier run in the session), the cap is the max found before its first write, not that pin.
+Decisions are in requested points: the planner writes only when the point it wants differs from the one
+it last requested (and was answered), never because the read-back does.
 
 The plan. Before block 0, whenever the policy's forecast (``planned_exit``) changes, and before a block
 past the planned exit, it picks the operating point f minimizing
