@@ -127,7 +127,8 @@ MAX_PERIOD_MS = 3600e3  # an hour: longer periods overflowed energy sums into in
 _DEADLINE_HELP = ("Per-inference deadline, at most the period. The DVFS planner picks the least-energy operating point "
                   "that still meets it (also after a misprediction); a deadline no inference can meet is warned about. ")
 _PERIOD_HELP = ("Periodic inference: one sample every PERIOD ms. Energy per period (inference plus idle until the next "
-                "one) is reported, and the planner drops to its lowest-energy idle point in between. ")
+                "one) is reported. In between, the planner parks at the operating point that costs least, the next "
+                "inference's start included; on a real board it keeps the power meter's read time out of each period. ")
 
 
 def _ms_option(name: str, help_text: str) -> Any:
