@@ -274,6 +274,10 @@ class DvfsController:
         seen = self._firmware_seen.get(target)
         if seen is not None and now - seen[1] < self.firmware_recheck_s:
             return seen[0]
+        return self._ask_firmware(dom, target, now)
+
+    def _ask_firmware(self, dom: FreqDomain, target: int, now: float) -> Optional[int]:
+        """Ask the firmware which clock runs (vcgencmd: a fork), snap it to the table and keep it for ``target``."""
         assert self._actual_cpu_khz is not None
         actual = self._actual_cpu_khz()
         if actual is None:
@@ -295,9 +299,7 @@ class DvfsController:
         if max(seen[1] if seen is not None else float("-inf"), tried) > now - self.firmware_recheck_s / 2:
             return
         self._firmware_tried[target] = now  # a vcgencmd that fails now and then is not asked every inference
-        actual = self._actual_cpu_khz()
-        if actual is not None:
-            self._firmware_seen[target] = (snap_to_table(dom.available(), actual), now)
+        self._ask_firmware(dom, target, now)
 
     def _check_honoured(self, dom: FreqDomain, target: int, effective: int, source: str) -> None:
         event = check_honoured(dom.name, dom.unit, dom.available(), target, effective, source)
