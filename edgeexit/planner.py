@@ -9,7 +9,9 @@ so f_max below is the reachable top. A policy's min floor limits nothing: a pin 
 policy is another point than the request: a cap set during the run, or a firmware cap that
 ``scaling_max_freq`` does not show), the points beyond the clock that ran are dropped and the plan is
 made again over those left (the future, H below, is solved again at the inference's end, off its critical
-path); a cap so learnt stays for the run. Where a policy's max is still the one edgeexit's own min/max pin
+path). A thermal cap lifts when the board cools, so every CAP_CHECK_MS of run time, between inferences, the
+planner reads the kernel's cap again and plans up to it: a cap still in force shows in the next write it
+refuses, and the time to the next look doubles while it does (up to CAP_CHECK_MAX_MS). Where a policy's max is still the one edgeexit's own min/max pin
 left (an earlier run in the session), the cap is the max found before its first write, not that pin.
 Decisions are in requested points: the planner writes only when the point it wants differs from the one
 it last requested (and was answered), never because the read-back does.
@@ -113,6 +115,8 @@ LEARN_AFTER = (8, 16, 32, 64, 128, 256, 512)  # inferences after which H is solv
 LEARN_EVERY = 1024  # ... and then every this many
 MAX_OUTCOMES = 32  # the commonest outcomes H is solved with (a few ms each solve)
 ROUNDING_MS = 1e-9  # the deadline test's sums are differences of suffix sums: a picosecond covers their rounding
+CAP_CHECK_MS = 10000.0  # run time between looks at the kernel's cap, where a refused write taught another
+CAP_CHECK_MAX_MS = 160000.0  # ... doubling while the look is refused again, up to this
 RESERVE_STEP_MS = 0.25  # the meter-read reserve moves in steps of this
 SCHEDUTIL_HEADROOM = 1.25  # get_next_freq: freq + freq / 4
 ONDEMAND_UP_THRESHOLD = 0.80  # od_update: up_threshold 80 (percent load)
@@ -150,7 +154,8 @@ class DvfsPlanner(RuntimeHooks):
     ``cap_khz``: the highest clock the kernel lets every online CPU policy run now (None: the table's
     top); ``not_honoured``: the controller's list of not-honoured writes, which shows a cap that appears
     during the run (None: the read-back that ``set_cpu_khz`` returns is the evidence); ``cpuinfo_khz``:
-    the kernel table's (min, max), which ondemand scales between (None: the cost model's ends);
+    the kernel table's (min, max), which ondemand scales between (None: the cost model's ends); ``read_cap_khz``:
+    reads the kernel's cap again during the run (the controller's ``cpu_cap_khz``; None: ``cap_khz`` stands);
     ``read_reserve_ms``: the time a period must keep for a meter's reads (see module doc); ``between``:
     called between inferences of a planned run, for the controller's upkeep in idle time; ``warn``: where a
     warning goes (a meter whose reads leave no time in the period).
@@ -170,6 +175,7 @@ class DvfsPlanner(RuntimeHooks):
         governor: str = "schedutil",
         emulate_governor: bool = True,
         cap_khz: Optional[int] = None,
+        read_cap_khz: Optional[Callable[[], Optional[int]]] = None,
         not_honoured: Optional[Callable[[], Sequence[Any]]] = None,
         cpuinfo_khz: Optional[Tuple[int, int]] = None,
         read_reserve_ms: Optional[Callable[[], float]] = None,
@@ -207,6 +213,12 @@ class DvfsPlanner(RuntimeHooks):
         self.cpuinfo_khz = cpuinfo_khz or (self.table_khz[0], self.table_khz[-1])
         self._floor_khz = 0
         self._cap_khz = int(cap_khz) if cap_khz is not None else self.table_khz[-1]
+        self._read_cap = read_cap_khz
+        self._cap_found_khz = self._cap_khz  # the cap read before the run: stands where no read says otherwise
+        self._run_ms = 0.0  # run time so far: inferences and their periods
+        self._check_ms = CAP_CHECK_MS  # the time from one look at the cap to the next
+        self._next_check_ms = CAP_CHECK_MS
+        self._lifted = False  # the last look raised the points over a cap (or floor) a refused write taught
         self.current = int(start_khz)  # the clock in force, as read back (what a simulated probe runs)
         self.requested_khz = int(start_khz)  # the point last asked for: what decisions compare against
         # Until the first write the kernel's governor owns the clock and may move it under load, even when
@@ -238,10 +250,7 @@ class DvfsPlanner(RuntimeHooks):
     def _reach(self, solve: bool = True) -> None:
         """Plan over the points within the known floor and cap, and rebuild everything that depends on them
         (``solve`` False, in the middle of an inference: the future's solve, a few ms, waits for end())."""
-        opps = [f for f in self.table_khz if self._floor_khz <= f <= self._cap_khz]
-        if not opps:  # a cap below every point (or a floor above): the nearest end is all that can run
-            opps = [self.table_khz[0]] if self._cap_khz < self.table_khz[0] else [self.table_khz[-1]]
-        self.opps = opps
+        self.opps = opps = self._reachable()
         self.f_max = opps[-1]
         self._khz = np.asarray(opps)
         self._col = {f: c for c, f in enumerate(opps)}
@@ -251,6 +260,12 @@ class DvfsPlanner(RuntimeHooks):
         self._resolve = not solve
         if solve:
             self._set_future()
+
+    def _reachable(self) -> List[int]:
+        opps = [f for f in self.table_khz if self._floor_khz <= f <= self._cap_khz]
+        if not opps:  # a cap below every point (or a floor above): the nearest end is all that can run
+            opps = [self.table_khz[0]] if self._cap_khz < self.table_khz[0] else [self.table_khz[-1]]
+        return opps
 
     def set_reserve_ms(self, reserve_ms: float) -> None:
         """Keep ``reserve_ms`` of every period for work outside the inference (a real meter's edge reads, ~6
@@ -655,6 +670,10 @@ class DvfsPlanner(RuntimeHooks):
             self._cap_khz = min(self._cap_khz, min(ran_khz))
         if max(ran_khz) > f:
             self._floor_khz = max(self._floor_khz, max(ran_khz))
+        if self._lifted:  # the last look at the cap was too early: look later next time
+            self._lifted = False
+            self._check_ms = min(2.0 * self._check_ms, CAP_CHECK_MAX_MS)
+            self._next_check_ms = self._run_ms + self._check_ms
         self._reach(solve=False)  # mid-inference: plan over the points left now, solve the future after it
         return False
 
@@ -710,12 +729,28 @@ class DvfsPlanner(RuntimeHooks):
         self._settle()
         if self._typical is not None:
             self._learn(tuple(self._ran))
+        self._run_ms += max(busy_ms, self._given[1] or 0.0)
+        if self.mode == "planned" and self._run_ms >= self._next_check_ms:
+            self._look_at_cap()
         if self._between is not None and self.mode == "planned":
             self._between()  # before parking: the clock the inference ended at is the one re-pinned mid-inference
         if self.period_ms and self.mode == "planned":
             self._apply(self._park_khz(self.period_ms - busy_ms))
             self._settle()  # a park the kernel refused: still in idle time
         self.plan_ns.append(self._plan_ns + (time.perf_counter_ns() - t))
+
+    def _look_at_cap(self) -> None:
+        """Plan up to the kernel's cap as it reads now, with no floor, in idle time: a cap or floor learnt from
+        a refused write may have lifted (a board that cooled), and a cap the kernel shows may have moved."""
+        self._next_check_ms = self._run_ms + self._check_ms
+        cap = self._read_cap() if self._read_cap is not None else None
+        self._cap_khz, self._floor_khz = int(cap) if cap is not None else self._cap_found_khz, 0
+        opps = self._reachable()
+        if opps == self.opps:
+            self._check_ms = CAP_CHECK_MS  # nothing learnt stands in the way: look at the usual pace
+            return
+        self._lifted = opps[-1] > self.f_max or opps[0] < self.opps[0]
+        self._reach()
 
     def _governor_khz(self) -> int:
         """The point the emulated governor picks from the last period's load, within the reachable points

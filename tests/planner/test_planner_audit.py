@@ -388,3 +388,52 @@ def test_a_refused_pin_before_the_run_is_retried_at_a_solved_start(bundle_rt):
     DvfsPlanner("planned", ref.cost, rt, ref.policy, capped, start_khz=ref.opps[0], deadline_ms=2.204,
                 period_ms=11.02, elapsed_ms=lambda: 0.0)
     assert len(pins) == 2 and pins[0] > 825600 and pins[1] == 825600, pins
+
+
+# -- a learnt cap is looked at again ----------------------------------------------------------------------------
+def test_a_thermal_cap_that_lifts_is_planned_over_again(bundle_rt, monkeypatch):
+    """A cap learnt from a refused write stayed for the run: after the board cooled and the kernel lifted its
+    thermal cap, a misforecast sample's re-plan still could not ask for more than 1574.4 MHz. The planner now
+    reads the kernel's cap again every CAP_CHECK_MS of run time (here 300 ms: 30 periods) and plans up to it."""
+    import edgeexit.planner as planner_mod
+
+    monkeypatch.setattr(planner_mod, "CAP_CHECK_MS", 300.0)
+    box = {"done": 0}
+
+    def progress(k):
+        box["done"] += k
+        if box["done"] == 50:
+            box["top"] = box["session"].controller.online_cpus()[0].limits()[1]
+            _cap_max(box["session"], TX2_THERMAL_CAP_KHZ)
+        elif box["done"] == 100:
+            _cap_max(box["session"], box["top"])  # cooled: the cap lifts
+
+    b, rt = bundle_rt
+    ex = _run(b, rt, "planned", 2.0, 10.0, "jetson-tx2", setup=lambda s: box.update(session=s), on_progress=progress)
+    assert len(ex.summary["not_honoured_writes"]) == 1  # learnt once; the look after the lift was honoured
+    assert ex.planner.f_max == box["top"] > TX2_THERMAL_CAP_KHZ
+    asked = [f for r in ex.records[140:] for f in r["cpu_khz_trace"]]
+    assert max(asked) > TX2_THERMAL_CAP_KHZ  # the re-plans reach past the old cap again
+    assert ex.summary["deadline_miss_rate"] == 0.0
+
+
+def test_a_firmware_cap_that_holds_is_looked_at_less_and_less_often(bundle_rt, monkeypatch):
+    """A firmware cap that scaling_max_freq does not show cannot be read, only learnt from a refused write, so
+    each look at the cap costs one: the time between looks doubles while the cap holds."""
+    import edgeexit.planner as planner_mod
+
+    monkeypatch.setattr(planner_mod, "CAP_CHECK_MS", 50.0)
+    cap = 1344000
+
+    def firmware_cap(session):
+        for pol in session.controller.online_cpus():
+            session.sim.set_firmware_clock(pol.name, cap_khz=cap)
+
+    b, rt = bundle_rt
+    ex = _run(b, rt, "planned", 0.8, 5.0, "jetson-orin-nano", setup=firmware_cap)  # 1000 ms of run time
+    events = ex.summary["not_honoured_writes"]
+    # learnt at the first write, then looked at after 50, 100, 200 and 400 ms more: at most 5 refusals per
+    # policy (2 online), where a look every 50 ms would have cost 20
+    assert 4 <= len(events) <= 10, events
+    assert ex.planner._check_ms == 800.0
+    assert ex.summary["deadline_miss_rate"] == 0.0
