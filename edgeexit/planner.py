@@ -9,9 +9,11 @@ so f_max below is the reachable top. A policy's min floor limits nothing: a pin 
 policy is another point than the request: a cap set during the run, or a firmware cap that
 ``scaling_max_freq`` does not show), the points beyond the clock that ran are dropped and the plan is
 made again over those left (the future, H below, is solved again at the inference's end, off its critical
-path). A thermal cap lifts when the board cools, so every CAP_CHECK_MS of run time, between inferences, the
-planner reads the kernel's cap again and plans up to it: a cap still in force shows in the next write it
-refuses, and the time to the next look doubles while it does (up to CAP_CHECK_MAX_MS). Where a policy's max is still the one edgeexit's own min/max pin
+path). Right after, in idle time, it reads the kernel's cap: a learnt cap that ``scaling_max_freq`` does not
+show (a firmware cap) is hidden and stays for the run, as does a learnt floor. A thermal cap the kernel shows
+lifts when the board cools, so every CAP_CHECK_MS of run time, between inferences, the planner reads the
+kernel's cap again and plans up to it (never past a hidden cap: the deadline test must not count on a clock
+that would be refused). Where a policy's max is still the one edgeexit's own min/max pin
 left (an earlier run in the session), the cap is the max found before its first write, not that pin.
 Decisions are in requested points: the planner writes only when the point it wants differs from the one
 it last requested (and was answered), never because the read-back does.
@@ -115,8 +117,7 @@ LEARN_AFTER = (8, 16, 32, 64, 128, 256, 512)  # inferences after which H is solv
 LEARN_EVERY = 1024  # ... and then every this many
 MAX_OUTCOMES = 32  # the commonest outcomes H is solved with (a few ms each solve)
 ROUNDING_MS = 1e-9  # the deadline test's sums are differences of suffix sums: a picosecond covers their rounding
-CAP_CHECK_MS = 10000.0  # run time between looks at the kernel's cap, where a refused write taught another
-CAP_CHECK_MAX_MS = 160000.0  # ... doubling while the look is refused again, up to this
+CAP_CHECK_MS = 10000.0  # run time between looks at the kernel's cap (a thermal cap may have lifted or appeared)
 RESERVE_STEP_MS = 0.25  # the meter-read reserve moves in steps of this
 SCHEDUTIL_HEADROOM = 1.25  # get_next_freq: freq + freq / 4
 ONDEMAND_UP_THRESHOLD = 0.80  # od_update: up_threshold 80 (percent load)
@@ -214,11 +215,11 @@ class DvfsPlanner(RuntimeHooks):
         self._floor_khz = 0
         self._cap_khz = int(cap_khz) if cap_khz is not None else self.table_khz[-1]
         self._read_cap = read_cap_khz
-        self._cap_found_khz = self._cap_khz  # the cap read before the run: stands where no read says otherwise
-        self._run_ms = 0.0  # run time so far: inferences and their periods
-        self._check_ms = CAP_CHECK_MS  # the time from one look at the cap to the next
-        self._next_check_ms = CAP_CHECK_MS
-        self._lifted = False  # the last look raised the points over a cap (or floor) a refused write taught
+        self._hidden_cap_khz = self.table_khz[-1]  # the lowest learnt cap the kernel did not show: for the run
+        self._cap_learnt = False  # a refused write taught a cap this inference: read the kernel's at its end
+        self._born = time.perf_counter()
+        self._run_ms = 0.0  # run time so far: inferences and their periods (modelled on a simulated board)
+        self._next_look_ms = CAP_CHECK_MS
         self.current = int(start_khz)  # the clock in force, as read back (what a simulated probe runs)
         self.requested_khz = int(start_khz)  # the point last asked for: what decisions compare against
         # Until the first write the kernel's governor owns the clock and may move it under load, even when
@@ -668,12 +669,9 @@ class DvfsPlanner(RuntimeHooks):
             return True
         if min(ran_khz) < f:
             self._cap_khz = min(self._cap_khz, min(ran_khz))
+            self._cap_learnt = True
         if max(ran_khz) > f:
             self._floor_khz = max(self._floor_khz, max(ran_khz))
-        if self._lifted:  # the last look at the cap was too early: look later next time
-            self._lifted = False
-            self._check_ms = min(2.0 * self._check_ms, CAP_CHECK_MAX_MS)
-            self._next_check_ms = self._run_ms + self._check_ms
         self._reach(solve=False)  # mid-inference: plan over the points left now, solve the future after it
         return False
 
@@ -729,8 +727,16 @@ class DvfsPlanner(RuntimeHooks):
         self._settle()
         if self._typical is not None:
             self._learn(tuple(self._ran))
-        self._run_ms += max(busy_ms, self._given[1] or 0.0)
-        if self.mode == "planned" and self._run_ms >= self._next_check_ms:
+        if self._elapsed is not None:  # a modelled clock: the run's time is its inferences and periods
+            self._run_ms += max(busy_ms, self._given[1] or 0.0)
+        else:
+            self._run_ms = (time.perf_counter() - self._born) * 1e3
+        if self._cap_learnt:
+            self._cap_learnt = False
+            shown = self._read_cap() if self._read_cap is not None else None
+            if shown is None or shown > self._cap_khz:  # not the kernel's cap: the firmware's, or unknown
+                self._hidden_cap_khz = min(self._hidden_cap_khz, self._cap_khz)
+        if self.mode == "planned" and self._run_ms >= self._next_look_ms and self._read_cap is not None:
             self._look_at_cap()
         if self._between is not None and self.mode == "planned":
             self._between()  # before parking: the clock the inference ended at is the one re-pinned mid-inference
@@ -740,17 +746,18 @@ class DvfsPlanner(RuntimeHooks):
         self.plan_ns.append(self._plan_ns + (time.perf_counter_ns() - t))
 
     def _look_at_cap(self) -> None:
-        """Plan up to the kernel's cap as it reads now, with no floor, in idle time: a cap or floor learnt from
-        a refused write may have lifted (a board that cooled), and a cap the kernel shows may have moved."""
-        self._next_check_ms = self._run_ms + self._check_ms
-        cap = self._read_cap() if self._read_cap is not None else None
-        self._cap_khz, self._floor_khz = int(cap) if cap is not None else self._cap_found_khz, 0
-        opps = self._reachable()
-        if opps == self.opps:
-            self._check_ms = CAP_CHECK_MS  # nothing learnt stands in the way: look at the usual pace
+        """Plan up to the kernel's cap as it reads now (a thermal cap that lifted or appeared), never past a
+        hidden one; in idle time, solving the future only when the reachable points change."""
+        assert self._read_cap is not None
+        self._next_look_ms = self._run_ms + CAP_CHECK_MS
+        shown = self._read_cap()
+        if shown is None:
             return
-        self._lifted = opps[-1] > self.f_max or opps[0] < self.opps[0]
-        self._reach()
+        cap = min(int(shown), self._hidden_cap_khz)
+        if cap != self._cap_khz:
+            self._cap_khz = cap
+            if self._reachable() != self.opps:
+                self._reach()
 
     def _governor_khz(self) -> int:
         """The point the emulated governor picks from the last period's load, within the reachable points

@@ -400,7 +400,9 @@ class DvfsController:
             for d in self.online_cpus():
                 cur = d.limits()[1]
                 found, left = self._found.get(d.relpath), self.expected.get(d.relpath, {})
-                ours = d.relpath in self._pinned and found is not None and left.get("max") == str(cur)
+                # only a min/max pin writes max; a userspace pin leaves it, so what it shows is a cap
+                ours = (d.relpath in self._pinned and not d.uses_userspace(self.method) and found is not None
+                        and left.get("max") == str(cur))
                 caps.append(int(found["max"]) if ours and found.get("max") else cur)  # type: ignore[union-attr]
         except (OSError, EdgeExitError, ValueError):
             return None
