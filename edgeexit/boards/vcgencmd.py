@@ -27,8 +27,15 @@ def run_vcgencmd(argv: Sequence[str]) -> str:
             "or use an external meter (--meter joulescope).".format(argv[0])) from None
     except subprocess.TimeoutExpired:
         raise MeterError("'{}' did not answer within 5 s; retry, or check the firmware.".format(" ".join(argv))) from None
-    if done.returncode != 0 and not done.stdout:
-        raise MeterError("'{}' failed: {}".format(" ".join(argv), done.stderr.strip() or done.returncode))
+    if done.returncode != 0:
+        out = done.stdout.strip()
+        if "/dev/vcio" in out:  # mbox_open() failed: prints this on stdout and exits -1
+            raise SensorMissingError(
+                "'{}' cannot open /dev/vcio: add this user to the video group (sudo usermod -aG video $USER, then "
+                "log in again) or run as root; in a container, pass the device (--device /dev/vcio)".format(argv[0]))
+        if "error=" not in out:  # "error=N error_msg=..." is the firmware's answer, for the caller to read
+            raise MeterError("'{}' failed with status {}: {}".format(
+                " ".join(argv), done.returncode, (done.stderr.strip() or out or "no output").splitlines()[0]))
     return done.stdout
 
 

@@ -123,3 +123,36 @@ def test_pi5_firmware_without_pmic_read_adc_names_a_firmware_update(tmp_path, mo
         msg = str(err.value)
         assert "Pi 5" in msg and "firmware" in msg and "sudo apt full-upgrade" in msg and "rpi-eeprom-update" in msg
         assert "has no PMIC" not in msg and "only the Pi 5" not in msg and "\n" not in msg
+
+
+def _fake_vcgencmd(tmp_path, monkeypatch, script: str) -> None:
+    vcgencmd = tmp_path / "bin" / "vcgencmd"
+    vcgencmd.parent.mkdir(exist_ok=True)
+    vcgencmd.write_text("#!/bin/sh\n" + script)
+    vcgencmd.chmod(0o755)
+    monkeypatch.setenv("PATH", "{}:{}".format(vcgencmd.parent, os.environ["PATH"]))
+
+
+def test_a_user_who_cannot_open_dev_vcio_is_told_to_join_the_video_group(tmp_path, monkeypatch) -> None:
+    # vcgencmd's mbox_open() prints this on stdout and exits -1 for a user outside the video group (or in a
+    # container without the device); the meter used to read it as "not a Raspberry Pi 5 PMIC".
+    _fake_vcgencmd(tmp_path, monkeypatch, 'echo "Can\'t open device file: /dev/vcio"\n'
+                   'echo "Try creating a device file with: sudo mknod /dev/vcio c 100 0"\nexit 255\n')
+    for kind in ("auto", "pmic"):
+        with pytest.raises(SensorMissingError) as err:
+            meter_for_board(load_board("raspberry-pi-5").power, tmp_path, kind=kind)
+        msg = str(err.value)
+        assert "video group" in msg and "/dev/vcio" in msg and "\n" not in msg
+        assert "not a Raspberry Pi 5 PMIC" not in msg
+
+
+def test_a_failing_vcgencmd_is_one_line_with_its_status(tmp_path, monkeypatch) -> None:
+    _fake_vcgencmd(tmp_path, monkeypatch, 'echo "VCHI initialization failed"\nexit 1\n')
+    with pytest.raises(MeterError, match=r"failed with status 1: VCHI initialization failed$"):
+        Pi5PmicMeter(board_is_pi5=True)
+
+
+def test_a_firmware_error_answer_with_a_non_zero_status_is_still_read(tmp_path, monkeypatch) -> None:
+    _fake_vcgencmd(tmp_path, monkeypatch, 'echo \'error=2 error_msg="Command not registered"\'\nexit 2\n')
+    with pytest.raises(SensorMissingError, match="predates the PMIC power monitor"):
+        Pi5PmicMeter(board_is_pi5=True)
