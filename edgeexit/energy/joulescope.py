@@ -47,6 +47,10 @@ DEFAULT_HISTORY_S = 120.0
 STEP_TOLERANCE_S = 0.01
 
 
+# Stream messages carry the driver's time map from pyjoulescope_driver 2.1 on (its binding; 2.0.x sends none).
+DRIVER_NEEDED = "pyjoulescope_driver>=2.1"
+
+
 def _open_default_driver() -> Any:
     try:
         import pyjoulescope_driver  # type: ignore[import-not-found]
@@ -54,7 +58,11 @@ def _open_default_driver() -> Any:
         raise SensorMissingError(
             "The Joulescope backend needs pyjoulescope_driver: pip install 'edgeexit[joulescope]'."
         ) from None
-    return pyjoulescope_driver.Driver()
+    try:
+        return pyjoulescope_driver.Driver()
+    except RuntimeError as exc:  # the binding raises RuntimeError for every jsdrv error code but a timeout
+        raise SensorMissingError(f"The Joulescope driver did not start ({exc}); reconnect the instrument and "
+                                 "retry, or reinstall it: pip install -U 'edgeexit[joulescope]'.") from None
 
 
 class _Chunk:
@@ -113,6 +121,7 @@ class JoulescopeMeter(PowerMeter, WindowedEnergySource):
         self.total_basis = BASIS
         self._chunks: Deque[_Chunk] = deque()
         self._cond = threading.Condition()
+        self.stream_error: Optional[str] = None  # set by the USB thread when messages cannot be read
         try:
             self.device_path = self._pick_device(device_path)
             self.model = self.device_path.split("/")[1]
@@ -123,13 +132,18 @@ class JoulescopeMeter(PowerMeter, WindowedEnergySource):
                     f"Joulescope {self.device_path} did not answer within {timeout_s} s; reconnect "
                     "its USB cable and retry."
                 ) from None
+            except RuntimeError as exc:  # in use, no permission, USB I/O: jsdrv's other error codes
+                raise SensorMissingError(self._failed(exc)) from None
             self._opened = True
-            self._configure(sample_rate_hz)
-            # POSIX minus monotonic: maps the driver's UTC estimate onto the host clock.
-            self.host_offset_s = wall_clock() - clock()
-            self._host_offset_t64 = as_time64(self.host_offset_s)
-            self.driver.subscribe(f"{self.device_path}/{POWER_TOPIC}", ["pub"], self._on_data)
-            self.driver.publish(f"{self.device_path}/{POWER_CTRL}", 1)
+            try:
+                self._configure(sample_rate_hz)
+                # POSIX minus monotonic: maps the driver's UTC estimate onto the host clock.
+                self.host_offset_s = wall_clock() - clock()
+                self._host_offset_t64 = as_time64(self.host_offset_s)
+                self.driver.subscribe(f"{self.device_path}/{POWER_TOPIC}", ["pub"], self._on_data)
+                self.driver.publish(f"{self.device_path}/{POWER_CTRL}", 1)
+            except RuntimeError as exc:
+                raise SensorMissingError(self._failed(exc)) from None
         except BaseException:
             self.close()
             raise
@@ -152,6 +166,11 @@ class JoulescopeMeter(PowerMeter, WindowedEnergySource):
             )
         return device_path
 
+    def _failed(self, exc: Exception) -> str:
+        return (f"Joulescope {self.device_path} could not be opened or set up ({exc}): close any other program "
+                "using it (the Joulescope UI), check that this user may access it (the udev rules the Joulescope "
+                "install adds), reconnect its USB cable and retry.")
+
     def _configure(self, sample_rate_hz: int) -> None:
         dev = self.device_path
         if self.model == "js220":  # both ranges auto, as the reference's JS220 setup
@@ -165,6 +184,13 @@ class JoulescopeMeter(PowerMeter, WindowedEnergySource):
     # --- streaming --------------------------------------------------------------------------
     def _on_data(self, topic: str, value: Any) -> None:
         """Driver callback (USB thread): map one power message onto host time."""
+        if "time_map" not in value or "decimate_factor" not in value:
+            with self._cond:  # an older driver: say so where windows are read, not as a KeyError on its thread
+                self.stream_error = (f"the installed pyjoulescope_driver streams power without a time map, which "
+                                     f"edgeexit needs to place samples in time; upgrade it: pip install -U "
+                                     f"'{DRIVER_NEEDED}'")
+                self._cond.notify_all()
+            return
         tm = value["time_map"]
         counter_rate = float(tm["counter_rate"])
         decimate = int(value["decimate_factor"])
@@ -245,7 +271,10 @@ class JoulescopeMeter(PowerMeter, WindowedEnergySource):
         if t1_s < t0_s:
             raise MeterError(f"Window end {t1_s} s is before its start {t0_s} s.")
         with self._cond:
-            self._cond.wait_for(lambda: self._data_end_s() >= t1_s, timeout=self.data_wait_s)
+            self._cond.wait_for(lambda: self._data_end_s() >= t1_s or self.stream_error is not None,
+                                timeout=self.data_wait_s)
+            if self.stream_error is not None:
+                raise MeterError("Joulescope {}: {}".format(self.device_path, self.stream_error))
             chunks = [c for c in self._chunks if c.end_s > t0_s and c.start_s < t1_s]
         energy = covered = 0.0
         n = 0

@@ -7,7 +7,7 @@ from energy_fixtures import FakeClock, FakeJoulescopeDriver
 from edgeexit.energy import Sampler
 from edgeexit.energy.joulescope import JoulescopeMeter
 from edgeexit.energy.time64 import SECOND, as_posix_s, as_time64, counter_to_posix_s
-from edgeexit.errors import SensorMissingError
+from edgeexit.errors import MeterError, SensorMissingError
 
 WALL_MINUS_MONO_S = 1_700_000_000.0  # host time.time() - time.monotonic()
 
@@ -156,3 +156,62 @@ def test_without_the_optional_driver_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "pyjoulescope_driver", None)  # import fails
     with pytest.raises(SensorMissingError, match=r"edgeexit\[joulescope\]"):
         JoulescopeMeter()
+
+
+class _RefusingDriver(FakeJoulescopeDriver):
+    """pyjoulescope_driver's binding raises RuntimeError for every jsdrv error code but a timeout: IN_USE (the
+    Joulescope UI holds the instrument), PERMISSIONS (no udev rule), IO."""
+
+    def __init__(self, fail_on: str) -> None:
+        super().__init__(pulse, WALL_MINUS_MONO_S, 100.0)
+        self.fail_on = fail_on
+
+    def open(self, device_prefix, mode=None, timeout=None):
+        if self.fail_on == "open":
+            raise RuntimeError("jsdrv_open failed 21")
+        return super().open(device_prefix, mode, timeout)
+
+    def publish(self, topic, value, timeout=None):
+        if self.fail_on == "publish" and topic.endswith("/h/fs"):
+            raise RuntimeError("jsdrv_publish failed 4")
+        return super().publish(topic, value, timeout)
+
+
+@pytest.mark.parametrize("fail_on", ["open", "publish"])
+def test_a_driver_error_is_one_line_naming_the_fix_and_releases_the_instrument(fail_on: str) -> None:
+    drv = _RefusingDriver(fail_on)
+    with pytest.raises(SensorMissingError) as err:  # it used to escape as a RuntimeError traceback
+        JoulescopeMeter(driver=drv, data_wait_s=0.0)
+    msg = str(err.value)
+    assert "Joulescope UI" in msg and "udev" in msg and "\n" not in msg
+    assert drv.opened == {}
+
+
+class _Driver20(FakeJoulescopeDriver):
+    """pyjoulescope_driver 2.0.x: stream messages without the time map."""
+
+    def subscribe(self, topic, flags, fn, timeout=None):
+        def old(topic: str, msg: dict) -> None:
+            fn(topic, {k: v for k, v in msg.items() if k != "time_map"})
+
+        super().subscribe(topic, flags, old, timeout)
+
+
+def test_an_old_driver_is_named_where_windows_are_read() -> None:
+    clock = FakeClock(100.0)
+    drv = _Driver20(pulse, WALL_MINUS_MONO_S, counter0_host_s=100.0)
+    meter = JoulescopeMeter(driver=drv, clock=clock, wall_clock=lambda: clock() + WALL_MINUS_MONO_S, data_wait_s=0.0)
+    drv.stream(100.2)  # a KeyError on the driver's thread before; every window then read as unknown
+    with pytest.raises(MeterError, match=r"pip install -U 'pyjoulescope_driver>=2\.1'"):
+        meter.energy_mj(100.0, 100.1)
+
+
+def test_the_joulescope_extra_asks_for_the_driver_the_meter_reads() -> None:
+    import configparser
+    from pathlib import Path
+
+    from edgeexit.energy.joulescope import DRIVER_NEEDED
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    assert DRIVER_NEEDED in cfg["options.extras_require"]["joulescope"].split()
