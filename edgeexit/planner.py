@@ -734,7 +734,9 @@ class DvfsPlanner(RuntimeHooks):
         if self._cap_learnt:
             self._cap_learnt = False
             shown = self._read_cap() if self._read_cap is not None else None
-            if shown is None or shown > self._cap_khz:  # not the kernel's cap: the firmware's, or unknown
+            # the highest point the kernel's cap lets run (a cap between two points runs the lower one)
+            top = None if shown is None else max((f for f in self.table_khz if f <= shown), default=0)
+            if top is None or top > self._cap_khz:  # not the kernel's cap: the firmware's, or unknown
                 self._hidden_cap_khz = min(self._hidden_cap_khz, self._cap_khz)
         if self.mode == "planned" and self._run_ms >= self._next_look_ms and self._read_cap is not None:
             self._look_at_cap()

@@ -338,8 +338,8 @@ def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: C
     planner = DvfsPlanner(
         mode, cost, runtime, policy, ctl.set_cpu_khz, start_khz=ctl.cpu_khz(), deadline_ms=deadline_ms,
         period_ms=period_ms, elapsed_ms=elapsed, governor=governor or brun.session.profile.cpu.default_governor,
-        emulate_governor=brun.simulated, cap_khz=ctl.cpu_cap_khz(), read_cap_khz=ctl.cpu_cap_khz, not_honoured=lambda: ctl.honour_events,
-        cpuinfo_khz=(table[0], table[-1]),
+        emulate_governor=brun.simulated, cap_khz=ctl.cpu_cap_khz(), read_cap_khz=ctl.cpu_cap_khz,
+        not_honoured=lambda: ctl.honour_events, cpuinfo_khz=(table[0], table[-1]),
         read_reserve_ms=brun.probe.read_reserve_ms if isinstance(brun.probe, MeterProbe) else None,
         between=ctl.refresh_firmware_khz, warn=warn,
     )

@@ -458,3 +458,22 @@ def test_a_cap_the_kernel_does_not_show_stays_for_the_run(bundle_rt, monkeypatch
     ex = _run(b, rt, "planned", 2.0, 5.0, "jetson-tx2", n=1000, setup=firmware_cap)
     assert len(ex.summary["not_honoured_writes"]) == 1
     assert ex.planner.f_max == cap and ex.summary["deadline_miss_rate"] == 0.0
+
+
+def test_a_shown_cap_between_two_points_explains_the_lower_one_running(bundle_rt):
+    """A kernel cap between two points runs the lower one: that refusal is the kernel's cap, not a hidden
+    firmware cap kept for the run."""
+    from edgeexit.planner import DvfsPlanner
+
+    b, rt = bundle_rt
+    ref = _run(b, rt, "planned", 2.204, 11.02, "jetson-nano", n=1).planner
+    top, below = ref.table_khz[-1], ref.table_khz[-2]
+    shown = [below + 1000]  # between the two highest points
+    p = DvfsPlanner("planned", ref.cost, rt, ref.policy, lambda f: min(f, below), start_khz=ref.opps[0],
+                    deadline_ms=0.3, period_ms=11.02, elapsed_ms=lambda: 0.0, read_cap_khz=lambda: shown[0])
+    p.end(None, None)  # type: ignore[arg-type]
+    assert p.f_max == below and p._hidden_cap_khz == top
+    shown[0] = top  # the kernel lifts its cap: the next look plans up to the top again
+    p._next_look_ms = 0.0
+    p.end(None, None)  # type: ignore[arg-type]
+    assert p.f_max == top
