@@ -41,7 +41,8 @@ def fuse_problem() -> Optional[str]:
     return None
 
 
-def _make_operations(kernel: SimulatedKernel) -> Any:
+def _make_operations(kernel: SimulatedKernel, served: Optional[List[bool]] = None) -> Any:
+    """The FUSE operations over ``kernel``; ``served`` gets True once the mount is up and its loop runs."""
     import mfusepy
 
     class SimulatedSysfsFuse(mfusepy.Operations):  # type: ignore[misc]
@@ -50,6 +51,10 @@ def _make_operations(kernel: SimulatedKernel) -> Any:
         def __init__(self) -> None:
             self.k = kernel
             self.root = str(kernel.root)
+
+        def init(self, path: str) -> None:
+            if served is not None:
+                served.append(True)
 
         def _rel(self, path: str) -> str:
             return path.lstrip("/") or "."
@@ -205,9 +210,18 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
         "unmounts".format(board.name, kernel.family, mountpoint, backing, mountpoint))
     # libfuse only installs its SIGTERM/SIGINT handlers (which unmount cleanly) over SIG_DFL.
     old_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    up = []  # type: List[bool]
     try:
-        mfusepy.FUSE(_make_operations(kernel), str(mountpoint), foreground=True, direct_io=True, attr_timeout=0,
+        mfusepy.FUSE(_make_operations(kernel, up), str(mountpoint), foreground=True, direct_io=True, attr_timeout=0,
                      entry_timeout=0, negative_timeout=0, fsname="edgeexit-sim-" + board.name)
+    except RuntimeError as err:  # libfuse's status (mfusepy raises it as is)
+        if up and not is_fuse_mount(mountpoint):
+            # Ctrl-C or SIGTERM: libfuse's handlers ended the loop and unmounted, and report that as status 8
+            say("SIMULATED {} unmounted from {}".format(board.name, mountpoint))
+            return
+        raise DvfsError("libfuse could not {} {} (status {}; its own message is above): check that fuse3 is "
+                        "installed and /dev/fuse exists, or `edgeexit sim umount {}` a stale mount there".format(
+                            "serve" if up else "mount", mountpoint, err, mountpoint)) from None
     finally:
         signal.signal(signal.SIGTERM, old_term)
         try:

@@ -1,0 +1,41 @@
+"""`edgeexit sim mount` in the foreground: Ctrl-C (or SIGTERM) is the documented way to stop it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.sim.helpers import make_tree, require_fuse
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_unmounts_a_foreground_mount_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int) -> None:
+    """libfuse ends its loop on the signal, unmounts, and returns status 8, which mfusepy raised as a bare
+    RuntimeError: a traceback and exit status 1 for the way `sim mount --help` says to stop it."""
+    require_fuse()
+    from edgeexit.sim.fusefs import wait_mounted
+
+    monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeexit", "sim", "mount", "--board", "jetson-nano", "--backing",
+                             str(k.root), str(mnt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_mounted(mnt, proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if os.path.ismount(str(mnt)):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"unmounted from" in err
+    assert not os.path.ismount(str(mnt))
