@@ -74,7 +74,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
     """
     from edgeexit.dvfs.session import resolve_target
 
-    target = resolve_target(board or "auto", sysfs_root, False)
+    target = resolve_target(board or "auto", sysfs_root, False, offer_simulate=False)
     info = collect(target)
     if as_json:
         click.echo(json.dumps(info, sort_keys=True))

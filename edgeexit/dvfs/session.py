@@ -135,13 +135,15 @@ class BoardTarget:
 
 
 def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = None,
-                   simulate: bool = False) -> BoardTarget:
+                   simulate: bool = False, offer_simulate: bool = True) -> BoardTarget:
     """Pick the Sysfs explicitly (never silently simulated):
 
     - ``simulate=True``: a fresh temporary tree (`sim init`) + the in-process simulated kernel;
     - ``sysfs_root`` carrying the simulator's marker: in-process simulated kernel, or plain file I/O
       when it is the simulator's FUSE mount (which enforces the rules itself); both report SIMULATED;
     - otherwise plain file I/O on ``sysfs_root`` (default ``/``): a real board.
+
+    ``offer_simulate``: whether the command has --simulate to suggest when this machine is no such board.
     """
     from edgeexit.sim.kernel import SimulatedKernel, read_marker
 
@@ -151,7 +153,7 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
             raise DvfsError("--simulate makes its own temporary tree; leave out --sysfs-root (or drop --simulate "
                             "to use the tree at {})".format(sysfs_root))
         if name == "auto":
-            raise BoardConfigError("--simulate needs --board NAME (see `edgeexit boards`)")
+            raise BoardConfigError("--simulate needs a board name, not auto: pass --board NAME (see `edgeexit boards`)")
         cfg = load_board(name)
         sweep_killed_simulations()  # a SIGKILLed --simulate run cannot delete its own tree
         tmp = tempfile.mkdtemp(prefix="{}{}-".format(PRIVATE_SIM_PREFIX, cfg.name))
@@ -183,7 +185,7 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
         kernel = SimulatedKernel(root, cfg)
         return BoardTarget(cfg, kernel.profile, SimulatedSysfs(root, kernel), True, kernel)
     cfg = detect_board(root) if name == "auto" else load_board(name)
-    require_cpufreq(cfg, root)
+    require_cpufreq(cfg, root, offer_simulate)
     return BoardTarget(cfg, load_profile(cfg), HostSysfs(root), False, None)
 
 
@@ -197,7 +199,7 @@ def check_mount_alive(root: Path) -> None:
                             "umount {}` and mount it again".format(root, root)) from None
 
 
-def require_cpufreq(cfg: BoardConfig, root: Path) -> None:
+def require_cpufreq(cfg: BoardConfig, root: Path, offer_simulate: bool = True) -> None:
     """A real board shows its cpufreq policies; without one, --board names a board this machine is not
     (or its kernel lacks cpufreq), and every later read would end in a bare 'No such file'."""
     dirs = [root / p.relpath for p in cfg.cpu_policies]
@@ -205,8 +207,8 @@ def require_cpufreq(cfg: BoardConfig, root: Path) -> None:
         where = "this machine" if root == Path("/") else "the tree at {}".format(root)
         raise BoardDetectError(
             "{} does not exist, so {} is not a running {} (or its kernel has no cpufreq); on the board check "
-            "--board (see `edgeexit boards`), elsewhere add --simulate or pass --sysfs-root DIR made by "
-            "`edgeexit sim init`".format(dirs[0], where, cfg.name))
+            "--board (see `edgeexit boards`), elsewhere {}pass --sysfs-root DIR made by `edgeexit sim init`".format(
+                dirs[0], where, cfg.name, "add --simulate or " if offer_simulate else ""))
 
 
 class BoardSession(BoardTarget):
@@ -344,8 +346,9 @@ class BoardSession(BoardTarget):
                 self.state_file = keep
                 raise RestoreConflictError(
                     "board {}: {}; to keep the current values delete {}, to put the saved ones back run `edgeexit "
-                    "restore --force`{}".format(
-                        self.board.name, "; ".join(c.describe() for c in report.conflicts), keep,
+                    "restore --board {}{} --force`{}".format(
+                        self.board.name, "; ".join(c.describe() for c in report.conflicts), keep, self.board.name,
+                        "" if Path(self.root) == Path("/") else " --sysfs-root {}".format(self.root),
                         "" if not more else " ({} older saved state file{} of killed runs wait{} for it)".format(
                             more, "s" if more > 1 else "", "" if more > 1 else "s")))
             if found is None:
@@ -505,7 +508,7 @@ def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = F
     Raises RestoreConflictError when someone else changed a domain since (see restore_stale);
     ``force=True`` restores the saved values over their change.
     """
-    target = resolve_target(board, sysfs_root, False)
+    target = resolve_target(board, sysfs_root, False, offer_simulate=False)
     session = BoardSession(target, thermal_guard=False)
     session._lock.acquire()
     try:

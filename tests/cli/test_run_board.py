@@ -51,5 +51,7 @@ def test_tree_of_another_board_is_refused_and_left_alone(tmp_path: Path):
     before = _snapshot(root)
     for args in (("run", "--cpu-khz", "1500000", "--limit", "2"), ("status",), ("restore",)):
         p = edgeexit(*args, "--board", "raspberry-pi-5", "--sysfs-root", str(root))
-        assert_one_line_error(p, "policy0 does not exist", "not a running raspberry-pi-5", "--simulate")
+        assert_one_line_error(p, "policy0 does not exist", "not a running raspberry-pi-5", "--sysfs-root DIR")
+        # only run has --simulate: status and restore told their users to add an option they refuse
+        assert ("--simulate" in p.stderr) == (args[0] == "run"), p.stderr
     assert _snapshot(root) == before

@@ -391,7 +391,8 @@ def test_a_conflict_in_a_users_state_file_is_kept_in_roots_own_runtime_dir(nobod
     SimulatedKernel(nobody_tree).write(str((gpu / "governor").relative_to(nobody_tree)), b"performance")
     kept = runtime_dir() / left.name
     res = cli("restore", "--board", BOARD, "--sysfs-root", str(nobody_tree))
-    said = one_line_error(res, "changed outside edgeexit", "delete {}".format(kept), "edgeexit restore --force")
+    said = one_line_error(res, "changed outside edgeexit", "delete {}".format(kept),
+                          "edgeexit restore --board {} --sysfs-root {} --force".format(BOARD, nobody_tree))
     assert str(left) not in said
     assert not left.exists() and not os.path.lexists(str(left) + ".tmp")
     st = kept.stat()

@@ -210,7 +210,9 @@ def test_changed_after_sigkill_is_not_restored_blindly(tmp_path: Path, runtime_d
     proc.communicate(timeout=30)
     _foreign_change(k.root)
     res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(k.root))
-    one_line_error(res, "changed outside edgeexit", "policy0", "edgeexit restore --force")
+    # the command it names runs as printed (it said `edgeexit restore --force`, which cannot find the board)
+    one_line_error(res, "changed outside edgeexit", "policy0",
+                   "edgeexit restore --board jetson-nano --sysfs-root {} --force".format(k.root))
     assert diff(tree(k.root), expected) == []  # the GPU was restored, their CPU governor kept
     with pytest.raises(RestoreConflictError):  # a new run refuses to act on it
         with open_board("jetson-nano", sysfs_root=k.root):
