@@ -71,8 +71,8 @@ def execute(
             cost = cost_model_for(brun, bundle, threads, profile)
             planner = attach_planner(brun, "governor" if follows else dvfs, runtime, policy, cost, deadline_ms,
                                      period_ms, governor=follows, warn=warn)
-            if follows:
-                extra["governor_emulated"] = follows
+            if planner.mode == "governor" and planner.emulate_governor:  # --dvfs governor too, on a simulated board
+                extra["governor_emulated"] = planner.governor
             hooks.append(planner)
             extra["cost_model"] = cost.source
             shortest_ms = planner.shortest_ms()

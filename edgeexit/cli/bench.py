@@ -116,7 +116,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
     if res["simulated"]:
         click.echo("SIMULATED board: latency and energy come from the board model.")
     click.echo("wrote {}, {} and {} plot(s) to {}".format("results.json", "report.md", len(plots), out_dir))
-    click.echo(headline(res["derived"]))
+    click.echo(headline(res["derived"], res.get("not_calibrated", {})))
 
 
 def _saving(value: Optional[float], less: str, more: str) -> str:
@@ -125,11 +125,12 @@ def _saving(value: Optional[float], less: str, more: str) -> str:
     return "{:.1%} {}".format(abs(value), less if value >= 0 else more)
 
 
-def headline(derived: dict) -> str:
+def headline(derived: dict, not_calibrated: Optional[dict] = None) -> str:
     """predictive@planned against threshold@race in one line; never a figure for an arm that did not run."""
     d = derived.get("predictive@planned")
     if not d:
-        return "predictive did not run (not in --policies): report.md compares the arms that did"
+        why = "its calibration failed, see the warning" if "predictive" in (not_calibrated or {}) else "not in --policies"
+        return "predictive did not run ({}): report.md compares the arms that did".format(why)
     return "predictive vs threshold@race: MACs {}, energy/inference {}, energy/period {}".format(
         _saving(d.get("macs_saving_vs_threshold_at_race"), "fewer", "more"),
         _saving(d.get("energy_saving_vs_threshold_at_race"), "lower", "higher"),

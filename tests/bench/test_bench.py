@@ -178,6 +178,8 @@ def test_headline_never_shows_an_arm_that_did_not_run(tmp_path):
                                 "energy_period_saving_vs_threshold_at_race": None}}
     assert headline(d) == ("predictive vs threshold@race: MACs 0.1% more, energy/inference 20.0% lower, "
                            "energy/period unknown")
+    # the reason given is the real one: a predictive calibration that failed is no --policies choice
+    assert "not in --policies" in headline({}) and "calibration failed" in headline({}, {"predictive": "no fit"})
 
 
 def test_board_and_meter_are_checked_before_calibrating(tmp_path):

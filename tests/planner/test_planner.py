@@ -281,6 +281,10 @@ def test_leaving_the_clock_alone_on_a_simulated_board_follows_its_governor(bundl
     with open_board("jetson-nano", simulate=True) as session:
         ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session, dvfs="none")
     assert ex.summary["governor_emulated"] == "schedutil"
+    with open_board("jetson-nano", simulate=True) as session:  # --dvfs governor says so too (it gave None)
+        gov = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session,
+                      dvfs="governor", deadline_ms=4.0)
+    assert gov.summary["governor_emulated"] == "schedutil"
     khz = [r["cpu_khz"] for r in ex.records]
     assert khz == _schedutil_ramp(ex.planner.opps, khz[0], 5) and khz[-1] > khz[0], khz  # rising with the load
     with open_board("jetson-nano", simulate=True) as session:
