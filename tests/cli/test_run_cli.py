@@ -280,3 +280,13 @@ def test_records_report_the_clock_that_ran_on_a_pi5_below_its_floor():
 def test_a_full_output_names_the_output():
     # Audit defect: `--output /dev/full` said only "No space left on device".
     assert_one_line_error(edgeexit("run", "--limit", "3", "--output", "/dev/full"), "/dev/full", "No space left", "--output")
+
+
+def test_a_drop_past_the_final_exit_s_accuracy_is_refused(tmp_path: Path):
+    """--max-drop-pp 100 is in its range but left a target of -3.3%, which calibrate fitted and stored."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(bundle))
+    before = (bundle / "calibration.json").read_bytes()
+    line = assert_one_line_error(edgeexit("calibrate", "--model", str(bundle), "--max-drop-pp", "100"), "--max-drop-pp 100")
+    assert "leaves no accuracy target" in line and "--target-accuracy 0" in line
+    assert (bundle / "calibration.json").read_bytes() == before
