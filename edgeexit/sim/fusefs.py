@@ -143,6 +143,12 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
         raise DvfsError("cannot mount the simulated board with FUSE: {}".format(problem))
     board = load_board(board_name)
     mountpoint = Path(mountpoint)
+    try:
+        os.stat(str(mountpoint))
+    except OSError as err:
+        if err.errno == errno.ENOTCONN:  # a mount whose server was killed
+            raise DvfsError("{} is a FUSE mount whose server has stopped; unmount it with `edgeexit sim umount {}`, "
+                            "then mount again".format(mountpoint, mountpoint)) from None
     if backing is not None:
         # libfuse moves the server to / once mounted: a relative backing would name nothing there
         backing = Path(os.path.abspath(str(backing)))

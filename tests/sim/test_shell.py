@@ -117,8 +117,10 @@ def test_a_mount_whose_server_died_is_named_and_can_be_unmounted(tmp_path: Path)
     os.kill(int(re.search(r"\(pid (\d+)", r.stderr).group(1)), signal.SIGKILL)
     try:
         time.sleep(0.3)
-        for cmd in (["status"], ["restore"], ["run", "--cpu-khz", "max", "--limit", "1"]):
-            p = subprocess.run(run + cmd + ["--board", "jetson-nano", "--sysfs-root", str(mnt)], stdout=subprocess.PIPE,
+        mount_again = ["sim", "mount", "--board", "jetson-nano", "--backing", str(backing), "--background", str(mnt)]
+        for cmd in (["status"], ["restore"], ["run", "--cpu-khz", "max", "--limit", "1"], mount_again):
+            where = [] if cmd is mount_again else ["--board", "jetson-nano", "--sysfs-root", str(mnt)]
+            p = subprocess.run(run + cmd + where, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
             lines = p.stderr.strip().splitlines()
             assert p.returncode != 0 and len(lines) == 1, p.stderr
