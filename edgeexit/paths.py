@@ -94,14 +94,17 @@ def prepare_runtime_dir() -> Path:
     return d
 
 
-def writable_output(path: Path, what: str, option: str, directory: bool = False) -> Path:
-    """Create ``path`` (``directory``) or its folder and check it can be written, before any long work,
-    so that a bad --out/--output fails at once in one line naming the option, not after the run."""
+def writable_output(path: Path, what: str, option: str, directory: bool = False, keep: bool = False) -> Path:
+    """Check that ``path`` (``directory``) or a file in its folder can be written, before any long work, so
+    that a bad --out/--output fails at once in one line naming the option, not after the run. Folders made
+    for the check are removed again unless ``keep`` (the writer makes them): a run that fails later leaves none
+    behind."""
     path = Path(path)
+    folder = path if directory else path.parent
+    made = [] if keep else [p for p in [folder] + list(folder.parents) if not os.path.lexists(str(p))]
     try:
         if not directory and path.is_dir():
             raise IsADirectoryError(21, "is a directory")
-        folder = path if directory else path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -120,4 +123,10 @@ def writable_output(path: Path, what: str, option: str, directory: bool = False)
     except OSError as err:
         raise OutputError("cannot write {} to {} ({}); pass {} somewhere writable".format(
             what, path, err.strerror or err, option)) from None
+    finally:
+        for p in made:  # deepest first, only while empty
+            try:
+                os.rmdir(str(p))
+            except OSError:
+                break
     return path

@@ -45,6 +45,7 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
         data.get("model", "?"), data.get("board", "?"), tag, data.get("latency_source", "?"),
         data.get("energy_source") or "not measured"), fontsize=9)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # --plot's folder was only checked before profiling
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
     return Path(path)

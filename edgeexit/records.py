@@ -57,7 +57,7 @@ class RecordWriter:
         if path is not None and str(path) == "-":  # the Unix convention: stdout, for piping into jq & co.
             self._f, self._own = sys.stdout, False
         elif path is not None:
-            writable_output(path, "the records", "--output FILE")
+            writable_output(path, "the records", "--output FILE", keep=True)  # opened at once
             self._f = open(path, "w", encoding="utf-8")
 
     def write(self, record: Dict[str, Any]) -> None:

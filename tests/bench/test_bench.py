@@ -190,6 +190,10 @@ def test_board_and_meter_are_checked_before_calibrating(tmp_path):
 
     out = str(tmp_path / "b")
     assert_one_line_error(edgeexit("bench", "--board", "bogus", "--simulate", "--out", out), "unknown board 'bogus'")
+    assert not (tmp_path / "b").exists()  # the --out folder made to check it is not left behind, empty
+    p = edgeexit("profile", "--board", "bogus", "--simulate", "--out", str(tmp_path / "p" / "q.json"))
+    assert_one_line_error(p, "unknown board 'bogus'")
+    assert not (tmp_path / "p").exists()
     tree = tmp_path / "nano"  # a board-like tree: no simulator marker, so the meter is the real backend
     assert edgeexit("sim", "init", "--board", "jetson-nano", str(tree)).returncode == 0
     shutil.rmtree(str(tree / ".edgeexit-sim"))
