@@ -6,7 +6,7 @@ exit table with the runtime's own policy code (edgeexit.offline).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -291,9 +291,11 @@ def calibrate_confidence_head(rt: Runtime, data: CalibrationData, target: float)
 def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int = 0, metric: str = "max_softmax",
                   eenet_budget_macs: Optional[float] = None, eenet_budget_ms: Optional[float] = None,
                   latency: Optional[SegmentLatency] = None,
-                  progress: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:
+                  progress: Optional[Callable[[str, int, int], None]] = None,
+                  policies: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Every policy for one target (eenet for its budget where one is given); returns the calibration.json
     entries. ``progress(policy, done, total)`` is told before each policy is fitted, and once at the end.
+    ``policies``: fit only these (threshold always: the others build on it); None: all.
 
     threshold must fit (the others build on it, and its error says how to change the target). Any other
     policy that cannot be fitted at this target is left out, with the reason under ``NOT_CALIBRATED``,
@@ -306,12 +308,7 @@ def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int =
                                "larger calibration split (calib.npz)".format(n, MIN_CALIBRATION_SAMPLES))
     out: Dict[str, Any] = {}
     notes: Dict[str, str] = {}
-    total = 5
     tell = progress or (lambda stage, done, n: None)
-    tell("threshold", 0, total)
-    thr = calibrate_threshold(data, target, metric, cross_fit=CROSS_FIT_FOLDS, seed=seed)
-    out["threshold"] = thr.to_dict()
-    max_softmax_th = thr.thresholds if metric == "max_softmax" else calibrate_threshold(data, target).thresholds
     budget = eenet_budget_macs is not None or eenet_budget_ms is not None
     fits: List[Tuple[str, str, Callable[[], Optional[Dict[str, Any]]], bool]] = [
         ("predictive", "predictive (training the forecasters)",
@@ -321,6 +318,13 @@ def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int =
                                                    cross_fit_k=CROSS_FIT_FOLDS), not budget),
         ("confidence-head", "confidence-head", lambda: calibrate_confidence_head(rt, data, target), True),
     ]
+    fits = [f for f in fits if (policies is None or f[0] in policies)
+            and (f[0] != "confidence-head" or data.table.conf_q is not None)]  # a bundle without those heads
+    total = len(fits) + 1
+    tell("threshold", 0, total)
+    thr = calibrate_threshold(data, target, metric, cross_fit=CROSS_FIT_FOLDS, seed=seed)
+    out["threshold"] = thr.to_dict()
+    max_softmax_th = thr.thresholds if metric == "max_softmax" else calibrate_threshold(data, target).thresholds
     for done, (name, stage, fit_one, may_skip) in enumerate(fits, start=1):
         tell(stage, done, total)
         try:

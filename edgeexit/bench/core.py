@@ -137,7 +137,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         target = target_from(cal, cfg.max_drop_pp, cfg.target_accuracy)
         bench_bundle = copy.copy(bundle)
         fitting = None if progress is None else (lambda stage, done, total: progress("calibrating " + stage, 0, 0))
-        bench_bundle.calibration = calibrate_all(rt, cal, target, seed=cfg.seed, progress=fitting)
+        bench_bundle.calibration = calibrate_all(rt, cal, target, seed=cfg.seed, progress=fitting, policies=cfg.policies)
         table = rt.exit_table(quantize_inputs(evalset.x, bundle.manifest.input), keep_block0=True)
         oracle_targets = earliest_correct(table.pred, y, exit_costs(rt))
 

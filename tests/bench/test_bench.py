@@ -174,6 +174,9 @@ def test_headline_never_shows_an_arm_that_did_not_run(tmp_path):
                  "--policies", "threshold", "--out", str(tmp_path / "b"))
     assert p.returncode == 0, p.stderr
     assert "predictive did not run" in p.stdout and "0.0%" not in p.stdout
+    # only what runs is calibrated: no forecasters trained for a threshold-only bench, no confidence-head stage
+    assert "calibrating threshold" in p.stderr and "calibrating predictive" not in p.stderr, p.stderr
+    assert "confidence-head" not in p.stderr
     d = {"predictive@planned": {"macs_saving_vs_threshold_at_race": -0.001, "energy_saving_vs_threshold_at_race": 0.2,
                                 "energy_period_saving_vs_threshold_at_race": None}}
     assert headline(d) == ("predictive vs threshold@race: MACs 0.1% more, energy/inference 20.0% lower, "
