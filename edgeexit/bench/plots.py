@@ -1,4 +1,4 @@
-"""PNG plots of a bench result (matplotlib is an optional extra: `pip install edgeexit[plot]`)."""
+"""PNG plots of a bench result (matplotlib is an optional extra: `pip install matplotlib`)."""
 from __future__ import annotations
 
 from pathlib import Path

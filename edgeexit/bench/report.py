@@ -154,5 +154,5 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
     if plots:
         lines += ["", "## Plots", ""] + ["![{}]({})".format(p, p) for p in plots]
     else:
-        lines += ["", "(No plots: matplotlib is not installed; `pip install edgeexit[plot]`.)"]
+        lines += ["", "(No plots: matplotlib is not installed; `pip install matplotlib`, the [plot] extra.)"]
     return "\n".join(lines) + "\n"

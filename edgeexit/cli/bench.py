@@ -105,7 +105,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
         plots = write_plots(res, out_dir)
     else:
         click.echo("edgeexit: warning: matplotlib is not installed, so no PNG plots were written "
-                   "(pip install 'edgeexit[plot]'); results.json and report.md are complete.", err=True)
+                   "(pip install matplotlib, the [plot] extra); results.json and report.md are complete.", err=True)
     res["plots"] = plots
     # atomic, as every other file edgeexit writes: a reader (or a crash) never sees half a report
     replace_file(out_dir / "results.json", json.dumps(res, indent=2, sort_keys=True) + "\n", _cannot_write(out_dir / "results.json"))

@@ -47,7 +47,7 @@ Examples:
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Also draw full-inference latency and energy against the CPU operating point into this PNG "
-    "(needs matplotlib: pip install 'edgeexit[plot]').",
+    "(needs matplotlib: pip install matplotlib, the [plot] extra).",
 )
 @options.threads
 @options.interpreter
@@ -94,7 +94,7 @@ def command(
             raise click.BadParameter("{} does not end in .png; the plot is a PNG, so name it FILE.png".format(plot),
                                      param_hint="'--plot'")
         if not have_matplotlib():
-            raise click.UsageError("--plot needs matplotlib: pip install 'edgeexit[plot]'")
+            raise click.UsageError("--plot needs matplotlib: pip install matplotlib (the [plot] extra)")
         writable_output(plot, "the plot", "--plot FILE")
     with ExitStack() as stack:
         session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))

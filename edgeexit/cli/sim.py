@@ -66,7 +66,8 @@ def init(board: Optional[str], as_json: bool, directory: Path) -> None:
 @click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
 def mount(board: Optional[str], backing: Optional[Path], background: bool, mountpoint: Path) -> None:
     """Serve the simulated board's kernel as a FUSE filesystem at MOUNTPOINT, so `cat` and
-    `echo >` behave as on the board, errno included. Runs in the foreground: Ctrl-C unmounts."""
+    `echo >` behave as on the board, errno included. Runs in the foreground: Ctrl-C unmounts.
+    Needs fuse3 (fusermount3) and mfusepy (pip install mfusepy, the [fuse] extra)."""
     from edgeexit.sim.fusefs import mount as do_mount
 
     do_mount(_board_name(board), mountpoint, backing=backing, foreground=not background,

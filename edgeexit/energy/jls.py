@@ -29,7 +29,7 @@ def _reader(path: Path) -> Any:
     try:
         import pyjls  # type: ignore[import-not-found]
     except ImportError:
-        raise MeterError("Reading .jls files needs pyjls: pip install 'edgeexit[joulescope]'.") from None
+        raise MeterError("Reading .jls files needs pyjls: pip install pyjls.") from None
     if not path.is_file():
         raise MeterError(f"Joulescope recording {path} does not exist; pass the .jls file path.")
     try:

@@ -56,13 +56,13 @@ def _open_default_driver() -> Any:
         import pyjoulescope_driver  # type: ignore[import-not-found]
     except ImportError:
         raise SensorMissingError(
-            "The Joulescope backend needs pyjoulescope_driver: pip install 'edgeexit[joulescope]'."
+            "The Joulescope backend needs pyjoulescope_driver: pip install 'pyjoulescope_driver>=2.1'."
         ) from None
     try:
         return pyjoulescope_driver.Driver()
     except RuntimeError as exc:  # the binding raises RuntimeError for every jsdrv error code but a timeout
         raise SensorMissingError(f"The Joulescope driver did not start ({exc}); reconnect the instrument and "
-                                 "retry, or reinstall it: pip install -U 'edgeexit[joulescope]'.") from None
+                                 "retry, or reinstall it: pip install -U 'pyjoulescope_driver>=2.1'.") from None
 
 
 class _Chunk:

@@ -35,7 +35,7 @@ def fuse_problem() -> Optional[str]:
     try:
         import mfusepy  # noqa: F401
     except ImportError:
-        return "the mfusepy package is not installed: pip install 'edgeexit[fuse]' (or pip install mfusepy)"
+        return "the mfusepy package is not installed: pip install mfusepy (the [fuse] extra)"
     except (OSError, EnvironmentError) as err:  # libfuse itself missing
         return "libfuse is not installed ({}): apt-get install fuse3".format(err)
     return None
