@@ -234,11 +234,11 @@ def target_from(data: CalibrationData, max_drop_pp: float, target_accuracy: Opti
     """The accuracy to calibrate for: an absolute target, or the final exit's minus ``max_drop_pp``."""
     if target_accuracy is not None:
         return float(target_accuracy)
-    if max_drop_pp / 100.0 > data.full_accuracy:
+    if max_drop_pp / 100.0 > data.full_accuracy + 5e-5:  # the 2-decimal limit the message names passes
         raise CalibrationError("--max-drop-pp {:g} is more than the final exit's accuracy on the calibration split "
                                "({:.2f}%), which leaves no accuracy target; give at most {:.2f}, or --target-accuracy 0 "
                                "to accept any".format(max_drop_pp, 100 * data.full_accuracy, 100 * data.full_accuracy))
-    return data.full_accuracy - max_drop_pp / 100.0
+    return max(data.full_accuracy - max_drop_pp / 100.0, 0.0)
 
 
 def threshold_scores(data: CalibrationData, metric: str = "max_softmax") -> np.ndarray:

@@ -206,7 +206,8 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             pc["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics, pc.get("forecaster_us_per_inference"))
         out["forecast_ceiling"] = forecast_ceiling(rt, bench_bundle, table)
         if cfg.sweep:
-            out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed)
+            out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed,
+                                         policies=cfg.policies)
         if sensitivity and simulated and "predictive@planned" in results:
             out["sensitivity"] = sensitivity_study(cfg, bench_bundle, rt, evalset, deadline, period, oracle_targets, physics)
         out["timeline_cpu_khz"] = {arm: [r.get("cpu_khz_trace", []) for r in records[arm][:200]]
@@ -375,8 +376,10 @@ def entry_forecast_payoff(bundle: Bundle, table: Any, rt: Runtime, physics: Boar
 
 
 def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: BoardPhysics, bundle: Bundle,
-                 deadline: float, period: float, seed: int = 0) -> Dict[str, List[Dict[str, float]]]:
-    """Accuracy against modelled energy per inference as the accuracy target sweeps, per policy.
+                 deadline: float, period: float, seed: int = 0,
+                 policies: Optional[List[str]] = None) -> Dict[str, List[Dict[str, float]]]:
+    """Accuracy against modelled energy per inference as the accuracy target sweeps, per policy (threshold,
+    and predictive and eenet where ``policies`` has them; None: both).
 
     Each point recalibrates the policy on the calibration split and replays it on the evaluation exit
     table; energy per inference is the board model's energy of the segments it ran at the maximum
@@ -399,16 +402,19 @@ def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: Boar
     def energy(heads: List[List[int]], exits: np.ndarray) -> float:
         return float(per_sample_cost(rt.exit_blocks, exits, heads, block_mj, head_mj).mean())
 
-    out: Dict[str, List[Dict[str, float]]] = {"threshold": [], "predictive": [], "eenet": []}
+    swept = [n for n in ("predictive", "eenet") if policies is None or n in policies]
+    out: Dict[str, List[Dict[str, float]]] = {n: [] for n in ["threshold"] + swept}
     for drop_pp in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0):
         tgt = cal.full_accuracy - drop_pp / 100.0
         try:
             thr = calibrate_threshold(cal, tgt)
             pols = {"threshold": ThresholdPolicy(thr.thresholds)}
-            p = calibrate_predictive(rt, cal, thr.thresholds, tgt, seed=seed)
-            pols["predictive"] = PredictivePolicy.from_calibration({"predictive": p}, len(rt.exits))  # as it runs
-            e = calibrate_eenet(rt, cal, tgt, seed=seed)
-            pols["eenet"] = EENetPolicy(e["weights"], e["thresholds"])
+            if "predictive" in swept:
+                p = calibrate_predictive(rt, cal, thr.thresholds, tgt, seed=seed)
+                pols["predictive"] = PredictivePolicy.from_calibration({"predictive": p}, len(rt.exits))  # as it runs
+            if "eenet" in swept:
+                e = calibrate_eenet(rt, cal, tgt, seed=seed)
+                pols["eenet"] = EENetPolicy(e["weights"], e["thresholds"])
         except EdgeExitError:
             continue
         for name, pol in pols.items():

@@ -34,8 +34,10 @@ def run_vcgencmd(argv: Sequence[str]) -> str:
                 "'{}' cannot open /dev/vcio: add this user to the video group (sudo usermod -aG video $USER, then "
                 "log in again) or run as root; in a container, pass the device (--device /dev/vcio)".format(argv[0]))
         if "error=" not in out:  # "error=N error_msg=..." is the firmware's answer, for the caller to read
-            raise MeterError("'{}' failed with status {}: {}".format(
-                " ".join(argv), done.returncode, (done.stderr.strip() or out or "no output").splitlines()[0]))
+            raise SensorMissingError("'{}' failed with status {}: {}; check the Pi's firmware, or pass --meter none "
+                                     "(or an external meter, --meter joulescope)".format(
+                                         " ".join(argv), done.returncode,
+                                         (done.stderr.strip() or out or "no output").splitlines()[0]))
     return done.stdout
 
 

@@ -170,9 +170,11 @@ def test_ambiguous_or_empty_options_are_refused(tmp_path):
 def test_headline_never_shows_an_arm_that_did_not_run(tmp_path):
     from edgeexit.cli.bench import headline
 
-    p = edgeexit("bench", "--board", "jetson-nano", "--simulate", "--limit", "10", "--no-sweep", "--no-sensitivity",
+    p = edgeexit("bench", "--board", "jetson-nano", "--simulate", "--limit", "10", "--no-sensitivity",
                  "--policies", "threshold", "--out", str(tmp_path / "b"))
     assert p.returncode == 0, p.stderr
+    # the accuracy sweep fits only what runs too
+    assert set(json.loads((tmp_path / "b" / "results.json").read_text())["pareto"]) == {"full", "threshold"}
     assert "predictive did not run" in p.stdout and "0.0%" not in p.stdout
     # only what runs is calibrated: no forecasters trained for a threshold-only bench, no confidence-head stage
     assert "calibrating threshold" in p.stderr and "calibrating predictive" not in p.stderr, p.stderr

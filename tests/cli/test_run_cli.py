@@ -290,3 +290,24 @@ def test_a_drop_past_the_final_exit_s_accuracy_is_refused(tmp_path: Path):
     line = assert_one_line_error(edgeexit("calibrate", "--model", str(bundle), "--max-drop-pp", "100"), "--max-drop-pp 100")
     assert "leaves no accuracy target" in line and "--target-accuracy 0" in line
     assert (bundle / "calibration.json").read_bytes() == before
+
+
+def test_the_drop_limit_the_refusal_names_is_taken():
+    from types import SimpleNamespace
+
+    from edgeexit.calibration import target_from
+
+    assert target_from(SimpleNamespace(full_accuracy=0.967), 96.70) == 0.0  # 96.7 / 100 > 0.967 in floats
+    assert target_from(SimpleNamespace(full_accuracy=2 / 3), 66.67) == 0.0
+
+
+def test_an_output_through_a_link_into_a_missing_folder_is_written(tmp_path: Path):
+    """The folder the check makes is kept for a link's target: the writer makes it only on the path itself, so
+    a profile through such a link failed after the profiling."""
+    from edgeexit.profiling import check_output, write_profile
+
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "missing" / "dir" / "p.json")
+    check_output(link)
+    write_profile({"x": 1}, link)
+    assert json.loads((tmp_path / "missing" / "dir" / "p.json").read_text()) == {"x": 1}

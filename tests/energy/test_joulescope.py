@@ -154,7 +154,7 @@ def test_instrument_that_does_not_answer() -> None:
 
 def test_without_the_optional_driver_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "pyjoulescope_driver", None)  # import fails
-    with pytest.raises(SensorMissingError, match=r"edgeexit\[joulescope\]"):
+    with pytest.raises(SensorMissingError, match=r"pip install 'pyjoulescope_driver>=2\.1'"):
         JoulescopeMeter()
 
 
