@@ -101,9 +101,11 @@ class Runtime:
         self.exits = [Segment(s, bundle.segment_paths[s.label], self.backend, num_threads) for s in m.exits]
         self.decoders = [HeadDecoder(s) for s in m.exits]
         # Requantization is decided here, once: None where int8 codes pass straight through.
-        self.block_requant = [None] + [make_requant(a.output, b.input) for a, b in zip(m.blocks, m.blocks[1:])]
-        self.exit_requant = [make_requant(m.blocks[e.after_block].output, e.input) for e in m.exits]
-        self._warn_far_requant(warn or warn_stderr)
+        block_pairs = list(zip(m.blocks, m.blocks[1:]))  # (producer, consumer) at every segment boundary
+        exit_pairs = [(m.blocks[e.after_block], e) for e in m.exits]
+        self.block_requant = [None] + [make_requant(a.output, b.input) for a, b in block_pairs]
+        self.exit_requant = [make_requant(a.output, e.input) for a, e in exit_pairs]
+        self._warn_far_requant(block_pairs + exit_pairs, warn or warn_stderr)
         self.exit_of_block = [-1] * len(m.blocks)
         for e in m.exits:
             self.exit_of_block[e.after_block] = e.index
@@ -116,15 +118,12 @@ class Runtime:
         self.macs_to_exit = [int(cum[b]) for b in self.exit_blocks]
         self.full_macs = int(cum[-1]) + self.head_macs[-1]
 
-    def _warn_far_requant(self, warn: Callable[[str], None]) -> None:
+    def _warn_far_requant(self, pairs: Sequence[Tuple[Any, Any]], warn: Callable[[str], None]) -> None:
         """One warning per loaded bundle when a boundary's scales differ by more than REQUANT_WARN_RTOL."""
-        bundle, m = self.bundle, self.bundle.manifest
+        bundle = self.bundle
         if bundle.requant_warned:
             return
-        boundaries = [("{} -> {}".format(a.label, b.label), a.output, b.input) for a, b in zip(m.blocks, m.blocks[1:])]
-        boundaries += [("{} -> {}".format(m.blocks[e.after_block].label, e.label), m.blocks[e.after_block].output, e.input)
-                       for e in m.exits]
-        far = far_requantized(boundaries)
+        far = far_requantized([("{} -> {}".format(a.label, b.label), a.output, b.input) for a, b in pairs])
         if not far:
             return
         bundle.requant_warned = True
