@@ -313,8 +313,7 @@ def check_output(path: Path) -> Path:
     """Fail before any profiling when the profile cannot be written to ``path`` (parents created): also when
     ``path`` is a directory, a device or a FIFO (see :func:`replace_target`: a symlink's target is checked)."""
     target = replace_target(path, _write_failed(path))
-    # the writer makes a missing folder only on the path itself: a link's target keeps the one made here
-    writable_output(target, "the profile", "--out FILE", keep=target != Path(path))
+    writable_output(target, "the profile", "--out FILE")
     return Path(path)
 
 

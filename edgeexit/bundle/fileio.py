@@ -92,8 +92,7 @@ def replace_file(path: Path, text: str, fail: Fail) -> Path:
     target = replace_target(path, fail)
     tmp = None  # type: Any
     try:
-        if target == Path(path):
-            target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)  # a new path's folder, or a dangling link's target's
         try:
             keep_mode = stat.S_IMODE(os.stat(str(target)).st_mode)  # type: Any
         except FileNotFoundError:

@@ -87,9 +87,8 @@ def command(
     # The result goes into the bundle: a read-only one (a system-wide install) fails now, not after the fit.
     # A directory, device or FIFO named calibration.json is refused here too (a FIFO would block the check below).
     cal_path = bundle.root / CALIBRATION_FILE
-    target = replace_target(cal_path, calibration_write_failed(cal_path))
-    # the writer makes a missing folder only on the path itself: a link's target keeps the one made here
-    writable_output(target, "the calibration", "--model DIR (a copy of the bundle)", keep=target != cal_path)
+    writable_output(replace_target(cal_path, calibration_write_failed(cal_path)), "the calibration",
+                    "--model DIR (a copy of the bundle)")
     samples = bundle.split("calibration")
     latency = None
     if latency_profile is not None:

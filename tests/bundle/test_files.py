@@ -60,6 +60,15 @@ def test_replace_file_writes_through_a_symlink_and_keeps_the_mode(tmp_path: Path
     assert sorted(p.name for p in target.parent.iterdir()) == ["cal.json"]  # no temporary file left behind
 
 
+def test_replace_file_makes_a_dangling_link_s_missing_folder(tmp_path: Path) -> None:
+    # A dangling link's target is created, folder and all, as a new path's is: the output checks make none
+    # that stays (writable_output removes what it made), so the writer must.
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "missing" / "dir" / "p.json")
+    assert replace_file(link, "new\n", _fail) == tmp_path / "missing" / "dir" / "p.json"
+    assert link.read_text() == "new\n"
+
+
 @pytest.mark.parametrize("kind", ["fifo", "directory", "link to fifo"])
 def test_replace_file_refuses_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
     node = tmp_path / "node"
