@@ -67,6 +67,7 @@ def init(board: Optional[str], as_json: bool, directory: Path) -> None:
 def mount(board: Optional[str], backing: Optional[Path], background: bool, mountpoint: Path) -> None:
     """Serve the simulated board's kernel as a FUSE filesystem at MOUNTPOINT, so `cat` and
     `echo >` behave as on the board, errno included. Runs in the foreground: Ctrl-C unmounts.
+    MOUNTPOINT must be an empty directory; a missing one is made, and removed once unmounted.
     Needs fuse3 (fusermount3) and mfusepy (pip install mfusepy, the [fuse] extra)."""
     from edgeexit.sim.fusefs import mount as do_mount
 

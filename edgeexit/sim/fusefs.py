@@ -152,19 +152,28 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     if backing is not None:
         # libfuse moves the server to / once mounted: a relative backing would name nothing there
         backing = Path(os.path.abspath(str(backing)))
-    made = [p for p in [mountpoint] + list(mountpoint.parents) if not os.path.lexists(str(p))]
-    mountpoint.mkdir(parents=True, exist_ok=True)
+    # A missing mount point is made, and removed again once unmounted or refused, so a mount leaves
+    # no directory behind. In the background the server makes (and removes) its own.
+    here = Path(os.path.abspath(str(mountpoint)))  # libfuse moves the server to / once mounted
+    made = [p for p in [here] + list(here.parents) if not os.path.lexists(str(p))]
+    if foreground:
+        mountpoint.mkdir(parents=True, exist_ok=True)
     try:
         _mount_on(board, mountpoint, backing, foreground, announce)
     except (EdgeExitError, OSError, RuntimeError):
-        # A mount refused or failed leaves no directory of its own making behind (a foreground mount
-        # that ran and was unmounted keeps its mount point, as mount(8) does).
-        for p in made:  # deepest first; only while empty
-            try:
-                os.rmdir(str(p))
-            except OSError:
-                break
+        _remove_made(made)
         raise
+    if foreground:
+        _remove_made(made)
+
+
+def _remove_made(made: List[Path]) -> None:
+    """Remove the directories a mount made, deepest first, while they are empty."""
+    for p in made:
+        try:
+            os.rmdir(str(p))
+        except OSError:
+            break
 
 
 def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], foreground: bool,
@@ -172,7 +181,7 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
     if os.path.ismount(str(mountpoint)):
         raise DvfsError("{} is already a mount point; unmount it first (`edgeexit sim umount {}`)".format(
             mountpoint, mountpoint))
-    if any(mountpoint.iterdir()):
+    if mountpoint.is_dir() and any(mountpoint.iterdir()):
         # FUSE would hide what is there (often the tree meant for --backing) until the unmount
         raise DvfsError("{} is not empty: mount on an empty directory (a tree from `edgeexit sim init` goes to "
                         "--backing)".format(mountpoint))
@@ -218,8 +227,10 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
     old_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     up = []  # type: List[bool]
     try:
-        mfusepy.FUSE(_make_operations(kernel, up), str(mountpoint), foreground=True, direct_io=True, attr_timeout=0,
-                     entry_timeout=0, negative_timeout=0, fsname="edgeexit-sim-" + board.name)
+        # One thread: the kernel serialises every write under its lock anyway, and libfuse 3.12-3.14's
+        # multi-threaded fuse_main prints a spurious "Ignoring invalid max threads value" (libfuse#1003).
+        mfusepy.FUSE(_make_operations(kernel, up), str(mountpoint), foreground=True, nothreads=True, direct_io=True,
+                     attr_timeout=0, entry_timeout=0, negative_timeout=0, fsname="edgeexit-sim-" + board.name)
     except RuntimeError as err:  # libfuse's status (mfusepy raises it as is)
         if up and not is_fuse_mount(mountpoint):
             # Ctrl-C or SIGTERM: libfuse's handlers ended the loop and unmounted, and report that as status 8

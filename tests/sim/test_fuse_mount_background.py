@@ -63,6 +63,7 @@ def test_relative_backing_serves_the_tree(tmp_path: Path, monkeypatch: pytest.Mo
         while _servers(mnt) and time.monotonic() < deadline:  # it exits once unmounted
             time.sleep(0.05)
         assert not _servers(mnt)
+        assert not mnt.exists()  # the server made the missing mount point and removed it again
     finally:
         _clean_up(mnt)
 
