@@ -10,10 +10,11 @@ policy is another point than the request: a cap set during the run, or a firmwar
 ``scaling_max_freq`` does not show), the points beyond the clock that ran are dropped and the plan is
 made again over those left (the future, H below, is solved again at the inference's end, off its critical
 path). Right after, in idle time, it reads the kernel's cap: a learnt cap that ``scaling_max_freq`` does not
-show (a firmware cap) is hidden and stays for the run, as does a learnt floor. A thermal cap the kernel shows
+show (a firmware cap) is hidden, and a learnt floor stays for the run. A thermal cap the kernel shows
 lifts when the board cools, so every CAP_CHECK_MS of run time, between inferences, the planner reads the
-kernel's cap again and plans up to it (never past a hidden cap: the deadline test must not count on a clock
-that would be refused). Where a policy's max is still the one edgeexit's own min/max pin
+kernel's cap again and plans up to it. A hidden cap cannot be seen lifting, so at the same look it asks for
+the kernel's cap once, in idle time, and keeps the hidden cap only if that is refused again (planning past
+it unasked would count the deadline on a clock the firmware refuses). Where a policy's max is still the one edgeexit's own min/max pin
 left (an earlier run in the session), the cap is the max found before its first write, not that pin.
 Decisions are in requested points: the planner writes only when the point it wants differs from the one
 it last requested (and was answered), never because the read-back does.
@@ -749,17 +750,30 @@ class DvfsPlanner(RuntimeHooks):
 
     def _look_at_cap(self) -> None:
         """Plan up to the kernel's cap as it reads now (a thermal cap that lifted or appeared), never past a
-        hidden one; in idle time, solving the future only when the reachable points change."""
+        hidden one, which is asked for again; in idle time, solving the future only when the reachable points
+        change."""
         assert self._read_cap is not None
         self._next_look_ms = self._run_ms + CAP_CHECK_MS
         shown = self._read_cap()
         if shown is None:
             return
-        cap = min(int(shown), self._hidden_cap_khz)
-        if cap != self._cap_khz:
-            self._cap_khz = cap
-            if self._reachable() != self.opps:
-                self._reach()
+        top = max((f for f in self.table_khz if f <= shown), default=0)
+        if self._hidden_cap_khz < top and self._set is not None and top != self.requested_khz:
+            self._probe_hidden_cap(top)
+        self._cap_khz = min(int(shown), self._hidden_cap_khz)
+        if self._reachable() != self.opps:
+            self._reach()
+
+    def _probe_hidden_cap(self, top: int) -> None:
+        """A firmware cap cannot be seen lifting (a Pi whose throttling ended): ask for ``top``, the kernel's
+        cap, once. Honoured, the hidden cap is gone; refused, the clock that ran is the hidden cap now. In idle
+        time, and parking follows, so no inference runs on the probe's clock."""
+        self._cap_khz = top  # the probe's answer alone decides the hidden cap
+        if not self._apply(top):
+            self._hidden_cap_khz, self._cap_learnt = self._cap_khz, False
+        elif snap_to_table(self.table_khz, self.current) == top:
+            self._hidden_cap_khz = self.table_khz[-1]
+        # else no write reached the kernel (the thermal guard held the raise back): nothing learnt
 
     def _governor_khz(self) -> int:
         """The point the emulated governor picks from the last period's load, within the reachable points

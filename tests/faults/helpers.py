@@ -52,8 +52,11 @@ def wait_for_lines(out: Path, n: int, proc: "subprocess.Popen[str]", timeout_s: 
     """Wait until ``out`` holds ``n`` records (the run is past pinning and inferring)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if out.exists() and out.read_bytes().count(b"\n") >= n:
-            return
+        try:  # the run's output check makes and removes the file before the run writes it
+            if out.read_bytes().count(b"\n") >= n:
+                return
+        except FileNotFoundError:
+            pass
         if proc.poll() is not None:
             raise AssertionError("run ended early ({}): {}".format(proc.returncode, proc.stderr.read() if proc.stderr else ""))
         time.sleep(0.005)
