@@ -739,6 +739,7 @@ class DvfsPlanner(RuntimeHooks):
             top = None if shown is None else max((f for f in self.table_khz if f <= shown), default=0)
             if top is None or top > self._cap_khz:  # not the kernel's cap: the firmware's, or unknown
                 self._hidden_cap_khz = min(self._hidden_cap_khz, self._cap_khz)
+                self._next_look_ms = self._run_ms + CAP_CHECK_MS  # just answered: not asked again at once
         if self.mode == "planned" and self._run_ms >= self._next_look_ms and self._read_cap is not None:
             self._look_at_cap()
         if self._between is not None and self.mode == "planned":

@@ -491,6 +491,31 @@ def test_a_firmware_cap_that_lifts_is_planned_over_again(bundle_rt, monkeypatch)
     assert ex.summary["deadline_miss_rate"] == 0.0
 
 
+def test_a_hidden_cap_just_learnt_is_not_asked_for_again_at_once(bundle_rt):
+    """The end() that learns a hidden cap has just read the kernel's cap: a look due then would ask the firmware
+    again at once, a write whose answer is already known."""
+    from edgeexit.planner import DvfsPlanner
+
+    b, rt = bundle_rt
+    ref = _run(b, rt, "planned", 2.204, 11.02, "jetson-nano", n=1).planner
+    top, below = ref.table_khz[-1], ref.table_khz[-2]
+    asked = []
+
+    def firmware(f):
+        asked.append(f)
+        return min(f, below)
+
+    p = DvfsPlanner("planned", ref.cost, rt, ref.policy, firmware, start_khz=top, deadline_ms=0.3, period_ms=11.02,
+                    elapsed_ms=lambda: 0.0, read_cap_khz=lambda: top)
+    p._next_look_ms = 0.0  # a look is due
+    n = len(asked)
+    p.end(None, None)  # type: ignore[arg-type]
+    assert p._hidden_cap_khz == below and top not in asked[n:]
+    p._next_look_ms = 0.0
+    p.end(None, None)  # type: ignore[arg-type]
+    assert top in asked[n:]  # the next look asks
+
+
 def test_a_shown_cap_between_two_points_explains_the_lower_one_running(bundle_rt):
     """A kernel cap between two points runs the lower one: that refusal is the kernel's cap, not a hidden
     firmware cap kept for the run."""
