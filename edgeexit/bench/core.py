@@ -45,6 +45,7 @@ ARMS: List[Tuple[str, str, str]] = [
     ("oracle@planned", "oracle", "planned"),
 ]
 POLICY_NAMES = sorted({p for _, p, _ in ARMS})
+SWEEP_DROPS_PP = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the accuracy sweep's targets, pp below the final exit
 
 
 @dataclass
@@ -157,7 +158,8 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         arms = [a for a in arms if a[1] not in not_calibrated]
         results: Dict[str, Any] = {}
         records: Dict[str, List[Dict[str, Any]]] = {}
-        total = len(arms)
+        sensitive = sensitivity and simulated and any(a[0] == "predictive@planned" for a in arms)
+        total = len(arms) + int(cfg.sweep) + int(sensitive)  # the sweep and the sensitivity runs take long too
         for i, (arm, pol_name, mode) in enumerate(arms):
             if progress is not None:
                 progress(arm, i, total)
@@ -173,8 +175,6 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
                 stats["forecaster_us_mean"] = float(np.mean([r.get("forecast_us", 0.0) for r in ex.records]))
             results[arm] = stats
             records[arm] = ex.records
-        if progress is not None:
-            progress("done", total, total)
         derived = derive(results)
         out: Dict[str, Any] = {
             "schema": "edgeexit-bench/1",
@@ -203,13 +203,24 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         if pc:
             if simulated:  # a measured board's energy already contains the planner's time
                 pc["charged"] = overhead_charged(results, records["predictive@planned"], physics)
-            pc["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics, pc.get("forecaster_us_per_inference"))
+            # the median forecast, as the rest of the planner's cost: a mean carries host outliers
+            med, share = pc.get("forecast_us_when_forecasting_median"), pc.get("forecast_share_of_inferences")
+            pc["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics,
+                                                         None if med is None or share is None else med * share)
         out["forecast_ceiling"] = forecast_ceiling(rt, bench_bundle, table)
+        done = len(arms)
         if cfg.sweep:
+            if progress is not None:
+                progress("accuracy sweep (each policy refitted at {} targets)".format(len(SWEEP_DROPS_PP)), done, total)
             out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed,
                                          policies=cfg.policies)
-        if sensitivity and simulated and "predictive@planned" in results:
+            done += 1
+        if sensitive:
+            if progress is not None:
+                progress("sensitivity runs (power model coefficients x0.5 and x1.5)", done, total)
             out["sensitivity"] = sensitivity_study(cfg, bench_bundle, rt, evalset, deadline, period, oracle_targets, physics)
+        if progress is not None:
+            progress("done", total, total)
         out["timeline_cpu_khz"] = {arm: [r.get("cpu_khz_trace", []) for r in records[arm][:200]]
                                    for arm in ("predictive@planned", "threshold@race", "threshold@governor") if arm in records}
     return out
@@ -404,7 +415,7 @@ def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: Boar
 
     swept = [n for n in ("predictive", "eenet") if policies is None or n in policies]
     out: Dict[str, List[Dict[str, float]]] = {n: [] for n in ["threshold"] + swept}
-    for drop_pp in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0):
+    for drop_pp in SWEEP_DROPS_PP:
         tgt = cal.full_accuracy - drop_pp / 100.0
         try:
             thr = calibrate_threshold(cal, tgt)

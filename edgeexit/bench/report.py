@@ -72,8 +72,8 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
     ] + headline_rows(res) + [
         "",
         "The paper's figures are from its abstract (its models, datasets and platform; per-table conditions are not "
-        "public). Ours: the demo bundle on the {} {}, energy per inference = board energy while inferring; energy per "
-        "period = that plus idle until the next period.".format("simulated" if sim else "real", res["board"]),
+        "public). Ours: the bundle {} on the {} {}, energy per inference = board energy while inferring; energy per "
+        "period = that plus idle until the next period.".format(res["model"], "simulated" if sim else "real", res["board"]),
         "",
         "## Every arm",
         "",
@@ -138,7 +138,8 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         ef = pc.get("entry_forecast") or {}
         if ef.get("used"):
             lines += ["", "The entry forecast saves {} MACs and {} us of modelled board time per inference (at the maximum clock); "
-                      "the forecasters cost {} us per inference of host time. Where the board's CPU runs the forecast slower than "
+                      "the forecasters cost {} us per inference of host time (the median forecast, times the share of inferences "
+                      "that forecast). Where the board's CPU runs the forecast slower than "
                       "the time it saves, it does not pay in time or energy, only in MACs.".format(
                           num(ef.get("macs_saved_per_inference"), "{:,.0f}"), num(ef.get("board_us_saved_at_max"), "{:.1f}"),
                           num(ef.get("forecaster_host_us_per_inference"), "{:.1f}"))]

@@ -58,11 +58,13 @@ def summary_of(res: dict) -> dict:
               "here, it must have them).".format(", ".join(POLICY_NAMES)))
 @options.target_accuracy
 @options.max_drop_pp
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the forecaster training (all else is deterministic).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the calibration's random parts: the forecaster's training and hold-out split, EENet's "
+              "scheduler fit, and the accuracy sweep's refits (all else is deterministic).")
 @click.option("--limit", type=click.IntRange(min=10), default=None, help="Use only the first N evaluation samples.")
 @click.option("--no-sweep", is_flag=True, help="Skip the accuracy-vs-energy sweep (Pareto plot).")
 @click.option("--no-sensitivity", is_flag=True, help="Skip the +-50% power-model sensitivity runs (simulated boards).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "out_dir", type=options.PathType(file_okay=False, path_type=Path), required=True,
               help="Directory for results.json, report.md and the PNG plots.")
 @options.meter
 @options.interpreter

@@ -45,7 +45,7 @@ from edgeexit.runtime import Runtime
 )
 @click.option(
     "--latency-profile",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=options.PathType(dir_okay=False, path_type=Path),
     default=None,
     help="A profile from `edgeexit profile` (any board) whose segment latencies count --eenet-budget-ms.",
 )
@@ -55,7 +55,7 @@ from edgeexit.runtime import Runtime
     default=None,
     help="The CPU operating point of --latency-profile to count in (default: its fastest).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the forecaster's training and hold-out split.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random parts: the forecaster's training and hold-out split, and EENet's scheduler fit.")
 @options.interpreter
 @options.json_output
 def command(

@@ -19,6 +19,16 @@ class FiniteFloatRange(click.FloatRange):
         return rv
 
 
+class PathType(click.Path):
+    """A click.Path that refuses an empty value: pathlib reads "" as ".", so `--out ""` (an unset shell
+    variable) would quietly mean the current directory."""
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty: give a path.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 json_output = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table (for scripts)."
 )
@@ -40,7 +50,7 @@ board_name = click.option(  # for a simulated tree, which has no device tree to 
 
 sysfs_root = click.option(
     "--sysfs-root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PathType(file_okay=False, path_type=Path),
     default=None,
     help="Root under which /sys lives: '/' on a board (the default), or a simulated tree made by "
     "`edgeexit sim init` or mounted by `edgeexit sim mount`.",
@@ -56,7 +66,7 @@ simulate = click.option(
 model = click.option(
     "--model",
     "model_path",
-    type=click.Path(path_type=Path),
+    type=PathType(path_type=Path),
     default=None,
     help="Bundle directory (manifest.json + int8 .tflite segments). Default: the bundled demo model.",
 )
@@ -194,7 +204,7 @@ dvfs = click.option(
 
 profile = click.option(
     "--profile",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=PathType(dir_okay=False, path_type=Path),
     default=None,
     help="A profile from `edgeexit profile` for the planner's latency/power figures. Default: the bundle's "
     "profiles/<board>[-simulated][-<N>threads].json (-<N>threads only for --threads N above 1) when it exists, "

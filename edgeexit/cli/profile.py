@@ -29,7 +29,7 @@ Examples:
 @options.model
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=options.PathType(dir_okay=False, path_type=Path),
     default=None,
     help="Profile file to write. Default: profiles/<board>[-simulated][-<N>threads].json inside the bundle "
     "(-<N>threads only for --threads N above 1), where `edgeexit run` looks for it.",
@@ -44,7 +44,7 @@ Examples:
 )
 @click.option(
     "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=options.PathType(dir_okay=False, path_type=Path),
     default=None,
     help="Also draw full-inference latency and energy against the CPU operating point into this PNG "
     "(needs matplotlib: pip install matplotlib, the [plot] extra).",

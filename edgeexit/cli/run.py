@@ -30,7 +30,7 @@ Examples:
 @click.option(
     "--input",
     "input_path",
-    type=click.Path(path_type=Path),
+    type=options.PathType(path_type=Path),
     default=None,
     help="An .npz with x (raw samples, the bundle's input shape and raw dtype) and optionally y (labels), or an "
     ".npy holding x alone. Default: the bundle's own held-out evaluation split.",
@@ -49,7 +49,7 @@ Examples:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Infer only the first N samples.")
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=options.PathType(dir_okay=False, path_type=Path),
     default=None,
     help="Write one JSON record per inference to this JSONL file (flushed after each record); '-' writes them to "
     "stdout, and the summary then goes to stderr.",

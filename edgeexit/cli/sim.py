@@ -34,7 +34,7 @@ def _board_name(board: Optional[str]) -> str:
 @command.command("init")
 @options.board_name
 @options.json_output
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=options.PathType(file_okay=False, path_type=Path))
 def init(board: Optional[str], as_json: bool, directory: Path) -> None:
     """Create a simulated sysfs tree for --board in DIRECTORY (empty or new)."""
     from edgeexit.boards.config import load_board
@@ -59,11 +59,11 @@ def init(board: Optional[str], as_json: bool, directory: Path) -> None:
 
 @command.command("mount")
 @options.board_name
-@click.option("--backing", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--backing", type=options.PathType(file_okay=False, path_type=Path), default=None,
               help="Simulated tree to serve (from `edgeexit sim init`); default: a fresh tree in a temporary "
               "directory, deleted after unmounting.")
 @click.option("--background", is_flag=True, help="Return once mounted instead of serving in the foreground.")
-@click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("mountpoint", type=options.PathType(file_okay=False, path_type=Path))
 def mount(board: Optional[str], backing: Optional[Path], background: bool, mountpoint: Path) -> None:
     """Serve the simulated board's kernel as a FUSE filesystem at MOUNTPOINT, so `cat` and
     `echo >` behave as on the board, errno included. Runs in the foreground: Ctrl-C unmounts.
@@ -76,7 +76,7 @@ def mount(board: Optional[str], backing: Optional[Path], background: bool, mount
 
 
 @command.command("umount")
-@click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("mountpoint", type=options.PathType(file_okay=False, path_type=Path))
 def umount(mountpoint: Path) -> None:
     """Unmount a tree mounted by `edgeexit sim mount`."""
     from edgeexit.sim.fusefs import unmount

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,12 +208,28 @@ def test_non_finite_numbers_are_refused(option: str, value: str):
     ("run", "--board", "jetson-nano", "--simulate", "--period-ms", "1e308"),  # energy sums overflowed to inf
     ("run", "--board", "jetson-nano", "--simulate", "--deadline-ms", "4e6"),
     ("calibrate", "--max-drop-pp", "1e9"),  # a target of -999999903%
+    ("calibrate", "--seed", "-1"),  # numpy refused it after the hold-out split: a traceback
+    ("bench", "--board", "jetson-nano", "--simulate", "--limit", "10", "--out", "never-made", "--seed", "-1"),
 ])
 def test_numbers_past_their_sense_are_refused(args, tmp_path: Path):
     bundle = tmp_path / "bundle"  # were the value taken, calibrate must not rewrite the shipped demo
     shutil.copytree(str(demo_bundle_dir()), str(bundle))
     extra = ("--model", str(bundle)) if args[0] == "calibrate" else ()
     assert_one_line_error(edgeexit(*args, *extra), args[-2], "is not in the range")
+
+
+@pytest.mark.parametrize("args", [
+    ("bench", "--board", "jetson-nano", "--simulate", "--out", ""),  # ran the whole bench into the working directory
+    ("run", "--board", "jetson-nano", "--simulate", "--output", " "),
+    ("sim", "init", "--board", "jetson-nano", ""),
+    ("profile", "--board", "jetson-nano", "--simulate", "--plot", ""),
+])
+def test_an_empty_path_is_refused(args, tmp_path: Path):
+    """pathlib reads "" as ".": an empty --out (an unset shell variable) meant the working directory."""
+    p = subprocess.run([sys.executable, "-m", "edgeexit", *args], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert_one_line_error(p, "is empty: give a path")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("option", ["--eenet-budget-macs", "--eenet-budget-ms"])
