@@ -28,6 +28,7 @@ def test_outputs_exist_and_agree(nano):
     res = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
     assert res["simulated"] is True and "SIMULATED" in report
+    assert "Ours: the bundle {} on the simulated jetson-nano".format(res["model"]) in report  # not always "the demo"
     assert summary["simulated"] is True
     for name in ("pareto.png", "exit_histogram.png", "timeline.png"):
         data = (out / name).read_bytes()
@@ -124,11 +125,18 @@ def test_deterministic_for_a_seed(tmp_path):
 
 
 def test_raspberry_pi_5_with_sensitivity(tmp_path):
-    s = _bench(tmp_path, "raspberry-pi-5", "--no-sweep")
+    p = edgeexit("bench", "--board", "raspberry-pi-5", "--simulate", "--limit", "200", "--out", str(tmp_path), "--json",
+                 "--no-sweep")
+    s = json_out(p)
     res = json.loads((tmp_path / "results.json").read_text())
     assert s["board"] == "raspberry-pi-5" and res["simulated"]
     assert len(res["sensitivity"]) == 4
     assert "Sensitivity" in (tmp_path / "report.md").read_text()
+    # progress said "done" only after the sensitivity runs (it said so after the arms, minutes early)
+    stages = [line for line in p.stderr.splitlines() if line.startswith("edgeexit bench: ")]
+    assert "sensitivity runs" in stages[-2] and stages[-1].endswith("done")
+    n = int(stages[-1].split()[2].split("/")[1])
+    assert stages[-1].split()[2] == "{0}/{0}".format(n)
 
 
 def test_bench_needs_a_board(tmp_path):
