@@ -165,12 +165,12 @@ def calibrate_predictive(
     # None first: the entry forecaster must beat always running the first enabled head to be used.
     _, entry_risk = best_of([(risk, None)] + [(risk, r) for r in RISKS])
     final_th = list(thresholds)
-    acc = float("nan")
     for delta in np.linspace(0.0, 1.0, 41):
-        trial = [t if i == n_exits - 1 or t > 1.0 else t + delta * (1.0 - t) for i, t in enumerate(thresholds)]
-        acc, macs = _oof_replay(rt, data, parts, policies(models, trial, risk, entry_risk))
+        # the out-of-fold figures stored are always those of the thresholds stored: where no step reaches the
+        # target, the most cautious one (and calibrate shows its out-of-fold accuracy below the target)
+        final_th = [t if i == n_exits - 1 or t > 1.0 else t + delta * (1.0 - t) for i, t in enumerate(thresholds)]
+        acc, macs = _oof_replay(rt, data, parts, policies(models, final_th, risk, entry_risk))
         if acc >= target:
-            final_th = trial
             break
     metrics = _merge_metrics([forecast_metrics(rt, pol, data, f, targets)
                               for pol, f in zip(policies(models, final_th, risk, entry_risk), parts)])
@@ -226,14 +226,20 @@ def _merge_metrics(parts: List[Dict[str, float]]) -> Dict[str, float]:
 
 
 def calibrate_pe_heuristic(rt: Runtime, data: CalibrationData, target: float, rounds: int = 8) -> Dict[str, Any]:
-    """tau from the calibration logits; the cheapest beta (on a log grid) that meets the target."""
+    """tau from the calibration logits; the cheapest start exit (the public code's start_layer, before which
+    no exit is checked) and beta (on a log grid) that meet the target. A start exit whose own cost, block and
+    head, already reaches the cheapest mean found is not tried."""
     tau = tau_from_logits(data.table.logits)
     best: Optional[Dict[str, Any]] = None
-    for beta in np.geomspace(0.25, 64.0, 49):
-        r = replay(rt, PEHeuristicPolicy(tau, float(beta), rounds), data.table, data.y)
-        acc = r.accuracy(data.y)
-        if acc >= target and (best is None or r.macs.mean() < best["mean_macs"]):
-            best = {"tau": tau, "beta": float(beta), "rounds": rounds, "accuracy": acc, "mean_macs": float(r.macs.mean())}
+    for start in range(len(data.head_macs)):
+        if best is not None and data.macs_to_exit[start] + data.head_macs[start] >= best["mean_macs"]:
+            continue
+        for beta in np.geomspace(0.25, 64.0, 49):
+            r = replay(rt, PEHeuristicPolicy(tau, float(beta), rounds, start), data.table, data.y)
+            acc = r.accuracy(data.y)
+            if acc >= target and (best is None or r.macs.mean() < best["mean_macs"]):
+                best = {"tau": tau, "beta": float(beta), "rounds": rounds, "start_exit": start, "accuracy": acc,
+                        "mean_macs": float(r.macs.mean())}
     if best is None:
         raise CalibrationError("pe-heuristic cannot reach the accuracy target {:.2%} for any beta; lower the target".format(target))
     best["target_accuracy"] = target

@@ -59,8 +59,8 @@ def summary_of(res: dict) -> dict:
 @options.target_accuracy
 @options.max_drop_pp
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
-              help="Seed of the calibration's random parts: the forecaster's training and hold-out split, EENet's "
-              "scheduler fit, and the accuracy sweep's refits (all else is deterministic).")
+              help="Seed of the calibration's random parts: the cross-fit folds, the forecaster's and EENet's training, "
+              "and the accuracy sweep's refits (all else is deterministic).")
 @click.option("--limit", type=click.IntRange(min=10), default=None, help="Use only the first N evaluation samples.")
 @click.option("--no-sweep", is_flag=True, help="Skip the accuracy-vs-energy sweep (Pareto plot).")
 @click.option("--no-sensitivity", is_flag=True, help="Skip the +-50% power-model sensitivity runs (simulated boards).")

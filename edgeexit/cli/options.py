@@ -155,15 +155,16 @@ bench_deadline_ms = _ms_option(
 bench_period_ms = _ms_option("--period-ms", _PERIOD_HELP + "Default: the deadline (given or defaulted).")
 
 
-DEFAULT_MAX_DROP_PP = 0.25  # headroom so held-out evaluation stays within 0.5 pp of `full`
+DEFAULT_MAX_DROP_PP = 0.25  # held-out, the demo's policies land 0.3-0.6 pp below `full` (fitted in-sample)
 
 max_drop_pp = click.option(
     "--max-drop-pp",
     type=FiniteFloatRange(min=0.0, max=100.0),
     default=None,
     help="Accuracy target relative to the final exit on the calibration split, in percentage points "
-    "[default: {:g}, which leaves headroom so held-out evaluation stays within 0.5 pp of `full`].".format(
-        DEFAULT_MAX_DROP_PP),
+    "[default: {:g}]. Thresholds are fitted to it on that split, so held-out accuracy lands somewhat lower: "
+    "`edgeexit calibrate` prints the out-of-fold estimate, and on the demo's evaluation split the policies "
+    "land 0.3-0.6 pp below `full`.".format(DEFAULT_MAX_DROP_PP),
 )
 
 target_accuracy = click.option(

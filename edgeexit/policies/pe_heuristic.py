@@ -1,6 +1,7 @@
 """The Predictive Exit public code's parameter-free predictor (Swifter-Li/CNN-with-Early-Exit-and-DVFS).
 
-Exit at exit l when the activation max|logit_l| exceeds beta * tau_l. Otherwise predict the jump by
+No exit is checked before the start exit (the public code's start_layer, L0; calibrated here with
+beta). Exit at exit l when the activation max|logit_l| exceeds beta * tau_l. Otherwise predict the jump by
 smoothing the current logits with the kernel [1, 1, 1] (zero-padded neighbour sum) up to ``rounds``
 times; the first round i whose max|v| exceeds beta * tau_{l+i} predicts a jump of i exits (``rounds``
 if none). Intermediate heads are skipped; at the target the exit is checked again, and on a miss the
@@ -11,7 +12,8 @@ over training samples (utils_new.calculate_average_activations: sum() / numel())
 is negative at every exit (-0.42 to -2.0), so max|logit| > beta * tau_l holds for every beta > 0 and the
 public rule would exit every sample at its first check. Here tau_l is the mean *absolute* logit,
 mean |logit|, of exit l over the bundle's calibration split. beta is calibrated for the accuracy target
-(the cheapest on a log grid; the code's CLI default is 6). Both are stored in calibration.json.
+(the cheapest on a log grid; the code's CLI default is 6), and so is the start exit (the code's default
+is layer 6 of 20). All are stored in calibration.json.
 Calibration judges each beta by replaying this very policy, so what it reports is what the runtime does.
 """
 from __future__ import annotations
@@ -34,26 +36,38 @@ class PEHeuristicPolicy(ExitPolicy):
     name = "pe-heuristic"
     forecasts = True
 
-    def __init__(self, tau: List[float], beta: float, rounds: int = 8) -> None:
+    def __init__(self, tau: List[float], beta: float, rounds: int = 8, start_exit: int = 0) -> None:
         self.tau = [float(t) for t in tau]
         self.beta = float(beta)
         self.rounds = int(rounds)
-        self._target = 0
+        self.start_exit = int(start_exit)  # the public code's start_layer: no exit is checked before it
+        self._target = self.start_exit
 
     @classmethod
     def from_calibration(cls, calibration: Dict[str, Any], n_exits: int) -> "PEHeuristicPolicy":
         entry = calibration.get("pe-heuristic")
         if not entry or len(entry.get("tau", [])) != n_exits:
             raise CalibrationError("the bundle has no pe-heuristic calibration; run `edgeexit calibrate --model PATH`")
-        return cls(entry["tau"], entry["beta"], entry.get("rounds", 8))
+        policy = cls(entry["tau"], entry["beta"], entry.get("rounds", 8), entry.get("start_exit", 0))
+        # Values that parse but mean nothing: beta or tau <= 0 passes every sample at its first check, and
+        # rounds < 1 predicts no jump.
+        # (NaN passes here, for make_policy's own line on non-finite values)
+        if (policy.beta <= 0 or any(t <= 0 for t in policy.tau) or policy.rounds < 1
+                or not 0 <= policy.start_exit < n_exits):
+            raise CalibrationError("calibration.json: pe-heuristic needs beta > 0, every tau > 0, rounds >= 1 and a "
+                                   "start_exit from 0 to {}; run `edgeexit calibrate` again".format(n_exits - 1))
+        return policy
 
     def bind(self, runtime: Any) -> None:
         super().bind(runtime)
         self.last = len(runtime.exits) - 1
         self.limits = [self.beta * t for t in self.tau]
 
+    def may_evaluate(self, exit_index: int) -> bool:
+        return exit_index >= self.start_exit
+
     def start(self, state: SampleState) -> None:
-        self._target = 0
+        self._target = self.start_exit
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:
         return exit_index == self._target
@@ -76,4 +90,4 @@ class PEHeuristicPolicy(ExitPolicy):
         return False
 
     def describe(self) -> dict:
-        return {"policy": self.name, "beta": self.beta, "rounds": self.rounds}
+        return {"policy": self.name, "beta": self.beta, "rounds": self.rounds, "start_exit": self.start_exit}
