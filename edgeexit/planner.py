@@ -14,8 +14,9 @@ show (a firmware cap) is hidden, and a learnt floor stays for the run. A thermal
 lifts when the board cools, so every CAP_CHECK_MS of run time, between inferences, the planner reads the
 kernel's cap again and plans up to it. A hidden cap cannot be seen lifting, so at the same look it asks for
 the kernel's cap once, in idle time, and keeps the hidden cap only if that is refused again (planning past
-it unasked would count the deadline on a clock the firmware refuses). Where a policy's max is still the one edgeexit's own min/max pin
-left (an earlier run in the session), the cap is the max found before its first write, not that pin.
+it unasked would count the deadline on a clock the firmware refuses). Where a policy's max is still the one
+edgeexit's own min/max pin left (an earlier run in the session), the cap is the max found before its first
+write, not that pin.
 Decisions are in requested points: the planner writes only when the point it wants differs from the one
 it last requested (and was answered), never because the read-back does.
 

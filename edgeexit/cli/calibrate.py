@@ -55,8 +55,9 @@ from edgeexit.runtime import Runtime
     default=None,
     help="The CPU operating point of --latency-profile to count in (default: its fastest).",
 )
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the random parts: the cross-fit folds (out-of-fold estimates), and the forecaster's and EENet's "
-              "training.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the random parts: the cross-fit folds (out-of-fold estimates), and the forecaster's and "
+              "EENet's training.")
 @options.interpreter
 @options.json_output
 def command(
