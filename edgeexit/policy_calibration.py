@@ -19,7 +19,7 @@ from edgeexit.forecaster import Forecaster, distill, distill_entry, fit, head_fe
 from edgeexit.offline import replay
 from edgeexit.policies.base import HeadView
 from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
-from edgeexit.policies.eenet import EENetPolicy, cross_fit, fit_for_budget, fit_scores, table_features
+from edgeexit.policies.eenet import EENetPolicy, cross_fit, fit_for_budget, fit_scores, out_of_fold_exits, table_features
 from edgeexit.policies.pe_heuristic import PEHeuristicPolicy, tau_from_logits
 from edgeexit.policies.predictive import PredictivePolicy, enabled_exits, jump_cost_matrix
 from edgeexit.runtime import Runtime
@@ -254,9 +254,9 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
     the per-segment ``latency`` table (a profile's, or measured on this host).
 
     Features and scores come from the functions the runtime's EENetPolicy runs, so the thresholds are
-    fitted on the very scores it compares. For a target (no budget) with ``cross_fit_k`` > 1, a k-fold
-    cross-fit (score models and thresholds refitted without each fold) estimates how the target holds on
-    unseen data: ``out_of_fold_accuracy`` and ``out_of_fold_mean_macs``."""
+    fitted on the very scores it compares. With ``cross_fit_k`` > 1, a k-fold cross-fit (score models and
+    thresholds refitted without each fold) estimates how the target or the budget holds on unseen data:
+    ``out_of_fold_accuracy`` and ``out_of_fold_mean_macs`` (and ``out_of_fold_mean_ms`` for a budget in ms)."""
     if budget_macs is not None and budget_ms is not None:
         raise CalibrationError("give the eenet budget in MACs or in ms, not both")
     if budget_ms is not None and latency is None:
@@ -264,17 +264,25 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
     feats = table_features(data.table.logits)
     weights, scores = fit_scores(feats, data.correct, seed=seed)
     ms_to_exit, head_ms = latency.to_exit_and_heads(rt.bundle, rt.exit_blocks) if latency is not None else (None, None)
-    if budget_ms is not None:
-        f = fit_for_budget(scores, data.correct, ms_to_exit, head_ms, budget_ms, unit="ms")
-    elif budget_macs is not None:
-        f = fit_for_budget(scores, data.correct, data.macs_to_exit, data.head_macs, budget_macs)
+    budget = budget_ms if budget_ms is not None else budget_macs
+    costs = (ms_to_exit, head_ms, "ms") if budget_ms is not None else (data.macs_to_exit, data.head_macs, "MACs")
+    if budget is not None:
+        f = fit_for_budget(scores, data.correct, costs[0], costs[1], budget, unit=costs[2])
     else:
         f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target, skip_disabled=False)  # scores chain: every head runs
     r = replay(rt, EENetPolicy(weights.tolist(), f.thresholds), data.table, data.y)
     out = {"weights": weights.tolist(), "thresholds": f.thresholds, "budget_macs": float(r.macs.mean()), "target_accuracy": target,
            "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}  # for a target, the MACs it needs
-    if budget_macs is not None or budget_ms is not None:
+    if budget is not None:
         out.update({"budget_macs": None if budget_macs is None else float(budget_macs), "target_accuracy": None})
+        if cross_fit_k > 1:  # the budget is met in-sample by construction: what unseen samples spend
+            ex = out_of_fold_exits(feats, data.correct, cross_fit_k, seed, lambda s, c: fit_for_budget(
+                s, c, costs[0], costs[1], budget, unit=costs[2]).thresholds)
+            out.update({"out_of_fold_accuracy": float(data.correct[np.arange(len(ex)), ex].mean()),
+                        "out_of_fold_mean_macs": float(threshold_cost(ex, data.macs_to_exit, data.head_macs).mean()),
+                        "out_of_fold_k": cross_fit_k})
+            if budget_ms is not None:
+                out["out_of_fold_mean_ms"] = float(threshold_cost(ex, ms_to_exit, head_ms).mean())
     elif cross_fit_k > 1:
         acc, macs = cross_fit(feats, data.correct, data.macs_to_exit, data.head_macs, target, cross_fit_k, seed)
         out.update({"out_of_fold_accuracy": acc, "out_of_fold_mean_macs": macs, "out_of_fold_k": cross_fit_k})

@@ -34,7 +34,8 @@ from edgeexit.runtime import Runtime
     type=options.FiniteFloatRange(min=0.0, min_open=True),
     default=None,
     help="Give eenet a budget instead of the accuracy target: the most accurate thresholds whose mean MACs per "
-    "inference on the calibration split stay within this.",
+    "inference on the calibration split stay within this (calibrate also prints what samples the fit never saw "
+    "spend: a k-fold estimate).",
 )
 @click.option(
     "--eenet-budget-ms",
@@ -127,12 +128,22 @@ def command(
         _echo_forecasters(entries["predictive"])
     ee = entries.get("eenet", {})
     if ee.get("budget_ms") is not None:
-        click.echo("eenet: the most accurate thresholds within {:.4g} ms per inference: {:.4g} ms on average, in latencies {}".format(
-            ee["budget_ms"], ee["mean_ms"], ee["latency_source"]))
+        click.echo("eenet: the most accurate thresholds within {:.4g} ms per inference: {:.4g} ms on average, in latencies {}{}".format(
+            ee["budget_ms"], ee["mean_ms"], ee["latency_source"],
+            _unseen(ee.get("out_of_fold_mean_ms"), ee["budget_ms"], "{:.4g} ms", ee.get("out_of_fold_k"))))
     elif ee and ee.get("target_accuracy") is None:
-        click.echo("eenet: the most accurate thresholds within {:,.0f} MACs per inference".format(ee["budget_macs"]))
+        click.echo("eenet: the most accurate thresholds within {:,.0f} MACs per inference{}".format(
+            ee["budget_macs"], _unseen(ee.get("out_of_fold_mean_macs"), ee["budget_macs"], "{:,.0f} MACs",
+                                       ee.get("out_of_fold_k"))))
     for name, why in notes.items():
         click.echo("{} not calibrated (left out of {}): {}".format(name, CALIBRATION_FILE, why))
+
+
+def _unseen(spent: Optional[float], budget: float, fmt: str, k: Optional[int]) -> str:
+    """What samples a fold never saw spend against the budget (fitted in-sample, the budget holds exactly)."""
+    if spent is None:
+        return ""
+    return "; out of fold ({}-fold) {} on average, {:+.1%} against the budget".format(k, fmt.format(spent), spent / budget - 1)
 
 
 def _out_of_fold(entry: Dict[str, Any]) -> str:
@@ -152,5 +163,5 @@ def _echo_forecasters(pe: Dict[str, Any]) -> None:
                    fm["over_prediction_rate"], fm["over_prediction_cost_macs"], fm["under_prediction_rate"], fm["under_prediction_cost_macs"]))
 
 
-SUMMARY_KEYS = ("accuracy", "out_of_fold_accuracy", "out_of_fold_mean_macs", "out_of_fold_k", "mean_macs", "target_accuracy", "thresholds", "beta", "budget_macs", "budget_ms", "mean_ms",
+SUMMARY_KEYS = ("accuracy", "out_of_fold_accuracy", "out_of_fold_mean_macs", "out_of_fold_mean_ms", "out_of_fold_k", "mean_macs", "target_accuracy", "thresholds", "beta", "budget_macs", "budget_ms", "mean_ms",
                 "latency_source", "forecast_metrics", "forecaster_params")

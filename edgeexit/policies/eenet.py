@@ -20,7 +20,7 @@ thresholds are fitted on exactly the scores the runtime compares.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -132,21 +132,30 @@ def cross_fit(feats: np.ndarray, correct: np.ndarray, macs_to_exit: Sequence[flo
     """Out-of-fold accuracy and mean MACs for an accuracy ``target``: per seeded fold, score models and
     thresholds fitted on the other folds (for the same drop from their final exit, see
     :func:`~edgeexit.calibration.fold_target`), applied to that fold (every head runs: the scores chain)."""
+    full = float(correct[:, -1].mean())
+
+    def fit(scores: np.ndarray, train_correct: np.ndarray) -> List[float]:
+        goal = fold_target(target, full, train_correct[:, -1])
+        return fit_thresholds(scores, train_correct, macs_to_exit, head_macs, goal, skip_disabled=False).thresholds
+
+    ex = out_of_fold_exits(feats, correct, k, seed, fit)
+    return float(correct[np.arange(len(ex)), ex].mean()), float(threshold_cost(ex, macs_to_exit, head_macs).mean())
+
+
+def out_of_fold_exits(feats: np.ndarray, correct: np.ndarray, k: int, seed: int,
+                      fit: Callable[[np.ndarray, np.ndarray], List[float]]) -> np.ndarray:
+    """Each sample's exit under score models and thresholds (``fit(scores, correct)``) fitted on the other
+    k-1 seeded folds."""
     n = feats.shape[0]
     if n < k:
         raise CalibrationError("the calibration split has {} samples; calibrate needs at least {}".format(n, k))
-    full = float(correct[:, -1].mean())
-    hits, cost = 0, 0.0
+    exits = np.zeros(n, dtype=np.int64)
     everyone = np.arange(n)
     for held in folds(n, k, seed):
         train = np.setdiff1d(everyone, held)
         w, s = fit_scores(feats[train], correct[train], seed=seed)
-        goal = fold_target(target, full, correct[train, -1])
-        th = fit_thresholds(s, correct[train], macs_to_exit, head_macs, goal, skip_disabled=False).thresholds
-        ex = first_exit(score_table(feats[held], w) >= np.asarray(th))
-        hits += int(correct[held, ex].sum())
-        cost += float(threshold_cost(ex, macs_to_exit, head_macs).sum())
-    return hits / n, cost / n
+        exits[held] = first_exit(score_table(feats[held], w) >= np.asarray(fit(s, correct[train])))
+    return exits
 
 
 def _weights_problem(weights: Any, n_exits: int) -> Optional[str]:
