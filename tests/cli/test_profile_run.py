@@ -39,6 +39,10 @@ def test_calibrate_eenet_for_a_budget_in_ms(tmp_path: Path):
     assert e["budget_ms"] == 0.6 and e["mean_ms"] <= 0.6 and e["latency_source"].startswith("profile {}".format(prof))
     stored = json.loads((bundle / "calibration.json").read_text())["eenet"]
     assert stored["thresholds"] == e["thresholds"]
+    # what samples the fit never saw spend, in the same latencies
+    assert e["out_of_fold_k"] == 4 and 0.3 < e["out_of_fold_mean_ms"] < 0.9
+    text = edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "0.6", "--latency-profile", str(prof)).stdout
+    assert "out of fold (4-fold) {:.4g} ms on average".format(e["out_of_fold_mean_ms"]) in text
     host = json_out(edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "1", "--json"))["policies"]["eenet"]
     assert host["latency_source"].startswith("measured on this host") and host["mean_ms"] <= 1
     assert_one_line_error(edgeexit("calibrate", "--model", str(bundle), "--eenet-budget-ms", "0.6", "--latency-profile", str(prof),
