@@ -765,6 +765,7 @@ class DvfsPlanner(RuntimeHooks):
         self._cap_khz = min(int(shown), self._hidden_cap_khz)
         if self._reachable() != self.opps:
             self._reach()
+        self._settle()  # a refused ask left the future to solve: before parking, not in the next inference
 
     def _probe_hidden_cap(self, top: int) -> None:
         """A firmware cap cannot be seen lifting (a Pi whose throttling ended): ask for ``top``, the kernel's
@@ -773,6 +774,7 @@ class DvfsPlanner(RuntimeHooks):
         self._cap_khz = top  # the probe's answer alone decides the hidden cap
         if not self._apply(top):
             self._hidden_cap_khz, self._cap_learnt = self._cap_khz, False
+            self._apply(self._cap_khz)  # requested again in step with what runs: a point the plans know
         elif snap_to_table(self.table_khz, self.current) == top:
             self._hidden_cap_khz = self.table_khz[-1]
         # else no write reached the kernel (the thermal guard held the raise back): nothing learnt

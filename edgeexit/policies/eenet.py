@@ -88,7 +88,7 @@ def fit_scores(feats: np.ndarray, correct: np.ndarray, seed: int = 0, steps: int
     for k in range(n_exits):
         x = np.concatenate([feats[:, k, :], prev[:, None], np.ones((n, 1))], axis=1)
         y = correct[:, k].astype(np.float64)
-        w = np.random.RandomState(seed + k).normal(0, 0.01, N_FEATURES + 1)
+        w = np.random.RandomState((seed + k) % 2**32).normal(0, 0.01, N_FEATURES + 1)  # any --seed in range
         for _ in range(steps):
             pr = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -700.0, 700.0)))
             w -= lr * (x.T @ (pr - y) / n + 1e-4 * w)

@@ -464,6 +464,43 @@ def test_a_cap_the_kernel_does_not_show_is_kept_while_the_firmware_refuses(bundl
     assert ex.planner.f_max == cap and ex.summary["deadline_miss_rate"] == 0.0
 
 
+def test_a_refused_ask_for_a_hidden_cap_changes_nothing_for_the_next_inference(bundle_rt, monkeypatch):
+    """A refused ask left the future unsolved (parking then chose with H = 0) and the request on the refused
+    point (the next inference re-wrote the clock at block 0): 3.4% misses against 0.9% without looks, and a
+    write inside almost every inference. A refused ask must leave the run as it was."""
+    import edgeexit.planner as planner_mod
+    from edgeexit.planner import DvfsPlanner
+
+    inside = {"now": False, "writes": 0}
+    begin, end, apply = DvfsPlanner.begin, DvfsPlanner.end, DvfsPlanner._apply
+
+    def counting_begin(self, state):
+        inside["now"] = True
+        return begin(self, state)
+
+    def counting_end(self, result, state):
+        inside["now"] = False
+        return end(self, result, state)
+
+    def counting_apply(self, f):
+        if inside["now"] and f != self.requested_khz:
+            inside["writes"] += 1
+        return apply(self, f)
+
+    monkeypatch.setattr(DvfsPlanner, "begin", counting_begin)
+    monkeypatch.setattr(DvfsPlanner, "end", counting_end)
+    monkeypatch.setattr(DvfsPlanner, "_apply", counting_apply)
+    b, rt = bundle_rt
+    misses, writes = {}, {}
+    for look_ms in (1e9, 5.0):  # never, and at every inference
+        monkeypatch.setattr(planner_mod, "CAP_CHECK_MS", look_ms)
+        inside["writes"] = 0
+        ex = _run(b, rt, "planned", 1.2, 5.0, "jetson-tx2", n=1000, setup=lambda s: _firmware_cap(s, 1728000))
+        misses[look_ms], writes[look_ms] = ex.summary["deadline_miss_rate"], inside["writes"]
+        assert len(ex.summary["not_honoured_writes"]) > (900 if look_ms == 5.0 else 0)
+    assert misses[5.0] == misses[1e9] and writes[5.0] == writes[1e9], (misses, writes)
+
+
 def test_a_firmware_cap_that_lifts_is_planned_over_again(bundle_rt, monkeypatch):
     """A Pi whose throttling ends: the firmware runs the clock asked for again, but nothing in sysfs says so. A
     firmware cap stayed for the run; the look after the lift asks for the kernel's cap, is honoured, and the

@@ -198,3 +198,12 @@ def test_an_eenet_budget_is_judged_out_of_fold_too(demo, budget_macs):
         macs += float(r.macs.sum())
     assert e["out_of_fold_accuracy"] == pytest.approx(hits / len(sub.y), abs=1e-12)
     assert e["out_of_fold_mean_macs"] == pytest.approx(macs / len(sub.y), rel=1e-12)
+
+
+def test_eenet_takes_the_highest_seed_the_cli_accepts(demo):
+    """Each exit's score model was seeded with seed + k: --seed 4294967295 (in the option's range) went past
+    numpy's and ended calibrate in a traceback."""
+    rt, data = demo
+    sub = _slice(data, 0, 200)
+    w, _ = fit_scores(table_features(sub.table.logits), sub.correct, seed=2**32 - 1)
+    assert np.isfinite(w).all()
