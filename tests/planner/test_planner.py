@@ -223,7 +223,7 @@ def test_the_oracle_reserves_no_time_for_heads_before_its_forecast(bundle_rt):
         with open_board("jetson-nano", simulate=True) as session:
             planners[name] = execute(b, rt, pol, b.split("evaluation").take(1), session=session, dvfs="planned",
                                      deadline_ms=4.0, period_ms=8.0).planner
-    o, e = planners["oracle"], planners["every-head"]
+    o = planners["oracle"]
     need = {name: {f: n for _, n, f in p._rank(0, 3, 0.0, steady=True)} for name, p in planners.items()}
     for c, f in enumerate(o.opps):
         earlier_heads_ms = float(o.head_ms[:3, c].sum())  # heads 0..2 at the planned clock
