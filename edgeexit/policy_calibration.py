@@ -61,7 +61,10 @@ def forecast_metrics(rt: Runtime, policy: PredictivePolicy, data: CalibrationDat
     over = planned > true
     under = planned < true
     return {
+        "n_samples": len(t),
         "n_forecasts": int(need.sum()),
+        "n_over": int(over.sum()),
+        "n_under": int(under.sum()),
         "exact_hit_rate": float((planned == true).mean()) if need.any() else 1.0,
         "within_one_rate": float((np.abs(planned - true) <= 1).mean()) if need.any() else 1.0,
         "over_prediction_rate": float(over.mean()) if need.any() else 0.0,
@@ -213,15 +216,22 @@ def _forecast_advice(data: CalibrationData, target: float) -> str:
     return "{} (no target up to the final exit's {:.2%} spreads the exits)".format(use, data.full_accuracy)
 
 
+# What each per-fold figure is an average over, so that the pooled figure is the one over every sample.
+_MERGE_WEIGHT = {"over_prediction_cost_macs": "n_over", "under_prediction_cost_macs": "n_under",
+                 "accuracy": "n_samples", "mean_macs": "n_samples"}
+_COUNTS = ("n_samples", "n_forecasts", "n_over", "n_under")
+
+
 def _merge_metrics(parts: List[Dict[str, float]]) -> Dict[str, float]:
-    """Forecast-weighted average of per-fold metrics."""
-    n = sum(p["n_forecasts"] for p in parts)
-    out: Dict[str, float] = {"n_forecasts": n}
+    """Per-fold metrics pooled over the folds: each average weighted by what it averages over (forecasts,
+    over- or under-predictions, samples)."""
+    out: Dict[str, float] = {key: sum(p[key] for p in parts) for key in _COUNTS}
     for key in parts[0]:
-        if key == "n_forecasts":
+        if key in _COUNTS:
             continue
-        w = [(p[key], p["n_forecasts"]) for p in parts if p["n_forecasts"]]
-        out[key] = float(sum(v * c for v, c in w) / n) if n else 0.0
+        by = _MERGE_WEIGHT.get(key, "n_forecasts")
+        n = out[by]
+        out[key] = float(sum(p[key] * p[by] for p in parts) / n) if n else 0.0
     return out
 
 

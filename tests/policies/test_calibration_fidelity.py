@@ -207,3 +207,20 @@ def test_eenet_takes_the_highest_seed_the_cli_accepts(demo):
     sub = _slice(data, 0, 200)
     w, _ = fit_scores(table_features(sub.table.logits), sub.correct, seed=2**32 - 1)
     assert np.isfinite(w).all()
+
+
+def test_pooled_forecast_metrics_weigh_each_average_by_what_it_averages():
+    """Folds were pooled by their forecast counts: an over-prediction cost (an average over the fold's
+    over-predictions) and accuracy (over all its samples, forecast or not) came out wrong."""
+    from edgeexit.policy_calibration import _merge_metrics
+
+    a = {"n_samples": 10, "n_forecasts": 4, "n_over": 1, "n_under": 2, "exact_hit_rate": 0.25, "over_prediction_cost_macs": 100.0,
+         "under_prediction_cost_macs": 10.0, "accuracy": 1.0, "mean_macs": 5.0}
+    b = {"n_samples": 10, "n_forecasts": 6, "n_over": 3, "n_under": 1, "exact_hit_rate": 0.5, "over_prediction_cost_macs": 200.0,
+         "under_prediction_cost_macs": 40.0, "accuracy": 0.5, "mean_macs": 15.0}
+    m = _merge_metrics([a, b])
+    assert (m["n_samples"], m["n_forecasts"], m["n_over"], m["n_under"]) == (20, 10, 4, 3)
+    assert m["exact_hit_rate"] == pytest.approx((0.25 * 4 + 0.5 * 6) / 10)
+    assert m["over_prediction_cost_macs"] == pytest.approx((100 + 3 * 200) / 4)
+    assert m["under_prediction_cost_macs"] == pytest.approx((2 * 10 + 40) / 3)
+    assert m["accuracy"] == pytest.approx(0.75) and m["mean_macs"] == pytest.approx(10.0)
