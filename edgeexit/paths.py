@@ -6,6 +6,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import List
 
 from edgeexit.errors import OutputError, StateFileError
 
@@ -94,6 +95,21 @@ def prepare_runtime_dir() -> Path:
     return d
 
 
+def missing_folders(folder: Path) -> List[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first: what a
+    ``mkdir(parents=True)`` would make, for :func:`remove_folders` to take back."""
+    return [p for p in [folder] + list(folder.parents) if not os.path.lexists(str(p))]
+
+
+def remove_folders(made: List[Path]) -> None:
+    """Remove folders from :func:`missing_folders`, deepest first, while they are empty."""
+    for p in made:
+        try:
+            os.rmdir(str(p))
+        except OSError:
+            break
+
+
 def writable_output(path: Path, what: str, option: str, directory: bool = False, keep: bool = False) -> Path:
     """Check that ``path`` (``directory``) or a file in its folder can be written, before any long work, so
     that a bad --out/--output fails at once in one line naming the option, not after the run. Folders made
@@ -101,7 +117,7 @@ def writable_output(path: Path, what: str, option: str, directory: bool = False,
     behind."""
     path = Path(path)
     folder = path if directory else path.parent
-    made = [] if keep else [p for p in [folder] + list(folder.parents) if not os.path.lexists(str(p))]
+    made = [] if keep else missing_folders(folder)
     try:
         if not directory and path.is_dir():
             raise IsADirectoryError(21, "is a directory")
@@ -124,9 +140,5 @@ def writable_output(path: Path, what: str, option: str, directory: bool = False,
         raise OutputError("cannot write {} to {} ({}); pass {} somewhere writable".format(
             what, path, err.strerror or err, option)) from None
     finally:
-        for p in made:  # deepest first, only while empty
-            try:
-                os.rmdir(str(p))
-            except OSError:
-                break
+        remove_folders(made)
     return path

@@ -19,7 +19,8 @@ from edgeexit.forecaster import Forecaster, distill, distill_entry, fit, head_fe
 from edgeexit.offline import replay
 from edgeexit.policies.base import HeadView
 from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
-from edgeexit.policies.eenet import EENetPolicy, cross_fit, fit_for_budget, fit_scores, out_of_fold_exits, table_features
+from edgeexit.policies.eenet import (EENetPolicy, cross_fit, exit_figures, fit_for_budget, fit_scores, out_of_fold_exits,
+                                     table_features)
 from edgeexit.policies.pe_heuristic import PEHeuristicPolicy, tau_from_logits
 from edgeexit.policies.predictive import PredictivePolicy, enabled_exits, jump_cost_matrix
 from edgeexit.runtime import Runtime
@@ -275,9 +276,10 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
     weights, scores = fit_scores(feats, data.correct, seed=seed)
     ms_to_exit, head_ms = latency.to_exit_and_heads(rt.bundle, rt.exit_blocks) if latency is not None else (None, None)
     budget = budget_ms if budget_ms is not None else budget_macs
-    costs = (ms_to_exit, head_ms, "ms") if budget_ms is not None else (data.macs_to_exit, data.head_macs, "MACs")
+    to_exit, heads, unit = ((ms_to_exit, head_ms, "ms") if budget_ms is not None
+                            else (data.macs_to_exit, data.head_macs, "MACs"))
     if budget is not None:
-        f = fit_for_budget(scores, data.correct, costs[0], costs[1], budget, unit=costs[2])
+        f = fit_for_budget(scores, data.correct, to_exit, heads, budget, unit=unit)
     else:
         f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target, skip_disabled=False)  # scores chain: every head runs
     r = replay(rt, EENetPolicy(weights.tolist(), f.thresholds), data.table, data.y)
@@ -287,12 +289,11 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
         out.update({"budget_macs": None if budget_macs is None else float(budget_macs), "target_accuracy": None})
         if cross_fit_k > 1:  # the budget is met in-sample by construction: what unseen samples spend
             ex = out_of_fold_exits(feats, data.correct, cross_fit_k, seed, lambda s, c: fit_for_budget(
-                s, c, costs[0], costs[1], budget, unit=costs[2]).thresholds)
-            out.update({"out_of_fold_accuracy": float(data.correct[np.arange(len(ex)), ex].mean()),
-                        "out_of_fold_mean_macs": float(threshold_cost(ex, data.macs_to_exit, data.head_macs).mean()),
-                        "out_of_fold_k": cross_fit_k})
+                s, c, to_exit, heads, budget, unit=unit).thresholds)
+            acc, macs = exit_figures(ex, data.correct, data.macs_to_exit, data.head_macs)
+            out.update({"out_of_fold_accuracy": acc, "out_of_fold_mean_macs": macs, "out_of_fold_k": cross_fit_k})
             if budget_ms is not None:
-                out["out_of_fold_mean_ms"] = float(threshold_cost(ex, ms_to_exit, head_ms).mean())
+                out["out_of_fold_mean_ms"] = exit_figures(ex, data.correct, ms_to_exit, head_ms)[1]
     elif cross_fit_k > 1:
         acc, macs = cross_fit(feats, data.correct, data.macs_to_exit, data.head_macs, target, cross_fit_k, seed)
         out.update({"out_of_fold_accuracy": acc, "out_of_fold_mean_macs": macs, "out_of_fold_k": cross_fit_k})

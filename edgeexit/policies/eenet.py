@@ -138,8 +138,14 @@ def cross_fit(feats: np.ndarray, correct: np.ndarray, macs_to_exit: Sequence[flo
         goal = fold_target(target, full, train_correct[:, -1])
         return fit_thresholds(scores, train_correct, macs_to_exit, head_macs, goal, skip_disabled=False).thresholds
 
-    ex = out_of_fold_exits(feats, correct, k, seed, fit)
-    return float(correct[np.arange(len(ex)), ex].mean()), float(threshold_cost(ex, macs_to_exit, head_macs).mean())
+    return exit_figures(out_of_fold_exits(feats, correct, k, seed, fit), correct, macs_to_exit, head_macs)
+
+
+def exit_figures(exits: np.ndarray, correct: np.ndarray, macs_to_exit: Sequence[float],
+                 head_macs: Sequence[float]) -> Tuple[float, float]:
+    """Accuracy and mean cost of the samples leaving at ``exits`` (every head up to the exit runs)."""
+    return (float(correct[np.arange(len(exits)), exits].mean()),
+            float(threshold_cost(exits, macs_to_exit, head_macs).mean()))
 
 
 def out_of_fold_exits(feats: np.ndarray, correct: np.ndarray, k: int, seed: int,

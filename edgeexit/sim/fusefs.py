@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, load_board
 from edgeexit.errors import DvfsError, EdgeExitError
+from edgeexit.paths import missing_folders, remove_folders
 from edgeexit.sim.kernel import SERVED_FROM, SimulatedKernel
 
 SYSFS_FILE_SIZE = 4096  # sysfs reports every attribute as 4096 bytes
@@ -154,26 +155,16 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
         backing = Path(os.path.abspath(str(backing)))
     # A missing mount point is made, and removed again once unmounted or refused, so a mount leaves
     # no directory behind. In the background the server makes (and removes) its own.
-    here = Path(os.path.abspath(str(mountpoint)))  # libfuse moves the server to / once mounted
-    made = [p for p in [here] + list(here.parents) if not os.path.lexists(str(p))]
+    made = missing_folders(Path(os.path.abspath(str(mountpoint))))  # absolute: libfuse moves the server to /
     if foreground:
         mountpoint.mkdir(parents=True, exist_ok=True)
     try:
         _mount_on(board, mountpoint, backing, foreground, announce)
     except (EdgeExitError, OSError, RuntimeError):
-        _remove_made(made)
+        remove_folders(made)
         raise
     if foreground:
-        _remove_made(made)
-
-
-def _remove_made(made: List[Path]) -> None:
-    """Remove the directories a mount made, deepest first, while they are empty."""
-    for p in made:
-        try:
-            os.rmdir(str(p))
-        except OSError:
-            break
+        remove_folders(made)
 
 
 def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], foreground: bool,
