@@ -104,11 +104,18 @@ class PowerConfig:
     ina3221: List[Ina3221Chip] = field(default_factory=list)
     # Pi 5 only: rail names `vcgencmd pmic_read_adc` prints (no sysfs files).
     pmic_rails: List[str] = field(default_factory=list)
+    # rail -> the measured rail that supplies it (``[power.fed_by]``): its power is already in the
+    # feeder's, so a board total summed over rails leaves it out (AGX Orin: VIN_SYS_5V0 feeds VDDQ_VDD2_1V8AO).
+    fed_by: Dict[str, str] = field(default_factory=dict)
 
     def rails(self) -> List[str]:
         """Every connected rail label, in chip and channel order."""
         out = [c for chip in self.ina3221 for c in chip.channels if c != NOT_CONNECTED]
         return out or list(self.pmic_rails)
+
+    def summed_rails(self) -> List[str]:
+        """The rails a board total without an input rail adds up: every rail no other measured rail feeds."""
+        return [r for r in self.rails() if r not in self.fed_by]
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,8 @@ def parse_power_table(data: Union[PowerConfig, Mapping[str, Any]], source: str =
 
 
 def _parse_power(t: Table, require_hint: bool = True) -> PowerConfig:
-    t.unknown_keys(["sensor", "input_rail", "cpu_rail", "gpu_rail", "external_meter_hint", "ina3221", "pmic_rails"])
+    t.unknown_keys(["sensor", "input_rail", "cpu_rail", "gpu_rail", "external_meter_hint", "ina3221", "pmic_rails",
+                    "fed_by"])
     sensor = t.str("sensor")
     if sensor not in POWER_SENSORS:
         raise t.fail("sensor", "must be one of {}, not {!r}".format(", ".join(POWER_SENSORS), sensor))
@@ -210,6 +218,7 @@ def _parse_power(t: Table, require_hint: bool = True) -> PowerConfig:
         external_meter_hint=t.str("external_meter_hint", None),
         ina3221=chips,
         pmic_rails=t.str_list("pmic_rails", []),
+        fed_by=_parse_fed_by(t),
     )
     if require_hint and sensor == "none" and not power.external_meter_hint:
         raise t.fail("external_meter_hint", "is required when sensor = 'none' (say what meter to attach)")
@@ -218,7 +227,34 @@ def _parse_power(t: Table, require_hint: bool = True) -> PowerConfig:
         rail = getattr(power, key)
         if rail is not None and rail not in known:
             raise t.fail(key, "names rail {!r}, which no sensor channel carries ({})".format(rail, ", ".join(known)))
+    _check_fed_by(t, power, known)
     return power
+
+
+def _parse_fed_by(t: Table) -> Dict[str, str]:
+    if not t.has("fed_by"):
+        return {}
+    ft = t.table("fed_by")
+    return {rail: ft.str(rail) for rail in ft.data}
+
+
+def _check_fed_by(t: Table, power: PowerConfig, known: List[str]) -> None:
+    """Both ends of every feed are measured rails, no rail feeds itself (directly or round a loop), and the
+    input rail is fed by nothing on the board."""
+    ft = t.table("fed_by", None)
+    for rail, feeder in power.fed_by.items():
+        for name in (rail, feeder):
+            if name not in known:
+                raise ft.fail(rail, "names rail {!r}, which no sensor channel carries ({})".format(name, ", ".join(known)))
+        if rail == power.input_rail:
+            raise ft.fail(rail, "is the input rail, which carries the whole board; no other rail feeds it")
+        seen = [rail]
+        while feeder in power.fed_by and feeder not in seen:
+            seen.append(feeder)
+            feeder = power.fed_by[feeder]
+        if feeder in seen:
+            raise ft.fail(rail, "makes a loop of feeds ({}); a rail's feeder must lead to a rail nothing feeds".format(
+                " <- ".join(seen + [feeder])))
 
 
 def parse_board(data: Dict[str, Any], source: Path) -> BoardConfig:

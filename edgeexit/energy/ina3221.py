@@ -14,7 +14,8 @@ JetPack 5+ (mainline ``ina3221`` hwmon driver)::
 ``N`` in ``iio:deviceN``/``hwmonN`` changes across boots and driver reloads, so it is scanned, and
 rails are matched by the label the kernel reports, not by position alone. ``NC`` channels are
 skipped. The board total comes from the input rail when the board has one (VDD_IN / POM_5V_IN);
-otherwise it is the sum of the rails and ``total_basis`` says so. The meter reads plain files under
+otherwise it is the sum of the rails no other measured rail feeds (``[power.fed_by]``), and ``total_basis``
+says so. The meter reads plain files under
 ``root``, so a simulated tree is read exactly as a real one.
 """
 from __future__ import annotations
@@ -237,12 +238,14 @@ class Ina3221Meter(PowerMeter):
         self.name = "ina3221-" + "+".join(layouts)
         self.input_rail = config.input_rail
         names = [r.rail for r in self.rails]
+        self.summed_rails = config.summed_rails()  # a fed rail's power is already in its feeder's
         if self.input_rail is not None:
             self.total_basis = f"input rail {self.input_rail} (whole board input)"
         else:
+            fed = "".join(f"; {r} left out, fed by {config.fed_by[r]}" for r in names if r in config.fed_by)
             self.total_basis = (
-                f"sum of rails {'+'.join(names)} (the board has no input rail; the sum can "
-                "double-count rails fed by another measured rail and misses unmeasured loads)"
+                f"sum of rails {'+'.join(self.summed_rails)} (the board has no input rail{fed}; "
+                "the sum misses loads on no measured rail)"
             )
         chips = ", ".join(f"{c.device} ({c.driver})" for c in config.ina3221)
         self.source = f"INA3221 {chips}: {', '.join(names)}"
@@ -255,7 +258,8 @@ class Ina3221Meter(PowerMeter):
 
         Without the input rail (or, on a board summing its rails, any rail) every sample's total is
         unknown: a run would end with every energy null and only a vague warning."""
-        needed = [r for r in self.rails if self.input_rail is None or r.rail == self.input_rail]
+        needed = [r for r in self.rails
+                  if r.rail == self.input_rail or (self.input_rail is None and r.rail in self.summed_rails)]
         for attempt in range(OPEN_TRIES):
             bad = [(r, r.unreadable()) for r in needed]
             bad = [(r, why) for r, why in bad if why]
@@ -319,7 +323,8 @@ class Ina3221Meter(PowerMeter):
             total_mw = rails_mw.get(self.input_rail)
         else:
             # A partial sum would be a wrong number, not a noisy one: drop the sample instead.
-            total_mw = None if failed else sum(rails_mw.values())
+            summed = [rails_mw.get(r) for r in self.summed_rails]
+            total_mw = None if None in summed else sum(summed)
         return PowerReading(
             t_s=self._stamp(t0),
             rails_mw=rails_mw,

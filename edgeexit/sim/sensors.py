@@ -9,12 +9,14 @@ from edgeexit.boards.config import BoardConfig, PowerConfig
 from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
 
 RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
+FED_RAIL_SHARE = 0.25  # assumption: the part of its feeder's power a fed rail (AGX Orin's DRAM rail) draws
 
 
 def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     """Split a modelled breakdown over the board's INA3221 rails: input = total, CPU/GPU rails as named,
-    the rest shared by the remaining connected rails."""
-    rails = [r for r in power.rails() if r != power.input_rail]
+    the rest shared by the remaining connected rails. A rail another rail feeds draws a share of its
+    feeder's power, which already counts it, so every summed reading still adds up to the total."""
+    rails = [r for r in power.summed_rails() if r != power.input_rail]
     out: Dict[str, float] = {}
     rest = bd.total_mw
     if power.input_rail:
@@ -31,7 +33,16 @@ def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     others = [r for r in rails if r not in out]
     for r in others:
         out[r] = max(rest, 0.0) / len(others)
+    for r in power.rails():
+        if r in power.fed_by:
+            out[r] = FED_RAIL_SHARE * out[_root_feeder(power, r)]
     return out
+
+
+def _root_feeder(power: PowerConfig, rail: str) -> str:
+    while rail in power.fed_by:
+        rail = power.fed_by[rail]
+    return rail
 
 
 def publish_to_kernel(kernel: Any, board: BoardConfig) -> Optional[Callable[[PowerBreakdown], None]]:

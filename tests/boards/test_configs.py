@@ -17,7 +17,8 @@ from edgeexit.paths import board_configs_dir, firmware_profiles_dir
 from tests.cli.helpers import assert_one_line_error, edgeexit
 
 BOARDS = board_names()
-REQUIRED = {"jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-orin-nano", "raspberry-pi-4", "raspberry-pi-5"}
+REQUIRED = {"jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-orin-nano", "jetson-agx-orin", "raspberry-pi-4",
+            "raspberry-pi-5"}
 
 
 def test_required_boards_ship() -> None:

@@ -36,6 +36,7 @@ AGX_ORIN_POWER: Dict[str, Any] = {
         {"driver": "ina3221", "device": "1-0040", "channels": ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"]},
         {"driver": "ina3221", "device": "1-0041", "channels": ["NC", "VDDQ_VDD2_1V8AO", "NC"]},
     ],
+    "fed_by": {"VDDQ_VDD2_1V8AO": "VIN_SYS_5V0"},  # [EM]: summing both double-counts
 }
 PI5_POWER: Dict[str, Any] = {"sensor": "pi5-pmic"}
 PI4_POWER: Dict[str, Any] = {

@@ -85,13 +85,26 @@ def test_unlabelled_channels_fall_back_to_position(tmp_path: Path, clock) -> Non
     assert r.rails_mw["VDD_SOC"] == pytest.approx(1519.2)
 
 
-def test_agx_orin_without_input_rail_sums_rails_skipping_nc_and_says_so(tmp_path: Path, clock) -> None:
+def test_agx_orin_without_input_rail_sums_rails_skipping_nc_and_fed_rails_and_says_so(tmp_path: Path, clock) -> None:
+    """VIN_SYS_5V0 feeds VDDQ_VDD2_1V8AO [EM]: adding both counts the DRAM rail twice (990 mW here)."""
     make_agx_orin(tmp_path)
     r = Ina3221Meter(tmp_path, AGX_ORIN_POWER, clock=clock).read()
     assert set(r.rails_mw) == {"VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"}
-    assert r.total_mw == pytest.approx(4968.0 + 2488.0 + 3968.0 + 990.4)
-    assert r.total_basis.startswith("sum of rails")
-    assert "no input rail" in r.total_basis
+    assert r.rails_mw["VDDQ_VDD2_1V8AO"] == pytest.approx(990.4)
+    assert r.total_mw == pytest.approx(4968.0 + 2488.0 + 3968.0)
+    assert r.total_basis.startswith("sum of rails VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0 ")
+    assert "no input rail" in r.total_basis and "VDDQ_VDD2_1V8AO left out, fed by VIN_SYS_5V0" in r.total_basis
+
+
+def test_a_dead_fed_rail_leaves_the_summed_total_known(tmp_path: Path, clock) -> None:
+    nodes = make_agx_orin(tmp_path)
+    meter = Ina3221Meter(tmp_path, AGX_ORIN_POWER, clock=clock)
+    (nodes[1] / "curr2_input").unlink()
+    r = meter.read()
+    assert r.failed_rails == ["VDDQ_VDD2_1V8AO"]
+    assert r.total_mw == pytest.approx(4968.0 + 2488.0 + 3968.0)
+    (nodes[0] / "curr3_input").unlink()  # a summed rail: the total is unknown, not low
+    assert meter.read().total_mw is None
 
 
 def test_wrong_labels_name_the_fix(tmp_path: Path, clock) -> None:
@@ -137,10 +150,10 @@ def test_oserror_on_read_drops_the_sample(tmp_path: Path, clock) -> None:
 def test_sum_board_drops_sample_when_any_rail_fails(tmp_path: Path, clock) -> None:
     nodes = make_agx_orin(tmp_path)
     meter = Ina3221Meter(tmp_path, AGX_ORIN_POWER, clock=clock)
-    write(nodes[1] / "in2_input", "")
+    write(nodes[0] / "in3_input", "")
     r = meter.read()
     assert r.total_mw is None  # a partial sum would be a wrong number
-    assert r.failed_rails == ["VDDQ_VDD2_1V8AO"]
+    assert r.failed_rails == ["VIN_SYS_5V0"]
 
 
 def test_meter_recovers_when_the_file_reads_again(tmp_path: Path, clock) -> None:
@@ -175,3 +188,19 @@ def test_config_errors_name_the_fix() -> None:
         parse_power_table(bad)
     with pytest.raises(BoardConfigError, match="sensor"):
         parse_power_table({"sensor": "ina219"})
+
+
+@pytest.mark.parametrize("power,fed_by,needle", [
+    (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": "VIN_NOPE"}, r"power.fed_by.VDDQ_VDD2_1V8AO' names rail 'VIN_NOPE'"),
+    (AGX_ORIN_POWER, {"DRAM": "VIN_SYS_5V0"}, r"power.fed_by.DRAM' names rail 'DRAM'"),
+    (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": "VIN_SYS_5V0", "VIN_SYS_5V0": "VDDQ_VDD2_1V8AO"}, r"loop of feeds"),
+    (AGX_ORIN_POWER, {"VDD_CPU_CV": "VDD_CPU_CV"}, r"loop of feeds \(VDD_CPU_CV <- VDD_CPU_CV\)"),
+    (ORIN_NANO_POWER, {"VDD_IN": "VDD_SOC"}, r"fed_by.VDD_IN' is the input rail"),
+    (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": 5}, r"fed_by.VDDQ_VDD2_1V8AO' must be a string"),
+])
+def test_bad_feeds_fail_on_one_line(power: dict, fed_by: dict, needle: str) -> None:
+    bad = copy.deepcopy(power)
+    bad["fed_by"] = fed_by
+    with pytest.raises(BoardConfigError, match=needle) as info:
+        parse_power_table(bad)
+    assert "\n" not in str(info.value)

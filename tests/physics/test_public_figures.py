@@ -24,7 +24,7 @@ def _fig(check: dict, board: str, key: str) -> dict:
 
 
 def test_every_board_is_checked(check):
-    assert set(check) == {"jetson-nano", "jetson-orin-nano", "jetson-tx2", "jetson-xavier-nx",
+    assert set(check) == {"jetson-agx-orin", "jetson-nano", "jetson-orin-nano", "jetson-tx2", "jetson-xavier-nx",
                           "raspberry-pi-4", "raspberry-pi-5"}
     for b in check.values():
         assert b["figures"], b["board"]
@@ -46,7 +46,8 @@ def test_pi4_within_ten_percent(check):
     ("jetson-nano", "nvpmodel_maxn_budget_w"), ("jetson-nano", "nvpmodel_5w_budget_w"),
     ("jetson-orin-nano", "nvpmodel_7w_budget_w"), ("jetson-orin-nano", "nvpmodel_15w_budget_w"),
     ("jetson-orin-nano", "nvpmodel_25w_budget_w"), ("jetson-tx2", "maxq_budget_w"), ("jetson-tx2", "maxp_budget_w"),
-    ("jetson-xavier-nx", "mode_15w_budget_w"),
+    ("jetson-xavier-nx", "mode_15w_budget_w"), ("jetson-agx-orin", "mode_15w_budget_w"),
+    ("jetson-agx-orin", "mode_30w_budget_w"), ("jetson-agx-orin", "mode_50w_budget_w"),
 ])
 def test_jetson_mode_peaks_stay_inside_their_budgets(check, board: str, key: str):
     """A budget is a ceiling: the modelled peak of the mode is below it and not absurdly far below."""

@@ -66,6 +66,7 @@ def _mean_power_mw(summary: dict) -> float:
 @pytest.mark.parametrize("board,cpu_khz", [
     ("jetson-nano", 1479000), ("jetson-nano", 710400), ("jetson-tx2", 1190400),
     ("jetson-xavier-nx", 1190400), ("jetson-orin-nano", 1190400),
+    ("jetson-agx-orin", 1190400),  # no input rail: the total is the sum less the rail VIN_SYS_5V0 feeds
 ])
 def test_ina3221_reads_the_modelled_power(tmp_path: Path, board: str, cpu_khz: int):
     cfg = load_board(board)
@@ -115,7 +116,8 @@ def test_pi4_has_no_sensor_to_read(tmp_path: Path):
         board_meter(resolve_target("raspberry-pi-4", tmp_path / "tree"))
 
 
-@pytest.mark.parametrize("board", ["jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-orin-nano", "raspberry-pi-5"])
+@pytest.mark.parametrize("board", ["jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-orin-nano", "jetson-agx-orin",
+                                   "raspberry-pi-5"])
 def test_fresh_tree_shows_the_modelled_idle_board(tmp_path: Path, board: str):
     # Before any run, the sensors read the idle board the model holds at the starting clock (they used
     # to show the board floor alone on the input rail and 0 mW on the CPU and GPU rails).
@@ -137,3 +139,5 @@ def test_fresh_tree_shows_the_modelled_idle_board(tmp_path: Path, board: str):
     assert r.rails_mw[p.cpu_rail] > 0
     if p.input_rail:
         assert r.rails_mw[p.input_rail] == pytest.approx(idle.total_mw, abs=tol)
+    else:
+        assert r.total_mw == pytest.approx(idle.total_mw, abs=tol * len(p.summed_rails()))
