@@ -12,7 +12,7 @@ import errno
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Union
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
@@ -20,7 +20,7 @@ from edgeexit.dvfs.domains import CpufreqPolicy, DevfreqDevice, FreqDomain, find
 from edgeexit.dvfs.signals import signals_held
 from edgeexit.dvfs.state import domains_problem
 from edgeexit.errors import DvfsError, EdgeExitError, StateFileError, SysfsPermissionError, warn_stderr
-from edgeexit.guards.honoured import NotHonouredEvent, check_honoured, snap_to_table
+from edgeexit.guards.honoured import check_honoured, snap_to_table
 from edgeexit.guards.thermal import ThermalGuard
 
 FreqArg = Union[int, str]

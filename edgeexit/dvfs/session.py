@@ -20,7 +20,7 @@ from edgeexit.boards.detect import detect_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
-from edgeexit.dvfs.controller import DvfsController, RestoreConflict, RestoreReport
+from edgeexit.dvfs.controller import DvfsController, RestoreConflict
 from edgeexit.dvfs.domains import FreqDomain
 from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
 from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, foreign_states,

@@ -9,7 +9,7 @@ from edgeexit.bundle.data import quantize_inputs
 from edgeexit.errors import PolicyError
 from edgeexit.interpreter import resolve_backend
 from edgeexit.policies import make_policy
-from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
+from edgeexit.policies.base import ExitPolicy
 from edgeexit.runner import run_samples
 from edgeexit.runtime import Runtime, RuntimeHooks
 from edgeexit.segments import make_requant

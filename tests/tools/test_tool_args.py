@@ -4,7 +4,6 @@
 the bundle it wrote; make_heavy_bundle exports real BatchNorm statistics."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
