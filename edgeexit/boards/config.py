@@ -239,22 +239,26 @@ def _parse_fed_by(t: Table) -> Dict[str, str]:
 
 
 def _check_fed_by(t: Table, power: PowerConfig, known: List[str]) -> None:
-    """Both ends of every feed are measured rails, no rail feeds itself (directly or round a loop), and the
-    input rail is fed by nothing on the board."""
-    ft = t.table("fed_by", None)
+    """Feeds are between INA3221 rails, the feeder is a rail nothing feeds (one level, as on the AGX Orin), and
+    neither the input rail nor the CPU/GPU rail is fed: those carry their own power, which the simulated
+    board shows on them."""
+    if not power.fed_by:
+        return
+    if not power.sensor.startswith("ina3221"):
+        raise t.fail("fed_by", "applies to INA3221 rails only (sensor {!r} totals its own way); remove it".format(
+            power.sensor))
+    ft = t.table("fed_by")
     for rail, feeder in power.fed_by.items():
         for name in (rail, feeder):
             if name not in known:
                 raise ft.fail(rail, "names rail {!r}, which no sensor channel carries ({})".format(name, ", ".join(known)))
-        if rail == power.input_rail:
-            raise ft.fail(rail, "is the input rail, which carries the whole board; no other rail feeds it")
-        seen = [rail]
-        while feeder in power.fed_by and feeder not in seen:
-            seen.append(feeder)
-            feeder = power.fed_by[feeder]
-        if feeder in seen:
-            raise ft.fail(rail, "makes a loop of feeds ({}); a rail's feeder must lead to a rail nothing feeds".format(
-                " <- ".join(seen + [feeder])))
+        for key in ("input_rail", "cpu_rail", "gpu_rail"):
+            if rail == getattr(power, key):
+                raise ft.fail(rail, "is the board's {}, which carries its own power; a fed rail is one whose power is "
+                                    "already in its feeder's".format(key))
+        if feeder in power.fed_by:
+            raise ft.fail(rail, "is fed by {!r}, itself fed by {!r}; name the rail nothing feeds as the feeder".format(
+                feeder, power.fed_by[feeder]))
 
 
 def parse_board(data: Dict[str, Any], source: Path) -> BoardConfig:

@@ -12,7 +12,7 @@ import errno
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
@@ -145,7 +145,8 @@ class DvfsController:
         # Domains pinned again and again (a planned run): the state file keeps them in flight (see _pin).
         self.kept_in_flight = set()  # type: Set[str]
         self._pinned = set()  # type: Set[str]
-        self._found = {}  # type: Dict[str, Dict[str, Optional[str]]]  # per domain path: as the first snapshot found it
+        # per domain path, for min/max pins: (the cap before edgeexit's last pin, the max that pin left)
+        self._minmax_caps: Dict[str, Tuple[int, int]] = {}
         self._before_first_write = before_first_write
         self._on_change = on_change
         self._actual_cpu_khz = actual_cpu_khz
@@ -232,11 +233,20 @@ class DvfsController:
             cur = dom.current()
             if target > cur and not self.guard.allow_raise(dom.name, cur, target, dom.unit):
                 return cur  # hot: keep the lower operating point (guard_events says so)
+        minmax = not dom.uses_userspace(self.method)
+        if minmax:
+            # A min/max pin writes max, replacing the cap an nvpmodel mode or another tool set there; userspace
+            # stays under it (the kernel clamps setspeed to max). Neither goes above it: the mode's power budget.
+            cap = self._max_cap(dom)
+            if target > cap:
+                target = max([f for f in dom.available() if f <= cap] or [cap])
         self._changing = dom
         try:
             effective = shown = dom.pin(target, self._write, self.method)
         finally:
             self._changing = None
+        if minmax:
+            self._minmax_caps[dom.relpath] = (cap, dom.limits()[1])
         if dom.relpath in self.in_flight:
             self.expected[dom.relpath] = owned_state(dom.save())
             self.in_flight.discard(dom.relpath)
@@ -387,7 +397,6 @@ class DvfsController:
         snap = [{"kind": d.kind, "name": d.name, "path": d.relpath, "saved": d.save()} for d in doms]
         for entry in snap:
             self.expected.setdefault(entry["path"], owned_state(entry["saved"]))
-            self._found.setdefault(entry["path"], entry["saved"])
         return snap
 
     def cpu_cap_khz(self) -> Optional[int]:
@@ -395,18 +404,19 @@ class DvfsController:
         nvpmodel mode, a thermal cap or another tool lowers it). Where that max is still the one edgeexit's own
         min/max pin left, the max it found before its first write instead: its pin is no cap (a cap set since
         shows as another max). None where a limit cannot be read."""
-        caps = []
         try:
-            for d in self.online_cpus():
-                cur = d.limits()[1]
-                found, left = self._found.get(d.relpath), self.expected.get(d.relpath, {})
-                # only a min/max pin writes max; a userspace pin leaves it, so what it shows is a cap
-                ours = (d.relpath in self._pinned and not d.uses_userspace(self.method) and found is not None
-                        and left.get("max") == str(cur))
-                caps.append(int(found["max"]) if ours and found.get("max") else cur)  # type: ignore[union-attr]
+            caps = [self._max_cap(d) for d in self.online_cpus()]
         except (OSError, EdgeExitError, ValueError):
             return None
         return min(caps) if caps else None
+
+    def _max_cap(self, dom: FreqDomain) -> int:
+        """The highest clock ``dom``'s max allows: as shown, or, where the max shown is still the one edgeexit's
+        own min/max pin left (a userspace pin leaves max alone), the cap before that pin. Raises OSError or
+        DvfsError if unreadable."""
+        shown = dom.limits()[1]
+        cap, left = self._minmax_caps.get(dom.relpath, (shown, shown))
+        return cap if shown == left else shown  # a max moved since edgeexit's pin is someone else's cap
 
     def restore(self, snapshot: List[Dict[str, Any]]) -> int:
         """Write ``snapshot`` back unconditionally (no-op writes skipped); returns the number of writes."""

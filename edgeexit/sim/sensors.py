@@ -9,7 +9,7 @@ from edgeexit.boards.config import BoardConfig, PowerConfig
 from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
 
 RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
-FED_RAIL_SHARE = 0.25  # assumption: the part of its feeder's power a fed rail (AGX Orin's DRAM rail) draws
+FED_RAIL_SHARE = 0.25  # assumption: the part of a feeder's power its fed rails (AGX Orin's DRAM rail) draw
 
 
 def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
@@ -33,16 +33,10 @@ def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     others = [r for r in rails if r not in out]
     for r in others:
         out[r] = max(rest, 0.0) / len(others)
-    for r in power.rails():
-        if r in power.fed_by:
-            out[r] = FED_RAIL_SHARE * out[_root_feeder(power, r)]
+    for r, feeder in power.fed_by.items():  # the fed rails of one feeder share FED_RAIL_SHARE of it
+        n_fed = sum(1 for f in power.fed_by.values() if f == feeder)
+        out[r] = FED_RAIL_SHARE * out[feeder] / n_fed
     return out
-
-
-def _root_feeder(power: PowerConfig, rail: str) -> str:
-    while rail in power.fed_by:
-        rail = power.fed_by[rail]
-    return rail
 
 
 def publish_to_kernel(kernel: Any, board: BoardConfig) -> Optional[Callable[[PowerBreakdown], None]]:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List
 
-from edgeexit.boards.config import BoardConfig
+from edgeexit.boards.config import NOT_CONNECTED, BoardConfig
 from edgeexit.boards.profile import FirmwareProfile
 from edgeexit.errors import DvfsError
 from edgeexit.sim import rules
@@ -177,8 +177,12 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
                 put("{}/curr{}_crit".format(base, ch), "7000\n", RW)
                 put("{}/curr{}_max_alarm".format(base, ch), "0\n")
                 put("{}/curr{}_crit_alarm".format(base, ch), "0\n")
+                if label == NOT_CONNECTED:  # nothing on the shunt: reads 0 (set_rail finds rails by label)
+                    put("{}/in{}_input".format(base, ch), "0\n")
+                    put("{}/curr{}_input".format(base, ch), "0\n")
         for label in chip.channels:
-            k.set_rail(label, 5000.0, 0.0)
+            if label != NOT_CONNECTED:
+                k.set_rail(label, 5000.0, 0.0)
 
     state = initial_state(board, profile)
     k.save_state(state)

@@ -24,8 +24,9 @@ from tests.sim.helpers import BOARDS, RecordingSysfs, fuse_mount, make_tree, sna
 def _pin_everything(session) -> None:  # type: ignore[no-untyped-def]
     ctl = session.controller
     opps = ctl.cpu_opps_khz()
+    cap = ctl.cpu_cap_khz()  # the default nvpmodel mode's (AGX Orin's MODE_30W: 1728000)
     assert ctl.set_cpu_khz(opps[len(opps) // 2]) == opps[len(opps) // 2]
-    assert ctl.set_cpu_khz("max") == opps[-1]
+    assert ctl.set_cpu_khz("max") == max(f for f in opps if cap is None or f <= cap)
     if ctl.gpu is not None:
         assert ctl.set_gpu_hz("min") == ctl.gpu_opps_hz()[0]
 
@@ -70,7 +71,8 @@ def test_minmax_pinning_orders_writes(tmp_path: Path, board: str) -> None:
     k = make_tree(tmp_path / "t", board)
     sysfs = RecordingSysfs(k.root, k)
     ctl = DvfsController(k.board, sysfs, method="minmax")
-    opps = ctl.cpu_opps_khz()
+    cap = ctl.cpu_cap_khz()  # the default nvpmodel mode's: a pin goes no higher (below)
+    opps = [f for f in ctl.cpu_opps_khz() if cap is None or f <= cap]
     ctl.set_cpu_khz(opps[2])  # going down from [min, max]: lower min first is a no-op, then max
     sysfs.writes.clear()
     ctl.set_cpu_khz(opps[-2])  # going up: raise max first (4.9 would refuse min > max)
@@ -82,7 +84,7 @@ def test_minmax_pinning_orders_writes(tmp_path: Path, board: str) -> None:
     assert first == [("scaling_min_freq", str(opps[1])), ("scaling_max_freq", str(opps[1]))]
     assert ctl.cpu_khz() == opps[1]
     if ctl.gpu is not None:
-        g = ctl.gpu_opps_hz()
+        g = [f for f in ctl.gpu_opps_hz() if f <= ctl.gpu.limits()[1]]
         sysfs.writes.clear()
         assert ctl.set_gpu_hz(g[-1]) == g[-1]
         assert ctl.set_gpu_hz(g[0]) == g[0]
@@ -278,3 +280,21 @@ def test_status_cli(tmp_path: Path, board: str) -> None:
     assert [d["name"] for d in info["domains"] if d["kind"] == "cpu"] == [p.name for p in load_board(board).cpu_policies]
     text = CliRunner().invoke(cli, ["status", "--board", "auto", "--sysfs-root", str(tmp_path / "t")]).output
     assert "SIMULATED" in text and "governor" in text
+
+
+@pytest.mark.parametrize("method", ["auto", "minmax"])
+def test_no_pin_goes_above_the_nvpmodel_modes_cap(tmp_path: Path, method: str) -> None:
+    """The AGX Orin boots in MODE_30W (CPU max 1728000, GPU max 624750000 [JS:nvp-emu]). A userspace pin stays
+    under that max (the kernel clamps it); a min/max pin writes max, and used to replace the mode's cap with
+    the table top, running the board above its power mode. Both now stop at the cap; a cap that someone lowers
+    during the run is followed, and a pin below the cap does not count as one."""
+    k = make_tree(tmp_path / "t", "jetson-agx-orin")
+    with open_board("jetson-agx-orin", sysfs_root=k.root, method=method) as session:
+        ctl = session.controller
+        assert ctl.set_cpu_khz("max") == 1728000 and ctl.set_gpu_hz("max") == 624750000
+        assert ctl.set_cpu_khz(2201600) == 1728000
+        assert ctl.set_cpu_khz(729600) == 729600 and ctl.cpu_cap_khz() == 1728000
+        assert ctl.set_cpu_khz("max") == 1728000  # its own pin at 729600 was no cap
+        k.write("sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq", b"1497600")  # someone lowers it
+        assert ctl.cpu_cap_khz() == 1497600 and ctl.set_cpu_khz("max") == 1497600
+

@@ -168,14 +168,15 @@ def _max_rel(k: SimulatedKernel, kind: str) -> str:
     return _cpu(k) + "/scaling_max_freq" if kind == "cpu" else _gpu(k) + "/max_freq"
 
 
-def _lower_max(k: SimulatedKernel, kind: str) -> int:
+def _lower_max(k: SimulatedKernel, kind: str, boot_max: int) -> int:
     """nvpmodel (or a thermal cap, or another tool) lowers the domain's max below where edgeexit pinned it."""
     table = (k.profile.cpu_table(k.board.cpu_policies[0].name).freqs if kind == "cpu"
              else k.profile.gpu.table.freqs)  # type: ignore[union-attr]
-    # above the min shown (the Orin Nano boots at nvpmodel's MIN_FREQ): a cap below it would move min too
+    # above the min shown (the Orin Nano boots at nvpmodel's MIN_FREQ): a cap below it would move min too;
+    # below the max the board booted with (the AGX Orin boots in MODE_30W, capped): a cap at it lowers nothing
     lo = int(_r(k, _cpu(k) + "/scaling_min_freq" if kind == "cpu" else _gpu(k) + "/min_freq"))
-    above = [f for f in table if f > lo]
-    cap = above[len(above) // 3]
+    between = [f for f in table if lo < f < boot_max]
+    cap = between[len(between) // 3]
     _w(k, _max_rel(k, kind), cap)
     return int(_r(k, _max_rel(k, kind)))
 
@@ -189,12 +190,13 @@ def test_a_max_someone_else_lowered_is_left_with_a_warning(tmp_path: Path, board
     pins go to the floor: 4.9 refuses a max below min, so lowering a higher pin would mean lowering min
     first, which is someone else's min (a conflict, tested elsewhere)."""
     k = make_tree(tmp_path / "t", board)
+    boot_max = int(_r(k, _max_rel(k, kind)))
     pin = "max" if method == "auto" else "min"
     with open_board(board, sysfs_root=k.root, method=method) as s:
         s.controller.set_cpu_khz(pin)
         if k.board.gpu is not None:
             s.controller.set_gpu_hz(pin)
-        cap = _lower_max(k, kind)
+        cap = _lower_max(k, kind, boot_max)
     assert s.restore_conflicts == []
     assert int(_r(k, _max_rel(k, kind))) == cap  # their cap is not undone
     err = capsys.readouterr().err
@@ -208,8 +210,9 @@ def test_a_max_someone_else_lowered_after_sigkill_is_left_unless_forced(tmp_path
                                                                         runtime_dir: Path) -> None:
     k = make_tree(tmp_path / "t", board)
     before = tree(k.root)
+    boot_max = int(_r(k, _max_rel(k, kind)))
     _killed_while_pinned(k, board)
-    cap = _lower_max(k, kind)
+    cap = _lower_max(k, kind, boot_max)
     res = cli("restore", "--board", board, "--sysfs-root", str(k.root))
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr and "left as found" in res.stderr
@@ -220,7 +223,7 @@ def test_a_max_someone_else_lowered_after_sigkill_is_left_unless_forced(tmp_path
     k2 = make_tree(tmp_path / "t2", board)
     before2 = tree(k2.root)
     _killed_while_pinned(k2, board)
-    _lower_max(k2, kind)
+    _lower_max(k2, kind, boot_max)
     restore_board(board, k2.root, force=True)
     assert diff(tree(k2.root), before2) == []
 

@@ -193,9 +193,14 @@ def test_config_errors_name_the_fix() -> None:
 @pytest.mark.parametrize("power,fed_by,needle", [
     (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": "VIN_NOPE"}, r"power.fed_by.VDDQ_VDD2_1V8AO' names rail 'VIN_NOPE'"),
     (AGX_ORIN_POWER, {"DRAM": "VIN_SYS_5V0"}, r"power.fed_by.DRAM' names rail 'DRAM'"),
-    (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": "VIN_SYS_5V0", "VIN_SYS_5V0": "VDDQ_VDD2_1V8AO"}, r"loop of feeds"),
-    (AGX_ORIN_POWER, {"VDD_CPU_CV": "VDD_CPU_CV"}, r"loop of feeds \(VDD_CPU_CV <- VDD_CPU_CV\)"),
-    (ORIN_NANO_POWER, {"VDD_IN": "VDD_SOC"}, r"fed_by.VDD_IN' is the input rail"),
+    (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": "VIN_SYS_5V0", "VIN_SYS_5V0": "VDDQ_VDD2_1V8AO"}, r"itself fed by"),
+    (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": "VDDQ_VDD2_1V8AO"}, r"is fed by 'VDDQ_VDD2_1V8AO', itself fed by"),
+    (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": "VIN_SYS_5V0", "VIN_SYS_5V0": "VDD_GPU_SOC"}, r"itself fed by 'VDD_GPU_SOC'"),
+    (ORIN_NANO_POWER, {"VDD_IN": "VDD_SOC"}, r"fed_by.VDD_IN' is the board's input_rail"),
+    (AGX_ORIN_POWER, {"VDD_CPU_CV": "VIN_SYS_5V0"}, r"fed_by.VDD_CPU_CV' is the board's cpu_rail"),
+    (AGX_ORIN_POWER, {"VDD_GPU_SOC": "VIN_SYS_5V0"}, r"fed_by.VDD_GPU_SOC' is the board's gpu_rail"),
+    ({"sensor": "pi5-pmic", "pmic_rails": ["VDD_CORE", "DDR_VDD2", "3V3_SYS"]}, {"DDR_VDD2": "3V3_SYS"},
+     r"power.fed_by' applies to INA3221 rails only \(sensor 'pi5-pmic'"),
     (AGX_ORIN_POWER, {"VDDQ_VDD2_1V8AO": 5}, r"fed_by.VDDQ_VDD2_1V8AO' must be a string"),
 ])
 def test_bad_feeds_fail_on_one_line(power: dict, fed_by: dict, needle: str) -> None:

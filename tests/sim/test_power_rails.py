@@ -21,7 +21,7 @@ def _rails_mw(k: SimulatedKernel) -> Dict[str, int]:
     out = {}
     for chip in k.board.power.ina3221:
         for ch, label in enumerate(chip.channels):
-            if label == NOT_CONNECTED:  # the simulated kernel, like the board's, has no files for it
+            if label == NOT_CONNECTED:  # carries nothing
                 continue
             if chip.driver == "ina3221x":  # 0-based IIO with a power file
                 out[label] = int((k.root / chip.relpath / "in_power{}_input".format(ch)).read_text())
@@ -55,3 +55,21 @@ def test_gpu_power_shows_on_the_rail_that_carries_the_gpu(tmp_path: Path, board:
     if power.input_rail:
         want[power.input_rail] = 700
     assert grew == want
+
+
+def test_fed_rails_share_their_feeder_and_the_summed_rails_add_up_to_the_modelled_total() -> None:
+    """Two rails on one feeder draw a share of it together, never more than the feeder itself."""
+    from edgeexit.boards.config import parse_power_table
+    from edgeexit.sim.sensors import FED_RAIL_SHARE, rail_powers_mw
+
+    power = parse_power_table({
+        "sensor": "ina3221-hwmon", "cpu_rail": "CPU",
+        "ina3221": [{"driver": "ina3221", "device": "1-0040", "channels": ["CPU", "SYS", "DRAM_A"]},
+                    {"driver": "ina3221", "device": "1-0041", "channels": ["DRAM_B", "NC", "NC"]}],
+        "fed_by": {"DRAM_A": "SYS", "DRAM_B": "SYS"},
+    })
+    out = rail_powers_mw(power, PowerBreakdown(total_mw=5000.0, cpu_mw=1000.0, gpu_mw=0.0, mem_mw=500.0,
+                                               other_mw=3500.0))
+    assert out["CPU"] == 1000.0 and out["SYS"] == 4000.0
+    assert out["DRAM_A"] == out["DRAM_B"] == FED_RAIL_SHARE * 4000.0 / 2
+    assert sum(out[r] for r in power.summed_rails()) == 5000.0
