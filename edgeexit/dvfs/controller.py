@@ -239,7 +239,13 @@ class DvfsController:
             # stays under it (the kernel clamps setspeed to max). Neither goes above it: the mode's power budget.
             cap = self._max_cap(dom)
             if target > cap:
-                target = max([f for f in dom.available() if f <= cap] or [cap])
+                capped = max([f for f in dom.available() if f <= cap] or [cap])
+                if (dom.name, "cap", cap) not in self._warned_honour:  # once per domain and cap
+                    self._warned_honour.add((dom.name, "cap", cap))
+                    self._warn("{} asked for {} {}, above its max {} (an nvpmodel mode, a thermal cap or another tool "
+                               "set it): pinned at {}; a min/max pin does not raise the max".format(
+                                   dom.name, target, dom.unit, cap, capped))
+                target = capped
         self._changing = dom
         try:
             effective = shown = dom.pin(target, self._write, self.method)

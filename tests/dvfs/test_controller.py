@@ -283,7 +283,7 @@ def test_status_cli(tmp_path: Path, board: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["auto", "minmax"])
-def test_no_pin_goes_above_the_nvpmodel_modes_cap(tmp_path: Path, method: str) -> None:
+def test_no_pin_goes_above_the_nvpmodel_modes_cap(tmp_path: Path, method: str, capsys: pytest.CaptureFixture) -> None:
     """The AGX Orin boots in MODE_30W (CPU max 1728000, GPU max 624750000 [JS:nvp-emu]). A userspace pin stays
     under that max (the kernel clamps it); a min/max pin writes max, and used to replace the mode's cap with
     the table top, running the board above its power mode. Both now stop at the cap; a cap that someone lowers
@@ -293,6 +293,9 @@ def test_no_pin_goes_above_the_nvpmodel_modes_cap(tmp_path: Path, method: str) -
         ctl = session.controller
         assert ctl.set_cpu_khz("max") == 1728000 and ctl.set_gpu_hz("max") == 624750000
         assert ctl.set_cpu_khz(2201600) == 1728000
+        err = capsys.readouterr().err  # either way the user is told, once per domain
+        lines = [ln for ln in err.splitlines() if "policy0" in ln]
+        assert len(lines) == 1 and ("above its max 1728000" in lines[0] or "runs at 1728000" in lines[0])
         assert ctl.set_cpu_khz(729600) == 729600 and ctl.cpu_cap_khz() == 1728000
         assert ctl.set_cpu_khz("max") == 1728000  # its own pin at 729600 was no cap
         k.write("sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq", b"1497600")  # someone lowers it
