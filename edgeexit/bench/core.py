@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from edgeexit.bundle import NOT_CALIBRATED, Bundle, load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from, threshold_cost
 from edgeexit.costmodel import PhysicsCostModel, default_profile_path, load_profile_json
-from edgeexit.errors import EdgeExitError, PolicyError
+from edgeexit.errors import EdgeExitError, PolicyError, warn_stderr
 from edgeexit.execute import execute
 from edgeexit.offline import per_sample_cost, replay
 from edgeexit.policies import make_policy
@@ -70,12 +70,25 @@ class BenchConfig:
     meter: str = "auto"
     sensitivity: Optional[bool] = None  # default: on for a simulated board
     bundle: Optional[Bundle] = None  # already loaded (the CLI checks it before --out is made); else model_path's
+    # where each arm's DVFS controller warns; run_bench sets one that says each line once per bench, since
+    # every arm opens its own session (an offline TX2 or AGX Orin policy was said 21 times)
+    board_warn: Optional[Callable[[str], None]] = None
 
 
 def _open(cfg: BenchConfig) -> Any:
     from edgeexit.dvfs import open_board
 
-    return open_board(cfg.board, cfg.sysfs_root, cfg.simulate)
+    return open_board(cfg.board, cfg.sysfs_root, cfg.simulate, warn=cfg.board_warn)
+
+
+def _once(warn: Callable[[str], None]) -> Callable[[str], None]:
+    said: Set[str] = set()
+
+    def once(msg: str) -> None:
+        if msg not in said:
+            said.add(msg)
+            warn(msg)
+    return once
 
 
 def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics) -> float:
@@ -118,6 +131,7 @@ def _arm_stats(ex: Any) -> Dict[str, Any]:
 
 def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], None]] = None, warn: Any = None) -> Dict[str, Any]:
     """Run the whole benchmark; returns the results dict (what results.json holds)."""
+    cfg = replace(cfg, board_warn=cfg.board_warn or _once(warn_stderr))
     bundle = cfg.bundle if cfg.bundle is not None else load_bundle(cfg.model_path)
     check_policies(bundle, cfg.policies)
     evalset = bundle.split("evaluation").take(cfg.limit)

@@ -145,8 +145,8 @@ class DvfsController:
         # Domains pinned again and again (a planned run): the state file keeps them in flight (see _pin).
         self.kept_in_flight = set()  # type: Set[str]
         self._pinned = set()  # type: Set[str]
-        # per domain path, for min/max pins: (the cap before edgeexit's last pin, the max that pin left)
-        self._minmax_caps: Dict[str, Tuple[int, int]] = {}
+        # per domain path: (the cap before edgeexit's last pin, the max that pin left; None while it runs)
+        self._minmax_caps: Dict[str, Tuple[int, Optional[int]]] = {}
         self._before_first_write = before_first_write
         self._on_change = on_change
         self._actual_cpu_khz = actual_cpu_khz
@@ -229,30 +229,25 @@ class DvfsController:
 
     def _pin(self, dom: FreqDomain, target: int) -> int:
         """Pin one domain (unless the thermal guard holds a raise); record what edgeexit left."""
+        asked = target
+        # Never above the max (an nvpmodel mode's cap: its power budget). A userspace pin stays under it anyway
+        # (the kernel clamps setspeed), but a min/max pin writes max itself, and would replace the cap with the
+        # table top: an explicit min/max pin, a GPU pin where the userspace write is refused (the udev rule), or
+        # `auto` on a kernel without the userspace governor.
+        cap = self._max_cap(dom)
+        if target > cap:
+            target = max([f for f in dom.available() if f <= cap] or [cap])
         if self.guard is not None:
             cur = dom.current()
             if target > cur and not self.guard.allow_raise(dom.name, cur, target, dom.unit):
                 return cur  # hot: keep the lower operating point (guard_events says so)
-        minmax = not dom.uses_userspace(self.method)
-        if minmax:
-            # A min/max pin writes max, replacing the cap an nvpmodel mode or another tool set there; userspace
-            # stays under it (the kernel clamps setspeed to max). Neither goes above it: the mode's power budget.
-            cap = self._max_cap(dom)
-            if target > cap:
-                capped = max([f for f in dom.available() if f <= cap] or [cap])
-                if (dom.name, "cap", cap) not in self._warned_honour:  # once per domain and cap
-                    self._warned_honour.add((dom.name, "cap", cap))
-                    self._warn("{} asked for {} {}, above its max {} (an nvpmodel mode, a thermal cap or another tool "
-                               "set it): pinned at {}; a min/max pin does not raise the max".format(
-                                   dom.name, target, dom.unit, cap, capped))
-                target = capped
+        self._minmax_caps[dom.relpath] = (cap, None)  # until the pin ends, the max shown may be its own
         self._changing = dom
         try:
             effective = shown = dom.pin(target, self._write, self.method)
         finally:
             self._changing = None
-        if minmax:
-            self._minmax_caps[dom.relpath] = (cap, dom.limits()[1])
+        self._minmax_caps[dom.relpath] = (cap, dom.limits()[1])
         if dom.relpath in self.in_flight:
             self.expected[dom.relpath] = owned_state(dom.save())
             self.in_flight.discard(dom.relpath)
@@ -277,7 +272,7 @@ class DvfsController:
                 self._warn("`vcgencmd measure_clock arm` did not answer, so CPU pins are read back from {}, which "
                            "on a Raspberry Pi echoes the request: a firmware floor or throttling goes unseen; install "
                            "raspi-utils and run as root or in the video group".format(source))
-        self._check_honoured(dom, target, effective, source)
+        self._check_honoured(dom, asked, effective, source)  # a pin lowered to the cap is said, and learnt
         if dom.kind == "cpu":
             self._ran[dom.name] = (shown, effective)
         return effective
@@ -408,7 +403,7 @@ class DvfsController:
     def cpu_cap_khz(self) -> Optional[int]:
         """The highest clock the kernel lets every online CPU policy run: the lowest ``scaling_max_freq`` (an
         nvpmodel mode, a thermal cap or another tool lowers it). Where that max is still the one edgeexit's own
-        min/max pin left, the max it found before its first write instead: its pin is no cap (a cap set since
+        last pin left, the cap in force before that pin instead: its own min/max pin is no cap (a cap set since
         shows as another max). None where a limit cannot be read."""
         try:
             caps = [self._max_cap(d) for d in self.online_cpus()]
@@ -418,10 +413,12 @@ class DvfsController:
 
     def _max_cap(self, dom: FreqDomain) -> int:
         """The highest clock ``dom``'s max allows: as shown, or, where the max shown is still the one edgeexit's
-        own min/max pin left (a userspace pin leaves max alone), the cap before that pin. Raises OSError or
-        DvfsError if unreadable."""
+        last pin left (a min/max pin writes it; a userspace pin leaves it), the cap before that pin; after a pin
+        that failed half way, that cap too. Raises OSError or DvfsError if unreadable."""
         shown = dom.limits()[1]
         cap, left = self._minmax_caps.get(dom.relpath, (shown, shown))
+        if left is None:
+            return cap  # what shows may be the failed pin's own max
         return cap if shown == left else shown  # a max moved since edgeexit's pin is someone else's cap
 
     def restore(self, snapshot: List[Dict[str, Any]]) -> int:
@@ -499,6 +496,7 @@ class DvfsController:
                         dom.restore(saved, self._write, keep_max)
                 finally:
                     self._changing = None
+                self._minmax_caps.pop(path, None)  # put back: what it shows next is no pin of edgeexit's
                 if note:
                     report.warnings.append(note)
                 report.restored.append(path)

@@ -215,7 +215,7 @@ class BoardSession(BoardTarget):
     """A locked board with a :class:`DvfsController`; use as a context manager."""
 
     def __init__(self, target: BoardTarget, method: str = "auto", thermal_limit_mc: Optional[int] = None,
-                 thermal_guard: bool = True) -> None:
+                 thermal_guard: bool = True, warn: Optional[Callable[[str], None]] = None) -> None:
         super().__init__(target.board, target.profile, target.sysfs, target.simulated, target.sim, target.tmpdir)
         self.method = method
         self.state_file = state_path(self.board.name, self.root)
@@ -224,7 +224,7 @@ class BoardSession(BoardTarget):
         self._old_handlers = {}  # type: Dict[int, Any]
         self.guard = ThermalGuard(self.board, self.sysfs, thermal_limit_mc) if thermal_guard else None
         self.controller = DvfsController(self.board, self.sysfs, self._save, method, guard=self.guard,
-                                         on_change=self._persist, actual_cpu_khz=self.firmware_cpu_khz())
+                                         on_change=self._persist, actual_cpu_khz=self.firmware_cpu_khz(), warn=warn)
         self.restored_stale = False
         self.restored_files = []  # type: List[Path]
         self.restore_report = None  # type: Optional[RestoreReport]
@@ -493,13 +493,14 @@ def _first_interrupt_only(signum: int, frame: Any) -> None:
 
 def open_board(board: Optional[str] = "auto", sysfs_root: Optional[Path] = None, simulate: bool = False,
                method: str = "auto", thermal_limit_mc: Optional[int] = None,
-               thermal_guard: bool = True) -> BoardSession:
+               thermal_guard: bool = True, warn: Optional[Callable[[str], None]] = None) -> BoardSession:
     """Open a board for DVFS (see module doc); use ``with open_board(...) as session:``.
 
     ``thermal_limit_mc``: hold clocks (never raise them) while any thermal zone is at or above this
-    (m°C); default: each zone's own passive trip point (see edgeexit.guards.thermal).
+    (m°C); default: each zone's own passive trip point (see edgeexit.guards.thermal). ``warn``: where the
+    controller's warnings go (default: one line on stderr each).
     """
-    return BoardSession(resolve_target(board, sysfs_root, simulate), method, thermal_limit_mc, thermal_guard)
+    return BoardSession(resolve_target(board, sysfs_root, simulate), method, thermal_limit_mc, thermal_guard, warn)
 
 
 def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = False) -> Dict[str, Any]:

@@ -227,3 +227,12 @@ def test_auto_board_is_named_and_no_sweep_draws_no_pareto(tmp_path):
     assert report.startswith("# edgeexit bench: demo-mnist-8exit on jetson-nano")
     assert not (out / "pareto.png").exists() and "pareto.png" not in report
     assert (out / "exit_histogram.png").exists()
+
+
+def test_a_board_warning_is_said_once_per_bench(tmp_path):
+    """Every arm opens its own session: the TX2's offline Denver policy (nvpmodel MAXP_CORE_ARM) was warned
+    about by each arm's controller, 21 times in one bench."""
+    proc = edgeexit("bench", "--board", "jetson-tx2", "--simulate", "--limit", "50", "--policies", "threshold",
+                    "--no-sweep", "--no-sensitivity", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("every CPU offline") == 1, proc.stderr

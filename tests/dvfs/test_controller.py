@@ -295,9 +295,34 @@ def test_no_pin_goes_above_the_nvpmodel_modes_cap(tmp_path: Path, method: str, c
         assert ctl.set_cpu_khz(2201600) == 1728000
         err = capsys.readouterr().err  # either way the user is told, once per domain
         lines = [ln for ln in err.splitlines() if "policy0" in ln]
-        assert len(lines) == 1 and ("above its max 1728000" in lines[0] or "runs at 1728000" in lines[0])
+        assert len(lines) == 1 and "runs at 1728000" in lines[0]
+        assert [e.requested for e in ctl.honour_events if e.domain == "policy0"] == [2201600, 2201600]  # learnt
         assert ctl.set_cpu_khz(729600) == 729600 and ctl.cpu_cap_khz() == 1728000
         assert ctl.set_cpu_khz("max") == 1728000  # its own pin at 729600 was no cap
         k.write("sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq", b"1497600")  # someone lowers it
         assert ctl.cpu_cap_khz() == 1497600 and ctl.set_cpu_khz("max") == 1497600
 
+
+
+def test_a_pin_that_fails_half_way_is_not_taken_for_a_cap(tmp_path: Path) -> None:
+    """A raise writes max first; when the min write then fails, the max showing is edgeexit's own."""
+    k = make_tree(tmp_path / "t", "jetson-orin-nano")
+    with open_board("jetson-orin-nano", sysfs_root=k.root, method="minmax") as session:
+        ctl = session.controller
+        ctl.set_cpu_khz(729600)
+        k.inject_error("sys/devices/system/cpu/cpufreq/policy0/scaling_min_freq", "EBUSY")
+        with pytest.raises(DvfsError):
+            ctl.set_cpu_khz(1036800)
+        assert ctl.cpu_cap_khz() == 1728000 and ctl.set_cpu_khz("max") == 1728000
+
+
+def test_after_a_restore_a_cap_at_the_old_pin_is_a_cap(tmp_path: Path) -> None:
+    k = make_tree(tmp_path / "t", "jetson-orin-nano")
+    with open_board("jetson-orin-nano", sysfs_root=k.root, method="minmax") as session:
+        ctl = session.controller
+        snap = ctl.snapshot()
+        ctl.set_cpu_khz(960000)
+        ctl.restore(snap)
+        for policy in ("policy0", "policy4"):  # nvpmodel 7W, set where edgeexit's pin had left max
+            k.write("sys/devices/system/cpu/cpufreq/{}/scaling_max_freq".format(policy), b"960000")
+        assert ctl.cpu_cap_khz() == 960000 and ctl.set_cpu_khz("max") == 960000

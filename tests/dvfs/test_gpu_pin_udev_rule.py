@@ -187,3 +187,13 @@ def test_explicit_userspace_method_says_set_freq_is_roots(tmp_path: Path, board:
         assert "\n" not in msg and "run as root" in msg and "'minmax'" in msg
         assert _r(k, _gpu(k) + "/governor") == gov  # not left in userspace without a request
     assert diff(tree(k.root), before) == []
+
+
+def test_a_min_max_gpu_pin_stays_under_the_nvpmodel_modes_cap(tmp_path: Path) -> None:
+    """The AGX Orin boots in MODE_30W, GPU max_freq 624750000 [JS:nvp-emu]. The min/max fallback wrote the
+    table top (1300500000) as max, running the GPU above the mode's cap."""
+    k = _udev_tree(tmp_path / "t", "jetson-agx-orin")
+    with _user_session(k, "auto") as session:
+        assert session.controller.set_gpu_hz("max") == 624750000
+        assert int(_r(k, _gpu(k) + "/max_freq")) == 624750000
+
