@@ -229,22 +229,21 @@ class DvfsController:
 
     def _pin(self, dom: FreqDomain, target: int) -> int:
         """Pin one domain (unless the thermal guard holds a raise); record what edgeexit left."""
-        asked = target
         # Never above the max (an nvpmodel mode's cap: its power budget). A userspace pin stays under it anyway
         # (the kernel clamps setspeed), but a min/max pin writes max itself, and would replace the cap with the
         # table top: an explicit min/max pin, a GPU pin where the userspace write is refused (the udev rule), or
-        # `auto` on a kernel without the userspace governor.
+        # `auto` on a kernel without the userspace governor. So min/max pins go no higher than the ceiling.
         cap = self._max_cap(dom)
-        if target > cap:
-            target = max([f for f in dom.available() if f <= cap] or [cap])
+        ceiling = None if target <= cap else max([f for f in dom.available() if f <= cap] or [cap])
         if self.guard is not None:
             cur = dom.current()
-            if target > cur and not self.guard.allow_raise(dom.name, cur, target, dom.unit):
+            runs = target if ceiling is None else ceiling
+            if runs > cur and not self.guard.allow_raise(dom.name, cur, runs, dom.unit):
                 return cur  # hot: keep the lower operating point (guard_events says so)
         self._minmax_caps[dom.relpath] = (cap, None)  # until the pin ends, the max shown may be its own
         self._changing = dom
         try:
-            effective = shown = dom.pin(target, self._write, self.method)
+            effective = shown = dom.pin(target, self._write, self.method, ceiling)
         finally:
             self._changing = None
         self._minmax_caps[dom.relpath] = (cap, dom.limits()[1])
@@ -272,7 +271,7 @@ class DvfsController:
                 self._warn("`vcgencmd measure_clock arm` did not answer, so CPU pins are read back from {}, which "
                            "on a Raspberry Pi echoes the request: a firmware floor or throttling goes unseen; install "
                            "raspi-utils and run as root or in the video group".format(source))
-        self._check_honoured(dom, asked, effective, source)  # a pin lowered to the cap is said, and learnt
+        self._check_honoured(dom, target, effective, source)  # a pin held under the cap is said, and learnt
         if dom.kind == "cpu":
             self._ran[dom.name] = (shown, effective)
         return effective

@@ -85,8 +85,10 @@ class FreqDomain(abc.ABC):
     def limits(self) -> Tuple[int, int]: ...
 
     @abc.abstractmethod
-    def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
-        """Hold ``freq``; returns the effective frequency read back."""
+    def pin(self, freq: int, write: WriteFn, method: str = "auto", ceiling: Optional[int] = None) -> int:
+        """Hold ``freq``; returns the effective frequency read back. ``ceiling``: the highest table entry a
+        min/max pin may write as max (it writes max itself, so it would replace a cap); a userspace request
+        is left to the kernel, which clamps it to max and follows it again when the cap lifts."""
 
     @abc.abstractmethod
     def save(self) -> Dict[str, Optional[str]]:
@@ -213,7 +215,7 @@ class CpufreqPolicy(FreqDomain):
             out.append(c)
         return out
 
-    def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
+    def pin(self, freq: int, write: WriteFn, method: str = "auto", ceiling: Optional[int] = None) -> int:
         if self.uses_userspace(method):
             write(self._path("scaling_governor"), "userspace")
             if freq < self._int("scaling_min_freq"):
@@ -222,6 +224,7 @@ class CpufreqPolicy(FreqDomain):
                 write(self._path("scaling_min_freq"), str(freq))
             write(self._path("scaling_setspeed"), str(freq))
         else:
+            freq = freq if ceiling is None else min(freq, ceiling)
             self._write_limits(freq, freq, write, "scaling_min_freq", "scaling_max_freq")
         return self.current()
 
@@ -263,9 +266,10 @@ class DevfreqDevice(FreqDomain):
     #: userspace/set_freq refused this process once (see _pin_userspace): later pins go to min/max directly
     set_freq_denied = False
 
-    def pin(self, freq: int, write: WriteFn, method: str = "auto") -> int:
+    def pin(self, freq: int, write: WriteFn, method: str = "auto", ceiling: Optional[int] = None) -> int:
         if self.uses_userspace(method) and not self.set_freq_denied and self._pin_userspace(freq, write, method):
             return self.current()
+        freq = freq if ceiling is None else min(freq, ceiling)
         self._write_limits(freq, freq, write, "min_freq", "max_freq")
         return self.current()
 

@@ -326,3 +326,14 @@ def test_after_a_restore_a_cap_at_the_old_pin_is_a_cap(tmp_path: Path) -> None:
         for policy in ("policy0", "policy4"):  # nvpmodel 7W, set where edgeexit's pin had left max
             k.write("sys/devices/system/cpu/cpufreq/{}/scaling_max_freq".format(policy), b"960000")
         assert ctl.cpu_cap_khz() == 960000 and ctl.set_cpu_khz("max") == 960000
+
+
+def test_a_userspace_request_above_the_cap_is_left_to_the_kernel_and_followed_when_it_lifts(tmp_path: Path) -> None:
+    """The userspace governor remembers the request and re-applies it when max rises [Kus]: asking for the
+    top under MODE_30W runs 1728000 now and 2201600 once MAXN lifts the cap, with no new pin."""
+    k = make_tree(tmp_path / "t", "jetson-agx-orin")
+    with open_board("jetson-agx-orin", sysfs_root=k.root, method="auto") as session:
+        ctl = session.controller
+        assert ctl.set_cpu_khz("max") == 1728000
+        k.write("sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq", b"2201600")
+        assert ctl.cpu_khz() == 2201600
