@@ -146,7 +146,7 @@ class DvfsController:
         self.kept_in_flight = set()  # type: Set[str]
         self._pinned = set()  # type: Set[str]
         # per domain path: (the cap before edgeexit's last pin, the max that pin left; None while it runs)
-        self._minmax_caps: Dict[str, Tuple[int, Optional[int]]] = {}
+        self._pin_caps: Dict[str, Tuple[int, Optional[int]]] = {}
         self._before_first_write = before_first_write
         self._on_change = on_change
         self._actual_cpu_khz = actual_cpu_khz
@@ -240,13 +240,13 @@ class DvfsController:
             runs = target if ceiling is None else ceiling
             if runs > cur and not self.guard.allow_raise(dom.name, cur, runs, dom.unit):
                 return cur  # hot: keep the lower operating point (guard_events says so)
-        self._minmax_caps[dom.relpath] = (cap, None)  # until the pin ends, the max shown may be its own
+        self._pin_caps[dom.relpath] = (cap, None)  # until the pin ends, the max shown may be its own
         self._changing = dom
         try:
             effective = shown = dom.pin(target, self._write, self.method, ceiling)
         finally:
             self._changing = None
-        self._minmax_caps[dom.relpath] = (cap, dom.limits()[1])
+        self._pin_caps[dom.relpath] = (cap, dom.limits()[1])
         if dom.relpath in self.in_flight:
             self.expected[dom.relpath] = owned_state(dom.save())
             self.in_flight.discard(dom.relpath)
@@ -415,7 +415,7 @@ class DvfsController:
         last pin left (a min/max pin writes it; a userspace pin leaves it), the cap before that pin; after a pin
         that failed half way, that cap too. Raises OSError or DvfsError if unreadable."""
         shown = dom.limits()[1]
-        cap, left = self._minmax_caps.get(dom.relpath, (shown, shown))
+        cap, left = self._pin_caps.get(dom.relpath, (shown, shown))
         if left is None:
             return cap  # what shows may be the failed pin's own max
         return cap if shown == left else shown  # a max moved since edgeexit's pin is someone else's cap
@@ -495,7 +495,7 @@ class DvfsController:
                         dom.restore(saved, self._write, keep_max)
                 finally:
                     self._changing = None
-                self._minmax_caps.pop(path, None)  # put back: what it shows next is no pin of edgeexit's
+                self._pin_caps.pop(path, None)  # put back: what it shows next is no pin of edgeexit's
                 if note:
                     report.warnings.append(note)
                 report.restored.append(path)
