@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, load_board
-from edgeexit.errors import DvfsError, EdgeExitError
+from edgeexit.errors import DvfsError
 from edgeexit.paths import missing_folders, remove_folders
 from edgeexit.sim.kernel import SERVED_FROM, SimulatedKernel
 
@@ -158,13 +158,13 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     made = missing_folders(Path(os.path.abspath(str(mountpoint))))  # absolute: libfuse moves the server to /
     if foreground:
         mountpoint.mkdir(parents=True, exist_ok=True)
+    mounted = False
     try:
         _mount_on(board, mountpoint, backing, foreground, announce)
-    except (EdgeExitError, OSError, RuntimeError):
-        remove_folders(made)
-        raise
-    if foreground:
-        remove_folders(made)
+        mounted = True
+    finally:  # also on Ctrl-C or SIGTERM (SystemExit) before the mount was up
+        if foreground or not mounted:
+            remove_folders(made)
 
 
 def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], foreground: bool,
@@ -202,22 +202,26 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
             board.name, mountpoint, proc.pid, backing or "temporary, deleted after unmounting", mountpoint))
         return
     tmp = None  # type: Optional[str]
-    if backing is None:
-        tmp = tempfile.mkdtemp(prefix="edgeexit-sim-")
-        backing = Path(tmp) / "tree"
-        SimulatedKernel.create(backing, board)
-    kernel = SimulatedKernel(backing, board)
-    import mfusepy
-
-    served = Path(backing) / SERVED_FROM
-    served_fd = _claim_tree(Path(backing), mountpoint)
-
-    say("SIMULATED {} (kernel {} rules) mounted at {} (backing tree {}); Ctrl-C or `edgeexit sim umount {}` "
-        "unmounts".format(board.name, kernel.family, mountpoint, backing, mountpoint))
-    # libfuse only installs its SIGTERM/SIGINT handlers (which unmount cleanly) over SIG_DFL.
-    old_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    served_fd = None  # type: Optional[int]
+    # Until libfuse's own handlers are in, SIGTERM unwinds (SystemExit) through the cleanup below, so a
+    # server stopped while it builds its temporary tree leaves none behind (the CLI's handler does the same).
+    old_term = signal.getsignal(signal.SIGTERM)
+    if old_term == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _term_to_exit)
     up = []  # type: List[bool]
     try:
+        if backing is None:
+            tmp = tempfile.mkdtemp(prefix="edgeexit-sim-")
+            backing = Path(tmp) / "tree"
+            SimulatedKernel.create(backing, board)
+        kernel = SimulatedKernel(backing, board)
+        import mfusepy
+
+        served_fd = _claim_tree(Path(backing), mountpoint)
+        say("SIMULATED {} (kernel {} rules) mounted at {} (backing tree {}); Ctrl-C or `edgeexit sim umount {}` "
+            "unmounts".format(board.name, kernel.family, mountpoint, backing, mountpoint))
+        # libfuse only installs its SIGTERM/SIGINT handlers (which unmount cleanly) over SIG_DFL.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         # One thread: the kernel serialises every write under its lock anyway, and libfuse 3.12-3.14's
         # multi-threaded fuse_main prints a spurious "Ignoring invalid max threads value" (libfuse#1003).
         mfusepy.FUSE(_make_operations(kernel, up), str(mountpoint), foreground=True, nothreads=True, direct_io=True,
@@ -231,14 +235,22 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
                         "installed and /dev/fuse exists, or `edgeexit sim umount {}` a stale mount there".format(
                             "serve" if up else "mount", mountpoint, err, mountpoint)) from None
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the cleanup is short and must finish
         try:
-            served.unlink()  # while still holding its lock: a mount waiting for it finds a fresh file
-        except OSError:
-            pass
-        os.close(served_fd)
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if served_fd is not None:
+                try:
+                    (Path(backing) / SERVED_FROM).unlink()  # still holding its lock: a waiting mount finds a fresh file
+                except OSError:
+                    pass
+                os.close(served_fd)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _term_to_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _stop_server(proc: "subprocess.Popen[bytes]", mountpoint: Path) -> None:

@@ -41,3 +41,42 @@ def test_a_signal_unmounts_a_foreground_mount_cleanly(tmp_path: Path, monkeypatc
     assert all(line.startswith(b"SIMULATED") for line in err.splitlines() if line.strip()), err.decode()
     assert not os.path.ismount(str(mnt))
     assert not (tmp_path / "made").exists()
+
+
+_STOPPED_WHILE_BUILDING = """
+import os, signal, sys
+import edgeexit.sim.tree as tree
+
+real = tree.build_tree
+def build_then_sigterm(*args, **kwargs):
+    made = real(*args, **kwargs)  # the whole tree is on disk: what the server must not leave behind
+    os.kill(os.getpid(), signal.SIGTERM)
+    return made
+tree.build_tree = build_then_sigterm
+mnt = sys.argv[2]
+if sys.argv[1] == "cli":
+    from edgeexit.cli import main
+    main(["sim", "mount", "--board", "jetson-nano", mnt])
+else:  # a library user, whose SIGTERM is still SIG_DFL
+    from edgeexit.sim.fusefs import mount
+    mount("jetson-nano", mnt)
+"""
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("via", ["cli", "library"])
+def test_a_server_stopped_while_building_its_tree_leaves_nothing(tmp_path: Path, via: str) -> None:
+    """The temporary tree was made before the server's cleanup was set up, with SIGTERM still SIG_DFL (or the
+    CLI's SystemExit): a server stopped then left /tmp/edgeexit-sim-*/tree, and the mount point it made."""
+    require_fuse()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    mnt = tmp_path / "made" / "mnt"
+    env = dict(os.environ, TMPDIR=str(tmp), EDGEEXIT_RUNTIME_DIR=str(tmp_path / "runtime"))
+    proc = subprocess.run([sys.executable, "-c", _STOPPED_WHILE_BUILDING, via, str(mnt)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode()
+    assert not os.path.ismount(str(mnt))
+    assert list(tmp.iterdir()) == []
+    assert not (tmp_path / "made").exists()
