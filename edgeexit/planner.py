@@ -157,7 +157,9 @@ class DvfsPlanner(RuntimeHooks):
     ``cap_khz``: the highest clock the kernel lets every online CPU policy run now (None: the table's
     top); ``not_honoured``: the controller's list of not-honoured writes, which shows a cap that appears
     during the run (None: the read-back that ``set_cpu_khz`` returns is the evidence); ``cpuinfo_khz``:
-    the kernel table's (min, max), which ondemand scales between (None: the cost model's ends); ``read_cap_khz``:
+    the kernel table's (min, max), which ondemand scales between (None: the cost model's ends);
+    ``governor_floor_khz``: the policy's ``scaling_min_freq`` (an nvpmodel MIN_FREQ), which an emulated
+    governor never goes below, as the kernel clamps it (None: no floor); ``read_cap_khz``:
     reads the kernel's cap again during the run (the controller's ``cpu_cap_khz``; None: ``cap_khz`` stands);
     ``read_reserve_ms``: the time a period must keep for a meter's reads (see module doc); ``between``:
     called between inferences of a planned run, for the controller's upkeep in idle time; ``warn``: where a
@@ -181,6 +183,7 @@ class DvfsPlanner(RuntimeHooks):
         read_cap_khz: Optional[Callable[[], Optional[int]]] = None,
         not_honoured: Optional[Callable[[], Sequence[Any]]] = None,
         cpuinfo_khz: Optional[Tuple[int, int]] = None,
+        governor_floor_khz: Optional[int] = None,
         read_reserve_ms: Optional[Callable[[], float]] = None,
         between: Optional[Callable[[], None]] = None,
         warn: Optional[Callable[[str], None]] = None,
@@ -214,6 +217,7 @@ class DvfsPlanner(RuntimeHooks):
         self._runtime = runtime
         self.table_khz = list(cost.cpu_opps_khz)  # every point the cost model knows
         self.cpuinfo_khz = cpuinfo_khz or (self.table_khz[0], self.table_khz[-1])
+        self._governor_floor_khz = int(governor_floor_khz or 0)
         self._floor_khz = 0
         self._cap_khz = int(cap_khz) if cap_khz is not None else self.table_khz[-1]
         self._read_cap = read_cap_khz
@@ -780,18 +784,19 @@ class DvfsPlanner(RuntimeHooks):
         # else no write reached the kernel (the thermal guard held the raise back): nothing learnt
 
     def _governor_khz(self) -> int:
-        """The point the emulated governor picks from the last period's load, within the reachable points
-        (the kernel clamps to the policy's limits). Only LOAD_DRIVEN are modelled; every board's default
-        governor is one of them."""
+        """The point the emulated governor picks from the last period's load, within the policy's limits: the
+        kernel clamps the governor's target to [scaling_min_freq, the cap] (an nvpmodel MIN_FREQ holds it up).
+        Only LOAD_DRIVEN are modelled; every board's default governor is one of them."""
+        opps = [f for f in self.opps if f >= self._governor_floor_khz] or [self.f_max]
         if self.governor == "ondemand":
             if self._util > ONDEMAND_UP_THRESHOLD:
                 return self.f_max
             lo, hi = self.cpuinfo_khz
             target = lo + self._util * (hi - lo)
-            return min(self.opps, key=lambda f: (abs(f - target), f))  # CPUFREQ_RELATION_C: the closest
+            return min(opps, key=lambda f: (abs(f - target), f))  # CPUFREQ_RELATION_C: the closest
         # schedutil: util measured at the clock that ran, so next = 1.25 * cur * util; RELATION_L
         target = SCHEDUTIL_HEADROOM * self.current * self._util
-        return next((f for f in self.opps if f >= target), self.f_max)
+        return next((f for f in opps if f >= target), self.f_max)
 
 
 def _t_975(dof: int) -> float:

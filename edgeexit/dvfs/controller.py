@@ -410,6 +410,15 @@ class DvfsController:
             return None
         return min(caps) if caps else None
 
+    def cpu_floor_khz(self) -> Optional[int]:
+        """The lowest clock the kernel's governor may pick on every online CPU policy: the highest
+        ``scaling_min_freq`` (an nvpmodel MIN_FREQ). None where a limit cannot be read."""
+        try:
+            floors = [d.limits()[0] for d in self.online_cpus()]
+        except (OSError, EdgeExitError, ValueError):
+            return None
+        return max(floors) if floors else None
+
     def _max_cap(self, dom: FreqDomain) -> int:
         """The highest clock ``dom``'s max allows: as shown, or, where the max shown is still the one edgeexit's
         last pin left (a min/max pin writes it; a userspace pin leaves it), the cap before that pin; after a pin

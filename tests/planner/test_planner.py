@@ -273,6 +273,22 @@ def test_the_emulated_governor_sees_back_to_back_inference_as_full_load(bundle_r
         assert khz == _schedutil_ramp(p.opps, khz[0], 12) and khz[-1] == p.f_max, khz
 
 
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("mode,period", [("governor", 20.0), ("none", None)])
+def test_the_emulated_governor_never_runs_below_the_policy_min(bundle_rt, board, mode, period):
+    """Review finding: the emulated schedutil/ondemand ran the AGX Orin at 115200 kHz under nvpmodel's MIN_FREQ
+    of 729600 (scaling_min_freq), where the kernel clamps every governor's pick: latency and energy were modelled
+    at clocks the board cannot run."""
+    b, rt = bundle_rt
+    with open_board(board, simulate=True) as session:
+        floor = max(d.limits()[0] for d in session.controller.online_cpus())
+        ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(12), session=session, dvfs=mode,
+                     period_ms=period)
+    assert ex.summary["governor_emulated"]
+    ran = [k for r in ex.records for k in r["cpu_khz_trace"]]
+    assert min(ran) >= floor, (floor, sorted(set(ran)))
+
+
 def test_leaving_the_clock_alone_on_a_simulated_board_follows_its_governor(bundle_rt):
     """Audit defect: with --dvfs none a simulated board ran every inference at its idle floor (102 MHz on the
     Nano), because its kernel sees no load; a real board's schedutil would have raised the clock. A pinned
