@@ -600,9 +600,12 @@ class SimulatedKernel:
             self.put(rel, content, mode)
 
     # --- hooks for the board physics --------------------------------------------------------------
-    def set_rail(self, label: str, voltage_mv: float, current_ma: float) -> None:
-        """Publish one rail reading in the board's real sensor layout (IIO, hwmon or Pi 5 PMIC)."""
+    def set_rail(self, label: str, voltage_mv: float, current_ma: float, create: bool = False) -> None:
+        """Publish one rail reading in the board's real sensor layout (IIO, hwmon or Pi 5 PMIC). Only
+        ``create`` (building the tree) makes a missing INA3221 file: a node someone deleted stays deleted,
+        so a run does not bring back the sensor whose absence is under test."""
         power = self.board.power
+        put = self.put if create else self._update
         with self._lock:
             for chip in power.ina3221:
                 if label not in chip.channels:
@@ -610,21 +613,21 @@ class SimulatedKernel:
                 ch = chip.channels.index(label)
                 mv, ma = int(round(voltage_mv)), int(round(current_ma))
                 if chip.driver == "ina3221x":
-                    self.put("{}/in_voltage{}_input".format(chip.relpath, ch), "{}\n".format(mv))
-                    self.put("{}/in_current{}_input".format(chip.relpath, ch), "{}\n".format(ma))
-                    self.put("{}/in_power{}_input".format(chip.relpath, ch), "{}\n".format(int(voltage_mv * current_ma / 1000)))
-                    self.put("{}/ui_input_{}".format(chip.relpath, ch), "{} {}\n".format(mv, ma))
+                    put("{}/in_voltage{}_input".format(chip.relpath, ch), "{}\n".format(mv))
+                    put("{}/in_current{}_input".format(chip.relpath, ch), "{}\n".format(ma))
+                    put("{}/in_power{}_input".format(chip.relpath, ch), "{}\n".format(int(voltage_mv * current_ma / 1000)))
+                    put("{}/ui_input_{}".format(chip.relpath, ch), "{} {}\n".format(mv, ma))
                 else:
-                    self.put("{}/in{}_input".format(chip.relpath, ch + 1), "{}\n".format(mv))
-                    self.put("{}/curr{}_input".format(chip.relpath, ch + 1), "{}\n".format(ma))
-                    self.put("{}/in{}_input".format(chip.relpath, ch + 4), "{}\n".format(ma * SHUNT_MOHM))  # shunt uV
+                    put("{}/in{}_input".format(chip.relpath, ch + 1), "{}\n".format(mv))
+                    put("{}/curr{}_input".format(chip.relpath, ch + 1), "{}\n".format(ma))
+                    put("{}/in{}_input".format(chip.relpath, ch + 4), "{}\n".format(ma * SHUNT_MOHM))  # shunt uV
                     total = 0
                     for n in (4, 5, 6):
                         try:
                             total += int((self.root / chip.relpath / "in{}_input".format(n)).read_text())
                         except (OSError, ValueError):
                             pass
-                    self.put("{}/in7_input".format(chip.relpath), "{}\n".format(total))
+                    put("{}/in7_input".format(chip.relpath), "{}\n".format(total))
                 return
             if power.sensor == "pi5-pmic" and label in power.pmic_rails + ["EXT5V"]:
                 with self.locked():  # state.json is shared with store(): never save over a write under way

@@ -179,10 +179,11 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
                 put("{}/curr{}_crit_alarm".format(base, ch), "0\n")
                 if label == NOT_CONNECTED:  # nothing on the shunt: reads 0 (set_rail finds rails by label)
                     put("{}/in{}_input".format(base, ch), "0\n")
+                    put("{}/in{}_input".format(base, ch + 3), "0\n")  # its shunt voltage: the driver shows in1-in6
                     put("{}/curr{}_input".format(base, ch), "0\n")
         for label in chip.channels:
             if label != NOT_CONNECTED:
-                k.set_rail(label, 5000.0, 0.0)
+                k.set_rail(label, 5000.0, 0.0, create=True)
 
     state = initial_state(board, profile)
     k.save_state(state)

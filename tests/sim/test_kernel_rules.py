@@ -228,6 +228,26 @@ def test_thermal_and_sensor_layout(sim: Sim) -> None:
         k.set_rail("NO_SUCH_RAIL", 1.0, 1.0)
 
 
+def test_a_deleted_rail_file_stays_deleted(sim: Sim) -> None:
+    """Review finding: publishing a reading (every run does) re-created the INA3221 files someone had deleted,
+    so a run erased the missing-sensor case it was meant to meet. The driver's files of a not-connected channel
+    are all there: in1-in6 (bus and shunt voltage) for every channel, on hwmon."""
+    s, k = sim
+    power = k.board.power
+    if not power.ina3221:
+        return
+    chip = power.ina3221[0]
+    ch = next(i for i, label in enumerate(chip.channels) if label != "NC")
+    rel = ("{}/in_current{}_input" if chip.driver == "ina3221x" else "{}/curr{}_input").format(
+        chip.relpath, ch if chip.driver == "ina3221x" else ch + 1)
+    os.unlink(str(k.root / rel))
+    k.set_rail(chip.channels[ch], 5000.0, 321.0)
+    assert not s.exists(rel)
+    for c in power.ina3221:
+        if c.driver != "ina3221x":
+            assert all(s.exists("{}/in{}_input".format(c.relpath, n)) for n in range(1, 8)), c.relpath
+
+
 def test_state_survives_the_process(sim: Sim) -> None:
     """A new kernel object on the same tree sees what the previous one wrote."""
     s, k = sim
