@@ -271,7 +271,7 @@ class DvfsController:
                 self._warn("`vcgencmd measure_clock arm` did not answer, so CPU pins are read back from {}, which "
                            "on a Raspberry Pi echoes the request: a firmware floor or throttling goes unseen; install "
                            "raspi-utils and run as root or in the video group".format(source))
-        self._check_honoured(dom, target, effective, source)  # a pin held under the cap is said, and learnt
+        self._check_honoured(dom, target, effective, source, None if ceiling is None else cap)  # said, and learnt
         if dom.kind == "cpu":
             self._ran[dom.name] = (shown, effective)
         return effective
@@ -311,8 +311,9 @@ class DvfsController:
         self._firmware_tried[target] = now  # a vcgencmd that fails now and then is not asked every inference
         self._ask_firmware(dom, target, now)
 
-    def _check_honoured(self, dom: FreqDomain, target: int, effective: int, source: str) -> None:
-        event = check_honoured(dom.name, dom.unit, dom.available(), target, effective, source)
+    def _check_honoured(self, dom: FreqDomain, target: int, effective: int, source: str,
+                        cap: Optional[int] = None) -> None:
+        event = check_honoured(dom.name, dom.unit, dom.available(), target, effective, source, cap)
         if event is None:
             return
         self.honour_events.append(event)

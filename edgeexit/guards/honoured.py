@@ -68,10 +68,12 @@ class NotHonouredEvent:
 
 
 def check_honoured(domain: str, unit: str, table: List[int], requested: int, effective: int,
-                   source: str) -> Optional[NotHonouredEvent]:
-    """None when ``effective`` is a frequency the kernel may pick for ``requested``, else the event."""
+                   source: str, cap: Optional[int] = None) -> Optional[NotHonouredEvent]:
+    """None when ``effective`` is a frequency the kernel may pick for ``requested``, else the event. ``cap``: the
+    max in force when ``requested`` was above it; the clock under it then was the cap's choice, not the kernel's
+    rounding, even where it is the table entry just below a request between two entries."""
     allowed = expected_freq(table, requested)
-    if effective in allowed:
+    if effective in allowed and not (cap is not None and effective <= cap < max(allowed)):
         return None
     return NotHonouredEvent(domain, unit, int(requested), allowed, int(effective), source, time.monotonic())
 

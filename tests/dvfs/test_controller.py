@@ -297,6 +297,10 @@ def test_no_pin_goes_above_the_nvpmodel_modes_cap(tmp_path: Path, method: str, c
         lines = [ln for ln in err.splitlines() if "policy0" in ln]
         assert len(lines) == 1 and "runs at 1728000" in lines[0]
         assert [e.requested for e in ctl.honour_events if e.domain == "policy0"] == [2201600, 2201600]  # learnt
+        # Review finding: a request between two entries whose lower one is the cap (1728000 < 1800000 < 1804800)
+        # ran at the cap without a word, as if the kernel had rounded it down.
+        assert ctl.set_cpu_khz(1800000) == 1728000 and ctl.set_gpu_hz(700000000) == 624750000
+        assert [e.requested for e in ctl.honour_events][-2:] == [1800000, 700000000]
         assert ctl.set_cpu_khz(729600) == 729600 and ctl.cpu_cap_khz() == 1728000
         assert ctl.set_cpu_khz("max") == 1728000  # its own pin at 729600 was no cap
         k.write("sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq", b"1497600")  # someone lowers it
