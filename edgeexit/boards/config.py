@@ -207,7 +207,18 @@ def _parse_power(t: Table, require_hint: bool = True) -> PowerConfig:
         if len(channels) != 3:
             raise ct.fail("channels", "must list the 3 channel labels of the chip")
         default_index = pos if driver == "ina3221x" else pos + 1
-        chips.append(Ina3221Chip(driver, device, channels, ct.int("index", default_index, minimum=0)))
+        chip = Ina3221Chip(driver, device, channels, ct.int("index", default_index, minimum=0))
+        # Two chips at one address would be one sensor twice; a label on two channels, one rail summed twice.
+        if any(c.device == device for c in chips):
+            raise ct.fail("device", "{!r} is another [[power.ina3221]] chip's too; each chip has its own I2C address".format(device))
+        if any(c.index == chip.index for c in chips):  # the kernel numbers hwmonN / iio:deviceN once per board
+            raise ct.fail("index", "{} is another [[power.ina3221]] chip's too; give each chip its own".format(chip.index))
+        seen = [label for c in chips for label in c.channels]
+        for label in channels:
+            if label != NOT_CONNECTED and (label in seen or channels.count(label) > 1):
+                raise ct.fail("channels", "names rail {!r} twice; each rail is on one channel ('{}' for a channel "
+                                          "with nothing on it)".format(label, NOT_CONNECTED))
+        chips.append(chip)
     if sensor.startswith("ina3221") and not chips:
         raise t.fail("ina3221", "needs at least one [[power.ina3221]] chip for sensor {!r}".format(sensor))
     power = PowerConfig(

@@ -209,3 +209,19 @@ def test_bad_feeds_fail_on_one_line(power: dict, fed_by: dict, needle: str) -> N
     with pytest.raises(BoardConfigError, match=needle) as info:
         parse_power_table(bad)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda chips: chips[1].update(device="1-0040"), r"ina3221\[1\].device' '1-0040' is another \[\[power.ina3221\]\] chip's too"),
+    (lambda chips: chips[1].update(index=1), r"ina3221\[1\].index' 1 is another \[\[power.ina3221\]\] chip's too"),
+    (lambda chips: chips[1].update(channels=["NC", "VDD_CPU_CV", "NC"]), r"channels' names rail 'VDD_CPU_CV' twice"),
+    (lambda chips: chips[0].update(channels=["VDD_GPU_SOC", "VDD_GPU_SOC", "VIN_SYS_5V0"]), r"names rail 'VDD_GPU_SOC' twice"),
+])
+def test_a_chip_or_rail_given_twice_fails_on_one_line(edit, needle: str) -> None:
+    """Review finding: two chips at one address made two hwmon directories under one device, and a rail label
+    on two channels was published on the first only (the other read as a dead sensor) and summed twice."""
+    bad = copy.deepcopy(AGX_ORIN_POWER)
+    edit(bad["ina3221"])
+    with pytest.raises(BoardConfigError, match=needle) as info:
+        parse_power_table(bad)
+    assert "\n" not in str(info.value)
