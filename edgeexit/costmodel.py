@@ -20,13 +20,12 @@ Profile file (``schema: edgeexit-profile/1``)::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from edgeexit.bundle import Bundle
+from edgeexit.bundle import Bundle, manifest_sha256
 from edgeexit.bundle.fileio import read_json
 from edgeexit.errors import CalibrationError
 from edgeexit.jsonvalues import is_finite_number
@@ -77,10 +76,6 @@ class PhysicsCostModel(CostModel):
 
     def idle_mw(self, freq_khz: int) -> float:
         return self.physics.idle_mw(freq_khz)
-
-
-def manifest_sha256(bundle: Bundle) -> str:
-    return hashlib.sha256((bundle.root / "manifest.json").read_bytes()).hexdigest()
 
 
 class ProfileCostModel(CostModel):

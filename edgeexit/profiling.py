@@ -28,9 +28,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgeexit.bundle import Bundle
+from edgeexit.bundle import Bundle, manifest_sha256
 from edgeexit.bundle.fileio import replace_file, replace_target
-from edgeexit.costmodel import PROFILE_SCHEMA, SegmentLatency, manifest_sha256
+from edgeexit.costmodel import PROFILE_SCHEMA, SegmentLatency
 from edgeexit.errors import ProfileError
 from edgeexit.paths import writable_output
 from edgeexit.probes import board_meter, board_physics  # noqa: F401  (board_meter re-exported: profile, status, tests)

@@ -1,13 +1,17 @@
 """Model bundles: a manifest plus one int8 .tflite per block and per exit head (docs/bundle-format.md)."""
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from edgeexit.bundle.data import Samples, read_samples
-from edgeexit.bundle.fileio import Fail, read_json, replace_file
+from edgeexit.bundle.fileio import Fail, file_kind, read_json, replace_file
 from edgeexit.bundle.manifest import Manifest, SegmentSpec, check_structure, parse_manifest, read_manifest_json, verify_file
 from edgeexit.errors import BundleError, OutputError
 from edgeexit.paths import demo_bundle_dir
@@ -63,28 +67,61 @@ class Bundle:
         return path
 
 
+def manifest_sha256(bundle: Bundle) -> str:
+    """What ties a profile to its bundle: the sha256 of its manifest.json."""
+    return hashlib.sha256((bundle.root / "manifest.json").read_bytes()).hexdigest()
+
+
+def segments_sha256(manifest: Manifest) -> str:
+    """What ties calibration.json to its bundle: one sha256 over the sha256s of every segment, in order (the
+    thresholds and forecasters read those segments' outputs; a new name, labels or split leave them valid)."""
+    return hashlib.sha256(" ".join(seg.sha256 for seg in manifest.blocks + manifest.exits).encode()).hexdigest()
+
+
 def calibration_write_failed(path: Path) -> Fail:
     """The error for a calibration.json that cannot be written: the fix is a writable copy of the bundle."""
     return lambda why: OutputError("cannot write the calibration to {} ({}); remove what is there, or pass --model DIR "
                                    "(a copy of the bundle) somewhere writable".format(path, why))
 
 
-def load_bundle(path: Optional[Path] = None) -> Bundle:
-    """Load and validate a bundle (default: the bundled demo). Raises :class:`BundleError` with one line."""
+def load_bundle(path: Optional[Path] = None, calibration: bool = True) -> Bundle:
+    """Load and validate a bundle (default: the bundled demo). Raises :class:`BundleError` with one line.
+
+    ``calibration=False`` leaves calibration.json unread (`calibrate`, which replaces it, and `profile`)."""
     root = Path(path) if path is not None else demo_bundle_dir()
     manifest = parse_manifest(read_manifest_json(root))
     check_structure(manifest)
     paths = {}
     for seg in manifest.blocks + manifest.exits:
         paths[seg.label] = verify_file(root, seg.file, seg.sha256, seg.label)
-    calibration: Dict[str, Any] = {}
+    cal = _read_calibration(root, manifest) if calibration else {}
+    return Bundle(root=root, manifest=manifest, segment_paths=paths, calibration=cal)
+
+
+def _read_calibration(root: Path, manifest: Manifest) -> Dict[str, Any]:
+    """calibration.json, checked to be a JSON object fitted to these segments; {} where there is none."""
     cal_path = root / CALIBRATION_FILE
-    if cal_path.is_file():
-        calibration = read_json(cal_path, lambda why: BundleError(
-            "{} is not valid JSON ({}); delete it and run `edgeexit calibrate`".format(cal_path, why)))
-        if not isinstance(calibration, dict):
-            raise BundleError("{} must hold a JSON object; delete it and run `edgeexit calibrate`".format(cal_path))
-    return Bundle(root=root, manifest=manifest, segment_paths=paths, calibration=calibration)
+    redo = "run `edgeexit calibrate --model {}`".format(root)
+    try:
+        mode = os.stat(str(cal_path)).st_mode
+    except OSError as err:
+        if err.errno == errno.ENOENT:  # absent (a dangling link too): not calibrated yet
+            return {}
+        raise BundleError("cannot read {} ({}); remove it and {}".format(cal_path, err.strerror, redo)) from None
+    if not stat.S_ISREG(mode):
+        raise BundleError("{} is {}, not a calibration; remove it and {}".format(cal_path, file_kind(mode), redo))
+    calibration = read_json(cal_path, lambda why: BundleError(
+        "{} is not valid JSON ({}); delete it and run `edgeexit calibrate`".format(cal_path, why)))
+    if not isinstance(calibration, dict):
+        raise BundleError("{} must hold a JSON object; delete it and run `edgeexit calibrate`".format(cal_path))
+    meta = calibration.get("meta")
+    made_for = meta.get("segments_sha256") if isinstance(meta, dict) else None
+    # Older calibrations carry no such hash and are taken as they are.
+    if made_for is not None and made_for != segments_sha256(manifest):
+        raise BundleError("{} was fitted to other segments (another bundle's, or this one's before a re-export); "
+                          "{}".format(cal_path, redo))
+    return calibration
 
 
-__all__ = ["Bundle", "CALIBRATION_FILE", "NOT_CALIBRATED", "Samples", "load_bundle", "read_samples", "SegmentSpec"]
+__all__ = ["Bundle", "CALIBRATION_FILE", "NOT_CALIBRATED", "Samples", "load_bundle", "manifest_sha256",
+           "read_samples", "segments_sha256", "SegmentSpec"]

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 import click
 
-from edgeexit.bundle import CALIBRATION_FILE, NOT_CALIBRATED, calibration_write_failed, load_bundle
+from edgeexit.bundle import CALIBRATION_FILE, NOT_CALIBRATED, calibration_write_failed, load_bundle, segments_sha256
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.bundle.fileio import replace_target
 from edgeexit.calibration import collect, target_from
@@ -86,7 +86,7 @@ def command(
         raise click.UsageError("--latency-profile and --latency-khz count --eenet-budget-ms; give that budget too")
     if latency_khz is not None and latency_profile is None:
         raise click.UsageError("--latency-khz picks a column of --latency-profile; give the profile too")
-    bundle = load_bundle(model_path)
+    bundle = load_bundle(model_path, calibration=False)
     # The result goes into the bundle: a read-only one (a system-wide install) fails now, not after the fit.
     # A directory, device or FIFO named calibration.json is refused here too (a FIFO would block the check below).
     cal_path = bundle.root / CALIBRATION_FILE
@@ -106,7 +106,8 @@ def command(
         with stages("calibrate", lines_when_piped=False) as progress:  # stderr stays one line on an error
             entries = calibrate_all(rt, data, target, seed=seed, metric=metric, eenet_budget_macs=eenet_budget_macs,
                                     eenet_budget_ms=eenet_budget_ms, latency=latency, progress=progress)
-    meta = {"split": "calibration", "n_samples": len(samples), "full_accuracy": data.full_accuracy, "target_accuracy": target}
+    meta = {"split": "calibration", "n_samples": len(samples), "full_accuracy": data.full_accuracy, "target_accuracy": target,
+            "segments_sha256": segments_sha256(bundle.manifest)}  # load_bundle refuses it for other segments
     bundle.calibration = dict(entries, meta=meta)
     path = bundle.save_calibration()
     notes = entries.pop(NOT_CALIBRATED, {})  # policies left out: why, and what to do instead

@@ -83,7 +83,7 @@ def command(
     from edgeexit.probes import warn_meter_ignored
     from edgeexit.profiling import board_meter, check_output, inference_table, profile_bundle, write_profile
 
-    bundle = load_bundle(model_path)
+    bundle = load_bundle(model_path, calibration=False)
     if out is not None:
         check_output(out)
     if plot is not None:  # before minutes of profiling, not after

@@ -65,6 +65,10 @@ POLICIES: Dict[str, Callable[..., ExitPolicy]] = {
 }
 
 
+#: the policies that need their entry in calibration.json (confidence-head first checks the bundle has its heads)
+CALIBRATED = ("threshold", "predictive", "pe-heuristic", "eenet")
+
+
 def policy_names() -> List[str]:
     return list(POLICIES)
 
@@ -86,6 +90,9 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     why = _not_calibrated(bundle, name)
     if why is not None:  # "run edgeexit calibrate" would send the user in circles: say why it was left out
         raise CalibrationError("the bundle has no {} calibration: `edgeexit calibrate` could not fit it: {}".format(name, why))
+    if name in CALIBRATED and not (isinstance(bundle.calibration, dict) and bundle.calibration.get(name)):
+        raise CalibrationError("bundle {} has no {} calibration; run `edgeexit calibrate --model {}`".format(
+            bundle.root, name, bundle.root))
     try:
         policy = factory(bundle, **options)
         for attr in ("thresholds", "tau", "beta"):  # NaN/inf parse as floats but no confidence compares with them

@@ -23,7 +23,8 @@ class ConfidenceHeadPolicy(ExitPolicy):
             )
         entry = calibration.get("confidence-head")
         if not entry or len(entry.get("thresholds", [])) != len(bundle.exits):
-            raise CalibrationError("the bundle has no confidence-head calibration; run `edgeexit calibrate --model PATH`")
+            raise CalibrationError("bundle {} has no confidence-head calibration; run `edgeexit calibrate --model {}`".format(
+                bundle.root, bundle.root))
         return cls(entry["thresholds"])
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:

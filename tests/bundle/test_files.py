@@ -111,5 +111,5 @@ def test_calibrate_refuses_a_fifo_before_fitting(bundle_copy: Path) -> None:
     cal.unlink()
     os.mkfifo(str(cal))
     p = edgeexit("calibrate", "--model", str(bundle_copy), timeout=60)
-    assert_one_line_error(p, "cannot write the calibration to", "FIFO", "--model DIR (a copy of the bundle)")
+    assert_one_line_error(p, "cannot write the calibration to", "FIFO", "--model DIR (a copy of the bundle)")  # not read first
     assert p.stdout == ""

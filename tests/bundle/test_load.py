@@ -108,7 +108,7 @@ def test_corrupt_tflite_with_matching_sha(bundle_copy: Path):
     p.write_bytes(b"this is not a flatbuffer" * 10)
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     _edit(bundle_copy, lambda m: m["blocks"][1].__setitem__("sha256", digest))
-    b = load_bundle(bundle_copy)
+    b = load_bundle(bundle_copy, calibration=False)  # fitted to the old block1
     with pytest.raises(InterpreterError, match="not a loadable TFLite model"):
         Runtime(b)
 
@@ -133,3 +133,40 @@ def test_splits_are_held_out_and_checked():
     a = {x.tobytes() for x in cal.x}
     assert not any(x.tobytes() in a for x in ev.x)
     assert np.all(np.bincount(ev.y, minlength=10) > 0)
+
+
+def test_a_calibration_made_for_another_bundle_is_refused(bundle_copy: Path):
+    """Review finding: a calibration.json copied from another bundle with as many exits was used without a word
+    (every policy ran on thresholds fitted to other segments). It carries the sha256 of what it was fitted to."""
+    _edit(bundle_copy, lambda m: m.update(name="renamed", labels=[str(i) for i in range(10)]))
+    load_bundle(bundle_copy)  # a name or labels do not change what the thresholds were fitted to
+    p = bundle_copy / "exit7.tflite"  # a re-export: other bytes (here the same model, one byte appended)
+    p.write_bytes(p.read_bytes() + b"\0")
+    _edit(bundle_copy, lambda m: m["exits"][7].__setitem__("sha256", hashlib.sha256(p.read_bytes()).hexdigest()))
+    with pytest.raises(BundleError, match=r"fitted to other segments .*run `edgeexit calibrate --model {}`".format(bundle_copy)):
+        load_bundle(bundle_copy)
+    assert load_bundle(bundle_copy, calibration=False).calibration == {}  # what calibrate loads: it replaces it
+
+
+@pytest.mark.parametrize("kind", ["directory", "loop"])
+def test_a_calibration_that_is_no_file_is_named(bundle_copy: Path, kind: str):
+    """It read as no calibration at all: `run` asked for a `calibrate` that then failed on it."""
+    cal = bundle_copy / "calibration.json"
+    cal.unlink()
+    if kind == "directory":
+        cal.mkdir()
+    else:
+        cal.symlink_to(cal)
+    with pytest.raises(BundleError, match=r"calibration.json (is a directory|\(Too many levels).*remove it and run"):
+        load_bundle(bundle_copy)
+
+
+def test_an_uncalibrated_bundle_names_its_own_path(bundle_copy: Path):
+    from edgeexit.errors import CalibrationError
+    from edgeexit.policies import make_policy
+
+    (bundle_copy / "calibration.json").unlink()
+    b = load_bundle(bundle_copy)
+    for name in ("threshold", "predictive", "pe-heuristic", "eenet"):
+        with pytest.raises(CalibrationError, match="run `edgeexit calibrate --model {}`".format(bundle_copy)):
+            make_policy(name, b)
