@@ -22,7 +22,7 @@ def fast(monkeypatch: pytest.MonkeyPatch, tiny_splits):
 
     nets = iter([build_tiny_net("cmp_a_"), build_tiny_net("cmp_b_")])
     monkeypatch.setattr(cs, "RUNS", RUNS)
-    monkeypatch.setattr(tools.data, "mnist_splits", lambda seed=0: tiny_splits)
+    monkeypatch.setattr(tools.data, "mnist_splits", lambda seed=0, **_: tiny_splits)
     monkeypatch.setattr(tools.train, "train_strategy", lambda cfg, splits, log=print: next(nets))
     return cs
 

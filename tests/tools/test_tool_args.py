@@ -52,7 +52,7 @@ def test_train_demo_ends_by_saying_to_calibrate(monkeypatch: pytest.MonkeyPatch,
     import tools.training
     from tools import train_demo
 
-    monkeypatch.setattr(tools.data, "mnist_splits", lambda seed=0: tiny_splits)
+    monkeypatch.setattr(tools.data, "mnist_splits", lambda seed=0, **_: tiny_splits)
     monkeypatch.setattr(tools.training, "train_loop", lambda *a, **k: None)  # untrained: the ending is under test
     out = tmp_path / "demo"
     train_demo.main(["--out", str(out), "--min-agreement", "0", "--epochs", "1", "--codewords", "4"])
