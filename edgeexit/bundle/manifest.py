@@ -5,7 +5,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -112,6 +112,16 @@ class _Reader:
     def sub(self, key: str) -> "_Reader":
         return _Reader(self._get(key), "{}{}.".format(self.where, key))
 
+    def known(self, keys: Sequence[str]) -> "_Reader":
+        """Refuse a key nothing reads: a misspelt optional key (``confidence_outputs``) would silently drop
+        what it names."""
+        if isinstance(self.data, dict):
+            unknown = sorted(k for k in self.data if k not in keys)
+            if unknown:
+                raise BundleError("manifest.json: unknown key '{}{}' (known here: {}); correct its spelling or remove "
+                                  "it".format(self.where, unknown[0], ", ".join(sorted(keys))))
+        return self
+
     def items(self, key: str) -> List["_Reader"]:
         value = self._get(key)
         if not isinstance(value, list):
@@ -205,6 +215,7 @@ def _int8(r: _Reader, key: str) -> str:
 
 
 def _tensor(r: _Reader) -> TensorSpec:
+    r.known(("name", "shape", "dtype", "scale", "zero_point"))
     shape = r.typed("shape", list)
     if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
         raise BundleError("manifest.json: '{}shape' must be positive integers, got {}; {}".format(r.where, shape, _FIX))
@@ -217,7 +228,12 @@ def _tensor(r: _Reader) -> TensorSpec:
     )
 
 
+#: what a block or exit entry may hold (``stats`` is free-form; exits add after_block and confidence_output)
+SEGMENT_KEYS = ("index", "name", "file", "sha256", "macs", "params", "input", "output", "stats")
+
+
 def _segment(r: _Reader, kind: str) -> SegmentSpec:
+    r.known(SEGMENT_KEYS + (("after_block", "confidence_output") if kind == "exit" else ()))
     conf = r.data.get("confidence_output") if isinstance(r.data, dict) else None
     return SegmentSpec(
         kind=kind,
@@ -238,14 +254,15 @@ def parse_manifest(data: Any) -> Manifest:
     """Parse manifest JSON into a :class:`Manifest`, checking every key it needs."""
     r = _Reader(data, "")
     version = r.typed("schema_version", int)
+    r.known(("schema_version", "name", "created_by", "input", "blocks", "exits", "num_classes", "labels", "splits", "training"))
     if version not in SCHEMA_VERSIONS:
         raise BundleError(
             "manifest.json: unknown schema_version {} (this edgeexit reads {}); upgrade edgeexit or re-export the "
             "bundle".format(version, ", ".join(map(str, SCHEMA_VERSIONS)))
         )
-    inp = r.sub("input")
-    pre = inp.sub("preprocessing")
-    q = inp.sub("quantization")
+    inp = r.sub("input").known(("shape", "raw_dtype", "preprocessing", "dtype", "quantization"))
+    pre = inp.sub("preprocessing").known(("scale", "offset"))
+    q = inp.sub("quantization").known(("scale", "zero_point"))
     input_spec = InputSpec(
         shape=inp.typed("shape", list),
         raw_dtype=_dtype(inp, "raw_dtype", (np.integer, np.floating), "uint8"),
@@ -259,7 +276,7 @@ def parse_manifest(data: Any) -> Manifest:
     exits = [_segment(e, "exit") for e in r.items("exits")]
     splits = {
         name: SplitSpec(file=s.typed("file", str), sha256=s.typed("sha256", str), n=s.typed("n", int))
-        for name, s in ((k, r.sub("splits").sub(k)) for k in sorted(r.typed("splits", dict)))
+        for name, s in ((k, r.sub("splits").sub(k).known(("file", "sha256", "n"))) for k in sorted(r.typed("splits", dict)))
     }
     labels = r.typed("labels", list)
     return Manifest(

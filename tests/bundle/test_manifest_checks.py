@@ -127,3 +127,25 @@ def test_preprocessing_must_be_finite_and_bounded(bundle_copy: Path, key: str, v
     with pytest.raises(BundleError, match=r"'input\.preprocessing\.{}' must be a finite number".format(key)) as err:
         load_bundle(bundle_copy)
     _one_line(err)
+
+
+@pytest.mark.parametrize("where,edit", [
+    ("exits[1].confidence_outputs", lambda m: m["exits"][1].__setitem__("confidence_outputs", m["exits"][1]["output"])),
+    ("bogus", lambda m: m.__setitem__("bogus", 1)),
+    ("blocks[0].after_block", lambda m: m["blocks"][0].__setitem__("after_block", 0)),
+    ("input.quantization.zero_pt", lambda m: m["input"]["quantization"].__setitem__("zero_pt", 0)),
+    ("exits[2].output.scales", lambda m: m["exits"][2]["output"].__setitem__("scales", 1.0)),
+    ("splits.evaluation.count", lambda m: m["splits"]["evaluation"].__setitem__("count", 5)),
+])
+def test_an_unknown_key_is_named(bundle_copy: Path, where: str, edit: Callable[[Dict[str, Any]], None]) -> None:
+    """Review finding: a misspelt optional key (confidence_output -> confidence_outputs) silently dropped the
+    exit's confidence head; every key nothing reads is refused now. training and stats stay free-form."""
+    _edit(bundle_copy, edit)
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_copy)
+    assert "unknown key '{}'".format(where) in _one_line(err)
+
+
+def test_free_form_sections_stay_open(bundle_copy: Path) -> None:
+    _edit(bundle_copy, lambda m: (m["training"].__setitem__("notes", "x"), m["exits"][0]["stats"].__setitem__("extra", 1)))
+    load_bundle(bundle_copy)
