@@ -308,7 +308,7 @@ def _export_into(net, tmp, splits, name, training, labels, min_agreement, raw_dt
         raise ExportRefused(
             f"exit{worst}: int8 chain agrees with the float model on only "
             f"{stats[worst]['float_agreement']:.2%} of the calibration split (< {min_agreement:.2%}); "
-            "check the calibration data or lower min_agreement")
+            "check the calibration data or lower min_agreement (--min-agreement)")
 
     write_npz(tmp / "calib.npz", x=splits.calibration.x.astype(raw_dtype),
               y=splits.calibration.y.astype(np.int64))

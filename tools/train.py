@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     accs = manifest["training"]["eval_accuracy"]
     print(f"{cfg.strategy}: int8 eval accuracy per exit " + " ".join(f"{a:.3f}" for a in accs))
     print(f"bundle written to {args.out} in {time.time() - t0:.0f} s")
+    print(f"next: calibrate the bundle: edgeexit calibrate --model {args.out}")  # every calibrated policy needs it
     return 0
 
 

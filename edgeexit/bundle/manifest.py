@@ -1,15 +1,18 @@
 """The bundle manifest (docs/bundle-format.md) as dataclasses, parsed and checked strictly."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from edgeexit.bundle.fileio import read_json
+from edgeexit.bundle.fileio import file_kind, read_json
 from edgeexit.errors import BundleError
 from edgeexit.jsonvalues import is_finite_number
 
@@ -105,7 +108,10 @@ class _Reader:
         self.where = where
 
     def _get(self, key: str) -> Any:
-        if not isinstance(self.data, dict) or key not in self.data:
+        if not isinstance(self.data, dict):
+            raise BundleError("manifest.json: '{}' must be an object, got {!r}; {}".format(
+                self.where.rstrip(".") or "the top level", self.data, _FIX))
+        if key not in self.data:
             raise BundleError("manifest.json: missing key '{}{}'; {}".format(self.where, key, _FIX))
         return self.data[key]
 
@@ -375,11 +381,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def what_is_there(path: Path) -> Optional[str]:
+    """None for a regular file; else what is there instead, in words ("missing", "a directory", ...)."""
+    try:
+        mode = os.stat(str(path)).st_mode
+    except OSError as err:
+        return "missing" if err.errno == errno.ENOENT else "unreadable ({})".format(err.strerror)
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
 def verify_file(root: Path, relpath: str, sha256: str, what: str) -> Path:
     path = resolve_inside(root, relpath, what)
     try:
-        if not path.is_file():
-            raise BundleError("bundle {}: {} file '{}' is missing; restore it or re-export the bundle".format(root, what, relpath))
+        there = what_is_there(path)
+        if there is not None:
+            raise BundleError("bundle {}: {} file '{}' is {}; restore it or re-export the bundle".format(root, what, relpath, there))
         actual = sha256_file(path)
     except OSError as err:  # unreadable, or a name the file system refuses (too long)
         raise BundleError("bundle {}: cannot read {} file {!r} ({}); correct manifest.json or restore the file".format(
@@ -396,6 +412,9 @@ def read_manifest_json(root: Path) -> Any:
     path = root / "manifest.json"
     if not root.is_dir():
         raise BundleError("model bundle '{}' is not a directory; pass --model DIR with a manifest.json inside".format(root))
-    if not path.is_file():
+    there = what_is_there(path)
+    if there == "missing":
         raise BundleError("'{}' has no manifest.json; pass --model a bundle directory made by tools/export.py".format(root))
+    if there is not None:
+        raise BundleError("{} is {}, not a manifest; pass --model a bundle directory made by tools/export.py".format(path, there))
     return read_json(path, lambda why: BundleError("{} is not valid JSON ({}); re-export the bundle".format(path, why)))

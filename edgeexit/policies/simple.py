@@ -42,7 +42,11 @@ class ThresholdPolicy(ExitPolicy):
             raise CalibrationError(
                 "calibration.json: threshold.thresholds must list {} values; run `edgeexit calibrate` again".format(n_exits)
             )
-        return cls(th, entry.get("metric", "max_softmax"))
+        metric = entry.get("metric", "max_softmax")
+        if metric not in ("max_softmax", "entropy"):  # `calibrate --metric` writes it: the fix is there
+            raise CalibrationError("calibration.json: threshold.metric {!r} is neither max_softmax nor entropy; run "
+                                   "`edgeexit calibrate` again".format(metric))
+        return cls(th, metric)
 
     def bind(self, runtime: Any) -> None:
         super().bind(runtime)

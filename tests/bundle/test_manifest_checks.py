@@ -149,3 +149,23 @@ def test_an_unknown_key_is_named(bundle_copy: Path, where: str, edit: Callable[[
 def test_free_form_sections_stay_open(bundle_copy: Path) -> None:
     _edit(bundle_copy, lambda m: (m["training"].__setitem__("notes", "x"), m["exits"][0]["stats"].__setitem__("extra", 1)))
     load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_segment_that_is_no_file_says_what_it_is(bundle_copy: Path, kind: str) -> None:
+    """It read as 'missing', though it was there."""
+    import os
+
+    p = bundle_copy / "block2.tflite"
+    p.unlink()
+    p.mkdir() if kind == "directory" else os.mkfifo(str(p))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_copy)
+    assert "block2 file 'block2.tflite' is a {}".format("directory" if kind == "directory" else "FIFO") in _one_line(err)
+
+
+def test_a_segment_entry_that_is_no_object_says_so(bundle_copy: Path) -> None:
+    _edit(bundle_copy, lambda m: m["blocks"].__setitem__(0, 5))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_copy)
+    assert "'blocks[0]' must be an object, got 5" in _one_line(err)
