@@ -489,13 +489,14 @@ class DvfsController:
                     if left.get("max") is not None and now.get("max") not in (left.get("max"), was.get("max")):
                         keep_max = int(str(now["max"]))
                         report.warnings.append(
-                            "{} {}: its max is {}, not the {} edgeexit left (a thermal cap, nvpmodel or another tool "
-                            "changed it): left as found, not restored to the saved {}; the rest of the domain was "
+                            "{} {}: its max is {}, not the {} it showed after edgeexit's last pin (a thermal cap, "
+                            "nvpmodel or another tool changed it): left as found, not restored to the saved {}; the rest of the domain was "
                             "restored".format(name, path, now.get("max"), left.get("max"), saved.get("max")))
                 if isinstance(dom, CpufreqPolicy) and not dom.online():
                     if dom.save() != saved:  # pinned, then unplugged: the kernel refuses the writes
                         report.errors.append("{}: its CPUs ({}) are offline, so the kernel refuses its writes; bring "
-                                             "them online (echo 1 > /sys/devices/system/cpu/cpuN/online)".format(
+                                             "them online (on a Jetson the nvpmodel mode that has them, nvpmodel -m "
+                                             "<mode>; else echo 1 > /sys/devices/system/cpu/cpuN/online)".format(
                                                  path, _cpulist(dom.cpus())))
                     continue
                 self._changing = dom  # write-ahead, as for a pin (see _write)

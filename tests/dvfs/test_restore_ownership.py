@@ -92,7 +92,7 @@ def test_gpu_clock_that_cannot_come_back_is_said(tmp_path: Path, board: str,
         _w(k, _gpu(k) + "/max_freq", cap)
     err = capsys.readouterr().err
     assert int(_r(k, _gpu(k) + "/max_freq")) == cap  # their cap is left
-    assert "not the {} edgeexit left".format(clock) in err and "left as found" in err
+    assert "not the {} it showed after edgeexit's last pin".format(clock) in err and "left as found" in err
     assert "runs {} Hz, not the {} Hz it ran before".format(_r(k, _gpu(k) + "/cur_freq"), clock) in err
     assert _r(k, _gpu(k) + "/governor") == "userspace" and _r(k, _gpu(k) + "/userspace/set_freq") == "undefined"
 
