@@ -17,9 +17,11 @@ pytestmark = pytest.mark.backend
 
 
 def _foreign_block6(tmp_path: Path) -> Path:
-    """The demo with block7's .tflite standing in as block6 (same shapes, different scales)."""
+    """The demo with block7's .tflite standing in as block6 (same shapes, different scales), uncalibrated (the
+    demo's calibration.json was fitted to the real block6, and the bundle refuses it now)."""
     root = tmp_path / "bundle"
     shutil.copytree(str(demo_bundle_dir()), str(root))
+    (root / "calibration.json").unlink()
     m = json.loads((root / "manifest.json").read_text())
     m["blocks"][6] = dict(m["blocks"][7], index=6, name="block6")
     (root / "manifest.json").write_text(json.dumps(m))
