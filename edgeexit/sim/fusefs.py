@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, load_board
+from edgeexit.dvfs.signals import signals_held
 from edgeexit.errors import DvfsError
 from edgeexit.paths import missing_folders, remove_folders
 from edgeexit.sim.kernel import SERVED_FROM, SimulatedKernel
@@ -156,10 +157,10 @@ def mount(board_name: str, mountpoint: Path, backing: Optional[Path] = None, for
     # A missing mount point is made, and removed again once unmounted or refused, so a mount leaves
     # no directory behind. In the background the server makes (and removes) its own.
     made = missing_folders(Path(os.path.abspath(str(mountpoint))))  # absolute: libfuse moves the server to /
-    if foreground:
-        mountpoint.mkdir(parents=True, exist_ok=True)
     mounted = False
     try:
+        if foreground:
+            mountpoint.mkdir(parents=True, exist_ok=True)
         _mount_on(board, mountpoint, backing, foreground, announce)
         mounted = True
     finally:  # also on Ctrl-C or SIGTERM (SystemExit) before the mount was up
@@ -211,7 +212,8 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
     up = []  # type: List[bool]
     try:
         if backing is None:
-            tmp = tempfile.mkdtemp(prefix="edgeexit-sim-")
+            with signals_held():  # its name is kept before a signal can unwind past it
+                tmp = tempfile.mkdtemp(prefix="edgeexit-sim-")
             backing = Path(tmp) / "tree"
             SimulatedKernel.create(backing, board)
         kernel = SimulatedKernel(backing, board)
@@ -235,8 +237,8 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
                         "installed and /dev/fuse exists, or `edgeexit sim umount {}` a stale mount there".format(
                             "serve" if up else "mount", mountpoint, err, mountpoint)) from None
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the cleanup is short and must finish
-        try:
+        signal.signal(signal.SIGTERM, old_term)
+        with signals_held():  # a signal now waits for the cleanup, then is delivered
             if served_fd is not None:
                 try:
                     (Path(backing) / SERVED_FROM).unlink()  # still holding its lock: a waiting mount finds a fresh file
@@ -245,8 +247,6 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
                 os.close(served_fd)
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGTERM, old_term)
 
 
 def _term_to_exit(signum: int, frame: Any) -> None:
