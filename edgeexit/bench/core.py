@@ -132,7 +132,7 @@ def _arm_stats(ex: Any) -> Dict[str, Any]:
 def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], None]] = None, warn: Any = None) -> Dict[str, Any]:
     """Run the whole benchmark; returns the results dict (what results.json holds)."""
     cfg = replace(cfg, board_warn=cfg.board_warn or _once(warn_stderr))
-    bundle = cfg.bundle if cfg.bundle is not None else load_bundle(cfg.model_path)
+    bundle = cfg.bundle if cfg.bundle is not None else load_bundle(cfg.model_path, calibration=False)  # refitted
     check_policies(bundle, cfg.policies)
     evalset = bundle.split("evaluation").take(cfg.limit)
     y = evalset.require_labels("the benchmark")

@@ -72,10 +72,14 @@ def manifest_sha256(bundle: Bundle) -> str:
     return hashlib.sha256((bundle.root / "manifest.json").read_bytes()).hexdigest()
 
 
-def segments_sha256(manifest: Manifest) -> str:
-    """What ties calibration.json to its bundle: one sha256 over the sha256s of every segment, in order (the
-    thresholds and forecasters read those segments' outputs; a new name, labels or split leave them valid)."""
-    return hashlib.sha256(" ".join(seg.sha256 for seg in manifest.blocks + manifest.exits).encode()).hexdigest()
+def model_sha256(manifest: Manifest) -> str:
+    """What ties calibration.json to its bundle: one sha256 over the sha256s of every segment, in order, and the
+    input's preprocessing and quantization (they change every activation). The thresholds and forecasters read
+    those segments' outputs; a new name, labels, split or raw dtype leave them valid."""
+    inp = manifest.input
+    parts = [seg.sha256 for seg in manifest.blocks + manifest.exits]
+    parts.append(repr((inp.preprocess_scale, inp.preprocess_offset, inp.scale, inp.zero_point)))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def calibration_write_failed(path: Path) -> Fail:
@@ -115,13 +119,14 @@ def _read_calibration(root: Path, manifest: Manifest) -> Dict[str, Any]:
     if not isinstance(calibration, dict):
         raise BundleError("{} must hold a JSON object; delete it and run `edgeexit calibrate`".format(cal_path))
     meta = calibration.get("meta")
-    made_for = meta.get("segments_sha256") if isinstance(meta, dict) else None
+    made_for = meta.get("model_sha256") if isinstance(meta, dict) else None
     # Older calibrations carry no such hash and are taken as they are.
-    if made_for is not None and made_for != segments_sha256(manifest):
-        raise BundleError("{} was fitted to other segments (another bundle's, or this one's before a re-export); "
-                          "{}".format(cal_path, redo))
+    if made_for is not None and made_for != model_sha256(manifest):
+        raise BundleError("{} was fitted to other segments or input preprocessing (another bundle's, or this one's "
+                          "before a re-export or a manifest edit); {}".format(cal_path, redo))
     return calibration
 
 
 __all__ = ["Bundle", "CALIBRATION_FILE", "NOT_CALIBRATED", "Samples", "load_bundle", "manifest_sha256",
-           "read_samples", "segments_sha256", "SegmentSpec"]
+           "model_sha256",
+           "read_samples", "SegmentSpec"]

@@ -5,6 +5,7 @@ import errno
 import hashlib
 import math
 import os
+import reprlib
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,8 +110,8 @@ class _Reader:
 
     def _get(self, key: str) -> Any:
         if not isinstance(self.data, dict):
-            raise BundleError("manifest.json: '{}' must be an object, got {!r}; {}".format(
-                self.where.rstrip(".") or "the top level", self.data, _FIX))
+            raise BundleError("manifest.json: '{}' must be an object, got {}; {}".format(
+                self.where.rstrip(".") or "the top level", reprlib.repr(self.data), _FIX))
         if key not in self.data:
             raise BundleError("manifest.json: missing key '{}{}'; {}".format(self.where, key, _FIX))
         return self.data[key]
@@ -260,12 +261,13 @@ def parse_manifest(data: Any) -> Manifest:
     """Parse manifest JSON into a :class:`Manifest`, checking every key it needs."""
     r = _Reader(data, "")
     version = r.typed("schema_version", int)
-    r.known(("schema_version", "name", "created_by", "input", "blocks", "exits", "num_classes", "labels", "splits", "training"))
     if version not in SCHEMA_VERSIONS:
         raise BundleError(
             "manifest.json: unknown schema_version {} (this edgeexit reads {}); upgrade edgeexit or re-export the "
             "bundle".format(version, ", ".join(map(str, SCHEMA_VERSIONS)))
         )
+    # after the version: a newer format's new keys are the version's news, not misspellings
+    r.known(("schema_version", "name", "created_by", "input", "blocks", "exits", "num_classes", "labels", "splits", "training"))
     inp = r.sub("input").known(("shape", "raw_dtype", "preprocessing", "dtype", "quantization"))
     pre = inp.sub("preprocessing").known(("scale", "offset"))
     q = inp.sub("quantization").known(("scale", "zero_point"))
@@ -386,7 +388,11 @@ def what_is_there(path: Path) -> Optional[str]:
     try:
         mode = os.stat(str(path)).st_mode
     except OSError as err:
-        return "missing" if err.errno == errno.ENOENT else "unreadable ({})".format(err.strerror)
+        if err.errno == errno.ENOENT:
+            return "missing"
+        if err.errno in (errno.EACCES, errno.EPERM):
+            return "not readable by this user ({}): check its permissions".format(err.strerror)
+        return "unreadable ({})".format(err.strerror)
     return None if stat.S_ISREG(mode) else file_kind(mode)
 
 

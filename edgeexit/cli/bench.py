@@ -90,7 +90,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
         unknown = [p for p in wanted if p not in POLICY_NAMES]
         if unknown:
             raise click.UsageError("unknown policies {}; choose from {}".format(", ".join(unknown), ", ".join(POLICY_NAMES)))
-    bundle = load_bundle(model_path)
+    bundle = load_bundle(model_path, calibration=False)  # the bench calibrates every policy itself
     check_policies(bundle, wanted)  # a bundle that cannot run a named arm: before --out is made
     cfg = BenchConfig(board=board or "auto", out_dir=out_dir, sysfs_root=sysfs_root, simulate=simulate, model_path=model_path,
                       deadline_ms=deadline_ms, period_ms=period_ms, policies=wanted, max_drop_pp=max_drop_pp,

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 import click
 
-from edgeexit.bundle import CALIBRATION_FILE, NOT_CALIBRATED, calibration_write_failed, load_bundle, segments_sha256
+from edgeexit.bundle import CALIBRATION_FILE, NOT_CALIBRATED, calibration_write_failed, load_bundle, model_sha256
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.bundle.fileio import replace_target
 from edgeexit.calibration import collect, target_from
@@ -107,7 +107,7 @@ def command(
             entries = calibrate_all(rt, data, target, seed=seed, metric=metric, eenet_budget_macs=eenet_budget_macs,
                                     eenet_budget_ms=eenet_budget_ms, latency=latency, progress=progress)
     meta = {"split": "calibration", "n_samples": len(samples), "full_accuracy": data.full_accuracy, "target_accuracy": target,
-            "segments_sha256": segments_sha256(bundle.manifest)}  # load_bundle refuses it for other segments
+            "model_sha256": model_sha256(bundle.manifest)}  # load_bundle refuses it for another model
     bundle.calibration = dict(entries, meta=meta)
     path = bundle.save_calibration()
     notes = entries.pop(NOT_CALIBRATED, {})  # policies left out: why, and what to do instead

@@ -99,7 +99,7 @@ def command(
     energy (measured by the board's power meter, or modelled on a simulated board), and restores the
     board's clocks afterwards, also on errors, Ctrl-C and SIGTERM.
     """
-    bundle = load_bundle(model_path)
+    bundle = load_bundle(model_path, calibration=policy not in ("full", "oracle"))  # those two need none
     samples = read_samples(input_path, bundle.manifest.input, bundle.manifest.num_classes) if input_path else bundle.split("evaluation")
     samples = samples.take(limit)
     extra: Dict[str, Any] = {}

@@ -148,6 +148,26 @@ def test_a_calibration_made_for_another_bundle_is_refused(bundle_copy: Path):
     assert load_bundle(bundle_copy, calibration=False).calibration == {}  # what calibrate loads: it replaces it
 
 
+def test_a_calibration_is_refused_after_the_input_preprocessing_changed(bundle_copy: Path):
+    """Another preprocessing scale moves every activation: thresholds fitted before it no longer hold."""
+    _edit(bundle_copy, lambda m: m["input"]["preprocessing"].__setitem__("scale", 2 * m["input"]["preprocessing"]["scale"]))
+    with pytest.raises(BundleError, match="fitted to other segments or input preprocessing"):
+        load_bundle(bundle_copy)
+
+
+def test_commands_that_do_not_read_the_calibration_run_on_a_stale_one(bundle_copy: Path):
+    """bench fits its own, and full needs none: a stale calibration.json stopped them (review finding)."""
+    from tests.cli.helpers import edgeexit
+
+    cal = json.loads((bundle_copy / "calibration.json").read_text())
+    cal["meta"]["model_sha256"] = "0" * 64
+    (bundle_copy / "calibration.json").write_text(json.dumps(cal))
+    p = edgeexit("run", "--model", str(bundle_copy), "--policy", "full", "--limit", "8", "--json")
+    assert p.returncode == 0, p.stderr
+    p = edgeexit("run", "--model", str(bundle_copy), "--policy", "threshold", "--limit", "8")
+    assert p.returncode != 0 and "fitted to other segments" in p.stderr
+
+
 @pytest.mark.parametrize("kind", ["directory", "loop"])
 def test_a_calibration_that_is_no_file_is_named(bundle_copy: Path, kind: str):
     """It read as no calibration at all: `run` asked for a `calibrate` that then failed on it."""

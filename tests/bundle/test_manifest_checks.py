@@ -169,3 +169,11 @@ def test_a_segment_entry_that_is_no_object_says_so(bundle_copy: Path) -> None:
     with pytest.raises(BundleError) as err:
         load_bundle(bundle_copy)
     assert "'blocks[0]' must be an object, got 5" in _one_line(err)
+
+
+def test_a_newer_format_is_named_before_its_new_keys(bundle_copy: Path) -> None:
+    """A future exporter's key read as a misspelling ("correct its spelling"), not as a newer format."""
+    _edit(bundle_copy, lambda m: m.update(schema_version=99, new_key=1))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_copy)
+    assert "unknown schema_version 99" in _one_line(err)
