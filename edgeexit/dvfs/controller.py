@@ -490,8 +490,8 @@ class DvfsController:
                         keep_max = int(str(now["max"]))
                         report.warnings.append(
                             "{} {}: its max is {}, not the {} it showed after edgeexit's last pin (a thermal cap, "
-                            "nvpmodel or another tool changed it): left as found, not restored to the saved {}; the rest of the domain was "
-                            "restored".format(name, path, now.get("max"), left.get("max"), saved.get("max")))
+                            "nvpmodel or another tool changed it): left as found, not restored to the saved {}; the "
+                            "rest of the domain was restored".format(name, path, now.get("max"), left.get("max"), saved.get("max")))
                 if isinstance(dom, CpufreqPolicy) and not dom.online():
                     if dom.save() != saved:  # pinned, then unplugged: the kernel refuses the writes
                         report.errors.append("{}: its CPUs ({}) are offline, so the kernel refuses its writes; bring "

@@ -22,7 +22,7 @@ from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict
 from edgeexit.dvfs.domains import FreqDomain
-from edgeexit.dvfs.signals import HELD, ignore_further_signals, signals_held
+from edgeexit.dvfs.signals import HELD, ignore_further_signals, sigterm_to_exit, signals_held
 from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, foreign_states,
                                  node_writable, read_state, record_problem, remove_foreign, saved_problem,
                                  short_error, state_path,
@@ -441,7 +441,7 @@ class BoardSession(BoardTarget):
             # Ctrl-C or SIGTERM unwinds, later ones are ignored until close() has put the board back.
             self._old_handlers = {s: signal.getsignal(s) for s in HELD}
             if self._old_handlers[signal.SIGTERM] == signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _sigterm_to_exit)
+                signal.signal(signal.SIGTERM, sigterm_to_exit)
             if self._old_handlers[signal.SIGINT] is signal.default_int_handler:
                 signal.signal(signal.SIGINT, _first_interrupt_only)
         return self
@@ -479,11 +479,6 @@ def _user_name(uid: int) -> str:
         return "{} (uid {})".format(pwd.getpwuid(uid).pw_name, uid)
     except KeyError:
         return "uid {}".format(uid)
-
-
-def _sigterm_to_exit(signum: int, frame: Any) -> None:
-    ignore_further_signals()
-    raise SystemExit(128 + signum)
 
 
 def _first_interrupt_only(signum: int, frame: Any) -> None:

@@ -43,3 +43,10 @@ def ignore_further_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         for s in HELD:
             signal.signal(s, signal.SIG_IGN)
+
+
+def sigterm_to_exit(signum: int, frame: Any) -> None:
+    """A SIGTERM handler for where SIGTERM was SIG_DFL: SystemExit unwinds through every cleanup (and
+    restore), which one more signal must not cut short."""
+    ignore_further_signals()
+    raise SystemExit(128 + signum)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, load_board
-from edgeexit.dvfs.signals import signals_held
+from edgeexit.dvfs.signals import sigterm_to_exit, signals_held
 from edgeexit.errors import DvfsError
 from edgeexit.paths import missing_folders, remove_folders
 from edgeexit.sim.kernel import SERVED_FROM, SimulatedKernel
@@ -208,7 +208,7 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
     # server stopped while it builds its temporary tree leaves none behind (the CLI's handler does the same).
     old_term = signal.getsignal(signal.SIGTERM)
     if old_term == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _term_to_exit)
+        signal.signal(signal.SIGTERM, sigterm_to_exit)
     up = []  # type: List[bool]
     try:
         if backing is None:
@@ -247,10 +247,6 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
                 os.close(served_fd)
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _term_to_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _stop_server(proc: "subprocess.Popen[bytes]", mountpoint: Path) -> None:
