@@ -210,7 +210,8 @@ def _parse_power(t: Table, require_hint: bool = True) -> PowerConfig:
         chip = Ina3221Chip(driver, device, channels, ct.int("index", default_index, minimum=0))
         # Two chips at one address would be one sensor twice; a label on two channels, one rail summed twice.
         if any(c.device == device for c in chips):
-            raise ct.fail("device", "{!r} is another [[power.ina3221]] chip's too; each chip has its own I2C address".format(device))
+            raise ct.fail("device", "{!r} is another [[power.ina3221]] chip's too; each chip has its own I2C "
+                                    "address".format(device))
         if any(c.index == chip.index for c in chips):  # the kernel numbers hwmonN / iio:deviceN once per board
             raise ct.fail("index", "{} is another [[power.ina3221]] chip's too; give each chip its own".format(chip.index))
         seen = [label for c in chips for label in c.channels]
