@@ -1,18 +1,16 @@
 """Model bundles: a manifest plus one int8 .tflite per block and per exit head (docs/bundle-format.md)."""
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from edgeexit.bundle.data import Samples, read_samples
-from edgeexit.bundle.fileio import Fail, file_kind, read_json, replace_file
-from edgeexit.bundle.manifest import Manifest, SegmentSpec, check_structure, parse_manifest, read_manifest_json, verify_file
+from edgeexit.bundle.fileio import Fail, read_json, replace_file
+from edgeexit.bundle.manifest import (Manifest, SegmentSpec, check_structure, parse_manifest, read_manifest_json, verify_file,
+                                      what_is_there)
 from edgeexit.errors import BundleError, OutputError
 from edgeexit.paths import demo_bundle_dir
 
@@ -91,7 +89,8 @@ def calibration_write_failed(path: Path) -> Fail:
 def load_bundle(path: Optional[Path] = None, calibration: bool = True) -> Bundle:
     """Load and validate a bundle (default: the bundled demo). Raises :class:`BundleError` with one line.
 
-    ``calibration=False`` leaves calibration.json unread (`calibrate`, which replaces it, and `profile`)."""
+    ``calibration=False`` leaves calibration.json unread: `calibrate` replaces it, `bench` fits its own, and
+    `profile` and the `full` and `oracle` policies need none."""
     root = Path(path) if path is not None else demo_bundle_dir()
     manifest = parse_manifest(read_manifest_json(root))
     check_structure(manifest)
@@ -103,17 +102,14 @@ def load_bundle(path: Optional[Path] = None, calibration: bool = True) -> Bundle
 
 
 def _read_calibration(root: Path, manifest: Manifest) -> Dict[str, Any]:
-    """calibration.json, checked to be a JSON object fitted to these segments; {} where there is none."""
+    """calibration.json, checked to be a JSON object fitted to this model; {} where there is none."""
     cal_path = root / CALIBRATION_FILE
     redo = "run `edgeexit calibrate --model {}`".format(root)
-    try:
-        mode = os.stat(str(cal_path)).st_mode
-    except OSError as err:
-        if err.errno == errno.ENOENT:  # absent (a dangling link too): not calibrated yet
-            return {}
-        raise BundleError("cannot read {} ({}); remove it and {}".format(cal_path, err.strerror, redo)) from None
-    if not stat.S_ISREG(mode):
-        raise BundleError("{} is {}, not a calibration; remove it and {}".format(cal_path, file_kind(mode), redo))
+    there = what_is_there(cal_path)
+    if there == "missing":  # a dangling link too: not calibrated yet
+        return {}
+    if there is not None:
+        raise BundleError("{} is {}, not a calibration; remove it and {}".format(cal_path, there, redo))
     calibration = read_json(cal_path, lambda why: BundleError(
         "{} is not valid JSON ({}); delete it and run `edgeexit calibrate`".format(cal_path, why)))
     if not isinstance(calibration, dict):
@@ -127,6 +123,5 @@ def _read_calibration(root: Path, manifest: Manifest) -> Dict[str, Any]:
     return calibration
 
 
-__all__ = ["Bundle", "CALIBRATION_FILE", "NOT_CALIBRATED", "Samples", "load_bundle", "manifest_sha256",
-           "model_sha256",
+__all__ = ["Bundle", "CALIBRATION_FILE", "NOT_CALIBRATED", "Samples", "load_bundle", "manifest_sha256", "model_sha256",
            "read_samples", "SegmentSpec"]

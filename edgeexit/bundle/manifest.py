@@ -235,6 +235,9 @@ def _tensor(r: _Reader) -> TensorSpec:
     )
 
 
+#: what manifest.json may hold at its top level (``training`` is free-form)
+MANIFEST_KEYS = ("schema_version", "name", "created_by", "input", "blocks", "exits", "num_classes", "labels", "splits",
+                 "training")
 #: what a block or exit entry may hold (``stats`` is free-form; exits add after_block and confidence_output)
 SEGMENT_KEYS = ("index", "name", "file", "sha256", "macs", "params", "input", "output", "stats")
 
@@ -267,7 +270,7 @@ def parse_manifest(data: Any) -> Manifest:
             "bundle".format(version, ", ".join(map(str, SCHEMA_VERSIONS)))
         )
     # after the version: a newer format's new keys are the version's news, not misspellings
-    r.known(("schema_version", "name", "created_by", "input", "blocks", "exits", "num_classes", "labels", "splits", "training"))
+    r.known(MANIFEST_KEYS)
     inp = r.sub("input").known(("shape", "raw_dtype", "preprocessing", "dtype", "quantization"))
     pre = inp.sub("preprocessing").known(("scale", "offset"))
     q = inp.sub("quantization").known(("scale", "zero_point"))

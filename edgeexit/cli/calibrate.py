@@ -12,6 +12,7 @@ from edgeexit.bundle.fileio import replace_target
 from edgeexit.calibration import collect, target_from
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.paths import writable_output
+from edgeexit.policies.simple import METRICS
 from edgeexit.policy_calibration import calibrate_all
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, stages, table
@@ -24,7 +25,7 @@ from edgeexit.runtime import Runtime
 @options.target_accuracy
 @click.option(
     "--metric",
-    type=click.Choice(["max_softmax", "entropy"]),
+    type=click.Choice(list(METRICS)),
     default="max_softmax",
     show_default=True,
     help="Confidence measure of the threshold policy.",

@@ -19,6 +19,10 @@ class FullPolicy(ExitPolicy):
         return True
 
 
+#: the confidence metrics a threshold can compare (`edgeexit calibrate --metric`)
+METRICS = ("max_softmax", "entropy")
+
+
 class ThresholdPolicy(ExitPolicy):
     """Classic early exit (BranchyNet/SDN): evaluate each head in order, exit at the first whose
     max-softmax reaches its threshold (or whose normalized entropy falls to it). Heads of exits that
@@ -27,7 +31,7 @@ class ThresholdPolicy(ExitPolicy):
     name = "threshold"
 
     def __init__(self, thresholds: List[float], metric: str = "max_softmax") -> None:
-        if metric not in ("max_softmax", "entropy"):
+        if metric not in METRICS:
             raise CalibrationError("unknown confidence metric '{}'; use max_softmax or entropy".format(metric))
         self.thresholds = [float(t) for t in thresholds]
         self.metric = metric
@@ -43,7 +47,7 @@ class ThresholdPolicy(ExitPolicy):
                 "calibration.json: threshold.thresholds must list {} values; run `edgeexit calibrate` again".format(n_exits)
             )
         metric = entry.get("metric", "max_softmax")
-        if metric not in ("max_softmax", "entropy"):  # `calibrate --metric` writes it: the fix is there
+        if metric not in METRICS:  # `calibrate --metric` writes it: the fix is there
             raise CalibrationError("calibration.json: threshold.metric {!r} is neither max_softmax nor entropy; run "
                                    "`edgeexit calibrate` again".format(metric))
         return cls(th, metric)
