@@ -162,6 +162,7 @@ class DvfsController:
         self._armed = False
         self.cpus = [CpufreqPolicy(sysfs, p.relpath, p.name) for p in board.cpu_policies]
         self._online = None  # type: Optional[List[CpufreqPolicy]]  # the policies pins reach, read once
+        self._offline_note = None  # type: Optional[str]
         self.gpu = None  # type: Optional[DevfreqDevice]
         if board.gpu is not None:
             path = find_gpu(sysfs, board.gpu.devfreq_paths, board.gpu.of_node_names)
@@ -180,12 +181,19 @@ class DvfsController:
             self._online = [d for d in self.cpus if d.online()]
             off = [d for d in self.cpus if d not in self._online]
             if off and self._online:
-                self._warn("cpufreq {} every CPU offline, so the kernel refuses its writes: neither pinned nor "
-                           "restored; to pin it too, bring its CPUs online first (an nvpmodel mode with them, or "
-                           "echo 1 > /sys/devices/system/cpu/cpuN/online)".format(
-                               ", ".join("{} (CPUs {})".format(d.name, _cpulist(d.cpus())) for d in off)
-                               + (" has" if len(off) == 1 else " have")))
+                self._offline_note = (
+                    "cpufreq {} every CPU offline, so the kernel refuses its writes: neither pinned nor restored; "
+                    "to pin it too, bring its CPUs online first (an nvpmodel mode with them, or echo 1 > "
+                    "/sys/devices/system/cpu/cpuN/online)".format(
+                        ", ".join("{} (CPUs {})".format(d.name, _cpulist(d.cpus())) for d in off)
+                        + (" has" if len(off) == 1 else " have")))
         return self._online
+
+    def _say_offline(self) -> None:
+        """Say the offline policies once, at the first CPU pin: after a bad --cpu-khz has had its one line."""
+        if self._offline_note is not None:
+            self._warn(self._offline_note)
+            self._offline_note = None
 
     def _require_cpus(self) -> List[CpufreqPolicy]:
         online = self.online_cpus()
@@ -356,6 +364,7 @@ class DvfsController:
     def set_cpu_khz(self, freq_khz: FreqArg) -> int:
         """Pin every CPU policy; returns the effective kHz of the first policy, read back."""
         target = self._resolve(freq_khz, self.cpu_opps_khz(), "--cpu-khz")
+        self._say_offline()
         effective = [self._pin(d, target) for d in self._require_cpus()]
         return effective[0]
 

@@ -51,6 +51,13 @@ def test_simulated_tx2_runs_pinned_and_planned() -> None:
     assert json.loads(res.stdout)["dvfs"] == "planned"
 
 
+def test_a_bad_cpu_khz_is_the_only_line(tmp_path: Path) -> None:
+    # The offline note is said at the first pin, so a value outside the table is the run's one line.
+    make_tree(tmp_path / "t", "jetson-tx2")
+    res = cli("run", "--board", "jetson-tx2", "--sysfs-root", str(tmp_path / "t"), "--cpu-khz", "123", "--limit", "1")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--cpu-khz 123 is outside" in res.stderr, res.stderr
+
+
 def test_no_online_policy_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
     # A config whose policies are all unplugged (cpu0 included: some SoCs can unplug it) refuses at once.
     k = make_tree(tmp_path / "t", "jetson-tx2")
