@@ -373,7 +373,10 @@ def resolve_inside(root: Path, relpath: str, what: str) -> Path:
     except (ValueError, OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
         raise BundleError("manifest.json: {} path {!r} is not a usable file name ({}); correct manifest.json or {}".format(
             what, relpath, err, _FIX)) from None
-    if Path(relpath).is_absolute() or (candidate != base and base not in candidate.parents):
+    if Path(relpath).is_absolute():
+        raise BundleError("manifest.json: {} path '{}' is absolute; use a path relative to the bundle directory {}"
+                          .format(what, relpath, root))
+    if candidate != base and base not in candidate.parents:
         raise BundleError("manifest.json: {} path '{}' escapes the bundle directory {}; use a path inside it".format(what, relpath, root))
     return candidate
 

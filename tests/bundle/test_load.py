@@ -53,7 +53,7 @@ def test_path_escaping_bundle(bundle_copy: Path):
 
 def test_absolute_path(bundle_copy: Path):
     _edit(bundle_copy, lambda m: m["blocks"][0].__setitem__("file", "/etc/passwd"))
-    with pytest.raises(BundleError, match="escapes"):
+    with pytest.raises(BundleError, match="path '/etc/passwd' is absolute; use a path relative to the bundle"):
         load_bundle(bundle_copy)
 
 
