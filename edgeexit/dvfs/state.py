@@ -610,37 +610,43 @@ def read_state(path: Path, board: str) -> Optional[Dict[str, Any]]:
 
 #: The private tree of a ``--simulate`` session: ``<tempdir>/edgeexit-sim-<board>-XXXXXXXX/root``.
 PRIVATE_SIM_PREFIX = "edgeexit-sim-"
+#: The temporary tree ``edgeexit sim mount`` serves without --backing: ``<tempdir>/edgeexit-simmount-<board>-XXXXXXXX/tree``.
+MOUNT_SIM_PREFIX = "edgeexit-simmount-"
 
 
 def sweep_killed_simulations(min_age_s: float = 60.0) -> int:
-    """Delete the private trees (and their lock and state files) that SIGKILLed ``--simulate`` runs left
-    behind; returns how many. Only a tree whose lock file exists and is held by no one is taken: a live
-    run holds its lock, and one that is just starting is younger than ``min_age_s``."""
+    """Delete the temporary trees (and their lock and state files) that SIGKILLed ``--simulate`` runs and
+    ``sim mount`` servers left behind; returns how many. A tree in use holds a flock: a ``--simulate`` run
+    its board lock, a server its tree's served-from file (and a run through the mount the board lock). A
+    tree whose file is held is left, and so is a ``--simulate`` tree without its lock; one that is just
+    starting is younger than ``min_age_s`` (a server claims its tree a second after making it)."""
+    from edgeexit.sim.kernel import SERVED_FROM
+
     removed = 0
-    for tmp in Path(tempfile.gettempdir()).glob(PRIVATE_SIM_PREFIX + "*-*"):
-        board = tmp.name[len(PRIVATE_SIM_PREFIX):].rsplit("-", 1)[0]  # mkdtemp's suffix has no '-'
-        root = tmp / "root"
-        lock, state = lock_path(board, root), state_path(board, root)  # both named from the tree: before it goes
-        try:
-            if time.time() - tmp.stat().st_mtime < min_age_s or not lock.is_file():
+    for prefix, sub in ((PRIVATE_SIM_PREFIX, "root"), (MOUNT_SIM_PREFIX, "tree")):
+        for tmp in Path(tempfile.gettempdir()).glob(prefix + "*-*"):
+            board = tmp.name[len(prefix):].rsplit("-", 1)[0]  # mkdtemp's suffix has no '-'
+            root = tmp / sub
+            lock, state = lock_path(board, root), state_path(board, root)  # both named from the tree: before it goes
+            in_use = lock if sub == "root" else root / SERVED_FROM
+            fds = []  # type: List[int]
+            try:
+                if time.time() - tmp.stat().st_mtime < min_age_s or (sub == "root" and not lock.is_file()):
+                    continue
+                for held in {in_use, lock}:  # one file for a --simulate tree
+                    if held.is_file():
+                        fds.append(os.open(str(held), os.O_RDWR))
+                        fcntl.flock(fds[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: a live run or server holds it
+                shutil.rmtree(str(tmp), ignore_errors=True)
+                for stale in (state, lock):
+                    try:
+                        stale.unlink()
+                    except OSError:
+                        pass
+                removed += 1
+            except OSError:
                 continue
-            fd = os.open(str(lock), os.O_RDWR)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue  # a live run holds it
-        try:
-            shutil.rmtree(str(tmp), ignore_errors=True)
-            for stale in (state, lock):
-                try:
-                    stale.unlink()
-                except OSError:
-                    pass
-            removed += 1
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            finally:
+                for fd in fds:
+                    os.close(fd)  # closing drops the flock
     return removed

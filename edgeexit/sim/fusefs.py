@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, load_board
 from edgeexit.dvfs.signals import sigterm_to_exit, signals_held
+from edgeexit.dvfs.state import MOUNT_SIM_PREFIX, sweep_killed_simulations
 from edgeexit.errors import DvfsError
 from edgeexit.paths import missing_folders, remove_folders
 from edgeexit.sim.kernel import SERVED_FROM, SimulatedKernel
@@ -212,8 +213,9 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
     up = []  # type: List[bool]
     try:
         if backing is None:
+            sweep_killed_simulations()  # a SIGKILLed server cannot delete its own tree
             with signals_held():  # its name is kept before a signal can unwind past it
-                tmp = tempfile.mkdtemp(prefix="edgeexit-sim-")
+                tmp = tempfile.mkdtemp(prefix="{}{}-".format(MOUNT_SIM_PREFIX, board.name))
             backing = Path(tmp) / "tree"
             SimulatedKernel.create(backing, board)
         kernel = SimulatedKernel(backing, board)
@@ -330,7 +332,8 @@ def is_fuse_mount(path: Path) -> bool:
 
 
 def unmount(mountpoint: Path) -> None:
-    """``fusermount3 -u`` (or ``fusermount -u``); a clear error when it is not mounted."""
+    """``fusermount3 -u`` (or ``fusermount -u``); a clear error when it is not mounted. Then deletes the
+    temporary trees of servers killed with SIGKILL (a minute old, served by no one)."""
     if not is_fuse_mount(mountpoint):  # read from mountinfo: a mount whose server died cannot even be stat'ed
         raise DvfsError("{} is not mounted".format(mountpoint))
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
@@ -339,3 +342,4 @@ def unmount(mountpoint: Path) -> None:
     res = subprocess.run([tool, "-u", str(mountpoint)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if res.returncode != 0:
         raise DvfsError("cannot unmount {}: {}".format(mountpoint, res.stdout.decode(errors="replace").strip()))
+    sweep_killed_simulations()  # the temporary tree of a server killed with SIGKILL, once a minute old

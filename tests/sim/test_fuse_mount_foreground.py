@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,51 @@ def test_a_server_stopped_while_building_its_tree_leaves_nothing(tmp_path: Path,
     assert not os.path.ismount(str(mnt))
     assert list(tmp.iterdir()) == []
     assert not (tmp_path / "made").exists()
+
+
+@pytest.mark.fuse
+def test_a_killed_servers_temporary_tree_is_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server killed with SIGKILL cannot delete its temporary tree: `sim umount` (and the next `sim mount`)
+    deletes it, with the lock a run through the mount left, once it is a minute old; a live server's stays."""
+    require_fuse()
+    from edgeexit.dvfs.state import MOUNT_SIM_PREFIX, sweep_killed_simulations
+    from edgeexit.sim.fusefs import wait_mounted
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    runtime = tmp_path / "runtime"
+    for var, value in (("TMPDIR", tmp), ("EDGEEXIT_RUNTIME_DIR", runtime)):
+        monkeypatch.setenv(var, str(value))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    mnts = [tmp_path / "killed", tmp_path / "live"]
+    edgeexit = [sys.executable, "-m", "edgeexit"]
+    procs = [subprocess.Popen(edgeexit + ["sim", "mount", "--board", "jetson-nano", str(m)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for m in mnts]
+    try:
+        for m, p in zip(mnts, procs):
+            wait_mounted(m, p)
+        ran = subprocess.run(edgeexit + ["run", "--board", "jetson-nano", "--sysfs-root", str(mnts[0]), "--cpu-khz",
+                                         "max", "--limit", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert ran.returncode == 0, ran.stderr.decode()
+        assert len(list(runtime.glob("*.lock"))) == 1
+        procs[0].kill()
+        procs[0].wait()
+        trees = list(tmp.glob(MOUNT_SIM_PREFIX + "jetson-nano-*"))
+        assert len(trees) == 2
+        assert sweep_killed_simulations() == 0  # both younger than a minute: perhaps still starting
+        for t in trees:
+            os.utime(str(t), (time.time() - 120, time.time() - 120))
+        down = subprocess.run(edgeexit + ["sim", "umount", str(mnts[0])], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert down.returncode == 0, down.stderr.decode()
+        left = list(tmp.glob(MOUNT_SIM_PREFIX + "*"))
+        assert len(left) == 1 and left[0] in trees and os.path.ismount(str(mnts[1]))
+        assert list(runtime.glob("*.lock")) == []
+        assert sweep_killed_simulations(min_age_s=0) == 0  # the live server holds its tree
+    finally:
+        for m, p in zip(mnts, procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.communicate(timeout=20)
+            if os.path.ismount(str(m)):
+                subprocess.run(["fusermount3", "-u", "-z", str(m)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert list(tmp.iterdir()) == []
