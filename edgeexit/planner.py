@@ -158,8 +158,9 @@ class DvfsPlanner(RuntimeHooks):
     top); ``not_honoured``: the controller's list of not-honoured writes, which shows a cap that appears
     during the run (None: the read-back that ``set_cpu_khz`` returns is the evidence); ``cpuinfo_khz``:
     the kernel table's (min, max), which ondemand scales between (None: the cost model's ends);
-    ``governor_floor_khz``: the policy's ``scaling_min_freq`` (an nvpmodel MIN_FREQ), which an emulated
-    governor never goes below, as the kernel clamps it (None: no floor); ``read_cap_khz``:
+    ``read_floor_khz``: reads the policy's ``scaling_min_freq`` (an nvpmodel MIN_FREQ), which an emulated
+    governor never goes below, as the kernel clamps it; read at the start and every CAP_CHECK_MS of run time
+    (a mode change moves it; None, or a None read: no floor); ``read_cap_khz``:
     reads the kernel's cap again during the run (the controller's ``cpu_cap_khz``; None: ``cap_khz`` stands);
     ``read_reserve_ms``: the time a period must keep for a meter's reads (see module doc); ``between``:
     called between inferences of a planned run, for the controller's upkeep in idle time; ``warn``: where a
@@ -183,7 +184,7 @@ class DvfsPlanner(RuntimeHooks):
         read_cap_khz: Optional[Callable[[], Optional[int]]] = None,
         not_honoured: Optional[Callable[[], Sequence[Any]]] = None,
         cpuinfo_khz: Optional[Tuple[int, int]] = None,
-        governor_floor_khz: Optional[int] = None,
+        read_floor_khz: Optional[Callable[[], Optional[int]]] = None,
         read_reserve_ms: Optional[Callable[[], float]] = None,
         between: Optional[Callable[[], None]] = None,
         warn: Optional[Callable[[str], None]] = None,
@@ -217,7 +218,8 @@ class DvfsPlanner(RuntimeHooks):
         self._runtime = runtime
         self.table_khz = list(cost.cpu_opps_khz)  # every point the cost model knows
         self.cpuinfo_khz = cpuinfo_khz or (self.table_khz[0], self.table_khz[-1])
-        self._governor_floor_khz = int(governor_floor_khz or 0)
+        self._read_floor = read_floor_khz if mode == "governor" and emulate_governor else None
+        self._governor_floor_khz = int(self._read_floor() or 0) if self._read_floor is not None else 0
         self._floor_khz = 0
         self._cap_khz = int(cap_khz) if cap_khz is not None else self.table_khz[-1]
         self._read_cap = read_cap_khz
@@ -745,8 +747,12 @@ class DvfsPlanner(RuntimeHooks):
             if top is None or top > self._cap_khz:  # not the kernel's cap: the firmware's, or unknown
                 self._hidden_cap_khz = min(self._hidden_cap_khz, self._cap_khz)
                 self._next_look_ms = self._run_ms + CAP_CHECK_MS  # just answered: not asked again at once
-        if self.mode == "planned" and self._run_ms >= self._next_look_ms and self._read_cap is not None:
-            self._look_at_cap()
+        if self._run_ms >= self._next_look_ms:
+            if self.mode == "planned" and self._read_cap is not None:
+                self._look_at_cap()
+            elif self._read_floor is not None:
+                self._next_look_ms = self._run_ms + CAP_CHECK_MS
+                self._governor_floor_khz = int(self._read_floor() or 0)
         if self._between is not None and self.mode == "planned":
             self._between()  # before parking: the clock the inference ended at is the one re-pinned mid-inference
         if self.period_ms and self.mode == "planned":

@@ -340,7 +340,7 @@ def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: C
         period_ms=period_ms, elapsed_ms=elapsed, governor=governor or brun.session.profile.cpu.default_governor,
         emulate_governor=brun.simulated, cap_khz=ctl.cpu_cap_khz(), read_cap_khz=ctl.cpu_cap_khz,
         not_honoured=lambda: ctl.honour_events, cpuinfo_khz=(table[0], table[-1]),
-        governor_floor_khz=ctl.cpu_floor_khz() if brun.simulated else None,
+        read_floor_khz=ctl.cpu_floor_khz,
         read_reserve_ms=brun.probe.read_reserve_ms if isinstance(brun.probe, MeterProbe) else None,
         between=ctl.refresh_firmware_khz, warn=warn,
     )

@@ -578,3 +578,26 @@ def test_a_shown_cap_between_two_points_explains_the_lower_one_running(bundle_rt
     p._next_look_ms = 0.0
     p.end(None, None)  # type: ignore[arg-type]
     assert p.f_max == top
+
+
+def test_the_emulated_governor_follows_a_floor_that_moves(bundle_rt, monkeypatch):
+    """The emulated governor's floor (scaling_min_freq, an nvpmodel MIN_FREQ) was read once per run: after a
+    mode change lowered it, the baseline still never ran below the old 729.6 MHz. It is read again at every
+    look (here each 300 ms of run time: 15 periods)."""
+    import edgeexit.planner as planner_mod
+
+    monkeypatch.setattr(planner_mod, "CAP_CHECK_MS", 300.0)
+    box = {"done": 0}
+
+    def progress(k):
+        box["done"] += k
+        if box["done"] == 10:
+            for pol in box["session"].controller.online_cpus():  # what a mode without MIN_FREQ writes
+                box["session"].sim.write(pol.relpath + "/scaling_min_freq", str(pol.available()[0]).encode())
+
+    b, rt = bundle_rt
+    ex = _run(b, rt, "governor", None, 20.0, "jetson-orin-nano", policy="threshold", n=60,
+              setup=lambda s: box.update(session=s), on_progress=progress)
+    ran = [min(r["cpu_khz_trace"]) for r in ex.records]
+    assert min(ran[:10]) >= 729600, ran  # nvpmodel's MIN_FREQ holds schedutil up
+    assert min(ran[30:]) < 729600, ran  # a light load at 20 ms periods: under the old floor once it is gone
