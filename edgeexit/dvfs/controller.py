@@ -160,6 +160,7 @@ class DvfsController:
         self._warned_honour = set()  # type: Set[Any]
         self._changing = None  # type: Optional[FreqDomain]
         self._armed = False
+        self.closed = False  # set once its session has restored the board: no write after that
         self.cpus = [CpufreqPolicy(sysfs, p.relpath, p.name) for p in board.cpu_policies]
         self._online = None  # type: Optional[List[CpufreqPolicy]]  # the policies pins reach, read once
         self._offline_note = None  # type: Optional[str]
@@ -207,6 +208,9 @@ class DvfsController:
 
     # --- writes ---------------------------------------------------------------------------------
     def _write(self, relpath: str, value: str) -> None:
+        if self.closed:
+            raise DvfsError("this controller's board session is closed, so nothing would restore the clocks it "
+                            "writes; open a new one with `with open_board(...) as session:`")
         try:
             if self.sysfs.exists(relpath) and self.sysfs.read(relpath).strip() == value:
                 return  # no-op: the kernel already holds this value
@@ -219,9 +223,9 @@ class DvfsController:
             if self._armed and self._on_change is not None and dom.relpath not in self.kept_in_flight:
                 self._on_change()
         if not self._armed:
-            self._armed = True
             if self._before_first_write is not None:
-                self._before_first_write()
+                self._before_first_write()  # raises when nothing could save the clocks: nothing written yet
+            self._armed = True
         try:
             with signals_held():  # one write is one syscall on a board, but many files in the simulator
                 self.sysfs.write(relpath, value)

@@ -11,6 +11,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Type
@@ -97,6 +98,8 @@ class BoardTarget:
         self.simulated = simulated
         self.sim = sim  # SimulatedKernel for in-process simulation, else None
         self.tmpdir = tmpdir
+        # a --simulate tree goes with its owner, also one never entered or dropped on an error
+        self._remove_tmpdir = weakref.finalize(self, shutil.rmtree, tmpdir, True) if tmpdir else None
 
     @property
     def root(self) -> Path:
@@ -129,9 +132,16 @@ class BoardTarget:
             publish_idle(self.sim, self.board, BoardPhysics(self.profile))
 
     def cleanup(self) -> None:
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-            self.tmpdir = None
+        if self._remove_tmpdir is not None:
+            self._remove_tmpdir()  # runs once
+        self.tmpdir = None
+
+    def hand_over(self) -> Optional[str]:
+        """The temporary tree, for a session made from this target to delete: no longer this one's."""
+        if self._remove_tmpdir is not None:
+            self._remove_tmpdir.detach()
+            self._remove_tmpdir = None
+        return self.tmpdir
 
 
 def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = None,
@@ -148,6 +158,9 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
     from edgeexit.sim.kernel import SimulatedKernel, read_marker
 
     name = board or "auto"
+    if not isinstance(name, str):
+        raise BoardConfigError("board {!r} is not a board name; pass one from `edgeexit boards` (e.g. 'jetson-nano') "
+                               "or 'auto'".format(name))
     if simulate:
         if sysfs_root is not None:
             raise DvfsError("--simulate makes its own temporary tree; leave out --sysfs-root (or drop --simulate "
@@ -216,15 +229,20 @@ class BoardSession(BoardTarget):
 
     def __init__(self, target: BoardTarget, method: str = "auto", thermal_limit_mc: Optional[int] = None,
                  thermal_guard: bool = True, warn: Optional[Callable[[str], None]] = None) -> None:
-        super().__init__(target.board, target.profile, target.sysfs, target.simulated, target.sim, target.tmpdir)
+        super().__init__(target.board, target.profile, target.sysfs, target.simulated, target.sim, target.hand_over())
         self.method = method
+        self._entered = self._closed = False
         self.state_file = state_path(self.board.name, self.root)
         self._lock = BoardLock(self.board.name, self.root, self._may_pin)
         self._snapshot = None  # type: Optional[Any]
         self._old_handlers = {}  # type: Dict[int, Any]
-        self.guard = ThermalGuard(self.board, self.sysfs, thermal_limit_mc) if thermal_guard else None
-        self.controller = DvfsController(self.board, self.sysfs, self._save, method, guard=self.guard,
-                                         on_change=self._persist, actual_cpu_khz=self.firmware_cpu_khz(), warn=warn)
+        try:
+            self.guard = ThermalGuard(self.board, self.sysfs, thermal_limit_mc) if thermal_guard else None
+            self.controller = DvfsController(self.board, self.sysfs, self._save, method, guard=self.guard,
+                                             on_change=self._persist, actual_cpu_khz=self.firmware_cpu_khz(), warn=warn)
+        except BaseException:
+            self.cleanup()
+            raise
         self.restored_stale = False
         self.restored_files = []  # type: List[Path]
         self.restore_report = None  # type: Optional[RestoreReport]
@@ -242,6 +260,10 @@ class BoardSession(BoardTarget):
         return {"expected": ctl.expected, "in_flight": sorted(ctl.in_flight | ctl.kept_in_flight)}
 
     def _save(self) -> None:
+        if not self._entered:  # no lock held, and nothing would restore what is written
+            raise DvfsError("board {}'s session is not open, so nothing would save and restore its clocks; use "
+                            "`with open_board(...) as session:`{}".format(
+                                self.board.name, ", and a new one after it is closed" if self._closed else ""))
         self._snapshot = self.controller.snapshot()
         write_state(self.state_file, self.board.name, self.root, self.simulated, self._snapshot, self._state_extra())
 
@@ -422,6 +444,9 @@ class BoardSession(BoardTarget):
         return data, ""
 
     def __enter__(self) -> "BoardSession":
+        if self._closed or self._entered:
+            raise DvfsError("board {}'s session is {}; open a new one with `with open_board(...) as session:`".format(
+                self.board.name, "closed" if self._closed else "open already"))
         try:
             self._lock.acquire()
             try:
@@ -444,9 +469,16 @@ class BoardSession(BoardTarget):
                 signal.signal(signal.SIGTERM, sigterm_to_exit)
             if self._old_handlers[signal.SIGINT] is signal.default_int_handler:
                 signal.signal(signal.SIGINT, _first_interrupt_only)
+        self._entered = True
         return self
 
     def close(self) -> None:
+        if self._closed:
+            return
+        if not self._entered:  # nothing locked or written: only a --simulate tree to delete
+            self._closed = True
+            self.cleanup()
+            return
         try:
             if self._snapshot is not None:
                 with signals_held():  # a second Ctrl-C waits until the board is back
@@ -465,6 +497,8 @@ class BoardSession(BoardTarget):
             for sig, handler in self._old_handlers.items():
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
             self._old_handlers = {}
+            self.controller.closed = True  # restored, or its state file kept for `edgeexit restore`: no more writes
+            self._entered, self._closed = False, True
             # a --simulate tree is private and deleted next: its lock file would only pile up
             self._lock.release(remove=self.tmpdir is not None)
             self.cleanup()

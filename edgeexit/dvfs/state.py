@@ -420,6 +420,9 @@ class BoardLock:
                 pid = os.read(fd, 64).decode().strip() or "?"
             finally:
                 os.close(fd)
+            if pid == str(os.getpid()):  # a second session in this process, not another run
+                raise BoardBusyError("board {} is already open in this process (lock {}); close that session first: "
+                                     "one session per board at a time".format(self.board, self.path)) from None
             raise BoardBusyError("board {} is in use by edgeexit pid {} (lock {}); wait for it to finish or stop "
                                  "that process".format(self.board, pid, self.path)) from None
         # Locks live per user too: a root run must not pin a board a udev-rule user's run holds.

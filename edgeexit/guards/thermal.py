@@ -12,6 +12,7 @@ readable zone is at least ``hysteresis_mc`` below its limit; it is logged once a
 """
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional
@@ -87,8 +88,9 @@ class ThermalGuard:
     def __init__(self, board: BoardConfig, sysfs: Sysfs, limit_mc: Optional[int] = None,
                  hysteresis_mc: int = HYSTERESIS_MC, clock: Callable[[], float] = time.monotonic,
                  warn: Optional[Callable[[str], None]] = None) -> None:
-        if limit_mc is not None and not LIMIT_RANGE_MC[0] <= int(limit_mc) <= LIMIT_RANGE_MC[1]:
-            raise ThermalError("thermal limit {} m°C is not plausible; give it in millidegrees C "
+        if limit_mc is not None and (not isinstance(limit_mc, numbers.Integral) or isinstance(limit_mc, bool)
+                                     or not LIMIT_RANGE_MC[0] <= limit_mc <= LIMIT_RANGE_MC[1]):
+            raise ThermalError("thermal limit {!r} m°C is not plausible; give it in millidegrees C as an integer "
                                "(e.g. 85000 for 85 °C)".format(limit_mc))
         self.board = board
         self.sysfs = sysfs
