@@ -3,7 +3,7 @@ energy curve's minimum (the operating point DVFS planning aims near) shows at a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 
 def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -> Path:
@@ -14,8 +14,7 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     import matplotlib.pyplot as plt
 
     mhz = [r["cpu_khz"] / 1000.0 for r in rows]
-    ran = data.get("effective_cpu_khz") or data["cpu_opps_khz"]
-    moved = [i for i, (f, e) in enumerate(zip(data["cpu_opps_khz"], ran)) if int(e) != int(f)]
+    moved = ran_elsewhere(data)
     tag = " (SIMULATED board)" if data.get("simulated") else ""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True)
     top.plot(mhz, [r["latency_ms"] for r in rows], marker="o", color="C0")
@@ -24,7 +23,7 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     known = [i for i, e in enumerate(energy) if e is not None]
     if known:
         bottom.plot([mhz[i] for i in known], [energy[i] for i in known], marker="o", color="C1")
-        best = min(known, key=lambda i: (energy[i], mhz[i]))
+        best = least_energy_point(data, energy)
         bottom.plot([mhz[best]], [energy[best]], marker="*", markersize=14, color="C3", linestyle="",
                     label="least energy: {:g} MHz, {:.3g} mJ".format(mhz[best], energy[best]))
         bottom.legend(fontsize=8)
@@ -49,6 +48,20 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     fig.savefig(str(path), dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def ran_elsewhere(data: Dict[str, Any]) -> List[int]:
+    """Indices of the profile's requests that the firmware ran at another clock (read back)."""
+    ran = data.get("effective_cpu_khz") or data["cpu_opps_khz"]
+    return [i for i, (f, e) in enumerate(zip(data["cpu_opps_khz"], ran)) if int(e) != int(f)]
+
+
+def least_energy_point(data: Dict[str, Any], energy: List[Any]) -> Optional[int]:
+    """The operating point with the least known energy, the lower clock on a tie; a request that ran at
+    another clock is none (the Pi 5's requests under its 1.5 GHz floor tie with it)."""
+    known = [i for i, e in enumerate(energy) if e is not None]
+    own = [i for i in known if i not in ran_elsewhere(data)] or known
+    return min(own, key=lambda i: (energy[i], data["cpu_opps_khz"][i])) if own else None
 
 
 def energy_gap(data: Dict[str, Any], energy: List[Any]) -> str:

@@ -199,6 +199,19 @@ def test_profile_plot_without_energy(tmp_path: Path, profiles):
     assert energy_gap(data, [r["energy_mj"] for r in rows]) == "energy not measured (no power meter)"
 
 
+def test_the_plot_marks_no_request_that_ran_at_another_clock(profiles):
+    """The Pi 5 profile plot starred 1000 MHz as the least energy: a request its firmware ran at 1.5 GHz,
+    tied with it, which the planner never picks."""
+    from edgeexit.profile_plot import least_energy_point, ran_elsewhere
+    from edgeexit.profiling import inference_table
+
+    data = profiles["raspberry-pi-5"]["profile"]
+    energy = [r["energy_mj"] for r in inference_table(data, list(data["segments"]))]
+    best = least_energy_point(data, energy)
+    assert ran_elsewhere(data) and best is not None and best not in ran_elsewhere(data)
+    assert data["cpu_opps_khz"][best] >= 1500000
+
+
 def test_profile_plot_with_a_meter_that_missed_windows(tmp_path: Path, profiles):
     """A meter ran but gave no valid samples at one clock: the plot draws the clocks it measured and says
     why one is missing, instead of "no power meter"."""
