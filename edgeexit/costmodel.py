@@ -21,6 +21,7 @@ Profile file (``schema: edgeexit-profile/1``)::
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -223,6 +224,17 @@ def default_profile_path(bundle: Bundle, board: str, simulated: bool, threads: i
     per interpreter thread count (a 1-thread profile keeps the plain name)."""
     return bundle.root / "profiles" / "{}{}{}.json".format(board, "-simulated" if simulated else "",
                                                            "-{}threads".format(threads) if threads != 1 else "")
+
+
+def other_thread_profiles(bundle: Bundle, board: str, simulated: bool, threads: int) -> Dict[int, Path]:
+    """The bundle's default-path profiles of this board measured with another interpreter thread count."""
+    stem = "{}{}".format(board, "-simulated" if simulated else "")
+    found = {}  # type: Dict[int, Path]
+    for path in sorted((bundle.root / "profiles").glob(stem + "*.json")):
+        m = re.match(re.escape(stem) + r"(?:-(\d+)threads)?\.json\Z", path.name)
+        if m and int(m.group(1) or 1) != threads:
+            found[int(m.group(1) or 1)] = path
+    return found
 
 
 @dataclass

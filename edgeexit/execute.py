@@ -68,7 +68,7 @@ def execute(
         follows = load_driven_governor(session) if (brun.simulated and dvfs == "none") else None
         if session is not None and (dvfs != "none" or follows):
             policy.bind(runtime)
-            cost = cost_model_for(brun, bundle, threads, profile)
+            cost = cost_model_for(brun, bundle, threads, profile, warn=warn)
             planner = attach_planner(brun, "governor" if follows else dvfs, runtime, policy, cost, deadline_ms,
                                      period_ms, governor=follows, warn=warn)
             if planner.mode == "governor" and planner.emulate_governor:  # --dvfs governor too, on a simulated board

@@ -13,7 +13,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json
+from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json, other_thread_profiles
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource
@@ -158,6 +158,19 @@ class MeterProbe(BoardProbe):
             return 0.0
         ms = sorted(self._read_ms)
         return ms[int(READ_QUANTILE * (len(ms) - 1))]  # below the maximum from the second period on
+
+    def time_edge_reads_ms(self, tries: int = 5) -> float:
+        """How long a period's two edge reads take on this meter (the slowest of ``tries`` pairs, ms): the time
+        a period must keep for them beside the inference (an INA3221 read is six I2C file reads; the Pi 5's
+        PMIC forks vcgencmd)."""
+        worst = 0.0
+        for i in range(tries):
+            key = "read-time-{}".format(i)
+            t = self.sampler.now_s()
+            self.sampler.begin_window(key)
+            self.sampler.end_window(key)
+            worst = max(worst, (self.sampler.now_s() - t) * 1e3)
+        return worst
 
     def measure(self, result: InferenceResult) -> Dict[str, Any]:
         return dict(self.last)
@@ -320,6 +333,12 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
         candidate = default_profile_path(bundle, brun.session.board.name, brun.simulated, threads)
         path = candidate if candidate.is_file() else None
     if path is None:
+        others = other_thread_profiles(bundle, brun.session.board.name, brun.simulated, threads)
+        if others and warn is not None:  # the README's `profile --threads 4`, then a 1-thread run
+            warn("planning from the board model: the bundle's profiles of {} were measured with {} interpreter "
+                 "thread(s), not {} ({}); pass --threads {} to plan from one, or run `edgeexit profile --threads {}`"
+                 .format(brun.session.board.name, ", ".join(map(str, others)), threads,
+                         ", ".join(str(p) for p in others.values()), min(others), threads))
         return model
     return load_profile_json(path, bundle, brun.session.board.name, fallback=model, threads=threads,
                              board_khz=brun.session.controller.cpu_opps_khz())

@@ -8,6 +8,7 @@ for the deadline. Forecasting policies get the planner.
 from __future__ import annotations
 
 import copy
+import math
 import platform
 import sys
 from dataclasses import dataclass, replace
@@ -99,6 +100,12 @@ def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics) -> f
     return round(2.0 * worst, 3)
 
 
+def default_period_ms(deadline_ms: float, read_ms: float) -> float:
+    """The deadline, plus room for a real meter's two reads per period with half again as much for their
+    jitter (a forked vcgencmd varies), to 0.1 ms: without it every period of a metered board ran over."""
+    return round(deadline_ms + math.ceil(read_ms * 1.5 * 10.0) / 10.0, 3) if read_ms else deadline_ms
+
+
 def check_default_profile(bundle: Bundle, board: str, simulated: bool, threads: int, physics: BoardPhysics) -> None:
     """Load the profile the planned arms will read (the bundle's profiles/<board>[-simulated].json, as
     `edgeexit run` finds it), so that a bad one fails now, in a second, not after the calibration (~40 s)."""
@@ -144,7 +151,11 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         board_desc = probe_session.describe()
         board_name = probe_session.board.name  # what --board auto found
         governor = probe_session.profile.cpu.default_governor
-        make_probe(probe_session, cfg.threads, meter=cfg.meter).close()
+        brun = make_probe(probe_session, cfg.threads, meter=cfg.meter)
+        try:  # a real meter's reads need room in every period, beside the inference
+            read_ms = brun.probe.time_edge_reads_ms() if brun.sampler is not None else 0.0
+        finally:
+            brun.close()
         check_default_profile(bundle, board_name, simulated, cfg.threads, physics)
     with Runtime(bundle, interpreter=cfg.interpreter, num_threads=cfg.threads) as rt:
         # 1. one accuracy target, every policy calibrated to it on the held-out calibration split
@@ -157,7 +168,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         oracle_targets = earliest_correct(table.pred, y, exit_costs(rt))
 
         deadline = cfg.deadline_ms or cfg.period_ms or default_deadline_ms(rt, bundle, physics)
-        period = cfg.period_ms or deadline
+        period = cfg.period_ms or default_period_ms(deadline, read_ms)
         sensitivity = cfg.sensitivity if cfg.sensitivity is not None else simulated
 
         wanted = cfg.policies if cfg.policies is not None else POLICY_NAMES
@@ -201,6 +212,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "n_samples": len(evalset),
             "deadline_ms": deadline,
             "period_ms": period,
+            "meter_read_ms": round(read_ms, 3) if read_ms else None,  # a period's two edge reads, before the arms
             "default_governor": governor,
             "threads": cfg.threads,
             "target_accuracy": target,

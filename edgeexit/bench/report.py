@@ -35,6 +35,22 @@ def arms_table(res: Dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def overrun_note(res: Dict[str, Any]) -> List[str]:
+    """A paragraph naming the arms whose periods ran over (a period too short for the inference and the meter's
+    reads), or nothing: their energy per period covers periods of other real lengths, not the nominal one."""
+    over = [(arm, s) for arm, s in ((a, res["arms"][a]) for a in in_arm_order(res["arms"]))
+            if s.get("period_overrun_rate")]
+    if not over:
+        return []
+    reads = res.get("meter_read_ms")
+    return ["**Periods ran over** the nominal {} ms in {}. Energy per period there covers the periods as they really "
+            "ran, so the per-period comparisons do not hold; run again with a --period-ms that holds the inference{}."
+            .format(res["period_ms"], "; ".join("{} {} (mean {} ms)".format(arm, num(s["period_overrun_rate"], "{:.0%}"),
+                                                                          num(s.get("mean_period_actual_ms"), "{:.2f}"))
+                                                for arm, s in over),
+                    " and the power meter's reads (about {:.1f} ms)".format(reads) if reads else ""), ""]
+
+
 def headline_rows(res: Dict[str, Any]) -> List[str]:
     d = res["derived"].get("predictive@planned", {})
     return [
@@ -61,11 +77,12 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                   "measurement; see the sensitivity table for how much the savings depend on its coefficients.", ""]
     lines += [
         "Conditions: {} evaluation samples; every policy calibrated on the held-out calibration split to accuracy >= {:.2%} "
-        "(final exit on that split: {:.2%}); deadline {} ms, period {} ms; {} interpreter thread{}; seed {}; board default "
-        "governor {}; {}.".format(
+        "(final exit on that split: {:.2%}); deadline {} ms, period {} ms{}; {} interpreter thread{}; seed {}; board default "
+        "governor {}; {}; the planner's cost model: {}.".format(
             res["n_samples"], res["target_accuracy"], res["full_accuracy_calibration"], res["deadline_ms"],
-            res["period_ms"], res["threads"], "" if res["threads"] == 1 else "s", res["seed"], res["default_governor"],
-            res["software"]["interpreter"]),
+            res["period_ms"], " (the power meter's two reads per period took up to {:.2f} ms)".format(res["meter_read_ms"])
+            if res.get("meter_read_ms") else "", res["threads"], "" if res["threads"] == 1 else "s", res["seed"], res["default_governor"],
+            res["software"]["interpreter"], res.get("cost_model") or "-"),
         "",
         "## Paper's headline figures beside ours",
         "",
@@ -79,7 +96,7 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         "",
         arms_table(res),
         "",
-    ]
+    ] + overrun_note(res)
     d = res["derived"]
     lines += ["## Savings", "", "| arm | MACs vs threshold | energy/inference vs full@max | vs threshold@race | vs threshold@governor "
               "| energy/period vs threshold@race | vs threshold@governor | MACs over oracle |", "|---|---|---|---|---|---|---|---|"]

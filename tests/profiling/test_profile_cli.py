@@ -240,8 +240,11 @@ def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
     assert Path(four["profile_path"]).name == "jetson-nano-simulated-4threads.json"
     run = ("run", "--board", "jetson-nano", "--simulate", "--model", str(bundle_dir), "--policy", "predictive",
            "--deadline-ms", "3.89", "--period-ms", "3.89", "--limit", "200", "--json")
-    one = json_out(edgeexit(*run))
+    p = edgeexit(*run)
+    one = json_out(p)
     assert one["cost_model"].startswith("board model") and one["deadline_miss_rate"] == 0.0
+    # said, not silent: the README's 1-thread bench after it planned from the board model without a word
+    assert "planning from the board model" in p.stderr and "pass --threads 4" in p.stderr, p.stderr
     assert json_out(edgeexit(*run, "--threads", "4"))["cost_model"].startswith("profile")
     assert_one_line_error(edgeexit(*run, "--profile", four["profile_path"]), "measured with 4 interpreter thread(s)",
                           "this run uses 1", "--threads 1")
