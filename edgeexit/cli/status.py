@@ -36,6 +36,7 @@ def power_readings(target: Any) -> Dict[str, Any]:
 
 def collect(target: Any) -> Dict[str, Any]:
     from edgeexit.dvfs.controller import DvfsController
+    from edgeexit.dvfs.state import unfinished_runs
 
     ctl = DvfsController(target.board, target.sysfs)  # read-only use: no write is ever issued
     domains = [d.status() for d in ctl.domains]
@@ -51,6 +52,7 @@ def collect(target: Any) -> Dict[str, Any]:
         temps.append(entry)
     info = {"board": target.board.name, "root": str(target.root), "simulated": target.simulated,
             "describe": target.describe(), "domains": domains, "thermal": temps, "power": power_readings(target)}
+    info["unfinished_state_files"] = [str(f) for f in unfinished_runs(target.board.name, target.root)]
     reader = target.firmware_cpu_khz()
     if reader is not None:  # a Pi: cpufreq's cur is the request, the firmware says what runs
         info["firmware_cpu_khz"] = reader()
@@ -104,5 +106,8 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
             click.echo("  rail {:<16} unreadable".format(label))
         total = "{:.1f} mW".format(power["total_mw"]) if power["total_mw"] is not None else "unknown (a rail failed)"
         click.echo("  power total          {} ({})".format(total, power["total_basis"]))
+    for f in info["unfinished_state_files"]:  # a SIGKILLed run: the clocks above may be its pins
+        click.echo("  a run that did not finish left its saved clocks in {}; `edgeexit restore --board {}{}` puts "
+                   "them back".format(f, info["board"], "" if info["root"] == "/" else " --sysfs-root " + info["root"]))
     if info["simulated"]:
         click.echo("SIMULATED board: these are not measurements of real hardware")

@@ -106,6 +106,13 @@ def foreign_state_files(board: str, root: Path) -> List[Path]:
     return [f.path for f in foreign_states(board, root)]
 
 
+def unfinished_runs(board: str, root: Path) -> List[Path]:
+    """The saved states (this user's, then other users') that runs on this board left and no live run holds:
+    what `edgeexit restore` would put back."""
+    found = [state_path(board, root)] + foreign_state_files(board, root)
+    return [f for f in found if f.is_file() and not _lock_held(f.with_name(f.name[:-len(".state.json")] + ".lock"))]
+
+
 def _read_foreign(path: Path, uid: int, board: str) -> Tuple[Optional[Dict[str, Any]], str]:
     try:
         fd = os.open(str(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

@@ -295,3 +295,26 @@ def test_another_users_run_sees_roots_lock(nobody_tree: Path, monkeypatch: pytes
             f.unlink()
         if made:
             shutil.rmtree(str(root_dir), ignore_errors=True)
+
+
+def test_status_names_a_killed_runs_saved_state(tmp_path: Path, runtime_dir: Path) -> None:
+    """After a SIGKILL, `status` showed the pinned clocks as if they were the board's own, with no word of the
+    saved state waiting for `edgeexit restore`; a live run's state is not listed."""
+    import json
+
+    make_tree(tmp_path / "t", "jetson-nano")
+    where = ["--board", "jetson-nano", "--sysfs-root", str(tmp_path / "t")]
+    out = tmp_path / "out.jsonl"
+    proc = start_run(tmp_path / "t", out, "--cpu-khz", "max")
+    try:
+        wait_for_lines(out, 5, proc)
+        live = cli("status", *where, "--json")
+        assert live.returncode == 0 and json.loads(live.stdout)["unfinished_state_files"] == [], live.stderr
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    killed = cli("status", *where)
+    assert killed.returncode == 0 and "a run that did not finish left its saved clocks in" in killed.stdout
+    assert "edgeexit restore --board jetson-nano --sysfs-root" in killed.stdout
+    assert cli("restore", *where).returncode == 0
+    assert json.loads(cli("status", *where, "--json").stdout)["unfinished_state_files"] == []
