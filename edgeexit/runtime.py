@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.manifest import SegmentSpec, TensorSpec
-from edgeexit.errors import PolicyError, warn_stderr
+from edgeexit.errors import InterpreterError, PolicyError, warn_stderr
 from edgeexit.interpreter import Backend, resolve_backend
 from edgeexit.policies.base import ExitPolicy, HeadDecoder, HeadView, SampleState
 from edgeexit.segments import Segment, make_requant
@@ -33,6 +33,14 @@ def far_requantized(boundaries: Sequence[Tuple[str, TensorSpec, TensorSpec]]) ->
         if abs(ratio - 1.0) > REQUANT_WARN_RTOL:
             out.append((name, ratio))
     return out
+
+
+def check_num_threads(num_threads: Any) -> None:
+    """An int >= 1: the interpreter reads 0 or -1 as "its own choice" on some builds and refuses it on others,
+    which surfaced as a misleading "not a loadable TFLite model"."""
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise InterpreterError("num_threads={!r} is not a thread count; pass an int of at least 1 (interpreter "
+                               "threads per segment)".format(num_threads))
 
 
 class RuntimeHooks:
@@ -94,7 +102,9 @@ class Runtime:
 
     def __init__(self, bundle: Bundle, interpreter: Optional[str] = None, num_threads: int = 1,
                  warn: Optional[Callable[[str], None]] = None) -> None:
+        check_num_threads(num_threads)
         self.bundle = bundle
+        self.num_threads = num_threads  # per segment; what a board model of this run must assume too
         self.backend: Backend = resolve_backend(interpreter)
         m = bundle.manifest
         self.blocks = [Segment(s, bundle.segment_paths[s.label], self.backend, num_threads) for s in m.blocks]
