@@ -54,6 +54,7 @@ def execute(
     warn: Any = None,
     physics_override: Any = None,
 ) -> Execution:
+    runtime.check_open()  # before a probe or a planner touches the board
     if deadline_ms is None:
         deadline_ms = period_ms  # a periodic inference must end by the next period (as --deadline-ms documents)
     brun: BoardRun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn,

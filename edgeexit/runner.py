@@ -52,6 +52,7 @@ def run_samples(
     annotate: Optional[Callable[[], Dict[str, Any]]] = None,
 ) -> "RunOutcome":
     """Infer every sample; write one record each; return the records and a summary."""
+    runtime.check_open()
     policy.bind(runtime)
     xq = quantize_inputs(samples.x, runtime.bundle.manifest.input)
     y = samples.y

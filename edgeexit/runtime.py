@@ -127,6 +127,7 @@ class Runtime:
         cum = np.cumsum(self.block_macs).tolist()
         self.macs_to_exit = [int(cum[b]) for b in self.exit_blocks]
         self.full_macs = int(cum[-1]) + self.head_macs[-1]
+        self.closed = False
 
     def _warn_far_requant(self, pairs: Sequence[Tuple[Any, Any]], warn: Callable[[str], None]) -> None:
         """One warning per loaded bundle when a boundary's scales differ by more than REQUANT_WARN_RTOL."""
@@ -153,6 +154,13 @@ class Runtime:
     def close(self) -> None:
         self.blocks = []
         self.exits = []
+        self.closed = True
+
+    def check_open(self) -> None:
+        """Raise if :meth:`close` ran: its segments are gone, and an empty loop used to end in a misleading error."""
+        if self.closed:
+            raise InterpreterError("this Runtime is closed (its segments were released); create a new Runtime(bundle) "
+                                   "and run on that")
 
     @property
     def requantized_boundaries(self) -> int:
@@ -167,6 +175,8 @@ class Runtime:
         hooks: Sequence[RuntimeHooks] = (),
     ) -> InferenceResult:
         """Run one quantized sample (shape = block 0's input) under ``policy``."""
+        if self.closed:
+            self.check_open()
         t_start = perf_counter_ns()
         if state is None:
             state = SampleState()
@@ -242,6 +252,7 @@ class Runtime:
     def exit_table(self, xq: np.ndarray, keep_block0: bool = False) -> ExitTable:
         """Evaluate every exit on every sample of ``xq`` (N, *input shape); ``keep_block0`` keeps the output
         of the first exit's block, from which :meth:`block_outputs` derives any later block's."""
+        self.check_open()
         n, n_exits = xq.shape[0], len(self.exits)
         logits = np.zeros((n, n_exits, self.bundle.manifest.num_classes), dtype=np.int8)
         conf = np.zeros((n, n_exits), dtype=np.float64)
@@ -280,6 +291,7 @@ class Runtime:
     def block_outputs(self, table: ExitTable, block: int) -> List[np.ndarray]:
         """Block ``block``'s output for every sample of ``table``: kept by :meth:`exit_table`, or computed
         from the latest kept block before it (and kept, so replays over many policies pay once)."""
+        self.check_open()
         kept = table.block_outputs
         if block in kept:
             return kept[block]

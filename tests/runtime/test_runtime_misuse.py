@@ -25,3 +25,28 @@ def test_a_bad_thread_count_is_named_as_such(bundle, bad):
 def test_the_thread_count_is_kept(bundle):
     with Runtime(bundle, num_threads=2) as rt:
         assert rt.num_threads == 2
+
+
+def _closed(bundle):
+    rt = Runtime(bundle)
+    rt.close()
+    return rt
+
+
+def test_a_closed_runtime_says_so(bundle):
+    from edgeexit.bundle.data import quantize_inputs
+    from edgeexit.execute import execute
+    from edgeexit.policies import make_policy
+
+    samples = bundle.split("evaluation").take(2)
+    xq = quantize_inputs(samples.x, bundle.manifest.input)
+    pol = make_policy("full", bundle)
+    live = Runtime(bundle)
+    table = live.exit_table(xq, keep_block0=True)
+    rt = _closed(bundle)
+    calls = [lambda: rt.infer(xq[0], pol), lambda: rt.exit_table(xq), lambda: rt.block_outputs(table, 3),
+             lambda: execute(bundle, rt, pol, samples)]
+    for call in calls:
+        with pytest.raises(InterpreterError, match=r"^this Runtime is closed .*; create a new Runtime\(bundle\)"):
+            call()
+    live.close()
