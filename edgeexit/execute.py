@@ -68,7 +68,7 @@ def execute(
         # would follow these inferences; a pinned (userspace) or static governor needs nothing.
         follows = load_driven_governor(session) if (brun.simulated and dvfs == "none") else None
         if session is not None and (dvfs != "none" or follows):
-            policy.bind(runtime)
+            runtime.bind(policy)
             cost = cost_model_for(brun, bundle, threads, profile, warn=warn)
             planner = attach_planner(brun, "governor" if follows else dvfs, runtime, policy, cost, deadline_ms,
                                      period_ms, governor=follows, warn=warn)

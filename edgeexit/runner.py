@@ -53,7 +53,7 @@ def run_samples(
 ) -> "RunOutcome":
     """Infer every sample; write one record each; return the records and a summary."""
     runtime.check_open()
-    policy.bind(runtime)
+    runtime.bind(policy)
     xq = quantize_inputs(samples.x, runtime.bundle.manifest.input)
     y = samples.y
     all_hooks = list(hooks) + ([probe] if probe is not None else [])

@@ -162,6 +162,15 @@ class Runtime:
             raise InterpreterError("this Runtime is closed (its segments were released); create a new Runtime(bundle) "
                                    "and run on that")
 
+    def bind(self, policy: ExitPolicy) -> None:
+        """Bind ``policy`` to this runtime (its tables are precomputed for this bundle)."""
+        if not isinstance(policy, ExitPolicy):
+            what = "the name {!r}".format(policy) if isinstance(policy, str) else "a {}".format(type(policy).__name__)
+            raise PolicyError("an exit policy must be an ExitPolicy, not {}; build one with "
+                              "edgeexit.policies.make_policy(name, bundle)".format(what))
+        policy.bind(self)
+        policy.runtime = self  # what infer checks, whether or not a subclass's bind called super().bind
+
     @property
     def requantized_boundaries(self) -> int:
         return sum(r is not None for r in self.block_requant) + sum(r is not None for r in self.exit_requant)
@@ -174,9 +183,12 @@ class Runtime:
         state: Optional[SampleState] = None,
         hooks: Sequence[RuntimeHooks] = (),
     ) -> InferenceResult:
-        """Run one quantized sample (shape = block 0's input) under ``policy``."""
+        """Run one quantized sample (shape = block 0's input) under ``policy``, bound to this runtime first
+        if it is not yet (run_samples binds it once per run)."""
         if self.closed:
             self.check_open()
+        if getattr(policy, "runtime", None) is not self:
+            self.bind(policy)
         t_start = perf_counter_ns()
         if state is None:
             state = SampleState()

@@ -123,8 +123,12 @@ class ExitPolicy:
     #: such prior; set by bind. A DVFS planner keeps its home clock for that work.
     typical_exit: Optional[int] = None
 
+    #: the runtime this policy is bound to (set by bind)
+    runtime: Optional["Runtime"] = None
+
     def bind(self, runtime: "Runtime") -> None:
-        """Called once when the runtime loads; precompute tables here, never per inference."""
+        """Called once per runtime, before its first inference (Runtime.infer binds a policy bound elsewhere or
+        not at all; run_samples binds once per run); precompute tables here, never per inference."""
         self.runtime = runtime
 
     #: whether a head before the forecast exit may still run (predictive evaluates a cheaper head first when

@@ -50,3 +50,43 @@ def test_a_closed_runtime_says_so(bundle):
         with pytest.raises(InterpreterError, match=r"^this Runtime is closed .*; create a new Runtime\(bundle\)"):
             call()
     live.close()
+
+
+def test_the_package_docstring_example_runs():
+    import edgeexit
+
+    doc = edgeexit.__doc__
+    lines = doc.split("::\n", 1)[1].splitlines()
+    code = "\n".join(line[4:] for line in lines if line.startswith("    ") or not line.strip())
+    scope: dict = {}
+    exec(compile(code, "edgeexit/__init__.py docstring", "exec"), scope)
+    assert 0 <= scope["result"].exit < len(scope["bundle"].exits)
+    assert scope["result"].label == int(scope["result"].label)
+
+
+@pytest.mark.parametrize("name", ["full", "threshold", "predictive", "pe-heuristic", "eenet"])
+def test_infer_binds_a_policy_straight_from_make_policy(bundle, name):
+    from edgeexit.bundle.data import quantize_inputs
+    from edgeexit.policies import make_policy
+    from edgeexit.runner import run_samples
+
+    samples = bundle.split("evaluation").take(3)
+    xq = quantize_inputs(samples.x, bundle.manifest.input)
+    with Runtime(bundle) as rt:
+        want = [r["label"] for r in run_samples(rt, make_policy(name, bundle), samples).records]
+        pol = make_policy(name, bundle)
+        assert [rt.infer(x, pol).label for x in xq] == want
+        with Runtime(bundle) as other:  # bound to another runtime: bound again to this one
+            assert [other.infer(x, pol).label for x in xq] == want
+            assert pol.runtime is other
+
+
+@pytest.mark.parametrize("bad", ["threshold", None, object()])
+def test_infer_refuses_what_is_not_a_policy(bundle, bad):
+    from edgeexit.bundle.data import quantize_inputs
+    from edgeexit.errors import PolicyError
+
+    xq = quantize_inputs(bundle.split("evaluation").x[:1], bundle.manifest.input)
+    with Runtime(bundle) as rt, pytest.raises(PolicyError, match="must be an ExitPolicy, not .*; build one with "
+                                                                 r"edgeexit.policies.make_policy\(name, bundle\)$"):
+        rt.infer(xq[0], bad)
