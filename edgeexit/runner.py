@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from edgeexit.bundle.data import Samples, quantize_inputs
+from edgeexit.bundle.data import Samples, check_given_samples, quantize_inputs
 from edgeexit.policies.base import ExitPolicy, SampleState
 from edgeexit.records import RecordWriter, RunSummary, percentile
 from edgeexit.runtime import InferenceResult, Runtime, RuntimeHooks
@@ -54,7 +54,9 @@ def run_samples(
     """Infer every sample; write one record each; return the records and a summary."""
     runtime.check_open()
     runtime.bind(policy)
-    xq = quantize_inputs(samples.x, runtime.bundle.manifest.input)
+    spec = runtime.bundle.manifest.input
+    check_given_samples(samples, spec, runtime.bundle.manifest.num_classes)
+    xq = quantize_inputs(samples.x, spec)
     y = samples.y
     all_hooks = list(hooks) + ([probe] if probe is not None else [])
     records: List[Dict[str, Any]] = []

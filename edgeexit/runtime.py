@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.manifest import SegmentSpec, TensorSpec
-from edgeexit.errors import InterpreterError, PolicyError, warn_stderr
+from edgeexit.errors import InputDataError, InterpreterError, PolicyError, warn_stderr
 from edgeexit.interpreter import Backend, resolve_backend
 from edgeexit.policies.base import ExitPolicy, HeadDecoder, HeadView, SampleState
 from edgeexit.segments import Segment, make_requant
@@ -128,6 +128,9 @@ class Runtime:
         self.macs_to_exit = [int(cum[b]) for b in self.exit_blocks]
         self.full_macs = int(cum[-1]) + self.head_macs[-1]
         self.closed = False
+        # What infer takes (block 0's quantized input), compared per inference: a tuple and a dtype, decided once.
+        self.input_shape = tuple(int(d) for d in m.blocks[0].input.shape)
+        self.input_dtype = np.dtype(m.blocks[0].input.dtype)
 
     def _warn_far_requant(self, pairs: Sequence[Tuple[Any, Any]], warn: Callable[[str], None]) -> None:
         """One warning per loaded bundle when a boundary's scales differ by more than REQUANT_WARN_RTOL."""
@@ -162,6 +165,13 @@ class Runtime:
             raise InterpreterError("this Runtime is closed (its segments were released); create a new Runtime(bundle) "
                                    "and run on that")
 
+    def _input_error(self, xq: Any, who: str, batch: bool) -> InputDataError:
+        got = "{} {}".format(xq.dtype, tuple(xq.shape)) if isinstance(xq, np.ndarray) else "a {}".format(type(xq).__name__)
+        want = ", ".join(["N"] * batch + [str(d) for d in self.input_shape])
+        return InputDataError("Runtime.{} takes block 0's quantized input, {} ({}), not {}; quantize raw samples with "
+                              "edgeexit.bundle.data.quantize_inputs(x, bundle.manifest.input)".format(
+                                  who, self.input_dtype, want, got))
+
     def bind(self, policy: ExitPolicy) -> None:
         """Bind ``policy`` to this runtime (its tables are precomputed for this bundle)."""
         if not isinstance(policy, ExitPolicy):
@@ -189,6 +199,8 @@ class Runtime:
             self.check_open()
         if getattr(policy, "runtime", None) is not self:
             self.bind(policy)
+        if getattr(xq, "shape", None) != self.input_shape or xq.dtype != self.input_dtype:
+            raise self._input_error(xq, "infer", False)
         t_start = perf_counter_ns()
         if state is None:
             state = SampleState()
@@ -265,6 +277,8 @@ class Runtime:
         """Evaluate every exit on every sample of ``xq`` (N, *input shape); ``keep_block0`` keeps the output
         of the first exit's block, from which :meth:`block_outputs` derives any later block's."""
         self.check_open()
+        if not isinstance(xq, np.ndarray) or xq.shape[1:] != self.input_shape or xq.dtype != self.input_dtype:
+            raise self._input_error(xq, "exit_table", True)
         n, n_exits = xq.shape[0], len(self.exits)
         logits = np.zeros((n, n_exits, self.bundle.manifest.num_classes), dtype=np.int8)
         conf = np.zeros((n, n_exits), dtype=np.float64)

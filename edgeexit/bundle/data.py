@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Any, Optional
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -31,6 +31,11 @@ class Samples:
         return int(self.x.shape[0])
 
     def take(self, limit: Optional[int]) -> "Samples":
+        """The first ``limit`` samples (all of them for None)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0):
+            # a slice would read -1 as "all but the last" and 2.5 as a TypeError
+            raise InputDataError("take({!r}): the limit must be a count of samples, an int of at least 0, or None for "
+                                 "all".format(limit))
         if limit is None or limit >= len(self):
             return self
         return Samples(self.x[:limit], None if self.y is None else self.y[:limit], self.source)
@@ -151,7 +156,21 @@ def read_samples(path: Path, spec: InputSpec, num_classes: int) -> Samples:
     return Samples(x, None if y is None else y.astype(np.int64), str(path))
 
 
-def check_samples(x: np.ndarray, y: Optional[np.ndarray], spec: InputSpec, num_classes: int, source: str) -> None:
+def check_given_samples(samples: Any, spec: InputSpec, num_classes: int) -> None:
+    """Samples a caller built, checked as read_samples checks a file's (once per run): shape, dtype, finite values
+    and labels in range. A run over no samples is allowed (it reports n = 0)."""
+    if not isinstance(samples, Samples):
+        raise InputDataError("samples must be a Samples, not {}; wrap arrays as Samples(x, y, source) (y may be "
+                             "None), or read a file with edgeexit.bundle.read_samples".format(type(samples).__name__))
+    src = samples.source
+    for name, arr in (("x", samples.x), ("y", samples.y)):
+        if arr is not None and not isinstance(arr, np.ndarray):
+            raise InputDataError("{}: {} is a {}, not a numpy array; pass np.asarray({})".format(src, name, type(arr).__name__, name))
+    check_samples(samples.x, samples.y, spec, num_classes, src, allow_empty=True)
+
+
+def check_samples(x: np.ndarray, y: Optional[np.ndarray], spec: InputSpec, num_classes: int, source: str,
+                  allow_empty: bool = False) -> None:
     want = tuple(spec.shape[1:])
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
         raise InputDataError(
@@ -159,7 +178,7 @@ def check_samples(x: np.ndarray, y: Optional[np.ndarray], spec: InputSpec, num_c
                 source, tuple(x.shape), ", ".join(map(str, want))
             )
         )
-    if x.shape[0] == 0:
+    if x.shape[0] == 0 and not allow_empty:
         raise InputDataError("{} holds no samples (x has shape {}); pass a file with at least one".format(source, tuple(x.shape)))
     if x.dtype != np.dtype(spec.raw_dtype):
         raise InputDataError(
