@@ -54,6 +54,7 @@ class RecordWriter:
         self.path = path
         self._f: Optional[IO[str]] = None
         self._own = True
+        self.closed = False
         if path is not None and str(path) == "-":  # the Unix convention: stdout, for piping into jq & co.
             self._f, self._own = sys.stdout, False
         elif path is not None:
@@ -61,6 +62,10 @@ class RecordWriter:
             self._f = open(path, "w", encoding="utf-8")
 
     def write(self, record: Dict[str, Any]) -> None:
+        if self.closed:  # a record written now would be lost without a word
+            where = "stdout" if not self._own else "no file" if self.path is None else str(self.path)
+            raise OutputError("this RecordWriter (to {}) is closed; write every record before closing it, or open a new "
+                              "RecordWriter".format(where))
         if self._f is not None:
             try:
                 self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -76,6 +81,7 @@ class RecordWriter:
                            "out".format(where, err.strerror or err))
 
     def close(self) -> None:
+        self.closed = True
         f, self._f = self._f, None
         if f is not None and self._own:
             try:
