@@ -46,7 +46,8 @@ class CalibrationError(EdgeExitError, ValueError):
 
 
 class PolicyError(EdgeExitError, ValueError):
-    """An unknown exit policy, or a policy that cannot run on this bundle."""
+    """An unknown exit policy or DVFS mode, a policy that cannot run on this bundle, or run settings (deadline,
+    period, threads) that cannot run together."""
 
 
 # --- boards and DVFS -------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.bundle import Bundle
 from edgeexit.bundle.data import Samples
-from edgeexit.errors import warn_stderr
+from edgeexit.errors import PolicyError, warn_stderr
 from edgeexit.costmodel import SegmentLatency
-from edgeexit.planner import LOAD_DRIVEN, overhead_summary
+from edgeexit.planner import LOAD_DRIVEN, check_dvfs, overhead_summary
 from edgeexit.policies.base import ExitPolicy
 from edgeexit.probes import BoardRun, attach_planner, cost_model_for, make_probe
 from edgeexit.records import RecordWriter
 from edgeexit.runner import RunOutcome, run_samples
-from edgeexit.runtime import Runtime
+from edgeexit.runtime import Runtime, check_policy
 
 
 @dataclass
@@ -55,6 +55,11 @@ def execute(
     physics_override: Any = None,
 ) -> Execution:
     runtime.check_open()  # before a probe or a planner touches the board
+    check_policy(policy)
+    check_dvfs(dvfs, policy, deadline_ms, period_ms)  # whatever the session: a bad mode is never silently ignored
+    if session is None and dvfs != "none":
+        raise PolicyError("dvfs={!r} sets a board's clocks, and no board session was given; pass "
+                          "session=edgeexit.dvfs.open_board(...), or dvfs='none' for a host-only run".format(dvfs))
     if deadline_ms is None:
         deadline_ms = period_ms  # a periodic inference must end by the next period (as --deadline-ms documents)
     brun: BoardRun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn,

@@ -105,7 +105,8 @@ import numpy as np
 
 from edgeexit.bundle.manifest import SegmentSpec
 from edgeexit.costmodel import CostModel
-from edgeexit.errors import EdgeExitError
+from edgeexit.deadlines import check_deadline_period
+from edgeexit.errors import PolicyError
 from edgeexit.guards.honoured import snap_to_table
 from edgeexit.policies.base import ExitPolicy, SampleState
 from edgeexit.runtime import InferenceResult, Runtime, RuntimeHooks
@@ -151,6 +152,19 @@ class _Replay(NamedTuple):
     end_col: np.ndarray  # the point it ended at
 
 
+def check_dvfs(mode: Any, policy: ExitPolicy, deadline_ms: Optional[float], period_ms: Optional[float]) -> None:
+    """The DVFS mode, the policy and the deadline/period can plan together (checked before anything runs)."""
+    check_deadline_period(deadline_ms, period_ms)
+    if mode not in MODES:
+        raise PolicyError("unknown --dvfs mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
+    if mode == "planned" and not policy.forecasts:
+        raise PolicyError("--dvfs planned needs a policy that forecasts its exit (predictive, pe-heuristic, oracle); "
+                          "policy {} does not: use race, worst-case or governor".format(policy.name))
+    if mode == "worst-case" and deadline_ms is None and period_ms is None:
+        raise PolicyError("--dvfs worst-case picks the lowest clock that meets a deadline, and none was given: "
+                          "add --deadline-ms (or --period-ms), or use --dvfs race")
+
+
 class DvfsPlanner(RuntimeHooks):
     """Sets the CPU operating point between segments (see module doc).
 
@@ -189,14 +203,7 @@ class DvfsPlanner(RuntimeHooks):
         between: Optional[Callable[[], None]] = None,
         warn: Optional[Callable[[str], None]] = None,
     ) -> None:
-        if mode not in MODES:
-            raise EdgeExitError("unknown --dvfs mode {!r}; use one of {}".format(mode, ", ".join(MODES)))
-        if mode == "planned" and not policy.forecasts:
-            raise EdgeExitError("--dvfs planned needs a policy that forecasts its exit (predictive, pe-heuristic, oracle); "
-                                "policy {} does not: use race, worst-case or governor".format(policy.name))
-        if mode == "worst-case" and deadline_ms is None and period_ms is None:
-            raise EdgeExitError("--dvfs worst-case picks the lowest clock that meets a deadline, and none was given: "
-                                "add --deadline-ms (or --period-ms), or use --dvfs race")
+        check_dvfs(mode, policy, deadline_ms, period_ms)
         self.mode = mode
         self.cost = cost
         self.policy = policy

@@ -43,6 +43,14 @@ def check_num_threads(num_threads: Any) -> None:
                                "threads per segment)".format(num_threads))
 
 
+def check_policy(policy: Any) -> None:
+    """An ExitPolicy, not its name (or anything else), which would fail deep inside with an AttributeError."""
+    if not isinstance(policy, ExitPolicy):
+        what = "the name {!r}".format(policy) if isinstance(policy, str) else "a {}".format(type(policy).__name__)
+        raise PolicyError("an exit policy must be an ExitPolicy, not {}; build one with "
+                          "edgeexit.policies.make_policy(name, bundle)".format(what))
+
+
 class RuntimeHooks:
     """Callbacks around segments. Subclass and override what you need; all default to no-ops."""
 
@@ -174,10 +182,7 @@ class Runtime:
 
     def bind(self, policy: ExitPolicy) -> None:
         """Bind ``policy`` to this runtime (its tables are precomputed for this bundle)."""
-        if not isinstance(policy, ExitPolicy):
-            what = "the name {!r}".format(policy) if isinstance(policy, str) else "a {}".format(type(policy).__name__)
-            raise PolicyError("an exit policy must be an ExitPolicy, not {}; build one with "
-                              "edgeexit.policies.make_policy(name, bundle)".format(what))
+        check_policy(policy)
         policy.bind(self)
         policy.runtime = self  # what infer checks, whether or not a subclass's bind called super().bind
 

@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import click
 
+from edgeexit.deadlines import MAX_PERIOD_MS, deadline_problem  # one bound and one check, for the CLI and the library
+
 
 class FiniteFloatRange(click.FloatRange):
     """A click.FloatRange that also refuses nan and inf: both pass every bound check, and a nan period or
@@ -132,7 +134,6 @@ meter_rate = click.option(
     help="Sampling rate of the power meter's background thread.",
 )
 
-MAX_PERIOD_MS = 3600e3  # an hour: longer periods overflowed energy sums into inf, which JSON cannot carry
 
 _DEADLINE_HELP = ("Per-inference deadline, at most the period. The DVFS planner picks the least-energy operating point "
                   "that still meets it (also after a misprediction); a deadline no inference can meet is warned about. ")
@@ -185,10 +186,9 @@ def drop_pp_or_target(max_drop_pp: Optional[float], target_accuracy: Optional[fl
 
 def check_deadline(deadline_ms: Optional[float], period_ms: Optional[float]) -> None:
     """A periodic inference must end before the next period starts: the deadline is at most the period."""
-    if deadline_ms is not None and period_ms is not None and deadline_ms > period_ms:
-        raise click.UsageError("--deadline-ms {:g} is longer than --period-ms {:g}: an inference must end before the next "
-                               "period starts; give a deadline of at most the period, or leave it out (it defaults to "
-                               "the period)".format(deadline_ms, period_ms))
+    why = deadline_problem(deadline_ms, period_ms)
+    if why is not None:
+        raise click.UsageError(why)
 
 
 dvfs = click.option(
