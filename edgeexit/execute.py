@@ -44,7 +44,7 @@ def execute(
     dvfs: str = "none",
     deadline_ms: Optional[float] = None,
     period_ms: Optional[float] = None,
-    threads: int = 1,
+    threads: Optional[int] = None,
     profile: Optional[Path] = None,
     meter: str = "auto",
     meter_rate_hz: float = 200.0,
@@ -54,12 +54,34 @@ def execute(
     warn: Any = None,
     physics_override: Any = None,
 ) -> Execution:
+    """Run ``policy`` over ``samples`` on ``runtime`` (loaded from ``bundle``), on a board or host-only.
+
+    ``session``: an open board session (:func:`edgeexit.dvfs.open_board`), or None for a host-only run, which
+    reports host latency and no energy. ``dvfs``: who sets the CPU clock, one of planned, race, worst-case,
+    governor or none (the CLI's --dvfs after resolving auto); anything but none needs a session, planned a
+    forecasting policy, worst-case a deadline or period. ``deadline_ms``: per-inference deadline in ms, at most
+    the period (default: the period); each record says whether it was missed. ``period_ms``: one inference
+    every period, energy per period reported (needs a session to keep the schedule). ``threads``: interpreter
+    threads per segment that the board model and the profile assume; default (and only accepted value): the
+    runtime's ``num_threads``. ``profile``: an `edgeexit profile` file for the planner (default: the bundle's
+    own for this board, else the board model). ``meter``/``meter_rate_hz``: the power meter on a real board
+    (auto, ina3221, pmic, joulescope, none) and its sampling rate. ``writer``: where each record goes as it
+    completes. ``on_progress(n)``: called after each inference. ``pass_labels``: let the policy see the true
+    label (the oracle only). ``warn(msg)``: where warnings go (default: stderr; pass ``lambda msg: None`` to
+    silence them). ``physics_override``: the board model to use instead of the session's (a sensitivity study).
+
+    Raises an :class:`~edgeexit.errors.EdgeExitError` for arguments that cannot run together, before the board
+    is touched.
+    """
+    if warn is None:
+        warn = warn_stderr  # the library's default (errors.warn_stderr): a dropped warning hides why figures moved
     runtime.check_open()  # before a probe or a planner touches the board
     check_policy(policy)
     check_dvfs(dvfs, policy, deadline_ms, period_ms)  # whatever the session: a bad mode is never silently ignored
     if session is None and dvfs != "none":
         raise PolicyError("dvfs={!r} sets a board's clocks, and no board session was given; pass "
                           "session=edgeexit.dvfs.open_board(...), or dvfs='none' for a host-only run".format(dvfs))
+    threads = _threads(runtime, threads)
     if deadline_ms is None:
         deadline_ms = period_ms  # a periodic inference must end by the next period (as --deadline-ms documents)
     brun: BoardRun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn,
@@ -82,7 +104,7 @@ def execute(
             hooks.append(planner)
             extra["cost_model"] = cost.source
             shortest_ms = planner.shortest_ms()
-            if deadline_ms is not None and warn is not None and deadline_ms < shortest_ms:
+            if deadline_ms is not None and deadline_ms < shortest_ms:
                 warn("no inference can meet the {:g} ms deadline: the shortest path through the bundle takes {:.3f} ms "
                      "at the maximum clock ({}); every inference will miss it, so give a longer --deadline-ms (or "
                      "--period-ms)".format(deadline_ms, shortest_ms, cost.source))
@@ -108,6 +130,17 @@ def execute(
         return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
     finally:
         brun.close()
+
+
+def _threads(runtime: Runtime, threads: Optional[int]) -> int:
+    """The thread count the board model assumes: the one the runtime's interpreters run."""
+    if threads is None:
+        return int(runtime.num_threads)
+    if threads != runtime.num_threads:
+        raise PolicyError("threads={!r} but the Runtime runs num_threads={}: the board model would time another thread "
+                          "count than ran; leave threads out (it follows the Runtime) or build Runtime(bundle, "
+                          "num_threads={!r})".format(threads, runtime.num_threads, threads))
+    return int(threads)
 
 
 def load_driven_governor(session: Any) -> Optional[str]:
@@ -141,5 +174,4 @@ def _check_unused_profile(brun: BoardRun, bundle: Bundle, threads: int, profile:
         SegmentLatency.from_profile(profile, bundle)  # no board to check it against: the bundle and its table
         why = "this run has no board, so nothing plans clocks"
         fix = "add --board NAME to plan with it, or leave --profile out"
-    msg = "--profile {} is unused: {}; {}".format(profile, why, fix)
-    (warn or warn_stderr)(msg)
+    warn("--profile {} is unused: {}; {}".format(profile, why, fix))

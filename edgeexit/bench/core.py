@@ -82,6 +82,10 @@ def _open(cfg: BenchConfig) -> Any:
     return open_board(cfg.board, cfg.sysfs_root, cfg.simulate, warn=cfg.board_warn)
 
 
+def _silent(msg: str) -> None:
+    """The arms after the first: each would say again what the first said."""
+
+
 def _once(warn: Callable[[str], None]) -> Callable[[str], None]:
     said: Set[str] = set()
 
@@ -260,7 +264,7 @@ def _run_arm(cfg: BenchConfig, bundle: Bundle, rt: Runtime, samples: Any, pol_na
     with _open(cfg) as session:
         ex = execute(bundle, rt, pol, samples, session=session, dvfs=mode, deadline_ms=deadline, period_ms=period,
                      threads=cfg.threads, meter=cfg.meter, pass_labels=pol_name == "oracle", physics_override=physics,
-                     warn=warn)
+                     warn=warn if warn is not None else _silent)  # execute's own default is stderr
     return ex, ex.planner, pol
 
 
