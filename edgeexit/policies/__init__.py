@@ -84,6 +84,9 @@ def _not_calibrated(bundle: Bundle, name: str) -> Optional[str]:
 
 def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     """Build policy ``name`` for ``bundle`` from its stored calibration."""
+    if not isinstance(bundle, Bundle):  # a path or a name would fail deep in a factory with an AttributeError
+        raise PolicyError("make_policy needs a loaded Bundle, not a {}; load one with edgeexit.bundle.load_bundle(path) "
+                          "(no path: the demo)".format(type(bundle).__name__))
     factory = POLICIES.get(name)
     if factory is None:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))

@@ -8,6 +8,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from edgeexit.errors import PolicyError
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 #: earliest_correct's target for a sample no exit gets right; OraclePolicy sends it to the cheapest exit
@@ -52,9 +53,18 @@ class OraclePolicy(ExitPolicy):
         super().bind(runtime)
         costs = exit_costs(runtime)
         self._cheapest = costs.index(min(costs))  # where a sample no exit gets right goes
+        bad = [t for t in self.targets if not NO_CORRECT_EXIT <= t < len(costs)]
+        if bad:
+            raise PolicyError("oracle target {} is not an exit of this bundle (0..{}, or {} for none); compute the "
+                              "targets with earliest_correct on this bundle's exit table".format(
+                                  bad[0], len(costs) - 1, NO_CORRECT_EXIT))
 
     def start(self, state: SampleState) -> None:
-        t = self.targets[state.index]
+        i = state.index
+        if not 0 <= i < len(self.targets):  # an IndexError, or the last target for a state without an index
+            raise PolicyError("the oracle has {} targets and no target for sample {}; give one target per sample "
+                              "(and run through run_samples, or pass SampleState(index))".format(len(self.targets), i))
+        t = self.targets[i]
         self._target = self._cheapest if t == NO_CORRECT_EXIT else t
         state.planned_exit = self._target
 

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from edgeexit.errors import CalibrationError
+from edgeexit.errors import CalibrationError, PolicyError
 from edgeexit.forecaster import HEAD_FEATURES, EntryTree, Forecaster, ForecastTable, head_features, pooled_features
 from edgeexit.jsonvalues import is_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
@@ -68,7 +68,7 @@ class PredictivePolicy(ExitPolicy):
                  table: Optional[ForecastTable] = None, entry: Optional[Forecaster] = None, entry_risk: float = 1.0,
                  entry_tree: Optional[EntryTree] = None, entry_exit: int = 0) -> None:
         if on_miss not in ("repredict", "step"):
-            raise CalibrationError("on_miss must be 'repredict' or 'step', not {!r}".format(on_miss))
+            raise PolicyError("on_miss must be 'repredict' or 'step', not {!r}; pass one of them".format(on_miss))
         self.forecaster = forecaster
         self.thresholds = [float(t) for t in thresholds]
         self.on_miss = on_miss
