@@ -36,8 +36,7 @@ def far_requantized(boundaries: Sequence[Tuple[str, TensorSpec, TensorSpec]]) ->
 
 
 def check_num_threads(num_threads: Any) -> None:
-    """An int >= 1: the interpreter reads 0 or -1 as "its own choice" on some builds and refuses it on others,
-    which surfaced as a misleading "not a loadable TFLite model"."""
+    """An int >= 1, checked here: the interpreter's own refusal surfaced as "not a loadable TFLite model"."""
     if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
         raise InterpreterError("num_threads={!r} is not a thread count; pass an int of at least 1 (interpreter "
                                "threads per segment)".format(num_threads))
@@ -112,7 +111,7 @@ class Runtime:
                  warn: Optional[Callable[[str], None]] = None) -> None:
         check_num_threads(num_threads)
         self.bundle = bundle
-        self.num_threads = num_threads  # per segment; what a board model of this run must assume too
+        self.num_threads = int(num_threads)  # per segment; what a board model of this run must assume too
         self.backend: Backend = resolve_backend(interpreter)
         m = bundle.manifest
         self.blocks = [Segment(s, bundle.segment_paths[s.label], self.backend, num_threads) for s in m.blocks]
