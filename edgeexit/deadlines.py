@@ -1,7 +1,6 @@
 """Deadline and period checks shared by the library (execute, the DVFS planner) and the CLI's options."""
 from __future__ import annotations
 
-import math
 from numbers import Real
 from typing import Any, Optional
 
