@@ -237,6 +237,14 @@ def other_thread_profiles(bundle: Bundle, board: str, simulated: bool, threads: 
     return found
 
 
+def other_threads_note(board: str, threads: int, others: Dict[int, Path]) -> str:
+    """The warning for a run that plans from the board model beside profiles of other thread counts."""
+    return ("planning from the board model: the bundle's profiles of {} were measured with {} interpreter thread(s), "
+            "not {} ({}); pass --threads {} to plan from one, or run `edgeexit profile --threads {}`".format(
+                board, ", ".join(map(str, others)), threads, ", ".join(str(p) for p in others.values()), min(others),
+                threads))
+
+
 @dataclass
 class SegmentLatency:
     """Latency (ms) of every segment at one operating point: what a budget in milliseconds is counted in."""

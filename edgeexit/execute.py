@@ -76,6 +76,8 @@ def execute(
     if warn is None:
         warn = warn_stderr  # the library's default (errors.warn_stderr): a dropped warning hides why figures moved
     runtime.check_open()  # before a probe or a planner touches the board
+    if session is not None:
+        session.check_open()  # entered and not closed: else nothing saves or restores what the run writes
     check_policy(policy)
     check_dvfs(dvfs, policy, deadline_ms, period_ms)  # whatever the session: a bad mode is never silently ignored
     if session is None and dvfs != "none":
@@ -96,7 +98,8 @@ def execute(
         follows = load_driven_governor(session) if (brun.simulated and dvfs == "none") else None
         if session is not None and (dvfs != "none" or follows):
             runtime.bind(policy)
-            cost = cost_model_for(brun, bundle, threads, profile, warn=warn)
+            # only a planner that plans from it hears that the bundle's profile is for another thread count
+            cost = cost_model_for(brun, bundle, threads, profile, warn=warn if dvfs in ("planned", "worst-case") else None)
             planner = attach_planner(brun, "governor" if follows else dvfs, runtime, policy, cost, deadline_ms,
                                      period_ms, governor=follows, warn=warn)
             if planner.mode == "governor" and planner.emulate_governor:  # --dvfs governor too, on a simulated board

@@ -13,7 +13,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from edgeexit.costmodel import CostModel, PhysicsCostModel, default_profile_path, load_profile_json, other_thread_profiles
+from edgeexit.costmodel import (CostModel, PhysicsCostModel, default_profile_path, load_profile_json,
+                                other_thread_profiles, other_threads_note)
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource
@@ -335,10 +336,7 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
     if path is None:
         others = other_thread_profiles(bundle, brun.session.board.name, brun.simulated, threads)
         if others and warn is not None:  # the README's `profile --threads 4`, then a 1-thread run
-            warn("planning from the board model: the bundle's profiles of {} were measured with {} interpreter "
-                 "thread(s), not {} ({}); pass --threads {} to plan from one, or run `edgeexit profile --threads {}`"
-                 .format(brun.session.board.name, ", ".join(map(str, others)), threads,
-                         ", ".join(str(p) for p in others.values()), min(others), threads))
+            warn(other_threads_note(brun.session.board.name, threads, others))
         return model
     return load_profile_json(path, bundle, brun.session.board.name, fallback=model, threads=threads,
                              board_khz=brun.session.controller.cpu_opps_khz())

@@ -21,7 +21,9 @@ from edgeexit import __version__
 from edgeexit.bundle import NOT_CALIBRATED, Bundle, load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from, threshold_cost
-from edgeexit.costmodel import PhysicsCostModel, default_profile_path, load_profile_json
+from edgeexit.costmodel import (PhysicsCostModel, default_profile_path, load_profile_json, other_thread_profiles,
+                                other_threads_note)
+from edgeexit.deadlines import MAX_PERIOD_MS
 from edgeexit.errors import EdgeExitError, PolicyError, warn_stderr
 from edgeexit.execute import execute
 from edgeexit.offline import per_sample_cost, replay
@@ -107,14 +109,22 @@ def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics) -> f
 def default_period_ms(deadline_ms: float, read_ms: float) -> float:
     """The deadline, plus room for a real meter's two reads per period with half again as much for their
     jitter (a forked vcgencmd varies), to 0.1 ms: without it every period of a metered board ran over."""
-    return round(deadline_ms + math.ceil(read_ms * 1.5 * 10.0) / 10.0, 3) if read_ms else deadline_ms
+    if not read_ms:
+        return deadline_ms
+    return min(round(deadline_ms + math.ceil(read_ms * 1.5 * 10.0) / 10.0, 3), MAX_PERIOD_MS)
 
 
-def check_default_profile(bundle: Bundle, board: str, simulated: bool, threads: int, physics: BoardPhysics) -> None:
+def check_default_profile(bundle: Bundle, board: str, simulated: bool, threads: int, physics: BoardPhysics,
+                          warn: Optional[Callable[[str], None]] = None) -> None:
     """Load the profile the planned arms will read (the bundle's profiles/<board>[-simulated].json, as
-    `edgeexit run` finds it), so that a bad one fails now, in a second, not after the calibration (~40 s)."""
+    `edgeexit run` finds it), so that a bad one fails now, in a second, not after the calibration (~40 s).
+    Without one, say so where the bundle has one for another thread count (the arms plan from the model)."""
     path = default_profile_path(bundle, board, simulated, threads)
-    if path.is_file():
+    if not path.is_file():
+        others = other_thread_profiles(bundle, board, simulated, threads)
+        if others and warn is not None:
+            warn(other_threads_note(board, threads, others))
+    else:
         # A simulated board's table is its firmware profile's; a real one's is checked when the arms open it.
         load_profile_json(path, bundle, board, fallback=PhysicsCostModel(physics, bundle), threads=threads,
                           board_khz=list(physics.freqs_khz) if simulated else None)
@@ -160,7 +170,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             read_ms = brun.probe.time_edge_reads_ms() if brun.sampler is not None else 0.0
         finally:
             brun.close()
-        check_default_profile(bundle, board_name, simulated, cfg.threads, physics)
+        check_default_profile(bundle, board_name, simulated, cfg.threads, physics, warn)
     with Runtime(bundle, interpreter=cfg.interpreter, num_threads=cfg.threads) as rt:
         # 1. one accuracy target, every policy calibrated to it on the held-out calibration split
         cal = collect(rt, bundle.split("calibration"), keep_block0=True)

@@ -153,7 +153,8 @@ period_ms = _ms_option("--period-ms", _PERIOD_HELP + "Default: none (inferences 
 bench_deadline_ms = _ms_option(
     "--deadline-ms", _DEADLINE_HELP + "Default: the period, if given, else twice the worst-case path (every block and "
     "exit head) at the maximum CPU clock, from the board model.")
-bench_period_ms = _ms_option("--period-ms", _PERIOD_HELP + "Default: the deadline (given or defaulted).")
+bench_period_ms = _ms_option("--period-ms", _PERIOD_HELP + "Default: the deadline (given or defaulted); on a real board "
+                             "with a power meter, plus room for the meter's two reads per period (timed first).")
 
 
 DEFAULT_MAX_DROP_PP = 0.25  # held-out, the demo's policies land 0.3-0.6 pp below `full` (fitted in-sample)

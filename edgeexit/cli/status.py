@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno as errno_mod
 import json
+import shlex
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -75,6 +76,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
       edgeexit status --board jetson-nano --sysfs-root /tmp/nano --json
     """
     from edgeexit.dvfs.session import resolve_target
+    from edgeexit.paths import runtime_dir
 
     target = resolve_target(board or "auto", sysfs_root, False, offer_simulate=False)
     info = collect(target)
@@ -106,8 +108,10 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
             click.echo("  rail {:<16} unreadable".format(label))
         total = "{:.1f} mW".format(power["total_mw"]) if power["total_mw"] is not None else "unknown (a rail failed)"
         click.echo("  power total          {} ({})".format(total, power["total_basis"]))
+    own = runtime_dir()
     for f in info["unfinished_state_files"]:  # a SIGKILLed run: the clocks above may be its pins
-        click.echo("  a run that did not finish left its saved clocks in {}; `edgeexit restore --board {}{}` puts "
-                   "them back".format(f, info["board"], "" if info["root"] == "/" else " --sysfs-root " + info["root"]))
+        click.echo("  a run that did not finish left its saved clocks in {}; `{}edgeexit restore --board {}{}` puts "
+                   "them back".format(f, "" if Path(f).parent == own else "sudo ", info["board"],
+                                      "" if info["root"] == "/" else " --sysfs-root " + shlex.quote(info["root"])))
     if info["simulated"]:
         click.echo("SIMULATED board: these are not measurements of real hardware")

@@ -207,10 +207,13 @@ class DvfsController:
         return online
 
     # --- writes ---------------------------------------------------------------------------------
-    def _write(self, relpath: str, value: str) -> None:
+    def _check_open(self) -> None:
         if self.closed:
             raise DvfsError("this controller's board session is closed, so nothing would restore the clocks it "
                             "writes; open a new one with `with open_board(...) as session:`")
+
+    def _write(self, relpath: str, value: str) -> None:
+        self._check_open()
         try:
             if self.sysfs.exists(relpath) and self.sysfs.read(relpath).strip() == value:
                 return  # no-op: the kernel already holds this value
@@ -367,6 +370,7 @@ class DvfsController:
 
     def set_cpu_khz(self, freq_khz: FreqArg) -> int:
         """Pin every CPU policy; returns the effective kHz of the first policy, read back."""
+        self._check_open()  # before the table is read: a closed --simulate session's tree is gone
         target = self._resolve(freq_khz, self.cpu_opps_khz(), "--cpu-khz")
         self._say_offline()
         effective = [self._pin(d, target) for d in self._require_cpus()]
@@ -377,6 +381,7 @@ class DvfsController:
         if self.gpu is None:
             raise DvfsError("board {} has no GPU devfreq node{}; leave out --gpu-hz".format(
                 self.board.name, "" if self.board.gpu is None else " under " + str(self.sysfs.root)))
+        self._check_open()
         target = self._resolve(freq_hz, self.gpu.available(), "--gpu-hz")
         return self._pin(self.gpu, target)
 

@@ -98,8 +98,9 @@ class BoardTarget:
         self.simulated = simulated
         self.sim = sim  # SimulatedKernel for in-process simulation, else None
         self.tmpdir = tmpdir
-        # a --simulate tree goes with its owner, also one never entered or dropped on an error
-        self._remove_tmpdir = weakref.finalize(self, shutil.rmtree, tmpdir, True) if tmpdir else None
+        # A --simulate tree goes with an owner never entered (dropped, or raising while it was made). Once a
+        # session is entered its close deletes the tree, or after a kill the sweep does, with the lock and state.
+        self._remove_tmpdir = weakref.finalize(self, _remove_tree, tmpdir, os.getpid()) if tmpdir else None
 
     @property
     def root(self) -> Path:
@@ -132,16 +133,24 @@ class BoardTarget:
             publish_idle(self.sim, self.board, BoardPhysics(self.profile))
 
     def cleanup(self) -> None:
-        if self._remove_tmpdir is not None:
-            self._remove_tmpdir()  # runs once
-        self.tmpdir = None
+        self.hand_over()
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
 
     def hand_over(self) -> Optional[str]:
-        """The temporary tree, for a session made from this target to delete: no longer this one's."""
+        """The temporary tree, no longer deleted with this object (a session made from this target, or an
+        entered session, deletes it)."""
         if self._remove_tmpdir is not None:
             self._remove_tmpdir.detach()
             self._remove_tmpdir = None
         return self.tmpdir
+
+
+def _remove_tree(path: str, owner_pid: int) -> None:
+    """Delete a --simulate tree, in the process that made it only: a forked child inherits the finalizer."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = None,
@@ -470,13 +479,20 @@ class BoardSession(BoardTarget):
             if self._old_handlers[signal.SIGINT] is signal.default_int_handler:
                 signal.signal(signal.SIGINT, _first_interrupt_only)
         self._entered = True
+        self.hand_over()  # close deletes the tree now, or the sweep with its lock and state after a kill
         return self
+
+    def check_open(self) -> None:
+        """Raise unless the session is entered and not yet closed (a run on it would write unsaved clocks)."""
+        if not self._entered:
+            raise DvfsError("board {}'s session is {}; run inside `with open_board(...) as session:`".format(
+                self.board.name, "closed" if self._closed else "not open"))
 
     def close(self) -> None:
         if self._closed:
             return
         if not self._entered:  # nothing locked or written: only a --simulate tree to delete
-            self._closed = True
+            self._closed = self.controller.closed = True
             self.cleanup()
             return
         try:

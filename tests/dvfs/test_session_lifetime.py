@@ -101,3 +101,62 @@ def test_bad_board_arguments_are_edgeexit_errors(tmp_path: Path) -> None:
         with pytest.raises(BoardBusyError, match="already open in this process.*close that session first"):
             with open_board("jetson-nano", sysfs_root=tmp_path / "t"):
                 pass
+
+
+def test_a_forked_child_leaves_its_parents_tree(private_tmp: Path) -> None:
+    """A child made with os.fork inherits the tree's finalizer: its normal exit deleted the parent's live tree."""
+    import os
+
+    for enter in (False, True):
+        session = open_board("jetson-nano", simulate=True)
+        if enter:
+            session.__enter__()
+        pid = os.fork()
+        if pid == 0:  # the child: a normal exit runs atexit, and with it the finalizers it inherited
+            import atexit
+
+            atexit._run_exitfuncs()
+            os._exit(0)  # not through pytest's own shutdown in a forked child
+        os.waitpid(pid, 0)
+        assert session.root.is_dir(), "the child deleted the parent's tree (entered: {})".format(enter)
+        session.close()
+        assert not list(private_tmp.glob("edgeexit-sim-*"))
+
+
+def test_an_entered_session_left_unclosed_is_swept_with_its_lock_and_state(private_tmp: Path, runtime_dir: Path) -> None:
+    """A process that ends inside a session (no close) leaves the tree, its lock and its state file to the next
+    sweep; deleting the tree alone at exit left the lock and state file for ever."""
+    import subprocess
+    import sys
+
+    code = ("from edgeexit.dvfs import open_board\ns = open_board('jetson-nano', simulate=True)\ns.__enter__()\n"
+            "s.controller.set_cpu_khz('max')\n")
+    env = dict(__import__("os").environ, TMPDIR=str(private_tmp))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    assert len(list(private_tmp.glob("edgeexit-sim-*"))) == 1
+    assert list(runtime_dir.glob("*.state.json")) and list(runtime_dir.glob("*.lock"))
+    from edgeexit.dvfs.state import sweep_killed_simulations
+
+    assert sweep_killed_simulations(min_age_s=0) == 1
+    assert not list(private_tmp.glob("edgeexit-sim-*")) and not list(runtime_dir.iterdir())
+
+
+def test_a_closed_simulated_session_says_it_is_closed(private_tmp: Path) -> None:
+    """Its tree is gone: the write used to fail reading the table, 'this kernel does not match the board config'."""
+    from edgeexit.bundle import load_bundle
+    from edgeexit.execute import execute
+    from edgeexit.policies import make_policy
+    from edgeexit.runtime import Runtime
+
+    with open_board("jetson-nano", simulate=True) as session:
+        pass
+    never = open_board("jetson-nano", simulate=True)
+    never.close()
+    for s in (session, never):
+        for pin in (lambda: s.controller.set_cpu_khz("max"), lambda: s.controller.set_gpu_hz("min")):
+            with pytest.raises(DvfsError, match="session is closed"):
+                pin()
+    b = load_bundle()
+    with Runtime(b) as rt:
+        with pytest.raises(DvfsError, match="session is closed; run inside `with open_board"):
+            execute(b, rt, make_policy("full", b), b.split("evaluation").take(2), session=session)

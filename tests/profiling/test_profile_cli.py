@@ -245,6 +245,20 @@ def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
     assert one["cost_model"].startswith("board model") and one["deadline_miss_rate"] == 0.0
     # said, not silent: the README's 1-thread bench after it planned from the board model without a word
     assert "planning from the board model" in p.stderr and "pass --threads 4" in p.stderr, p.stderr
+    # a run that plans nothing (a simulated board's governor emulated, threshold) has nothing to hear
+    quiet = edgeexit("run", "--board", "jetson-nano", "--simulate", "--model", str(bundle_dir), "--limit", "3")
+    assert quiet.returncode == 0 and "planning from the board model" not in quiet.stderr, quiet.stderr
+    # bench says it before its calibration: its first arm (race) plans nothing either
+    from edgeexit.bench.core import check_default_profile
+    from edgeexit.boards.config import load_board
+    from edgeexit.boards.profile import load_profile
+    from edgeexit.bundle import load_bundle
+    from edgeexit.sim.physics import BoardPhysics
+
+    said = []
+    physics = BoardPhysics(load_profile(load_board("jetson-nano")))
+    check_default_profile(load_bundle(bundle_dir), "jetson-nano", True, 1, physics, said.append)
+    assert len(said) == 1 and "pass --threads 4" in said[0]
     assert json_out(edgeexit(*run, "--threads", "4"))["cost_model"].startswith("profile")
     assert_one_line_error(edgeexit(*run, "--profile", four["profile_path"]), "measured with 4 interpreter thread(s)",
                           "this run uses 1", "--threads 1")
