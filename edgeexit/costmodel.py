@@ -33,6 +33,9 @@ from edgeexit.jsonvalues import is_finite_number
 from edgeexit.sim.physics import BoardPhysics
 
 PROFILE_SCHEMA = "edgeexit-profile/1"
+#: Bound on a profile's latencies (ms), powers (mW) and clocks (kHz): 1000 hours, 3.6 MW, 3.6 THz; anything
+#: above is a damaged file, and products of larger values overflowed the planner's sums into inf.
+MAX_PROFILE_VALUE = 3.6e9
 
 
 class CostModel:
@@ -176,9 +179,11 @@ def _profile_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
         return "cpu_opps_khz must be a non-empty list of kHz"
 
     def column(v: Any, what: str) -> Optional[str]:
+        # bounded: a segment of 1e308 ms passed as finite and overflowed the planner's energy sums
         ok = isinstance(v, list) and len(v) == len(opps) and all(
-            is_finite_number(x) and x > 0 for x in v)
-        return None if ok else "{} needs {} finite positive numbers, one per operating point".format(what, len(opps))
+            is_finite_number(x) and 0 < x <= MAX_PROFILE_VALUE for x in v)
+        return None if ok else "{} needs {} positive numbers up to {:g}, one per operating point".format(
+            what, len(opps), MAX_PROFILE_VALUE)
 
     for label in labels:
         seg = data["segments"][label]

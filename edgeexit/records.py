@@ -55,17 +55,31 @@ class RecordWriter:
         self._f: Optional[IO[str]] = None
         self._own = True
         self.closed = False
+        self._pending = False  # a file checked, to be opened (truncated) when the run starts
         if path is not None and str(path) == "-":  # the Unix convention: stdout, for piping into jq & co.
             self._f, self._own = sys.stdout, False
         elif path is not None:
-            writable_output(path, "the records", "--output FILE", keep=True)  # opened at once
-            self._f = open(path, "w", encoding="utf-8")
+            # Checked now, opened by start(): a run refused in its setup (a bad --profile, --dvfs) leaves an
+            # existing file as it was, and makes none.
+            writable_output(path, "the records", "--output FILE")
+            self._pending = True
+
+    def start(self) -> None:
+        """Open (truncate) the output file: the run's setup is done and its first record comes next."""
+        if self._pending:
+            self._pending = False
+            try:
+                Path(str(self.path)).parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(str(self.path), "w", encoding="utf-8")
+            except OSError as err:
+                raise self._error(err) from None
 
     def write(self, record: Dict[str, Any]) -> None:
         if self.closed:  # a record written now would be lost without a word
             where = "stdout" if not self._own else "no file" if self.path is None else str(self.path)
             raise OutputError("this RecordWriter (to {}) is closed; write every record before closing it, or open a new "
                               "RecordWriter".format(where))
+        self.start()
         if self._f is not None:
             try:
                 self._f.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -7,11 +7,33 @@ Errors stay ``OSError`` with the kernel's errno; callers translate them (see dvf
 from __future__ import annotations
 
 import abc
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import List, Union
 
 from edgeexit.boards.validate import check_relpath_str
+
+
+def read_file(path: Path) -> bytes:
+    """A file's bytes, read with os.read (a sysfs read failing with EAGAIN, as Orin cv*-thermal does, must
+    raise, where io.BufferedReader would return None). A FIFO or device there raises EINVAL instead of
+    blocking the run for ever: opened without waiting for a writer, and refused after fstat."""
+    fd = os.open(str(path), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+            raise OSError(errno.EINVAL, "a FIFO or device, not a file", str(path))
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 class Sysfs(abc.ABC):
@@ -51,19 +73,7 @@ class HostSysfs(Sysfs):
     """Plain file I/O: a real board (root ``/``) or the simulator's FUSE mount."""
 
     def read(self, relpath: str) -> str:
-        # os.read, not a buffered file: a sysfs read failing with EAGAIN (Orin cv*-thermal) must raise,
-        # where io.BufferedReader would return None.
-        fd = os.open(str(self.path(relpath)), os.O_RDONLY)
-        try:
-            chunks = []
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        return b"".join(chunks).decode("utf-8", "replace").rstrip("\n")
+        return read_file(self.path(relpath)).decode("utf-8", "replace").rstrip("\n")
 
     def write(self, relpath: str, value: Union[str, int]) -> None:
         # O_WRONLY without O_CREAT: sysfs never creates files, and one write() is one store() call.

@@ -100,7 +100,7 @@ def translate_oserror(err: OSError, relpath: str, value: str, privileged: bool =
         return SysfsPermissionError(
             "{} failed: the filesystem is read-only (EROFS), as /sys is in a container started without "
             "--privileged; run the container with --privileged (or /sys mounted read-write), or run on the "
-            "host".format(what))
+            "host; a simulated or copied tree on a read-only filesystem: copy it somewhere writable".format(what))
     if code in (errno.EISDIR, errno.ENOTDIR):
         return DvfsError(
             "{} failed: {} is not a file ({}), so the board config's path is wrong for this kernel; check that "
@@ -347,7 +347,8 @@ class DvfsController:
             try:
                 value = int(v)
             except ValueError:
-                raise DvfsError("{} must be a number, 'min' or 'max', not {!r}".format(what, value)) from None
+                raise DvfsError("{} must be a whole number of {}, 'min' or 'max', not {!r}".format(
+                    what, "kHz" if what.endswith("khz") else "Hz", value)) from None
         value = int(value)
         # Between two entries the kernel rounds to one (read back and reported); outside the table it would
         # clamp silently, and such a value is nearly always a unit slip (MHz for kHz, kHz for Hz).

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
+from edgeexit.boards.sysfs import read_file
 from edgeexit.errors import BoardBusyError, StateFileError
 from edgeexit.paths import prepare_runtime_dir, runtime_dir
 
@@ -602,7 +603,7 @@ def read_state(path: Path, board: str) -> Optional[Dict[str, Any]]:
     try:
         if path.stat().st_size > MAX_STATE_BYTES:
             raise ValueError("larger than any state file")
-        data = json.loads(path.read_text())
+        data = json.loads(read_file(path).decode("utf-8"))  # a FIFO there must not hang the restore
     except FileNotFoundError:
         return None
     except (OSError, ValueError, RecursionError, MemoryError) as err:

@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from edgeexit.boards.config import KERNEL_FAMILIES, BoardConfig, load_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
+from edgeexit.boards.sysfs import read_file
 from edgeexit.errors import BoardConfigError, DvfsError
 from edgeexit.sim import rules
 
@@ -108,12 +109,24 @@ def _faults_problem(faults: Any) -> str:
 
 
 def read_marker(root: Path) -> Optional[Dict[str, Any]]:
-    """The simulator's marker under ``root``, or None when ``root`` is not a simulated tree."""
-    try:
-        data = json.loads((Path(root) / MARKER).read_text())
-    except (OSError, ValueError):
+    """The simulator's marker under ``root``, or None when ``root`` is not a simulated tree. A tree with the
+    simulator's folder whose marker cannot be read is refused: taken for a real board, it ran unlabelled and
+    kept edgeexit's writes."""
+    if not os.path.lexists(str(Path(root) / SIM_DIR)):
         return None
-    return data if isinstance(data, dict) and "board" in data else None
+    why = ""
+    try:
+        data = json.loads(read_file(Path(root) / MARKER).decode("utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("board"), str):
+            why = "names no board"
+    except OSError as err:
+        why = "cannot be read ({})".format(err.strerror or err)
+    except (ValueError, RecursionError):
+        why = "is not JSON"
+    if why:
+        raise DvfsError("{} is a damaged simulated tree: its {} {}; make a new one with `edgeexit sim init --board NAME "
+                        "DIR`".format(root, MARKER, why))
+    return data
 
 
 def _give(fd: int, owner: Tuple[int, int]) -> None:
@@ -191,10 +204,28 @@ class SimulatedKernel:
     # --- creation ------------------------------------------------------------------------------
     @classmethod
     def create(cls, root: Path, board: BoardConfig, profile: Optional[FirmwareProfile] = None) -> "SimulatedKernel":
-        """Build a fresh tree for ``board`` under ``root`` (``edgeexit sim init``)."""
+        """Build a fresh tree for ``board`` under ``root`` (``edgeexit sim init``). A build that fails (a full
+        disk) removes what it made: a half tree was refused by the next `sim init` as not empty, and by every
+        command as a damaged tree."""
+        from edgeexit.paths import missing_folders, remove_folders
         from edgeexit.sim.tree import build_tree
 
-        return build_tree(Path(root), board, profile or load_profile(board))
+        root = Path(root)
+        made = missing_folders(root)
+        was_empty = not made and root.is_dir() and not any(root.iterdir())  # else build_tree refuses it, untouched
+        try:
+            return build_tree(root, board, profile or load_profile(board))
+        except BaseException:
+            if made:
+                shutil.rmtree(str(root), ignore_errors=True)
+                remove_folders(made[1:])  # made[0] is root, gone with its tree
+            elif was_empty:
+                for entry in root.iterdir():  # empty again
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(str(entry), ignore_errors=True)
+                    else:
+                        entry.unlink()
+            raise
 
     # --- file helpers --------------------------------------------------------------------------
     def put(self, rel: str, content: str, mode: int = RO) -> None:
@@ -258,7 +289,7 @@ class SimulatedKernel:
         """The kernel's state, checked to have the shape the simulator writes (a hand-edited or truncated
         file must fail with one line naming the fix, not a KeyError deep in a write)."""
         try:
-            state = json.loads((self.root / STATE).read_text())
+            state = json.loads(read_file(self.root / STATE).decode("utf-8"))
         except (OSError, ValueError, RecursionError) as err:
             raise corrupt(self.root, "state " + STATE, "not readable JSON: {}".format(
                 getattr(err, "strerror", None) or err)) from None
@@ -375,7 +406,7 @@ class SimulatedKernel:
     # --- fault injection (tests) ----------------------------------------------------------------
     def load_faults(self) -> Dict[str, Any]:
         try:
-            data = json.loads((self.root / FAULTS).read_text())
+            data = json.loads(read_file(self.root / FAULTS).decode("utf-8"))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, RecursionError) as err:

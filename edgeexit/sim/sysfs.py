@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from edgeexit.boards.sysfs import Sysfs
+from edgeexit.boards.sysfs import Sysfs, read_file
 from edgeexit.sim.kernel import SimulatedKernel
 
 
@@ -33,8 +33,7 @@ class SimulatedSysfs(Sysfs):
             raise OSError(code, os.strerror(code), str(path))
         if self.unprivileged and path.exists() and not (path.stat().st_mode & 0o044):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        with open(str(path), "rb") as fh:
-            return fh.read().decode("utf-8", "replace").rstrip("\n")
+        return read_file(path).decode("utf-8", "replace").rstrip("\n")
 
     def write(self, relpath: str, value: Union[str, int]) -> None:
         path = self.path(relpath)
