@@ -56,6 +56,12 @@ class _LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgeExitError as err:
             raise CliError(err) from None
+        except KeyboardInterrupt:
+            raise _Interrupted() from None  # past click, which prints a blank line before its Abort
+
+
+class _Interrupted(BaseException):
+    """Ctrl-C inside a command, on its way to main's one line (exit 130)."""
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,7 +133,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except CliError as err:
         err.show()
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, _Interrupted):
         click.echo("edgeexit: interrupted", err=True)
         sys.exit(130)
     except click.UsageError as err:

@@ -318,3 +318,16 @@ def test_status_names_a_killed_runs_saved_state(tmp_path: Path, runtime_dir: Pat
     assert "edgeexit restore --board jetson-nano --sysfs-root" in killed.stdout
     assert cli("restore", *where).returncode == 0
     assert json.loads(cli("status", *where, "--json").stdout)["unfinished_state_files"] == []
+
+
+def test_ctrl_c_in_a_command_is_one_line(tmp_path: Path) -> None:
+    """click printed a blank line before its Abort: Ctrl-C during `calibrate` left two lines on stderr."""
+    from edgeexit.paths import demo_bundle_dir
+
+    shutil.copytree(str(demo_bundle_dir()), str(tmp_path / "b"))
+    proc = subprocess.Popen([sys.executable, "-m", "edgeexit", "calibrate", "--model", str(tmp_path / "b")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    time.sleep(4)  # importing, loading, fitting
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "edgeexit: interrupted\n", repr(err)
