@@ -59,13 +59,13 @@ class RecordWriter:
         if path is not None and str(path) == "-":  # the Unix convention: stdout, for piping into jq & co.
             self._f, self._own = sys.stdout, False
         elif path is not None:
-            # Checked now, opened by start(): a run refused in its setup (a bad --profile, --dvfs) leaves an
-            # existing file as it was, and makes none.
+            # Checked now, opened at the first record: a run refused in its setup (a bad --profile, --dvfs)
+            # leaves an existing file as it was, and makes none.
             writable_output(path, "the records", "--output FILE")
             self._pending = True
 
     def start(self) -> None:
-        """Open (truncate) the output file: the run's setup is done and its first record comes next."""
+        """Open (truncate) the output file; the first record does (the run's setup is done by then)."""
         if self._pending:
             self._pending = False
             try:

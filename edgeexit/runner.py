@@ -67,8 +67,6 @@ def run_samples(
             for rec in done:
                 writer.write(rec)
 
-    if writer is not None:
-        writer.start()  # the setup is done: an existing --output file is replaced from here on
     try:
         for i in range(len(samples)):
             state = SampleState(i, int(y[i]) if (pass_labels and y is not None) else -1)
