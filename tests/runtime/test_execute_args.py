@@ -6,28 +6,15 @@ import math
 
 import pytest
 
-from edgeexit.bundle import load_bundle
 from edgeexit.dvfs import open_board
 from edgeexit.errors import PolicyError
 from edgeexit.execute import execute
 from edgeexit.planner import DvfsPlanner
 from edgeexit.policies import make_policy
-from edgeexit.runtime import Runtime
 
 pytestmark = pytest.mark.backend
 
 BAD_MS = [math.nan, math.inf, 0.0, -5.0, 3600e3 + 1, "10", True]
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_bundle()
-
-
-@pytest.fixture(scope="module")
-def rt(bundle):
-    with Runtime(bundle) as r:
-        yield r
 
 
 def _samples(bundle):

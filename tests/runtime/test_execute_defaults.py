@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 import edgeexit.execute as execute_mod
-from edgeexit.bundle import load_bundle
 from edgeexit.dvfs import open_board
 from edgeexit.errors import PolicyError
 from edgeexit.execute import execute
@@ -13,11 +12,6 @@ from edgeexit.policies import make_policy
 from edgeexit.runtime import Runtime
 
 pytestmark = pytest.mark.backend
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_bundle()
 
 
 def _run(bundle, rt, **kw):

@@ -11,20 +11,8 @@ from edgeexit.errors import InputDataError
 from edgeexit.execute import execute
 from edgeexit.policies import make_policy
 from edgeexit.runner import run_samples
-from edgeexit.runtime import Runtime
 
 pytestmark = pytest.mark.backend
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_bundle()
-
-
-@pytest.fixture(scope="module")
-def rt(bundle):
-    with Runtime(bundle) as r:
-        yield r
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from edgeexit.bundle import load_bundle
 from edgeexit.errors import InterpreterError
 from edgeexit.runtime import Runtime
 
 pytestmark = pytest.mark.backend
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    return load_bundle()
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
