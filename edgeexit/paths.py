@@ -110,16 +110,46 @@ def remove_folders(made: List[Path]) -> None:
             break
 
 
+def _output_target(path: Path) -> Path:
+    """The file a write to ``path`` lands in: ``path`` itself, or the target of a dangling symlink (open() and
+    :func:`edgeexit.bundle.fileio.replace_file` both create it). A symlink loop raises ELOOP here."""
+    if os.path.islink(str(path)):
+        try:
+            os.stat(str(path))
+        except FileNotFoundError:
+            return Path(os.path.realpath(str(path)))
+    return path
+
+
+def _try_open_existing(path: Path) -> None:
+    """Open an existing ``path`` for append (never truncated) without ever blocking: a FIFO that no process
+    reads would block open() forever, so non-regular files are opened with O_NONBLOCK."""
+    mode = os.stat(str(path)).st_mode
+    if stat.S_ISREG(mode):
+        open(str(path), "a").close()
+        return
+    try:
+        fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ENXIO and stat.S_ISFIFO(mode):
+            raise OSError(errno.ENXIO, "it is a FIFO (named pipe) that no process is reading") from None
+        raise
+    os.close(fd)
+
+
 def writable_output(path: Path, what: str, option: str, directory: bool = False, keep: bool = False) -> Path:
     """Check that ``path`` (``directory``) or a file in its folder can be written, before any long work, so
     that a bad --out/--output fails at once in one line naming the option, not after the run. Folders made
     for the check are removed again unless ``keep`` (the writer makes them): a run that fails later leaves none
-    behind."""
+    behind. A dangling symlink is checked at its target (the write creates it), a symlink loop is refused as
+    one, and a FIFO is never opened in a way that blocks."""
     path = Path(path)
-    folder = path if directory else path.parent
-    made = [] if keep else missing_folders(folder)
+    made = []  # type: List[Path]
     try:
-        if not directory and path.is_dir():
+        target = path if directory else _output_target(path)
+        folder = target if directory else target.parent
+        made = [] if keep else missing_folders(folder)
+        if not directory and target.is_dir():
             raise IsADirectoryError(21, "is a directory")
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -131,14 +161,18 @@ def writable_output(path: Path, what: str, option: str, directory: bool = False,
         # /proc or on a read-only mount. An existing file is opened for append (never truncated).
         if directory:
             tempfile.TemporaryFile(dir=str(folder)).close()
-        elif path.exists():
-            open(str(path), "a").close()
+        elif os.path.lexists(str(target)):
+            _try_open_existing(target)
         else:
-            open(str(path), "x").close()
-            os.unlink(str(path))
+            open(str(target), "x").close()
+            os.unlink(str(target))
     except OSError as err:
+        why = err.strerror or str(err)
+        if err.errno == errno.ELOOP:
+            why += ": a symlink loop"
         raise OutputError("cannot write {} to {} ({}); pass {} somewhere writable".format(
-            what, path, err.strerror or err, option)) from None
+            what, path, why, option)) from None
     finally:
         remove_folders(made)
     return path
+

@@ -8,8 +8,10 @@ from typing import Any, Dict, Optional
 import click
 
 from edgeexit.bundle import load_bundle
+from edgeexit.bundle.fileio import replace_target
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, progress, table, warn
+from edgeexit.paths import writable_output
 from edgeexit.runtime import Runtime
 
 EPILOG = """\b
@@ -88,14 +90,17 @@ def command(
         check_output(out)
     if plot is not None:  # before minutes of profiling, not after
         from edgeexit.bench.plots import have_matplotlib
-        from edgeexit.paths import writable_output
+        from edgeexit.errors import OutputError
 
         if plot.suffix.lower() != ".png":
             raise click.BadParameter("{} does not end in .png; the plot is a PNG, so name it FILE.png".format(plot),
                                      param_hint="'--plot'")
         if not have_matplotlib():
             raise click.UsageError("--plot needs matplotlib: pip install matplotlib (the [plot] extra)")
-        writable_output(plot, "the plot", "--plot FILE")
+        # as --out: a directory, device or FIFO is refused without opening it (a FIFO no one reads blocks open())
+        target = replace_target(plot, lambda why: OutputError("cannot write the plot to {} ({}); pass --plot FILE naming "
+                                                              "a regular file somewhere writable".format(plot, why)))
+        writable_output(target, "the plot", "--plot FILE")
     with ExitStack() as stack:
         session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
         path = check_output(out if out is not None else default_profile_path(bundle, session.board.name,

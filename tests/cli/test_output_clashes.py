@@ -1,0 +1,59 @@
+"""Outputs that would replace an input or each other, options that mean nothing without a board, and output
+paths that are dangling links, symlink loops or FIFOs: one line naming the fix, exit 2, nothing written."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from edgeexit.errors import OutputError
+from edgeexit.paths import writable_output
+from tests.cli.helpers import assert_one_line_error, edgeexit
+
+NANO = ("--board", "jetson-nano", "--simulate")
+
+
+# --- C/D: dangling links, symlink loops and FIFOs as outputs --------------------------------------------------
+def test_a_dangling_link_as_output_writes_its_target(tmp_path: Path):
+    for cmd, opt, name in ((("run", "--limit", "2"), "--output", "r.jsonl"),
+                           (("profile",) + NANO, "--out", "p.json")):
+        link = tmp_path / ("link-" + name)
+        link.symlink_to(tmp_path / name)
+        p = edgeexit(*cmd, opt, str(link), "--json")
+        assert p.returncode == 0, p.stderr
+        assert link.is_symlink() and (tmp_path / name).stat().st_size > 0
+
+
+def test_a_symlink_loop_as_output_says_so(tmp_path: Path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert_one_line_error(edgeexit("run", "--limit", "2", "--output", str(tmp_path / "a")),
+                          "Too many levels of symbolic links", "--output")
+    with pytest.raises(OutputError, match="Too many levels of symbolic links"):
+        writable_output(tmp_path / "a", "the plot", "--plot FILE")
+
+
+def test_a_fifo_as_plot_is_refused_without_blocking(tmp_path: Path):
+    fifo = tmp_path / "f.png"
+    os.mkfifo(str(fifo))
+    assert_one_line_error(edgeexit("profile", *NANO, "--plot", str(fifo), "--out", str(tmp_path / "p.json"),
+                                   timeout=60), "--plot", "FIFO")
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_writable_output_never_blocks_on_a_fifo(tmp_path: Path):
+    fifo = tmp_path / "records"
+    os.mkfifo(str(fifo))
+    def hung(signum: int, frame: object) -> None:
+        raise AssertionError("writable_output blocked on a FIFO that no process reads")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(OutputError, match="FIFO"):
+            writable_output(fifo, "the records", "--output FILE")  # open(path, "a") blocked here for ever
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
