@@ -6,7 +6,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import List
+from typing import Any, List, Optional, Sequence, Tuple
 
 from edgeexit.errors import OutputError, StateFileError
 
@@ -176,3 +176,39 @@ def writable_output(path: Path, what: str, option: str, directory: bool = False,
         remove_folders(made)
     return path
 
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether writing ``a`` would write ``b``: the same path once symlinks are resolved, or a hard link."""
+    ra, rb = os.path.realpath(str(a)), os.path.realpath(str(b))
+    if ra == rb:
+        return True
+    try:
+        return os.path.samefile(ra, rb)
+    except OSError:  # either is missing: only the resolved paths can tell
+        return False
+
+
+def bundle_files(bundle: Any) -> List[Tuple[str, Path]]:
+    """Every file of a loaded bundle that an output must never replace, each with its name for a message."""
+    root = Path(bundle.root)
+    files = [("the bundle's manifest.json", root / "manifest.json"),
+             ("the bundle's calibration.json", root / "calibration.json")]
+    files += [("the bundle's {} segment".format(label), Path(p)) for label, p in bundle.segment_paths.items()]
+    files += [("the bundle's {} split".format(name), root / spec.file)
+              for name, spec in bundle.manifest.splits.items()]
+    return files
+
+
+def refuse_overwriting(outputs: Sequence[Tuple[str, Optional[Path]]], inputs: Sequence[Tuple[str, Path]]) -> None:
+    """Refuse, in one line naming both, an output (``(option, path)``; None for one not given) that would replace
+    an input (``(name, path)``) or another output: checked before anything is written or a board is touched."""
+    given = [(opt, Path(p)) for opt, p in outputs if p is not None and str(p) != "-"]
+    for i, (opt, path) in enumerate(given):
+        for other, other_path in given[:i]:
+            if _same_file(path, other_path):
+                raise OutputError("{} {} and {} {} name the same file, so one would overwrite the other; give each its "
+                                  "own path".format(other, other_path, opt, path))
+        for name, in_path in inputs:
+            if _same_file(path, in_path):
+                raise OutputError("{} {} is {} ({}), which the output would overwrite; pass {} a path of its "
+                                  "own".format(opt, path, name, in_path, opt))

@@ -11,7 +11,7 @@ from edgeexit.bundle import load_bundle
 from edgeexit.bundle.fileio import replace_target
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, progress, table, warn
-from edgeexit.paths import writable_output
+from edgeexit.paths import bundle_files, refuse_overwriting, writable_output
 from edgeexit.runtime import Runtime
 
 EPILOG = """\b
@@ -86,6 +86,7 @@ def command(
     from edgeexit.profiling import board_meter, check_output, inference_table, profile_bundle, write_profile
 
     bundle = load_bundle(model_path, calibration=False)
+    refuse_overwriting([("--out", out), ("--plot", plot)], bundle_files(bundle))
     if out is not None:
         check_output(out)
     if plot is not None:  # before minutes of profiling, not after

@@ -2,17 +2,71 @@
 paths that are dangling links, symlink loops or FIFOs: one line naming the fix, exit 2, nothing written."""
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 from pathlib import Path
+from typing import Dict
 
+import numpy as np
 import pytest
 
 from edgeexit.errors import OutputError
-from edgeexit.paths import writable_output
+from edgeexit.paths import demo_bundle_dir, writable_output
 from tests.cli.helpers import assert_one_line_error, edgeexit
 
 NANO = ("--board", "jetson-nano", "--simulate")
+
+
+def _digests(folder: Path) -> Dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture()
+def bundle(tmp_path: Path) -> Path:
+    b = tmp_path / "B"
+    shutil.copytree(str(demo_bundle_dir()), str(b))
+    return b
+
+
+# --- A: an output that is an input, or another output -----------------------------------------------------
+@pytest.mark.parametrize("name", ["manifest.json", "calibration.json", "eval.npz", "calib.npz", "block0.tflite"])
+def test_profile_out_never_replaces_a_bundle_file(bundle: Path, name: str):
+    before = _digests(bundle)
+    line = assert_one_line_error(edgeexit("profile", *NANO, "--model", str(bundle), "--out", str(bundle / name)),
+                                 "--out", name, "path of its own")
+    assert line.count("\n") == 0
+    assert _digests(bundle) == before
+
+
+def test_run_output_never_replaces_a_bundle_file(bundle: Path):
+    before = _digests(bundle)
+    assert_one_line_error(edgeexit("run", "--limit", "2", "--model", str(bundle), "--output", str(bundle / "eval.npz")),
+                          "--output", "evaluation split", "path of its own")
+    # through a symlink too: the link is resolved
+    link = bundle.parent / "link.jsonl"
+    link.symlink_to(bundle / "manifest.json")
+    assert_one_line_error(edgeexit("run", "--limit", "2", "--model", str(bundle), "--output", str(link)),
+                          "--output", "manifest.json")
+    assert _digests(bundle) == before
+
+
+def test_run_output_never_replaces_the_input(tmp_path: Path):
+    x = np.load(str(demo_bundle_dir() / "eval.npz"))["x"][:3]
+    samples = tmp_path / "a.npy"
+    np.save(str(samples), x)
+    before = samples.read_bytes()
+    assert_one_line_error(edgeexit("run", "--input", str(samples), "--output", str(samples)),
+                          "--output", "--input", "path of its own")
+    assert samples.read_bytes() == before
+
+
+def test_profile_out_and_plot_on_one_file_are_refused(tmp_path: Path):
+    target = tmp_path / "X.png"
+    assert_one_line_error(edgeexit("profile", *NANO, "--out", str(target), "--plot", str(target)),
+                          "--out", "--plot", "same file")
+    assert not target.exists()
 
 
 # --- C/D: dangling links, symlink loops and FIFOs as outputs --------------------------------------------------
