@@ -35,10 +35,18 @@ json_output = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table (for scripts)."
 )
 
+def _board_not_blank(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    """An empty --board '' (an unset shell variable) read as no board at all: a host run, or 'auto'."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; give a board name from `edgeexit boards` (or auto), or leave the option out")
+    return value
+
+
 board = click.option(
     "--board",
     metavar="NAME",
     default=None,
+    callback=_board_not_blank,
     help="Board name from `edgeexit boards` (e.g. jetson-nano, raspberry-pi-5), or 'auto' to detect it "
     "from the device-tree model string.",
 )
@@ -47,6 +55,7 @@ board_name = click.option(  # for a simulated tree, which has no device tree to 
     "--board",
     metavar="NAME",
     default=None,
+    callback=_board_not_blank,
     help="Board name from `edgeexit boards` (e.g. jetson-nano, raspberry-pi-5).",
 )
 

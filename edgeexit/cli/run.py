@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import click
+from click.core import ParameterSource
 
 from edgeexit.bundle import load_bundle, read_samples
 from edgeexit.cli import options
@@ -114,6 +115,15 @@ def command(
     if (cpu_khz or gpu_hz or deadline_ms or period_ms or profile) and not on_board:
         raise click.UsageError("--cpu-khz/--gpu-hz/--deadline-ms/--period-ms/--profile need a board: add --board NAME "
                                "(with --simulate or --sysfs-root DIR)")
+    if not on_board:  # given without a board, these were ignored without a word (their defaults are fine)
+        ctx = click.get_current_context()
+        given = ["--" + name.replace("_", "-") for name in ("thermal_limit_mc", "meter", "meter_rate_hz")
+                 if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+                 and not (name == "meter" and meter == "none")]  # --meter none asks for nothing a host lacks
+        if given:
+            raise click.UsageError("{} need{} a board: add --board NAME (with --simulate or --sysfs-root DIR), or leave "
+                                   "{} out".format("/".join(given), "s" if len(given) == 1 else "",
+                                                   "it" if len(given) == 1 else "them"))
     options.check_deadline(deadline_ms, period_ms)
     mode = resolve_dvfs(dvfs, pol, cpu_khz, on_board)
     with ExitStack() as stack:

@@ -69,6 +69,17 @@ def test_profile_out_and_plot_on_one_file_are_refused(tmp_path: Path):
     assert not target.exists()
 
 
+# --- B: board-only options without a board, and an empty --board ---------------------------------------------
+@pytest.mark.parametrize("args", [("--thermal-limit-mc", "50000"), ("--meter", "ina3221"), ("--meter-rate-hz", "5")])
+def test_board_options_without_a_board_are_refused(args):
+    assert_one_line_error(edgeexit("run", "--limit", "2", *args), args[0], "need", "--board NAME")
+
+
+def test_an_empty_board_is_refused():
+    for cmd in (("run", "--limit", "2"), ("profile", "--simulate")):
+        assert_one_line_error(edgeexit(*cmd, "--board", ""), "--board", "is empty")
+
+
 # --- C/D: dangling links, symlink loops and FIFOs as outputs --------------------------------------------------
 def test_a_dangling_link_as_output_writes_its_target(tmp_path: Path):
     for cmd, opt, name in ((("run", "--limit", "2"), "--output", "r.jsonl"),
