@@ -103,6 +103,8 @@ def command(
                                                               "a regular file somewhere writable".format(plot, why)))
         writable_output(target, "the plot", "--plot FILE")
     with ExitStack() as stack:
+        # The interpreter first: one that cannot start fails before the board is opened or described.
+        rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
         session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
         path = check_output(out if out is not None else default_profile_path(bundle, session.board.name,
                                                                              session.simulated, threads))
@@ -125,7 +127,6 @@ def command(
                 # ~120 ms on a Pi 5 tree) and the default two-period gap nulled whole profiles. Profile windows
                 # hold one steady load, so samples are trusted as far out as a slow meter's are.
                 sampler = stack.enter_context(Sampler(m, rate_hz=meter_rate_hz, max_gap_s=SLOW_READ_GAP_CAP_S))
-        rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
         total = len(session.controller.cpu_opps_khz()) * (len(bundle.blocks) + len(bundle.exits))
         with progress(total, "profiling") as update:
             data = profile_bundle(bundle, session, rt, threads=threads, repeats=repeats, sampler=sampler,

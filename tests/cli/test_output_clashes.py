@@ -122,3 +122,13 @@ def test_writable_output_never_blocks_on_a_fifo(tmp_path: Path):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+# --- E: one line for a Runtime that cannot start --------------------------------------------------------------
+def test_profile_with_a_missing_interpreter_prints_one_line():
+    try:
+        import tflite_runtime  # noqa: F401
+        pytest.skip("tflite-runtime is installed here")
+    except ImportError:
+        pass
+    assert_one_line_error(edgeexit("profile", *NANO, "--interpreter", "tflite", "--json"), "tflite")
