@@ -24,7 +24,7 @@ from edgeexit.calibration import collect, target_from, threshold_cost
 from edgeexit.costmodel import (PhysicsCostModel, default_profile_path, load_profile_json, other_thread_profiles,
                                 other_threads_note)
 from edgeexit.deadlines import MAX_PERIOD_MS
-from edgeexit.errors import EdgeExitError, PolicyError, warn_stderr
+from edgeexit.errors import CalibrationError, EdgeExitError, PolicyError, warn_stderr
 from edgeexit.execute import execute
 from edgeexit.offline import per_sample_cost, replay
 from edgeexit.policies import make_policy
@@ -175,6 +175,9 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         # 1. one accuracy target, every policy calibrated to it on the held-out calibration split
         cal = collect(rt, bundle.split("calibration"), keep_block0=True)
         target = target_from(cal, cfg.max_drop_pp, cfg.target_accuracy)
+        if target > cal.full_accuracy:  # no policy can reach it: say so before any "calibrating ..." line
+            raise CalibrationError("the final exit reaches {:.2%} on the calibration split, below the target {:.2%}; lower "
+                                   "the target".format(cal.full_accuracy, target))
         bench_bundle = copy.copy(bundle)
         fitting = None if progress is None else (lambda stage, done, total: progress("calibrating " + stage, 0, 0))
         bench_bundle.calibration = calibrate_all(rt, cal, target, seed=cfg.seed, progress=fitting, policies=cfg.policies)
