@@ -1,8 +1,13 @@
 """PNG plots of a bench result (matplotlib is an optional extra: `pip install matplotlib`)."""
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
+
+from edgeexit.errors import OutputError
 
 
 def have_matplotlib() -> bool:
@@ -11,6 +16,45 @@ def have_matplotlib() -> bool:
     except ImportError:
         return False
     return True
+
+
+def save_figure(plt: Any, fig: Any, path: Path) -> None:
+    """Save ``fig`` as a PNG to ``path`` atomically and close it: drawn into a new file beside it, then renamed
+    over it, so a full disk leaves the old plot (or none), never a truncated one, and fails in one line naming
+    the file instead of a bare OSError after the whole run."""
+    path = Path(path)
+    # written through a symlink to its target, as replace_file writes results.json and report.md
+    target = Path(os.path.realpath(str(path))) if os.path.islink(str(path)) else path
+    tmp = None  # type: Any
+    try:
+        try:
+            mode = stat.S_IMODE(os.stat(str(target)).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()  # a new file: as open() would make it (mkstemp makes it 0600)
+        fd, tmp = tempfile.mkstemp(prefix=".{}.".format(target.name), suffix=".tmp", dir=str(target.parent))
+        os.close(fd)
+        fig.savefig(tmp, format="png", dpi=110)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the rename must not reach the disk before the data
+        os.chmod(tmp, mode)
+        os.replace(tmp, str(target))
+        tmp = None
+    except OSError as err:
+        raise OutputError("cannot write {} ({}); pass --out DIR naming a directory with room where edgeexit may write "
+                          "its results".format(path, err.strerror or err)) from None
+    finally:
+        plt.close(fig)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _energy_axis(ax: Any) -> str:
@@ -48,8 +92,7 @@ def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, 
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(str(out / "pareto.png"), dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, out / "pareto.png")
 
 
 def bar_centres(n_groups: int, i: int, n_bars: int, width: float) -> List[float]:
@@ -86,8 +129,7 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     ax.set_title("Where samples exit" + tag, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(str(out / "exit_histogram.png"), dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, out / "exit_histogram.png")
     written.append("exit_histogram.png")
 
     from edgeexit.bench.report import in_arm_order
@@ -110,7 +152,6 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
         axes[-1, 0].set_xlabel("inference (its segments spread over [i, i+1))")
         fig.suptitle("CPU operating point per segment, first 100 inferences" + tag, fontsize=9)
         fig.tight_layout()
-        fig.savefig(str(out / "timeline.png"), dpi=110)
-        plt.close(fig)
+        save_figure(plt, fig, out / "timeline.png")
         written.append("timeline.png")
     return written

@@ -2,9 +2,51 @@
 accuracy target no policy can reach is refused before any progress line."""
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 
-from tests.cli.helpers import assert_one_line_error, edgeexit
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+from edgeexit.bench.plots import write_plots  # noqa: E402
+from edgeexit.errors import OutputError  # noqa: E402
+from tests.cli.helpers import assert_one_line_error, edgeexit  # noqa: E402
+
+
+def _res() -> dict:
+    arms = {a: {"exit_histogram": [5, 3, 2, 1]} for a in ("threshold@race", "predictive@planned")}
+    return {"simulated": True, "arms": arms, "pareto": {}, "timeline_cpu_khz": {"threshold@race": [[1479000], [921600]]}}
+
+
+def test_a_full_disk_names_the_plot_and_leaves_no_empty_file(tmp_path: Path, monkeypatch):
+    real = Figure.savefig
+
+    def full(self, fname, *args, **kwargs):  # what a full file system does: some bytes, then ENOSPC
+        with open(str(fname), "wb") as f:
+            f.write(b"\x89PNG")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    with pytest.raises(OutputError) as err:
+        write_plots(_res(), tmp_path)
+    assert "exit_histogram.png" in str(err.value) and "No space left" in str(err.value)
+    assert "--out" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # neither a 0-byte plot nor a temporary file left behind
+    monkeypatch.setattr(Figure, "savefig", real)
+
+
+def test_plots_replace_an_old_plot_whole_and_keep_its_mode(tmp_path: Path):
+    old = tmp_path / "exit_histogram.png"
+    old.write_bytes(b"old")
+    os.chmod(str(old), 0o640)
+    assert write_plots(_res(), tmp_path) == ["exit_histogram.png", "timeline.png"]
+    assert old.read_bytes()[:4] == b"\x89PNG" and stat.S_IMODE(old.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exit_histogram.png", "timeline.png"]
 
 
 def test_an_unreachable_target_is_refused_before_any_progress(tmp_path: Path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pytest
@@ -45,7 +46,11 @@ def _drawn(res: dict, tmp_path, monkeypatch) -> dict:
 
     figs = {}
     real = Figure.savefig
-    monkeypatch.setattr(Figure, "savefig", lambda self, fname, **kw: (figs.__setitem__(Path(fname).name, self),
+    def plotted(fname: Any) -> str:  # write_plots draws into ".NAME.png.XXXXXX.tmp" and renames it to NAME.png
+        name = Path(getattr(fname, "name", fname)).name
+        return name[1:].rsplit(".", 2)[0] if name.startswith(".") and name.endswith(".tmp") else name
+
+    monkeypatch.setattr(Figure, "savefig", lambda self, fname, **kw: (figs.__setitem__(plotted(fname), self),
                                                                       real(self, fname, **kw)))
     monkeypatch.setattr(plt, "close", lambda fig=None: None)
     written = write_plots(res, tmp_path)
