@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import click
-from click.core import ParameterSource
 
 from edgeexit.bundle import load_bundle, read_samples
 from edgeexit.cli import options
@@ -116,10 +115,9 @@ def command(
         raise click.UsageError("--cpu-khz/--gpu-hz/--deadline-ms/--period-ms/--profile need a board: add --board NAME "
                                "(with --simulate or --sysfs-root DIR)")
     if not on_board:  # given without a board, these were ignored without a word (their defaults are fine)
-        ctx = click.get_current_context()
+        values = {"thermal_limit_mc": thermal_limit_mc, "meter": meter, "meter_rate_hz": meter_rate_hz}
         given = ["--" + name.replace("_", "-") for name in ("thermal_limit_mc", "meter", "meter_rate_hz")
-                 if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-                 and not (name == "meter" and meter == "none")]  # --meter none asks for nothing a host lacks
+                 if _given(name, values[name]) and not (name == "meter" and meter == "none")]  # none asks for nothing
         if given:
             raise click.UsageError("{} need{} a board: add --board NAME (with --simulate or --sysfs-root DIR), or leave "
                                    "{} out".format("/".join(given), "s" if len(given) == 1 else "",
@@ -159,6 +157,17 @@ def command(
         click.echo("SIMULATED board: latency and energy below come from the board model, not a measurement.", err=to_err)
     click.echo(key_values({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}), err=to_err)
     click.echo("exit_histogram  " + " ".join(str(c) for c in summary["exit_histogram"]), err=to_err)
+
+
+def _given(name: str, value: Any) -> bool:
+    """Whether option ``name`` was given (on the command line or in the environment), not left at its default."""
+    ctx = click.get_current_context()
+    source = getattr(ctx, "get_parameter_source", None)
+    if source is None:  # click 7.x records no source: a value other than the default was given
+        param = next(p for p in ctx.command.params if p.name == name)
+        return value != param.default
+    src = source(name)
+    return src is not None and src.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def resolve_dvfs(dvfs: str, policy: Any, cpu_khz: Optional[str], on_board: bool) -> str:
