@@ -1,12 +1,11 @@
 """PNG plots of a bench result (matplotlib is an optional extra: `pip install matplotlib`)."""
 from __future__ import annotations
 
-import os
-import stat
-import tempfile
+import io
 from pathlib import Path
 from typing import Any, Dict, List
 
+from edgeexit.bundle.fileio import replace_file
 from edgeexit.errors import OutputError
 
 
@@ -19,42 +18,17 @@ def have_matplotlib() -> bool:
 
 
 def save_figure(plt: Any, fig: Any, path: Path) -> None:
-    """Save ``fig`` as a PNG to ``path`` atomically and close it: drawn into a new file beside it, then renamed
-    over it, so a full disk leaves the old plot (or none), never a truncated one, and fails in one line naming
-    the file instead of a bare OSError after the whole run."""
-    path = Path(path)
-    # written through a symlink to its target, as replace_file writes results.json and report.md
-    target = Path(os.path.realpath(str(path))) if os.path.islink(str(path)) else path
-    tmp = None  # type: Any
+    """Save ``fig`` as a PNG to ``path`` atomically (replace_file, as results.json and report.md) and close it:
+    a full disk leaves the old plot (or none), never a truncated one, and fails in one line naming the file
+    instead of a bare OSError after the whole run."""
+    buf = io.BytesIO()
     try:
-        try:
-            mode = stat.S_IMODE(os.stat(str(target)).st_mode)
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()  # a new file: as open() would make it (mkstemp makes it 0600)
-        fd, tmp = tempfile.mkstemp(prefix=".{}.".format(target.name), suffix=".tmp", dir=str(target.parent))
-        os.close(fd)
-        fig.savefig(tmp, format="png", dpi=110)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the rename must not reach the disk before the data
-        os.chmod(tmp, mode)
-        os.replace(tmp, str(target))
-        tmp = None
-    except OSError as err:
-        raise OutputError("cannot write {} ({}); pass --out DIR naming a directory with room where edgeexit may write "
-                          "its results".format(path, err.strerror or err)) from None
+        fig.savefig(buf, format="png", dpi=110)
     finally:
         plt.close(fig)
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    replace_file(path, buf.getvalue(), lambda why: OutputError(
+        "cannot write {} ({}); pass --out DIR naming a directory with room where edgeexit may write its results"
+        .format(path, why)))
 
 
 def _energy_axis(ax: Any) -> str:

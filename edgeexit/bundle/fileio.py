@@ -11,7 +11,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from edgeexit.errors import EdgeExitError
 
@@ -84,8 +84,8 @@ def replace_target(path: Path, fail: Fail) -> Path:
     return target
 
 
-def replace_file(path: Path, text: str, fail: Fail) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically and return the file written (a symlink's target, see
+def replace_file(path: Path, text: Union[str, bytes], fail: Fail) -> Path:
+    """Write ``text`` (UTF-8, or bytes as they are) to ``path`` atomically and return the file written (a symlink's target, see
     :func:`replace_target`). The text goes into a new, uniquely named file beside the target, is synced,
     then renamed over it: a reader never sees half a file, a crash leaves the old one, and the temporary
     name (created with O_EXCL) cannot be a planted symlink. An existing file keeps its permissions."""
@@ -107,8 +107,8 @@ def replace_file(path: Path, text: str, fail: Fail) -> Path:
                 continue
         if fd < 0:
             raise FileExistsError(17, "no free temporary name beside it")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
             f.flush()
             os.fsync(f.fileno())  # the rename must not reach the disk before the data (a board's power cut)
         if keep_mode is not None:

@@ -11,7 +11,6 @@ import matplotlib
 import pytest
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
 
 from edgeexit.bench.plots import write_plots  # noqa: E402
 from edgeexit.errors import OutputError  # noqa: E402
@@ -24,20 +23,15 @@ def _res() -> dict:
 
 
 def test_a_full_disk_names_the_plot_and_leaves_no_empty_file(tmp_path: Path, monkeypatch):
-    real = Figure.savefig
-
-    def full(self, fname, *args, **kwargs):  # what a full file system does: some bytes, then ENOSPC
-        with open(str(fname), "wb") as f:
-            f.write(b"\x89PNG")
+    def full(fd):  # what a full file system does: the bytes written, then ENOSPC when they must reach the disk
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Figure, "savefig", full)
+    monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OutputError) as err:
         write_plots(_res(), tmp_path)
     assert "exit_histogram.png" in str(err.value) and "No space left" in str(err.value)
     assert "--out" in str(err.value)
     assert list(tmp_path.iterdir()) == []  # neither a 0-byte plot nor a temporary file left behind
-    monkeypatch.setattr(Figure, "savefig", real)
 
 
 def test_plots_replace_an_old_plot_whole_and_keep_its_mode(tmp_path: Path):

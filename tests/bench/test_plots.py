@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 import pytest
@@ -40,18 +39,13 @@ def _bench_res(timeline_key: str = "timeline_cpu_khz") -> dict:
 
 def _drawn(res: dict, tmp_path, monkeypatch) -> dict:
     """write_plots' figures by file name (kept open rather than closed)."""
-    from matplotlib.figure import Figure
-
+    import edgeexit.bench.plots as plots
     from edgeexit.bench.plots import write_plots
 
     figs = {}
-    real = Figure.savefig
-    def plotted(fname: Any) -> str:  # write_plots draws into ".NAME.png.XXXXXX.tmp" and renames it to NAME.png
-        name = Path(getattr(fname, "name", fname)).name
-        return name[1:].rsplit(".", 2)[0] if name.startswith(".") and name.endswith(".tmp") else name
-
-    monkeypatch.setattr(Figure, "savefig", lambda self, fname, **kw: (figs.__setitem__(plotted(fname), self),
-                                                                      real(self, fname, **kw)))
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda plt_, fig, path: (figs.__setitem__(Path(path).name, fig),
+                                                                       real(plt_, fig, path)))
     monkeypatch.setattr(plt, "close", lambda fig=None: None)
     written = write_plots(res, tmp_path)
     assert set(written) == set(figs)
