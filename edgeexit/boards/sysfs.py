@@ -27,7 +27,12 @@ def read_file(path: Path) -> bytes:
             raise OSError(errno.EINVAL, "a FIFO or device, not a file", str(path))
         chunks = []
         while True:
-            chunk = os.read(fd, 65536)
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as err:  # EISDIR, EAGAIN, EIO: named, as open() names its own failures
+                if err.filename is None:
+                    err.filename = str(path)
+                raise
             if not chunk:
                 break
             chunks.append(chunk)
