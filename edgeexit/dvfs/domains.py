@@ -94,6 +94,20 @@ class FreqDomain(abc.ABC):
     def save(self) -> Dict[str, Optional[str]]:
         """Every value :meth:`pin` may change, as read now."""
 
+    def restorable_governor(self) -> str:
+        """The governor now, refused where the domain does not offer it: a restore could never write it back,
+        and the run would leave the domain pinned (a damaged tree's scaling_governor)."""
+        gov = self.governor()
+        try:
+            offered = self.governors()
+        except OSError:
+            return gov  # unreadable list: the write at restore is the test
+        if offered and gov not in offered:
+            raise DvfsError("{} shows governor {!r}, which it does not offer ({}), so edgeexit could not put it back "
+                            "after pinning; set one it offers first, or on a simulated tree make a new one with "
+                            "`edgeexit sim init`".format(self.relpath, gov, " ".join(offered)))
+        return gov
+
     @abc.abstractmethod
     def restore(self, saved: Dict[str, Optional[str]], write: WriteFn, keep_max: Optional[int] = None) -> Optional[str]:
         """Write ``saved`` (checked by dvfs.state.saved_problem) back in an order the kernel accepts.
@@ -230,7 +244,7 @@ class CpufreqPolicy(FreqDomain):
 
     def save(self) -> Dict[str, Optional[str]]:
         lo, hi = self.limits()
-        gov = self.governor()
+        gov = self.restorable_governor()
         return {"governor": gov, "min": str(lo), "max": str(hi),
                 "setspeed": self._read("scaling_setspeed") if gov == "userspace" else None}
 
@@ -295,7 +309,7 @@ class DevfreqDevice(FreqDomain):
 
     def save(self) -> Dict[str, Optional[str]]:
         lo, hi = self.limits()
-        gov = self.governor()
+        gov = self.restorable_governor()
         request = self._read("userspace/set_freq") if gov == "userspace" else None
         out = {"governor": gov, "min": str(lo), "max": str(hi), "set_freq": request}  # type: Dict[str, Optional[str]]
         if out["set_freq"] == "undefined":

@@ -123,3 +123,17 @@ def test_a_failed_sim_init_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
         assert root.is_dir() and list(root.iterdir()) == []
     else:
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_governor_the_domain_does_not_offer_is_refused_before_any_write(tmp_path: Path) -> None:
+    """Saved as it was, it could never be written back: the run ended with the CPU pinned in userspace and a
+    restore that always failed."""
+    root = tmp_path / "t"
+    make_tree(root, "jetson-nano")
+    (root / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor").write_text("abc\n")
+    before = tree(root)
+    res = cli("run", "--limit", "2", *NANO, "--sysfs-root", str(root), "--cpu-khz", "921600")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "shows governor 'abc', which it does not offer" in lines[0]
+    assert diff(tree(root), before) == []
