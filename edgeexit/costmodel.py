@@ -231,19 +231,17 @@ def default_profile_path(bundle: Bundle, board: str, simulated: bool, threads: i
                                                            "-{}threads".format(threads) if threads != 1 else "")
 
 
-def other_thread_profiles(bundle: Bundle, board: str, simulated: bool, threads: int) -> Dict[int, Path]:
-    """The bundle's default-path profiles of this board measured with another interpreter thread count."""
+def other_threads_note(bundle: Bundle, board: str, simulated: bool, threads: int) -> Optional[str]:
+    """The warning for a run that plans from the board model beside the bundle's default-path profiles of
+    this board measured with another interpreter thread count; None when there are none."""
     stem = "{}{}".format(board, "-simulated" if simulated else "")
-    found = {}  # type: Dict[int, Path]
+    others = {}  # type: Dict[int, Path]
     for path in sorted((bundle.root / "profiles").glob(stem + "*.json")):
         m = re.match(re.escape(stem) + r"(?:-(\d+)threads)?\.json\Z", path.name)
         if m and int(m.group(1) or 1) != threads:
-            found[int(m.group(1) or 1)] = path
-    return found
-
-
-def other_threads_note(board: str, threads: int, others: Dict[int, Path]) -> str:
-    """The warning for a run that plans from the board model beside profiles of other thread counts."""
+            others[int(m.group(1) or 1)] = path
+    if not others:
+        return None
     return ("planning from the board model: the bundle's profiles of {} were measured with {} interpreter thread(s), "
             "not {} ({}); pass --threads {} to plan from one, or run `edgeexit profile --threads {}`".format(
                 board, ", ".join(map(str, others)), threads, ", ".join(str(p) for p in others.values()), min(others),

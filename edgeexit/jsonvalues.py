@@ -1,15 +1,22 @@
-"""Checks of numbers read from edgeexit's JSON files (calibration.json, manifest.json, profiles), shared so that
-every reader refuses the same things: a bool is not a number, and JSON's unbounded integers (10**400 parses)
+"""Checks of numbers read from edgeexit's JSON files (calibration.json, manifest.json, profiles) and passed to its
+library (counts), shared so that every reader refuses the same things: a bool is not a number, and JSON's unbounded integers (10**400 parses)
 are not finite numbers, where float() and math.isfinite() would raise OverflowError instead."""
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 
 def is_number(v: Any) -> bool:
     """An int or float, not a bool (True is an int to Python, never a number in our files)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_integer(v: Any) -> bool:
+    """A Python or numpy integer, not a bool: a count a caller passes (a slice or a thread pool would read
+    True as 1 and 2.5 as a TypeError deep inside)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def is_finite_number(v: Any) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from edgeexit.costmodel import (CostModel, PhysicsCostModel, default_profile_path, load_profile_json,
-                                other_thread_profiles, other_threads_note)
+                                other_threads_note)
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource
@@ -334,9 +334,9 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
         candidate = default_profile_path(bundle, brun.session.board.name, brun.simulated, threads)
         path = candidate if candidate.is_file() else None
     if path is None:
-        others = other_thread_profiles(bundle, brun.session.board.name, brun.simulated, threads)
-        if others and warn is not None:  # the README's `profile --threads 4`, then a 1-thread run
-            warn(other_threads_note(brun.session.board.name, threads, others))
+        note = other_threads_note(bundle, brun.session.board.name, brun.simulated, threads)
+        if note and warn is not None:  # the README's `profile --threads 4`, then a 1-thread run
+            warn(note)
         return model
     return load_profile_json(path, bundle, brun.session.board.name, fallback=model, threads=threads,
                              board_khz=brun.session.controller.cpu_opps_khz())

@@ -15,6 +15,7 @@ from edgeexit.bundle import Bundle
 from edgeexit.bundle.manifest import SegmentSpec, TensorSpec
 from edgeexit.errors import InputDataError, InterpreterError, PolicyError, warn_stderr
 from edgeexit.interpreter import Backend, resolve_backend
+from edgeexit.jsonvalues import is_integer
 from edgeexit.policies.base import ExitPolicy, HeadDecoder, HeadView, SampleState
 from edgeexit.segments import Segment, make_requant
 
@@ -37,7 +38,7 @@ def far_requantized(boundaries: Sequence[Tuple[str, TensorSpec, TensorSpec]]) ->
 
 def check_num_threads(num_threads: Any) -> None:
     """An int >= 1, checked here: the interpreter's own refusal surfaced as "not a loadable TFLite model"."""
-    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+    if not is_integer(num_threads) or num_threads < 1:
         raise InterpreterError("num_threads={!r} is not a thread count; pass an int of at least 1 (interpreter "
                                "threads per segment)".format(num_threads))
 

@@ -21,8 +21,7 @@ from edgeexit import __version__
 from edgeexit.bundle import NOT_CALIBRATED, Bundle, load_bundle
 from edgeexit.bundle.data import quantize_inputs
 from edgeexit.calibration import collect, target_from, threshold_cost
-from edgeexit.costmodel import (PhysicsCostModel, default_profile_path, load_profile_json, other_thread_profiles,
-                                other_threads_note)
+from edgeexit.costmodel import (PhysicsCostModel, default_profile_path, load_profile_json, other_threads_note)
 from edgeexit.deadlines import MAX_PERIOD_MS
 from edgeexit.errors import CalibrationError, EdgeExitError, PolicyError, warn_stderr
 from edgeexit.execute import execute
@@ -121,9 +120,9 @@ def check_default_profile(bundle: Bundle, board: str, simulated: bool, threads: 
     Without one, say so where the bundle has one for another thread count (the arms plan from the model)."""
     path = default_profile_path(bundle, board, simulated, threads)
     if not path.is_file():
-        others = other_thread_profiles(bundle, board, simulated, threads)
-        if others and warn is not None:
-            warn(other_threads_note(board, threads, others))
+        note = other_threads_note(bundle, board, simulated, threads)
+        if note and warn is not None:
+            warn(note)
     else:
         # A simulated board's table is its firmware profile's; a real one's is checked when the arms open it.
         load_profile_json(path, bundle, board, fallback=PhysicsCostModel(physics, bundle), threads=threads,

@@ -17,6 +17,7 @@ from numpy.lib import format as npy_format
 from edgeexit.bundle.fileio import file_kind
 from edgeexit.bundle.manifest import InputSpec
 from edgeexit.errors import InputDataError
+from edgeexit.jsonvalues import is_integer
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Samples:
 
     def take(self, limit: Optional[int]) -> "Samples":
         """The first ``limit`` samples (all of them for None)."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0):
+        if limit is not None and (not is_integer(limit) or limit < 0):
             # a slice would read -1 as "all but the last" and 2.5 as a TypeError
             raise InputDataError("take({!r}): the limit must be a count of samples, an int of at least 0, or None for "
                                  "all".format(limit))

@@ -110,8 +110,9 @@ def foreign_state_files(board: str, root: Path) -> List[Path]:
 def unfinished_runs(board: str, root: Path) -> List[Path]:
     """The saved states (this user's, then other users') that runs on this board left and no live run holds:
     what `edgeexit restore` would put back."""
-    found = [state_path(board, root)] + foreign_state_files(board, root)
-    return [f for f in found if f.is_file() and not _lock_held(f.with_name(f.name[:-len(".state.json")] + ".lock"))]
+    own = state_path(board, root)
+    mine = [own] if own.is_file() and not _lock_held(lock_path(board, root)) else []
+    return mine + foreign_state_files(board, root)  # those whose lock is free already
 
 
 def _read_foreign(path: Path, uid: int, board: str) -> Tuple[Optional[Dict[str, Any]], str]:
