@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from edgeexit.bench.plots import save_figure
+
 
 def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -> Path:
     """Write ``path`` from a profile and its :func:`~edgeexit.profiling.inference_table` rows."""
@@ -44,9 +46,8 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
         data.get("model", "?"), data.get("board", "?"), tag, data.get("latency_source", "?"),
         data.get("energy_source") or "not measured"), fontsize=9)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)  # --plot's folder was only checked before profiling
-    fig.savefig(str(path), dpi=110)
-    plt.close(fig)
+    # atomic, like the profile beside it: a full disk after minutes of profiling leaves no truncated PNG
+    save_figure(plt, fig, Path(path), "pass --plot FILE.png on a disk with room where edgeexit may write")
     return Path(path)
 
 

@@ -17,18 +17,19 @@ def have_matplotlib() -> bool:
     return True
 
 
-def save_figure(plt: Any, fig: Any, path: Path) -> None:
+OUT_DIR_FIX = "pass --out DIR naming a directory with room where edgeexit may write its results"
+
+
+def save_figure(plt: Any, fig: Any, path: Path, fix: str = OUT_DIR_FIX) -> None:
     """Save ``fig`` as a PNG to ``path`` atomically (replace_file, as results.json and report.md) and close it:
     a full disk leaves the old plot (or none), never a truncated one, and fails in one line naming the file
-    instead of a bare OSError after the whole run."""
+    and ``fix`` instead of a bare OSError after the whole run."""
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", dpi=110)
     finally:
         plt.close(fig)
-    replace_file(path, buf.getvalue(), lambda why: OutputError(
-        "cannot write {} ({}); pass --out DIR naming a directory with room where edgeexit may write its results"
-        .format(path, why)))
+    replace_file(path, buf.getvalue(), lambda why: OutputError("cannot write {} ({}); {}".format(path, why, fix)))
 
 
 def _energy_axis(ax: Any) -> str:

@@ -199,6 +199,30 @@ def test_profile_plot_without_energy(tmp_path: Path, profiles):
     assert energy_gap(data, [r["energy_mj"] for r in rows]) == "energy not measured (no power meter)"
 
 
+def test_a_full_disk_leaves_the_old_plot_whole(tmp_path: Path, profiles, monkeypatch):
+    """matplotlib wrote --plot in place: a full disk after minutes of profiling left a truncated PNG and a bare
+    OSError. Now the old plot stays and the error names the file and --plot."""
+    import errno
+    import os
+
+    from edgeexit.errors import OutputError
+    from edgeexit.profile_plot import plot_profile
+    from edgeexit.profiling import inference_table
+
+    data = profiles["jetson-nano"]["profile"]
+    old = tmp_path / "p.png"
+    old.write_bytes(b"old plot")
+
+    def full(fd):  # the bytes written, then ENOSPC when they must reach the disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError) as err:
+        plot_profile(data, inference_table(data, list(data["segments"])), old)
+    assert "p.png" in str(err.value) and "No space left" in str(err.value) and "--plot FILE.png" in str(err.value)
+    assert old.read_bytes() == b"old plot" and list(tmp_path.iterdir()) == [old]
+
+
 def test_the_plot_marks_no_request_that_ran_at_another_clock(profiles):
     """The Pi 5 profile plot starred 1000 MHz as the least energy: a request its firmware ran at 1.5 GHz,
     tied with it, which the planner never picks."""
