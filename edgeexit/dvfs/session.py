@@ -24,10 +24,9 @@ from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict
 from edgeexit.dvfs.domains import FreqDomain
 from edgeexit.dvfs.signals import HELD, ignore_further_signals, sigterm_to_exit, signals_held
-from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, foreign_states,
-                                 node_writable, read_state, record_problem, remove_foreign, saved_problem,
-                                 short_error, state_path,
-                                 sweep_killed_simulations, user_groups, write_state)
+from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, claim_tree, foreign_states,
+                                 node_writable, read_state, record_problem, release_tree, remove_foreign, saved_problem,
+                                 short_error, state_path, sweep_killed_simulations, user_groups, write_state)
 from edgeexit.errors import (BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError,
                              warn_stderr)
 from edgeexit.guards.thermal import ThermalGuard
@@ -136,6 +135,7 @@ class BoardTarget:
         self.hand_over()
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+            release_tree(self.tmpdir)
             self.tmpdir = None
 
     def hand_over(self) -> Optional[str]:
@@ -151,6 +151,7 @@ def _remove_tree(path: str, owner_pid: int) -> None:
     """Delete a --simulate tree, in the process that made it only: a forked child inherits the finalizer."""
     if os.getpid() == owner_pid:
         shutil.rmtree(path, ignore_errors=True)
+    release_tree(path)
 
 
 def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = None,
@@ -180,9 +181,11 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
         sweep_killed_simulations()  # a SIGKILLed --simulate run cannot delete its own tree
         tmp = tempfile.mkdtemp(prefix="{}{}-".format(PRIVATE_SIM_PREFIX, cfg.name))
         try:
+            claim_tree(tmp)  # held until the tree is deleted: a kill from here on leaves it to the sweep
             kernel = SimulatedKernel.create(Path(tmp) / "root", cfg)
-        except BaseException:  # no run will hold its lock, so the sweep would never take it
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            release_tree(tmp)
             raise
         from edgeexit.sim.sysfs import SimulatedSysfs
 

@@ -622,6 +622,26 @@ def read_state(path: Path, board: str) -> Optional[Dict[str, Any]]:
 
 #: The private tree of a ``--simulate`` session: ``<tempdir>/edgeexit-sim-<board>-XXXXXXXX/root``.
 PRIVATE_SIM_PREFIX = "edgeexit-sim-"
+#: A ``--simulate`` tree's claim file, flocked by the process that made the tree until it deletes it: the sweep
+#: tells a tree whose maker was SIGKILLed before its session took the board lock from one still being set up.
+TREE_CLAIM = "claim"
+_claims = {}  # type: Dict[str, int]
+
+
+def claim_tree(tmp: str) -> None:
+    """Hold ``tmp``'s claim for this process (a forked child shares it: the sweep leaves the tree to both)."""
+    fd = os.open(os.path.join(tmp, TREE_CLAIM), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a file just made: nobody else holds it
+    _claims[tmp] = fd
+
+
+def release_tree(tmp: str) -> None:
+    """Drop ``tmp``'s claim, after deleting the tree (or instead, in a process that did not make it)."""
+    fd = _claims.pop(tmp, None)
+    if fd is not None:
+        os.close(fd)
+
+
 #: The temporary tree ``edgeexit sim mount`` serves without --backing: ``<tempdir>/edgeexit-simmount-<board>-XXXXXXXX/tree``.
 MOUNT_SIM_PREFIX = "edgeexit-simmount-"
 
@@ -630,8 +650,9 @@ def sweep_killed_simulations(min_age_s: float = 60.0) -> int:
     """Delete the temporary trees (and their lock and state files) that SIGKILLed ``--simulate`` runs and
     ``sim mount`` servers left behind; returns how many. A tree in use holds a flock: a ``--simulate`` run
     its board lock, a server its tree's served-from file (and a run through the mount the board lock). A
-    tree whose file is held is left, and so is a ``--simulate`` tree without its lock; one that is just
-    starting is younger than ``min_age_s`` (a server claims its tree a second after making it)."""
+    tree whose file is held is left, and so is a ``--simulate`` tree whose maker still holds its claim (a
+    session not yet entered); one that is just starting is younger than ``min_age_s`` (a server claims its
+    tree a second after making it)."""
     from edgeexit.sim.kernel import SERVED_FROM
 
     removed = 0
@@ -640,12 +661,12 @@ def sweep_killed_simulations(min_age_s: float = 60.0) -> int:
             board = tmp.name[len(prefix):].rsplit("-", 1)[0]  # mkdtemp's suffix has no '-'
             root = tmp / sub
             lock, state = lock_path(board, root), state_path(board, root)  # both named from the tree: before it goes
-            in_use = lock if sub == "root" else root / SERVED_FROM
+            in_use = tmp / TREE_CLAIM if sub == "root" else root / SERVED_FROM
             fds = []  # type: List[int]
             try:
-                if time.time() - tmp.stat().st_mtime < min_age_s or (sub == "root" and not lock.is_file()):
-                    continue
-                for held in {in_use, lock}:  # one file for a --simulate tree
+                if time.time() - tmp.stat().st_mtime < min_age_s or not (in_use.is_file() or lock.is_file()):
+                    continue  # young, or made before claims (a --simulate tree) or served-from files existed
+                for held in (in_use, lock):
                     if held.is_file():
                         fds.append(os.open(str(held), os.O_RDWR))
                         fcntl.flock(fds[-1], fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: a live run or server holds it

@@ -141,6 +141,28 @@ def test_an_entered_session_left_unclosed_is_swept_with_its_lock_and_state(priva
     assert not list(private_tmp.glob("edgeexit-sim-*")) and not list(runtime_dir.iterdir())
 
 
+def test_a_process_killed_before_entering_leaves_its_tree_to_the_sweep(private_tmp: Path, runtime_dir: Path) -> None:
+    """A SIGKILL between making a --simulate tree and entering its session left a tree with no lock, which
+    the sweep skipped for ever (it could not tell it from one still being set up). The maker's claim can."""
+    import subprocess
+    import sys
+
+    from edgeexit.dvfs.state import sweep_killed_simulations
+
+    code = ("import os, signal\nfrom edgeexit.dvfs import open_board\ns = open_board('jetson-nano', simulate=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = dict(__import__("os").environ, TMPDIR=str(private_tmp))
+    assert subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode == -9
+    killed = list(private_tmp.glob("edgeexit-sim-*"))
+    assert len(killed) == 1 and not list(runtime_dir.glob("*"))  # no lock: the runtime dir is not even made
+    live = open_board("jetson-nano", simulate=True)  # made here, not entered: its maker is alive
+    assert sweep_killed_simulations(min_age_s=0) == 1
+    assert not killed[0].exists() and live.root.is_dir()
+    with live:  # and still works
+        live.controller.set_cpu_khz("max")
+    assert not list(private_tmp.glob("edgeexit-sim-*")) and not list(runtime_dir.glob("*"))
+
+
 def test_a_closed_simulated_session_says_it_is_closed(private_tmp: Path) -> None:
     """Its tree is gone: the write used to fail reading the table, 'this kernel does not match the board config'."""
     from edgeexit.bundle import load_bundle
