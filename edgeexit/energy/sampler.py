@@ -91,7 +91,8 @@ class Sampler(WindowedEnergySource):
         self.stalls = 0
         self.invalid_windows = 0
         self._in_invalid_run = False
-        self._count = 0
+        self._started = 0  # reads begun: an edge waits for one begun after it, never one already under way
+        self._count = 0  # reads finished
         self._sampled = threading.Condition()
         self._wake = threading.Event()
         self._readings: List[PowerReading] = []
@@ -111,6 +112,8 @@ class Sampler(WindowedEnergySource):
     def sample_once(self) -> PowerReading:
         """Read the meter once, stamp it with ``clock`` and store it."""
         with self._read_lock:
+            with self._sampled:
+                self._started += 1
             t_before = self.clock()
             try:
                 reading = self.meter.read()
@@ -215,7 +218,9 @@ class Sampler(WindowedEnergySource):
             return
         # Let the sampler thread read, so a read that blocks stalls that thread, never the run.
         with self._sampled:
-            seq = self._count
+            # reads are serial (one thread): the first begun after now is number _started + 1. One already
+            # under way (an INA3221 read is ~3 ms of I2C, most of a 200 Hz period) began before the edge.
+            seq = self._started
             self._wake.set()
             got = self._sampled.wait_for(lambda: self._count > seq, timeout=self.read_timeout_s)
         if not got:

@@ -203,3 +203,29 @@ def test_pacing_a_slow_meter_rests_as_long_as_its_read_took_instead_of_reading_b
     assert wait == pytest.approx(0.030) and due == pytest.approx(1.060)
     due, wait = next_sample(1.000, 31.0, 0.005, 30.0)  # a hung read that came back: no 30 s nap
     assert wait == pytest.approx(SLOW_READ_GAP_CAP_S)
+
+
+class SlowI2cMeter(Ina3221Meter):
+    """An INA3221 whose reading takes as long as six I2C file reads do on a Jetson (~554 us each)."""
+
+    def read(self):  # type: ignore[no-untyped-def]
+        time.sleep(0.0033)
+        return super().read()
+
+
+def test_a_window_edge_waits_for_a_read_begun_after_it(tmp_path: Path) -> None:
+    """At 200 Hz a 3.3 ms read is under way most of the time; end_window took the read already under way at
+    the edge as "the sample after the end", so the window's end was held flat from a reading taken before
+    it (39 of 100 windows). Every window must have a reading begun after its end."""
+    make_nano(tmp_path)
+    sampler = Sampler(SlowI2cMeter(tmp_path, NANO_POWER), rate_hz=200.0)
+    late = []
+    with sampler:
+        for i in range(40):
+            sampler.begin_window(i)
+            time.sleep(0.003)
+            w = sampler.end_window(i)
+            after = sampler.readings(w.t1_s)  # stamped mid-read: a read begun after t1 is stamped after it
+            if not after:
+                late.append(i)
+    assert late == [] and sampler.stalls == 0
