@@ -119,6 +119,12 @@ def translate_oserror(err: OSError, relpath: str, value: str, privileged: bool =
         what, os.strerror(code)))
 
 
+#: Nodes whose read is not the last request: scaling_setspeed shows the running clock [Kus], and min/max show
+#: the effective limits (5.10+ QoS collapses min to a lower max; 4.9 bumps max to a table entry). A value shown
+#: there may still differ from the request the kernel goes back to when a cap lifts, so a write is skipped
+#: only where this controller itself last wrote that value.
+REQUEST_HIDDEN = ("/scaling_setspeed", "/scaling_min_freq", "/scaling_max_freq", "/min_freq", "/max_freq")
+
 class DvfsController:
     """Pins every CPU policy to one frequency and the GPU devfreq device to another.
 
@@ -147,6 +153,7 @@ class DvfsController:
         self._pinned = set()  # type: Set[str]
         # per domain path: (the cap before edgeexit's last pin, the max that pin left; None while it runs)
         self._pin_caps: Dict[str, Tuple[int, Optional[int]]] = {}
+        self._written: Dict[str, str] = {}  # the last value this controller wrote to each node
         self._before_first_write = before_first_write
         self._on_change = on_change
         self._actual_cpu_khz = actual_cpu_khz
@@ -215,7 +222,8 @@ class DvfsController:
     def _write(self, relpath: str, value: str) -> None:
         self._check_open()
         try:
-            if self.sysfs.exists(relpath) and self.sysfs.read(relpath).strip() == value:
+            if self.sysfs.exists(relpath) and self.sysfs.read(relpath).strip() == value and (
+                    not relpath.endswith(REQUEST_HIDDEN) or self._written.get(relpath) == value):
                 return  # no-op: the kernel already holds this value
         except OSError:
             pass  # unreadable (0400): write anyway
@@ -233,7 +241,9 @@ class DvfsController:
             with signals_held():  # one write is one syscall on a board, but many files in the simulator
                 self.sysfs.write(relpath, value)
         except OSError as err:
+            self._written.pop(relpath, None)
             raise translate_oserror(err, relpath, value, self.sysfs.privileged, self._mode(relpath)) from None
+        self._written[relpath] = value
         self.write_count += 1
 
     def _mode(self, relpath: str) -> Optional[int]:
@@ -261,7 +271,7 @@ class DvfsController:
             effective = shown = dom.pin(target, self._write, self.method, ceiling)
         finally:
             self._changing = None
-        self._pin_caps[dom.relpath] = (cap, dom.limits()[1])
+        self._pin_caps[dom.relpath] = (cap, dom.effective_limits()[1])
         if dom.relpath in self.in_flight:
             self.expected[dom.relpath] = owned_state(dom.save())
             self.in_flight.discard(dom.relpath)
@@ -443,7 +453,7 @@ class DvfsController:
         """The highest clock ``dom``'s max allows: as shown, or, where the max shown is still the one edgeexit's
         last pin left (a min/max pin writes it; a userspace pin leaves it), the cap before that pin; after a pin
         that failed half way, that cap too. Raises OSError or DvfsError if unreadable."""
-        shown = dom.limits()[1]
+        shown = dom.effective_limits()[1]
         cap, left = self._pin_caps.get(dom.relpath, (shown, shown))
         if left is None:
             return cap  # what shows may be the failed pin's own max

@@ -84,6 +84,10 @@ class FreqDomain(abc.ABC):
     @abc.abstractmethod
     def limits(self) -> Tuple[int, int]: ...
 
+    def effective_limits(self) -> Tuple[int, int]:
+        """The clocks min and max allow (what :meth:`limits` shows, where that is never "no limit")."""
+        return self.limits()
+
     @abc.abstractmethod
     def pin(self, freq: int, write: WriteFn, method: str = "auto", ceiling: Optional[int] = None) -> int:
         """Hold ``freq``; returns the effective frequency read back. ``ceiling``: the highest table entry a
@@ -122,8 +126,9 @@ class FreqDomain(abc.ABC):
         if keep_max is None:
             self._write_limits(lo, hi, write, min_attr, max_attr)
         else:
-            # max is not written at all (not even the 4.9 "max + 1" step of _write_limits): it is theirs
-            write(self._path(min_attr), str(min(lo, keep_max)))
+            # max is not written at all (not even the 4.9 "max + 1" step of _write_limits): it is theirs (a
+            # 4.9 devfreq max of 0 is no limit at all)
+            write(self._path(min_attr), str(min(lo, keep_max) if keep_max else lo))
 
     def uses_userspace(self, method: str) -> bool:
         if method == "minmax":
@@ -277,6 +282,14 @@ class DevfreqDevice(FreqDomain):
     def limits(self) -> Tuple[int, int]:
         return self._int("min_freq"), self._int("max_freq")
 
+    def effective_limits(self) -> Tuple[int, int]:
+        # L4T 4.9 devfreq shows 0 for a limit never written or written 0: no limit (update_devfreq skips it)
+        lo, hi = self.limits()
+        if lo and hi:
+            return lo, hi
+        table = self.available()
+        return lo or table[0], hi or table[-1]
+
     #: userspace/set_freq refused this process once (see _pin_userspace): later pins go to min/max directly
     set_freq_denied = False
 
@@ -332,7 +345,7 @@ class DevfreqDevice(FreqDomain):
         if target is not None and self.current() != target:
             return ("{} {}: back in the userspace governor with no request, but it runs {} Hz, not the {} Hz it ran "
                     "before (the kernel would not go there within min_freq/max_freq {}-{}); to run {} Hz, write it "
-                    "to {}".format(self.name, self.relpath, self.current(), target, self.limits()[0], self.limits()[1],
+                    "to {}".format(self.name, self.relpath, self.current(), target, *self.effective_limits(),
                                    target, self._path("userspace/set_freq")))
         return None
 
@@ -354,7 +367,7 @@ class DevfreqDevice(FreqDomain):
             if self.governor() == "userspace":
                 write(self._path("governor"), via)
             return
-        lo, hi = self.limits()  # restored already: saved, or max left as someone else set it
+        lo, hi = self.effective_limits()  # restored already: saved, or max left as someone else set it
         target = min(max(target, lo), hi)  # never widen their limits to get there (the note says so)
         top = max([f for f in self.available() if f <= hi] or [self.available()[0]])
         if via == "performance" and target == top:

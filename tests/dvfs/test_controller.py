@@ -44,6 +44,7 @@ def test_pin_read_back_and_skip_noop(tmp_path: Path, board: str) -> None:
         between = opps[3] - 1
         assert ctl.set_cpu_khz(between) == max(opps[3], floor)  # userspace rounds up to the next entry
         assert ctl.cpu_khz() == opps[3]  # what cpufreq shows (on a Pi, the request)
+        ctl.set_cpu_khz(opps[3])  # the request changes (setspeed shows the clock, never the request): written
         n = ctl.write_count
         ctl.set_cpu_khz(opps[3])
         assert ctl.write_count == n  # nothing changes: no write
@@ -341,3 +342,46 @@ def test_a_userspace_request_above_the_cap_is_left_to_the_kernel_and_followed_wh
         assert ctl.set_cpu_khz("max") == 1728000
         k.write("sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq", b"2201600")
         assert ctl.cpu_khz() == 2201600
+
+
+# 4.9 refuses a max below the min a min/max pin holds [K49]: no outside cap can come in through max there
+CAPPABLE = [(b, m) for b in BOARDS for m in ("auto", "minmax") if not (m == "minmax" and load_board(b).kernel == "4.9")]
+
+
+@pytest.mark.parametrize("board,method", CAPPABLE)
+def test_a_pin_made_under_an_outside_cap_outlives_the_cap(tmp_path: Path, board: str, method: str) -> None:
+    """A pin to the clock an outside cap (thermal, nvpmodel) already holds the CPU at was skipped because the
+    node showed that value: scaling_setspeed shows the running clock, and a 5.10+ min shows the collapsed
+    limit, not the request. When the cap lifted, the CPU went back to the old request."""
+    make_tree(tmp_path / "t", board)
+    with open_board(board, sysfs_root=tmp_path / "t", method=method) as session:
+        ctl = session.controller
+        opps = [f for f in ctl.cpu_opps_khz() if f <= ctl.cpu_cap_khz()]
+        hi, mid = opps[-1], opps[len(opps) // 2]
+        ctl.set_cpu_khz(hi)
+        pols = ctl.online_cpus()
+        before = {d.relpath: d.limits()[1] for d in pols}
+        for d in pols:  # someone else caps the clock at mid
+            session.sysfs.write(d.relpath + "/scaling_max_freq", str(mid))
+        ctl.set_cpu_khz(mid)
+        for d in pols:  # the cap lifts
+            session.sysfs.write(d.relpath + "/scaling_max_freq", str(before[d.relpath]))
+        for d in pols:
+            if d.uses_userspace(method):
+                assert d.current() == mid, "{}: the kernel went back to the old request".format(d.relpath)
+            else:
+                assert d.limits()[0] == mid, "{}: min went back to the old request".format(d.relpath)
+
+
+def test_a_devfreq_max_of_zero_is_no_limit(tmp_path: Path) -> None:
+    """L4T 4.9 devfreq reads max_freq 0 as no limit (update_devfreq skips it): edgeexit read it as a cap of
+    0 Hz, pinned the Nano's GPU to its lowest clock and blamed the firmware."""
+    make_tree(tmp_path / "t", "jetson-nano")
+    warned = []
+    with open_board("jetson-nano", sysfs_root=tmp_path / "t", method="minmax", warn=warned.append) as session:
+        gpu = session.controller.gpu
+        assert gpu is not None
+        session.sysfs.write(gpu.relpath + "/max_freq", "0")
+        assert session.controller.set_gpu_hz(614400000) == 614400000 and gpu.current() == 614400000
+        assert warned == []
+    assert gpu.limits()[1] == 0  # put back as it was: no limit
