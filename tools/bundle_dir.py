@@ -36,6 +36,13 @@ def check_out_dir(out: Path) -> None:
     """Refuse an --out that export could not replace safely; cheap, so callers run it before training."""
     if out.is_symlink():  # replacing it would remove the link, not the bundle it points to
         raise ExportRefused(f"{out} is a symbolic link; pass the directory it points to as --out")
+    # Replacing the folder we stand in (--out . or an ancestor) deletes it under our feet: the rename then fails.
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the cwd was deleted: out cannot be it
+        cwd = None
+    if cwd is not None and (out.resolve() == cwd or out.resolve() in cwd.parents):
+        raise ExportRefused(f"{out} is the current directory or holds it; cd out of it or pick another --out")
     if out.exists():
         if not out.is_dir():
             raise ExportRefused(f"{out} exists and is not a directory; pick another --out")

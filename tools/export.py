@@ -233,6 +233,8 @@ def export_bundle(
         raise ValueError(f"min_agreement must lie in [0, 1], got {min_agreement}")
     out = Path(out_dir)
     check_out_dir(out)
+    # Absolute and without "..": out.parent must be the folder out sits in, or the temp dir lands inside out.
+    out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it 0700; a bundle is shipped, not private

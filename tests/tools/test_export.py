@@ -182,3 +182,18 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path: Path, tiny_splits) -
         export_bundle(_outlier_net(), out, splits=tiny_splits, name="x", training={},
                       verbose=False)
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_an_out_with_dotdot_replaces_the_bundle_it_names(tmp_path: Path, tiny_splits) -> None:
+    """b/profiles/.. is b: the temp dir went into b/profiles, the replace deleted it with b, and the rename failed."""
+    from tools.export import export_bundle
+
+    b = tmp_path / "b"
+    (b / "profiles").mkdir(parents=True)
+    (b / "manifest.json").write_text("{}")
+    (b / "profiles" / "pi.json").write_text("{}")
+    m = export_bundle(_outlier_net(), b / "profiles" / "..", splits=tiny_splits, name="dotdot", training={},
+                      min_agreement=0.0, verbose=False)
+    assert json.loads((b / "manifest.json").read_text()) == m
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    assert not (b / "profiles").exists()

@@ -1,6 +1,7 @@
 """python -m tools.train refuses nonsense numbers and an unusable --out before it trains anything."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,27 @@ def test_out_where_nothing_can_be_created_is_refused_even_for_root(out: str) -> 
 def test_out_check_leaves_nothing_behind(tmp_path: Path) -> None:
     check_out_dir(tmp_path / "new" / "bundle")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("out", [".", "..", "./profiles/..", "{cwd}"])
+def test_out_that_is_or_holds_the_current_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               out: str) -> None:
+    # Audit defect: --out . put the temp bundle inside the old one, deleted both, then died on OSError.
+    cwd = _bundle_dir(tmp_path / "b")
+    (cwd / "profiles").mkdir()
+    monkeypatch.chdir(cwd)
+    with pytest.raises(ExportRefused, match="is the current directory or holds it; cd out of it or pick another --out"):
+        check_out_dir(Path(out.format(cwd=cwd)))
+    check_out_dir(Path("../other"))  # a sibling is fine
+
+
+def test_train_out_dot_is_one_line_and_keeps_the_bundle(tmp_path: Path) -> None:
+    cwd = _bundle_dir(tmp_path / "b")
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, "-m", "tools.train", "--strategy", "joint", "--epochs", "50", "--out", "."],
+                          capture_output=True, text=True, timeout=60, cwd=str(cwd), env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: . is the current directory or holds it; cd out of it or pick another --out"]
+    assert sorted(p.name for p in cwd.iterdir()) == ["block0.tflite", "calib.npz", "calibration.json", "manifest.json"]
