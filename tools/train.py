@@ -216,9 +216,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from tools.bundle_dir import exit_if_bad_out_dir
+    from tools.bundle_dir import exit_if_bad_out_dir, require_tools_extra
 
     exit_if_bad_out_dir(args.out)  # now, not after minutes of training
+    require_tools_extra()
     cfg = config_from_args(args)
     from tools.training import seed_everything
 

@@ -104,9 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tools.bundle_dir import exit_if_bad_out_dir
+    from tools.bundle_dir import exit_if_bad_out_dir, require_tools_extra
 
     exit_if_bad_out_dir(args.out)  # now, not after training
+    require_tools_extra()
 
     from tools.training import seed_everything
 

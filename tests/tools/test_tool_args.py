@@ -111,3 +111,33 @@ def test_heavy_samples_vary_in_difficulty() -> None:
     means = {c: x[s.train.y == c].mean(axis=0) for c in range(10)}
     dist = np.array([np.abs(x[i] - means[s.train.y[i]]).mean() for i in range(len(x))])
     assert dist.max() > 1.5 * dist.min()
+
+
+_HIDE = ("import runpy, sys\n"
+         "for m in ('tensorflow', 'mlxtend', 'ai_edge_litert'): sys.modules[m] = None  # as if not installed\n"
+         "sys.argv = sys.argv[1:]\n"
+         "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+
+
+@pytest.mark.parametrize("tool", [["tools.train", "--strategy", "joint", "--epochs", "1"], ["tools.train_demo", "--epochs", "1"],
+                                  ["tools.make_heavy_bundle", "--steps", "1"], ["tools.compare_strategies", "--epochs", "1"]])
+def test_without_the_tools_extra_one_line_names_it(tmp_path: Path, tool: list) -> None:
+    """Audit defect: a 13-line ModuleNotFoundError traceback, and LiteRT's only after minutes of training."""
+    import subprocess
+    import sys
+
+    out = ["--out-dir" if tool[0] == "tools.compare_strategies" else "--out", str(tmp_path / "b")]
+    if tool[0] == "tools.compare_strategies":
+        out += ["--doc", str(tmp_path / "t.md")]
+    proc = subprocess.run([sys.executable, "-c", _HIDE] + tool + out, capture_output=True, text=True, timeout=60,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: the tools need the [tools] extra (missing: tensorflow, mlxtend, ai_edge_litert): pip install '.[tools]'"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_with_the_tools_extra_nothing_is_missing() -> None:
+    from tools.bundle_dir import missing_tools_modules
+
+    assert missing_tools_modules() == []
