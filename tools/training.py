@@ -117,7 +117,7 @@ def _batchnorms(model) -> list:
     return found
 
 
-def recompute_batchnorm(net: MultiExitNet, x: np.ndarray) -> int:
+def recompute_batchnorm(net: MultiExitNet, x: np.ndarray, only: list | None = None) -> int:
     """Set every BatchNorm's moving mean and variance to the statistics of ``x`` (float inputs), weights untouched;
     returns how many layers were reset.
 
@@ -125,8 +125,17 @@ def recompute_batchnorm(net: MultiExitNet, x: np.ndarray) -> int:
     inference-mode network, the one exported, normalises with the wrong statistics and its exits can
     predict one class for every sample. One forward pass in training mode with momentum 0 makes the
     moving statistics exactly the batch's, so inference mode on ``x`` then equals training mode.
+
+    ``only``: the blocks and exit models to reset; the others run in inference mode and keep their statistics
+    bit for bit (post-trained's frozen backbone).
     """
-    bns = [bn for m in net.blocks + [e.model for e in net.exits] for bn in _batchnorms(m)]
+    parts = net.blocks + [e.model for e in net.exits]
+    reset = parts if only is None else [m for m in parts if any(m is o for o in only)]
+
+    def mode(model) -> bool:  # training mode is what moves the statistics
+        return any(model is r for r in reset)
+
+    bns = [bn for m in reset for bn in _batchnorms(m)]
     saved = [bn.momentum for bn in bns]
     try:
         for bn in bns:
@@ -134,10 +143,11 @@ def recompute_batchnorm(net: MultiExitNet, x: np.ndarray) -> int:
         outs = []
         h = x
         for block in net.blocks:
-            h = block(h, training=True)
+            h = block(h, training=mode(block))
             outs.append(h)
         for e in net.exits:
-            e.model(outs[e.after_block], training=True)
+            if mode(e.model):
+                e.model(outs[e.after_block], training=True)
     finally:
         for bn, momentum in zip(bns, saved):
             bn.momentum = momentum

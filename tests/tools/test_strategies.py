@@ -131,3 +131,36 @@ def test_every_strategy_exports_a_bundle_the_runtime_accepts(strategy, extra, ti
         assert all(e.confidence_output.shape == [1, 1] for e in bundle.exits[:-1])
     else:
         assert not any(has_conf)
+
+
+@pytest.mark.parametrize("strategy", ["joint", "block-dependent", "post-trained"])
+def test_trained_nets_leave_with_the_batchnorm_statistics_of_their_data(strategy, tiny_splits) -> None:
+    """Audit defect: after a short fit the moving statistics (momentum 0.99) were still near their 0/1 init, so the
+    exported, inference-mode exits were near chance (0.66 0.40 0.10 ... after one epoch) while training mode
+    scored 0.74..0.98. Now inference mode on the training inputs is training mode."""
+    from tools.train import TrainConfig, train_strategy
+    from tools.training import forward_all, seed_everything
+
+    seed_everything(5)
+    cfg = TrainConfig(strategy=strategy, steps=10, backbone_steps=10, augment=False, stages=STAGES,
+                      prefix="bn_" + strategy.replace("-", "_") + "_")
+    net = train_strategy(cfg, tiny_splits, log=lambda _m: None)
+    x = tiny_splits.to_float(tiny_splits.train.x)  # 1024 <= BN_SAMPLES: all of them
+    inference = forward_all(net, x, training=False)
+    training = forward_all(net, x, training=True)
+    for a, b in zip(inference[0] + inference[1], training[0] + training[1]):
+        a, b = (a[0], b[0]) if isinstance(a, list) else (a, b)  # a confidence head: [logits, confidence]
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-3)
+
+
+def test_recompute_batchnorm_only_touches_the_models_named(tiny_splits) -> None:
+    from tools.train import attach_confidence_branches, build_backbone
+    from tools.training import recompute_batchnorm
+
+    net = attach_confidence_branches(build_backbone(STAGES, prefix="only_", exits="final"), prefix="only_")
+    branches = [e.model for e in net.exits[:-1]]
+    kept = net.blocks + [net.exits[-1].model]
+    before_kept, before_branches = _snapshot(kept), _snapshot(branches)
+    assert recompute_batchnorm(net, tiny_splits.to_float(tiny_splits.train.x[:256]), only=branches) == len(branches)
+    assert _snapshot(kept) == before_kept
+    assert _snapshot(branches) != before_branches
