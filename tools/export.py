@@ -223,7 +223,9 @@ def export_bundle(
     ``splits.calibration`` calibrates every segment and gives the per-exit stats;
     ``splits.evaluation`` is stored as eval.npz and its int8-chain accuracy per exit goes into
     ``training["eval_accuracy"]``. Raises :class:`ExportRefused` (writing nothing) if any exit's
-    int8/float top-1 agreement on the calibration split is below ``min_agreement``.
+    int8/float top-1 agreement on the calibration split is below ``min_agreement``, or if the splits'
+    samples do not survive a cast to ``raw_dtype`` (the dtype the bundle stores them in; float data
+    needs ``raw_dtype="float32"``).
     """
     import tensorflow as tf
 
@@ -233,6 +235,7 @@ def export_bundle(
         raise ValueError(f"min_agreement must lie in [0, 1], got {min_agreement}")
     out = Path(out_dir)
     check_out_dir(out)
+    raw_x = _raw_splits(splits, raw_dtype)  # before minutes of conversion
     # Absolute and without "..": out.parent must be the folder out sits in, or the temp dir lands inside out.
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +243,7 @@ def export_bundle(
     tmp.chmod(0o755)  # mkdtemp makes it 0700; a bundle is shipped, not private
     try:
         manifest = _export_into(net, tmp, splits, name, training, labels, min_agreement,
-                                raw_dtype, verbose, tf.__version__, edgeexit_version)
+                                raw_dtype, raw_x, verbose, tf.__version__, edgeexit_version)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -248,6 +251,21 @@ def export_bundle(
         if tmp.exists():
             shutil.rmtree(tmp)
     return manifest
+
+
+def _raw_splits(splits: DataSplits, raw_dtype: str) -> dict[str, np.ndarray]:
+    """The held-out splits' x as ``raw_dtype``, refused when the cast changes a value: float [0, 1] images stored
+    as uint8 became 0s and 1s, and the bundle's own splits then scored near chance."""
+    raw = {}
+    for part, split in (("calibration", splits.calibration), ("evaluation", splits.evaluation)):
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf, out of range: refused below
+            x = split.x.astype(raw_dtype)
+        if not np.array_equal(x, split.x):
+            raise ExportRefused(f"the {part} split's {split.x.dtype} samples change when stored as raw_dtype "
+                                f"{raw_dtype!r}; pass raw_dtype={split.x.dtype.name!r} (or samples that are "
+                                f"{raw_dtype} values)")
+        raw[part] = x
+    return raw
 
 
 def _log(verbose: bool, msg: str) -> None:
@@ -267,7 +285,7 @@ def _segment_costs(net: MultiExitNet) -> tuple[list[tuple[int, int]], list[tuple
         raise ExportRefused(str(exc)) from None
 
 
-def _export_into(net, tmp, splits, name, training, labels, min_agreement, raw_dtype, verbose,
+def _export_into(net, tmp, splits, name, training, labels, min_agreement, raw_dtype, raw_x, verbose,
                  tf_version, edgeexit_version) -> dict:
     block_costs, head_costs = _segment_costs(net)
     calib_f = splits.to_float(splits.calibration.x)
@@ -312,10 +330,8 @@ def _export_into(net, tmp, splits, name, training, labels, min_agreement, raw_dt
             f"{stats[worst]['float_agreement']:.2%} of the calibration split (< {min_agreement:.2%}); "
             "check the calibration data or lower min_agreement (--min-agreement)")
 
-    write_npz(tmp / "calib.npz", x=splits.calibration.x.astype(raw_dtype),
-              y=splits.calibration.y.astype(np.int64))
-    write_npz(tmp / "eval.npz", x=splits.evaluation.x.astype(raw_dtype),
-              y=splits.evaluation.y.astype(np.int64))
+    write_npz(tmp / "calib.npz", x=raw_x["calibration"], y=splits.calibration.y.astype(np.int64))
+    write_npz(tmp / "eval.npz", x=raw_x["evaluation"], y=splits.evaluation.y.astype(np.int64))
 
     block_entries = []
     for k, ((macs, params), seg) in enumerate(zip(block_costs, blocks)):

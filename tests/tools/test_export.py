@@ -197,3 +197,31 @@ def test_an_out_with_dotdot_replaces_the_bundle_it_names(tmp_path: Path, tiny_sp
     assert json.loads((b / "manifest.json").read_text()) == m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
     assert not (b / "profiles").exists()
+
+
+def _float_splits(splits):
+    """The same images as float [0, 1] samples (preprocessing scale 1): raw data that is not uint8."""
+    from dataclasses import replace
+
+    from tools.data import Split
+
+    return replace(splits, calibration=Split(splits.to_float(splits.calibration.x), splits.calibration.y),
+                   evaluation=Split(splits.to_float(splits.evaluation.x), splits.evaluation.y),
+                   preprocessing_scale=1.0, preprocessing_offset=0.0)
+
+
+def test_float_samples_are_not_truncated_into_uint8_splits(tmp_path: Path, tiny_splits) -> None:
+    """Audit defect: x.astype('uint8') silently turned float [0, 1] images into 0s and 1s in calib.npz/eval.npz."""
+    from tools.export import ExportRefused, export_bundle
+
+    floats = _float_splits(tiny_splits)
+    with pytest.raises(ExportRefused, match=r"the calibration split's float32 samples change when stored as "
+                                            r"raw_dtype 'uint8'; pass raw_dtype='float32'"):
+        export_bundle(_outlier_net(), tmp_path / "f", splits=floats, name="f", training={}, min_agreement=0.0,
+                      verbose=False)
+    assert list(tmp_path.iterdir()) == []
+    m = export_bundle(_outlier_net(), tmp_path / "f", splits=floats, name="f", training={}, min_agreement=0.0,
+                      raw_dtype="float32", verbose=False)
+    assert m["input"]["raw_dtype"] == "float32"
+    with np.load(tmp_path / "f" / "eval.npz") as d:
+        np.testing.assert_array_equal(d["x"], floats.evaluation.x)
