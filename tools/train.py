@@ -7,7 +7,8 @@
   the final exit to every earlier exit at T=3 (EENet adds it late in training; here it is on
   throughout).
 - ``block-dependent``: Han et al.'s grouping/overlapping. ``--overlap W`` (each block trained by
-  its own exit and the next W-1), ``--groups 3,6`` (gradient cut before blocks 3 and 6),
+  its own exit and the next W-1), ``--groups 3,6`` (gradient cut before blocks 3 and 6;
+  ``--overlap`` defaults to 2 only without it),
   ``--include-final`` (the final exit's loss trains every block). Stop-gradient copies of block
   outputs, so inference is unchanged.
 - ``post-trained``: PTEENet. A backbone (same blocks, final exit only) is trained first (or is the
@@ -201,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="per-exit loss weights (joint, block-dependent)")
     ap.add_argument("--distill", type=float_range(0.0), default=0.0,
                     help="joint: weight of KL distillation from the final exit (0 = off)")
-    ap.add_argument("--overlap", type=int_range(0), default=2,
-                    help="block-dependent: exits per block (1 = local error); 0 = no overlap rule")
+    ap.add_argument("--overlap", type=int_range(0), default=None,
+                    help="block-dependent: exits per block (1 = local error); 0 = no overlap rule; "
+                         "default 2, or none with --groups (groups alone mean what they say)")
     ap.add_argument("--groups", type=_parse_groups, default=[],
                     help="block-dependent: blocks where a new group starts, e.g. 3,6")
     ap.add_argument("--include-final", action="store_true",
@@ -219,11 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _overlap(args) -> int | None:
+    """--overlap as TrainConfig wants it: 0 is no rule; unset is 2 unless --groups is given, since the two combine
+    (the later start wins) and --groups 4 then trained overlap-2 windows, not the groups 0-3 / 4-7 asked for."""
+    if args.overlap is None:
+        return None if args.groups else 2
+    return args.overlap or None
+
+
 def config_from_args(args) -> TrainConfig:
     return TrainConfig(
         strategy=args.strategy, seed=args.seed, epochs=args.epochs,
         backbone_epochs=args.backbone_epochs, weights=args.weights, distill=args.distill,
-        overlap=args.overlap or None, groups=args.groups, include_final=args.include_final,
+        overlap=_overlap(args), groups=args.groups, include_final=args.include_final,
         lambda_cost=args.lambda_cost, backbone_targets=args.backbone_targets, stages=args.stages,
         augment=not args.no_augment)
 

@@ -118,3 +118,24 @@ def test_train_out_dot_is_one_line_and_keeps_the_bundle(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: . is the current directory or holds it; cd out of it or pick another --out"]
     assert sorted(p.name for p in cwd.iterdir()) == ["block0.tflite", "calib.npz", "calibration.json", "manifest.json"]
+
+
+@pytest.mark.parametrize("extra,overlap", [([], 2), (["--groups", "4"], None), (["--groups", "4", "--overlap", "2"], 2),
+                                           (["--overlap", "0"], None), (["--overlap", "3"], 3)])
+def test_groups_alone_mean_groups(extra: list, overlap: "int | None") -> None:
+    """Audit defect: --groups 4 silently combined with the default --overlap 2, so the documented groups 0-3 / 4-7
+    trained overlap-2 windows."""
+    from tools.strategies import block_assignment
+    from tools.train import config_from_args
+
+    cfg = config_from_args(parse_args(["--strategy", "block-dependent", "--out", "x"] + extra))
+    assert cfg.overlap == overlap
+    if extra == ["--groups", "4"]:
+        spans = [(r.start, r.stop - 1) for r in block_assignment(list(range(8)), overlap=cfg.overlap, groups=cfg.groups)]
+        assert spans == [(0, 0), (0, 1), (0, 2), (0, 3), (4, 4), (4, 5), (4, 6), (4, 7)]
+
+
+def test_help_says_when_overlap_defaults_to_2(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    assert "default 2, or none with --groups" in " ".join(capsys.readouterr().out.split())
