@@ -241,6 +241,8 @@ def config_from_args(args) -> TrainConfig:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if args.strategy == "post-trained" and len(args.stages) < 2:  # branches go after every block but the last
+        ap.error(f"argument --stages: post-trained needs at least 2 stages, got {len(args.stages)}; e.g. 8:2,16:2")
     if any(g >= len(args.stages) for g in args.groups):
         ap.error(f"argument --groups: {args.groups} names a block past the last of the {len(args.stages)} stages")
     return args

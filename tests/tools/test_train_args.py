@@ -139,3 +139,13 @@ def test_help_says_when_overlap_defaults_to_2(capsys: pytest.CaptureFixture) -> 
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     assert "default 2, or none with --groups" in " ".join(capsys.readouterr().out.split())
+
+
+def test_post_trained_with_one_stage_is_an_argparse_error(capsys: pytest.CaptureFixture) -> None:
+    """Audit defect: no block to branch after, so a ValueError traceback came after the backbone's pre-training."""
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--strategy", "post-trained", "--out", "x", "--stages", "4:2"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: argument --stages: post-trained needs at least 2 stages, got 1; e.g. 8:2,16:2")
+    assert parse_args(["--strategy", "joint", "--out", "x", "--stages", "4:2"]).stages == [(4, 2)]
