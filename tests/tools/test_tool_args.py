@@ -4,6 +4,7 @@
 the bundle it wrote; make_heavy_bundle exports real BatchNorm statistics."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,11 @@ def test_train_demo_ends_by_saying_to_calibrate(monkeypatch: pytest.MonkeyPatch,
     import tools.training
     from tools import train_demo
 
-    monkeypatch.setattr(tools.data, "mnist_splits", lambda seed=0, **_: tiny_splits)
+    monkeypatch.setattr(tools.data, "mnist_splits", lambda seed=0, **_: copy.deepcopy(tiny_splits))  # main corrupts
     monkeypatch.setattr(tools.training, "train_loop", lambda *a, **k: None)  # untrained: the ending is under test
+    monkeypatch.setattr(train_demo, "FLOOR", 0.0)
     out = tmp_path / "demo"
-    train_demo.main(["--out", str(out), "--min-agreement", "0", "--epochs", "1", "--codewords", "4"])
+    assert train_demo.main(["--out", str(out), "--min-agreement", "0", "--epochs", "1", "--codewords", "4"]) == 0
     assert (out / "manifest.json").is_file() and not (out / "calibration.json").exists()
     assert "next: calibrate the bundle: edgeexit calibrate --model {}".format(out) in capsys.readouterr().out
 
@@ -141,3 +143,26 @@ def test_with_the_tools_extra_nothing_is_missing() -> None:
     from tools.bundle_dir import missing_tools_modules
 
     assert missing_tools_modules() == []
+
+
+def test_train_demo_below_its_floor_keeps_the_bundle_it_would_replace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                      tiny_splits, capsys: pytest.CaptureFixture) -> None:
+    """Audit defect: the default --out is the shipped demo, and it was replaced before the floor check that then
+    returned 1. Now the new bundle is built beside it and dropped."""
+    import tools.data
+    import tools.training
+    from tools import train_demo
+
+    monkeypatch.setattr(tools.data, "mnist_splits", lambda seed=0, **_: copy.deepcopy(tiny_splits))
+    monkeypatch.setattr(tools.training, "train_loop", lambda *a, **k: None)  # untrained: far below the floor
+    out = tmp_path / "demo"
+    out.mkdir()
+    old = {"manifest.json": "{}", "block0.tflite": "old", "calibration.json": "{}"}
+    for name, text in old.items():
+        (out / name).write_text(text)
+    assert train_demo.main(["--out", str(out), "--min-agreement", "0", "--epochs", "1", "--codewords", "4"]) == 1
+    assert {p.name: p.read_text() for p in out.iterdir()} == old
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # the staging dir went too
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: final exit ") and err[-1].endswith(
+        "below the 95% floor on the evaluation split; {} left as it was, train longer (--epochs)".format(out))
