@@ -82,7 +82,9 @@ RISKS = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 1e9)  # 1e9: in effect never jump past 
 
 def _oof_replay(rt: Runtime, data: CalibrationData, parts: List[np.ndarray], policies: List[PredictivePolicy]) -> Tuple[float, float]:
     """Accuracy and mean MACs of the predictive policy where every sample is forecast by a model that
-    never saw it in training (cross-fitting): honest estimates on the calibration split."""
+    never saw it in training (the forecasters cross-fitted). The acceptance thresholds are the whole split's,
+    fitted on every sample, and the choices made on these figures tune them to the split too: they judge the
+    forecasters, and are no held-out accuracy (`calibrate` prints none for predictive)."""
     correct, macs = 0, 0.0
     for idx, pol in zip(parts, policies):
         sub = data.subset(idx)

@@ -7,13 +7,10 @@ times; the first round i whose max|v| exceeds beta * tau_{l+i} predicts a jump o
 if none). Intermediate heads are skipped; at the target the exit is checked again, and on a miss the
 jump is predicted again from there.
 
-tau_l differs from the public code's, deliberately. There tau_l is the *signed* mean logit of exit l
-over training samples (utils_new.calculate_average_activations: sum() / numel()). On the demo that mean
-is negative at every exit (-0.42 to -2.0), so max|logit| > beta * tau_l holds for every beta > 0 and the
-public rule would exit every sample at its first check. Here tau_l is the mean *absolute* logit,
-mean |logit|, of exit l over the bundle's calibration split. beta is calibrated for the accuracy target
-(the cheapest on a log grid; the code's CLI default is 6), and so is the start exit (the code's default
-is layer 6 of 20). All are stored in calibration.json.
+tau_l is the public code's: the absolute value of exit l's mean logit (utils_new.calculate_average_activations
+averages the signed logits; set_activation_thresholds keeps abs() of each), here over the bundle's calibration
+split. beta is calibrated for the accuracy target (the cheapest on a log grid; the code's CLI default is 6),
+and so is the start exit (the code's default is layer 6 of 20). All are stored in calibration.json.
 Calibration judges each beta by replaying this very policy, so what it reports is what the runtime does.
 """
 from __future__ import annotations
@@ -27,9 +24,8 @@ from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
 def tau_from_logits(logits: np.ndarray) -> List[float]:
-    """Per-exit mean |logit| over samples and classes; ``logits`` is (N, E, C). (Not the public code's
-    signed mean: see the module docstring.)"""
-    return np.abs(logits).mean(axis=(0, 2)).tolist()
+    """Per exit, |mean logit| over samples and classes, as the public code has it; ``logits`` is (N, E, C)."""
+    return np.abs(logits.astype(np.float64).mean(axis=(0, 2))).tolist()
 
 
 class PEHeuristicPolicy(ExitPolicy):

@@ -251,3 +251,16 @@ def test_pe_heuristic_values_that_mean_nothing_are_refused(setup, change):
     b.calibration["pe-heuristic"] = dict(b.calibration["pe-heuristic"], **change)
     with pytest.raises(CalibrationError, match="run `edgeexit calibrate` again"):
         make_policy("pe-heuristic", b)
+
+
+def test_pe_heuristic_tau_is_the_public_codes(setup):
+    """The public code's tau_l is abs() of exit l's mean logit (calculate_average_activations, then
+    set_activation_thresholds); ours was the mean |logit|, 1.5 to 3 times larger on the demo, on a false
+    claim that the public rule would exit every sample at once."""
+    from edgeexit.policies.pe_heuristic import tau_from_logits
+
+    b, _, cal, _, _, _ = setup
+    want = np.abs(cal.table.logits.astype(np.float64).mean(axis=(0, 2)))
+    assert np.allclose(tau_from_logits(cal.table.logits), want)
+    assert np.allclose(b.calibration["pe-heuristic"]["tau"], want)  # what calibrate stores
+    assert np.allclose(load_bundle().calibration["pe-heuristic"]["tau"], want)  # and the shipped demo holds
