@@ -11,8 +11,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgeexit.bundle import NOT_CALIBRATED
-from edgeexit.calibration import (CROSS_FIT_FOLDS, MIN_CALIBRATION_SAMPLES, CalibrationData, calibrate_threshold, first_exit,
-                                  fit_thresholds, folds, threshold_cost)
+from edgeexit.calibration import (CROSS_FIT_FOLDS, MIN_CALIBRATION_SAMPLES, CalibrationData, ThresholdFit, calibrate_threshold,
+                                  first_exit, fit_thresholds, folds, threshold_cost)
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.errors import CalibrationError
 from edgeexit.forecaster import Forecaster, distill, distill_entry, fit, head_features, pooled_features, training_pairs
@@ -20,7 +20,7 @@ from edgeexit.offline import replay
 from edgeexit.policies.base import HeadView
 from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
 from edgeexit.policies.eenet import (EENetPolicy, cross_fit, exit_figures, fit_for_budget, fit_scores, out_of_fold_exits,
-                                     table_features)
+                                     table_features, widen)
 from edgeexit.policies.pe_heuristic import PEHeuristicPolicy, tau_from_logits
 from edgeexit.policies.predictive import PredictivePolicy, enabled_exits, jump_cost_matrix
 from edgeexit.runtime import Runtime
@@ -266,42 +266,84 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
     most accurate schedule whose mean cost fits a budget -- ``budget_macs``, or ``budget_ms`` counted in
     the per-segment ``latency`` table (a profile's, or measured on this host).
 
+    The chain may start at a later exit (``start_exit``: the heads before it never run): every start
+    s = 0..E-2 is fitted the same way on exits s.. (exit s's previous score 0), and the one kept is the
+    cheapest on the calibration split that meets the target -- for a budget, the most accurate within it,
+    then the cheapest -- ties to the earlier start. A weak first head that costs more than it saves (the
+    demo's exit 0) is dropped, as the threshold policy disables an exit that cannot pay.
+
     Features and scores come from the functions the runtime's EENetPolicy runs, so the thresholds are
     fitted on the very scores it compares. With ``cross_fit_k`` > 1, a k-fold cross-fit (score models and
-    thresholds refitted without each fold) estimates how the target or the budget holds on unseen data:
-    ``out_of_fold_accuracy`` and ``out_of_fold_mean_macs`` (and ``out_of_fold_mean_ms`` for a budget in ms)."""
+    thresholds refitted without each fold, for the chosen start) estimates how the target or the budget
+    holds on unseen data: ``out_of_fold_accuracy`` and ``out_of_fold_mean_macs`` (and
+    ``out_of_fold_mean_ms`` for a budget in ms)."""
     if budget_macs is not None and budget_ms is not None:
         raise CalibrationError("give the eenet budget in MACs or in ms, not both")
     if budget_ms is not None and latency is None:
         raise CalibrationError("a budget in ms needs segment latencies: pass a profile from `edgeexit profile` or measure them")
     feats = table_features(data.table.logits)
-    weights, scores = fit_scores(feats, data.correct, seed=seed)
+    correct = data.correct
+    n_exits = correct.shape[1]
     ms_to_exit, head_ms = latency.to_exit_and_heads(rt.bundle, rt.exit_blocks) if latency is not None else (None, None)
     budget = budget_ms if budget_ms is not None else budget_macs
     to_exit, heads, unit = ((ms_to_exit, head_ms, "ms") if budget_ms is not None
                             else (data.macs_to_exit, data.head_macs, "MACs"))
-    if budget is not None:
-        f = fit_for_budget(scores, data.correct, to_exit, heads, budget, unit=unit)
-    else:
-        f = fit_thresholds(scores, data.correct, data.macs_to_exit, data.head_macs, target, skip_disabled=False)  # scores chain: every head runs
-    r = replay(rt, EENetPolicy(weights.tolist(), f.thresholds), data.table, data.y)
-    out = {"weights": weights.tolist(), "thresholds": f.thresholds, "budget_macs": float(r.macs.mean()), "target_accuracy": target,
-           "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}  # for a target, the MACs it needs
+    macs, head_macs = list(data.macs_to_exit), list(data.head_macs)
+    to_exit, heads = list(to_exit), list(heads)
+    # The least any start can cost: every sample leaving at its first head.
+    floor = [to_exit[s] + heads[s] for s in range(n_exits)]
+    if budget is not None and budget < min(floor[:max(1, n_exits - 1)]):
+        s_min = int(np.argmin(floor[:max(1, n_exits - 1)]))
+        raise CalibrationError(
+            "a budget of {:.4g} {} is below the cost of the cheapest schedule, every sample exiting at exit {} ({:.4g} {}); "
+            "raise the budget".format(budget, unit, s_min, floor[s_min], unit))
+
+    def fit_from(s: int) -> Tuple[np.ndarray, ThresholdFit]:
+        w, scores = fit_scores(feats[:, s:], correct[:, s:], seed=seed)
+        if budget is not None:
+            return w, fit_for_budget(scores, correct[:, s:], to_exit[s:], heads[s:], budget, unit=unit)
+        return w, fit_thresholds(scores, correct[:, s:], macs[s:], head_macs[s:], target, skip_disabled=False)  # scores chain: every head from s runs
+
+    def better(f: ThresholdFit, than: ThresholdFit) -> bool:
+        cheaper = f.mean_macs < than.mean_macs - 1e-9 * max(1.0, than.mean_macs)  # strictly: ties keep the earlier start
+        if budget is None:
+            return cheaper
+        return f.accuracy > than.accuracy or (f.accuracy == than.accuracy and cheaper)
+
+    best: Optional[Tuple[int, np.ndarray, ThresholdFit]] = None
+    for s in range(max(1, n_exits - 1)):  # starting at the final exit is no chain: full inference
+        # Prune: a start whose first head alone costs at least the best schedule's mean cannot be cheaper; for
+        # a budget, one whose first head exceeds it cannot fit it (a start under it may still be more accurate).
+        if budget is not None and floor[s] > budget:
+            continue
+        if budget is None and best is not None and floor[s] >= best[2].mean_macs:
+            continue
+        w_s, f_s = fit_from(s)  # the same target or budget for every start: an error at one is an error at all
+        if best is None or better(f_s, best[2]):
+            best = (s, w_s, f_s)
+    assert best is not None  # start 0 (target) or the cheapest start (budget, checked above) is always fitted
+    start, weights, f = best
+    sub_macs, sub_heads = macs[start:], head_macs[start:]
+    full_w, full_th = widen(weights, f.thresholds, start)
+    r = replay(rt, EENetPolicy(full_w, full_th, start), data.table, data.y)
+    out = {"weights": full_w, "thresholds": full_th, "start_exit": start, "budget_macs": float(r.macs.mean()),
+           "target_accuracy": target, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}  # for a target, the MACs it needs
+    sub_feats, sub_correct = feats[:, start:], correct[:, start:]
     if budget is not None:
         out.update({"budget_macs": None if budget_macs is None else float(budget_macs), "target_accuracy": None})
         if cross_fit_k > 1:  # the budget is met in-sample by construction: what unseen samples spend
-            ex = out_of_fold_exits(feats, data.correct, cross_fit_k, seed, lambda s, c: fit_for_budget(
-                s, c, to_exit, heads, budget, unit=unit).thresholds)
-            acc, macs = exit_figures(ex, data.correct, data.macs_to_exit, data.head_macs)
-            out.update({"out_of_fold_accuracy": acc, "out_of_fold_mean_macs": macs, "out_of_fold_k": cross_fit_k})
+            ex = out_of_fold_exits(sub_feats, sub_correct, cross_fit_k, seed, lambda sc, c: fit_for_budget(
+                sc, c, to_exit[start:], heads[start:], budget, unit=unit).thresholds)
+            acc, oof_macs = exit_figures(ex, sub_correct, sub_macs, sub_heads)
+            out.update({"out_of_fold_accuracy": acc, "out_of_fold_mean_macs": oof_macs, "out_of_fold_k": cross_fit_k})
             if budget_ms is not None:
-                out["out_of_fold_mean_ms"] = exit_figures(ex, data.correct, ms_to_exit, head_ms)[1]
+                out["out_of_fold_mean_ms"] = exit_figures(ex, sub_correct, ms_to_exit[start:], head_ms[start:])[1]
     elif cross_fit_k > 1:
-        acc, macs = cross_fit(feats, data.correct, data.macs_to_exit, data.head_macs, target, cross_fit_k, seed)
-        out.update({"out_of_fold_accuracy": acc, "out_of_fold_mean_macs": macs, "out_of_fold_k": cross_fit_k})
+        acc, oof_macs = cross_fit(sub_feats, sub_correct, sub_macs, sub_heads, target, cross_fit_k, seed)
+        out.update({"out_of_fold_accuracy": acc, "out_of_fold_mean_macs": oof_macs, "out_of_fold_k": cross_fit_k})
     if latency is not None:
-        # Every head up to the exit runs (the scores chain), as threshold_cost counts it.
-        ms = threshold_cost(r.exits, ms_to_exit, head_ms)
+        # Every head from the start to the exit runs (the scores chain), as threshold_cost counts it on the chain.
+        ms = threshold_cost(r.exits - start, ms_to_exit[start:], head_ms[start:])
         out.update({"budget_ms": budget_ms, "mean_ms": float(ms.mean()), "latency_source": latency.source})
     return out
 

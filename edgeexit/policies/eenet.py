@@ -6,7 +6,10 @@ from four numbers -- the exit's max probability, its normalized-entropy confiden
 first exit). Thresholds T_k on those scores are searched directly, with the threshold policy's
 coordinate descent: the least-cost thresholds for an accuracy target, or the most accurate ones whose
 mean cost (MACs, or ms through a latency table) meets a budget (bisection over the target).
-Inference runs every head in order and exits at the first k with score_k >= T_k (the last exit always).
+Inference runs every head in order from a start exit s and exits at the first k >= s with
+score_k >= T_k (the last exit always). Heads before s never run: calibration tries every start and keeps
+the cheapest that meets the target (a weak, costly first head is dropped the way the threshold policy
+disables an exit that cannot pay), and the chain's first score then reads a previous score of 0.
 
 How EENet differs: its scorer (a ScoreNormalizer per exit) reads exit k's full probability vector,
 its max probability and entropy confidence, and the scores of *all* earlier exits; a separate
@@ -178,12 +181,33 @@ def _weights_problem(weights: Any, n_exits: int) -> Optional[str]:
     return None
 
 
+def widen(weights: np.ndarray, thresholds: Sequence[float], start: int) -> Tuple[List[List[float]], List[float]]:
+    """Full-length weights and thresholds (one per exit) for a chain fitted on exits ``start``.. only:
+    the exits before it get zero weights and the unreachable threshold 2.0 (scores are <= 1); the policy
+    never evaluates their heads anyway."""
+    n_cols = weights.shape[1]
+    return ([[0.0] * n_cols for _ in range(start)] + weights.tolist(), [2.0] * start + [float(t) for t in thresholds])
+
+
+def start_exit_of(entry: Dict[str, Any], n_exits: int) -> int:
+    """The validated ``start_exit`` of a calibration.json eenet entry; 0 where absent (files written before
+    the start was searched ran the whole chain)."""
+    start = entry.get("start_exit", 0)
+    # bool is an int to Python; a float index would fail later, at the first sample
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < n_exits:
+        raise CalibrationError("calibration.json: eenet start_exit must be an exit index from 0 to {}, not {!r}; run `edgeexit "
+                               "calibrate` again".format(n_exits - 1, start))
+    return start
+
+
 class EENetPolicy(ExitPolicy):
     name = "eenet"
 
-    def __init__(self, weights: List[List[float]], thresholds: List[float]) -> None:
+    def __init__(self, weights: List[List[float]], thresholds: List[float], start_exit: int = 0) -> None:
         self.weights = [list(map(float, w)) for w in weights]
         self.thresholds = [float(t) for t in thresholds]
+        #: the first exit of the chain: earlier heads never run, and this exit's previous score is 0 (as fitted)
+        self.start_exit = int(start_exit)
         self._prev = 0.0
 
     @classmethod
@@ -200,10 +224,17 @@ class EENetPolicy(ExitPolicy):
         why = _weights_problem(entry.get("weights"), n_exits)
         if why:
             raise CalibrationError("calibration.json: eenet weights {}; run `edgeexit calibrate` again".format(why))
-        return cls(entry["weights"], th)
+        return cls(entry["weights"], th, start_exit_of(entry, n_exits))
 
     def start(self, state: SampleState) -> None:
         self._prev = 0.0
+
+    def may_evaluate(self, exit_index: int) -> bool:
+        return exit_index >= self.start_exit
+
+    def wants_head(self, exit_index: int, state: SampleState) -> bool:
+        # Skipping the heads before the start keeps _prev at 0 for the start exit, the value its score was fitted with.
+        return exit_index >= self.start_exit
 
     def score(self, head: HeadView) -> float:
         return exit_score(logit_features(head.logits()), self._prev, self.weights[head.exit_index])
@@ -214,4 +245,4 @@ class EENetPolicy(ExitPolicy):
         return sc >= self.thresholds[head.exit_index]
 
     def describe(self) -> dict:
-        return {"policy": self.name, "thresholds": self.thresholds}
+        return {"policy": self.name, "thresholds": self.thresholds, "start_exit": self.start_exit}
