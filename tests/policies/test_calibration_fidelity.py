@@ -13,7 +13,7 @@ from edgeexit.calibration import (CalibrationData, calibrate_threshold, collect,
                                   normalized_entropy, target_from, threshold_cost, threshold_scores)
 from edgeexit.offline import replay
 from edgeexit.policies.base import HeadView, SampleState
-from edgeexit.policies.eenet import EENetPolicy, cross_fit, fit_scores, table_features
+from edgeexit.policies.eenet import EENetPolicy, cross_fit, fit_scores, table_features, widen
 from edgeexit.policies.simple import ThresholdPolicy
 from edgeexit.policy_calibration import calibrate_eenet
 from edgeexit.runtime import Runtime
@@ -78,9 +78,12 @@ def test_eenet_replay_reproduces_the_fit_and_meets_its_target(demo, start, n, dr
     sub = _slice(data, start, n)
     target = target_from(sub, drop)
     entry = calibrate_eenet(rt, sub, target)
-    r = replay(rt, EENetPolicy(entry["weights"], entry["thresholds"]), sub.table, sub.y)
-    _, scores = fit_scores(table_features(sub.table.logits), sub.correct)  # the scores the thresholds were fitted on
-    assert np.array_equal(first_exit(scores >= np.asarray(entry["thresholds"])), r.exits)
+    s = entry["start_exit"]
+    r = replay(rt, EENetPolicy(entry["weights"], entry["thresholds"], s), sub.table, sub.y)
+    # the scores the thresholds were fitted on: the chain from the start exit, its first previous score 0
+    _, scores = fit_scores(table_features(sub.table.logits)[:, s:], sub.correct[:, s:])
+    assert np.array_equal(first_exit(scores >= np.asarray(entry["thresholds"][s:])) + s, r.exits)
+    assert all(min(h) >= s for h in r.heads)
     assert r.accuracy(sub.y) == entry["accuracy"] >= target
     assert float(r.macs.mean()) == entry["mean_macs"]
 
@@ -137,9 +140,12 @@ def _oof_by_replay(rt: Runtime, data: CalibrationData, target: float, policy: st
         test = data.subset(held)
         goal = train.full_accuracy - drop
         if policy == "eenet":
-            w, s = fit_scores(table_features(train.table.logits), train.correct, seed=seed)
-            th = fit_thresholds(s, train.correct, train.macs_to_exit, train.head_macs, goal, skip_disabled=False).thresholds
-            pol = EENetPolicy(w.tolist(), th)
+            # the cross-fit is of the start calibration chose (the folds refit scores and thresholds, not the start)
+            k = calibrate_eenet(rt, data, target, seed=seed)["start_exit"]
+            w, s = fit_scores(table_features(train.table.logits)[:, k:], train.correct[:, k:], seed=seed)
+            th = fit_thresholds(s, train.correct[:, k:], train.macs_to_exit[k:], train.head_macs[k:], goal,
+                                skip_disabled=False).thresholds
+            pol = EENetPolicy(*widen(w, th, k), k)
         else:
             pol = ThresholdPolicy(calibrate_threshold(train, goal, policy).thresholds, policy)
         r = replay(rt, pol, test.table, test.y)
@@ -191,9 +197,10 @@ def test_an_eenet_budget_is_judged_out_of_fold_too(demo, budget_macs):
     hits, macs = 0, 0.0
     for held in folds(len(sub.y), 4, 3):
         train, test = sub.subset(np.setdiff1d(np.arange(len(sub.y)), held)), sub.subset(held)
-        w, s = fit_scores(table_features(train.table.logits), train.correct, seed=3)
-        th = fit_for_budget(s, train.correct, train.macs_to_exit, train.head_macs, budget_macs).thresholds
-        r = replay(rt, EENetPolicy(w.tolist(), th), test.table, test.y)
+        k = e["start_exit"]
+        w, s = fit_scores(table_features(train.table.logits)[:, k:], train.correct[:, k:], seed=3)
+        th = fit_for_budget(s, train.correct[:, k:], train.macs_to_exit[k:], train.head_macs[k:], budget_macs).thresholds
+        r = replay(rt, EENetPolicy(*widen(w, th, k), k), test.table, test.y)
         hits += int((r.pred == test.y).sum())
         macs += float(r.macs.sum())
     assert e["out_of_fold_accuracy"] == pytest.approx(hits / len(sub.y), abs=1e-12)

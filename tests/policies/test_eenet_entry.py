@@ -84,3 +84,24 @@ def test_huge_finite_weights_run(demo, value):
                                     (3.0, 1.0 / (1.0 + math.exp(-3.0))), (1e6, 1.0)])
 def test_sigmoid_is_safe_and_exact(z, want):
     assert sigmoid(z) == pytest.approx(want, rel=1e-12, abs=0.0)
+
+
+def test_an_entry_without_start_exit_runs_the_whole_chain(demo):
+    """calibration.json files written before eenet searched its start exit have no start_exit: they load as
+    start 0, every head from exit 0 on runs, as they were fitted."""
+    b, rt, table, cal = demo
+    entry = dict(cal["eenet"])
+    entry.pop("start_exit", None)
+    b.calibration = dict(cal, eenet=entry)
+    pol = make_policy("eenet", b)
+    assert pol.start_exit == 0 and pol.may_evaluate(0) and pol.describe()["start_exit"] == 0
+    assert all(h[0] == 0 for h in replay(rt, pol, table).heads)
+
+
+@pytest.mark.parametrize("bad", [-1, 8, 1.0, "1", True, None, [1]])
+def test_a_start_exit_that_is_no_exit_index_is_refused(demo, bad):
+    b, _, _, cal = demo
+    b.calibration = dict(cal, eenet=dict(cal["eenet"], start_exit=bad))
+    with pytest.raises(CalibrationError, match="eenet start_exit must be an exit index from 0 to 7.*{}".format(
+            FIX.replace("`", "."))):
+        make_policy("eenet", b)

@@ -7,12 +7,13 @@ import pytest
 
 from edgeexit.bundle import load_bundle
 from edgeexit.bundle.data import quantize_inputs
-from edgeexit.calibration import collect, target_from, threshold_cost
+from edgeexit.calibration import collect, first_exit, fit_thresholds, target_from, threshold_cost
 from edgeexit.errors import CalibrationError
 from edgeexit.forecaster import EntryTree, Forecaster
 from edgeexit.offline import replay
 from edgeexit.policies import make_policy
 from edgeexit.policies.base import SampleState
+from edgeexit.policies.eenet import EENetPolicy, fit_scores, score_table, table_features
 from edgeexit.policies.oracle import NO_CORRECT_EXIT, OraclePolicy, earliest_correct, exit_costs
 from edgeexit.policies.predictive import PredictivePolicy
 from edgeexit.policy_calibration import calibrate_all
@@ -240,6 +241,30 @@ def test_pe_heuristic_checks_no_exit_before_its_start_and_saves_against_full(set
     assert r.macs.mean() < full.macs.mean()
     assert (r.exits >= pol.start_exit).all() and min(min(h) for h in r.heads) == pol.start_exit
     assert all(pol.may_evaluate(e) == (e >= pol.start_exit) for e in range(len(rt.exits)))
+
+
+def test_eenet_drops_a_first_head_that_does_not_pay(setup):
+    """eenet paid exit 0's head on every sample (427k MACs, 3.8x block 0, and exit 0 is 41% accurate on the
+    demo) where threshold and predictive disable it. Calibration tries every start exit now: on the demo
+    the chain starts later, never runs head 0, and costs less than the full chain fitted for the same target
+    (-16.6% on the evaluation split), at the same accuracy."""
+    b, rt, cal, ev, _, target = setup
+    entry = b.calibration["eenet"]
+    pol = make_policy("eenet", b)
+    s = pol.start_exit
+    assert s == entry["start_exit"] > 0 and not pol.may_evaluate(0) and pol.describe()["start_exit"] == s
+    r = replay(rt, pol, ev.table, ev.y)
+    assert min(min(h) for h in r.heads) == s and (r.exits >= s).all()
+    # the start exit's previous score is 0, as fitted: the runtime's exits are those of the fitted chain
+    w = np.asarray(entry["weights"])
+    fitted = score_table(table_features(ev.table.logits)[:, s:], w[s:]) >= np.asarray(entry["thresholds"][s:])
+    assert np.array_equal(first_exit(fitted) + s, r.exits)
+    # the full chain from exit 0, fitted as calibrate did before, for the same target
+    w0, s0 = fit_scores(table_features(cal.table.logits), cal.correct)
+    f0 = fit_thresholds(s0, cal.correct, cal.macs_to_exit, cal.head_macs, target, skip_disabled=False)
+    chain = replay(rt, EENetPolicy(w0.tolist(), f0.thresholds), ev.table, ev.y)
+    assert entry["mean_macs"] < f0.mean_macs and r.macs.mean() < chain.macs.mean()
+    assert r.accuracy(ev.y) >= chain.accuracy(ev.y) - 0.005
 
 
 @pytest.mark.parametrize("change", [{"beta": 0.0}, {"beta": -1.0}, {"rounds": 0}, {"start_exit": 8},
