@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_acc, sim_red = _sim(manifest, out, splits)
         rows.append((label, accs, sim_acc, sim_red, time.time() - t0, out, None))
         print(f"{label}: {' '.join(f'{a:.3f}' for a in accs)} | threshold acc {sim_acc:.3f} "
-              f"MACs -{sim_red:.1%} ({time.time() - t0:.0f} s)", flush=True)
+              f"MACs {-sim_red:+.1%} ({time.time() - t0:.0f} s)", flush=True)
 
     head = "| strategy | " + " | ".join(f"exit {k}" for k in range(n_exits)) + \
         " | threshold policy: acc / MACs saved | train s |"
