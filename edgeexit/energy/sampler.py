@@ -209,7 +209,7 @@ class Sampler(WindowedEnergySource):
         # a streaming meter maps its samples onto its own clock, so its windows must use that clock
         return self._stream.now_s() if self._stream is not None else self.clock()
 
-    def _edge_sample(self) -> None:
+    def _edge_sample(self, after: bool) -> None:
         if not self.sync_edges or self._stream is not None:  # a stream needs no bracketing read
             return
         thread = self._thread
@@ -218,9 +218,10 @@ class Sampler(WindowedEnergySource):
             return
         # Let the sampler thread read, so a read that blocks stalls that thread, never the run.
         with self._sampled:
-            # reads are serial (one thread): the first begun after now is number _started + 1. One already
-            # under way (an INA3221 read is ~3 ms of I2C, most of a 200 Hz period) began before the edge.
-            seq = self._started
+            # Reads are serial (one thread): the first begun after now is number _started + 1. At a window's
+            # end one already under way (an INA3221 read is ~3 ms of I2C, most of a 200 Hz period) began
+            # before the edge, so it waits for the next; at its start the next read to end will do.
+            seq = self._started if after else self._count
             self._wake.set()
             got = self._sampled.wait_for(lambda: self._count > seq, timeout=self.read_timeout_s)
         if not got:

@@ -35,8 +35,9 @@ class WindowedEnergySource(ABC):
     def now_s(self) -> float:
         """Current host time on the clock windows use (s)."""
 
-    def _edge_sample(self) -> None:
-        """Hook: take a fresh sample at a window edge (default: nothing)."""
+    def _edge_sample(self, after: bool) -> None:
+        """Hook: take a fresh sample at a window edge (default: nothing); ``after``: at the end, where the
+        sample must be begun after the edge (at the start, any read that ends before it will do)."""
 
     def _init_windows(self) -> None:
         """Subclasses call this from ``__init__``."""
@@ -54,7 +55,7 @@ class WindowedEnergySource(ABC):
                 raise MeterError(
                     f"Measurement window {key!r} already exists; end it first or use another key."
                 )
-        self._edge_sample()  # sample first so the read's own time lies outside the window
+        self._edge_sample(after=False)  # sample first so the read's own time lies outside the window
         t0_s = self.now_s()
         with self._windows_lock:
             windows[key] = t0_s
@@ -79,7 +80,7 @@ class WindowedEnergySource(ABC):
                     f"{sorted(windows) or 'none'}); call begin_window({key!r}) first."
                 )
             t0_s = windows.pop(key)
-        self._edge_sample()
+        self._edge_sample(after=True)
         return t0_s, t1_s
 
     def cancel_window(self, key: str) -> None:
