@@ -467,7 +467,7 @@ def pareto_sweep(rt: Runtime, cal: Any, table: Any, y: np.ndarray, physics: Boar
                 pols["predictive"] = PredictivePolicy.from_calibration({"predictive": p}, len(rt.exits))  # as it runs
             if "eenet" in swept:
                 e = calibrate_eenet(rt, cal, tgt, seed=seed)
-                pols["eenet"] = EENetPolicy(e["weights"], e["thresholds"])
+                pols["eenet"] = EENetPolicy.from_calibration({"eenet": e}, len(rt.exits))  # with its start exit
         except EdgeExitError:
             continue
         for name, pol in pols.items():

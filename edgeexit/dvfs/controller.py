@@ -121,8 +121,9 @@ def translate_oserror(err: OSError, relpath: str, value: str, privileged: bool =
 
 #: Nodes whose read is not the last request: scaling_setspeed shows the running clock [Kus], and min/max show
 #: the effective limits (5.10+ QoS collapses min to a lower max; 4.9 bumps max to a table entry). A value shown
-#: there may still differ from the request the kernel goes back to when a cap lifts, so a write is skipped
-#: only where this controller itself last wrote that value.
+#: there may still differ from the request the kernel goes back to when a cap lifts, so where this controller
+#: last wrote another value there, the write is made; a node it never wrote is left as it shows (a restore of a
+#: domain the run never touched writes nothing).
 REQUEST_HIDDEN = ("/scaling_setspeed", "/scaling_min_freq", "/scaling_max_freq", "/min_freq", "/max_freq")
 
 class DvfsController:
@@ -223,7 +224,7 @@ class DvfsController:
         self._check_open()
         try:
             if self.sysfs.exists(relpath) and self.sysfs.read(relpath).strip() == value and (
-                    not relpath.endswith(REQUEST_HIDDEN) or self._written.get(relpath) == value):
+                    not relpath.endswith(REQUEST_HIDDEN) or self._written.get(relpath, value) == value):
                 return  # no-op: the kernel already holds this value
         except OSError:
             pass  # unreadable (0400): write anyway

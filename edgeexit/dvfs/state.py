@@ -631,7 +631,11 @@ _claims = {}  # type: Dict[str, int]
 def claim_tree(tmp: str) -> None:
     """Hold ``tmp``'s claim for this process (a forked child shares it: the sweep leaves the tree to both)."""
     fd = os.open(os.path.join(tmp, TREE_CLAIM), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # a file just made: nobody else holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a file just made: nobody else holds it (ENOLCK on some network file systems)
+    except OSError:
+        os.close(fd)
+        raise
     _claims[tmp] = fd
 
 

@@ -385,3 +385,22 @@ def test_a_devfreq_max_of_zero_is_no_limit(tmp_path: Path) -> None:
         assert session.controller.set_gpu_hz(614400000) == 614400000 and gpu.current() == 614400000
         assert warned == []
     assert gpu.limits()[1] == 0  # put back as it was: no limit
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_a_restore_writes_only_what_the_run_changed(tmp_path: Path, board: str) -> None:
+    """Once writes to min/max were no longer skipped on what they show, a restore rewrote every domain's
+    limits, the GPU's too when only the CPU was pinned: a GPU node nobody may write then failed a restore
+    that had nothing to put back there, and a 5.10+ "no limit" became an explicit cap."""
+    k = make_tree(tmp_path / "t", board)
+    sysfs = RecordingSysfs(k.root, k)
+    ctl = DvfsController(k.board, sysfs)
+    snap = ctl.snapshot()
+    opps = [f for f in ctl.cpu_opps_khz() if f <= ctl.cpu_cap_khz()]
+    ctl.set_cpu_khz(opps[len(opps) // 2])
+    sysfs.writes.clear()
+    ctl.restore(snap)
+    gpu = ctl.gpu.relpath if ctl.gpu is not None else None
+    assert gpu is None or not [w for w in sysfs.writes if w[0] in ("min_freq", "max_freq", "governor")], sysfs.writes
+    if ctl.cpus[0].uses_userspace("auto"):
+        assert not [w for w in sysfs.writes if w[0] == "scaling_max_freq"], sysfs.writes  # the pin left max alone
