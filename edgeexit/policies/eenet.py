@@ -29,7 +29,7 @@ import numpy as np
 
 from edgeexit.calibration import ThresholdFit, first_exit, fit_thresholds, fold_target, folds, threshold_cost
 from edgeexit.errors import CalibrationError
-from edgeexit.jsonvalues import is_finite_number, is_number
+from edgeexit.jsonvalues import is_finite_number, is_integer, is_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState, normalized_entropy_of, softmax_of
 
 N_FEATURES = 4
@@ -193,8 +193,7 @@ def start_exit_of(entry: Dict[str, Any], n_exits: int) -> int:
     """The validated ``start_exit`` of a calibration.json eenet entry; 0 where absent (files written before
     the start was searched ran the whole chain)."""
     start = entry.get("start_exit", 0)
-    # bool is an int to Python; a float index would fail later, at the first sample
-    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < n_exits:
+    if not is_integer(start) or not 0 <= start < n_exits:  # a float index would fail later, at the first sample
         raise CalibrationError("calibration.json: eenet start_exit must be an exit index from 0 to {}, not {!r}; run `edgeexit "
                                "calibrate` again".format(n_exits - 1, start))
     return start
