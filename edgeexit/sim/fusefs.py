@@ -24,7 +24,7 @@ from edgeexit.dvfs.signals import sigterm_to_exit, signals_held
 from edgeexit.dvfs.state import MOUNT_SIM_PREFIX, sweep_killed_simulations
 from edgeexit.errors import DvfsError
 from edgeexit.paths import missing_folders, remove_folders
-from edgeexit.sim.kernel import SERVED_FROM, SimulatedKernel
+from edgeexit.sim.kernel import SERVED_FROM, TMP_PREFIX, SimulatedKernel
 
 SYSFS_FILE_SIZE = 4096  # sysfs reports every attribute as 4096 bytes
 
@@ -79,7 +79,7 @@ def _make_operations(kernel: SimulatedKernel, served: Optional[List[bool]] = Non
             return os.readlink(self._full(path))
 
         def readdir(self, path: str, fh: Any) -> List[str]:
-            names = [n for n in os.listdir(self._full(path)) if not n.startswith(".tmp-")]
+            names = [n for n in os.listdir(self._full(path)) if not n.startswith(TMP_PREFIX)]
             return [".", ".."] + names
 
         def open(self, path: str, flags: int) -> int:

@@ -45,6 +45,9 @@ SHUNT_MOHM = 5  # INA3221 shunt on the Jetson modules (assumption), for the shun
 # key) first, renders it, then saves it again without. A process killed in between leaves the key, and the
 # next kernel on the tree renders that state again: the visible files and state.json never disagree.
 RENDER_PENDING = "render_pending"
+# put()'s temporary files: ".tmp-<writer pid>-<random>", beside the file they replace (os.replace must not
+# cross file systems). A writer killed with SIGKILL leaves its one; the next kernel on the tree deletes it.
+TMP_PREFIX = ".tmp-"
 
 
 def corrupt(root: Path, what: str, detail: str, fix: str = "make a new one with `edgeexit sim init`") -> DvfsError:
@@ -106,6 +109,32 @@ def _faults_problem(faults: Any) -> str:
             for v in clocks.values()):
         return "'firmware_clock' is not a set of clock overrides"
     return ""
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that made temporary file ``name`` (see TMP_PREFIX) may still be writing it."""
+    pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+    if not pid.isdigit():
+        return True  # not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        pass
+    return True
+
+
+def remove_dead_writers_files(root: Path) -> None:
+    """Delete the temporary files of put()s whose process is gone (killed between mkstemp and os.replace):
+    they are no sysfs node, and `edgeexit restore` must leave the tree as it was. A live writer's stays."""
+    for folder, _, names in os.walk(str(root)):
+        for name in names:
+            if name.startswith(TMP_PREFIX) and not _writer_alive(name):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass  # another user's tree, or already gone
 
 
 def read_marker(root: Path) -> Optional[Dict[str, Any]]:
@@ -200,6 +229,7 @@ class SimulatedKernel:
                 self.read_errors[z.relpath + "/temp"] = getattr(errno, z.read_errno)
         if (self.root / STATE).exists():  # absent only while `sim init` builds the tree
             self.recover()
+            remove_dead_writers_files(self.root)
 
     # --- creation ------------------------------------------------------------------------------
     @classmethod
@@ -253,7 +283,7 @@ class SimulatedKernel:
         else:
             pst = path.parent.stat()
             owner = (pst.st_uid, pst.st_gid)
-        fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="{}{}-".format(TMP_PREFIX, os.getpid()))
         try:
             try:
                 os.write(fd, content.encode())

@@ -158,3 +158,30 @@ def test_a_killed_servers_leftover_does_not_block_the_next_mount(tmp_path: Path,
     with fuse_mount(k.root, "jetson-nano", m2) as mnt:
         assert (k.root / SERVED_FROM).read_text().splitlines()[1] == str(mnt)
     assert not os.path.ismount(str(m2))
+
+
+@pytest.mark.parametrize("board", ["jetson-nano", "raspberry-pi-5"])
+def test_a_writer_killed_mid_put_leaves_no_file_once_the_tree_is_opened_again(tmp_path: Path, board: str) -> None:
+    """SIGKILL between put()'s mkstemp and its os.replace leaves the temporary file beside the node (a rail on
+    the Nano, a vcgencmd answer on the Pi 5); the next kernel on the tree (a run, `restore`) deletes it, and a
+    live writer's is left alone."""
+    k = make_tree(tmp_path / "t", board)
+    before = tree(k.root)
+    rel = k.board.power.rails()[0]
+    child = ("import os, signal, sys\n"
+             "from pathlib import Path\n"
+             "from edgeexit.sim.kernel import SimulatedKernel\n"
+             "k = SimulatedKernel(Path(sys.argv[1]))\n"
+             "os.replace = lambda a, b: os.kill(os.getpid(), signal.SIGKILL)\n"
+             "k.set_rail(sys.argv[2], 5000.0, 321.0)\n")
+    done = subprocess.run([sys.executable, "-c", child, str(k.root), rel], stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = [p for p in k.root.rglob(".tmp-*")]
+    assert len(left) == 1
+    live = left[0].parent / ".tmp-{}-live".format(os.getpid())
+    live.write_text("a put under way\n")
+    SimulatedKernel(k.root)
+    assert not left[0].exists() and live.exists()
+    live.unlink()
+    assert diff(before, tree(k.root)) == []
