@@ -1,5 +1,5 @@
 """``python -m edgeexit`` runs the CLI."""
-from edgeexit.cli import main
+from edgeexit.console import main
 
 if __name__ == "__main__":
     main()

@@ -163,9 +163,14 @@ class Runtime:
         self.close()
 
     def close(self) -> None:
-        self.blocks = []
-        self.exits = []
-        self.closed = True
+        from edgeexit.dvfs.signals import signals_held
+
+        # Dropping the segments runs LiteRT's finalizers, where a Ctrl-C would print "Exception ignored"
+        # and be lost: it is delivered once they are done.
+        with signals_held():
+            self.blocks = []
+            self.exits = []
+            self.closed = True
 
     def check_open(self) -> None:
         """Raise if :meth:`close` ran: its segments are gone, and an empty loop used to end in a misleading error."""

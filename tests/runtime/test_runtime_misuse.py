@@ -84,3 +84,20 @@ def test_infer_refuses_what_is_not_a_policy(bundle, bad):
     with Runtime(bundle) as rt, pytest.raises(PolicyError, match="must be an ExitPolicy, not .*; build one with "
                                                                  r"edgeexit.policies.make_policy\(name, bundle\)$"):
         rt.infer(xq[0], bad)
+
+
+def test_a_ctrl_c_in_a_segments_finalizer_is_delivered_after_close(bundle):
+    """Dropping the segments runs LiteRT's finalizers; a Ctrl-C landing in one used to print "Exception ignored
+    in ... __del__" and vanish. close() holds it until the segments are gone, then raises it."""
+    import os
+    import signal
+
+    class Finalizer:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    rt = Runtime(bundle)
+    rt.blocks = rt.blocks + [Finalizer()]
+    with pytest.raises(KeyboardInterrupt):
+        rt.close()
+    assert rt.closed and rt.blocks == []
