@@ -50,3 +50,17 @@ def test_installed_copy_runs_outside_the_source_tree(wheel: Path, tmp_path: Path
     first, rest = p.stdout.split("\n", 1)
     assert first.startswith(str(target))
     assert json.loads(rest)["n"] == 5
+
+
+def test_installed_console_script_runs(wheel: Path, tmp_path: Path):
+    """The `edgeexit` script pip writes (its entry point, edgeexit.console:main) runs from the install."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    env = dict(os.environ, PYTHONPATH=str(target))
+    p = subprocess.run([sys.executable, str(target / "bin" / "edgeexit"), "boards", "--json"], cwd=str(tmp_path),
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    boards = json.loads(p.stdout)["boards"]
+    assert "jetson-nano" in {b["name"] for b in boards}
+    assert all(b["config"].startswith(str(target)) for b in boards)  # the installed configs, not the checkout's
