@@ -221,14 +221,28 @@ def _int8(r: _Reader, key: str) -> str:
     return value
 
 
-def _tensor(r: _Reader) -> TensorSpec:
-    r.known(("name", "shape", "dtype", "scale", "zero_point"))
+def _shape(r: _Reader) -> List[int]:
+    """A tensor shape: positive integers (true and 1.0 compare equal to 1, and crashed numpy later)."""
     shape = r.typed("shape", list)
     if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
         raise BundleError("manifest.json: '{}shape' must be positive integers, got {}; {}".format(r.where, shape, _FIX))
+    return shape
+
+
+def _labels(r: _Reader) -> List[str]:
+    """The class names: strings (a null or a list printed as a label)."""
+    labels = r.typed("labels", list)
+    bad = [x for x in labels if not isinstance(x, str)]
+    if bad:
+        raise BundleError("manifest.json: 'labels' must be strings, got {!r}; {}".format(bad[0], _FIX))
+    return labels
+
+
+def _tensor(r: _Reader) -> TensorSpec:
+    r.known(("name", "shape", "dtype", "scale", "zero_point"))
     return TensorSpec(
         name=r.typed("name", str),
-        shape=shape,
+        shape=_shape(r),
         dtype=_int8(r, "dtype"),
         scale=_scale(r),
         zero_point=r.typed("zero_point", int),
@@ -275,7 +289,7 @@ def parse_manifest(data: Any) -> Manifest:
     pre = inp.sub("preprocessing").known(("scale", "offset"))
     q = inp.sub("quantization").known(("scale", "zero_point"))
     input_spec = InputSpec(
-        shape=inp.typed("shape", list),
+        shape=_shape(inp),
         raw_dtype=_dtype(inp, "raw_dtype", (np.integer, np.floating), "uint8"),
         preprocess_scale=_bounded(pre, "scale", 0.0, MAX_PREPROCESS, low_open=True),
         preprocess_offset=_bounded(pre, "offset", -MAX_PREPROCESS, MAX_PREPROCESS),
@@ -289,7 +303,7 @@ def parse_manifest(data: Any) -> Manifest:
         name: SplitSpec(file=s.typed("file", str), sha256=s.typed("sha256", str), n=s.typed("n", int))
         for name, s in ((k, r.sub("splits").sub(k).known(("file", "sha256", "n"))) for k in sorted(r.typed("splits", dict)))
     }
-    labels = r.typed("labels", list)
+    labels = _labels(r)
     return Manifest(
         schema_version=version,
         name=r.typed("name", str),
@@ -297,7 +311,7 @@ def parse_manifest(data: Any) -> Manifest:
         blocks=blocks,
         exits=exits,
         num_classes=r.typed("num_classes", int),
-        labels=[str(x) for x in labels],
+        labels=list(labels),
         splits=splits,
         training=_mapping(data.get("training"), "training"),
         raw=data,

@@ -177,3 +177,21 @@ def test_a_newer_format_is_named_before_its_new_keys(bundle_copy: Path) -> None:
     with pytest.raises(BundleError) as err:
         load_bundle(bundle_copy)
     assert "unknown schema_version 99" in _one_line(err)
+
+
+@pytest.mark.parametrize("value", [True, 1.0, 0, -1, "1"])
+def test_the_input_shape_must_be_positive_integers(bundle_copy: Path, value: Any) -> None:
+    """true and 1.0 equal 1 in Python, so the input shape passed the check against block 0's and crashed
+    quantize_inputs with a TypeError traceback; every segment shape was checked already."""
+    _edit(bundle_copy, lambda m: m["input"]["shape"].__setitem__(0, value))
+    with pytest.raises(BundleError, match=r"'input\.shape' must be positive integers") as err:
+        load_bundle(bundle_copy)
+    _one_line(err)
+
+
+@pytest.mark.parametrize("value", [None, [], {}, 3, True])
+def test_labels_must_be_strings(bundle_copy: Path, value: Any) -> None:
+    _edit(bundle_copy, lambda m: m["labels"].__setitem__(0, value))
+    with pytest.raises(BundleError, match=r"'labels' must be strings, got") as err:
+        load_bundle(bundle_copy)
+    _one_line(err)
