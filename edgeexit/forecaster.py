@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgeexit.errors import CalibrationError
+from edgeexit.jsonvalues import holds_bool
 from edgeexit.policies.base import HeadView
 
 HEAD_FEATURES = 3  # what head_features() returns per head
@@ -104,6 +105,8 @@ class Forecaster:
 
         A NaN or infinite weight makes every logit NaN, and argmax/argmin of NaNs silently pick exit 0;
         a zero standard deviation divides by zero when the standardization is folded in."""
+        if any(holds_bool(d.get(k)) for k in ("w1", "b1", "w2", "b2", "mean", "std")):
+            return "has true or false among its weights"
         if not isinstance(d.get("use_block_features"), bool) or isinstance(d.get("n_exits"), bool):
             return "entry has a non-boolean use_block_features or a non-integer n_exits"
         if self.n_exits < 1 or self.n_exits != d["n_exits"]:

@@ -13,6 +13,14 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def holds_bool(v: Any) -> bool:
+    """Whether ``v``, or any item of its nested lists, is a bool: numpy and float() read true as 1.0, so a
+    hand-edited array of numbers would pass every later check."""
+    if isinstance(v, list):
+        return any(holds_bool(x) for x in v)
+    return isinstance(v, bool)
+
+
 def is_integer(v: Any) -> bool:
     """A Python or numpy integer, not a bool: a count a caller passes (a slice or a thread pool would read
     True as 1 and 2.5 as a TypeError deep inside)."""

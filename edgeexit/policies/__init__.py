@@ -8,6 +8,7 @@ import numpy as np
 
 from edgeexit.bundle import NOT_CALIBRATED, Bundle
 from edgeexit.errors import CalibrationError, EdgeExitError, PolicyError
+from edgeexit.jsonvalues import holds_bool
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 from edgeexit.policies.simple import FullPolicy, ThresholdPolicy
 
@@ -65,6 +66,9 @@ POLICIES: Dict[str, Callable[..., ExitPolicy]] = {
 }
 
 
+#: calibration.json values that are numbers (or lists of them) in every policy's entry that has them
+NUMERIC_ENTRIES = ("thresholds", "tau", "beta", "rounds", "start_exit", "weights", "risk", "entry_risk", "entry_exit")
+
 #: the policies that need their entry in calibration.json (confidence-head first checks the bundle has its heads)
 CALIBRATED = ("threshold", "predictive", "pe-heuristic", "eenet")
 
@@ -96,9 +100,15 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     if name in CALIBRATED and not (isinstance(bundle.calibration, dict) and bundle.calibration.get(name)):
         raise CalibrationError("bundle {} has no {} calibration; run `edgeexit calibrate --model {}`".format(
             bundle.root, name, bundle.root))
+    entry = bundle.calibration.get(name) if isinstance(bundle.calibration, dict) else None
+    if isinstance(entry, dict):
+        bad = next((k for k in NUMERIC_ENTRIES if holds_bool(entry.get(k))), None)
+        if bad is not None:  # float(true) is 1.0: a threshold of 1, a beta of 1, a start at exit 1
+            raise CalibrationError("calibration.json: {}'s {} holds true or false where numbers belong; run `edgeexit "
+                                   "calibrate` again".format(name, bad))
     try:
         policy = factory(bundle, **options)
-        for attr in ("thresholds", "tau", "beta"):  # NaN/inf parse as floats but no confidence compares with them
+        for attr in ("thresholds", "tau", "beta", "risk", "entry_risk"):  # NaN/inf parse as floats but no confidence compares with them
             values = getattr(policy, attr, None)
             if values is not None and not all(math.isfinite(float(v)) for v in np.atleast_1d(values)):
                 raise CalibrationError("calibration.json: {}'s {} are not all finite numbers; run `edgeexit calibrate` "

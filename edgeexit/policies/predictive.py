@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeexit.errors import CalibrationError, PolicyError
 from edgeexit.forecaster import HEAD_FEATURES, EntryTree, Forecaster, ForecastTable, head_features, pooled_features
-from edgeexit.jsonvalues import is_number
+from edgeexit.jsonvalues import is_finite_number, is_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
@@ -97,6 +97,11 @@ class PredictivePolicy(ExitPolicy):
         if not fc.use_block_features and fc.w1.shape[0] != HEAD_FEATURES:
             raise CalibrationError("calibration.json: the head forecaster takes {} features, not the {} of a head; run "
                                    "`edgeexit calibrate` again".format(fc.w1.shape[0], HEAD_FEATURES))
+        risk, entry_risk = entry.get("risk", 1.0), entry.get("entry_risk")
+        if not all(is_finite_number(r) and r > 0 for r in (risk, 1.0 if entry_risk is None else entry_risk)):
+            # a NaN weight makes every expected cost NaN, and argmin then jumps to the first exit
+            raise CalibrationError("calibration.json: the predictive risk and entry_risk must be numbers > 0, not {!r} and "
+                                   "{!r}; run `edgeexit calibrate` again".format(risk, entry_risk))
         table = ForecastTable.from_dict(entry["table"], n_exits=n_exits) if entry.get("table") else None
         first = Forecaster.from_dict(entry["entry_forecaster"]) if entry.get("entry_forecaster") else None
         if first is not None and first.n_exits != n_exits:
@@ -108,7 +113,7 @@ class PredictivePolicy(ExitPolicy):
         if isinstance(entry_exit, bool) or not isinstance(entry_exit, int) or not 0 <= entry_exit < n_exits:
             raise CalibrationError("calibration.json: the predictive entry_exit {!r} is not an exit of this bundle; run "
                                    "`edgeexit calibrate` again".format(entry_exit))
-        return cls(fc, th, on_miss, float(entry.get("risk", 1.0)), table, first, float(entry.get("entry_risk") or 1.0), tree,
+        return cls(fc, th, on_miss, float(risk), table, first, float(1.0 if entry_risk is None else entry_risk), tree,
                    entry_exit)
 
     def bind(self, runtime: Any) -> None:

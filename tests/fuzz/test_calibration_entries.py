@@ -116,3 +116,41 @@ def test_an_integer_too_large_for_a_float_is_refused_in_one_line(bundle_and_tabl
             make_policy(name, b)
         except (CalibrationError, PolicyError) as err:
             assert "\n" not in str(err)
+
+
+def _used_number_paths() -> List[tuple]:
+    """(policy, path) of a number each policy reads: its thresholds, tau, beta, weights, risks, starts, and
+    the forecasters' arrays."""
+    from edgeexit.policies import NUMERIC_ENTRIES
+
+    out = []
+    for name in ("predictive", "eenet", "threshold", "pe-heuristic"):
+        for path in _number_paths(CAL[name]):
+            if path[0] in NUMERIC_ENTRIES or path[0] in ("forecaster", "entry_forecaster") and path[1] in (
+                    "w1", "b1", "w2", "b2", "mean", "std"):
+                out.append((name, path))
+    return out
+
+
+@pytest.mark.parametrize("name,path", _used_number_paths())
+def test_true_where_a_number_belongs_is_refused(bundle_and_table: Any, name: str, path: tuple) -> None:
+    # float(true) is 1.0: a threshold of 1, a beta of 1 or a start at exit 1 ran without a word.
+    b = bundle_and_table[0]
+    entry = copy.deepcopy(CAL[name])
+    node = entry
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = True
+    b.calibration = dict(CAL, **{name: entry})
+    with pytest.raises(CalibrationError, match="true or false") as err:
+        make_policy(name, b)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["risk", "entry_risk"])
+@pytest.mark.parametrize("bad", [float("nan"), 0, -1, "2"])
+def test_a_predictive_risk_that_is_no_positive_number_is_refused(bundle_and_table: Any, key: str, bad: Any) -> None:
+    b = bundle_and_table[0]
+    b.calibration = dict(CAL, predictive=dict(CAL["predictive"], **{key: bad}))
+    with pytest.raises(CalibrationError, match="risk and entry_risk must be numbers > 0"):
+        make_policy("predictive", b)
