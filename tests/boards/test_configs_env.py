@@ -78,3 +78,34 @@ def test_hidden_files_and_directories_in_the_directory_are_not_boards(tmp_path: 
     (only_hidden / ".#jetson-nano.toml").symlink_to("user@host.1234:1700000000")
     assert_one_line_error(edgeexit("boards", env={"EDGEEXIT_BOARD_CONFIGS": str(only_hidden)}),
                           "holds no board config")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dangling", "loop", "device"])
+@pytest.mark.parametrize("which", ["board_configs", "firmware_profiles"])
+def test_a_config_that_is_no_regular_file_is_named_as_such(tmp_path: Path, kind: str, which: str) -> None:
+    """A jetson-nano.toml that is a directory, a FIFO or a bad link read as "unknown board" or "does not exist",
+    which sends the user looking for a file that is there."""
+    import os
+
+    from edgeexit.paths import firmware_profiles_dir
+
+    src = board_configs_dir() if which == "board_configs" else firmware_profiles_dir()
+    own = tmp_path / which
+    shutil.copytree(str(src), str(own))
+    target = own / "jetson-nano.toml"
+    target.unlink()
+    if kind == "directory":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(str(target))
+    elif kind == "dangling":
+        target.symlink_to(tmp_path / "gone.toml")
+    elif kind == "loop":
+        target.symlink_to(target)
+    else:
+        target.symlink_to("/dev/null")
+    what = {"directory": "a directory", "fifo": "a FIFO", "dangling": "a symbolic link that leads nowhere",
+            "loop": "a symbolic link loop", "device": "a device"}[kind]
+    env = {"EDGEEXIT_BOARD_CONFIGS" if which == "board_configs" else "EDGEEXIT_FIRMWARE_PROFILES": str(own)}
+    p = edgeexit("run", "--board", "jetson-nano", "--simulate", "--limit", "1", env=env, timeout=60)
+    assert_one_line_error(p, "{} is {}, not a TOML file".format(target, what))
