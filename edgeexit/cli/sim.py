@@ -25,9 +25,10 @@ def command() -> None:
 
 def _board_name(board: Optional[str]) -> str:
     if not board:
-        raise click.UsageError("--board NAME is required (see `edgeexit boards`)")
+        raise click.UsageError("--board NAME is required; `edgeexit boards` lists the names")
     if board == "auto":  # detection reads this machine's device tree; a simulated tree is of no machine
-        raise click.UsageError("a simulated tree needs a board name, not 'auto': pass --board NAME (see `edgeexit boards`)")
+        raise click.UsageError("a simulated tree needs a board name, not 'auto': pass --board NAME; `edgeexit boards` lists "
+                               "the names")
     return board
 
 
