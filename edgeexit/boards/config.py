@@ -18,6 +18,10 @@ from edgeexit.boards.validate import Table
 from edgeexit.errors import BoardConfigError
 from edgeexit.paths import board_configs_dir
 
+#: the kernel's thermal trip types (thermal_trip_type)
+TRIP_TYPES = ("active", "passive", "hot", "critical")
+#: what a thermal zone measures, as the configs say it (documentation; a misspelling is refused)
+ZONE_ROLES = ("cpu", "gpu", "soc", "board", "pmic")
 # The kernel family decides the sysfs write rules (see edgeexit/sim/rules.py).
 KERNEL_FAMILIES = ("4.9", "5.10", "5.15", "6.x")
 POWER_SENSORS = ("ina3221-iio", "ina3221-hwmon", "pi5-pmic", "none")
@@ -331,10 +335,20 @@ def parse_board(data: Dict[str, Any], source: Path) -> BoardConfig:
         types = zt.str_list("trip_types", ["passive"] * len(trips))
         if len(types) != len(trips):
             raise zt.fail("trip_types", "must have one entry per trips_mc value")
+        unknown = [k for k in types if k not in TRIP_TYPES]
+        if unknown:
+            raise zt.fail("trip_types", "holds {!r}; a kernel trip type is one of {}".format(unknown[0], ", ".join(TRIP_TYPES)))
+        critical = [m for m, k in zip(trips, types) if k == "critical"]
+        if critical and any(m > min(critical) for m, k in zip(trips, types) if k != "critical"):
+            raise zt.fail("trips_mc", "has a throttling trip above the critical one ({} mC); list the temperatures in "
+                          "trip_types' order".format(min(critical)))
+        role = zt.str("role", None)
+        if role is not None and role not in ZONE_ROLES:
+            raise zt.fail("role", "is {!r}; use one of {}".format(role, ", ".join(ZONE_ROLES)))
         errno_name = zt.str("read_errno", None)
         if errno_name is not None and errno_name not in ("EAGAIN", "EIO", "ENODATA"):
             raise zt.fail("read_errno", "must be EAGAIN, EIO or ENODATA")
-        zones.append(ThermalZone(i, zt.str("type"), zt.str("role", None), trips, types, errno_name))
+        zones.append(ThermalZone(i, zt.str("type"), role, trips, types, errno_name))
 
     power = _parse_power(t.table("power"))
     _check_nesting(t, policies, gpu, emc, zones, power)

@@ -153,6 +153,9 @@ def _opp(t: Table, unit_key: str) -> OppTable:
     volts = t.int_list("voltage_mv", [], minimum=1, maximum=MAX_VOLTAGE_MV)
     if volts and len(volts) != len(freqs):
         raise t.fail("voltage_mv", "must have one entry per {} value ({} != {})".format(unit_key, len(volts), len(freqs)))
+    if any(b < a for a, b in zip(volts, volts[1:])):
+        # a faster point never runs at a lower voltage; a reversed list made the fastest point the cheapest
+        raise t.fail("voltage_mv", "must not fall as {} rises (one entry per operating point, in its order)".format(unit_key))
     return OppTable(freqs, volts)
 
 
@@ -221,6 +224,10 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
                                       mt.int("online_cpus", minimum=1, maximum=board.possible_cpus),
                                       cpu_max, mt.int("gpu_max_hz", None, minimum=1, maximum=MAX_HZ),
                                       mt.int("emc_max_hz", None, minimum=1, maximum=MAX_HZ), cpu_min))
+        ids = [m.id for m in modes]
+        if len(set(ids)) != len(ids):
+            raise nt.fail("modes", "gives id {} to two modes; give each mode its own id".format(
+                next(i for i in ids if ids.count(i) > 1)))
         default_mode = nt.int("default_mode")
         if default_mode not in [m.id for m in modes]:
             raise nt.fail("default_mode", "{} is not the id of any [[nvpmodel.modes]]".format(default_mode))

@@ -56,6 +56,12 @@ def _copy_configs(tmp_path: Path) -> Path:
     (('device = "6-0040"', 'device = "6-40"'), "power.ina3221[0].device"),
     # a negative trip was accepted and later warned about a "-0.0 °C limit"
     (("trips_mc = [97000]", "trips_mc = [-5]"), "thermal.zones[0].trips_mc' must hold integers between 1 and 150000"),
+    # a misspelt trip type or role, or a throttling trip above the critical one, were accepted (bad-input sweep)
+    (('trip_types = ["passive", "critical"]', 'trip_types = ["pasive", "critical"]'),
+     "thermal.zones[1].trip_types' holds 'pasive'; a kernel trip type is one of active, passive, hot, critical"),
+    (('role = "cpu"', 'role = "cpus"'), "thermal.zones[1].role' is 'cpus'; use one of"),
+    (("trips_mc = [97000, 102000]", "trips_mc = [102000, 97000]"),
+     "thermal.zones[1].trips_mc' has a throttling trip above the critical one (97000 mC)"),
     # a node path that is a directory prefix of another: "Not a directory" with no fix, when the tree was built
     (('rate_path = "sys/kernel/debug/clk/override.emc/clk_rate"', 'rate_path = "sys/kernel"'),
      "emc.rate_path' is 'sys/kernel', a file (a sysfs node), yet emc.cap_path"),
@@ -102,6 +108,9 @@ def _copy_profiles(tmp_path: Path) -> Path:
     ("gpu_vmin_mv = 800.0", "gpu_vmin_mv = 1200.0", "power_model.gpu_vmin_mv' (1200) must not exceed gpu_vmax_mv"),
     ("freq_khz = [102000,", "freq_khz = [0,", "cpu.opp_tables[0].freq_khz' must hold integers between 1 and"),
     ("voltage_mv = [742,", "voltage_mv = [0,", "cpu.opp_tables[0].voltage_mv' must hold integers between 1 and 5000"),
+    # a reversed voltage list made the fastest point the cheapest; two modes of one id left one unreachable
+    ("voltage_mv = [742, 742,", "voltage_mv = [1200, 742,", "cpu.opp_tables[0].voltage_mv' must not fall as freq_khz rises"),
+    ("id = 1", "id = 0", "nvpmodel.modes' gives id 0 to two modes; give each mode its own id"),
     ("freq_hz = [76800000,", "freq_hz = [-1,", "gpu.freq_hz' must hold integers between 1 and"),
     ("cpu_max_khz = 918000", "cpu_max_khz = -5", "nvpmodel.modes[1].cpu_max_khz' must be between 1 and"),
     # a floor above the mode's cap: 4.9 refuses the pair, so the tree could not boot in that mode
