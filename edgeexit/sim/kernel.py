@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import posixpath
@@ -137,6 +139,22 @@ def remove_dead_writers_files(root: Path) -> None:
                     pass  # another user's tree, or already gone
 
 
+def profile_digest(profile: FirmwareProfile) -> str:
+    """A digest of what `sim init` renders from the firmware profile into the tree (operating points, governors,
+    nvpmodel modes; not the power model, which the physics reads live). A tree rendered from another profile
+    answers with tables and a state the profile in force no longer has."""
+    cpu, gpu = profile.cpu, profile.gpu
+    rendered = {
+        "cpu": [cpu.scaling_driver, cpu.available_governors, cpu.default_governor, cpu.transition_latency_ns,
+                {p: t.freqs for p, t in cpu.tables.items()}, cpu.vcgencmd_arm_clock_id],
+        "gpu": None if gpu is None else [gpu.available_governors, gpu.default_governor, gpu.polling_interval_ms,
+                                         gpu.table.freqs],
+        "emc": profile.emc_freq_hz,
+        "nvpmodel": [profile.nvpmodel_default, [dataclasses.astuple(m) for m in profile.nvpmodel_modes]],
+    }
+    return hashlib.sha256(json.dumps(rendered, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def read_marker(root: Path) -> Optional[Dict[str, Any]]:
     """The simulator's marker under ``root``, or None when ``root`` is not a simulated tree. A tree with the
     simulator's folder whose marker cannot be read is refused: taken for a real board, it ran unlabelled and
@@ -210,6 +228,11 @@ class SimulatedKernel:
                 self.root, marker["board"], board.name, marker["board"]))
         self.board = board
         self.profile = profile or load_profile(board)
+        digest = marker.get("profile_digest")  # absent: a tree made before the digest was kept
+        if digest is not None and digest != profile_digest(self.profile):
+            raise DvfsError("{} was made from another firmware profile than {} (its operating points, governors or "
+                            "nvpmodel modes differ); make a new tree with `edgeexit sim init --board {} DIR`, or use the "
+                            "profile it was made from".format(self.root, self.profile.source, board.name))
         family = marker.get("kernel_family", board.kernel)
         if family != board.kernel or family not in KERNEL_FAMILIES:
             # the rules must be the board's: a tree claiming another family would answer like another kernel

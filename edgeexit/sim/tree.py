@@ -10,7 +10,7 @@ from edgeexit.boards.config import NOT_CONNECTED, BoardConfig
 from edgeexit.boards.profile import FirmwareProfile
 from edgeexit.errors import DvfsError
 from edgeexit.sim import rules
-from edgeexit.sim.kernel import CPU_DIR, MARKER, MARKER_FORMAT, RW, SimulatedKernel
+from edgeexit.sim.kernel import CPU_DIR, MARKER, MARKER_FORMAT, RW, SimulatedKernel, profile_digest
 from edgeexit.sim.physics import BoardPhysics
 from edgeexit.sim.sensors import publish_idle
 
@@ -86,7 +86,7 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
     (root / MARKER).parent.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text(json.dumps({
         "format": MARKER_FORMAT, "board": board.name, "kernel_family": board.kernel,
-        "kernel_version": board.kernel_version, "simulated": True,
+        "kernel_version": board.kernel_version, "simulated": True, "profile_digest": profile_digest(profile),
     }, indent=1, sort_keys=True) + "\n")
     k = SimulatedKernel(root, board, profile)
     put = k.put

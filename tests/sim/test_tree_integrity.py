@@ -185,3 +185,41 @@ def test_a_writer_killed_mid_put_leaves_no_file_once_the_tree_is_opened_again(tm
     assert not left[0].exists() and live.exists()
     live.unlink()
     assert diff(before, tree(k.root)) == []
+
+
+@pytest.mark.parametrize("edit", ["clocks", "top point", "governors", "power model"])
+def test_a_tree_made_from_another_firmware_profile_is_named(tmp_path: Path, runtime_dir: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, edit: str) -> None:
+    """A tree rendered from one profile, run under an edited one, failed on a governor write with "Invalid
+    argument; check the value against the board's tables": the fix (a new tree) went unsaid. An edit the tree
+    does not render (the power model) keeps it usable."""
+    import shutil
+
+    from edgeexit.paths import firmware_profiles_dir
+
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    before = tree(k.root)
+    own = tmp_path / "profiles"
+    shutil.copytree(str(firmware_profiles_dir()), str(own))
+    f = own / "jetson-nano.toml"
+    text = f.read_text()
+    if edit == "clocks":
+        text = text.replace("freq_khz = [102000,", "freq_khz = [102001,", 1)
+    elif edit == "top point":
+        text = text.replace(", 1479000]", "]", 1).replace(", 1090, 1090, 1090]", ", 1090, 1090]", 1)
+    elif edit == "governors":
+        text = text.replace('available_governors = ["interactive", "conservative", "ondemand", "userspace", "powersave", '
+                            '"performance", "schedutil"]', 'available_governors = ["schedutil", "performance"]', 1)
+    else:
+        text = text.replace("idle_board_mw = 1250.0", "idle_board_mw = 1300.0", 1)
+    assert text != f.read_text()
+    f.write_text(text)
+    monkeypatch.setenv("EDGEEXIT_FIRMWARE_PROFILES", str(own))
+    p = cli("run", "--board", "jetson-nano", "--sysfs-root", str(k.root), "--policy", "predictive", "--deadline-ms", "4",
+            "--period-ms", "10", "--limit", "5")
+    if edit == "power model":
+        assert p.returncode == 0, p.stderr
+    else:
+        one_line_error(p, "was made from another firmware profile than {}".format(f),
+                       "edgeexit sim init --board jetson-nano DIR")
+    assert diff(before, tree(k.root)) == []
