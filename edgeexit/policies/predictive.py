@@ -98,9 +98,9 @@ class PredictivePolicy(ExitPolicy):
             raise CalibrationError("calibration.json: the head forecaster takes {} features, not the {} of a head; run "
                                    "`edgeexit calibrate` again".format(fc.w1.shape[0], HEAD_FEATURES))
         risk, entry_risk = entry.get("risk", 1.0), entry.get("entry_risk")
-        if not all(is_finite_number(r) and r > 0 for r in (risk, 1.0 if entry_risk is None else entry_risk)):
-            # a NaN weight makes every expected cost NaN, and argmin then jumps to the first exit
-            raise CalibrationError("calibration.json: the predictive risk and entry_risk must be numbers > 0, not {!r} and "
+        if not all(is_finite_number(r) and r >= 0 for r in (risk, 1.0 if entry_risk is None else entry_risk)):
+            # a NaN weight makes every expected cost NaN, and argmin then jumps to the first exit (0: waste is free)
+            raise CalibrationError("calibration.json: the predictive risk and entry_risk must be numbers >= 0, not {!r} and "
                                    "{!r}; run `edgeexit calibrate` again".format(risk, entry_risk))
         table = ForecastTable.from_dict(entry["table"], n_exits=n_exits) if entry.get("table") else None
         first = Forecaster.from_dict(entry["entry_forecaster"]) if entry.get("entry_forecaster") else None

@@ -148,9 +148,9 @@ def test_true_where_a_number_belongs_is_refused(bundle_and_table: Any, name: str
 
 
 @pytest.mark.parametrize("key", ["risk", "entry_risk"])
-@pytest.mark.parametrize("bad", [float("nan"), 0, -1, "2"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1, "2"])
 def test_a_predictive_risk_that_is_no_positive_number_is_refused(bundle_and_table: Any, key: str, bad: Any) -> None:
     b = bundle_and_table[0]
     b.calibration = dict(CAL, predictive=dict(CAL["predictive"], **{key: bad}))
-    with pytest.raises(CalibrationError, match="risk and entry_risk must be numbers > 0"):
+    with pytest.raises(CalibrationError, match="risk and entry_risk must be numbers >= 0"):
         make_policy("predictive", b)
