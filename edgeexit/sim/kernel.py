@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -144,13 +143,16 @@ def profile_digest(profile: FirmwareProfile) -> str:
     nvpmodel modes; not the power model, which the physics reads live). A tree rendered from another profile
     answers with tables and a state the profile in force no longer has."""
     cpu, gpu = profile.cpu, profile.gpu
+    # Named fields only, of the default mode only (what tree.py renders): a renamed mode, a budget or a field
+    # a later release adds must not refuse a working tree.
+    mode = next((m for m in profile.nvpmodel_modes if m.id == profile.nvpmodel_default), None)
     rendered = {
         "cpu": [cpu.scaling_driver, cpu.available_governors, cpu.default_governor, cpu.transition_latency_ns,
                 {p: t.freqs for p, t in cpu.tables.items()}, cpu.vcgencmd_arm_clock_id],
         "gpu": None if gpu is None else [gpu.available_governors, gpu.default_governor, gpu.polling_interval_ms,
                                          gpu.table.freqs],
-        "emc": profile.emc_freq_hz,
-        "nvpmodel": [profile.nvpmodel_default, [dataclasses.astuple(m) for m in profile.nvpmodel_modes]],
+        "emc": profile.emc_freq_hz[-1] if profile.emc_freq_hz else None,
+        "nvpmodel": None if mode is None else [mode.online_cpus, mode.cpu_max_khz, mode.cpu_min_khz, mode.gpu_max_hz],
     }
     return hashlib.sha256(json.dumps(rendered, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -187,12 +187,12 @@ def test_a_writer_killed_mid_put_leaves_no_file_once_the_tree_is_opened_again(tm
     assert diff(before, tree(k.root)) == []
 
 
-@pytest.mark.parametrize("edit", ["clocks", "top point", "governors", "power model"])
+@pytest.mark.parametrize("edit", ["clocks", "top point", "governors", "default mode's cap", "power model", "another mode"])
 def test_a_tree_made_from_another_firmware_profile_is_named(tmp_path: Path, runtime_dir: Path,
                                                             monkeypatch: pytest.MonkeyPatch, edit: str) -> None:
     """A tree rendered from one profile, run under an edited one, failed on a governor write with "Invalid
     argument; check the value against the board's tables": the fix (a new tree) went unsaid. An edit the tree
-    does not render (the power model) keeps it usable."""
+    does not render (the power model, a mode other than the default) keeps it usable."""
     import shutil
 
     from edgeexit.paths import firmware_profiles_dir
@@ -210,6 +210,10 @@ def test_a_tree_made_from_another_firmware_profile_is_named(tmp_path: Path, runt
     elif edit == "governors":
         text = text.replace('available_governors = ["interactive", "conservative", "ondemand", "userspace", "powersave", '
                             '"performance", "schedutil"]', 'available_governors = ["schedutil", "performance"]', 1)
+    elif edit == "default mode's cap":
+        text = text.replace('name = "MAXN"', 'name = "MAXN"\ncpu_max_khz = 1428000', 1)
+    elif edit == "another mode":  # not rendered: only the default mode is applied at boot
+        text = text.replace('name = "5W"\nbudget_w = 5.0', 'name = "5W-renamed"\nbudget_w = 4.5', 1)
     else:
         text = text.replace("idle_board_mw = 1250.0", "idle_board_mw = 1300.0", 1)
     assert text != f.read_text()
@@ -217,7 +221,7 @@ def test_a_tree_made_from_another_firmware_profile_is_named(tmp_path: Path, runt
     monkeypatch.setenv("EDGEEXIT_FIRMWARE_PROFILES", str(own))
     p = cli("run", "--board", "jetson-nano", "--sysfs-root", str(k.root), "--policy", "predictive", "--deadline-ms", "4",
             "--period-ms", "10", "--limit", "5")
-    if edit == "power model":
+    if edit in ("power model", "another mode"):
         assert p.returncode == 0, p.stderr
     else:
         one_line_error(p, "was made from another firmware profile than {}".format(f),
