@@ -439,11 +439,12 @@ def load_board(name: str, directory: Optional[Path] = None) -> BoardConfig:
     """Load and validate ``board_configs/<name>.toml``."""
     d = _configs_dir(directory)
     path = d / "{}.toml".format(name)
-    what = None if "/" in name or name.startswith(".") else not_a_file(path)
+    hidden = "/" in name or name.startswith(".")  # no board's name: never looked at
+    what = None if hidden else not_a_file(path)
     if what is not None:
         raise BoardConfigError("board config {} is {}, not a TOML file; put board {}'s config there, or remove it".format(
             path, what, name))
-    if "/" in name or name.startswith(".") or not path.is_file():
+    if hidden or not path.is_file():
         where = " in {}={}".format(BOARD_CONFIGS_ENV, d) if directory is None and os.environ.get(BOARD_CONFIGS_ENV) else ""
         raise BoardConfigError("unknown board {!r}; known boards{}: {} (see `edgeexit boards`)".format(
             name, where, ", ".join(board_names(d)) or "none"))

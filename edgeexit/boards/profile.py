@@ -229,7 +229,7 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
             raise nt.fail("modes", "gives id {} to two modes; give each mode its own id".format(
                 next(i for i in ids if ids.count(i) > 1)))
         default_mode = nt.int("default_mode")
-        if default_mode not in [m.id for m in modes]:
+        if default_mode not in ids:
             raise nt.fail("default_mode", "{} is not the id of any [[nvpmodel.modes]]".format(default_mode))
 
     pt = t.table("power_model")
