@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from edgeexit.boards.tomlload import load_toml, not_a_file
+from edgeexit.boards.tomlload import load_toml, refuse_non_file
 from edgeexit.boards.validate import Table
 from edgeexit.errors import BoardConfigError
 from edgeexit.paths import board_configs_dir
@@ -440,10 +440,8 @@ def load_board(name: str, directory: Optional[Path] = None) -> BoardConfig:
     d = _configs_dir(directory)
     path = d / "{}.toml".format(name)
     hidden = "/" in name or name.startswith(".")  # no board's name: never looked at
-    what = None if hidden else not_a_file(path)
-    if what is not None:
-        raise BoardConfigError("board config {} is {}, not a TOML file; put board {}'s config there, or remove it".format(
-            path, what, name))
+    if not hidden:
+        refuse_non_file(path, "config", name)
     if hidden or not path.is_file():
         where = " in {}={}".format(BOARD_CONFIGS_ENV, d) if directory is None and os.environ.get(BOARD_CONFIGS_ENV) else ""
         raise BoardConfigError("unknown board {!r}; known boards{}: {} (see `edgeexit boards`)".format(

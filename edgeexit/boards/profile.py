@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig
-from edgeexit.boards.tomlload import load_toml, not_a_file
+from edgeexit.boards.tomlload import load_toml, refuse_non_file
 from edgeexit.boards.validate import Table
 from edgeexit.errors import BoardConfigError
 from edgeexit.paths import firmware_profiles_dir
@@ -268,10 +268,7 @@ def load_profile(board: BoardConfig, directory: Optional[Path] = None) -> Firmwa
     """Load ``firmware_profiles/<board.firmware_profile>.toml`` and check it fits ``board``."""
     d = directory or firmware_profiles_dir()
     path = d / "{}.toml".format(board.firmware_profile)
-    what = not_a_file(path)
-    if what is not None:
-        raise BoardConfigError("firmware profile {} is {}, not a TOML file; put board {}'s profile there, or remove it".format(
-            path, what, board.name))
+    refuse_non_file(path, "profile", board.name)
     if not path.is_file():
         env = os.environ.get("EDGEEXIT_FIRMWARE_PROFILES") if directory is None else None
         fix = "point EDGEEXIT_FIRMWARE_PROFILES (now {}) at the directory that holds it, or unset it to use the " \

@@ -29,6 +29,15 @@ def load_toml(path: Path) -> Dict[str, Any]:
         raise BoardConfigError("{}: not UTF-8 text ({}); save the file as UTF-8".format(path, err.reason)) from None
 
 
+def refuse_non_file(path: Path, kind: str, board: str) -> None:
+    """Raise if ``path`` (board ``board``'s ``kind``: "config" or "profile") is there but no regular file."""
+    what = not_a_file(path)
+    if what is not None:
+        label = "board config" if kind == "config" else "firmware profile"
+        raise BoardConfigError("{} {} is {}, not a TOML file; put board {}'s {} there, or remove it".format(
+            label, path, what, board, kind))
+
+
 def not_a_file(path: Path) -> Optional[str]:
     """What ``path`` is when it is there but no regular file one can read ("a directory", "a FIFO", "a
     symbolic link that leads nowhere", ...), or None: a regular file, or nothing at all. A config of the right
