@@ -165,7 +165,7 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
 
     ``offer_simulate``: whether the command has --simulate to suggest when this machine is no such board.
     """
-    from edgeexit.sim.kernel import SimulatedKernel, read_marker
+    from edgeexit.sim.kernel import SimulatedKernel, check_profile_digest, read_marker
 
     name = board or "auto"
     if not isinstance(name, str):
@@ -204,7 +204,9 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
         from edgeexit.sim.fusefs import is_fuse_mount
 
         if is_fuse_mount(root):
-            return BoardTarget(cfg, load_profile(cfg), HostSysfs(root), True, None)
+            profile = load_profile(cfg)
+            check_profile_digest(root, marker, profile)  # the server checked its own profile, not this one
+            return BoardTarget(cfg, profile, HostSysfs(root), True, None)
         from edgeexit.sim.sysfs import SimulatedSysfs
 
         kernel = SimulatedKernel(root, cfg)

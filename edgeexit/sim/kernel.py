@@ -157,6 +157,16 @@ def profile_digest(profile: FirmwareProfile) -> str:
     return hashlib.sha256(json.dumps(rendered, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def check_profile_digest(root: Path, marker: Dict[str, Any], profile: FirmwareProfile) -> None:
+    """Refuse a tree rendered from another firmware profile than ``profile``: its first governor or clock write
+    would fail as "Invalid argument", which names nothing the user changed."""
+    digest = marker.get("profile_digest")  # absent: a tree made before the digest was kept
+    if digest is not None and digest != profile_digest(profile):
+        raise DvfsError("{} was made from another firmware profile than {} (its operating points, governors or "
+                        "nvpmodel modes differ); make a new tree with `edgeexit sim init --board {} DIR`, or use the "
+                        "profile it was made from".format(root, profile.source, profile.board))
+
+
 def read_marker(root: Path) -> Optional[Dict[str, Any]]:
     """The simulator's marker under ``root``, or None when ``root`` is not a simulated tree. A tree with the
     simulator's folder whose marker cannot be read is refused: taken for a real board, it ran unlabelled and
@@ -230,11 +240,7 @@ class SimulatedKernel:
                 self.root, marker["board"], board.name, marker["board"]))
         self.board = board
         self.profile = profile or load_profile(board)
-        digest = marker.get("profile_digest")  # absent: a tree made before the digest was kept
-        if digest is not None and digest != profile_digest(self.profile):
-            raise DvfsError("{} was made from another firmware profile than {} (its operating points, governors or "
-                            "nvpmodel modes differ); make a new tree with `edgeexit sim init --board {} DIR`, or use the "
-                            "profile it was made from".format(self.root, self.profile.source, board.name))
+        check_profile_digest(self.root, marker, self.profile)
         family = marker.get("kernel_family", board.kernel)
         if family != board.kernel or family not in KERNEL_FAMILIES:
             # the rules must be the board's: a tree claiming another family would answer like another kernel

@@ -188,11 +188,13 @@ def test_a_writer_killed_mid_put_leaves_no_file_once_the_tree_is_opened_again(tm
 
 
 @pytest.mark.parametrize("edit", ["clocks", "top point", "governors", "default mode's cap", "power model", "another mode"])
-def test_a_tree_made_from_another_firmware_profile_is_named(tmp_path: Path, runtime_dir: Path,
+def test_a_tree_made_from_another_firmware_profile_is_named(tmp_path: Path, runtime_dir: Path, backend: str,
                                                             monkeypatch: pytest.MonkeyPatch, edit: str) -> None:
     """A tree rendered from one profile, run under an edited one, failed on a governor write with "Invalid
     argument; check the value against the board's tables": the fix (a new tree) went unsaid. An edit the tree
-    does not render (the power model, a mode other than the default) keeps it usable."""
+    does not render (the power model, a mode other than the default) keeps it usable. Through a `sim mount`
+    the run checks the profile it loads itself: the server checked only its own, at start."""
+    import contextlib
     import shutil
 
     from edgeexit.paths import firmware_profiles_dir
@@ -218,9 +220,12 @@ def test_a_tree_made_from_another_firmware_profile_is_named(tmp_path: Path, runt
         text = text.replace("idle_board_mw = 1250.0", "idle_board_mw = 1300.0", 1)
     assert text != f.read_text()
     f.write_text(text)
-    monkeypatch.setenv("EDGEEXIT_FIRMWARE_PROFILES", str(own))
-    p = cli("run", "--board", "jetson-nano", "--sysfs-root", str(k.root), "--policy", "predictive", "--deadline-ms", "4",
-            "--period-ms", "10", "--limit", "5")
+    with contextlib.ExitStack() as stack:
+        # the server starts under the shipped profile; only the run sees the edited one
+        root = k.root if backend == "inproc" else stack.enter_context(fuse_mount(k.root, "jetson-nano", tmp_path / "mnt"))
+        monkeypatch.setenv("EDGEEXIT_FIRMWARE_PROFILES", str(own))
+        p = cli("run", "--board", "jetson-nano", "--sysfs-root", str(root), "--policy", "predictive", "--deadline-ms",
+                "4", "--period-ms", "10", "--limit", "5")
     if edit in ("power model", "another mode"):
         assert p.returncode == 0, p.stderr
     else:
