@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -112,11 +113,38 @@ def _faults_problem(faults: Any) -> str:
     return ""
 
 
-def _writer_alive(name: str) -> bool:
+STALE_TMP_S = 60.0  # no put() lasts this long: an older temporary file is a dead writer's, whatever its pid says
+
+
+_NAMESPACE = None  # type: Optional[str]
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace (the inode of /proc/self/ns/pid), or "" where it cannot be read: a pid in
+    a temporary file's name means something only to a process in the writer's namespace."""
+    global _NAMESPACE
+    if _NAMESPACE is None:  # fixed for a process's life (a fork stays in it): read once, not on every put()
+        try:
+            _NAMESPACE = str(os.stat("/proc/self/ns/pid").st_ino)
+        except OSError:
+            _NAMESPACE = ""
+    return _NAMESPACE
+
+
+def writer_tag() -> str:
+    """What put() names its temporary files after: ``<pid>@<pid namespace>``."""
+    return "{}@{}".format(os.getpid(), _pid_namespace())
+
+
+def _writer_alive(name: str, age_s: float) -> bool:
     """Whether the process that made temporary file ``name`` (see TMP_PREFIX) may still be writing it."""
-    pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+    pid, _, namespace = name[len(TMP_PREFIX):].split("-", 1)[0].partition("@")
     if not pid.isdigit():
         return True  # not ours to judge
+    if age_s >= STALE_TMP_S:
+        return False  # its pid may have been reused since
+    if namespace != _pid_namespace():
+        return True  # a writer in another container: its pid names another process here; leave it to age
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -129,13 +157,17 @@ def _writer_alive(name: str) -> bool:
 def remove_dead_writers_files(root: Path) -> None:
     """Delete the temporary files of put()s whose process is gone (killed between mkstemp and os.replace):
     they are no sysfs node, and `edgeexit restore` must leave the tree as it was. A live writer's stays."""
+    now = time.time()
     for folder, _, names in os.walk(str(root)):
         for name in names:
-            if name.startswith(TMP_PREFIX) and not _writer_alive(name):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                except OSError:
-                    pass  # another user's tree, or already gone
+            if not name.startswith(TMP_PREFIX):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if not _writer_alive(name, now - os.lstat(path).st_mtime):
+                    os.unlink(path)
+            except OSError:
+                pass  # another user's tree, or already gone
 
 
 def profile_digest(profile: FirmwareProfile) -> str:
@@ -314,7 +346,7 @@ class SimulatedKernel:
         else:
             pst = path.parent.stat()
             owner = (pst.st_uid, pst.st_gid)
-        fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="{}{}-".format(TMP_PREFIX, os.getpid()))
+        fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="{}{}-".format(TMP_PREFIX, writer_tag()))
         try:
             try:
                 os.write(fd, content.encode())

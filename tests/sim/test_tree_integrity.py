@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from edgeexit.dvfs.state import state_path
 from edgeexit.errors import DvfsError
-from edgeexit.sim.kernel import MARKER, SERVED_FROM, STATE, SimulatedKernel
+from edgeexit.sim.kernel import MARKER, SERVED_FROM, STALE_TMP_S, STATE, SimulatedKernel, writer_tag
 from tests.faults.helpers import cli, diff, one_line_error, tree
 from tests.sim.helpers import BOARDS, fuse_mount, make_tree, require_fuse
 
@@ -179,10 +180,22 @@ def test_a_writer_killed_mid_put_leaves_no_file_once_the_tree_is_opened_again(tm
     assert done.returncode == -signal.SIGKILL, done.stderr
     left = [p for p in k.root.rglob(".tmp-*")]
     assert len(left) == 1
-    live = left[0].parent / ".tmp-{}-live".format(os.getpid())
+    dead_pid = left[0].name[len(".tmp-"):].split("@")[0]
+    assert left[0].name.startswith(".tmp-{}@{}-".format(dead_pid, writer_tag().split("@")[1]))
+    live = left[0].parent / ".tmp-{}-live".format(writer_tag())
     live.write_text("a put under way\n")
+    # the same pid in another PID namespace (a container's writer): it means nothing here; only age judges it
+    elsewhere = left[0].parent / ".tmp-{}@1-elsewhere".format(dead_pid)
+    elsewhere.write_text("a put under way in a container\n")
+    reused = left[0].parent / ".tmp-{}-reused".format(writer_tag())  # a live pid, but the file is old: pid reuse
+    reused.write_text("left by a writer killed long ago\n")
+    old = time.time() - STALE_TMP_S - 5
+    os.utime(str(reused), (old, old))
     SimulatedKernel(k.root)
-    assert not left[0].exists() and live.exists()
+    assert not left[0].exists() and live.exists() and elsewhere.exists() and not reused.exists()
+    os.utime(str(elsewhere), (old, old))
+    SimulatedKernel(k.root)
+    assert not elsewhere.exists()
     live.unlink()
     assert diff(before, tree(k.root)) == []
 
