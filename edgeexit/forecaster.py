@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgeexit.errors import CalibrationError
-from edgeexit.jsonvalues import holds_bool
+from edgeexit.jsonvalues import holds_bool, is_number
 from edgeexit.policies.base import HeadView
 
 HEAD_FEATURES = 3  # what head_features() returns per head
@@ -213,6 +213,13 @@ def _whole(v: Any) -> int:
     return int(v)
 
 
+def _real(v: Any) -> float:
+    """``v`` as a float when it is a number; ValueError for true or "0.5", which float() reads as 1.0 or 0.5."""
+    if not is_number(v):
+        raise ValueError("{!r} is not a number".format(v))
+    return float(v)
+
+
 @dataclass
 class ForecastTable:
     """The forecaster distilled into a lookup table over (current exit, max-softmax bin), as EdgeBERT
@@ -355,7 +362,7 @@ class EntryTree:
     @classmethod
     def from_dict(cls, d: Dict[str, Any], n_features: Optional[int] = None, n_exits: Optional[int] = None) -> "EntryTree":
         try:
-            t = cls([_whole(v) for v in d["feature"]], [float(v) for v in d["threshold"]], [_whole(v) for v in d["left"]],
+            t = cls([_whole(v) for v in d["feature"]], [_real(v) for v in d["threshold"]], [_whole(v) for v in d["left"]],
                     [_whole(v) for v in d["right"]], [_whole(v) for v in d["planned"]], [_whole(v) for v in d["jump"]])
         except (KeyError, TypeError, ValueError, OverflowError) as err:  # OverflowError: 10**400 as a float
             raise CalibrationError("calibration.json: the entry tree is malformed ({}); run `edgeexit calibrate` again".format(err)) from None

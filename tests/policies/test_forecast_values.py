@@ -123,7 +123,8 @@ def test_thresholds_that_are_not_numbers_are_refused(demo, bad):
 def test_entry_tree_values_are_checked(demo):
     _, cal, n = demo
     tree = cal["entry_tree"]
-    for key, value in (("threshold", float("nan")), ("threshold", float("inf")), ("planned", 1.5), ("jump", n)):
+    for key, value in (("threshold", float("nan")), ("threshold", float("inf")), ("threshold", True),
+                       ("threshold", "0.5"), ("planned", 1.5), ("planned", True), ("jump", n)):
         bad = copy.deepcopy(tree)
         leaf = bad["feature"].index(-1)
         bad[key][0 if key == "threshold" else leaf] = value
