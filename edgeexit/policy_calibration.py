@@ -147,7 +147,7 @@ def calibrate_predictive(
             tree = None if entry_risk is None else distill_entry(en, pooled, jump_cost_matrix(macs, heads, entry_risk, on), on)
             table = distill(m, x, cur, cost, enabled=on)  # forecasts only exits the thresholds enable, as the MLP does live
             out.append(PredictivePolicy(m, th_list, risk=risk, table=table, entry=None if entry_risk is None else en,
-                                        entry_risk=entry_risk or 1.0, entry_tree=tree, entry_exit=entry_exit))
+                                        entry_risk=1.0 if entry_risk is None else entry_risk, entry_tree=tree, entry_exit=entry_exit))
         return out
 
     parts = folds(len(data.y), k, seed)
