@@ -47,7 +47,7 @@ class TrainConfig:
     lr: float = 2e-3
     weights: str = "uniform"
     distill: float = 0.0
-    overlap: int | None = 2
+    overlap: int | None | str = "auto"  # "auto": 2, or no rule when groups are given; None: no rule
     groups: list[int] = field(default_factory=list)
     include_final: bool = False
     lambda_cost: float = 1.0
@@ -55,6 +55,25 @@ class TrainConfig:
     stages: list[tuple[int, int]] = field(default_factory=lambda: list(DEFAULT_STAGES))
     augment: bool = True
     prefix: str = ""
+
+    def __post_init__(self) -> None:
+        # Checked here, not only by the CLI: a library caller must not learn after minutes of pre-training.
+        if self.overlap == "auto":
+            # the two combine (the later start wins): groups 4 with overlap 2 trained overlap-2 windows, not the
+            # groups 0-3 / 4-7 asked for
+            self.overlap = None if self.groups else 2
+        problem = config_problem(self)
+        if problem:
+            raise ValueError(problem)
+
+
+def config_problem(cfg: TrainConfig) -> str:
+    """What makes ``cfg`` untrainable, worded for the command line, or ""."""
+    if cfg.strategy == "post-trained" and len(cfg.stages) < 2:  # branches go after every block but the last
+        return f"argument --stages: post-trained needs at least 2 stages, got {len(cfg.stages)}; e.g. 8:2,16:2"
+    if any(g >= len(cfg.stages) for g in cfg.groups):
+        return f"argument --groups: {cfg.groups} names a block past the last of the {len(cfg.stages)} stages"
+    return ""
 
 
 def build_backbone(stages, input_shape=(28, 28, 1), num_classes: int = 10, prefix: str = "",
@@ -221,30 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _overlap(args) -> int | None:
-    """--overlap as TrainConfig wants it: 0 is no rule; unset is 2 unless --groups is given, since the two combine
-    (the later start wins) and --groups 4 then trained overlap-2 windows, not the groups 0-3 / 4-7 asked for."""
-    if args.overlap is None:
-        return None if args.groups else 2
-    return args.overlap or None
-
-
 def config_from_args(args) -> TrainConfig:
     return TrainConfig(
         strategy=args.strategy, seed=args.seed, epochs=args.epochs,
         backbone_epochs=args.backbone_epochs, weights=args.weights, distill=args.distill,
-        overlap=_overlap(args), groups=args.groups, include_final=args.include_final,
-        lambda_cost=args.lambda_cost, backbone_targets=args.backbone_targets, stages=args.stages,
-        augment=not args.no_augment)
+        overlap="auto" if args.overlap is None else (args.overlap or None), groups=args.groups,
+        include_final=args.include_final, lambda_cost=args.lambda_cost, backbone_targets=args.backbone_targets,
+        stages=args.stages, augment=not args.no_augment)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.strategy == "post-trained" and len(args.stages) < 2:  # branches go after every block but the last
-        ap.error(f"argument --stages: post-trained needs at least 2 stages, got {len(args.stages)}; e.g. 8:2,16:2")
-    if any(g >= len(args.stages) for g in args.groups):
-        ap.error(f"argument --groups: {args.groups} names a block past the last of the {len(args.stages)} stages")
+    try:
+        config_from_args(args)
+    except ValueError as err:
+        ap.error(str(err))
     return args
 
 

@@ -149,3 +149,17 @@ def test_post_trained_with_one_stage_is_an_argparse_error(capsys: pytest.Capture
     assert capsys.readouterr().err.splitlines()[-1].endswith(
         "error: argument --stages: post-trained needs at least 2 stages, got 1; e.g. 8:2,16:2")
     assert parse_args(["--strategy", "joint", "--out", "x", "--stages", "4:2"]).stages == [(4, 2)]
+
+
+def test_a_train_config_built_in_code_is_checked_and_resolved_as_the_cli_does() -> None:
+    """Review defect: `train_strategy` called as a library with one post-trained stage failed only after
+    pre-training its backbone, and TrainConfig(groups=[4]) kept the overlap-2 rule the CLI drops."""
+    from tools.train import TrainConfig
+
+    assert TrainConfig(strategy="block-dependent", groups=[4]).overlap is None
+    assert TrainConfig(strategy="block-dependent").overlap == 2
+    assert TrainConfig(strategy="block-dependent", groups=[4], overlap=3).overlap == 3
+    with pytest.raises(ValueError, match="post-trained needs at least 2 stages"):
+        TrainConfig(strategy="post-trained", stages=[(8, 2)])
+    with pytest.raises(ValueError, match="names a block past the last"):
+        TrainConfig(strategy="block-dependent", groups=[9])
