@@ -93,14 +93,29 @@ def measure(bundle_dir: Path, interpreter: str, threads: int, reps: int, warmup:
     return out
 
 
+def _at_least(lo: int) -> Any:
+    """An argparse type: an integer >= ``lo`` (0 reps would end in a median of nothing)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("{!r} is not an integer".format(text)) from None
+        if value < lo:
+            raise argparse.ArgumentTypeError("{} is out of range: give an integer >= {}".format(value, lo))
+        return value
+    return parse
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--heavy", type=Path, required=True, help="bundle dir from tools.make_heavy_bundle (with monolithic.tflite)")
     ap.add_argument("--interpreter", default=None, help="litert or tflite (default: auto)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=300)
-    ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--threads", type=_at_least(1), default=1, help="interpreter threads per segment (default: 1)")
+    ap.add_argument("--reps", type=_at_least(1), default=300,
+                    help="timed inferences per arm on the heavy bundle; the demo gets 3x as many, its segments being "
+                         "tiny (default: 300)")
+    ap.add_argument("--warmup", type=_at_least(0), default=30, help="untimed inferences before each arm (default: 30)")
+    ap.add_argument("--json", action="store_true", help="print the measurements as JSON instead of the text summary")
     a = ap.parse_args()
     result = {
         "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(), "python": sys.version.split()[0]},

@@ -32,8 +32,11 @@ def describe(t: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", type=Path, help="--out-dir of tools.compare_strategies")
-    ap.add_argument("--board", default="jetson-nano")
-    ap.add_argument("--out", type=Path, default=Path("out/strategy-bench"))
+    ap.add_argument("--board", default="jetson-nano", help="the simulated board every bundle is benched on "
+                                                           "(default: jetson-nano)")
+    ap.add_argument("--out", type=Path, default=Path("out/strategy-bench"),
+                    help="where each bundle's `edgeexit bench` output goes, one folder per bundle "
+                         "(default: out/strategy-bench)")
     a = ap.parse_args()
     rows = ["| strategy (bundle) | full acc | threshold: acc / MACs saved | predictive: acc / MACs saved | predictive energy/period vs "
             "threshold@race / @governor | confidence-head: acc / MACs saved |", "|---|---|---|---|---|---|"]
