@@ -14,5 +14,7 @@ def main() -> None:
         cli_main()
     finally:
         # Exiting: the board is back, or its state file kept for `edgeexit restore`. A Ctrl-C during the
-        # interpreter's teardown could only print a traceback from a finalizer (LiteRT's, threading's).
+        # interpreter's teardown could only print a traceback from a finalizer (LiteRT's, threading's),
+        # and a SIGTERM there would turn the exit status already chosen into 0.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)

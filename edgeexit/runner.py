@@ -9,6 +9,7 @@ from edgeexit.bundle.data import Samples, check_given_samples, quantize_inputs
 from edgeexit.policies.base import ExitPolicy, SampleState
 from edgeexit.records import RecordWriter, RunSummary, percentile
 from edgeexit.runtime import InferenceResult, Runtime, RuntimeHooks
+from edgeexit.signals import reraise_caught, signal_answered
 
 
 class BoardProbe(RuntimeHooks):
@@ -69,6 +70,7 @@ def run_samples(
 
     try:
         for i in range(len(samples)):
+            reraise_caught()  # a signal whose exception a finalizer swallowed still ends the run
             state = SampleState(i, int(y[i]) if (pass_labels and y is not None) else -1)
             if probe is not None:
                 probe.before_inference()
@@ -100,6 +102,9 @@ def run_samples(
             if on_progress is not None:
                 on_progress(1)
         finished = True
+    except (KeyboardInterrupt, SystemExit):
+        signal_answered()  # seen leaving the run, so not swallowed: a caller who catches it may run again
+        raise
     finally:
         # A record held for its period's end is written even when an error or an interrupt ends the run
         # (marked so, its open period unknown): every inference that ran has its record.

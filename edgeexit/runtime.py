@@ -163,7 +163,7 @@ class Runtime:
         self.close()
 
     def close(self) -> None:
-        from edgeexit.dvfs.signals import signals_held
+        from edgeexit.signals import signals_held
 
         # Dropping the segments runs LiteRT's finalizers, where a Ctrl-C would print "Exception ignored"
         # and be lost: it is delivered once they are done.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,11 @@ def private_runtime_dir(tmp_path_factory):
         os.environ.pop("EDGEEXIT_RUNTIME_DIR", None)
     else:
         os.environ["EDGEEXIT_RUNTIME_DIR"] = old
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private runtime dir (state files and locks) for one test, inherited by its CLI subprocesses."""
+    d = tmp_path / "runtime"
+    monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(d))
+    return d

@@ -15,6 +15,7 @@ import click
 
 from edgeexit import __version__
 from edgeexit.errors import EdgeExitError
+from edgeexit.signals import caught_signal, forget_caught, ignore_further_signals, note_caught, received_signal
 
 # name on the command line -> module under edgeexit.cli
 COMMANDS = {
@@ -78,14 +79,18 @@ def cli() -> None:
 def _raise_sigterm(signum: int, frame: Any) -> None:
     # SystemExit unwinds through every context manager, so the DVFS controller restores; a second signal
     # must not cut that restore short.
-    try:
-        from edgeexit.dvfs.signals import ignore_further_signals
-    except ImportError:
-        # The signal came while edgeexit.dvfs was still being imported (a partly initialised module): no
-        # board has been touched yet, so there is nothing to protect; exit without an ImportError traceback.
-        raise SystemExit(128 + signum) from None
+    note_caught(signum)
     ignore_further_signals()
     raise SystemExit(128 + signum)
+
+
+def _quiet_swallowed_signal(unraisable: Any) -> None:
+    """A signal's exception raised inside a finalizer or weakref callback is lost there, and Python would print
+    its traceback as "Exception ignored in ..."; it is recorded (edgeexit.signals) and ends the command as
+    any signal does, in one line. Everything else is printed as Python does."""
+    if isinstance(unraisable.exc_value, (KeyboardInterrupt, SystemExit)) and received_signal() is not None:
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _command_path(argv: List[str]) -> str:
@@ -128,6 +133,8 @@ def os_error_line(err: OSError) -> str:
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point: one line per error, no tracebacks, clean Ctrl-C/SIGTERM."""
     signal.signal(signal.SIGTERM, _raise_sigterm)
+    sys.unraisablehook = _quiet_swallowed_signal
+    forget_caught()  # one command's signal is not the next one's (main called again in one process)
     try:
         rc = cli.main(args=argv, prog_name="edgeexit", standalone_mode=False)
     except CliError as err:
@@ -156,4 +163,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         # Unexpected I/O failure outside our own checks: still one line, never a traceback.
         click.echo("edgeexit: error: {}".format(os_error_line(err)), err=True)
         sys.exit(1)
+    except SystemExit as err:
+        if err.code == 128 + signal.SIGTERM and received_signal() == signal.SIGTERM:
+            click.echo("edgeexit: terminated", err=True)
+        raise
+    signum = caught_signal()
+    if signum is not None:  # its exception was swallowed by a finalizer ("Exception ignored"): still a signal's end
+        click.echo("edgeexit: {}".format("interrupted" if signum == signal.SIGINT else "terminated"), err=True)
+        sys.exit(128 + signum)
     sys.exit(rc if isinstance(rc, int) else 0)
+

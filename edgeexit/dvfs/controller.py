@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
 from edgeexit.dvfs.domains import CpufreqPolicy, DevfreqDevice, FreqDomain, find_gpu
-from edgeexit.dvfs.signals import signals_held
+from edgeexit.signals import signals_held
 from edgeexit.dvfs.state import domains_problem
 from edgeexit.errors import DvfsError, EdgeExitError, StateFileError, SysfsPermissionError, warn_stderr
 from edgeexit.guards.honoured import check_honoured, snap_to_table

@@ -23,7 +23,7 @@ from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict
 from edgeexit.dvfs.domains import FreqDomain
-from edgeexit.dvfs.signals import HELD, ignore_further_signals, sigterm_to_exit, signals_held
+from edgeexit.signals import HELD, ignore_further_signals, note_caught, signal_answered, sigterm_to_exit, signals_held
 from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, claim_tree, foreign_states,
                                  node_writable, read_state, record_problem, release_tree, remove_foreign, saved_problem,
                                  short_error, state_path, sweep_killed_simulations, user_groups, write_state)
@@ -501,8 +501,10 @@ class BoardSession(BoardTarget):
             self.cleanup()
             return
         try:
-            if self._snapshot is not None:
-                with signals_held():  # a second Ctrl-C waits until the board is back
+            # a Ctrl-C waits until the board is back, its sensors included: raised at the block's end, it
+            # would skip them, and no later `restore` republishes an idle board it finds nothing to restore on
+            with signals_held():
+                if self._snapshot is not None:
                     # raises (keeping the state file for `edgeexit restore`) when a domain cannot be written
                     report = self.controller.restore_checked(self._snapshot)
                     self.restore_report = report
@@ -513,7 +515,7 @@ class BoardSession(BoardTarget):
                         self.state_file.unlink()
                     except FileNotFoundError:  # already gone (someone ran `edgeexit restore` meanwhile)
                         pass
-            self.show_idle_sensors()
+                self.show_idle_sensors()
         finally:
             for sig, handler in self._old_handlers.items():
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
@@ -527,6 +529,8 @@ class BoardSession(BoardTarget):
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
         self.close()
+        if exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            signal_answered()  # seen unwinding: answered, not swallowed (see edgeexit.signals)
 
 
 def _user_name(uid: int) -> str:
@@ -537,6 +541,7 @@ def _user_name(uid: int) -> str:
 
 
 def _first_interrupt_only(signum: int, frame: Any) -> None:
+    note_caught(signum)
     ignore_further_signals()
     raise KeyboardInterrupt
 
@@ -565,8 +570,8 @@ def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = F
     try:
         with signals_held():
             found = session.restore_stale(force=force)
-        if found:
-            session.show_idle_sensors()
+            if found:
+                session.show_idle_sensors()
     finally:
         session._lock.release()
     files = [str(p) for p in session.restored_files]

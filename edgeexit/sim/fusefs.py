@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, load_board
-from edgeexit.dvfs.signals import sigterm_to_exit, signals_held
+from edgeexit.signals import sigterm_to_exit, signals_held
 from edgeexit.dvfs.state import MOUNT_SIM_PREFIX, sweep_killed_simulations
 from edgeexit.errors import DvfsError
 from edgeexit.paths import missing_folders, remove_folders

@@ -309,15 +309,18 @@ class SimulatedKernel:
         try:
             return build_tree(root, board, profile or load_profile(board))
         except BaseException:
-            if made:
-                shutil.rmtree(str(root), ignore_errors=True)
-                remove_folders(made[1:])  # made[0] is root, gone with its tree
-            elif was_empty:
-                for entry in root.iterdir():  # empty again
-                    if entry.is_dir() and not entry.is_symlink():
-                        shutil.rmtree(str(entry), ignore_errors=True)
-                    else:
-                        entry.unlink()
+            from edgeexit.signals import signals_held
+
+            with signals_held():  # a second Ctrl-C or SIGTERM must not stop the cleanup halfway
+                if made:
+                    shutil.rmtree(str(root), ignore_errors=True)
+                    remove_folders(made[1:])  # made[0] is root, gone with its tree
+                elif was_empty:
+                    for entry in root.iterdir():  # empty again
+                        if entry.is_dir() and not entry.is_symlink():
+                            shutil.rmtree(str(entry), ignore_errors=True)
+                        else:
+                            entry.unlink()
             raise
 
     # --- file helpers --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Fixtures: a private runtime dir (state files and locks) for each test, inherited by subprocesses."""
+"""Every test here gets its own runtime dir (state files and locks), inherited by subprocesses."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,5 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "runtime"
-    monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(d))
-    return d
+def _own_runtime_dir(runtime_dir: Path) -> Path:
+    return runtime_dir

@@ -18,14 +18,6 @@ from edgeexit.sim.kernel import MARKER, SERVED_FROM, STALE_TMP_S, STATE, Simulat
 from tests.faults.helpers import cli, diff, one_line_error, tree
 from tests.sim.helpers import BOARDS, fuse_mount, make_tree, require_fuse
 
-@pytest.fixture
-def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private runtime dir (state files and locks), inherited by the CLI subprocesses."""
-    d = tmp_path / "runtime"
-    monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(d))
-    return d
-
-
 OTHER_FAMILY = {"4.9": "5.10", "5.10": "4.9", "5.15": "5.10", "6.x": "5.15"}
 
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 HELD = (signal.SIGINT, signal.SIGTERM)
+
+# Signals a handler turned into an exception. A handler runs wherever the main thread is, a finalizer or
+# weakref callback included, where Python prints "Exception ignored" and goes on: the work would then run
+# to its end deaf to signals (the handler ignored further ones). Kept, it is raised again (see below).
+_caught: List[int] = []
+_received: List[int] = []  # every one noted since the command began, answered or not (its last line says so)
 
 
 @contextmanager
@@ -37,6 +43,44 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(s)
 
 
+def note_caught(signum: int) -> None:
+    """Record that ``signum`` is being turned into an exception (call before raising it)."""
+    for record in (_caught, _received):
+        if signum not in record:
+            record.append(signum)
+
+
+def caught_signal() -> Optional[int]:
+    """The first Ctrl-C/SIGTERM a handler turned into an exception not yet seen unwinding, or None."""
+    return _caught[0] if _caught else None
+
+
+def received_signal() -> Optional[int]:
+    """The first Ctrl-C/SIGTERM a handler turned into an exception since :func:`forget_caught`, or None."""
+    return _received[0] if _received else None
+
+
+def signal_answered() -> None:
+    """Its exception was seen unwinding, so it was not swallowed: a library caller (a notebook) that catches
+    the Ctrl-C and runs again must not be stopped by it a second time."""
+    del _caught[:]
+
+
+def forget_caught() -> None:
+    """Start afresh: a new command in this process."""
+    del _caught[:]
+    del _received[:]
+
+
+def reraise_caught() -> None:
+    """Raise again a Ctrl-C/SIGTERM whose exception was swallowed (see ``_caught``); long loops call this
+    between steps, so the work stops and the board is restored as for any signal."""
+    if _caught and threading.current_thread() is threading.main_thread():
+        if _caught[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + _caught[0])
+
+
 def ignore_further_signals() -> None:
     """Called by the handler of the first Ctrl-C/SIGTERM, which unwinds to the restore: one more before
     the restore holds them would cut it short. The board session puts the handlers back when it closes."""
@@ -48,5 +92,6 @@ def ignore_further_signals() -> None:
 def sigterm_to_exit(signum: int, frame: Any) -> None:
     """A SIGTERM handler for where SIGTERM was SIG_DFL: SystemExit unwinds through every cleanup (and
     restore), which one more signal must not cut short."""
+    note_caught(signum)
     ignore_further_signals()
     raise SystemExit(128 + signum)
