@@ -1,5 +1,6 @@
-"""Ctrl-C and SIGTERM held while the board is being written: a second Ctrl-C during a restore stopped it
-halfway, leaving clocks pinned and the simulated kernel's tree half-rendered."""
+"""Ctrl-C and SIGTERM: held while the board is being written (a second Ctrl-C during a restore stopped it
+halfway, leaving clocks pinned and the simulated kernel's tree half-rendered), and recorded when turned
+into an exception, so one lost in a finalizer still ends the command."""
 from __future__ import annotations
 
 import signal

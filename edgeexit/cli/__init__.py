@@ -15,7 +15,7 @@ import click
 
 from edgeexit import __version__
 from edgeexit.errors import EdgeExitError
-from edgeexit.signals import caught_signal, forget_caught, ignore_further_signals, note_caught, received_signal
+from edgeexit.signals import caught_signal, forget_caught, received_signal, sigterm_to_exit
 
 # name on the command line -> module under edgeexit.cli
 COMMANDS = {
@@ -76,14 +76,6 @@ def cli() -> None:
     """
 
 
-def _raise_sigterm(signum: int, frame: Any) -> None:
-    # SystemExit unwinds through every context manager, so the DVFS controller restores; a second signal
-    # must not cut that restore short.
-    note_caught(signum)
-    ignore_further_signals()
-    raise SystemExit(128 + signum)
-
-
 def _quiet_swallowed_signal(unraisable: Any) -> None:
     """A signal's exception raised inside a finalizer or weakref callback is lost there, and Python would print
     its traceback as "Exception ignored in ..."; it is recorded (edgeexit.signals) and ends the command as
@@ -132,7 +124,7 @@ def os_error_line(err: OSError) -> str:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point: one line per error, no tracebacks, clean Ctrl-C/SIGTERM."""
-    signal.signal(signal.SIGTERM, _raise_sigterm)
+    signal.signal(signal.SIGTERM, sigterm_to_exit)  # unwinds through every restore
     sys.unraisablehook = _quiet_swallowed_signal
     forget_caught()  # one command's signal is not the next one's (main called again in one process)
     try:
