@@ -57,8 +57,10 @@ class _LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgeExitError as err:
             raise CliError(err) from None
-        except KeyboardInterrupt:
-            raise _Interrupted() from None  # past click, which prints a blank line before its Abort
+        except KeyboardInterrupt as err:
+            # past click, which prints a blank line before its Abort; a signal's has no message, one raised
+            # with a message says what the interrupt left undone
+            raise _Interrupted(str(err)) from None
 
 
 class _Interrupted(BaseException):
@@ -132,8 +134,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     except CliError as err:
         err.show()
         sys.exit(err.exit_code)
-    except (click.exceptions.Abort, _Interrupted):
-        click.echo("edgeexit: interrupted", err=True)
+    except (click.exceptions.Abort, _Interrupted) as err:
+        click.echo("edgeexit: {}".format(str(err) or "interrupted"), err=True)
         sys.exit(130)
     except click.UsageError as err:
         if type(err).__name__ == "NoArgsIsHelpError":  # bare `edgeexit` or `edgeexit sim` (click >= 8.2): help

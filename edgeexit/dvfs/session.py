@@ -564,16 +564,25 @@ def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = F
     Raises RestoreConflictError when someone else changed a domain since (see restore_stale);
     ``force=True`` restores the saved values over their change.
     """
-    target = resolve_target(board, sysfs_root, False, offer_simulate=False)
-    session = BoardSession(target, thermal_guard=False)
-    session._lock.acquire()
+    done = False
     try:
-        with signals_held():
-            found = session.restore_stale(force=force)
-            if found:
-                session.show_idle_sensors()
-    finally:
-        session._lock.release()
+        target = resolve_target(board, sysfs_root, False, offer_simulate=False)
+        session = BoardSession(target, thermal_guard=False)
+        session._lock.acquire()
+        try:
+            with signals_held():
+                found = session.restore_stale(force=force)
+                if found:
+                    session.show_idle_sensors()
+                done = True  # a Ctrl-C held until here is raised as the block ends, after the restore
+        finally:
+            session._lock.release()
+    except KeyboardInterrupt:
+        if done:
+            raise
+        # a bare "interrupted" would not say that the saved state is still there, unrestored
+        raise KeyboardInterrupt("interrupted before the restore finished; run `edgeexit restore` again, with the "
+                                "same options, to finish it") from None
     files = [str(p) for p in session.restored_files]
     return {"board": target.board.name, "root": str(target.root), "simulated": target.simulated,
             "restored": found, "state_file": ", ".join(files) if files else str(session.state_file),

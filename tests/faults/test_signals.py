@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Tuple
 import pytest
 
 from edgeexit.dvfs.state import state_path, sweep_killed_simulations
-from tests.faults.helpers import check_jsonl, cli, diff, one_line_error, start_run, tree, wait_for_lines
+from tests.faults.helpers import check_jsonl, cli, diff, fork_child, one_line_error, start_run, tree, wait_for_lines
 from tests.sim.helpers import chown_tree, fork_as, fuse_mount, make_tree
 
 SEED = 8  # issue 8: fixed, so a failure reproduces
@@ -331,3 +331,51 @@ def test_ctrl_c_in_a_command_is_one_line(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err == "edgeexit: interrupted\n", repr(err)
+
+
+@pytest.mark.parametrize("where", ["before", "during"])
+def test_ctrl_c_in_restore_says_whether_it_finished(tmp_path: Path, runtime_dir: Path, where: str) -> None:
+    """A Ctrl-C before `edgeexit restore` reached the board left the saved state unrestored, and the line said
+    only "interrupted": it now says to run `restore` again. One held during the restore still lets it finish."""
+    from edgeexit.cli import main
+    from edgeexit.dvfs import open_board, session as dvfs_session
+
+    root = tmp_path / "t"
+    make_tree(root, "jetson-nano")
+    before = tree(root)
+
+    def pinned_then_killed() -> None:
+        with open_board("jetson-nano", sysfs_root=root) as s:
+            s.controller.set_cpu_khz("max")
+            os._exit(0)  # SIGKILL-like: no restore, the state file stays
+
+    os.waitpid(fork_child(pinned_then_killed), 0)
+    assert diff(tree(root), before) != []
+    err_file = tmp_path / "stderr"
+
+    def restore_with_ctrl_c() -> None:
+        def interrupt(orig: Callable[..., object]) -> Callable[..., object]:
+            def call(*args: object, **kwargs: object) -> object:
+                signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, delivered by Python's own handler
+                return orig(*args, **kwargs)
+            return call
+
+        if where == "before":
+            dvfs_session.resolve_target = interrupt(dvfs_session.resolve_target)  # type: ignore[assignment]
+        else:
+            cls = dvfs_session.BoardSession
+            cls.restore_stale = interrupt(cls.restore_stale)  # type: ignore[method-assign]
+        sys.stderr = open(str(err_file), "w", buffering=1)  # line-buffered: the child ends in os._exit
+        main(["restore", "--board", "jetson-nano", "--sysfs-root", str(root)])
+
+    _, status = os.waitpid(fork_child(restore_with_ctrl_c), 0)
+    assert os.WEXITSTATUS(status) == 130
+    lines = err_file.read_text().splitlines()
+    assert len(lines) == 1, lines
+    if where == "before":
+        assert "run `edgeexit restore` again" in lines[0], lines
+        assert diff(tree(root), before) != []
+        assert cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root)).returncode == 0
+    else:
+        assert lines[0] == "edgeexit: interrupted"
+    assert diff(tree(root), before) == []
