@@ -17,16 +17,17 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from edgeexit.boards.config import KERNEL_FAMILIES, BoardConfig, load_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import read_file
-from edgeexit.errors import BoardConfigError, DvfsError
+from edgeexit.errors import BoardConfigError, DvfsError, warn_stderr
 from edgeexit.sim import rules
 
 SIM_DIR = ".edgeexit-sim"
@@ -244,6 +245,11 @@ def _cpu_list(cpus: List[int]) -> str:
     return ",".join(out)
 
 
+def _set_freq_shown(ds: Dict[str, Any]) -> str:
+    """What devfreq's userspace/set_freq shows for the devfreq state ``ds``."""
+    return ("undefined" if ds["set_freq"] is None else str(ds["set_freq"])) + "\n"
+
+
 def _trans_stat(table: List[int], cur: int) -> str:
     """devfreq ``trans_stat`` in the kernel's layout [K49df], '*' on the running OPP. The simulator keeps
     no transition counts or clock, so counts and times read 0."""
@@ -259,7 +265,7 @@ class SimulatedKernel:
     """Applies the kernel family's sysfs rules to a simulated tree rooted at ``root``."""
 
     def __init__(self, root: Path, board: Optional[BoardConfig] = None,
-                 profile: Optional[FirmwareProfile] = None) -> None:
+                 profile: Optional[FirmwareProfile] = None, warn: Optional[Callable[[str], None]] = None) -> None:
         self.root = Path(root)
         marker = read_marker(self.root)
         if marker is None:
@@ -293,6 +299,8 @@ class SimulatedKernel:
         if (self.root / STATE).exists():  # absent only while `sim init` builds the tree
             self.recover()
             remove_dead_writers_files(self.root)
+            for line in self.adopt_plain_edits():
+                (warn or warn_stderr)(line)
 
     # --- creation ------------------------------------------------------------------------------
     @classmethod
@@ -435,6 +443,79 @@ class SimulatedKernel:
                 self._commit(state)
             except OSError:
                 pass  # a reader who may not write the tree: the next writer finishes it
+
+    def adopt_plain_edits(self) -> List[str]:
+        """Replay edits made to the clock nodes without the kernel (a plain ``echo >`` into a tree that is not
+        mounted) as the board's kernel would have taken them, and return one line per edit.
+
+        Unreplayed, the kernel's state and the visible files disagreed: `status` showed the edit while the
+        next write (a run's, `restore`'s) started from the state, as if it had not been made. Each changed
+        writable node is now written again through the rules (governors and CPUs first, then limits, then
+        requests; a write refused for the order, such as a min above the old max, is tried once more after
+        the rest). A read-only node, or an edit the rules refuse, shows the kernel's value again."""
+        try:
+            with open(str(self.root / STATE), "rb"):
+                pass
+        except OSError:
+            return []  # another user's tree: its owner's kernel replays them
+        with self.locked():
+            state = self.load_state()
+            nodes = list(self._clock_nodes(state))
+            ds = state.get("devfreq")
+            if self.gpu_dir is not None and ds and ds["governor"] == "userspace":
+                nodes.append((self.gpu_dir + "/userspace/set_freq", _set_freq_shown(ds), RW))
+            edits = []  # type: List[Tuple[str, str, str, int]]
+            for rel, content, mode in nodes:
+                shown = self._shown(rel)
+                if shown is None:
+                    continue  # deleted, replaced by a directory or a FIFO, or root-only: not an edit to replay
+                if shown != content:
+                    edits.append((rel, shown, content, mode))
+            if not edits:
+                return []
+            try:
+                self._commit(state)  # the kernel's values first, as if the edits had not been made
+            except OSError:
+                return []  # a reader who may not write the tree
+            refused = {}  # type: Dict[str, OSError]
+            todo = [e for e in edits if e[3] == RW]
+            for _ in range(2):
+                refused = {}
+                for rel, shown, _content, _mode in todo:
+                    try:
+                        self.write(rel, shown.encode())
+                    except OSError as err:
+                        refused[rel] = err
+                todo = [e for e in todo if e[0] in refused]
+                if not todo:
+                    break
+            lines = []
+            for rel, shown, content, mode in edits:
+                now = self._shown(rel) or content
+                if mode != RW:
+                    how = "the node is read-only, so it shows {!r} again".format(now.strip())
+                elif rel in refused:
+                    err = refused[rel]
+                    how = "the kernel refused it ({}), so it shows {!r} again".format(
+                        err.strerror or os.strerror(err.errno or 0), now.strip())
+                else:
+                    how = "replayed through the kernel's rules, it shows {!r}".format(now.strip())
+                lines.append("simulated tree {}: {} was edited to {!r} without the simulated kernel (a plain write "
+                             "into a tree that is not mounted; write through `edgeexit sim mount` instead); {}".format(
+                                 self.root, rel, shown.strip(), how))
+            return lines
+
+    def _shown(self, rel: str) -> Optional[str]:
+        """What the regular file ``rel`` holds, or None (missing, unreadable, or not a regular file: a FIFO
+        would block the read)."""
+        path = str(self.root / rel)
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return None
+            with open(path, "rb") as fh:
+                return fh.read().decode("utf-8", "replace")
+        except OSError:
+            return None
 
     def _commit(self, state: Dict[str, Any], old: Optional[Dict[str, Any]] = None) -> None:
         """Show ``state`` in the visible files and state.json, as one step against a kill: state.json first,
@@ -680,46 +761,53 @@ class SimulatedKernel:
         node someone deleted stays deleted, as a kernel does not bring back a file that is gone (a
         missing node must fail the write aimed at it, not reappear)."""
         put = self.put if create else self._update
-        online = [int(c) for c, v in state["online"].items() if v]
-        put(CPU_DIR + "/online", _cpu_list(online) + "\n")
-        for c in range(self.board.possible_cpus):
-            put("{}/cpu{}/online".format(CPU_DIR, c), "{}\n".format(state["online"][str(c)]), RO if c == 0 else RW)
-        for pol in self.board.cpu_policies:
-            ps = state["cpufreq"][pol.name]
-            table = self.profile.cpu_table(pol.name).freqs
-            lo, hi = rules.cpufreq_effective(self.family, table, ps["min"], ps["max"])
-            d = pol.relpath
-            put(d + "/scaling_governor", ps["governor"] + "\n", RW)
-            put(d + "/scaling_min_freq", "{}\n".format(lo), RW)
-            put(d + "/scaling_max_freq", "{}\n".format(hi), RW)
-            cur = self._firmware_cur(pol.name, ps["cur"])
-            put(d + "/scaling_cur_freq", "{}\n".format(cur), RO)
-            put(d + "/cpuinfo_cur_freq", "{}\n".format(cur), ROOT_ONLY)
-            # only userspace has show_setspeed; it prints policy->cur [K49][Kset]
-            setspeed = "{}\n".format(ps["cur"]) if ps["governor"] == "userspace" else "<unsupported>\n"
-            put(d + "/scaling_setspeed", setspeed, RW)
-            put(d + "/affected_cpus", " ".join(str(c) for c in pol.cpus if c in online) + "\n")
+        for rel, content, mode in self._clock_nodes(state):
+            put(rel, content, mode)
         if self.gpu_dir is not None and state.get("devfreq"):
-            assert self.profile.gpu is not None
             ds = state["devfreq"]
-            lo, hi = rules.devfreq_effective(self.family, self.profile.gpu.table.freqs, ds["min"], ds["max"])
             d = self.gpu_dir
-            put(d + "/governor", ds["governor"] + "\n", RW)
-            put(d + "/min_freq", "{}\n".format(lo), RW)
-            put(d + "/max_freq", "{}\n".format(hi), RW)
-            put(d + "/cur_freq", "{}\n".format(ds["cur"]), RO)
-            put(d + "/target_freq", "{}\n".format(ds["cur"]), RO)
-            put(d + "/trans_stat", _trans_stat(self.profile.gpu.table.freqs, ds["cur"]), RO)
             udir = self.root / d / "userspace"
             if ds["governor"] == "userspace" and (create or (self.root / d).is_dir()):
-                value = "undefined" if ds["set_freq"] is None else str(ds["set_freq"])
-                self.put(d + "/userspace/set_freq", value + "\n", RW)  # the group appears with the governor
+                self.put(d + "/userspace/set_freq", _set_freq_shown(ds), RW)  # the group appears with the governor
             elif udir.exists():
                 shutil.rmtree(str(udir))
         if self.board.power.sensor == "pi5-pmic":
             self._render_pmic(state)
         if self.board.vendor == "raspberrypi":
             self._render_measure_clock(state)
+
+    def _clock_nodes(self, state: Dict[str, Any]) -> Iterator[Tuple[str, str, int]]:
+        """(path, content, mode) of every CPU and GPU clock node ``state`` shows, bar the userspace group."""
+        online = [int(c) for c, v in state["online"].items() if v]
+        yield CPU_DIR + "/online", _cpu_list(online) + "\n", RO
+        for c in range(self.board.possible_cpus):
+            yield "{}/cpu{}/online".format(CPU_DIR, c), "{}\n".format(state["online"][str(c)]), RO if c == 0 else RW
+        for pol in self.board.cpu_policies:
+            ps = state["cpufreq"][pol.name]
+            table = self.profile.cpu_table(pol.name).freqs
+            lo, hi = rules.cpufreq_effective(self.family, table, ps["min"], ps["max"])
+            d = pol.relpath
+            yield d + "/scaling_governor", ps["governor"] + "\n", RW
+            yield d + "/scaling_min_freq", "{}\n".format(lo), RW
+            yield d + "/scaling_max_freq", "{}\n".format(hi), RW
+            cur = self._firmware_cur(pol.name, ps["cur"])
+            yield d + "/scaling_cur_freq", "{}\n".format(cur), RO
+            yield d + "/cpuinfo_cur_freq", "{}\n".format(cur), ROOT_ONLY
+            # only userspace has show_setspeed; it prints policy->cur [K49][Kset]
+            setspeed = "{}\n".format(ps["cur"]) if ps["governor"] == "userspace" else "<unsupported>\n"
+            yield d + "/scaling_setspeed", setspeed, RW
+            yield d + "/affected_cpus", " ".join(str(c) for c in pol.cpus if c in online) + "\n", RO
+        if self.gpu_dir is not None and state.get("devfreq"):
+            assert self.profile.gpu is not None
+            ds = state["devfreq"]
+            lo, hi = rules.devfreq_effective(self.family, self.profile.gpu.table.freqs, ds["min"], ds["max"])
+            d = self.gpu_dir
+            yield d + "/governor", ds["governor"] + "\n", RW
+            yield d + "/min_freq", "{}\n".format(lo), RW
+            yield d + "/max_freq", "{}\n".format(hi), RW
+            yield d + "/cur_freq", "{}\n".format(ds["cur"]), RO
+            yield d + "/target_freq", "{}\n".format(ds["cur"]), RO
+            yield d + "/trans_stat", _trans_stat(self.profile.gpu.table.freqs, ds["cur"]), RO
 
     def _update(self, rel: str, content: str, mode: int = RO) -> None:
         """:meth:`put` for a node that exists (or is a dangling path under a deleted one: then nothing)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgeexit.dvfs.state import state_path
+from edgeexit.sim.kernel import SIM_DIR
 from tests.faults.helpers import cli, diff, tree
 from tests.sim.helpers import make_tree
 
@@ -127,9 +128,11 @@ def test_a_failed_sim_init_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_governor_the_domain_does_not_offer_is_refused_before_any_write(tmp_path: Path) -> None:
     """Saved as it was, it could never be written back: the run ended with the CPU pinned in userspace and a
-    restore that always failed."""
+    restore that always failed. A board's own sysfs (no simulator: the simulated kernel would replay the edit
+    through its rules, and refuse it)."""
     root = tmp_path / "t"
     make_tree(root, "jetson-nano")
+    shutil.rmtree(str(root / SIM_DIR))
     (root / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor").write_text("abc\n")
     before = tree(root)
     res = cli("run", "--limit", "2", *NANO, "--sysfs-root", str(root), "--cpu-khz", "921600")
