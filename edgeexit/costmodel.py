@@ -198,11 +198,19 @@ def _profile_problem(data: Dict[str, Any], labels: List[str]) -> Optional[str]:
 
 
 def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional[CostModel] = None,
-                      threads: Optional[int] = None, board_khz: Optional[List[int]] = None) -> ProfileCostModel:
+                      threads: Optional[int] = None, board_khz: Optional[List[int]] = None,
+                      simulated: Optional[bool] = None) -> ProfileCostModel:
     """Read and check a profile written by ``edgeexit profile`` for this bundle and board (and, unless
     None, for runs with ``threads`` interpreter threads: latencies measured with 4 threads would plan a
-    1-thread run too fast and miss its deadlines)."""
+    1-thread run too fast and miss its deadlines). ``simulated=False``: the run is on a real board, which
+    must not plan from a simulated board's modelled figures."""
     data = _read_profile(path, bundle, board)
+    if simulated is False and data.get("simulated") is True:
+        raise CalibrationError(
+            "profile {} was modelled on a simulated {}, not measured on this board, and a real board must not plan "
+            "from the simulator's figures; run `sudo edgeexit profile --board {}` on the board (it writes "
+            "profiles/{}.json in the bundle), or leave the profile out to plan from the board model".format(
+                path, board, board, board))
     measured = data.get("threads", 1)  # an integer: checked in _read_profile
     if threads is not None and measured != threads:
         raise CalibrationError("profile {} was measured with {} interpreter thread(s) and this run uses {}; run `edgeexit "
@@ -222,6 +230,15 @@ def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional
         raise  # already one line naming the fix (a ValueError too: it must not be wrapped again below)
     except (KeyError, TypeError, ValueError) as err:
         raise CalibrationError("profile {} is malformed ({}); run `edgeexit profile` again".format(path, err)) from None
+
+
+def is_real_board_profile_path(path: Path, bundle: Bundle, board: str) -> bool:
+    """Whether a run on the real ``board`` would read ``path`` by default (for some thread count)."""
+    try:
+        here = Path(path).resolve().parent == (bundle.root / "profiles").resolve()
+    except (OSError, RuntimeError):
+        return False
+    return here and re.fullmatch(r"{}(-\d+threads)?\.json".format(re.escape(board)), Path(path).name) is not None
 
 
 def default_profile_path(bundle: Bundle, board: str, simulated: bool, threads: int = 1) -> Path:

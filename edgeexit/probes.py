@@ -339,7 +339,7 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
             warn(note)
         return model
     return load_profile_json(path, bundle, brun.session.board.name, fallback=model, threads=threads,
-                             board_khz=brun.session.controller.cpu_opps_khz())
+                             board_khz=brun.session.controller.cpu_opps_khz(), simulated=brun.simulated)
 
 
 def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: CostModel,

@@ -126,7 +126,7 @@ def check_default_profile(bundle: Bundle, board: str, simulated: bool, threads: 
     else:
         # A simulated board's table is its firmware profile's; a real one's is checked when the arms open it.
         load_profile_json(path, bundle, board, fallback=PhysicsCostModel(physics, bundle), threads=threads,
-                          board_khz=list(physics.freqs_khz) if simulated else None)
+                          board_khz=list(physics.freqs_khz) if simulated else None, simulated=simulated)
 
 
 def has_confidence_heads(bundle: Bundle) -> bool:

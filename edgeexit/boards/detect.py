@@ -26,8 +26,9 @@ def detect_board(root: Path, boards: Optional[List[BoardConfig]] = None) -> Boar
     model = read_model(root)
     if model is None:
         raise BoardDetectError(
-            "cannot detect the board: neither {} exists under {}; pass --board NAME (see `edgeexit boards`)".format(
-                " nor ".join(MODEL_PATHS), root))
+            "cannot detect the board: neither {} exists under {}; on a board pass --board NAME (see `edgeexit "
+            "boards`); elsewhere pass --sysfs-root DIR made by `edgeexit sim init` (run, profile and bench also take "
+            "--board NAME --simulate)".format(" nor ".join(MODEL_PATHS), root))
     candidates = boards if boards is not None else load_all_boards()
     hits = [b for b in candidates if b.matches_model(model)]
     if len(hits) == 1:

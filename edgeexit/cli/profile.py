@@ -79,7 +79,7 @@ def command(
     board (--simulate, or a tree from `edgeexit sim init`) the board model gives latency and energy and
     every output says SIMULATED. The GPU table is recorded, not swept: the segments run on the CPU.
     """
-    from edgeexit.costmodel import default_profile_path
+    from edgeexit.costmodel import default_profile_path, is_real_board_profile_path
     from edgeexit.dvfs import open_board
     from edgeexit.errors import SensorMissingError
     from edgeexit.probes import warn_meter_ignored
@@ -108,6 +108,11 @@ def command(
         session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate))
         path = check_output(out if out is not None else default_profile_path(bundle, session.board.name,
                                                                              session.simulated, threads))
+        if session.simulated and is_real_board_profile_path(path, bundle, session.board.name):
+            raise click.UsageError("--out {} is where runs on a real {} look for its measured profile, and this board is "
+                                   "simulated; leave --out out (it writes {}) or name another file".format(
+                                       out, session.board.name, default_profile_path(bundle, session.board.name, True,
+                                                                                     threads)))
         if session.simulated:
             click.echo("edgeexit: {}".format(session.describe()), err=True)
             warn_meter_ignored(meter, warn)

@@ -168,3 +168,33 @@ def test_a_window_that_never_gets_samples_leaves_power_null_and_says_which(tmp_p
     assert data["segments"]["block0"]["energy_mj"] is not None
     assert any("no valid samples for 1 window(s) in {} attempts each (first: {} kHz exit0)".format(
         WINDOW_ATTEMPTS, FIRST_KHZ) in n for n in data["notes"]), data["notes"]
+
+
+def test_a_simulated_profile_never_plans_a_real_board(tmp_path: Path):
+    """A profile modelled on a simulated board, put where a real board's runs look (or passed with --profile),
+    was planned from on the board with no word: the real board ran on the simulator's figures."""
+    from tests.cli.helpers import assert_one_line_error
+
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(bundle))
+    real_name = bundle / "profiles" / "jetson-nano.json"
+    # `profile` refuses to write a simulated profile where the real board's runs look, for any thread count
+    for name in (real_name, bundle / "profiles" / "jetson-nano-2threads.json"):
+        p = edgeexit("profile", "--board", "jetson-nano", "--simulate", "--model", str(bundle), "--out", str(name))
+        assert_one_line_error(p, "where runs on a real jetson-nano look", "leave --out out")
+        assert not name.exists()
+    sim = json_out(edgeexit("profile", "--board", "jetson-nano", "--simulate", "--model", str(bundle), "--json"))
+    assert sim["simulated"] and Path(sim["profile_path"]).name == "jetson-nano-simulated.json"
+    run = ("run", "--board", "jetson-nano", "--sysfs-root", str(tree), "--model", str(bundle), "--policy", "predictive",
+           "--deadline-ms", "5", "--meter", "none", "--limit", "2")
+    assert_one_line_error(edgeexit(*run, "--profile", sim["profile_path"]), "modelled on a simulated jetson-nano",
+                          "sudo edgeexit profile --board jetson-nano")
+    shutil.copyfile(sim["profile_path"], str(real_name))  # put there by hand
+    assert_one_line_error(edgeexit(*run), "modelled on a simulated jetson-nano")
+    p = edgeexit("bench", "--board", "jetson-nano", "--sysfs-root", str(tree), "--model", str(bundle), "--meter", "none",
+                 "--out", str(tmp_path / "bench"))
+    assert_one_line_error(p, "modelled on a simulated jetson-nano")
+    # the simulated board itself still plans from it
+    assert json_out(edgeexit("run", "--board", "jetson-nano", "--simulate", "--model", str(bundle), "--policy",
+                             "predictive", "--deadline-ms", "5", "--limit", "2", "--json"))["cost_model"].startswith("profile")
