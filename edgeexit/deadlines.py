@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from numbers import Real
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from edgeexit.errors import PolicyError
 
@@ -19,20 +19,23 @@ def deadline_problem(deadline_ms: Optional[float], period_ms: Optional[float]) -
     return None
 
 
-def check_ms(name: str, value: Any) -> None:
-    """``value`` is None or a duration the CLI's --deadline-ms/--period-ms would take: finite, above 0, at most
-    MAX_PERIOD_MS (NaN passes every comparison, and then meant "no deadline")."""
+def check_ms(name: str, value: Any) -> Optional[float]:
+    """``value`` as a float, if it is a duration the CLI's --deadline-ms/--period-ms would take: finite, above 0,
+    at most MAX_PERIOD_MS (NaN passes every comparison, and then meant "no deadline"); None stays None. A float:
+    a numpy or Fraction value would reach the records, which JSON cannot carry."""
     if value is None:
-        return
+        return None
     if isinstance(value, bool) or not isinstance(value, Real) or not (0.0 < float(value) <= MAX_PERIOD_MS):
         raise PolicyError("{}={!r} is not a duration: give milliseconds above 0 and at most {:g} (finite), or None "
                           "for none".format(name, value, MAX_PERIOD_MS))
+    return float(value)
 
 
-def check_deadline_period(deadline_ms: Any, period_ms: Any) -> None:
-    """Both durations valid, and the deadline at most the period."""
-    check_ms("deadline_ms", deadline_ms)
-    check_ms("period_ms", period_ms)
+def check_deadline_period(deadline_ms: Any, period_ms: Any) -> Tuple[Optional[float], Optional[float]]:
+    """Both durations valid, and the deadline at most the period; returns them as floats (see check_ms)."""
+    deadline_ms = check_ms("deadline_ms", deadline_ms)
+    period_ms = check_ms("period_ms", period_ms)
     why = deadline_problem(deadline_ms, period_ms)
     if why is not None:
         raise PolicyError(why)
+    return deadline_ms, period_ms

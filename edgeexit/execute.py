@@ -5,7 +5,10 @@ benchmark can run many arms on fresh sessions and `run` can pin clocks before st
 """
 from __future__ import annotations
 
+import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -13,12 +16,16 @@ from edgeexit.bundle import Bundle
 from edgeexit.bundle.data import Samples
 from edgeexit.errors import PolicyError, warn_stderr
 from edgeexit.costmodel import SegmentLatency
+from edgeexit.deadlines import check_deadline_period
+from edgeexit.energy.factory import KINDS as METER_KINDS
 from edgeexit.planner import LOAD_DRIVEN, check_dvfs, overhead_summary
 from edgeexit.policies.base import ExitPolicy
 from edgeexit.probes import BoardRun, attach_planner, cost_model_for, make_probe
 from edgeexit.records import RecordWriter
 from edgeexit.runner import RunOutcome, run_samples
 from edgeexit.runtime import Runtime, check_policy
+
+MIN_METER_RATE_HZ, MAX_METER_RATE_HZ = 1.0, 1e6  # as the CLI's --meter-rate-hz
 
 
 @dataclass
@@ -73,66 +80,124 @@ def execute(
     Raises an :class:`~edgeexit.errors.EdgeExitError` for arguments that cannot run together, before the board
     is touched.
     """
+    warn_given = warn is not None
     if warn is None:
         warn = warn_stderr  # the library's default (errors.warn_stderr): a dropped warning hides why figures moved
+    _check_objects(bundle, runtime, session, writer, on_progress, profile)
+    profile = Path(profile) if profile is not None else None
     runtime.check_open()  # before a probe or a planner touches the board
     if session is not None:
         session.check_open()  # entered and not closed: else nothing saves or restores what the run writes
     check_policy(policy)
+    deadline_ms, period_ms = check_deadline_period(deadline_ms, period_ms)
     check_dvfs(dvfs, policy, deadline_ms, period_ms)  # whatever the session: a bad mode is never silently ignored
     if session is None and dvfs != "none":
         raise PolicyError("dvfs={!r} sets a board's clocks, and no board session was given; pass "
                           "session=edgeexit.dvfs.open_board(...), or dvfs='none' for a host-only run".format(dvfs))
+    _check_meter(meter, meter_rate_hz)  # on any board: a script that passes in CI must not fail on the board
+    if session is None and period_ms is not None:
+        # it was dropped without a word, and taken as the deadline
+        raise PolicyError("period_ms={:g} needs a board session, which keeps the schedule and reports energy per "
+                          "period; pass session=edgeexit.dvfs.open_board(...), or give deadline_ms alone for a "
+                          "host-only run".format(period_ms))
     threads = _threads(runtime, threads)
     if deadline_ms is None:
         deadline_ms = period_ms  # a periodic inference must end by the next period (as --deadline-ms documents)
-    brun: BoardRun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn,
-                                physics=physics_override)
-    try:
-        hooks = []
-        extra: Dict[str, Any] = {}
-        planner = None
-        # On a real board --dvfs none leaves the clock to the kernel's governor, which follows the load. A
-        # simulated kernel sees no load (its schedutil/ondemand read the floor), so it is emulated as it
-        # would follow these inferences; a pinned (userspace) or static governor needs nothing.
-        follows = load_driven_governor(session) if (brun.simulated and dvfs == "none") else None
-        if session is not None and (dvfs != "none" or follows):
-            runtime.bind(policy)
-            # only a planner that plans from it hears that the bundle's profile is for another thread count
-            cost = cost_model_for(brun, bundle, threads, profile, warn=warn if dvfs in ("planned", "worst-case") else None)
-            planner = attach_planner(brun, "governor" if follows else dvfs, runtime, policy, cost, deadline_ms,
-                                     period_ms, governor=follows, warn=warn)
-            if planner.mode == "governor" and planner.emulate_governor:  # --dvfs governor too, on a simulated board
-                extra["governor_emulated"] = planner.governor
-            hooks.append(planner)
-            extra["cost_model"] = cost.source
-            shortest_ms = planner.shortest_ms()
-            if deadline_ms is not None and deadline_ms < shortest_ms:
-                warn("no inference can meet the {:g} ms deadline: the shortest path through the bundle takes {:.3f} ms "
-                     "at the maximum clock ({}); every inference will miss it, so give a longer --deadline-ms (or "
-                     "--period-ms)".format(deadline_ms, shortest_ms, cost.source))
-        if profile is not None and planner is None:
-            _check_unused_profile(brun, bundle, threads, profile, session, warn)
-        annotate = None
-        if session is not None:
-            ctl = session.controller
-            annotate = lambda: {"thermal_hold": ctl.thermal_hold}  # noqa: E731
-        outcome = run_samples(runtime, policy, samples, writer=writer, probe=brun.probe, hooks=hooks,
-                              on_progress=on_progress, pass_labels=pass_labels, deadline_ms=deadline_ms, annotate=annotate)
-        summary = outcome.summary(board=brun.board_name).to_dict()
-        if session is not None:
-            summary["board_description"] = session.describe()
-            summary["sysfs_writes"] = session.controller.write_count
-            summary["dvfs"] = dvfs
-            summary["sysfs_writes_per_inference"] = session.controller.write_count / max(1, len(samples))
-            summary["thermal_events"] = session.controller.guard_events
-            summary["not_honoured_writes"] = [e.to_dict() for e in session.controller.honour_events]
-        if planner is not None and planner.plan_ns and not follows:
-            summary.update(overhead_summary(planner.plan_ns, outcome.records))  # host time, on any board
-        summary.update(extra)
-        return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
-    finally:
-        brun.close()
+    routed = ExitStack()
+    if warn_given and session is not None:  # the controller and its guard warn mid-run too
+        routed.enter_context(session.controller.warnings_to(warn))
+    with routed:
+        brun: BoardRun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn,
+                                    physics=physics_override)
+        try:
+            hooks = []
+            extra: Dict[str, Any] = {}
+            planner = None
+            # On a real board --dvfs none leaves the clock to the kernel's governor, which follows the load. A
+            # simulated kernel sees no load (its schedutil/ondemand read the floor), so it is emulated as it
+            # would follow these inferences; a pinned (userspace) or static governor needs nothing.
+            follows = load_driven_governor(session) if (brun.simulated and dvfs in ("none", "governor")) else None
+            emulate = None
+            if brun.simulated and dvfs == "governor" and not follows:
+                # A real board's governor arm leaves the clock to what runs (a pin, performance): so does this one.
+                emulate = False
+                warn("dvfs='governor' leaves the clock to the kernel, and this session's CPU is pinned or runs a "
+                     "governor that does not follow the load, so the run stays where it is, as on a real board; for "
+                     "the board's default governor, run on a fresh session (or restore the governor first)")
+            if session is not None and (dvfs != "none" or follows):
+                runtime.bind(policy)
+                # only a planner that plans from it hears that the bundle's profile is for another thread count
+                cost = cost_model_for(brun, bundle, threads, profile, warn=warn if dvfs in ("planned", "worst-case") else None)
+                planner = attach_planner(brun, "governor" if follows else dvfs, runtime, policy, cost, deadline_ms,
+                                         period_ms, governor=follows, warn=warn, emulate=emulate)
+                if planner.mode == "governor" and planner.emulate_governor:  # --dvfs governor too, on a simulated board
+                    extra["governor_emulated"] = planner.governor
+                hooks.append(planner)
+                extra["cost_model"] = cost.source
+                shortest_ms = planner.shortest_ms()
+                if deadline_ms is not None and deadline_ms < shortest_ms:
+                    warn("no inference can meet the {:g} ms deadline: the shortest path through the bundle takes {:.3f} ms "
+                         "at the maximum clock ({}); every inference will miss it, so give a longer --deadline-ms (or "
+                         "--period-ms)".format(deadline_ms, shortest_ms, cost.source))
+            if profile is not None and planner is None:
+                _check_unused_profile(brun, bundle, threads, profile, session, warn)
+            annotate = None
+            if session is not None:
+                ctl = session.controller
+                annotate = lambda: {"thermal_hold": ctl.thermal_hold}  # noqa: E731
+            outcome = run_samples(runtime, policy, samples, writer=writer, probe=brun.probe, hooks=hooks,
+                                  on_progress=on_progress, pass_labels=pass_labels, deadline_ms=deadline_ms, annotate=annotate)
+            summary = outcome.summary(board=brun.board_name).to_dict()
+            if session is not None:
+                ctl = session.controller
+                writes0, guard0, honour0 = ctl.reported  # what earlier runs on this session reported (pins since count)
+                guard, honour = ctl.guard_events, ctl.honour_events
+                ctl.reported = (ctl.write_count, len(guard), len(honour))
+                summary["board_description"] = session.describe()
+                summary["sysfs_writes"] = ctl.write_count - writes0
+                summary["dvfs"] = dvfs
+                summary["sysfs_writes_per_inference"] = summary["sysfs_writes"] / max(1, len(samples))
+                summary["thermal_events"] = guard[guard0:]
+                summary["not_honoured_writes"] = [e.to_dict() for e in honour[honour0:]]
+            if planner is not None and planner.plan_ns and not follows:
+                summary.update(overhead_summary(planner.plan_ns, outcome.records))  # host time, on any board
+            summary.update(extra)
+            return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
+        finally:
+            brun.close()
+
+
+def _check_objects(bundle: Any, runtime: Any, session: Any, writer: Any, on_progress: Any, profile: Any) -> None:
+    """The objects ``execute`` is given are of the kinds it uses: a board name for ``session`` or a path for
+    ``writer`` used to fail deep inside (an AttributeError), some after the first inference."""
+    if not isinstance(runtime, Runtime):
+        raise PolicyError("runtime must be an edgeexit.runtime.Runtime, not a {}; build one with "
+                          "Runtime(bundle)".format(type(runtime).__name__))
+    if not isinstance(bundle, Bundle) or Path(bundle.root) != Path(runtime.bundle.root):
+        raise PolicyError("bundle must be the loaded Bundle the runtime was built from ({}), not {!r}".format(
+            runtime.bundle.root, getattr(bundle, "root", bundle)))
+    if session is not None and not (hasattr(session, "check_open") and hasattr(session, "controller")):
+        raise PolicyError("session must be an open board session, not a {}: pass session=edgeexit.dvfs.open_board"
+                          "({!r}, simulate=True) (or sysfs_root=...) entered with `with`, or None for a host-only "
+                          "run".format(type(session).__name__, session if isinstance(session, str) else "jetson-nano"))
+    if writer is not None and not callable(getattr(writer, "write", None)):
+        raise PolicyError("writer must have a write(record) method (edgeexit.records.RecordWriter(path)), not a "
+                          "{}".format(type(writer).__name__))
+    if on_progress is not None and not callable(on_progress):
+        raise PolicyError("on_progress must be callable (called with the number of inferences done), not a "
+                          "{}".format(type(on_progress).__name__))
+    if profile is not None and not isinstance(profile, (str, os.PathLike)):
+        raise PolicyError("profile must be the path of an `edgeexit profile` file, not a {}".format(
+            type(profile).__name__))
+
+
+def _check_meter(meter: Any, meter_rate_hz: Any) -> None:
+    if meter not in METER_KINDS:
+        raise PolicyError("meter={!r} is not a power meter; use one of {}".format(meter, ", ".join(METER_KINDS)))
+    if isinstance(meter_rate_hz, bool) or not isinstance(meter_rate_hz, Real) or not (
+            MIN_METER_RATE_HZ <= float(meter_rate_hz) <= MAX_METER_RATE_HZ):
+        raise PolicyError("meter_rate_hz={!r} is not a sampling rate: give Hz from {:g} to {:g}".format(
+            meter_rate_hz, MIN_METER_RATE_HZ, MAX_METER_RATE_HZ))
 
 
 def _threads(runtime: Runtime, threads: Optional[int]) -> int:

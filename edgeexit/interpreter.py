@@ -97,6 +97,9 @@ def _import_backend(name: str) -> Backend:
 
 def resolve_backend(requested: Optional[str] = None) -> Backend:
     """Pick the backend: the argument, else ``$EDGEEXIT_INTERPRETER``, else LiteRT, else tflite_runtime."""
+    if requested is not None and not isinstance(requested, str):
+        raise InterpreterError("interpreter={!r} is not a backend name; use one of: auto, {}".format(
+            requested, ", ".join(BACKENDS)))
     choice = (requested or os.environ.get(ENV_VAR) or "auto").strip().lower()
     if choice in BACKENDS:
         return _import_backend(choice)

@@ -344,9 +344,10 @@ def cost_model_for(brun: BoardRun, bundle: Any, threads: int, profile: Optional[
 
 def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: CostModel,
                    deadline_ms: Optional[float], period_ms: Optional[float], governor: Optional[str] = None,
-                   warn: Optional[Callable[[str], None]] = None) -> Any:
+                   warn: Optional[Callable[[str], None]] = None, emulate: Optional[bool] = None) -> Any:
     """Create the DVFS planner for this run (``mode`` from --dvfs) and make the probe follow it; ``governor``:
-    the one the governor mode emulates (default: the board's default governor); ``warn``: the run's warnings."""
+    the one the governor mode emulates (default: the board's default governor); ``warn``: the run's warnings;
+    ``emulate``: whether the governor mode emulates one (default: on a simulated board; a real one's runs)."""
     from edgeexit.planner import DvfsPlanner
 
     ctl = brun.session.controller
@@ -355,7 +356,7 @@ def attach_planner(brun: BoardRun, mode: str, runtime: Any, policy: Any, cost: C
     planner = DvfsPlanner(
         mode, cost, runtime, policy, ctl.set_cpu_khz, start_khz=ctl.cpu_khz(), deadline_ms=deadline_ms,
         period_ms=period_ms, elapsed_ms=elapsed, governor=governor or brun.session.profile.cpu.default_governor,
-        emulate_governor=brun.simulated, cap_khz=ctl.cpu_cap_khz(), read_cap_khz=ctl.cpu_cap_khz,
+        emulate_governor=brun.simulated if emulate is None else emulate, cap_khz=ctl.cpu_cap_khz(), read_cap_khz=ctl.cpu_cap_khz,
         not_honoured=lambda: ctl.honour_events, cpuinfo_khz=(table[0], table[-1]),
         read_floor_khz=ctl.cpu_floor_khz,
         read_reserve_ms=brun.probe.read_reserve_ms if isinstance(brun.probe, MeterProbe) else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -91,6 +92,9 @@ def load_bundle(path: Optional[Path] = None, calibration: bool = True) -> Bundle
 
     ``calibration=False`` leaves calibration.json unread: `calibrate` replaces it, `bench` fits its own, and
     `profile` and the `full` and `oracle` policies need none."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise BundleError("load_bundle takes a bundle's directory (a str or Path), not a {}; no path loads the "
+                          "demo".format(type(path).__name__))
     root = Path(path) if path is not None else demo_bundle_dir()
     manifest = parse_manifest(read_manifest_json(root))
     check_structure(manifest)

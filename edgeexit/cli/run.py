@@ -108,6 +108,8 @@ def command(
     samples = samples.take(limit)
     extra: Dict[str, Any] = {}
     if policy == "oracle":
+        from edgeexit.policies.oracle import oracle_targets
+
         extra["targets"] = oracle_targets(bundle, samples, interpreter)
     pol = make_policy(policy, bundle, **extra)
     on_board = bool(board or sysfs_root or simulate)
@@ -183,11 +185,3 @@ def resolve_dvfs(dvfs: str, policy: Any, cpu_khz: Optional[str], on_board: bool)
     return dvfs
 
 
-def oracle_targets(bundle: Any, samples: Any, interpreter: Optional[str]) -> Any:
-    from edgeexit.bundle.data import quantize_inputs
-    from edgeexit.policies.oracle import earliest_correct, exit_costs
-
-    y = samples.require_labels("the oracle policy")
-    with Runtime(bundle, interpreter=interpreter) as rt:
-        table = rt.exit_table(quantize_inputs(samples.x, bundle.manifest.input))
-        return earliest_correct(table.pred, y, exit_costs(rt))

@@ -8,11 +8,13 @@ nobody else changed a domain since edgeexit last wrote it and leaves such a doma
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.sysfs import Sysfs
@@ -146,6 +148,9 @@ class DvfsController:
         self.write_count = 0
         self.guard = guard
         self.honour_events = []  # type: List[NotHonouredEvent]
+        # (write_count, guard episodes, honour events) when the last run on this session ended: a run's summary
+        # counts from there, so a second run on one session does not report the first one's writes again
+        self.reported = (0, 0, 0)
         # per domain path: the OWNED_FIELDS as edgeexit last left them; paths whose change is under way
         self.expected = {}  # type: Dict[str, Dict[str, Optional[str]]]
         self.in_flight = set()  # type: Set[str]
@@ -360,6 +365,10 @@ class DvfsController:
             except ValueError:
                 raise DvfsError("{} must be a whole number of {}, 'min' or 'max', not {!r}".format(
                     what, "kHz" if what.endswith("khz") else "Hz", value)) from None
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            # int(None) was a bare TypeError; int(1.5e6) would truncate a float without a word
+            raise DvfsError("{} must be a whole number of {}, 'min' or 'max', not {!r}".format(
+                what, "kHz" if what.endswith("khz") else "Hz", value))
         value = int(value)
         # Between two entries the kernel rounds to one (read back and reported); outside the table it would
         # clamp silently, and such a value is nearly always a unit slip (MHz for kHz, kHz for Hz).
@@ -370,6 +379,21 @@ class DvfsController:
         if value <= 0:
             raise DvfsError("{} must be positive, not {}".format(what, value))
         return value
+
+    @contextlib.contextmanager
+    def warnings_to(self, warn: Callable[[str], None]) -> Iterator[None]:
+        """Send this controller's warnings, and its thermal guard's, to ``warn`` inside the block (a run given its
+        own ``warn``), then back to where they went."""
+        old = self._warn, (self.guard.warn if self.guard is not None else None)
+        self._warn = warn
+        if self.guard is not None:
+            self.guard.warn = warn
+        try:
+            yield
+        finally:
+            self._warn = old[0]
+            if self.guard is not None and old[1] is not None:
+                self.guard.warn = old[1]
 
     # --- public API -------------------------------------------------------------------------------
     def cpu_opps_khz(self) -> List[int]:

@@ -1,6 +1,7 @@
 """Exit policies, selectable by name (``edgeexit run --policy NAME``)."""
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Dict, List, Optional
 
@@ -13,44 +14,45 @@ from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 from edgeexit.policies.simple import FullPolicy, ThresholdPolicy
 
 
-def _full(bundle: Bundle, **_: Any) -> ExitPolicy:
+def _full(bundle: Bundle) -> ExitPolicy:
     return FullPolicy()
 
 
-def _threshold(bundle: Bundle, **_: Any) -> ExitPolicy:
+def _threshold(bundle: Bundle) -> ExitPolicy:
     return ThresholdPolicy.from_calibration(bundle.calibration, len(bundle.exits))
 
 
-def _predictive(bundle: Bundle, on_miss: str = "repredict", **_: Any) -> ExitPolicy:
+def _predictive(bundle: Bundle, on_miss: str = "repredict") -> ExitPolicy:
     from edgeexit.policies.predictive import PredictivePolicy
 
     return PredictivePolicy.from_calibration(bundle.calibration, len(bundle.exits), on_miss)
 
 
-def _pe_heuristic(bundle: Bundle, **_: Any) -> ExitPolicy:
+def _pe_heuristic(bundle: Bundle) -> ExitPolicy:
     from edgeexit.policies.pe_heuristic import PEHeuristicPolicy
 
     return PEHeuristicPolicy.from_calibration(bundle.calibration, len(bundle.exits))
 
 
-def _eenet(bundle: Bundle, **_: Any) -> ExitPolicy:
+def _eenet(bundle: Bundle) -> ExitPolicy:
     from edgeexit.policies.eenet import EENetPolicy
 
     return EENetPolicy.from_calibration(bundle.calibration, len(bundle.exits))
 
 
-def _confidence_head(bundle: Bundle, **_: Any) -> ExitPolicy:
+def _confidence_head(bundle: Bundle) -> ExitPolicy:
     from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
 
     return ConfidenceHeadPolicy.from_calibration(bundle.calibration, bundle)
 
 
-def _oracle(bundle: Bundle, targets: Any = None, **_: Any) -> ExitPolicy:
+def _oracle(bundle: Bundle, targets: Any = None) -> ExitPolicy:
     from edgeexit.policies.oracle import OraclePolicy
 
     if targets is None:
-        raise PolicyError("the oracle needs each sample's earliest correct exit; it runs only inside `edgeexit bench` "
-                          "or `edgeexit run` on labelled samples")
+        raise PolicyError("the oracle needs each sample's earliest correct exit: pass targets=edgeexit.policies.oracle."
+                          "oracle_targets(bundle, samples) (labelled samples), or run it with `edgeexit run --policy "
+                          "oracle` or `edgeexit bench`")
     return OraclePolicy(targets)
 
 
@@ -94,6 +96,11 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     factory = POLICIES.get(name)
     if factory is None:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))
+    takes = list(inspect.signature(factory).parameters)[1:]
+    unknown = sorted(k for k in options if k not in takes)
+    if unknown:  # a misspelt option (onmiss=) was dropped without a word
+        raise PolicyError("policy {} takes no option {}; {}".format(
+            name, ", ".join(unknown), "its options: " + ", ".join(takes) if takes else "it takes none"))
     why = _not_calibrated(bundle, name)
     if why is not None:  # "run edgeexit calibrate" would send the user in circles: say why it was left out
         raise CalibrationError("the bundle has no {} calibration: `edgeexit calibrate` could not fit it: {}".format(name, why))

@@ -45,7 +45,13 @@ class OraclePolicy(ExitPolicy):
     heads_before_forecast = False  # only the forecast head ever runs
 
     def __init__(self, targets: Sequence[int]) -> None:
-        self.targets = [int(t) for t in targets]
+        try:
+            if isinstance(targets, (str, bytes)):
+                raise TypeError
+            self.targets = [int(t) for t in targets]
+        except (TypeError, ValueError, OverflowError):
+            raise PolicyError("the oracle's targets must be one exit index per sample, not {!r}; compute them with "
+                              "edgeexit.policies.oracle.oracle_targets(bundle, samples)".format(targets)) from None
         self._target = 0
         self._cheapest = 0
 
@@ -73,3 +79,15 @@ class OraclePolicy(ExitPolicy):
 
     def decide(self, head: HeadView, state: SampleState) -> bool:
         return True
+
+
+def oracle_targets(bundle: Any, samples: Any, interpreter: Optional[str] = None) -> np.ndarray:
+    """Each labelled sample's target for the oracle (:func:`earliest_correct` by :func:`exit_costs`), from every exit
+    of ``bundle`` run on ``samples`` with a runtime of its own."""
+    from edgeexit.bundle.data import quantize_inputs
+    from edgeexit.runtime import Runtime
+
+    y = samples.require_labels("the oracle policy")
+    with Runtime(bundle, interpreter=interpreter) as rt:
+        table = rt.exit_table(quantize_inputs(samples.x, bundle.manifest.input))
+        return earliest_correct(table.pred, y, exit_costs(rt))

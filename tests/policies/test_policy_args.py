@@ -46,3 +46,29 @@ def test_the_oracle_without_a_target_for_a_sample_says_so(bundle):
         with pytest.raises(PolicyError, match=r"^oracle target 99 is not an exit of this bundle \(0\.\.7, or -1 for "
                                               r"none\)"):
             run_samples(rt, make_policy("oracle", bundle, targets=np.array([0, 99, 1, 2, 3])), samples)
+
+
+def test_an_option_a_policy_does_not_take_is_refused(bundle):
+    # a misspelt option was dropped without a word: onmiss="step" ran predictive with on_miss="repredict"
+    with pytest.raises(PolicyError, match=r"^policy predictive takes no option onmiss; its options: on_miss$"):
+        make_policy("predictive", bundle, onmiss="step")
+    with pytest.raises(PolicyError, match=r"^policy threshold takes no option on_miss; it takes none$"):
+        make_policy("threshold", bundle, on_miss="step")
+
+
+@pytest.mark.backend
+def test_the_oracle_targets_come_from_the_library_and_bad_ones_name_it(bundle):
+    from edgeexit.policies.oracle import oracle_targets
+
+    with pytest.raises(PolicyError, match=r"^the oracle needs each sample's earliest correct exit: pass targets="
+                                          r"edgeexit.policies.oracle.oracle_targets\(bundle, samples\)"):
+        make_policy("oracle", bundle)
+    for bad in ("abc", "12", 5, [0.5j]):  # read as a corrupt calibration.json, which the oracle does not have
+        with pytest.raises(PolicyError, match=r"^the oracle's targets must be one exit index per sample, not .*; "
+                                              r"compute them with edgeexit.policies.oracle.oracle_targets"):
+            make_policy("oracle", bundle, targets=bad)
+    samples = bundle.split("evaluation").take(20)
+    targets = oracle_targets(bundle, samples)
+    with Runtime(bundle) as rt:
+        out = run_samples(rt, make_policy("oracle", bundle, targets=targets), samples, pass_labels=True)
+    assert [r["exit"] for r in out.records] == [int(t) for t in targets]
