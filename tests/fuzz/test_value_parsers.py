@@ -3,6 +3,7 @@ a value or None / a documented error, never another exception; the CLI ends in o
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any, List
 
@@ -18,6 +19,7 @@ from edgeexit.energy.sysfs_values import read_number
 from edgeexit.errors import DvfsError, MeterError
 from edgeexit.guards import parse_measure_clock_hz
 from edgeexit.guards.thermal import ThermalGuard
+from edgeexit.sim.kernel import SIM_DIR
 from edgeexit.sim.sysfs import SimulatedSysfs
 from tests.fuzz.strategies import FUZZ
 from tests.sim.helpers import make_tree
@@ -146,6 +148,7 @@ def test_cli_on_garbage_tree_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
                                          attr: str, raw: bytes) -> None:
     monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(tmp_path / "run"))
     k = make_tree(tmp_path / "t", "jetson-nano")
+    shutil.rmtree(str(k.root / SIM_DIR))  # a board's own sysfs: a simulated kernel would undo the garbage
     (k.root / attr).write_bytes(raw)
     line = _cli(capsys, "status", "--board", "jetson-nano", "--sysfs-root", str(k.root), may_succeed=True)
     assert line == "" or attr in line
