@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from numbers import Real
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -204,6 +204,9 @@ def _threads(runtime: Runtime, threads: Optional[int]) -> int:
     """The thread count the board model assumes: the one the runtime's interpreters run."""
     if threads is None:
         return int(runtime.num_threads)
+    if isinstance(threads, bool) or not isinstance(threads, Integral):  # True and 1.0 compared equal to 1
+        raise PolicyError("threads={!r} is not a thread count; leave it out (it follows the Runtime's num_threads={})"
+                          .format(threads, runtime.num_threads))
     if threads != runtime.num_threads:
         raise PolicyError("threads={!r} but the Runtime runs num_threads={}: the board model would time another thread "
                           "count than ran; leave threads out (it follows the Runtime) or build Runtime(bundle, "

@@ -194,7 +194,8 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
     root = Path(sysfs_root) if sysfs_root is not None else Path("/")
     check_mount_alive(root)
     if not root.is_dir():
-        raise DvfsError("--sysfs-root {} is not a directory".format(root))
+        raise DvfsError("--sysfs-root {} is not a directory; pass / on the board, or a tree made by `edgeexit sim "
+                        "init`".format(root))
     marker = read_marker(root)
     if marker is not None:
         cfg = load_board(str(marker["board"])) if name == "auto" else load_board(name)

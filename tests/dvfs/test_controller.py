@@ -265,7 +265,7 @@ def test_board_mismatch_and_missing_root(tmp_path: Path) -> None:
     make_tree(tmp_path / "t", "jetson-nano")
     with pytest.raises(Exception, match="pass --board jetson-nano"):
         open_board("raspberry-pi-5", sysfs_root=tmp_path / "t")
-    with pytest.raises(DvfsError, match="not a directory"):
+    with pytest.raises(DvfsError, match=r"not a directory; pass / on the board, or a tree made by `edgeexit sim init`$"):
         open_board("jetson-nano", sysfs_root=tmp_path / "nope")
 
 

@@ -169,3 +169,11 @@ def test_the_governor_arm_on_a_pinned_session_stays_put_as_on_a_real_board(bundl
         assert "governor_emulated" not in ex.summary
         assert {r["cpu_khz"] for r in ex.records} == {session.controller.cpu_opps_khz()[-1]}
         assert any("pinned or runs a governor that does not follow the load" in w for w in heard), heard
+
+
+@pytest.mark.parametrize("bad", [True, 1.0, "1"])
+def test_a_thread_count_must_be_a_whole_number(bundle, rt, bad):
+    # True and 1.0 passed as 1; "1" was told to build Runtime(bundle, num_threads='1'), itself refused
+    with pytest.raises(PolicyError, match=r"^threads=.* is not a thread count; leave it out \(it follows the "
+                                          r"Runtime's num_threads=1\)$"):
+        execute(bundle, rt, make_policy("threshold", bundle), _samples(bundle), threads=bad)
