@@ -483,7 +483,7 @@ class SimulatedKernel:
                 refused = {}
                 for rel, shown, _content, _mode in todo:
                     try:
-                        self.write(rel, shown.encode())
+                        self.write(rel, shown.encode(), injected=False)
                     except OSError as err:
                         refused[rel] = err
                 todo = [e for e in todo if e[0] in refused]
@@ -666,12 +666,15 @@ class SimulatedKernel:
         return cur
 
     # --- the write path ------------------------------------------------------------------------
-    def write(self, relpath: str, data: bytes) -> None:
+    def write(self, relpath: str, data: bytes, injected: bool = True) -> None:
         """One ``store()`` call: apply the kernel rules, or raise OSError with the kernel's errno. Atomic
-        against a kill: what shows and what state.json holds never disagree (see :meth:`_commit`)."""
+        against a kill: what shows and what state.json holds never disagree (see :meth:`_commit`).
+        ``injected=False``: a replayed edit (:meth:`adopt_plain_edits`), which leaves injected faults to the
+        writes they were injected for."""
         with self.locked():
             rel = self.check_writable(relpath)
-            self._take_fault("write", rel)
+            if injected:
+                self._take_fault("write", rel)
             text = data.decode("utf-8", "replace")
             d, name = posixpath.split(rel)
             state = self.load_state()

@@ -99,3 +99,13 @@ def test_status_shows_the_replayed_edit_and_says_so(tmp_path: Path, runtime_dir:
     # the kernel's own state took it: a write through the kernel starts from the edited max
     assert int((k.root / pol / "scaling_max_freq").read_text()) == freqs[3]
     assert "replayed" not in cli("status", "--board", "jetson-nano", "--sysfs-root", str(k.root)).stderr
+
+
+def test_a_replay_leaves_injected_faults_to_the_writes_they_were_injected_for(tmp_path: Path) -> None:
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    pol = k.board.cpu_policies[0].relpath
+    k.inject_error(pol + "/scaling_max_freq", "EBUSY")
+    _plain_write(k.root, pol + "/scaling_max_freq", str(within_limits(k)[-2]))
+    assert "replayed" in _reopen(k.root)[0]
+    with pytest.raises(OSError, match="injected"):
+        k.write(pol + "/scaling_max_freq", b"1479000\n")
