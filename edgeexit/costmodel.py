@@ -235,10 +235,11 @@ def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional
 def is_real_board_profile_path(path: Path, bundle: Bundle, board: str) -> bool:
     """Whether a run on the real ``board`` would read ``path`` by default (for some thread count)."""
     try:
-        here = Path(path).resolve().parent == (bundle.root / "profiles").resolve()
+        real = Path(path).resolve()  # a symlink named otherwise may lead there
+        here = real.parent == (bundle.root / "profiles").resolve()
     except (OSError, RuntimeError):
         return False
-    return here and re.fullmatch(r"{}(-\d+threads)?\.json".format(re.escape(board)), Path(path).name) is not None
+    return here and re.fullmatch(r"{}(-\d+threads)?\.json".format(re.escape(board)), real.name) is not None
 
 
 def default_profile_path(bundle: Bundle, board: str, simulated: bool, threads: int = 1) -> Path:

@@ -1,6 +1,7 @@
 """Deadline and period checks shared by the library (execute, the DVFS planner) and the CLI's options."""
 from __future__ import annotations
 
+import math
 from numbers import Real
 from typing import Any, Optional, Tuple
 
@@ -25,10 +26,14 @@ def check_ms(name: str, value: Any) -> Optional[float]:
     a numpy or Fraction value would reach the records, which JSON cannot carry."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, Real) or not (0.0 < float(value) <= MAX_PERIOD_MS):
+    try:
+        as_float = float(value) if isinstance(value, Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # 10**400
+        as_float = math.inf
+    if not (0.0 < as_float <= MAX_PERIOD_MS):
         raise PolicyError("{}={!r} is not a duration: give milliseconds above 0 and at most {:g} (finite), or None "
                           "for none".format(name, value, MAX_PERIOD_MS))
-    return float(value)
+    return as_float
 
 
 def check_deadline_period(deadline_ms: Any, period_ms: Any) -> Tuple[Optional[float], Optional[float]]:

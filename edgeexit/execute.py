@@ -5,6 +5,7 @@ benchmark can run many arms on fresh sessions and `run` can pin clocks before st
 """
 from __future__ import annotations
 
+import math
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ def execute(
     routed = ExitStack()
     if warn_given and session is not None:  # the controller and its guard warn mid-run too
         routed.enter_context(session.controller.warnings_to(warn))
+    reported = session.controller.reported if session is not None else (0, 0, 0)
     with routed:
         brun: BoardRun = make_probe(session, threads, period_ms=period_ms, meter=meter, meter_rate_hz=meter_rate_hz, warn=warn,
                                     physics=physics_override)
@@ -150,9 +152,8 @@ def execute(
             summary = outcome.summary(board=brun.board_name).to_dict()
             if session is not None:
                 ctl = session.controller
-                writes0, guard0, honour0 = ctl.reported  # what earlier runs on this session reported (pins since count)
+                writes0, guard0, honour0 = reported  # what earlier runs on this session reported (pins since count)
                 guard, honour = ctl.guard_events, ctl.honour_events
-                ctl.reported = (ctl.write_count, len(guard), len(honour))
                 summary["board_description"] = session.describe()
                 summary["sysfs_writes"] = ctl.write_count - writes0
                 summary["dvfs"] = dvfs
@@ -165,6 +166,9 @@ def execute(
             return Execution(outcome=outcome, summary=summary, planner=planner, extra=extra)
         finally:
             brun.close()
+            if session is not None:  # a run that failed keeps its writes out of the next run's count too
+                ctl = session.controller
+                ctl.reported = (ctl.write_count, len(ctl.guard_events), len(ctl.honour_events))
 
 
 def _check_objects(bundle: Any, runtime: Any, session: Any, writer: Any, on_progress: Any, profile: Any) -> None:
@@ -173,9 +177,9 @@ def _check_objects(bundle: Any, runtime: Any, session: Any, writer: Any, on_prog
     if not isinstance(runtime, Runtime):
         raise PolicyError("runtime must be an edgeexit.runtime.Runtime, not a {}; build one with "
                           "Runtime(bundle)".format(type(runtime).__name__))
-    if not isinstance(bundle, Bundle) or Path(bundle.root) != Path(runtime.bundle.root):
-        raise PolicyError("bundle must be the loaded Bundle the runtime was built from ({}), not {!r}".format(
-            runtime.bundle.root, getattr(bundle, "root", bundle)))
+    if not isinstance(bundle, Bundle) or os.path.realpath(str(bundle.root)) != os.path.realpath(str(runtime.bundle.root)):
+        raise PolicyError("bundle must be the loaded Bundle the runtime was built from ({}), not {}".format(
+            runtime.bundle.root, bundle.root if isinstance(bundle, Bundle) else repr(bundle)))
     if session is not None and not (hasattr(session, "check_open") and hasattr(session, "controller")):
         raise PolicyError("session must be an open board session, not a {}: pass session=edgeexit.dvfs.open_board"
                           "({!r}, simulate=True) (or sysfs_root=...) entered with `with`, or None for a host-only "
@@ -191,11 +195,18 @@ def _check_objects(bundle: Any, runtime: Any, session: Any, writer: Any, on_prog
             type(profile).__name__))
 
 
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # 10**400
+        return math.inf
+
+
 def _check_meter(meter: Any, meter_rate_hz: Any) -> None:
     if meter not in METER_KINDS:
         raise PolicyError("meter={!r} is not a power meter; use one of {}".format(meter, ", ".join(METER_KINDS)))
     if isinstance(meter_rate_hz, bool) or not isinstance(meter_rate_hz, Real) or not (
-            MIN_METER_RATE_HZ <= float(meter_rate_hz) <= MAX_METER_RATE_HZ):
+            MIN_METER_RATE_HZ <= _as_float(meter_rate_hz) <= MAX_METER_RATE_HZ):
         raise PolicyError("meter_rate_hz={!r} is not a sampling rate: give Hz from {:g} to {:g}".format(
             meter_rate_hz, MIN_METER_RATE_HZ, MAX_METER_RATE_HZ))
 

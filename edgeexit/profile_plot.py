@@ -33,17 +33,22 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     if missing:
         bottom.text(0.5, 0.5 if not known else 0.92, missing, ha="center", va="center", fontsize=8,
                     transform=bottom.transAxes)
-    bottom.set_ylabel("energy, mJ")
+    bottom.set_ylabel("energy per inference, mJ\n(busy only, no idle)")
     for ax in (top, bottom):
         for i in moved:  # the firmware ran another clock: these points are not operating points of their own
             ax.axvspan(mhz[i] - 25, mhz[i] + 25, color="0.85", zorder=0)
         ax.grid(alpha=0.3)
     if moved:
-        top.set_title("grey: requests that ran at another clock (read back)", fontsize=8, loc="left")
+        ran = data.get("effective_cpu_khz") or data["cpu_opps_khz"]
+        clocks = sorted({int(ran[i]) / 1000.0 for i in moved})
+        top.set_title("grey: requests that ran at {} MHz instead (read back)".format(
+            "/".join("{:g}".format(c) for c in clocks)), fontsize=8, loc="left")
     bottom.set_xlabel("CPU operating point, MHz")
     # The sources can be long ("INA3221 VDD_IN ..."): a y-label that long runs into the other panel.
-    fig.suptitle("Full inference (every block + final exit) of {} on {}{}\nlatency: {}; energy: {}".format(
-        data.get("model", "?"), data.get("board", "?"), tag, data.get("latency_source", "?"),
+    threads = data.get("threads", 1)
+    fig.suptitle("Full inference (every block + final exit) of {} on {}{}, {} interpreter thread{}\nlatency: {}; "
+                 "energy: {}".format(data.get("model", "?"), data.get("board", "?"), tag, threads,
+                                     "" if threads == 1 else "s", data.get("latency_source", "?"),
         data.get("energy_source") or "not measured"), fontsize=9)
     fig.tight_layout()
     # atomic, like the profile beside it: a full disk after minutes of profiling leaves no truncated PNG

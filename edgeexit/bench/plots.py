@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from edgeexit.bundle.fileio import replace_file
 from edgeexit.errors import OutputError
@@ -48,21 +48,37 @@ def _energy_axis(ax: Any) -> str:
     return ", log scale"
 
 
-def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+def front(points: List[Dict[str, float]]) -> List[Dict[str, float]]:
+    """The non-dominated points, by energy: each more accurate than every cheaper one."""
+    out: List[Dict[str, float]] = []
+    for p in sorted(points, key=lambda p: (p["energy_mj"], -p["accuracy"])):
+        if not out or p["accuracy"] > out[-1]["accuracy"]:
+            out.append(p)
+    return out
+
+
+def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, out: Path,
+                 cpu_khz: Optional[int] = None) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     # fixed order and colours, so a results.json read back (keys sorted) plots as the run did
     styles = {"threshold": ("o", "-", "C0"), "predictive": ("x", "--", "C1"), "eenet": ("s", ":", "C2"),
               "full": ("*", "", "C3")}
     for name in sorted(pareto, key=lambda n: (list(styles).index(n) if n in styles else len(styles), n)):
-        pts = sorted(pareto[name], key=lambda p: p["energy_mj"])
+        pts = pareto[name]
         if not pts:
             continue
         marker, ls, colour = styles.get(name, ("o", "-", None))
-        ax.plot([p["energy_mj"] for p in pts], [100 * p["accuracy"] for p in pts], marker=marker, linestyle=ls,
+        # every point as a marker; the line only through the front (dominated points zig-zagged it)
+        ax.plot([p["energy_mj"] for p in pts], [100 * p["accuracy"] for p in pts], marker=marker, linestyle="",
+                color=colour, alpha=0.85, markersize=8 if name == "full" else 6, fillstyle="none" if name != "full" else "full")
+        best = front(pts)
+        ax.plot([p["energy_mj"] for p in best], [100 * p["accuracy"] for p in best], marker=marker, linestyle=ls,
                 color=colour, label=name, alpha=0.85, markersize=8 if name == "full" else 6)
-    ax.set_xlabel("energy per inference at max frequency, mJ (board model{})".format(_energy_axis(ax)))
+    at = "{:g} MHz".format(cpu_khz / 1000.0) if cpu_khz else "the maximum clock"
+    ax.set_xlabel("energy per inference with every policy at {}, mJ (board model{})".format(at, _energy_axis(ax)))
     ax.set_ylabel("top-1 accuracy on the evaluation split, %")
-    ax.set_title("Accuracy vs energy as the accuracy target sweeps" + tag, fontsize=9)
+    ax.set_title("Accuracy vs energy as the accuracy target sweeps" + tag + "\nsame clock for every policy: "
+                 "compares exit policies, not DVFS", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
@@ -87,7 +103,7 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
 
     pareto = res.get("pareto") or {}
     if any(pareto.values()):  # --no-sweep: no empty axes, and the report links no plot
-        _pareto_plot(plt, pareto, tag, out)
+        _pareto_plot(plt, pareto, tag, out, res.get("pareto_cpu_khz"))
         written.append("pareto.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -99,7 +115,7 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
         ax.bar(bar_centres(n_exits, i, len(arms), width), h, width=width, label=arm)
     ax.set_xticks(range(n_exits))
     ax.set_xlabel("exit index")
-    ax.set_ylabel("samples")
+    ax.set_ylabel("samples of {} (log scale; none drawn: 0)".format(res.get("n_samples", "all")))
     ax.set_yscale("log")
     ax.set_title("Where samples exit" + tag, fontsize=9)
     ax.legend(fontsize=7)
@@ -121,10 +137,10 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
                     xs.append(i + j / max(1, len(tr)))
                     ys.append(f / 1000.0)
             ax.step(xs, ys, where="post", linewidth=1)
-            ax.set_ylabel("MHz", fontsize=8)
+            ax.set_ylabel("CPU clock, MHz", fontsize=8)
             ax.set_title(arm, fontsize=8, loc="left")
             ax.grid(alpha=0.3)
-        axes[-1, 0].set_xlabel("inference (its segments spread over [i, i+1))")
+        axes[-1, 0].set_xlabel("inference number (each inference's segments share its unit of the axis)")
         fig.suptitle("CPU operating point per segment, first 100 inferences" + tag, fontsize=9)
         fig.tight_layout()
         save_figure(plt, fig, out / "timeline.png")

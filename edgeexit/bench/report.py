@@ -22,16 +22,38 @@ def in_arm_order(arms: Dict[str, Any]) -> List[str]:
     return sorted(arms, key=lambda a: (order.index(a) if a in order else len(order), a))
 
 
+PLOT_CAPTIONS = {
+    "pareto.png": "Accuracy against energy per inference as each policy's accuracy target sweeps, every policy charged at "
+                  "{pareto_mhz} (race-to-idle accounting, board model), so the fronts compare exit policies, not DVFS: "
+                  "predictive@planned's own energy, at the clocks its planner picked, is in the tables above. Lines join "
+                  "each policy's non-dominated points.",
+    "exit_histogram.png": "Samples per exit on the evaluation split, log scale (an empty slot is zero samples).",
+    "timeline.png": "The CPU clock each segment of the first 100 inferences ran at, per arm shown.",
+}
+
+
+def _caption_values(res: Dict[str, Any]) -> Dict[str, str]:
+    khz = res.get("pareto_cpu_khz")
+    return {"pareto_mhz": "{:g} MHz".format(khz / 1000.0) if khz else "the maximum clock"}
+
+
+def _goal(fraction: Any) -> str:
+    if not isinstance(fraction, (int, float)):
+        return "not measured"
+    return "met" if fraction < 0.02 else "missed"
+
+
 def arms_table(res: Dict[str, Any]) -> str:
-    rows = ["| arm | accuracy | mean MACs | MACs vs full | latency mean / p99 (ms) | deadline misses | energy / inference (mJ) "
-            "| energy / period (mJ) | sysfs writes / inference |",
+    rows = ["| arm | accuracy | mean MACs | MAC reduction vs full | latency mean / p99 (ms) | deadline misses | energy / inference (mJ) "
+            "| energy / period (mJ) | sysfs writes (per inference) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for arm in in_arm_order(res["arms"]):
         s = res["arms"][arm]
         rows.append("| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |".format(
             arm, num(s.get("accuracy"), "{:.2%}"), num(s.get("mean_macs"), "{:,.0f}"), pct(s.get("macs_reduction_vs_full")),
             num(s.get("mean_latency_ms")), num(s.get("p99_latency_ms")), num(s.get("deadline_miss_rate"), "{:.1%}"),
-            num(s.get("mean_energy_mj")), num(s.get("mean_energy_period_mj")), num(s.get("sysfs_writes_per_inference"), "{:.2f}")))
+            num(s.get("mean_energy_mj")), num(s.get("mean_energy_period_mj")),
+            "{} ({})".format(num(s.get("sysfs_writes"), "{:d}"), num(s.get("sysfs_writes_per_inference"), "{:.3f}"))))
     return "\n".join(rows)
 
 
@@ -76,11 +98,14 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         lines += ["**SIMULATED board.** Latency and energy come from the board model (firmware_profiles/), not from a "
                   "measurement; see the sensitivity table for how much the savings depend on its coefficients.", ""]
     lines += [
-        "Conditions: {} evaluation samples; every policy calibrated on the held-out calibration split to accuracy >= {:.2%} "
-        "(final exit on that split: {:.2%}); deadline {} ms, period {} ms{}; {} interpreter thread{}; seed {}; board default "
+        "Conditions: {} evaluation samples; every policy calibrated on the calibration split (held out from training) to "
+        "accuracy >= {:.2%} there (final exit on that split: {:.2%}; the evaluation split is not the one the targets were "
+        "fitted on, so its accuracies below come out lower); deadline {} ms{}, period {} ms{}; {} interpreter thread{}; "
+        "seed {}; board default "
         "governor {}; {}; the planner's cost model: {}.".format(
             res["n_samples"], res["target_accuracy"], res["full_accuracy_calibration"], res["deadline_ms"],
-            res["period_ms"], " (the power meter's two reads per period took up to {:.2f} ms)".format(res["meter_read_ms"])
+            " (by default twice the path through every block and head at the maximum clock)" if res.get("deadline_default")
+            else "", res["period_ms"], " (the power meter's two reads per period took up to {:.2f} ms)".format(res["meter_read_ms"])
             if res.get("meter_read_ms") else "", res["threads"], "" if res["threads"] == 1 else "s", res["seed"], res["default_governor"],
             res["software"]["interpreter"], res.get("cost_model") or "-"),
         "",
@@ -98,8 +123,10 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         "",
     ] + overrun_note(res)
     d = res["derived"]
-    lines += ["## Savings", "", "| arm | MACs vs threshold | energy/inference vs full@max | vs threshold@race | vs threshold@governor "
-              "| energy/period vs threshold@race | vs threshold@governor | MACs over oracle |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["## Savings", "", "A saving is positive where the arm spends less than the arm it is compared with, negative where "
+              "it spends more; MACs over oracle: how many more MACs the arm runs than the oracle.", "",
+              "| arm | MAC saving vs threshold | energy/inference saving vs full@max | vs threshold@race | vs threshold@governor "
+              "| energy/period saving vs threshold@race | vs threshold@governor | MACs over oracle |", "|---|---|---|---|---|---|---|---|"]
     for arm in in_arm_order(d):
         x = d[arm]
         lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
@@ -113,8 +140,8 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         fc = pred.get("forecast_metrics_calibration", {})
         lines += ["", "## Forecaster", "",
                   "{} parameters. On the evaluation samples that needed a forecast ({}): exact hit {}, within one exit {}, "
-                  "over-predicted {}, under-predicted {}. On the held-out part of the calibration split ({} forecasts): exact "
-                  "hit {}, within one {}; an over-prediction cost {} extra MACs on average, an under-prediction {}.".format(
+                  "over-predicted {}, under-predicted {}. On the calibration split, forecast out of fold (each sample by "
+                  "forecasters not fitted on it; {} forecasts): exact hit {}, within one {}; an over-prediction cost {} extra MACs on average, an under-prediction {}.".format(
                       pred.get("forecaster_params"), fe.get("n_forecasts"), num(fe.get("exact_hit_rate"), "{:.1%}"),
                       num(fe.get("within_one_rate"), "{:.1%}"), num(fe.get("over_prediction_rate"), "{:.1%}"),
                       num(fe.get("under_prediction_rate"), "{:.1%}"), fc.get("n_forecasts"), num(fc.get("exact_hit_rate"), "{:.1%}"),
@@ -134,7 +161,7 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                   "{} us median -- the mean carries the rare sysfs writes, the first with its fsync'd state-file update; forecaster {} us "
                   "averaged over all inferences, {} us when it runs, which is on {} of them); "
                   "block 0 takes {} ms on this host (the median inference's overhead is {} of it) and {} ms on the modelled board "
-                  "at its maximum frequency ({} of it). Goal: under 2% of block 0. On a simulated board the model does not "
+                  "at its maximum frequency ({} of it). Goal: under 2% of block 0, {} here. On a simulated board the model does not "
                   "charge this time: the arms' latency and energy leave it out (on a board it runs on the same CPU, at busy "
                   "power).".format(
                       num(pc.get("total_us_median"), "{:.1f}"),
@@ -143,7 +170,8 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                       num(pc.get("forecast_us_when_forecasting_median"), "{:.1f}"), num(pc.get("forecast_share_of_inferences"), "{:.1%}"),
                       num(pc.get("block0_host_invoke_ms"), "{:.4f}"),
                       num(pc.get("fraction_of_block0_host"), "{:.1%}"), num(pc.get("block0_board_model_ms_at_max"), "{:.4f}"),
-                      num(pc.get("fraction_of_block0_board"), "{:.1%}"))]
+                      num(pc.get("fraction_of_block0_board"), "{:.1%}"),
+                      _goal(pc.get("fraction_of_block0_board")))]
         ch = pc.get("charged") or {}
         if ch:
             lines += ["", "Charging that median overhead ({} us, at host speed) to predictive@planned at busy power, its energy saving "
@@ -162,7 +190,7 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                           num(ef.get("forecaster_host_us_per_inference"), "{:.1f}"))]
     if res.get("sensitivity"):
         lines += ["", "## Sensitivity to the power model (simulated board)", "",
-                  "| coefficients | x | energy/inference saving vs threshold@race | vs threshold@governor | energy/period vs threshold@race | vs threshold@governor |",
+                  "| coefficients | factor | energy/inference saving vs threshold@race | vs threshold@governor | energy/period vs threshold@race | vs threshold@governor |",
                   "|---|---|---|---|---|---|"]
         for r in res["sensitivity"]:
             lines.append("| {} | {} | {} | {} | {} | {} |".format(
@@ -170,7 +198,9 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                 pct(r["energy_period_saving_vs_threshold_at_race"]), pct(r["energy_period_saving_vs_threshold_at_governor"])))
         lines += ["", "static = idle board, CPU leakage and memory power; dynamic = the CPU's switched capacitance."]
     if plots:
-        lines += ["", "## Plots", ""] + ["![{}]({})".format(p, p) for p in plots]
+        lines += ["", "## Plots", ""]
+        for p in plots:
+            lines += ["![{}]({})".format(p, p), "", PLOT_CAPTIONS.get(p, "").format(**_caption_values(res)), ""]
     else:
         lines += ["", "(No plots: matplotlib is not installed; `pip install matplotlib`, the [plot] extra.)"]
     return "\n".join(lines) + "\n"

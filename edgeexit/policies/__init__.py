@@ -96,8 +96,10 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     factory = POLICIES.get(name)
     if factory is None:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))
-    takes = list(inspect.signature(factory).parameters)[1:]
-    unknown = sorted(k for k in options if k not in takes)
+    params = list(inspect.signature(factory).parameters.values())[1:]
+    takes = [p.name for p in params if p.kind != p.VAR_KEYWORD]
+    anything = any(p.kind == p.VAR_KEYWORD for p in params)  # a factory of one's own may take **options
+    unknown = [] if anything else sorted(k for k in options if k not in takes)
     if unknown:  # a misspelt option (onmiss=) was dropped without a word
         raise PolicyError("policy {} takes no option {}; {}".format(
             name, ", ".join(unknown), "its options: " + ", ".join(takes) if takes else "it takes none"))

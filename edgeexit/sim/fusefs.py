@@ -184,6 +184,8 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
         # after unmounting, so none is left behind.
         cmd = [sys.executable, "-m", "edgeexit", "sim", "mount", "--board", board.name]
         cmd += ["--backing", str(backing)] if backing is not None else []
+        if backing is not None:
+            SimulatedKernel(backing, board)  # here, where its warnings (plain edits it replays) are seen
         with tempfile.TemporaryFile() as err:  # the server's own one-line refusal, should it exit early
             proc = subprocess.Popen(cmd + [str(mountpoint)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=err, start_new_session=True)

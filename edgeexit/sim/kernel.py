@@ -450,9 +450,12 @@ class SimulatedKernel:
 
         Unreplayed, the kernel's state and the visible files disagreed: `status` showed the edit while the
         next write (a run's, `restore`'s) started from the state, as if it had not been made. Each changed
-        writable node is now written again through the rules (governors and CPUs first, then limits, then
-        requests; a write refused for the order, such as a min above the old max, is tried once more after
-        the rest). A read-only node, or an edit the rules refuse, shows the kernel's value again."""
+        writable node is applied to the state through the rules (governors and CPUs first, then limits, then
+        requests; a write refused for its order, such as a min above the old max, is tried once more after
+        the rest), and the result is shown in one commit: a kill before it leaves the edits in the files for
+        the next kernel, a kill during it is finished by :meth:`recover`. A read-only node, or an edit the
+        rules refuse, shows the kernel's value again. A tree whose clock nodes are not all regular files (a
+        FIFO, a device, a symlink) is left as it is, for the commands to report."""
         try:
             with open(str(self.root / STATE), "rb"):
                 pass
@@ -466,29 +469,37 @@ class SimulatedKernel:
                 nodes.append((self.gpu_dir + "/userspace/set_freq", _set_freq_shown(ds), RW))
             edits = []  # type: List[Tuple[str, str, str, int]]
             for rel, content, mode in nodes:
+                try:
+                    if not stat.S_ISREG(os.lstat(str(self.root / rel)).st_mode):
+                        return []  # a damaged tree: a render would block on a FIFO or replace a link
+                except OSError:
+                    continue  # deleted: a kernel does not bring it back
                 shown = self._shown(rel)
-                if shown is None:
-                    continue  # deleted, replaced by a directory or a FIFO, or root-only: not an edit to replay
-                if shown != content:
+                if shown is not None and shown != content:
                     edits.append((rel, shown, content, mode))
             if not edits:
                 return []
-            try:
-                self._commit(state)  # the kernel's values first, as if the edits had not been made
-            except OSError:
-                return []  # a reader who may not write the tree
+            new = copy.deepcopy(state)
             refused = {}  # type: Dict[str, OSError]
             todo = [e for e in edits if e[3] == RW]
             for _ in range(2):
                 refused = {}
                 for rel, shown, _content, _mode in todo:
+                    trial = copy.deepcopy(new)
                     try:
-                        self.write(rel, shown.encode(), injected=False)
+                        self.check_writable(rel)
+                        self._store(trial, rel, shown)
                     except OSError as err:
                         refused[rel] = err
+                        continue
+                    new = trial
                 todo = [e for e in todo if e[0] in refused]
                 if not todo:
                     break
+            try:
+                self._commit(new, old=state)
+            except OSError:
+                return []  # a reader who may not write the tree, or one a render cannot replace
             lines = []
             for rel, shown, content, mode in edits:
                 now = self._shown(rel) or content
@@ -666,39 +677,43 @@ class SimulatedKernel:
         return cur
 
     # --- the write path ------------------------------------------------------------------------
-    def write(self, relpath: str, data: bytes, injected: bool = True) -> None:
+    def write(self, relpath: str, data: bytes) -> None:
         """One ``store()`` call: apply the kernel rules, or raise OSError with the kernel's errno. Atomic
-        against a kill: what shows and what state.json holds never disagree (see :meth:`_commit`).
-        ``injected=False``: a replayed edit (:meth:`adopt_plain_edits`), which leaves injected faults to the
-        writes they were injected for."""
+        against a kill: what shows and what state.json holds never disagree (see :meth:`_commit`)."""
         with self.locked():
             rel = self.check_writable(relpath)
-            if injected:
-                self._take_fault("write", rel)
+            self._take_fault("write", rel)
             text = data.decode("utf-8", "replace")
             d, name = posixpath.split(rel)
             state = self.load_state()
             if state.get(RENDER_PENDING):
                 self._commit(state)  # a killed writer's store(): it happened, show it before this one
             old = copy.deepcopy(state)
-            if d in self.cpu_dirs:
-                self._cpufreq_write(state, self.cpu_dirs[d].name, name, text)
-            elif self.gpu_dir is not None and d == self.gpu_dir and name in ("governor", "min_freq", "max_freq"):
-                self._devfreq_write(state, name, text)
-            elif self.gpu_dir is not None and d == self.gpu_dir + "/userspace" and name == "set_freq":
-                self._devfreq_write(state, name, text)
+            if self._store(state, rel, text):
+                self._commit(state, old)
             elif self.gpu_dir is not None and d == self.gpu_dir and name == "polling_interval":
                 # polling_interval_store: sscanf("%u") or EINVAL [K49df]; the parsed value is kept, whatever the governor
                 value = rules.sscanf_uint(text, name, 32)
                 self.put(rel, "{}\n".format(value))
-                return
-            elif re.match(r"^{}/cpu\d+$".format(CPU_DIR), d) and name == "online":
-                self._online_write(state, int(d.rsplit("cpu", 1)[1]), text)
             else:
                 # a plain attribute (railgate_enable, enable_3d_scaling, power/control ...): stored as given
                 self.put(rel, text.strip() + "\n")
-                return
-            self._commit(state, old)
+
+    def _store(self, state: Dict[str, Any], rel: str, text: str) -> bool:
+        """Apply a store() to a clock node (cpufreq, devfreq, CPU online) to ``state``; False for any other node.
+        Raises OSError with the kernel's errno, ``state`` then possibly half changed."""
+        d, name = posixpath.split(rel)
+        if d in self.cpu_dirs:
+            self._cpufreq_write(state, self.cpu_dirs[d].name, name, text)
+        elif self.gpu_dir is not None and d == self.gpu_dir and name in ("governor", "min_freq", "max_freq"):
+            self._devfreq_write(state, name, text)
+        elif self.gpu_dir is not None and d == self.gpu_dir + "/userspace" and name == "set_freq":
+            self._devfreq_write(state, name, text)
+        elif re.match(r"^{}/cpu\d+$".format(CPU_DIR), d) and name == "online":
+            self._online_write(state, int(d.rsplit("cpu", 1)[1]), text)
+        else:
+            return False
+        return True
 
     def _cpufreq_write(self, state: Dict[str, Any], policy: str, name: str, text: str) -> None:
         ps = state["cpufreq"][policy]

@@ -70,3 +70,11 @@ def test_timeline_plots_from_the_unit_named_key_and_an_old_results_json(tmp_path
     assert "timeline.png" in _drawn(_bench_res("timeline"), tmp_path, monkeypatch)  # written before the rename
     monkeypatch.undo()
     plt.close("all")
+
+
+def test_the_pareto_line_joins_only_non_dominated_points():
+    from edgeexit.bench.plots import front
+
+    pts = [{"energy_mj": e, "accuracy": a} for e, a in ((1.0, 0.90), (1.1, 0.89), (1.2, 0.95), (1.3, 0.95), (1.4, 0.96))]
+    assert [(p["energy_mj"], p["accuracy"]) for p in front(pts)] == [(1.0, 0.90), (1.2, 0.95), (1.4, 0.96)]
+    assert front([]) == []

@@ -177,3 +177,31 @@ def test_a_thread_count_must_be_a_whole_number(bundle, rt, bad):
     with pytest.raises(PolicyError, match=r"^threads=.* is not a thread count; leave it out \(it follows the "
                                           r"Runtime's num_threads=1\)$"):
         execute(bundle, rt, make_policy("threshold", bundle), _samples(bundle), threads=bad)
+
+
+def test_huge_numbers_the_same_bundle_by_another_path_and_a_failed_runs_writes(bundle, rt, tmp_path):
+    import os
+    import shutil
+
+    from edgeexit.bundle import load_bundle
+    from edgeexit.runtime import Runtime
+
+    pol = make_policy("threshold", bundle)
+    for kw in ({"deadline_ms": 10 ** 400}, {"meter_rate_hz": 10 ** 400}):  # a bare OverflowError
+        with pytest.raises(PolicyError, match="is not a"):
+            execute(bundle, rt, pol, _samples(bundle), **kw)
+    shutil.copytree(str(bundle.root), str(tmp_path / "b"))
+    here = os.getcwd()
+    os.chdir(str(tmp_path))
+    try:
+        rel = load_bundle("b")
+        with Runtime(rel) as own:  # the same bundle, relative and absolute: not "another bundle"
+            execute(load_bundle(str(tmp_path / "b")), own, make_policy("threshold", rel), _samples(rel))
+    finally:
+        os.chdir(here)
+    with open_board("jetson-nano", simulate=True) as session:
+        def boom(n):
+            raise RuntimeError("stop")
+        with pytest.raises(RuntimeError):
+            execute(bundle, rt, pol, _samples(bundle), session=session, dvfs="race", on_progress=boom)
+        assert execute(bundle, rt, pol, _samples(bundle), session=session, dvfs="none").summary["sysfs_writes"] == 0

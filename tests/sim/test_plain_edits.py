@@ -11,7 +11,7 @@ from typing import List
 
 import pytest
 
-from edgeexit.sim.kernel import SimulatedKernel
+from edgeexit.sim.kernel import STATE, SimulatedKernel
 from tests.faults.helpers import cli, tree
 from tests.sim.helpers import BOARDS, make_tree, within_limits
 
@@ -109,3 +109,50 @@ def test_a_replay_leaves_injected_faults_to_the_writes_they_were_injected_for(tm
     assert "replayed" in _reopen(k.root)[0]
     with pytest.raises(OSError, match="injected"):
         k.write(pol + "/scaling_max_freq", b"1479000\n")
+
+
+@pytest.mark.parametrize("damage", ["fifo", "symlink"])
+def test_a_damaged_node_leaves_the_tree_to_the_commands(tmp_path: Path, runtime_dir: Path, damage: str) -> None:
+    """With a FIFO at one clock node, a replay's render blocked on it forever (every later command too: the
+    render was left pending); a symlinked node was replaced by a file by a read-only `status`."""
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    pol = k.board.cpu_policies[0].relpath
+    edit = str(within_limits(k)[3])  # read before the node is a FIFO, which blocks a read
+    node = k.root / pol / "scaling_min_freq"
+    node.unlink()
+    if damage == "fifo":
+        os.mkfifo(str(node))
+    else:
+        (tmp_path / "elsewhere").write_text("5\n")
+        node.symlink_to(tmp_path / "elsewhere")
+    _plain_write(k.root, pol + "/scaling_max_freq", edit)
+    state = (k.root / STATE).read_bytes()
+    res = cli("status", "--board", "jetson-nano", "--sysfs-root", str(k.root))  # cli's timeout: a hang fails
+    assert "replayed" not in res.stderr
+    if damage == "fifo":
+        assert res.returncode != 0 and "a FIFO or device, not a file" in res.stderr, res.stderr
+    else:
+        assert node.is_symlink()
+    assert (k.root / STATE).read_bytes() == state  # nothing rendered, nothing left pending
+
+
+def test_a_kill_before_the_replay_commits_leaves_the_edits_to_the_next_kernel(tmp_path: Path) -> None:
+    from tests.faults.helpers import fork_child
+
+    plain, kernel = _twins(tmp_path, "jetson-nano")
+    pol = plain.board.cpu_policies[0].relpath
+    freqs = within_limits(plain)
+    for rel, text in ((pol + "/scaling_governor", "performance"), (pol + "/scaling_max_freq", str(freqs[-3]))):
+        _plain_write(plain.root, rel, text)
+        kernel.write(rel, (text + "\n").encode())
+
+    def killed_at_commit() -> None:
+        def die(*args: object, **kwargs: object) -> None:
+            os._exit(9)
+        SimulatedKernel._commit = die  # type: ignore[method-assign]
+        SimulatedKernel(plain.root)
+
+    _, status = os.waitpid(fork_child(killed_at_commit), 0)
+    assert os.WEXITSTATUS(status) == 9
+    assert len(_reopen(plain.root)) == 2  # the edits were still there to replay
+    assert tree(plain.root) == tree(kernel.root)
