@@ -18,7 +18,7 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     mhz = [r["cpu_khz"] / 1000.0 for r in rows]
     moved = ran_elsewhere(data)
     tag = " (SIMULATED board)" if data.get("simulated") else ""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True)
     top.plot(mhz, [r["latency_ms"] for r in rows], marker="o", color="C0")
     top.set_ylabel("latency, ms")
     energy = [r["energy_mj"] for r in rows]
@@ -46,7 +46,7 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     bottom.set_xlabel("CPU operating point, MHz")
     # The sources can be long ("INA3221 VDD_IN ..."): a y-label that long runs into the other panel.
     threads = data.get("threads", 1)
-    fig.suptitle("Full inference (every block + final exit) of {} on {}{}, {} interpreter thread{}\nlatency: {}; "
+    fig.suptitle("Full inference (every block + final exit) of {}\non {}{}, {} interpreter thread{}\nlatency: {}; "
                  "energy: {}".format(data.get("model", "?"), data.get("board", "?"), tag, threads,
                                      "" if threads == 1 else "s", data.get("latency_source", "?"),
         data.get("energy_source") or "not measured"), fontsize=9)
