@@ -50,8 +50,10 @@ class OraclePolicy(ExitPolicy):
                 raise TypeError
             self.targets = [int(t) for t in targets]
         except (TypeError, ValueError, OverflowError):
-            raise PolicyError("the oracle's targets must be one exit index per sample, not {!r}; compute them with "
-                              "edgeexit.policies.oracle.oracle_targets(bundle, samples)".format(targets)) from None
+            # the type, not the value: a 2-D array's repr spans lines, and the message must stay one
+            raise PolicyError("the oracle's targets must be one exit index per sample, not this {}; compute them with "
+                              "edgeexit.policies.oracle.oracle_targets(bundle, samples)".format(
+                                  type(targets).__name__)) from None
         self._target = 0
         self._cheapest = 0
 
