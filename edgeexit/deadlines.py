@@ -20,16 +20,24 @@ def deadline_problem(deadline_ms: Optional[float], period_ms: Optional[float]) -
     return None
 
 
+def real_as_float(value: Any) -> float:
+    """``value`` as a float for a range check: NaN for a bool or a non-number (no range holds it), inf for an int
+    too large for a float (10**400 raised a bare OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def check_ms(name: str, value: Any) -> Optional[float]:
     """``value`` as a float, if it is a duration the CLI's --deadline-ms/--period-ms would take: finite, above 0,
     at most MAX_PERIOD_MS (NaN passes every comparison, and then meant "no deadline"); None stays None. A float:
     a numpy or Fraction value would reach the records, which JSON cannot carry."""
     if value is None:
         return None
-    try:
-        as_float = float(value) if isinstance(value, Real) and not isinstance(value, bool) else math.nan
-    except OverflowError:  # 10**400
-        as_float = math.inf
+    as_float = real_as_float(value)
     if not (0.0 < as_float <= MAX_PERIOD_MS):
         raise PolicyError("{}={!r} is not a duration: give milliseconds above 0 and at most {:g} (finite), or None "
                           "for none".format(name, value, MAX_PERIOD_MS))

@@ -5,11 +5,10 @@ benchmark can run many arms on fresh sessions and `run` can pin clocks before st
 """
 from __future__ import annotations
 
-import math
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -17,7 +16,7 @@ from edgeexit.bundle import Bundle
 from edgeexit.bundle.data import Samples
 from edgeexit.errors import PolicyError, warn_stderr
 from edgeexit.costmodel import SegmentLatency
-from edgeexit.deadlines import check_deadline_period
+from edgeexit.deadlines import check_deadline_period, real_as_float
 from edgeexit.energy.factory import KINDS as METER_KINDS
 from edgeexit.planner import LOAD_DRIVEN, check_dvfs, overhead_summary
 from edgeexit.policies.base import ExitPolicy
@@ -195,18 +194,10 @@ def _check_objects(bundle: Any, runtime: Any, session: Any, writer: Any, on_prog
             type(profile).__name__))
 
 
-def _as_float(value: Any) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # 10**400
-        return math.inf
-
-
 def _check_meter(meter: Any, meter_rate_hz: Any) -> None:
     if meter not in METER_KINDS:
         raise PolicyError("meter={!r} is not a power meter; use one of {}".format(meter, ", ".join(METER_KINDS)))
-    if isinstance(meter_rate_hz, bool) or not isinstance(meter_rate_hz, Real) or not (
-            MIN_METER_RATE_HZ <= _as_float(meter_rate_hz) <= MAX_METER_RATE_HZ):
+    if not MIN_METER_RATE_HZ <= real_as_float(meter_rate_hz) <= MAX_METER_RATE_HZ:
         raise PolicyError("meter_rate_hz={!r} is not a sampling rate: give Hz from {:g} to {:g}".format(
             meter_rate_hz, MIN_METER_RATE_HZ, MAX_METER_RATE_HZ))
 

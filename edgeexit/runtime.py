@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgeexit.bundle import Bundle
+from edgeexit.bundle import Bundle, check_bundle
 from edgeexit.bundle.manifest import SegmentSpec, TensorSpec
 from edgeexit.errors import InputDataError, InterpreterError, PolicyError, warn_stderr
 from edgeexit.interpreter import Backend, resolve_backend
@@ -110,9 +110,7 @@ class Runtime:
 
     def __init__(self, bundle: Bundle, interpreter: Optional[str] = None, num_threads: int = 1,
                  warn: Optional[Callable[[str], None]] = None) -> None:
-        if not isinstance(bundle, Bundle):  # a path would fail below with an AttributeError
-            raise InterpreterError("Runtime needs a loaded Bundle, not a {}; load one with edgeexit.bundle.load_bundle(path) "
-                                   "(no path: the demo)".format(type(bundle).__name__))
+        check_bundle(bundle, "Runtime", InterpreterError)
         check_num_threads(num_threads)
         self.bundle = bundle
         self.num_threads = int(num_threads)  # per segment; what a board model of this run must assume too

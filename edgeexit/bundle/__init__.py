@@ -6,13 +6,13 @@ import json
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Type
 
 from edgeexit.bundle.data import Samples, read_samples
 from edgeexit.bundle.fileio import Fail, read_json, replace_file
 from edgeexit.bundle.manifest import (Manifest, SegmentSpec, check_structure, parse_manifest, read_manifest_json, verify_file,
                                       what_is_there)
-from edgeexit.errors import BundleError, OutputError
+from edgeexit.errors import BundleError, EdgeExitError, OutputError
 from edgeexit.paths import demo_bundle_dir
 
 CALIBRATION_FILE = "calibration.json"
@@ -85,6 +85,14 @@ def calibration_write_failed(path: Path) -> Fail:
     """The error for a calibration.json that cannot be written: the fix is a writable copy of the bundle."""
     return lambda why: OutputError("cannot write the calibration to {} ({}); remove what is there, or pass --model DIR "
                                    "(a copy of the bundle) somewhere writable".format(path, why))
+
+
+def check_bundle(obj: Any, who: str, error: Type[EdgeExitError]) -> None:
+    """``obj`` is a loaded Bundle, else ``error`` naming ``who`` and the fix: a path or a name would fail deep inside
+    with an AttributeError."""
+    if not isinstance(obj, Bundle):
+        raise error("{} needs a loaded Bundle, not a {}; load one with edgeexit.bundle.load_bundle(path) (no path: the "
+                    "demo)".format(who, type(obj).__name__))
 
 
 def load_bundle(path: Optional[Path] = None, calibration: bool = True) -> Bundle:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from edgeexit.bundle import NOT_CALIBRATED, Bundle
+from edgeexit.bundle import NOT_CALIBRATED, Bundle, check_bundle
 from edgeexit.errors import CalibrationError, EdgeExitError, PolicyError
 from edgeexit.jsonvalues import holds_bool
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
@@ -90,9 +90,7 @@ def _not_calibrated(bundle: Bundle, name: str) -> Optional[str]:
 
 def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     """Build policy ``name`` for ``bundle`` from its stored calibration."""
-    if not isinstance(bundle, Bundle):  # a path or a name would fail deep in a factory with an AttributeError
-        raise PolicyError("make_policy needs a loaded Bundle, not a {}; load one with edgeexit.bundle.load_bundle(path) "
-                          "(no path: the demo)".format(type(bundle).__name__))
+    check_bundle(bundle, "make_policy", PolicyError)
     factory = POLICIES.get(name)
     if factory is None:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))

@@ -427,13 +427,17 @@ class SimulatedKernel:
                     os.close(self._flock_fd)  # closing drops the flock
                     self._flock_fd = None
 
+    def _state_readable(self) -> bool:
+        try:
+            with open(str(self.root / STATE), "rb"):
+                return True
+        except OSError:
+            return False
+
     def recover(self) -> None:
         """Finish showing a store() whose process was killed half way (see RENDER_PENDING). Also checks the
         state's shape, so a corrupt tree is refused when a kernel is made for it (`sim mount`, a run)."""
-        try:
-            with open(str(self.root / STATE), "rb"):
-                pass
-        except OSError:
+        if not self._state_readable():
             return  # another user's tree (state.json is 0600): its owner's kernel finishes it
         with self.locked():
             state = self.load_state()
@@ -456,10 +460,7 @@ class SimulatedKernel:
         the next kernel, a kill during it is finished by :meth:`recover`. A read-only node, or an edit the
         rules refuse, shows the kernel's value again. A tree whose clock nodes are not all regular files (a
         FIFO, a device, a symlink) is left as it is, for the commands to report."""
-        try:
-            with open(str(self.root / STATE), "rb"):
-                pass
-        except OSError:
+        if not self._state_readable():
             return []  # another user's tree: its owner's kernel replays them
         with self.locked():
             state = self.load_state()
