@@ -242,6 +242,9 @@ class DvfsPlanner(RuntimeHooks):
         self._owns_clock = False
         self.writes = 0
         self.plan_ns: List[int] = []  # host time spent planning, per inference
+        #: (inference, moved) per solve of H: the first inference planned with the new solve, and whether it moved
+        #: the point inferences begin at (what the bench's timeline marks)
+        self.solves: List[Tuple[int, bool]] = []
         self._plan_ns = 0
         self._planned_for = -2
         self._plan_block = -1  # the last block the current plan covers at its clock (the reserve covers the rest)
@@ -628,8 +631,10 @@ class DvfsPlanner(RuntimeHooks):
             return
         solved = self._solve_future()
         old, new = int(np.argmin(self._future_uj)), int(np.argmin(solved[0]))
-        if new == old or self._saves_for_sure(old, new, seen):
+        taken = new == old or self._saves_for_sure(old, new, seen)
+        if taken:
             self._set_future(solved)
+        self.solves.append((seen, taken and new != old))
 
     def _saves_for_sure(self, old: int, new: int, seen: int) -> bool:
         """Whether beginning inferences at point ``new`` rather than ``old`` (each time, coming back there after

@@ -21,6 +21,8 @@ def plot_profile(data: Dict[str, Any], rows: List[Dict[str, Any]], path: Path) -
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True)
     top.plot(mhz, [r["latency_ms"] for r in rows], marker="o", color="C0")
     top.set_ylabel("latency, ms")
+    # from 0: a clock that barely moves the latency (the Pi 5's, a few %) must not look like one that halves it
+    top.set_ylim(bottom=0, top=1.08 * max([r["latency_ms"] for r in rows] + [0.0]) or None)
     energy = [r["energy_mj"] for r in rows]
     known = [i for i, e in enumerate(energy) if e is not None]
     if known:

@@ -48,6 +48,7 @@ ARMS: List[Tuple[str, str, str]] = [
 ]
 POLICY_NAMES = sorted({p for _, p, _ in ARMS})
 SWEEP_DROPS_PP = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the accuracy sweep's targets, pp below the final exit
+TIMELINE_INFERENCES = 200  # the inferences results.json keeps per-segment clocks (and re-solves) for
 
 
 @dataclass
@@ -199,6 +200,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         arms = [a for a in arms if a[1] not in not_calibrated]
         results: Dict[str, Any] = {}
         records: Dict[str, List[Dict[str, Any]]] = {}
+        solves: Dict[str, List[List[Any]]] = {}
         sensitive = sensitivity and simulated and any(a[0] == "predictive@planned" for a in arms)
         total = len(arms) + int(cfg.sweep) + int(sensitive)  # the sweep and the sensitivity runs take long too
         for i, (arm, pol_name, mode) in enumerate(arms):
@@ -216,6 +218,8 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
                 stats["forecaster_us_mean"] = float(np.mean([r.get("forecast_us", 0.0) for r in ex.records]))
             results[arm] = stats
             records[arm] = ex.records
+            if planner is not None and planner.solves:
+                solves[arm] = [[n, moved] for n, moved in planner.solves if n < TIMELINE_INFERENCES]
         derived = derive(results)
         out: Dict[str, Any] = {
             "schema": "edgeexit-bench/1",
@@ -268,8 +272,11 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             out["sensitivity"] = sensitivity_study(cfg, bench_bundle, rt, evalset, deadline, period, oracle_targets, physics)
         if progress is not None:
             progress("done", total, total)
-        out["timeline_cpu_khz"] = {arm: [r.get("cpu_khz_trace", []) for r in records[arm][:200]]
-                                   for arm in ("predictive@planned", "threshold@race", "threshold@governor") if arm in records}
+        timeline_arms = [a for a in ("predictive@planned", "threshold@race", "threshold@governor") if a in records]
+        out["timeline_cpu_khz"] = {arm: [r.get("cpu_khz_trace", []) for r in records[arm][:TIMELINE_INFERENCES]]
+                                   for arm in timeline_arms}
+        # where the planner solved its future H again (it may move where inferences begin): the timeline marks them
+        out["timeline_solves"] = {arm: solves[arm] for arm in timeline_arms if arm in solves}
     return out
 
 

@@ -17,6 +17,7 @@ def have_matplotlib() -> bool:
     return True
 
 
+TIMELINE_SHOWN = 100  # inferences the timeline draws (results.json keeps more)
 OUT_DIR_FIX = "pass --out DIR naming a directory with room where edgeexit may write its results"
 
 
@@ -57,17 +58,39 @@ def front(points: List[Dict[str, float]]) -> List[Dict[str, float]]:
     return out
 
 
+FAR_FACTOR = 1.5  # a policy with one point this far beyond every other policy's costliest is drawn at the edge
+
+
+def _far_points(pareto: Dict[str, List[Dict[str, float]]]) -> Dict[str, Any]:
+    """Single-point policies (``full``) far costlier than every other point, each with the energy at which to
+    draw it (just past the others): drawn at its own energy it would squeeze every front into a corner."""
+    out: Dict[str, Any] = {}
+    for name, pts in pareto.items():
+        rest = [p["energy_mj"] for other, ps in pareto.items() if other != name for p in ps]
+        if len(pts) == 1 and rest and pts[0]["energy_mj"] > FAR_FACTOR * max(rest):
+            out[name] = (1.08 * max(rest), pts[0])
+    return out if len(out) < len(pareto) else {}
+
+
 def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, out: Path,
                  cpu_khz: Optional[int] = None) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     # fixed order and colours, so a results.json read back (keys sorted) plots as the run did
     styles = {"threshold": ("o", "-", "C0"), "predictive": ("x", "--", "C1"), "eenet": ("s", ":", "C2"),
               "full": ("*", "", "C3")}
+    far = _far_points(pareto)
     for name in sorted(pareto, key=lambda n: (list(styles).index(n) if n in styles else len(styles), n)):
         pts = pareto[name]
         if not pts:
             continue
         marker, ls, colour = styles.get(name, ("o", "-", None))
+        if name in far:  # drawn at the right edge with its value, so it does not squeeze the fronts
+            edge_mj, p = far[name]
+            ax.plot([edge_mj], [100 * p["accuracy"]], marker=marker, linestyle="", color=colour, markersize=9,
+                    label="{} (off the axis, at {:.3g} mJ)".format(name, p["energy_mj"]))
+            ax.annotate("{} at {:.3g} mJ \u2192".format(name, p["energy_mj"]), (edge_mj, 100 * p["accuracy"]),
+                        xytext=(-6, -12), textcoords="offset points", ha="right", fontsize=7, color=colour)
+            continue
         # every point as a marker; the line only through the front (dominated points zig-zagged it)
         ax.plot([p["energy_mj"] for p in pts], [100 * p["accuracy"] for p in pts], marker=marker, linestyle="",
                 color=colour, alpha=0.85, markersize=8 if name == "full" else 6, fillstyle="none" if name != "full" else "full")
@@ -84,6 +107,16 @@ def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, 
         ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(plt, fig, out / "pareto.png")
+
+
+def _mark_solves(ax: Any, solves: List[Any]) -> None:
+    """A vertical line where the planner solved its future again (before that inference): dotted where the
+    point inferences begin at stayed, solid where it moved."""
+    for n, moved in solves:
+        ax.axvline(n, color="C3", linewidth=0.9, linestyle="-" if moved else ":", alpha=0.8)
+    if solves:
+        ax.text(0.995, 0.95, "red: future re-solved (solid: start point moved)", transform=ax.transAxes, fontsize=6.5,
+                ha="right", va="top", color="C3")
 
 
 def bar_centres(n_groups: int, i: int, n_bars: int, width: float) -> List[float]:
@@ -128,20 +161,22 @@ def write_plots(res: Dict[str, Any], out: Path) -> List[str]:
     # "timeline" is the pre-rename key: a results.json written by an older edgeexit still plots
     raw = res.get("timeline_cpu_khz", res.get("timeline")) or {}
     timeline = {a: raw[a] for a in in_arm_order(raw) if raw[a]}
+    solves = res.get("timeline_solves") or {}
     if timeline:
         fig, axes = plt.subplots(len(timeline), 1, figsize=(7.2, 1.6 + 1.3 * len(timeline)), sharex=True, sharey=True, squeeze=False)
         for ax, (arm, traces) in zip(axes[:, 0], timeline.items()):
             xs, ys = [], []
-            for i, tr in enumerate(traces[:100]):
+            for i, tr in enumerate(traces[:TIMELINE_SHOWN]):
                 for j, f in enumerate(tr):
                     xs.append(i + j / max(1, len(tr)))
                     ys.append(f / 1000.0)
             ax.step(xs, ys, where="post", linewidth=1)
+            _mark_solves(ax, [s for s in solves.get(arm, []) if s[0] < len(traces[:TIMELINE_SHOWN])])
             ax.set_ylabel("CPU clock, MHz", fontsize=8)
             ax.set_title(arm, fontsize=8, loc="left")
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("inference number (each inference's segments share its unit of the axis)")
-        fig.suptitle("CPU operating point per segment, first 100 inferences" + tag, fontsize=9)
+        fig.suptitle("CPU operating point per segment, first {} inferences".format(TIMELINE_SHOWN) + tag, fontsize=9)
         fig.tight_layout()
         save_figure(plt, fig, out / "timeline.png")
         written.append("timeline.png")

@@ -50,6 +50,10 @@ def test_outputs_exist_and_agree(nano):
     tl = res["timeline_cpu_khz"]
     assert "timeline" not in res and set(tl) == {"predictive@planned", "threshold@race", "threshold@governor"}
     assert all(1e4 < f < 1e7 for traces in tl.values() for tr in traces for f in tr)  # kHz, not MHz or Hz
+    # the planner's re-solves within the traces, for the timeline's marks; only predictive's planner solves
+    solves = res["timeline_solves"]
+    assert set(solves) == {"predictive@planned"} and solves["predictive@planned"]
+    assert all(0 < n < len(tl["predictive@planned"]) and isinstance(moved, bool) for n, moved in solves["predictive@planned"])
 
 
 def test_pareto_replays_the_policies_as_they_run(nano):

@@ -78,3 +78,38 @@ def test_the_pareto_line_joins_only_non_dominated_points():
     pts = [{"energy_mj": e, "accuracy": a} for e, a in ((1.0, 0.90), (1.1, 0.89), (1.2, 0.95), (1.3, 0.95), (1.4, 0.96))]
     assert [(p["energy_mj"], p["accuracy"]) for p in front(pts)] == [(1.0, 0.90), (1.2, 0.95), (1.4, 0.96)]
     assert front([]) == []
+
+
+def _pareto_res(full_mj: float) -> dict:
+    res = _bench_res()
+    res["pareto"] = {"threshold": [{"energy_mj": e, "accuracy": a} for e, a in ((1.1, 0.89), (1.3, 0.94), (1.5, 0.96))],
+                     "full": [{"energy_mj": full_mj, "accuracy": 0.962}]}
+    return res
+
+
+def test_a_far_full_point_is_drawn_at_the_edge_with_its_energy(tmp_path, monkeypatch):
+    # Reader review: full's star at 3.65 mJ squeezed every front into the left third of the axes.
+    ax = _drawn(_pareto_res(3.65), tmp_path, monkeypatch)["pareto.png"].axes[0]
+    assert ax.get_xlim()[1] < 2.0
+    labels = ax.get_legend_handles_labels()[1]
+    assert "full (off the axis, at 3.65 mJ)" in labels
+    assert any("full at 3.65 mJ" in t.get_text() for t in ax.texts)
+    ax = _drawn(_pareto_res(1.6), tmp_path, monkeypatch)["pareto.png"].axes[0]  # near: drawn where it is
+    assert "full" in ax.get_legend_handles_labels()[1] and not ax.texts
+    assert any(1.6 in list(line.get_xdata()) for line in ax.get_lines())
+    monkeypatch.undo()
+    plt.close("all")
+
+
+def test_the_timeline_marks_the_planners_re_solves(tmp_path, monkeypatch):
+    res = _bench_res()
+    res["timeline_cpu_khz"] = {"predictive@planned": [[403200, 403200]] * 40, "threshold@race": [[1479000]] * 40}
+    res["timeline_solves"] = {"predictive@planned": [[8, False], [16, True], [32, False], [64, False]]}
+    fig = _drawn(res, tmp_path, monkeypatch)["timeline.png"]
+    axes = {ax.get_title(loc="left"): ax for ax in fig.axes}
+    pred, race = axes["predictive@planned"], axes["threshold@race"]
+    marks = [ln for ln in pred.get_lines() if ln.get_color() == "C3"]
+    assert sorted((ln.get_xdata()[0], ln.get_linestyle()) for ln in marks) == [(8, ":"), (16, "-"), (32, ":")]
+    assert not [ln for ln in race.get_lines() if ln.get_color() == "C3"]
+    monkeypatch.undo()
+    plt.close("all")

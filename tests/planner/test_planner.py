@@ -47,6 +47,17 @@ def test_planner_slows_down_when_there_is_slack(bundle_rt):
     assert loose.summary["deadline_miss_rate"] == tight.summary["deadline_miss_rate"] == 0.0
 
 
+def test_the_planner_records_each_solve_of_its_future(bundle_rt):
+    """The bench's timeline marks where H was solved again: after LEARN_AFTER inferences, and only with a prior."""
+    from edgeexit.planner import LEARN_AFTER
+
+    b, rt = bundle_rt
+    ex = _run(b, rt, "predictive", "planned", 4.0, 10.0)
+    assert [n for n, _ in ex.planner.solves] == [n for n in LEARN_AFTER if n <= N]
+    assert all(isinstance(moved, bool) for _, moved in ex.planner.solves)
+    assert _run(b, rt, "threshold", "race", 5.0, 10.0).planner.solves == []
+
+
 def test_race_writes_once_and_never_again(bundle_rt):
     b, rt = bundle_rt
     ex = _run(b, rt, "threshold", "race", 5.0, 10.0)

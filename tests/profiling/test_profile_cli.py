@@ -286,3 +286,20 @@ def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
     assert json_out(edgeexit(*run, "--threads", "4"))["cost_model"].startswith("profile")
     assert_one_line_error(edgeexit(*run, "--profile", four["profile_path"]), "measured with 4 interpreter thread(s)",
                           "this run uses 1", "--threads 1")
+
+
+def test_the_profile_plots_latency_from_zero(tmp_path: Path, profiles, monkeypatch):
+    """Reader review: the Pi 5's latency moves 7% over its clocks, and an axis from 0.32 ms drew it as a steep fall."""
+    import matplotlib.pyplot as plt
+
+    import edgeexit.profile_plot as profile_plot
+    from edgeexit.profiling import inference_table
+
+    figs = []
+    monkeypatch.setattr(profile_plot, "save_figure", lambda plt_, fig, path, fix: figs.append(fig))
+    data = profiles["raspberry-pi-5"]["profile"]
+    rows = inference_table(data, list(data["segments"]))
+    profile_plot.plot_profile(data, rows, tmp_path / "p.png")
+    top = figs[0].axes[0]
+    assert top.get_ylim()[0] == 0 and top.get_ylim()[1] >= max(r["latency_ms"] for r in rows)
+    plt.close("all")
