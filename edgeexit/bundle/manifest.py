@@ -434,6 +434,25 @@ def verify_file(root: Path, relpath: str, sha256: str, what: str) -> Path:
     return path
 
 
+TFLITE_IDENTIFIER = b"TFL3"  # the FlatBuffer file identifier, bytes 4-8 of every .tflite
+
+
+def check_tflite_header(root: Path, relpath: str, path: Path, what: str) -> None:
+    """A segment starts as a TFLite FlatBuffer does: its root offset (bytes 0-4, little-endian) inside the file
+    and the identifier after it. Checked with the bundle, before calibration.json: a damaged segment whose
+    sha256 was updated with it read as a stale calibration, and `calibrate` only then named the segment."""
+    try:
+        with open(str(path), "rb") as f:
+            head = f.read(8)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as err:
+        raise BundleError("bundle {}: cannot read {} file {!r} ({}); restore the file".format(
+            root, what, relpath, err.strerror or err)) from None
+    if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER or int.from_bytes(head[:4], "little") >= size:
+        raise BundleError("bundle {}: {} file '{}' is not a TFLite model (no FlatBuffer header with the TFL3 "
+                          "identifier); re-export the bundle with tools/export.py".format(root, what, relpath))
+
+
 def read_manifest_json(root: Path) -> Any:
     path = root / "manifest.json"
     if not root.is_dir():

@@ -103,11 +103,23 @@ def test_manifest_spec_disagrees_with_tflite(bundle_copy: Path):
         Runtime(b)
 
 
-def test_corrupt_tflite_with_matching_sha(bundle_copy: Path):
+@pytest.mark.parametrize("calibration", [True, False])
+def test_corrupt_tflite_with_matching_sha(bundle_copy: Path, calibration: bool):
+    """Named as the broken segment, not as a stale calibration.json (whose hash the sha256 edit also changed)."""
     p = bundle_copy / "block1.tflite"
     p.write_bytes(b"this is not a flatbuffer" * 10)
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     _edit(bundle_copy, lambda m: m["blocks"][1].__setitem__("sha256", digest))
+    with pytest.raises(BundleError, match=r"block1 file 'block1.tflite' is not a TFLite model .*re-export the bundle"):
+        load_bundle(bundle_copy, calibration=calibration)
+
+
+def test_truncated_tflite_with_matching_sha(bundle_copy: Path):
+    """Its header intact, the rest cut: the interpreter names it."""
+    p = bundle_copy / "block1.tflite"
+    data = p.read_bytes()
+    p.write_bytes(data[:len(data) // 2])
+    _edit(bundle_copy, lambda m: m["blocks"][1].__setitem__("sha256", hashlib.sha256(p.read_bytes()).hexdigest()))
     b = load_bundle(bundle_copy, calibration=False)  # fitted to the old block1
     with pytest.raises(InterpreterError, match="not a loadable TFLite model"):
         Runtime(b)
