@@ -26,7 +26,8 @@ PLOT_CAPTIONS = {
     "pareto.png": "Accuracy against energy per inference as each policy's accuracy target sweeps, every policy charged at "
                   "{pareto_mhz} (race-to-idle accounting, board model), so the fronts compare exit policies, not DVFS: "
                   "predictive@planned's own energy, at the clocks its planner picked, is in the tables above. Lines join "
-                  "each policy's non-dominated points.",
+                  "each policy's non-dominated points. A single point far costlier than the rest (`full`) is drawn at the "
+                  "right edge, labelled with its energy, so it does not squeeze the fronts.",
     "exit_histogram.png": "Samples per exit on the evaluation split, log scale (an empty slot is zero samples).",
     "timeline.png": "The CPU clock each segment of the first 100 inferences ran at, per arm shown. Red lines mark where "
                     "the planner solved its model of the inferences to come again, from the outcomes seen so far: solid "
