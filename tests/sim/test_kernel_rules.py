@@ -189,6 +189,36 @@ def test_devfreq_rules(sim: Sim) -> None:
     assert not s.exists(d + "/userspace")
 
 
+def test_devfreq_limits_per_family(sim: Sim) -> None:
+    """min_freq/max_freq writes as each kernel stores them ([K49df] raw with EINVAL for ordering, [K510df] kHz
+    QoS requests, min rounded down and max up); found untested by mutating the rules."""
+    s, k = sim
+    if k.board.gpu is None:
+        return
+    d = "sys/class/devfreq/" + k.board.gpu.devfreq_name
+    assert k.profile.gpu is not None
+    table = k.profile.gpu.table.freqs
+    if k.family == "4.9":
+        s.write(d + "/max_freq", table[4])
+        s.write(d + "/min_freq", table[4])  # equal is no ordering error
+        assert int(s.read(d + "/min_freq")) == table[4]
+        s.write(d + "/min_freq", table[1] + 7)  # stored raw, read back as written
+        assert int(s.read(d + "/min_freq")) == table[1] + 7
+        assert _errno_of(s.write, d + "/max_freq", table[1]) == errno.EINVAL  # below min: refused, nothing changes
+        assert int(s.read(d + "/max_freq")) == table[4]
+        s.write(d + "/min_freq", 1)  # below the table: raised to its bottom
+        assert int(s.read(d + "/min_freq")) == table[0]
+    else:
+        s.write(d + "/max_freq", table[4] + 1)  # rounded up to the next kHz
+        assert int(s.read(d + "/max_freq")) == table[4] + 1000
+        s.write(d + "/min_freq", table[1] + 999)  # rounded down
+        assert int(s.read(d + "/min_freq")) == table[1]
+        s.write(d + "/max_freq", table[1] - 1)  # below min: no error; the effective min drops to the max
+        assert int(s.read(d + "/min_freq")) == int(s.read(d + "/max_freq")) == table[1]
+        s.write(d + "/max_freq", 0)  # no limit
+        assert int(s.read(d + "/max_freq")) == table[-1] and int(s.read(d + "/min_freq")) == table[1]
+
+
 def test_thermal_and_sensor_layout(sim: Sim) -> None:
     s, k = sim
     for z in k.board.thermal_zones:
