@@ -95,6 +95,23 @@ def test_read_fails_during_restore_still_restores_the_other_domains(tmp_path: Pa
         assert diff(tree(k.root), before) == []
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_restore_that_writes_nothing_keeps_the_state_file(tmp_path: Path, backend: str, runtime_dir: Path) -> None:
+    """The only pinned domain cannot be read back: the restore fails before any write, and the state file must
+    still be there for `edgeexit restore` (mutation found nothing that would notice it deleted first: every
+    other failing restore writes a domain, and each write saves the state again)."""
+    with board_root(tmp_path, backend) as (root, k):
+        before = tree(k.root)
+        with pytest.raises(DvfsError, match="edgeexit restore"):
+            with open_board("jetson-nano", sysfs_root=root) as s:
+                s.controller.set_cpu_khz("max")
+                k.inject_error(NANO_CPU + "/scaling_governor", "EIO", op="read")
+        assert list(runtime_dir.glob("*.state.json"))
+        res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(root))
+        assert res.returncode == 0, res.stderr
+        assert diff(tree(k.root), before) == []
+
+
 def _holder(root: Path) -> "subprocess.Popen[str]":
     code = textwrap.dedent("""
         import time
