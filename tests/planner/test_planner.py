@@ -328,3 +328,50 @@ def test_a_clock_pinned_through_min_max_is_not_emulated_over(bundle_rt):
         session.controller.set_cpu_khz(403200)
         ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(5), session=session, dvfs="none")
     assert "governor_emulated" not in ex.summary and {r["cpu_khz"] for r in ex.records} == {403200}
+
+
+class StuckForecast(ExitPolicy):
+    """Forecasts exit 0 and never updates it, yet runs to the final exit: the planner must re-plan before
+    each block past its plan, on its own (a policy's forecast can be wrong without the policy saying so)."""
+
+    name = "stuck-forecast"
+    forecasts = True
+
+    def start(self, state):
+        state.planned_exit = 0
+
+    def wants_head(self, exit_index, state):
+        return exit_index == len(self.runtime.exits) - 1
+
+
+@pytest.mark.parametrize("deadline", [2.0, 2.5, 3.0])
+def test_a_block_past_the_plan_is_re_planned_without_a_new_forecast(bundle_rt, deadline):
+    b, rt = bundle_rt
+    with open_board("jetson-nano", simulate=True) as session:
+        ex = execute(b, rt, StuckForecast(), b.split("evaluation").take(10), session=session, dvfs="planned",
+                     deadline_ms=deadline, period_ms=2 * deadline)
+    assert all(r["exit"] == len(rt.exits) - 1 for r in ex.records)
+    assert max(r["latency_ms"] for r in ex.records) <= deadline
+    assert any(len(set(r["cpu_khz_trace"])) > 1 for r in ex.records)  # it did move the clock mid-inference
+
+
+def test_a_deadline_met_exactly_is_met(bundle_rt):
+    """Finishing at the deadline meets it: worst-case pins the point whose worst case equals the deadline, and a
+    plan whose need equals the time left is taken."""
+    b, rt = bundle_rt
+    with open_board("jetson-nano", simulate=True) as session:
+        ex = execute(b, rt, make_policy("threshold", b), b.split("evaluation").take(2), session=session,
+                     dvfs="worst-case", deadline_ms=50.0)
+    p = ex.planner
+    col = 3
+    p.deadline_ms = p.worst_case_ms(col)
+    assert p.worst_case_ms(col - 1) > p.deadline_ms and p.worst_case_khz() == p.opps[col]
+    with open_board("jetson-nano", simulate=True) as session:
+        ex = execute(b, rt, make_policy("predictive", b), b.split("evaluation").take(2), session=session,
+                     dvfs="planned", deadline_ms=20.0, period_ms=20.0)
+    p = ex.planner
+    plan = p._cached_plan(0, len(rt.exits) - 1)
+    best = p._decide(plan, 0.0)  # the least-energy point, with time to spare
+    assert best != p.f_max
+    p.deadline_ms = plan.need_ms[plan.cols.index(p.opps.index(best))]  # just what it needs
+    assert p._decide(plan, 0.0) == best
