@@ -231,3 +231,21 @@ def test_pooled_forecast_metrics_weigh_each_average_by_what_it_averages():
     assert m["over_prediction_cost_macs"] == pytest.approx((100 + 3 * 200) / 4)
     assert m["under_prediction_cost_macs"] == pytest.approx((2 * 10 + 40) / 3)
     assert m["accuracy"] == pytest.approx(0.75) and m["mean_macs"] == pytest.approx(10.0)
+
+
+def test_a_drop_in_points_is_a_hundredth_of_accuracy(demo):
+    """Every other test takes its target from target_from itself, so a wrong scale passed them all (mutation)."""
+    _, data = demo
+    assert target_from(data, 0.25) == pytest.approx(data.full_accuracy - 0.0025, abs=1e-12)
+    assert target_from(data, 0.0) == data.full_accuracy
+    assert target_from(data, 1.0, target_accuracy=0.9) == 0.9
+
+
+@pytest.mark.parametrize("metric", ["max_softmax", "entropy"])
+def test_no_drop_still_exits_early_where_that_loses_nothing(demo, metric):
+    """The target is met at equality: with no drop allowed the fit still takes the early exits that keep the
+    final exit's accuracy exactly (a strict comparison left every sample at the final exit)."""
+    rt, data = demo
+    fit = calibrate_threshold(data, target_from(data, 0.0), metric)
+    assert fit.accuracy == data.full_accuracy
+    assert fit.mean_macs < 0.9 * data.macs_to_exit[-1]

@@ -75,3 +75,75 @@ def test_distilled_table_uses_only_enabled_exits():
             assert all(v > e and enabled[v] for v in values), (key, e, values)
     assert set(table.planned[0]) == set(table.jump[0]) == {2}  # empty row: the next enabled exit, not exit 1
     assert set(table.planned[2]) == {4}  # the MLP's favourite, exit 3, is disabled
+
+
+# --- decide() on one head: found untested by mutating it --------------------------------------------------
+def _head_forecaster(n_exits: int, favourite: int) -> Forecaster:
+    """A head forecaster that ignores its features and always favours ``favourite``."""
+    from edgeexit.forecaster import HEAD_FEATURES
+
+    b2 = np.zeros(n_exits)
+    b2[favourite] = 5.0
+    return Forecaster(w1=np.zeros((HEAD_FEATURES, 4)), b1=np.zeros(4), w2=np.zeros((4, n_exits)), b2=b2,
+                      mean=np.zeros(HEAD_FEATURES), std=np.ones(HEAD_FEATURES), n_exits=n_exits, use_block_features=False)
+
+
+def _view(rt, table, i: int, e: int):
+    from edgeexit.policies.base import HeadView
+
+    return HeadView(e, table.logits_q[i, e], rt.decoders[e])
+
+
+def test_a_head_exactly_at_its_threshold_exits(demo):
+    b, rt, table = demo
+    n = len(rt.exits)
+    pol = PredictivePolicy(_head_forecaster(n, n - 1), [0.5] * n)
+    pol.bind(rt)
+    v = _view(rt, table, 0, 2)
+    pol.thresholds[2] = v.max_softmax()
+    assert pol.decide(v, SampleState(0)) is True
+    pol.thresholds[2] = float(np.nextafter(v.max_softmax(), 2.0))
+    assert pol.decide(v, SampleState(0)) is False
+
+
+@pytest.mark.parametrize("favourite", [3, 5, 7])
+def test_a_miss_forecasts_the_forecasters_favourite_exit(demo, favourite):
+    b, rt, table = demo
+    n = len(rt.exits)
+    pol = PredictivePolicy(_head_forecaster(n, favourite), [1.0] * (n - 1) + [0.0], risk=1e6)  # every exit enabled
+    pol.bind(rt)
+    state = SampleState(0)
+    pol.start(state)
+    v = _view(rt, table, 0, 1)
+    assert v.max_softmax() < 1.0 and pol.decide(v, state) is False  # a miss, so a forecast
+    assert state.planned_exit == favourite and 1 < pol._target <= favourite
+
+
+def test_a_cheap_jump_past_the_forecast_raises_the_forecast(demo):
+    """With over-jumping free (risk 0) the least-cost jump lies past the likeliest exit: the planner must be
+    told the later one, or it sizes the work short of the head that will run."""
+    b, rt, table = demo
+    n = len(rt.exits)
+    pol = PredictivePolicy(_head_forecaster(n, 2), [1.0] * (n - 1) + [0.0], risk=0.0)
+    pol.bind(rt)
+    state = SampleState(0)
+    pol.start(state)
+    v = _view(rt, table, 0, 1)
+    assert v.max_softmax() < 1.0 and pol.decide(v, state) is False
+    assert pol._target > 2 and state.planned_exit == pol._target
+
+
+def test_step_on_a_miss_skips_disabled_exits(demo):
+    b, rt, table = demo
+    n = len(rt.exits)
+    th = [0.0] * n
+    th[3] = th[4] = 1.5  # disabled: no confidence reaches them
+    th[2] = 1.0 - 1e-12  # enabled, but this head misses
+    pol = PredictivePolicy(_head_forecaster(n, n - 1), th, on_miss="step")
+    pol.bind(rt)
+    state = SampleState(0)
+    pol.start(state)
+    state.heads = [0, 2]  # past the first forecast: step mode steps
+    v = _view(rt, table, 0, 2)
+    assert v.max_softmax() < th[2]
+    assert pol.decide(v, state) is False and pol._target == 5
