@@ -58,6 +58,18 @@ def test_the_planner_records_each_solve_of_its_future(bundle_rt):
     assert _run(b, rt, "threshold", "race", 5.0, 10.0).planner.solves == []
 
 
+def test_the_solves_go_into_json_where_a_move_was_refused(bundle_rt):
+    """On the AGX Orin at the bench's deadline a solve wanted another start point and was refused: that flag
+    was numpy's bool, and `bench --board jetson-agx-orin` died writing results.json."""
+    import json
+
+    b, rt = bundle_rt
+    ex = _run(b, rt, "predictive", "planned", 1.456, 1.456, board="jetson-agx-orin")
+    assert any(moved for _, moved in ex.planner.solves) and not all(moved for _, moved in ex.planner.solves)
+    assert all(type(moved) is bool for _, moved in ex.planner.solves)
+    assert json.loads(json.dumps(ex.planner.solves)) == [list(s) for s in ex.planner.solves]
+
+
 def test_race_writes_once_and_never_again(bundle_rt):
     b, rt = bundle_rt
     ex = _run(b, rt, "threshold", "race", 5.0, 10.0)
