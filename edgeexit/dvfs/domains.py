@@ -117,7 +117,8 @@ class FreqDomain(abc.ABC):
         """Write ``saved`` (checked by dvfs.state.saved_problem) back in an order the kernel accepts.
 
         ``keep_max``: the max someone else set since (see DvfsController.restore_checked): it is left as it
-        shows and the saved min is capped to it. Returns a note when the domain could not be put back
+        shows; a saved min above it is written as it was where the kernel keeps such a request (5.10+), else
+        capped to it (4.9). Returns a note when the domain could not be put back
         exactly, else None."""
 
     def _restore_limits(self, saved: Dict[str, Optional[str]], write: WriteFn, keep_max: Optional[int],
@@ -128,7 +129,15 @@ class FreqDomain(abc.ABC):
         else:
             # max is not written at all (not even the 4.9 "max + 1" step of _write_limits): it is theirs (a
             # 4.9 devfreq max of 0 is no limit at all)
-            write(self._path(min_attr), str(min(lo, keep_max) if keep_max else lo))
+            if not keep_max or lo <= keep_max:
+                write(self._path(min_attr), str(lo))
+                return
+            try:
+                # 5.10+ keeps a min request above the max (it shows the max) and applies it again when the max
+                # lifts, as before the run
+                write(self._path(min_attr), str(lo))
+            except DvfsError:
+                write(self._path(min_attr), str(keep_max))  # 4.9 refuses a min above the max: it follows the max
 
     def uses_userspace(self, method: str) -> bool:
         if method == "minmax":

@@ -291,3 +291,35 @@ def test_restore_conflict_error_is_still_raised_for_governors(tmp_path: Path, ru
     _w(k, _cpu(k) + "/scaling_governor", "performance")
     with pytest.raises(RestoreConflictError):
         restore_board("jetson-nano", k.root)
+
+
+@pytest.mark.parametrize("board,kind", KINDS)
+@pytest.mark.parametrize("method", ["auto", "minmax"])
+def test_a_saved_min_above_a_lowered_max_comes_back_when_the_max_lifts(tmp_path: Path, board: str, kind: str,
+                                                                      method: str, capsys: pytest.CaptureFixture) -> None:
+    """The user had a high min; a cap lowered the max below it mid-run. 5.10+ keep a min request above the max
+    (showing the max), so the restore writes the saved min as it was and it applies again once the cap lifts;
+    4.9 refuses it (EINVAL), so there the min follows the max. The min used to be capped on every kernel, and
+    a min/max pin's min stayed in force on 5.10+ once the cap lifted (the capped write matched what min showed,
+    so it was skipped as a no-op)."""
+    k = make_tree(tmp_path / "t", board)
+    table = (k.profile.cpu_table(k.board.cpu_policies[0].name).freqs if kind == "cpu"
+             else k.profile.gpu.table.freqs)  # type: ignore[union-attr]
+    min_rel = _cpu(k) + "/scaling_min_freq" if kind == "cpu" else _gpu(k) + "/min_freq"
+    boot_max = int(_r(k, _max_rel(k, kind)))
+    high = [f for f in table if f < boot_max][-2]
+    _w(k, min_rel, high)  # the user's own min, before edgeexit
+    saved_min = int(_r(k, min_rel))
+    cap = [f for f in table if f < saved_min][0]
+    with open_board(board, sysfs_root=k.root, method=method) as s:
+        s.controller.set_cpu_khz("max")
+        if k.board.gpu is not None:
+            s.controller.set_gpu_hz("max")
+        if k.family == "4.9":  # refuses a max below min: the cap's tool moves min first
+            _w(k, min_rel, cap)
+        _w(k, _max_rel(k, kind), cap)
+        assert int(_r(k, min_rel)) == int(_r(k, _max_rel(k, kind))) == cap
+    assert s.restore_conflicts == [] and "left as found" in capsys.readouterr().err
+    assert int(_r(k, min_rel)) == int(_r(k, _max_rel(k, kind))) == cap  # the cap holds; min shows it
+    _w(k, _max_rel(k, kind), boot_max)  # the cap lifts
+    assert int(_r(k, min_rel)) == (cap if k.family == "4.9" else saved_min)
