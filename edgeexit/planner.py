@@ -242,8 +242,9 @@ class DvfsPlanner(RuntimeHooks):
         self._owns_clock = False
         self.writes = 0
         self.plan_ns: List[int] = []  # host time spent planning, per inference
-        #: (inference, moved) per solve of H: the first inference planned with the new solve, and whether it moved
-        #: the point inferences begin at (what the bench's timeline marks)
+        #: (inference, moved) per scheduled solve of H (LEARN_AFTER, LEARN_EVERY; not those after the reachable
+        #: points change): the first inference planned with it, and whether it moved the point inferences begin
+        #: at (what the bench's timeline marks)
         self.solves: List[Tuple[int, bool]] = []
         self._plan_ns = 0
         self._planned_for = -2
@@ -647,7 +648,7 @@ class DvfsPlanner(RuntimeHooks):
         mean = float(replay.prob @ saved)
         spread = float(replay.prob @ (saved - mean) ** 2) / max(seen - 1, 1)
         switch_uj = (1.0 - GAMMA) * self.busy[new] * self.trans_ms  # the move, spread over the horizon
-        return mean - _t_975(seen - 1) * spread ** 0.5 > switch_uj
+        return bool(mean - _t_975(seen - 1) * spread ** 0.5 > switch_uj)
 
     def _home_uj(self, replay: _Replay, c: int) -> np.ndarray:
         """Per outcome, the energy of an inference begun at point ``c`` (from c) that goes back there after."""

@@ -219,7 +219,8 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             results[arm] = stats
             records[arm] = ex.records
             if planner is not None and planner.solves:
-                solves[arm] = [[n, moved] for n, moved in planner.solves if n < TIMELINE_INFERENCES]
+                # a solve after the last inference planned none of them
+                solves[arm] = [[n, moved] for n, moved in planner.solves if n < min(len(ex.records), TIMELINE_INFERENCES)]
         derived = derive(results)
         out: Dict[str, Any] = {
             "schema": "edgeexit-bench/1",

@@ -84,10 +84,10 @@ def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, 
         if not pts:
             continue
         marker, ls, colour = styles.get(name, ("o", "-", None))
-        if name in far:  # drawn at the right edge with its value, so it does not squeeze the fronts
+        if name in far:  # on the right spine with its value, so it does not squeeze the fronts
             edge_mj, p = far[name]
             ax.plot([edge_mj], [100 * p["accuracy"]], marker=marker, linestyle="", color=colour, markersize=9,
-                    label="{} (off the axis, at {:.3g} mJ)".format(name, p["energy_mj"]))
+                    clip_on=False, label="{} (beyond the axis: {:.3g} mJ)".format(name, p["energy_mj"]))
             ax.annotate("{} at {:.3g} mJ \u2192".format(name, p["energy_mj"]), (edge_mj, 100 * p["accuracy"]),
                         xytext=(-6, -12), textcoords="offset points", ha="right", fontsize=7, color=colour)
             continue
@@ -97,6 +97,8 @@ def _pareto_plot(plt: Any, pareto: Dict[str, List[Dict[str, float]]], tag: str, 
         best = front(pts)
         ax.plot([p["energy_mj"] for p in best], [100 * p["accuracy"] for p in best], marker=marker, linestyle=ls,
                 color=colour, label=name, alpha=0.85, markersize=8 if name == "full" else 6)
+    if far:
+        ax.set_xlim(right=max(edge for edge, _ in far.values()))  # the far points sit on the spine, not on a tick
     at = "{:g} MHz".format(cpu_khz / 1000.0) if cpu_khz else "the maximum clock"
     ax.set_xlabel("energy per inference with every policy at {}, mJ (board model{})".format(at, _energy_axis(ax)))
     ax.set_ylabel("top-1 accuracy on the evaluation split, %")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from edgeexit.bench.plots import TIMELINE_SHOWN
+
 PAPER = "Predictive Exit (Li et al., AAAI 2023, arXiv 2206.04685)"
 
 
@@ -26,18 +28,20 @@ PLOT_CAPTIONS = {
     "pareto.png": "Accuracy against energy per inference as each policy's accuracy target sweeps, every policy charged at "
                   "{pareto_mhz} (race-to-idle accounting, board model), so the fronts compare exit policies, not DVFS: "
                   "predictive@planned's own energy, at the clocks its planner picked, is in the tables above. Lines join "
-                  "each policy's non-dominated points. A single point far costlier than the rest (`full`) is drawn at the "
-                  "right edge, labelled with its energy, so it does not squeeze the fronts.",
+                  "each policy's non-dominated points. A single point far costlier than the rest (`full`) is drawn on the "
+                  "right spine, labelled with its energy, so it does not squeeze the fronts.",
     "exit_histogram.png": "Samples per exit on the evaluation split, log scale (an empty slot is zero samples).",
-    "timeline.png": "The CPU clock each segment of the first 100 inferences ran at, per arm shown. Red lines mark where "
-                    "the planner solved its model of the inferences to come again, from the outcomes seen so far: solid "
-                    "where that moved the clock inferences begin at, dotted where it did not.",
+    "timeline.png": "The CPU clock each segment of the first {shown} inferences ran at, per arm shown.{solves}",
 }
 
 
 def _caption_values(res: Dict[str, Any]) -> Dict[str, str]:
     khz = res.get("pareto_cpu_khz")
-    return {"pareto_mhz": "{:g} MHz".format(khz / 1000.0) if khz else "the maximum clock"}
+    marked = any(n < TIMELINE_SHOWN for solves in (res.get("timeline_solves") or {}).values() for n, _ in solves)
+    return {"pareto_mhz": "{:g} MHz".format(khz / 1000.0) if khz else "the maximum clock", "shown": str(TIMELINE_SHOWN),
+            "solves": " Red lines mark where the planner solved its model of the inferences to come again, on its "
+                      "schedule, from the outcomes seen so far: solid where that moved the clock inferences begin at, "
+                      "dotted where it did not." if marked else ""}
 
 
 def _goal(fraction: Any) -> str:

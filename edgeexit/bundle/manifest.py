@@ -439,8 +439,9 @@ TFLITE_IDENTIFIER = b"TFL3"  # the FlatBuffer file identifier, bytes 4-8 of ever
 
 def check_tflite_header(root: Path, relpath: str, path: Path, what: str) -> None:
     """A segment starts as a TFLite FlatBuffer does: its root offset (bytes 0-4, little-endian) inside the file
-    and the identifier after it. Checked with the bundle, before calibration.json: a damaged segment whose
-    sha256 was updated with it read as a stale calibration, and `calibrate` only then named the segment."""
+    and the identifier after it. Checked with the bundle, before calibration.json: a segment whose header was
+    damaged and its sha256 updated with it read as a stale calibration, and `calibrate` only then named it (a
+    segment damaged past its header still does: the interpreter names it)."""
     try:
         with open(str(path), "rb") as f:
             head = f.read(8)

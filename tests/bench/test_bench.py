@@ -158,6 +158,13 @@ def test_warnings_come_once_not_once_per_arm(tmp_path):
     assert p.stderr.count("--meter none is ignored on a simulated board") == 1, p.stderr
 
 
+def test_a_solve_after_the_last_inference_is_not_kept(tmp_path):
+    """16 inferences: the planner solves after the 16th too, which planned none of them (review finding)."""
+    _bench(tmp_path / "b", "jetson-nano", "--limit", "16", "--no-sweep", "--no-sensitivity", "--policies", "predictive")
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [n for n, _ in res["timeline_solves"]["predictive@planned"]] == [8]
+
+
 def test_unwritable_out_fails_before_benching(tmp_path):
     from tests.cli.helpers import assert_one_line_error
 

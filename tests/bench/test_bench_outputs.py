@@ -49,3 +49,15 @@ def test_an_unreachable_target_is_refused_before_any_progress(tmp_path: Path):
                                           "--target-accuracy", "1", "--out", str(out)), "lower the target")
     assert "below the target 100.00%" in line
     assert not out.exists()
+
+
+def test_the_timeline_caption_mentions_red_lines_only_where_some_are_drawn():
+    from edgeexit.bench.report import PLOT_CAPTIONS, _caption_values
+
+    def caption(res: dict) -> str:
+        return PLOT_CAPTIONS["timeline.png"].format(**_caption_values(res))
+
+    assert "Red lines" not in caption(_res())  # no planner arm, or an older results.json
+    assert "Red lines" not in caption(dict(_res(), timeline_solves={"predictive@planned": [[128, True]]}))  # not drawn
+    assert "Red lines" in caption(dict(_res(), timeline_solves={"predictive@planned": [[8, False]]}))
+    assert "first 100 inferences" in caption(_res())

@@ -90,9 +90,11 @@ def _pareto_res(full_mj: float) -> dict:
 def test_a_far_full_point_is_drawn_at_the_edge_with_its_energy(tmp_path, monkeypatch):
     # Reader review: full's star at 3.65 mJ squeezed every front into the left third of the axes.
     ax = _drawn(_pareto_res(3.65), tmp_path, monkeypatch)["pareto.png"].axes[0]
-    assert ax.get_xlim()[1] < 2.0
-    labels = ax.get_legend_handles_labels()[1]
-    assert "full (off the axis, at 3.65 mJ)" in labels
+    handles, labels = ax.get_legend_handles_labels()
+    assert "full (beyond the axis: 3.65 mJ)" in labels
+    star = float(handles[labels.index("full (beyond the axis: 3.65 mJ)")].get_xdata()[0])
+    others = [x for line in ax.get_lines() if line.get_color() != "C3" for x in line.get_xdata()]
+    assert star > max(others) and star == ax.get_xlim()[1] < 2.0  # on the right spine, not on a tick inside
     assert any("full at 3.65 mJ" in t.get_text() for t in ax.texts)
     ax = _drawn(_pareto_res(1.6), tmp_path, monkeypatch)["pareto.png"].axes[0]  # near: drawn where it is
     assert "full" in ax.get_legend_handles_labels()[1] and not ax.texts
@@ -111,5 +113,11 @@ def test_the_timeline_marks_the_planners_re_solves(tmp_path, monkeypatch):
     marks = [ln for ln in pred.get_lines() if ln.get_color() == "C3"]
     assert sorted((ln.get_xdata()[0], ln.get_linestyle()) for ln in marks) == [(8, ":"), (16, "-"), (32, ":")]
     assert not [ln for ln in race.get_lines() if ln.get_color() == "C3"]
+    # results.json keeps 200 inferences and their solves; only the 100 drawn are marked
+    res["timeline_cpu_khz"] = {"predictive@planned": [[403200]] * 200}
+    res["timeline_solves"] = {"predictive@planned": [[8, False], [128, True]]}
+    pred = _drawn(res, tmp_path, monkeypatch)["timeline.png"].axes[0]
+    assert [ln.get_xdata()[0] for ln in pred.get_lines() if ln.get_color() == "C3"] == [8]
+    assert pred.get_xlim()[1] < 110  # 0..99 and its margins; a mark at 128 widened it
     monkeypatch.undo()
     plt.close("all")
