@@ -635,7 +635,7 @@ class DvfsPlanner(RuntimeHooks):
         taken = new == old or self._saves_for_sure(old, new, seen)
         if taken:
             self._set_future(solved)
-        self.solves.append((seen, bool(taken and new != old)))  # a plain bool: it goes into results.json
+        self.solves.append((seen, taken and new != old))
 
     def _saves_for_sure(self, old: int, new: int, seen: int) -> bool:
         """Whether beginning inferences at point ``new`` rather than ``old`` (each time, coming back there after

@@ -35,8 +35,8 @@ OWNED_FIELDS = ("governor", "min", "setspeed", "set_freq")
 # max is recorded too (RECORDED_FIELDS) but decided on its own. Thermal cooling and nvpmodel lower it by
 # themselves during a run, so a changed max is no reason to leave the whole domain pinned (a conflict);
 # but writing the saved max back over it would undo that cap, or another tool's limit. So the rest of the
-# domain is restored, max is left as it shows (a saved min above it capped to it where the kernel refuses it), and a warning says so
-# (RestoreReport.warnings). With --force the saved max is written too.
+# domain is restored, max is left as it shows (a saved min above it is capped to it where the kernel refuses
+# it), and a warning says so (RestoreReport.warnings). With --force the saved max is written too.
 RECORDED_FIELDS = OWNED_FIELDS + ("max",)
 
 

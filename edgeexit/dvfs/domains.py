@@ -129,14 +129,12 @@ class FreqDomain(abc.ABC):
         else:
             # max is not written at all (not even the 4.9 "max + 1" step of _write_limits): it is theirs (a
             # 4.9 devfreq max of 0 is no limit at all)
-            if not keep_max or lo <= keep_max:
-                write(self._path(min_attr), str(lo))
-                return
             try:
-                # 5.10+ keeps a min request above the max (it shows the max) and applies it again when the max
-                # lifts, as before the run
+                # above the max: 5.10+ keeps the request (showing the max) and applies it again when the max lifts
                 write(self._path(min_attr), str(lo))
             except DvfsError:
+                if not keep_max or lo <= keep_max:
+                    raise
                 write(self._path(min_attr), str(keep_max))  # 4.9 refuses a min above the max: it follows the max
 
     def uses_userspace(self, method: str) -> bool:
