@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from edgeexit.bundle.fileio import file_kind, read_json
+from edgeexit.bundle.flatbuffer import Broken, verify_tflite
 from edgeexit.errors import BundleError
 from edgeexit.jsonvalues import is_finite_number
 
@@ -434,24 +435,21 @@ def verify_file(root: Path, relpath: str, sha256: str, what: str) -> Path:
     return path
 
 
-TFLITE_IDENTIFIER = b"TFL3"  # the FlatBuffer file identifier, bytes 4-8 of every .tflite
-
-
-def check_tflite_header(root: Path, relpath: str, path: Path, what: str) -> None:
-    """A segment starts as a TFLite FlatBuffer does: its root offset (bytes 0-4, little-endian) inside the file
-    and the identifier after it. Checked with the bundle, before calibration.json: a segment whose header was
-    damaged and its sha256 updated with it read as a stale calibration, and `calibrate` only then named it (a
-    segment damaged past its header still does: the interpreter names it)."""
+def check_tflite_structure(root: Path, relpath: str, path: Path, what: str) -> None:
+    """A segment is a TFLite FlatBuffer whose tables and vectors lie inside the file (flatbuffer.py). Checked
+    with the bundle, before calibration.json: a damaged segment whose sha256 was updated with it read as a
+    stale calibration first, and tflite-runtime crashed (SIGSEGV) opening one cut short."""
     try:
         with open(str(path), "rb") as f:
-            head = f.read(8)
-            size = os.fstat(f.fileno()).st_size
+            data = f.read()
     except OSError as err:
         raise BundleError("bundle {}: cannot read {} file {!r} ({}); restore the file".format(
             root, what, relpath, err.strerror or err)) from None
-    if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER or int.from_bytes(head[:4], "little") >= size:
-        raise BundleError("bundle {}: {} file '{}' is not a TFLite model (no FlatBuffer header with the TFL3 "
-                          "identifier); re-export the bundle with tools/export.py".format(root, what, relpath))
+    try:
+        verify_tflite(data)
+    except Broken as why:
+        raise BundleError("bundle {}: {} file '{}' is not a whole TFLite model ({}); re-export the bundle with "
+                          "tools/export.py".format(root, what, relpath, why)) from None
 
 
 def read_manifest_json(root: Path) -> Any:

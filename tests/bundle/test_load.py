@@ -104,24 +104,46 @@ def test_manifest_spec_disagrees_with_tflite(bundle_copy: Path):
 
 
 @pytest.mark.parametrize("calibration", [True, False])
-def test_corrupt_tflite_with_matching_sha(bundle_copy: Path, calibration: bool):
+@pytest.mark.parametrize("damage,needle", [
+    (lambda data: b"this is not a flatbuffer" * 10, "no FlatBuffer header"),
+    (lambda data: data[:len(data) // 2], "past the end of the file"),  # tflite-runtime crashed (SIGSEGV) opening it
+    (lambda data: data[:-1], "past the end of the file"),
+])
+def test_corrupt_tflite_with_matching_sha(bundle_copy: Path, calibration: bool, damage, needle: str):
     """Named as the broken segment, not as a stale calibration.json (whose hash the sha256 edit also changed)."""
     p = bundle_copy / "block1.tflite"
-    p.write_bytes(b"this is not a flatbuffer" * 10)
+    p.write_bytes(damage(p.read_bytes()))
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     _edit(bundle_copy, lambda m: m["blocks"][1].__setitem__("sha256", digest))
-    with pytest.raises(BundleError, match=r"block1 file 'block1.tflite' is not a TFLite model .*re-export the bundle"):
+    with pytest.raises(BundleError, match=r"block1 file 'block1.tflite' is not a whole TFLite model \(.*{}.*\); "
+                                          r"re-export the bundle".format(needle)):
         load_bundle(bundle_copy, calibration=calibration)
 
 
-def test_truncated_tflite_with_matching_sha(bundle_copy: Path):
-    """Its header intact, the rest cut: the interpreter names it."""
+def test_every_shipped_segment_passes_the_structure_check():
+    from edgeexit.bundle.flatbuffer import verify_tflite
+    from edgeexit.paths import demo_bundle_dir
+
+    files = sorted(demo_bundle_dir().glob("*.tflite"))
+    assert len(files) == 16
+    for f in files:
+        verify_tflite(f.read_bytes())
+
+
+def test_a_model_the_interpreter_refuses_is_one_line(bundle_copy: Path):
+    """Whole and in bounds, but of a schema version no interpreter takes: the interpreter's own refusal."""
+    from edgeexit.bundle.flatbuffer import _Reader
+
     p = bundle_copy / "block1.tflite"
-    data = p.read_bytes()
-    p.write_bytes(data[:len(data) // 2])
+    data = bytearray(p.read_bytes())
+    r = _Reader(bytes(data))
+    at = r.table(r.uint(0, 4)).field(0)  # Model.version
+    assert at is not None and r.uint(at, 4) == 3
+    data[at:at + 4] = (99).to_bytes(4, "little")
+    p.write_bytes(bytes(data))
     _edit(bundle_copy, lambda m: m["blocks"][1].__setitem__("sha256", hashlib.sha256(p.read_bytes()).hexdigest()))
     b = load_bundle(bundle_copy, calibration=False)  # fitted to the old block1
-    with pytest.raises(InterpreterError, match="not a loadable TFLite model"):
+    with pytest.raises(InterpreterError, match="not a loadable TFLite model .*schema version 99"):
         Runtime(b)
 
 

@@ -1,0 +1,129 @@
+"""A bounds check of a .tflite FlatBuffer before an interpreter opens it.
+
+LiteRT verifies a model and refuses a broken one with a ValueError; tflite-runtime (2.13/2.14, the JetPack
+fallback) does not, and a segment cut short, its sha256 updated with it, crashed the process (SIGSEGV). This
+walks the tables and vectors the interpreter reads (schema.fbs: Model, SubGraph, Tensor, Operator, Buffer)
+and checks that each lies inside the file and that the indices between them are in range. It is no full
+verifier: a file that passes can still be refused by the interpreter, in one line.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+IDENTIFIER = b"TFL3"  # the FlatBuffer file identifier, bytes 4-8 of every .tflite
+
+
+class Broken(Exception):
+    """Where the structure leaves the file (a message for the one-line error)."""
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.n = len(data)
+
+    def uint(self, pos: int, size: int, signed: bool = False) -> int:
+        if pos < 0 or pos + size > self.n:
+            raise Broken("an offset at byte {} points past the end of the file ({} bytes)".format(pos, self.n))
+        return int.from_bytes(self.data[pos:pos + size], "little", signed=signed)
+
+    def table(self, pos: int) -> "_Table":
+        vtable = pos - self.uint(pos, 4, signed=True)
+        vt_len, table_len = self.uint(vtable, 2), self.uint(vtable + 2, 2)
+        if vt_len < 4 or vt_len % 2 or vtable + vt_len > self.n or pos + table_len > self.n:
+            raise Broken("a table at byte {} runs past the end of the file ({} bytes)".format(pos, self.n))
+        return _Table(self, pos, vtable, vt_len)
+
+    def vector(self, pos: int, elem_size: int) -> int:
+        """The length of the vector at ``pos``, its elements inside the file."""
+        length = self.uint(pos, 4)
+        if pos + 4 + length * elem_size > self.n:
+            raise Broken("a vector at byte {} runs past the end of the file ({} bytes)".format(pos, self.n))
+        return length
+
+
+class _Table:
+    def __init__(self, reader: _Reader, pos: int, vtable: int, vt_len: int) -> None:
+        self.r, self.pos, self.vtable, self.vt_len = reader, pos, vtable, vt_len
+
+    def field(self, index: int) -> Optional[int]:
+        """Where field ``index`` is stored, None where it is absent (its default)."""
+        slot = 4 + 2 * index
+        if slot + 2 > self.vt_len:
+            return None
+        off = self.r.uint(self.vtable + slot, 2)
+        return self.pos + off if off else None
+
+    def ref(self, index: int) -> Optional[int]:
+        """Where the table, vector or string that field ``index`` refers to starts."""
+        at = self.field(index)
+        return None if at is None else at + self.r.uint(at, 4)
+
+    def scalar(self, index: int, size: int, default: int = 0) -> int:
+        at = self.field(index)
+        return default if at is None else self.r.uint(at, size)
+
+    def vector(self, index: int, elem_size: int) -> int:
+        at = self.ref(index)
+        return 0 if at is None else self.r.vector(at, elem_size)
+
+    def ints(self, index: int) -> list:
+        at = self.ref(index)
+        if at is None:
+            return []
+        return [self.r.uint(at + 4 + 4 * i, 4, signed=True) for i in range(self.r.vector(at, 4))]
+
+    def tables(self, index: int) -> list:
+        at = self.ref(index)
+        if at is None:
+            return []
+        out = []
+        for i in range(self.r.vector(at, 4)):
+            slot = at + 4 + 4 * i
+            out.append(self.r.table(slot + self.r.uint(slot, 4)))
+        return out
+
+
+def verify_tflite(data: bytes) -> None:
+    """Raise :class:`Broken` where ``data`` is not a .tflite whose tables and vectors lie inside it."""
+    if len(data) < 8 or data[4:8] != IDENTIFIER:
+        raise Broken("no FlatBuffer header with the TFL3 identifier")
+    r = _Reader(data)
+    model = r.table(r.uint(0, 4))
+    opcodes = model.tables(1)
+    for code in opcodes:
+        code.vector(1, 1)  # custom_code
+    buffers = model.tables(4)
+    for buf in buffers:
+        buf.vector(0, 1)  # data
+        offset, size = buf.scalar(1, 8), buf.scalar(2, 8)
+        if offset > 1 and offset + size > r.n:  # data kept outside the flatbuffer, later in the file
+            raise Broken("a buffer's data runs past the end of the file ({} bytes)".format(r.n))
+    subgraphs = model.tables(2)
+    if not subgraphs:
+        raise Broken("the model has no subgraph")
+    for sub in subgraphs:
+        tensors = sub.tables(0)
+        for t in tensors:
+            t.vector(0, 4)  # shape
+            t.vector(3, 1)  # name
+            t.vector(7, 4)  # shape_signature
+            if t.scalar(2, 4) >= max(len(buffers), 1):
+                raise Broken("a tensor names buffer {} of {}".format(t.scalar(2, 4), len(buffers)))
+            q = t.ref(4)
+            if q is not None:
+                qp = r.table(q)
+                for i, size in ((0, 4), (1, 4), (2, 4), (3, 8)):  # min, max, scale, zero_point
+                    qp.vector(i, size)
+        used = sub.ints(1) + sub.ints(2)
+        for op in sub.tables(3):
+            if op.scalar(0, 4) >= len(opcodes):
+                raise Broken("an operator names opcode {} of {}".format(op.scalar(0, 4), len(opcodes)))
+            used += op.ints(1) + op.ints(2) + op.ints(8)
+            options = op.ref(4)
+            if options is not None:
+                r.table(options)
+            op.vector(5, 1)  # custom_options
+        bad = [i for i in used if not -1 <= i < len(tensors)]
+        if bad:
+            raise Broken("tensor index {} of {}".format(bad[0], len(tensors)))
