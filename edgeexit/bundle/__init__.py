@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Optional, Type
 
 from edgeexit.bundle.data import Samples, read_samples
 from edgeexit.bundle.fileio import Fail, read_json, replace_file
-from edgeexit.bundle.manifest import (Manifest, SegmentSpec, check_structure, check_tflite_structure, parse_manifest,
-                                      read_manifest_json, verify_file, what_is_there)
+from edgeexit.bundle.manifest import (Manifest, SegmentSpec, check_structure, parse_manifest, read_manifest_json, verify_file,
+                                      what_is_there)
 from edgeexit.errors import BundleError, EdgeExitError, OutputError
 from edgeexit.paths import demo_bundle_dir
 
@@ -108,8 +108,7 @@ def load_bundle(path: Optional[Path] = None, calibration: bool = True) -> Bundle
     check_structure(manifest)
     paths = {}
     for seg in manifest.blocks + manifest.exits:
-        paths[seg.label] = verify_file(root, seg.file, seg.sha256, seg.label)
-        check_tflite_structure(root, seg.file, paths[seg.label], seg.label)
+        paths[seg.label] = verify_file(root, seg.file, seg.sha256, seg.label, tflite=True)
     cal = _read_calibration(root, manifest) if calibration else {}
     return Bundle(root=root, manifest=manifest, segment_paths=paths, calibration=cal)
 

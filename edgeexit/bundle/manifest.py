@@ -417,13 +417,22 @@ def what_is_there(path: Path) -> Optional[str]:
     return None if stat.S_ISREG(mode) else file_kind(mode)
 
 
-def verify_file(root: Path, relpath: str, sha256: str, what: str) -> Path:
+def verify_file(root: Path, relpath: str, sha256: str, what: str, tflite: bool = False) -> Path:
+    """The file's path, once it is there, inside the bundle and of its sha256. ``tflite``: a segment, read once
+    and also checked to be a whole TFLite FlatBuffer (flatbuffer.py) before calibration.json is read: a damaged
+    segment whose sha256 was updated with it read as a stale calibration first, and tflite-runtime crashed
+    (SIGSEGV) opening one cut short."""
     path = resolve_inside(root, relpath, what)
+    data = b""
     try:
         there = what_is_there(path)
         if there is not None:
             raise BundleError("bundle {}: {} file '{}' is {}; restore it or re-export the bundle".format(root, what, relpath, there))
-        actual = sha256_file(path)
+        if tflite:  # a segment is small: its bytes serve the hash and the structure check
+            data = path.read_bytes()
+            actual = hashlib.sha256(data).hexdigest()
+        else:
+            actual = sha256_file(path)
     except OSError as err:  # unreadable, or a name the file system refuses (too long)
         raise BundleError("bundle {}: cannot read {} file {!r} ({}); correct manifest.json or restore the file".format(
             root, what, relpath, err.strerror or err)) from None
@@ -432,24 +441,13 @@ def verify_file(root: Path, relpath: str, sha256: str, what: str) -> Path:
             "bundle {}: {} file '{}' has sha256 {}… but the manifest says {}…: the file is corrupt or was replaced; "
             "re-export the bundle".format(root, what, relpath, actual[:12], sha256[:12])
         )
+    if tflite:
+        try:
+            verify_tflite(data)
+        except Broken as why:
+            raise BundleError("bundle {}: {} file '{}' is not a whole TFLite model ({}); re-export the bundle with "
+                              "tools/export.py".format(root, what, relpath, why)) from None
     return path
-
-
-def check_tflite_structure(root: Path, relpath: str, path: Path, what: str) -> None:
-    """A segment is a TFLite FlatBuffer whose tables and vectors lie inside the file (flatbuffer.py). Checked
-    with the bundle, before calibration.json: a damaged segment whose sha256 was updated with it read as a
-    stale calibration first, and tflite-runtime crashed (SIGSEGV) opening one cut short."""
-    try:
-        with open(str(path), "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise BundleError("bundle {}: cannot read {} file {!r} ({}); restore the file".format(
-            root, what, relpath, err.strerror or err)) from None
-    try:
-        verify_tflite(data)
-    except Broken as why:
-        raise BundleError("bundle {}: {} file '{}' is not a whole TFLite model ({}); re-export the bundle with "
-                          "tools/export.py".format(root, what, relpath, why)) from None
 
 
 def read_manifest_json(root: Path) -> Any:
