@@ -2,9 +2,11 @@
 
 LiteRT verifies a model and refuses a broken one with a ValueError; tflite-runtime (2.13/2.14, the JetPack
 fallback) does not, and a segment cut short, its sha256 updated with it, crashed the process (SIGSEGV). This
-walks the tables and vectors the interpreter reads (schema.fbs: Model, SubGraph, Tensor, Operator, Buffer)
-and checks that each lies inside the file and that the indices between them are in range. It is no full
-verifier: a file that passes can still be refused by the interpreter, in one line.
+walks the tables and vectors the interpreter reads (schema.fbs: Model, SubGraph, Tensor, Operator, Buffer,
+Metadata, SignatureDef) and checks that each lies inside the file, that the indices between them are in
+range and that no tensor has a zero dimension (a division by zero, SIGFPE, in tflite-runtime's kernels).
+It is no full verifier: a file that passes can still be refused by the interpreter, in one line, and an
+operator's options (a stride, a filter size) are not checked.
 """
 from __future__ import annotations
 
@@ -99,17 +101,25 @@ def verify_tflite(data: bytes) -> None:
         offset, size = buf.scalar(1, 8), buf.scalar(2, 8)
         if offset > 1 and offset + size > r.n:  # data kept outside the flatbuffer, later in the file
             raise Broken("a buffer's data runs past the end of the file ({} bytes)".format(r.n))
+    model.vector(3, 1)  # description
+    for b in model.ints(5):  # metadata_buffer
+        _index(b, len(buffers), "buffer")
+    for meta in model.tables(6):
+        meta.vector(0, 1)  # name
+        _index(meta.scalar(1, 4), len(buffers), "buffer")
     subgraphs = model.tables(2)
     if not subgraphs:
         raise Broken("the model has no subgraph")
+    n_tensors = []
     for sub in subgraphs:
         tensors = sub.tables(0)
+        n_tensors.append(len(tensors))
         for t in tensors:
-            t.vector(0, 4)  # shape
+            if any(d == 0 for d in t.ints(0)):  # shape
+                raise Broken("a tensor has a dimension of 0")
             t.vector(3, 1)  # name
             t.vector(7, 4)  # shape_signature
-            if t.scalar(2, 4) >= max(len(buffers), 1):
-                raise Broken("a tensor names buffer {} of {}".format(t.scalar(2, 4), len(buffers)))
+            _index(t.scalar(2, 4), max(len(buffers), 1), "buffer")
             q = t.ref(4)
             if q is not None:
                 qp = r.table(q)
@@ -117,13 +127,24 @@ def verify_tflite(data: bytes) -> None:
                     qp.vector(i, size)
         used = sub.ints(1) + sub.ints(2)
         for op in sub.tables(3):
-            if op.scalar(0, 4) >= len(opcodes):
-                raise Broken("an operator names opcode {} of {}".format(op.scalar(0, 4), len(opcodes)))
+            _index(op.scalar(0, 4), len(opcodes), "opcode")
             used += op.ints(1) + op.ints(2) + op.ints(8)
             options = op.ref(4)
             if options is not None:
                 r.table(options)
             op.vector(5, 1)  # custom_options
-        bad = [i for i in used if not -1 <= i < len(tensors)]
-        if bad:
-            raise Broken("tensor index {} of {}".format(bad[0], len(tensors)))
+        for i in used:
+            if i != -1:  # an optional input left out
+                _index(i, len(tensors), "tensor")
+    for sig in model.tables(7):  # signature_defs: names for a subgraph's input and output tensors
+        sig.vector(2, 1)  # signature_key
+        graph = sig.scalar(4, 4)
+        _index(graph, len(subgraphs), "subgraph")
+        for tensor_map in sig.tables(0) + sig.tables(1):
+            tensor_map.vector(0, 1)  # name
+            _index(tensor_map.scalar(1, 4), n_tensors[graph], "tensor")
+
+
+def _index(i: int, count: int, what: str) -> None:
+    if not 0 <= i < count:
+        raise Broken("a reference to {} {} of {}".format(what, i, count))

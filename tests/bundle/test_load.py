@@ -120,6 +120,36 @@ def test_corrupt_tflite_with_matching_sha(bundle_copy: Path, calibration: bool, 
         load_bundle(bundle_copy, calibration=calibration)
 
 
+def _set_uint(data: bytes, where) -> bytes:
+    """``data`` with the uint32 that ``where(model)`` locates (a _Table.field position) set to a value."""
+    from edgeexit.bundle.flatbuffer import _Reader
+
+    r = _Reader(data)
+    at, value = where(r.table(r.uint(0, 4)))
+    assert at is not None
+    return data[:at] + value.to_bytes(4, "little") + data[at + 4:]
+
+
+def _first_dim(model):
+    tensor = model.tables(2)[0].tables(0)[0]
+    return tensor.ref(0) + 4, 0  # the first entry of its shape vector
+
+
+@pytest.mark.parametrize("where,needle", [
+    # each of these crashed tflite-runtime opening the segment (SIGSEGV, SIGFPE for the zero dimension)
+    (lambda model: (model.tables(7)[0].tables(1)[0].field(1), 213), "a reference to tensor 213 of"),  # signature output
+    (lambda model: (model.tables(6)[0].field(1), 255), "a reference to buffer 255 of"),  # metadata's buffer
+    (_first_dim, "a tensor has a dimension of 0"),
+])
+def test_an_index_out_of_range_with_matching_sha(bundle_copy: Path, where, needle: str):
+    p = bundle_copy / "block1.tflite"
+    p.write_bytes(_set_uint(p.read_bytes(), where))
+    _edit(bundle_copy, lambda m: m["blocks"][1].__setitem__("sha256", hashlib.sha256(p.read_bytes()).hexdigest()))
+    with pytest.raises(BundleError, match=r"block1 file 'block1.tflite' is not a whole TFLite model \({}.*\); "
+                                          r"re-export the bundle".format(needle)):
+        load_bundle(bundle_copy, calibration=False)
+
+
 def test_every_shipped_segment_passes_the_structure_check():
     from edgeexit.bundle.flatbuffer import verify_tflite
     from edgeexit.paths import demo_bundle_dir
