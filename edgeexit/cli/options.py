@@ -227,5 +227,6 @@ thermal_limit = click.option(
     type=click.IntRange(min=20000, max=150000),
     default=None,
     help="Never raise a clock while any thermal zone is at or above this temperature (milli-degrees C); "
-    "lowering stays allowed. Default: each zone's own passive trip point from the board config.",
+    "lowering stays allowed. A PMIC zone keeps its own limit (the Nano's reads a fixed 100 C). "
+    "Default: each zone's own passive trip point from the board config.",
 )

@@ -38,14 +38,20 @@ def power_readings(target: Any) -> Dict[str, Any]:
 def collect(target: Any) -> Dict[str, Any]:
     from edgeexit.dvfs.controller import DvfsController
     from edgeexit.dvfs.state import unfinished_runs
+    from edgeexit.guards.thermal import zone_paths
 
     ctl = DvfsController(target.board, target.sysfs)  # read-only use: no write is ever issued
     domains = [d.status() for d in ctl.domains]
     temps = []  # type: List[Dict[str, Any]]
-    for z in target.board.thermal_zones:
-        entry = {"zone": z.index, "type": z.type, "temp_mc": None, "error": None}  # type: Dict[str, Any]
+    for z, path in zip(target.board.thermal_zones, zone_paths(target.board, target.sysfs)):
+        zone = None if path is None else int(path.rsplit("thermal_zone", 1)[1])
+        entry = {"zone": zone, "type": z.type, "temp_mc": None, "error": None}  # type: Dict[str, Any]
+        if path is None:
+            entry["error"] = "absent"
+            temps.append(entry)
+            continue
         try:
-            entry["temp_mc"] = int(target.sysfs.read(z.relpath + "/temp"))
+            entry["temp_mc"] = int(target.sysfs.read(path + "/temp"))
         except OSError as err:
             entry["error"] = errno_mod.errorcode.get(err.errno or 0, str(err))
         except ValueError:
@@ -96,7 +102,12 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
         click.echo("  cpu  runs at {} (vcgencmd measure_clock arm; cpufreq's cur is the request)".format(
             "{} kHz".format(fw) if fw is not None else "an unknown clock: vcgencmd did not answer"))
     for t in info["thermal"]:
-        value = "{:.1f} C".format(t["temp_mc"] / 1000.0) if t["temp_mc"] is not None else "unreadable ({})".format(t["error"])
+        if t["temp_mc"] is not None:
+            value = "{:.1f} C".format(t["temp_mc"] / 1000.0)
+        elif t["error"] == "absent":
+            value = "absent (no thermal zone has this type)"
+        else:
+            value = "unreadable ({})".format(t["error"])
         click.echo("  temp {:<16} {}".format(t["type"], value))
     power = info["power"]
     if not power["available"]:

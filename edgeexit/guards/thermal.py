@@ -1,7 +1,10 @@
 """The thermal guard: read the board's thermal zones (m°C) and refuse to raise clocks while hot.
 
-Limits: ``limit_mc`` given explicitly applies to every zone; otherwise each zone's default comes
-from its trip points (:func:`default_limit_mc`). A zone whose read fails (EAGAIN on an Orin
+Zones are found by their kernel ``type``, not by their number (:func:`zone_paths`): the config's
+order is only where a zone is looked for first. Limits: ``limit_mc`` given explicitly applies to
+every zone but a ``pmic`` one, which keeps its own (the Nano's PMIC-Die reads a fixed 100 °C, so any
+lower limit would hold clocks all run); otherwise each zone's default comes from its trip points
+(:func:`default_limit_mc`). A zone whose read fails (EAGAIN on an Orin
 ``cv*-thermal`` zone while the DLA/PVA are powered down, a missing node, garbage text) is skipped
 for that check, never fatal. When no zone can be read at all the guard cannot know, so it lets
 the change through and warns once.
@@ -13,9 +16,10 @@ readable zone is at least ``hysteresis_mc`` below its limit; it is logged once a
 from __future__ import annotations
 
 import numbers
+import re
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from edgeexit.boards.config import BoardConfig, ThermalZone
 from edgeexit.boards.sysfs import Sysfs
@@ -27,6 +31,39 @@ HYSTERESIS_MC = 2000  # 2 °C, as the Pi 5 fan trips use [PI5DT]
 MIN_PLAUSIBLE_MC = -60000
 MAX_PLAUSIBLE_MC = 200000
 LIMIT_RANGE_MC = (20000, 150000)  # a limit outside 20..150 °C is a unit mistake (°C given for m°C)
+ZONES_DIR = "sys/class/thermal"
+ABSENT = "absent: no thermal zone of this type"
+
+
+def zone_paths(board: BoardConfig, sysfs: Sysfs) -> List[Optional[str]]:
+    """Each configured zone's directory, found by its ``type`` file; None where no zone has that type.
+
+    The kernel numbers zones in device-tree order, which a board config can only assume; a zone
+    read by number alone would show (and guard) one sensor under another's name. Where no zone's
+    type can be read at all, the config's numbering is all there is to go by."""
+    try:
+        names = [n for n in sysfs.listdir(ZONES_DIR) if re.fullmatch(r"thermal_zone[0-9]+", n)]
+    except OSError:
+        names = []
+    types = {}  # type: Dict[str, str]
+    for name in sorted(names, key=lambda n: int(n[len("thermal_zone"):])):
+        try:
+            types[name] = sysfs.read("{}/{}/type".format(ZONES_DIR, name)).strip().lower()
+        except (OSError, UnicodeDecodeError):
+            continue
+    if not types:
+        return [z.relpath for z in board.thermal_zones]
+    out = []  # type: List[Optional[str]]
+    taken = set()  # type: Set[str]
+    for z in board.thermal_zones:
+        want = z.type.lower()
+        first = "thermal_zone{}".format(z.index)  # where the config expects it
+        hits = [first] if types.get(first) == want and first not in taken else []
+        hits += [n for n, t in types.items() if t == want and n not in taken]
+        if hits:
+            taken.add(hits[0])
+        out.append("{}/{}".format(ZONES_DIR, hits[0]) if hits else None)
+    return out
 
 
 def default_limit_mc(zone: ThermalZone) -> Optional[int]:
@@ -101,24 +138,32 @@ class ThermalGuard:
         self.events = []  # type: List[ThermalEvent]
         self._episode = None  # type: Optional[ThermalEvent]
         self._warned_blind = False
+        self._paths = None  # type: Optional[List[Optional[str]]]
 
     def zone_limit_mc(self, zone: ThermalZone) -> Optional[int]:
-        return self.limit_mc if self.limit_mc is not None else default_limit_mc(zone)
+        if self.limit_mc is not None and zone.role != "pmic":
+            return self.limit_mc
+        return default_limit_mc(zone)
 
     def read(self) -> List[ZoneReading]:
         """Every configured zone, read now; failures come back with ``temp_mc=None``."""
+        if self._paths is None:  # zones are not renumbered while the board runs
+            self._paths = zone_paths(self.board, self.sysfs)
         out = []  # type: List[ZoneReading]
-        for z in self.board.thermal_zones:
+        for z, path in zip(self.board.thermal_zones, self._paths):
             limit = self.zone_limit_mc(z)
+            if path is None:
+                out.append(ZoneReading(z.type, z.relpath, None, limit, ABSENT))
+                continue
             try:
-                temp = parse_temp_mc(self.sysfs.read(z.relpath + "/temp"))
+                temp = parse_temp_mc(self.sysfs.read(path + "/temp"))
             except OSError as err:  # EAGAIN (Orin cv*-thermal), ENOENT, EIO: skip this zone
-                out.append(ZoneReading(z.type, z.relpath, None, limit, "errno {}".format(err.errno)))
+                out.append(ZoneReading(z.type, path, None, limit, "errno {}".format(err.errno)))
                 continue
             except (ValueError, UnicodeDecodeError) as err:
-                out.append(ZoneReading(z.type, z.relpath, None, limit, "unparsable: {}".format(err)))
+                out.append(ZoneReading(z.type, path, None, limit, "unparsable: {}".format(err)))
                 continue
-            out.append(ZoneReading(z.type, z.relpath, temp, limit))
+            out.append(ZoneReading(z.type, path, temp, limit))
         return out
 
     @property

@@ -38,3 +38,25 @@ def test_status_says_which_policies_are_offline(tmp_path: Path) -> None:
     human = edgeexit("status", "--board", "jetson-tx2", "--sysfs-root", str(tree)).stdout
     assert [line for line in human.splitlines() if "CPUs offline" in line] == [
         next(line for line in human.splitlines() if "policy1" in line)]
+
+
+def test_status_finds_thermal_zones_by_type(tmp_path: Path) -> None:
+    """Zones renumbered from what the config assumes are shown under their own names; one missing is said to be."""
+    import shutil
+
+    tree = tmp_path / "nano"
+    json_out(edgeexit("sim", "init", "--board", "jetson-nano", "--json", str(tree)))
+    shutil.rmtree(str(tree / ".edgeexit-sim"))  # read as a real board's files
+    zones = tree / "sys/class/thermal"
+    (zones / "thermal_zone1").rename(zones / "swap")
+    (zones / "thermal_zone2").rename(zones / "thermal_zone1")
+    (zones / "swap").rename(zones / "thermal_zone2")
+    (zones / "thermal_zone2/temp").write_text("61000\n")  # CPU-therm's, now zone 2
+    (zones / "thermal_zone1/temp").write_text("42000\n")
+    shutil.rmtree(str(zones / "thermal_zone3"))
+    st = json_out(edgeexit("status", "--board", "jetson-nano", "--sysfs-root", str(tree), "--json"))
+    got = {t["type"]: (t["zone"], t["temp_mc"], t["error"]) for t in st["thermal"]}
+    assert got["CPU-therm"] == (2, 61000, None) and got["GPU-therm"] == (1, 42000, None)
+    assert got["PLL-therm"] == (None, None, "absent")
+    human = edgeexit("status", "--board", "jetson-nano", "--sysfs-root", str(tree)).stdout
+    assert "CPU-therm        61.0 C" in human and "PLL-therm        absent (no thermal zone has this type)" in human

@@ -241,3 +241,55 @@ def test_simulated_vcgencmd_answers_like_the_firmware(tmp_path: Path) -> None:
     with pytest.raises(SensorMissingError, match="no PMIC"):
         Pi5PmicMeter(runner=run)
     assert arm_clock_reader(lambda argv: run(["vcgencmd", "bogus"]))() is None
+
+
+def _plain_nano(tmp_path: Path) -> Path:
+    """A Nano tree read as a real board's files (no simulated kernel behind it)."""
+    import shutil
+
+    root = make_tree(tmp_path / "t", "jetson-nano").root
+    shutil.rmtree(str(root / ".edgeexit-sim"))
+    return root
+
+
+def test_zones_are_found_by_their_type_not_their_number(tmp_path: Path) -> None:
+    """The kernel numbers zones in device-tree order, which the config only assumes: read by number,
+    one sensor showed (and was guarded) under another's name."""
+    from edgeexit.boards.sysfs import HostSysfs
+
+    root = _plain_nano(tmp_path)
+    zones = root / "sys/class/thermal"
+    (zones / "thermal_zone1").rename(zones / "swap")
+    (zones / "thermal_zone2").rename(zones / "thermal_zone1")
+    (zones / "swap").rename(zones / "thermal_zone2")  # CPU-therm is zone 2 now, GPU-therm zone 1
+    (zones / "thermal_zone2/temp").write_text("97500\n")  # the CPU at its 97 °C passive trip
+    (zones / "thermal_zone1/temp").write_text("40000\n")
+    import shutil
+    shutil.rmtree(str(zones / "thermal_zone3"))  # PLL-therm gone
+    board = load_board("jetson-nano")
+    guard = ThermalGuard(board, HostSysfs(root), warn=lambda m: None)
+    got = {r.zone: (r.relpath.rsplit("/", 1)[1], r.temp_mc, r.error) for r in guard.read()}
+    assert got["CPU-therm"] == ("thermal_zone2", 97500, None)
+    assert got["GPU-therm"] == ("thermal_zone1", 40000, None)
+    assert got["PLL-therm"][1:] == (None, "absent: no thermal zone of this type")
+    assert not guard.allow_raise("cpu", 1, 2, "khz")  # the hot CPU holds the clocks
+    for z in zones.iterdir():  # no type readable: the config's numbering is all there is
+        (z / "type").unlink()
+    guard = ThermalGuard(board, HostSysfs(root), warn=lambda m: None)
+    assert {r.zone: r.temp_mc for r in guard.read()}["CPU-therm"] == 40000
+
+
+def test_an_explicit_limit_leaves_a_pmic_zone_its_own(tmp_path: Path) -> None:
+    """The Nano's PMIC-Die reads a fixed 100 °C: under an explicit 85 °C limit every raise was refused."""
+    from edgeexit.boards.sysfs import HostSysfs
+
+    root = _plain_nano(tmp_path)
+    board = load_board("jetson-nano")
+    pmic = next(z for z in board.thermal_zones if z.role == "pmic")
+    (root / pmic.relpath / "temp").write_text("100000\n")
+    guard = ThermalGuard(board, HostSysfs(root), limit_mc=85000, warn=lambda m: None)
+    assert guard.zone_limit_mc(pmic) == default_limit_mc(pmic) == 110000
+    assert guard.allow_raise("cpu", 1, 2, "khz")
+    cpu = next(z for z in board.thermal_zones if z.type == "CPU-therm")
+    (root / cpu.relpath / "temp").write_text("86000\n")
+    assert not guard.allow_raise("cpu", 1, 2, "khz")
