@@ -1,4 +1,6 @@
-"""``--board auto``: match the device-tree model string against every board config."""
+"""``--board auto``: match the device-tree model string against every board config, and where it
+matches none, the device tree's ``compatible`` entries (the module and carrier part numbers: JetPack 5
+names an Orin Nano "NVIDIA Orin Nano Developer Kit", JetPack 6 "NVIDIA Jetson Orin Nano ...")."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +10,7 @@ from edgeexit.boards.config import BoardConfig, load_all_boards
 from edgeexit.errors import BoardDetectError
 
 MODEL_PATHS = ("proc/device-tree/model", "sys/firmware/devicetree/base/model")
+COMPATIBLE_PATHS = ("proc/device-tree/compatible", "sys/firmware/devicetree/base/compatible")
 
 
 def read_model(root: Path) -> Optional[str]:
@@ -21,6 +24,17 @@ def read_model(root: Path) -> Optional[str]:
     return None
 
 
+def read_compatible(root: Path) -> List[str]:
+    """The device tree's NUL-separated ``compatible`` entries under ``root`` (none if the file is missing)."""
+    for rel in COMPATIBLE_PATHS:
+        try:
+            raw = (root / rel).read_bytes()
+        except OSError:
+            continue
+        return [e.decode("utf-8", "replace").strip() for e in raw.split(b"\0") if e.strip()]
+    return []
+
+
 def detect_board(root: Path, boards: Optional[List[BoardConfig]] = None) -> BoardConfig:
     """The one board whose ``model_patterns`` match this root's model string."""
     model = read_model(root)
@@ -31,11 +45,15 @@ def detect_board(root: Path, boards: Optional[List[BoardConfig]] = None) -> Boar
             "--board NAME --simulate)".format(" nor ".join(MODEL_PATHS), root))
     candidates = boards if boards is not None else load_all_boards()
     hits = [b for b in candidates if b.matches_model(model)]
+    compatible = [] if hits else read_compatible(root)
+    if not hits:  # the model string is the board's own name; part numbers only where it is unknown
+        hits = [b for b in candidates if any(b.matches_model(c) for c in compatible)]
     if len(hits) == 1:
         return hits[0]
     if not hits:
         raise BoardDetectError(
-            "cannot detect the board: model {!r} matches no board config; pass --board NAME (see `edgeexit boards`) "
-            "or add board_configs/<name>.toml".format(model))
+            "cannot detect the board: model {!r}{} matches no board config; pass --board NAME (see `edgeexit boards`) "
+            "or add board_configs/<name>.toml".format(
+                model, " (compatible {})".format(", ".join(compatible)) if compatible else ""))
     raise BoardDetectError("model {!r} matches several boards ({}); pass --board NAME".format(
         model, ", ".join(b.name for b in hits)))

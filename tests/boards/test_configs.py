@@ -183,6 +183,23 @@ def test_detect_fallback_and_failures(tmp_path: Path) -> None:
         detect_board(tmp_path)
 
 
+def test_detect_by_compatible_where_the_model_is_unknown(tmp_path: Path) -> None:
+    """JetPack 5 names the Orin Nano without "Jetson"; its compatible entries name the module. The carrier
+    (p3768) is no evidence: it also carries Orin NX modules, which no config describes."""
+    base = tmp_path / "sys/firmware/devicetree/base"
+    base.mkdir(parents=True)
+    (base / "model").write_bytes(b"NVIDIA Orin Nano Developer Kit\0")
+    (base / "compatible").write_bytes(b"nvidia,p3768-0000+p3767-0005\0nvidia,tegra234\0")
+    assert detect_board(tmp_path).name == "jetson-orin-nano"
+    (base / "model").write_bytes(b"Unnamed carrier\0")
+    assert detect_board(tmp_path).name == "jetson-orin-nano"  # the module's part number
+    (base / "model").write_bytes(b"NVIDIA Orin NX Developer Kit\0")
+    (base / "compatible").write_bytes(b"nvidia,p3768-0000+p3767-0000\0nvidia,tegra234\0")
+    with pytest.raises(BoardDetectError, match=r"Orin NX.*\(compatible nvidia,p3768-0000\+p3767-0000, nvidia,tegra234\) "
+                                               r"matches no board config"):
+        detect_board(tmp_path)
+
+
 def test_boards_cli_json_lists_every_board() -> None:
     result = CliRunner().invoke(cli, ["boards", "--json"])
     assert result.exit_code == 0, result.output
