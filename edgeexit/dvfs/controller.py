@@ -174,7 +174,7 @@ class DvfsController:
         self._changing = None  # type: Optional[FreqDomain]
         self._armed = False
         self.closed = False  # set once its session has restored the board: no write after that
-        self.cpus = [CpufreqPolicy(sysfs, p.relpath, p.name) for p in board.cpu_policies]
+        self.cpus = [CpufreqPolicy(sysfs, p.relpath, p.name, p.cpus) for p in board.cpu_policies]
         self._online = None  # type: Optional[List[CpufreqPolicy]]  # the policies pins reach, read once
         self._offline_note = None  # type: Optional[str]
         self.gpu = None  # type: Optional[DevfreqDevice]

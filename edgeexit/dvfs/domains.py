@@ -180,6 +180,10 @@ class CpufreqPolicy(FreqDomain):
     kind = "cpu"
     unit = "khz"
 
+    def __init__(self, sysfs: Sysfs, relpath: str, name: str, config_cpus: Optional[List[int]] = None) -> None:
+        super().__init__(sysfs, relpath, name)
+        self.config_cpus = list(config_cpus or [])  # the board config's CPUs, where related_cpus cannot be read
+
     def available(self) -> List[int]:
         return self._ints("scaling_available_frequencies")
 
@@ -214,17 +218,19 @@ class CpufreqPolicy(FreqDomain):
         return out
 
     def cpus(self) -> List[int]:
-        """The policy's CPUs (``related_cpus``); [] when the file is missing or unreadable."""
+        """The policy's CPUs (``related_cpus``). Where that cannot be read, the board config's: kernels from
+        5.19 (and backports) answer EBUSY to every read of an inactive policy, related_cpus included, as
+        on an Orin whose power mode takes a cluster offline. [] when neither is known."""
         try:
             text = self.sysfs.read(self._path("related_cpus"))
         except OSError:
-            return []
+            return list(self.config_cpus)
         return [int(c) for c in text.split() if _UINT.match(c)]
 
     def online(self) -> bool:
         """Whether any CPU of the policy is online. The kernel refuses every cpufreq write to a policy
         whose CPUs are all offline (EINVAL), e.g. the TX2's Denver policy in nvpmodel MAXP_CORE_ARM.
-        A policy whose CPUs cannot be read counts as online (its writes then say what is wrong)."""
+        A policy whose CPUs are not known counts as online (its writes then say what is wrong)."""
         return not self.cpus() or bool(self.online_cpus())
 
     def online_cpus(self) -> List[int]:

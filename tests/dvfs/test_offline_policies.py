@@ -101,3 +101,26 @@ def test_status_survives_a_kernel_that_refuses_reads_of_an_offline_policy(tmp_pa
     assert denver["online"] is False and denver["cur_khz"] is None and denver["governor"] is None
     human = cli("status", "--board", "jetson-tx2", "--sysfs-root", str(k.root))
     assert human.returncode == 0 and "governor ?" in human.stdout and "CPUs offline" in human.stdout, human.stderr
+
+
+def test_an_offline_policy_stays_offline_when_even_related_cpus_is_refused(tmp_path: Path) -> None:
+    """Such a kernel refuses related_cpus too (every attribute of the inactive policy): its CPUs then come from
+    the board config. It counted as online, so status failed on its EBUSY and a pin wrote to it."""
+    k = make_tree(tmp_path / "t", "jetson-tx2")
+    _set_online(k, [1, 2], False)
+    nodes = ("related_cpus", "affected_cpus", "scaling_governor", "scaling_cur_freq", "scaling_min_freq",
+             "scaling_max_freq", "scaling_available_frequencies", "scaling_available_governors", "scaling_setspeed")
+    for node in nodes:
+        k.inject_error("{}/{}".format(DENVER, node), "EBUSY", op="read", count=1000)
+    res = cli("status", "--board", "jetson-tx2", "--sysfs-root", str(k.root), "--json")
+    assert res.returncode == 0, res.stderr
+    denver = [d for d in json.loads(res.stdout)["domains"] if d["path"] == DENVER][0]
+    assert denver["online"] is False
+    before = snapshot(k.root)
+    with open_board("jetson-tx2", sysfs_root=k.root) as session:
+        assert session.controller.set_cpu_khz("max") == session.controller.cpu_opps_khz()[-1]
+        assert {p: v for p, v in snapshot(k.root).items() if p.startswith(DENVER)} == {
+            p: v for p, v in before.items() if p.startswith(DENVER)}
+    after = snapshot(k.root)
+    changed = [p for p in set(before) | set(after) if before.get(p) != after.get(p)]
+    assert changed == [".edgeexit-sim/faults.json"]  # the injected faults' counts only
