@@ -9,30 +9,30 @@ from typing import List, Optional
 from edgeexit.boards.config import BoardConfig, load_all_boards
 from edgeexit.errors import BoardDetectError
 
-MODEL_PATHS = ("proc/device-tree/model", "sys/firmware/devicetree/base/model")
-COMPATIBLE_PATHS = ("proc/device-tree/compatible", "sys/firmware/devicetree/base/compatible")
+DEVICE_TREE_DIRS = ("proc/device-tree", "sys/firmware/devicetree/base")
+MODEL_PATHS = tuple(d + "/model" for d in DEVICE_TREE_DIRS)
+
+
+def _device_tree_file(root: Path, name: str) -> Optional[bytes]:
+    """The device-tree property ``name`` under ``root`` (the first of its two places), None if absent."""
+    for d in DEVICE_TREE_DIRS:
+        try:
+            return (root / d / name).read_bytes()
+        except OSError:
+            continue
+    return None
 
 
 def read_model(root: Path) -> Optional[str]:
     """The NUL-terminated device-tree model string under ``root``, or None if neither file exists."""
-    for rel in MODEL_PATHS:
-        try:
-            raw = (root / rel).read_bytes()
-        except OSError:
-            continue
-        return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
-    return None
+    raw = _device_tree_file(root, "model")
+    return None if raw is None else raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
 
 
 def read_compatible(root: Path) -> List[str]:
     """The device tree's NUL-separated ``compatible`` entries under ``root`` (none if the file is missing)."""
-    for rel in COMPATIBLE_PATHS:
-        try:
-            raw = (root / rel).read_bytes()
-        except OSError:
-            continue
-        return [e.decode("utf-8", "replace").strip() for e in raw.split(b"\0") if e.strip()]
-    return []
+    raw = _device_tree_file(root, "compatible") or b""
+    return [e.decode("utf-8", "replace").strip() for e in raw.split(b"\0") if e.strip()]
 
 
 def detect_board(root: Path, boards: Optional[List[BoardConfig]] = None) -> BoardConfig:
