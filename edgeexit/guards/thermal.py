@@ -19,7 +19,7 @@ import numbers
 import re
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, ThermalZone
 from edgeexit.boards.sysfs import Sysfs
