@@ -98,10 +98,18 @@ def _once(warn: Callable[[str], None]) -> Callable[[str], None]:
     return once
 
 
-def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics) -> float:
-    """Twice the worst-case path (every block and head) at the maximum operating point."""
+def reachable_max_khz(session: Any, physics: BoardPhysics) -> int:
+    """The highest CPU point the kernel lets run now: under an nvpmodel mode's cap (the simulated AGX Orin
+    boots in MODE_30W, 1728 MHz of a 2201.6 MHz table), not the table's top."""
+    cap = session.controller.cpu_cap_khz()
+    opps = session.controller.cpu_opps_khz()
+    return max((f for f in opps if cap is None or f <= cap), default=physics.f_max_khz)
+
+
+def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics, top_khz: int) -> float:
+    """Twice the worst-case path (every block and head) at the highest operating point that can run."""
     cost = PhysicsCostModel(physics, bundle)
-    f = physics.f_max_khz
+    f = top_khz
     worst = sum(cost.segment_ms(s.label, f) for s in bundle.blocks + bundle.exits)
     return round(2.0 * worst, 3)
 
@@ -162,6 +170,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
     with _open(cfg) as probe_session:
         simulated = probe_session.simulated
         physics = board_physics(probe_session, cfg.threads)
+        top_khz = reachable_max_khz(probe_session, physics)
         board_desc = probe_session.describe()
         board_name = probe_session.board.name  # what --board auto found
         governor = probe_session.profile.cpu.default_governor
@@ -184,7 +193,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         table = rt.exit_table(quantize_inputs(evalset.x, bundle.manifest.input), keep_block0=True)
         oracle_targets = earliest_correct(table.pred, y, exit_costs(rt))
 
-        deadline = cfg.deadline_ms or cfg.period_ms or default_deadline_ms(rt, bundle, physics)
+        deadline = cfg.deadline_ms or cfg.period_ms or default_deadline_ms(rt, bundle, physics, top_khz)
         period = cfg.period_ms or default_period_ms(deadline, read_ms)
         sensitivity = cfg.sensitivity if cfg.sensitivity is not None else simulated
 
@@ -233,6 +242,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "n_samples": len(evalset),
             "deadline_ms": deadline,
             "deadline_default": not (cfg.deadline_ms or cfg.period_ms),
+            "cpu_max_khz": top_khz,  # the highest point that could run: the default deadline's and "at max" figures
             "period_ms": period,
             "meter_read_ms": round(read_ms, 3) if read_ms else None,  # a period's two edge reads, before the arms
             "default_governor": governor,
@@ -247,13 +257,13 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "software": software_versions(rt),
             "cost_model": results.get("predictive@planned", {}).get("cost_model"),
         }
-        pc = out["planner_cost"] = planner_cost(results, records, rt, bench_bundle, evalset, physics)
+        pc = out["planner_cost"] = planner_cost(results, records, rt, bench_bundle, evalset, physics, top_khz)
         if pc:
             if simulated:  # a measured board's energy already contains the planner's time
                 pc["charged"] = overhead_charged(results, records["predictive@planned"], physics)
             # the median forecast, as the rest of the planner's cost: a mean carries host outliers
             med, share = pc.get("forecast_us_when_forecasting_median"), pc.get("forecast_share_of_inferences")
-            pc["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics,
+            pc["entry_forecast"] = entry_forecast_payoff(bench_bundle, table, rt, physics, top_khz,
                                                          None if med is None or share is None else med * share)
         out["forecast_ceiling"] = forecast_ceiling(rt, bench_bundle, table)
         done = len(arms)
@@ -263,7 +273,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             # at the clock race-to-idle reached: a cap (an nvpmodel mode) can hold it under the table's top
             race = records.get("threshold@race") or records.get("full@max") or []
             ran = [int(r["cpu_khz"]) for r in race if r.get("cpu_khz")]
-            out["pareto_cpu_khz"] = max(set(ran), key=ran.count) if ran else physics.f_max_khz
+            out["pareto_cpu_khz"] = max(set(ran), key=ran.count) if ran else top_khz
             out["pareto"] = pareto_sweep(rt, cal, table, y, physics, bundle, deadline, period, seed=cfg.seed,
                                          policies=cfg.policies, cpu_khz=out["pareto_cpu_khz"])
             done += 1
@@ -362,7 +372,7 @@ def forecast_ceiling(rt: Runtime, bundle: Bundle, table: Any) -> Dict[str, float
 
 
 def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, bundle: Bundle, samples: Any,
-                 physics: BoardPhysics) -> Dict[str, Any]:
+                 physics: BoardPhysics, top_khz: int) -> Dict[str, Any]:
     """The planner's own cost per inference (forecaster + planning + controller bookkeeping, host time)
     against block 0's latency (host invoke, and modelled on the board)."""
     pred = results.get("predictive@planned")
@@ -374,7 +384,7 @@ def planner_cost(results: Dict[str, Any], records: Dict[str, Any], rt: Runtime, 
     per_inf_us = (pred.get("planner_us_mean") or 0.0) + (pred.get("forecaster_us_mean") or 0.0)
     median_us = pred.get("overhead_us_median")
     fus = [r.get("forecast_us", 0.0) for r in records["predictive@planned"]]
-    board_block0_ms = physics.segment_s(bundle.blocks[0].macs, physics.f_max_khz) * 1e3
+    board_block0_ms = physics.segment_s(bundle.blocks[0].macs, top_khz) * 1e3
     return {
         "planner_us_per_inference": pred.get("planner_us_mean"),
         "planner_us_median": pred.get("planner_us_median"),
@@ -414,7 +424,7 @@ def overhead_charged(results: Dict[str, Any], records: List[Dict[str, Any]], phy
     return out
 
 
-def entry_forecast_payoff(bundle: Bundle, table: Any, rt: Runtime, physics: BoardPhysics,
+def entry_forecast_payoff(bundle: Bundle, table: Any, rt: Runtime, physics: BoardPhysics, top_khz: int,
                           forecaster_us: Optional[float]) -> Dict[str, Any]:
     """What the entry forecast buys per inference -- MACs, and modelled board time at the maximum clock
     (segments not run, invoke overheads included) -- against what the forecasters cost on this host.
@@ -426,7 +436,7 @@ def entry_forecast_payoff(bundle: Bundle, table: Any, rt: Runtime, physics: Boar
         return {"used": False}
     without = PredictivePolicy(with_entry.forecaster, with_entry.thresholds, with_entry.on_miss, with_entry.risk,
                                with_entry.table, entry_exit=with_entry.entry_exit)  # the head MLP reads that block
-    f = physics.f_max_khz
+    f = top_khz
     block_s = [physics.segment_s(b.spec.macs, f) for b in rt.blocks]
     head_s = [physics.segment_s(h.spec.macs, f) for h in rt.exits]
 

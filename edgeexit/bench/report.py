@@ -16,6 +16,12 @@ def num(v: Optional[float], fmt: str = "{:.3f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def max_clock(res: Dict[str, Any]) -> str:
+    """The clock the default deadline and the "at the maximum" figures are at: the highest that could run."""
+    khz = res.get("cpu_max_khz")
+    return "the highest clock that could run, {:g} MHz".format(khz / 1000.0) if khz else "the maximum clock"
+
+
 def in_arm_order(arms: Dict[str, Any]) -> List[str]:
     """The bench's own arm order (references first), whatever order a results.json read back has."""
     from edgeexit.bench.core import ARMS
@@ -65,18 +71,30 @@ def arms_table(res: Dict[str, Any]) -> str:
 
 
 def overrun_note(res: Dict[str, Any]) -> List[str]:
-    """A paragraph naming the arms whose periods ran over (a period too short for the inference and the meter's
-    reads), or nothing: their energy per period covers periods of other real lengths, not the nominal one."""
+    """A paragraph naming the arms whose periods ran over (an inference, with the meter's reads on a board, longer
+    than the period), or nothing: their energy per period covers periods longer than the nominal one."""
     over = [(arm, s) for arm, s in ((a, res["arms"][a]) for a in in_arm_order(res["arms"]))
             if s.get("period_overrun_rate")]
     if not over:
         return []
+    period = res["period_ms"]
+    ours = res["arms"].get("predictive@planned", {}).get("mean_energy_period_mj")
+    parts = []
+    for arm, s in over:
+        text = "{} in {} of them (mean {} ms)".format(arm, num(s["period_overrun_rate"], "{:.1%}"),
+                                                      num(s.get("mean_period_actual_ms"), "{:.2f}"))
+        e, actual = s.get("mean_energy_period_mj"), s.get("mean_period_actual_ms")
+        if e is not None and actual:
+            nominal = e * period / actual  # its average power over the nominal period
+            text += ", {} mJ per nominal period at its average power".format(num(nominal))
+            if ours is not None and arm != "predictive@planned":
+                text += " (predictive@planned saves {} against that)".format(pct(1 - ours / nominal))
+        parts.append(text)
     reads = res.get("meter_read_ms")
-    return ["**Periods ran over** the nominal {} ms in {}. Energy per period there covers the periods as they really "
-            "ran, so the per-period comparisons do not hold; run again with a --period-ms that holds the inference{}."
-            .format(res["period_ms"], "; ".join("{} {} (mean {} ms)".format(arm, num(s["period_overrun_rate"], "{:.0%}"),
-                                                                          num(s.get("mean_period_actual_ms"), "{:.2f}"))
-                                                for arm, s in over),
+    return ["**Periods ran over** the nominal {} ms: {}. An inference that overruns delays the next, so energy per "
+            "period there is an inference with the idle after it over a longer period: it compares per inference, not "
+            "per unit of time. Run again with a --period-ms that holds the inference{} where the arm should fit it."
+            .format(period, "; ".join(parts),
                     " and the power meter's reads (about {:.1f} ms)".format(reads) if reads else ""), ""]
 
 
@@ -111,7 +129,7 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         "seed {}; board default "
         "governor {}; {}; the planner's cost model: {}.".format(
             res["n_samples"], res["target_accuracy"], res["full_accuracy_calibration"], res["deadline_ms"],
-            " (by default twice the path through every block and head at the maximum clock)" if res.get("deadline_default")
+            " (by default twice the path through every block and head at {})".format(max_clock(res)) if res.get("deadline_default")
             else "", res["period_ms"], " (the power meter's two reads per period took up to {:.2f} ms)".format(res["meter_read_ms"])
             if res.get("meter_read_ms") else "", res["threads"], "" if res["threads"] == 1 else "s", res["seed"], res["default_governor"],
             res["software"]["interpreter"], res.get("cost_model") or "-"),
@@ -168,7 +186,7 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                   "{} us median -- the mean carries the rare sysfs writes, the first with its fsync'd state-file update; forecaster {} us "
                   "averaged over all inferences, {} us when it runs, which is on {} of them); "
                   "block 0 takes {} ms on this host (the median inference's overhead is {} of it) and {} ms on the modelled board "
-                  "at its maximum frequency ({} of it). Goal: under 2% of block 0, {} here. On a simulated board the model does not "
+                  "at {} ({} of it). Goal: under 2% of block 0, {} here. On a simulated board the model does not "
                   "charge this time: the arms' latency and energy leave it out (on a board it runs on the same CPU, at busy "
                   "power).".format(
                       num(pc.get("total_us_median"), "{:.1f}"),
@@ -177,7 +195,7 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                       num(pc.get("forecast_us_when_forecasting_median"), "{:.1f}"), num(pc.get("forecast_share_of_inferences"), "{:.1%}"),
                       num(pc.get("block0_host_invoke_ms"), "{:.4f}"),
                       num(pc.get("fraction_of_block0_host"), "{:.1%}"), num(pc.get("block0_board_model_ms_at_max"), "{:.4f}"),
-                      num(pc.get("fraction_of_block0_board"), "{:.1%}"),
+                      max_clock(res), num(pc.get("fraction_of_block0_board"), "{:.1%}"),
                       _goal(pc.get("fraction_of_block0_board")))]
         ch = pc.get("charged") or {}
         if ch:
@@ -189,11 +207,12 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
                           pct(ch.get("energy_saving_vs_threshold_at_race")), pct(ch.get("energy_saving_vs_threshold_at_governor")))]
         ef = pc.get("entry_forecast") or {}
         if ef.get("used"):
-            lines += ["", "The entry forecast saves {} MACs and {} us of modelled board time per inference (at the maximum clock); "
+            lines += ["", "The entry forecast saves {} MACs and {} us of modelled board time per inference (at {}); "
                       "the forecasters cost {} us per inference of host time (the median forecast, times the share of inferences "
                       "that forecast). Where the board's CPU runs the forecast slower than "
                       "the time it saves, it does not pay in time or energy, only in MACs.".format(
                           num(ef.get("macs_saved_per_inference"), "{:,.0f}"), num(ef.get("board_us_saved_at_max"), "{:.1f}"),
+                          max_clock(res),
                           num(ef.get("forecaster_host_us_per_inference"), "{:.1f}"))]
     if res.get("sensitivity"):
         lines += ["", "## Sensitivity to the power model (simulated board)", "",

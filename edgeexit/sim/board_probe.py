@@ -107,12 +107,18 @@ class SimulatedBoardProbe(BoardProbe):
             self._published_s = self._clock_s
         self._clock_s += self._t_s
         if self.period_ms is not None:
+            during = self._transitions
             self._sync_freq()  # a planner may have dropped to its idle point already
             idle_s = max(0.0, self.period_ms / 1e3 - self._t_s)
             idle_bd = self.physics.power(self._f, False)
             rec["idle_cpu_khz"] = self._f
+            rec["idle_freq_transitions"] = self._transitions - during  # charged in energy_period_mj
             rec["energy_period_mj"] = round(self._e_mj + idle_bd.total_mw * idle_s, 6)
             rec["period_ms"] = self.period_ms
+            # An inference longer than the period delays the next one: its period is as long as it took,
+            # as a metered run's is (edgeexit.probes), and the summary counts such overruns.
+            rec["period_actual_ms"] = round((self._t_s + idle_s) * 1e3, 6)
+            rec["period_overrun"] = self._t_s * 1e3 > self.period_ms
             self._clock_s += idle_s
             if publish:
                 self.publish(idle_bd)

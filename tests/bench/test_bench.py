@@ -264,6 +264,16 @@ def test_the_report_explains_its_columns_plots_and_goal(nano):
     share = res["planner_cost"]["fraction_of_block0_board"]
     assert "Goal: under 2% of block 0, {} here".format("met" if share < 0.02 else "missed") in report
     assert "forecast out of fold" in report and "by default twice the path" in report
+    # The governor's slow inferences overran their periods (a simulated run said nothing of it): named, with the
+    # arm's energy per nominal period at its average power beside predictive's saving against that.
+    gov = res["arms"]["threshold@governor"]
+    assert gov["period_overrun_rate"] > 0 and gov["mean_period_actual_ms"] > res["period_ms"]
+    assert not res["arms"]["predictive@planned"]["period_overrun_rate"]
+    nominal = gov["mean_energy_period_mj"] * res["period_ms"] / gov["mean_period_actual_ms"]
+    saving = 1 - res["arms"]["predictive@planned"]["mean_energy_period_mj"] / nominal
+    assert ("**Periods ran over** the nominal {} ms: threshold@governor in {:.1%} of them (mean {:.2f} ms), {:.3f} mJ "
+            "per nominal period at its average power (predictive@planned saves {:.1f}% against that)".format(
+                res["period_ms"], gov["period_overrun_rate"], gov["mean_period_actual_ms"], nominal, 100 * saving)) in report
 
 
 def test_the_pareto_sweep_is_charged_at_the_clock_race_reached(tmp_path):
@@ -273,3 +283,19 @@ def test_the_pareto_sweep_is_charged_at_the_clock_race_reached(tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["pareto_cpu_khz"] == 1728000
     assert res["pareto"]["full"][0]["energy_mj"] == pytest.approx(res["arms"]["full@max"]["mean_energy_mj"], rel=1e-3)
+    # The default deadline and the "at the maximum" figures too: they were worked out at 2201.6 MHz.
+    from edgeexit.bench.core import default_deadline_ms, reachable_max_khz
+    from edgeexit.bundle import load_bundle
+    from edgeexit.dvfs import open_board
+    from edgeexit.probes import board_physics
+    from edgeexit.runtime import Runtime
+
+    assert res["cpu_max_khz"] == 1728000 and res["deadline_default"]
+    bundle = load_bundle()
+    with open_board("jetson-agx-orin", simulate=True) as session, Runtime(bundle) as rt:
+        physics = board_physics(session, 1)
+        assert reachable_max_khz(session, physics) == 1728000 < physics.f_max_khz
+        at_top = default_deadline_ms(rt, bundle, physics, physics.f_max_khz)
+        assert res["deadline_ms"] == default_deadline_ms(rt, bundle, physics, 1728000) > at_top
+    report = (tmp_path / "report.md").read_text()
+    assert "twice the path through every block and head at the highest clock that could run, 1728 MHz" in report

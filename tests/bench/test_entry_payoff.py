@@ -40,7 +40,7 @@ def test_payoff_keeps_the_head_forecasters_block(tmp_path: Path) -> None:
     with Runtime(bundle) as rt:
         table = rt.exit_table(quantize_inputs(evalset.x[:300], bundle.manifest.input), keep_block0=True)
         physics = BoardPhysics(load_profile(load_board("jetson-nano")), threads=1)
-        got = entry_forecast_payoff(bundle, table, rt, physics, None)
+        got = entry_forecast_payoff(bundle, table, rt, physics, physics.f_max_khz, None)
         with_entry = make_policy("predictive", bundle)
         without = PredictivePolicy(with_entry.forecaster, with_entry.thresholds, with_entry.on_miss, 0.0,
                                    None, entry_exit=1)
