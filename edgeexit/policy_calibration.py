@@ -199,8 +199,9 @@ def calibrate_predictive(
         "enabled_exits": enabled,
         "target_accuracy": target,
         "forecast_metrics": metrics,
-        "out_of_fold_accuracy": acc,
-        "out_of_fold_mean_macs": macs,
+        # the forecasters judged out of fold, the thresholds in-sample: not threshold's out_of_fold_accuracy
+        "forecaster_out_of_fold_accuracy": acc,
+        "forecaster_out_of_fold_mean_macs": macs,
         "accuracy": r.accuracy(data.y),
         "mean_macs": float(r.macs.mean()),
     }
@@ -326,8 +327,8 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
     sub_macs, sub_heads = macs[start:], head_macs[start:]
     full_w, full_th = widen(weights, f.thresholds, start)
     r = replay(rt, EENetPolicy(full_w, full_th, start), data.table, data.y)
-    out = {"weights": full_w, "thresholds": full_th, "start_exit": start, "budget_macs": float(r.macs.mean()),
-           "target_accuracy": target, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}  # for a target, the MACs it needs
+    out = {"weights": full_w, "thresholds": full_th, "start_exit": start, "budget_macs": None,
+           "target_accuracy": target, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}
     sub_feats, sub_correct = feats[:, start:], correct[:, start:]
     if budget is not None:
         out.update({"budget_macs": None if budget_macs is None else float(budget_macs), "target_accuracy": None})

@@ -166,4 +166,5 @@ def _echo_forecasters(pe: Dict[str, Any]) -> None:
 
 
 SUMMARY_KEYS = ("accuracy", "out_of_fold_accuracy", "out_of_fold_mean_macs", "out_of_fold_mean_ms", "out_of_fold_k", "mean_macs", "target_accuracy", "thresholds", "beta", "budget_macs", "budget_ms", "mean_ms",
-                "latency_source", "forecast_metrics", "forecaster_params")
+                "latency_source", "forecast_metrics", "forecaster_params", "forecaster_out_of_fold_accuracy",
+                "forecaster_out_of_fold_mean_macs")

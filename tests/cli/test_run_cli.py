@@ -150,6 +150,12 @@ def test_calibrate_shows_progress_on_a_terminal(tmp_path: Path):
     out = json_out(edgeexit("calibrate", "--model", str(b), "--json"))
     assert out["policies"]["threshold"]["out_of_fold_k"] == 4
     assert 0.0 < out["policies"]["threshold"]["out_of_fold_accuracy"] <= 1.0
+    # Predictive's out-of-fold figure judges its forecasters only (its thresholds are in-sample): it had
+    # threshold's key, with another meaning. And eenet fitted to an accuracy target has no budget.
+    pred = out["policies"]["predictive"]
+    assert "out_of_fold_accuracy" not in pred and 0.0 < pred["forecaster_out_of_fold_accuracy"] <= 1.0
+    assert pred["forecaster_out_of_fold_mean_macs"] > 0
+    assert out["policies"]["eenet"]["budget_macs"] is None and out["policies"]["eenet"]["target_accuracy"] > 0
 
 
 def test_labels_wrong(tmp_path: Path):

@@ -168,7 +168,7 @@ def test_predictive_runs_fewer_macs_than_threshold(setup):
     on the calibration split never exceeds threshold's MACs. On the unseen evaluation split the demo's
     forecasters must save MACs at threshold's accuracy (within 0.5 pp): the issue's must-show."""
     b, rt, cal, ev, _, _ = setup
-    assert b.calibration["predictive"]["out_of_fold_mean_macs"] <= b.calibration["threshold"]["mean_macs"] + 1e-6
+    assert b.calibration["predictive"]["forecaster_out_of_fold_mean_macs"] <= b.calibration["threshold"]["mean_macs"] + 1e-6
     p = replay(rt, make_policy("predictive", b), ev.table, ev.y)
     t = replay(rt, make_policy("threshold", b), ev.table, ev.y)
     assert p.macs.mean() < t.macs.mean()
