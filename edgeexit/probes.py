@@ -85,6 +85,15 @@ class MeterProbe(BoardProbe):
     after its due time; every start is shifted alike, so periods keep their length on average (a read's
     own jitter aside). An inference is late when the probe asks for it more than ``LATE_S`` after it was
     due: then the one before did not fit its period (``period_overrun``).
+
+    A polled meter (INA3221, the Pi 5 PMIC) reads every few ms, while an inference takes a fraction of
+    that: integrating its window between the reads around it, taken while the board is between loads,
+    reported idle power. The probe instead keeps the mean of every read taken inside an inference window
+    so far (the sampler's reads fall at random phases) as the busy power, and likewise the idle power
+    from the reads inside idle windows; an inference's energy is the busy power times its duration, an
+    idle gap's the idle power times its length (``energy_method``). Unknown until the first read inside
+    a window of that kind; a window the meter could not cover is unknown as before. A streaming meter
+    (the Joulescope) integrates its own samples over each window.
     """
 
     latency_source = "host"
@@ -100,12 +109,16 @@ class MeterProbe(BoardProbe):
         self._due_s: Optional[float] = None  # when the next inference is scheduled to start
         self._start_s: Optional[float] = None  # when the current one was due (or was asked for, when late)
         self._late = False  # the current inference was asked for late: the period before it overran
-        self._prev: Optional[Tuple[float, EnergyWindow]] = None  # (start, inference window) of the held record's period
+        # (start, inference window, its energy) of the held record's period
+        self._prev: Optional[Tuple[float, EnergyWindow, Optional[float]]] = None
         self._held: Optional[Dict[str, Any]] = None  # the record whose period is still open
         self._done: Optional[Dict[str, Any]] = None  # period fields of the held record, once its period closed
         self.last: Dict[str, Any] = {}
         self._read_ms: Deque[float] = deque(maxlen=READ_HISTORY)  # per period: both edge reads (ms)
         self._begin_read_ms = 0.0
+        self._busy = [0.0, 0]  # sum (mW) and count of the reads inside inference windows so far
+        self._idle = [0.0, 0]  # and inside idle windows
+        self.energy_method = sampler.energy_method
 
     def before_inference(self) -> None:
         t_ask, self._late = self._wait_for_due()
@@ -130,23 +143,37 @@ class MeterProbe(BoardProbe):
         w = self.sampler.end_window("inference-{}".format(self._n))
         self._read_ms.append(self._begin_read_ms + (self.sampler.now_s() - t_end) * 1e3)
         # A window the meter could not cover is "energy unknown", never a guess.
-        rec: Dict[str, Any] = {"energy_mj": round(w.energy_mj, 6) if w.valid else None, "energy_samples": w.n_samples}
+        energy = self._window_mj(self._busy, w)
+        rec: Dict[str, Any] = {"energy_mj": None if energy is None else round(energy, 6), "energy_samples": w.n_samples}
         if self.period_ms is not None:
             period_s = self.period_ms / 1e3
             if self._prev is not None:  # the previous period ended where this inference's window began
                 self._done = self._period_fields(self._prev, self._t0, self._late)
-            self._prev = (self._t0, w)
+            self._prev = (self._t0, w, energy)
             rec["period_ms"] = self.period_ms
             self._due_s = self._start_s + period_s  # type: ignore[operator]
         self.last = rec
 
-    def _period_fields(self, prev: Tuple[float, EnergyWindow], next_start_s: float, overrun: bool) -> Dict[str, Any]:
+    def _window_mj(self, acc: List[float], w: EnergyWindow) -> Optional[float]:
+        """Energy over window ``w``: a stream's own integral, or a polled meter's mean power inside windows of
+        this kind so far (``acc``, which the reads inside ``w`` join) times its duration; None if unknown."""
+        if not w.valid:
+            return None
+        inside = self.sampler.inside_mw(w.t0_s, w.t1_s)
+        if inside is None:
+            return w.energy_mj
+        acc[0] += sum(inside)
+        acc[1] += len(inside)
+        return acc[0] / acc[1] * (w.t1_s - w.t0_s) if acc[1] else None
+
+    def _period_fields(self, prev: Tuple[float, EnergyWindow, Optional[float]], next_start_s: float,
+                       overrun: bool) -> Dict[str, Any]:
         """The held record's idle and period energy: idle from its inference window's end to ``next_start_s``."""
-        t0, w = prev
-        idle = self.sampler.energy_mj(w.t1_s, next_start_s)
+        t0, w, energy = prev
+        idle = self._window_mj(self._idle, self.sampler.energy_mj(w.t1_s, next_start_s))
         return {
-            "idle_energy_mj": round(idle.energy_mj, 6) if idle.valid else None,
-            "energy_period_mj": round(w.energy_mj + idle.energy_mj, 6) if (w.valid and idle.valid) else None,
+            "idle_energy_mj": None if idle is None else round(idle, 6),
+            "energy_period_mj": round(energy + idle, 6) if (energy is not None and idle is not None) else None,
             "period_actual_ms": round((next_start_s - t0) * 1e3, 6),
             "period_overrun": overrun,  # the inference, with its reads, did not fit its period
         }

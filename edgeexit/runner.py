@@ -20,6 +20,7 @@ class BoardProbe(RuntimeHooks):
 
     latency_source = "host"
     energy_source: Optional[str] = None
+    energy_method: Optional[str] = None  # how a meter's readings become a window's energy
     simulated = False
 
     def before_inference(self) -> None:
@@ -135,13 +136,20 @@ class RunOutcome:
         probe = self.probe
         extra: Dict[str, Any] = {}
         periods = [r.get("energy_period_mj") for r in recs]
-        if recs and all(p is not None for p in periods):
-            extra["mean_energy_period_mj"] = float(np.mean(periods))
+        known_periods = [p for p in periods if p is not None]
+        if recs and recs[0].get("period_ms") is not None:
+            # over the periods whose energy is known, as mean_energy_mj (a polled meter knows none before its
+            # first read inside an inference; a window it could not cover is unknown)
+            extra["mean_energy_period_mj"] = float(np.mean(known_periods)) if known_periods else None
             extra["period_ms"] = recs[0].get("period_ms")
         actual = [r.get("period_actual_ms") for r in recs]
         if recs and all(a is not None for a in actual):  # metered periods: what the schedule really gave
             extra["mean_period_actual_ms"] = float(np.mean(actual))
             extra["period_overrun_rate"] = float(np.mean([bool(r.get("period_overrun")) for r in recs]))
+        if probe is not None and probe.energy_method is not None:
+            extra["energy_method"] = probe.energy_method
+        if probe is not None and probe.energy_source is not None and len(known) < len(recs):
+            extra["energy_known"] = len(known)  # the means are over these records only
         if self.deadline_ms is not None:
             extra["deadline_ms"] = self.deadline_ms
             extra["deadline_miss_rate"] = float(np.mean([r["deadline_missed"] for r in recs])) if recs else None
@@ -156,7 +164,7 @@ class RunOutcome:
             mean_latency_ms=float(np.mean(lat)) if lat else float("nan"),
             p99_latency_ms=percentile(lat, 99),
             latency_source=probe.latency_source if probe is not None else "host",
-            mean_energy_mj=float(np.mean(known)) if known and len(known) == len(recs) else None,
+            mean_energy_mj=float(np.mean(known)) if known else None,
             energy_source=probe.energy_source if probe is not None else None,
             exit_histogram=hist,
             simulated=bool(probe is not None and probe.simulated),

@@ -13,7 +13,13 @@ nor biases a window; but a window with any instant further than ``max_gap_s`` fr
 
 ``begin_window``/``end_window`` take a synchronous sample just before the start and just after the
 end (``sync_edges=True``), so every keyed window is bracketed by samples even when it is much
-shorter than the sampling period; that read happens outside the window it measures.
+shorter than the sampling period; that read happens outside the window it measures, so it reads the
+board as it is between loads. The periodic reads keep their own schedule, which an edge's read does
+not move, and each interval is drawn between half and one and a half periods: back-to-back windows
+used to push every periodic read out, leaving only edge reads, none inside any window, and a fixed
+grid can lock onto a periodic load's phase. What a load drew is therefore told by the reads taken
+inside its windows (:meth:`Sampler.inside_mw`), not by interpolating a window shorter than the
+sampling period between the idle reads around it.
 
 Faults (docs/reliability.md): a read that raises or returns garbage is an invalid sample; a read
 that *blocks* (a hung I2C transaction) must not hang the run, so while the background thread runs,
@@ -30,6 +36,7 @@ from __future__ import annotations
 import bisect
 import collections
 import dataclasses
+import random
 import statistics
 import threading
 import time
@@ -41,6 +48,9 @@ from edgeexit.energy.reading import EnergyWindow, PowerReading
 from edgeexit.energy.windows import WindowedEnergySource
 from edgeexit.errors import MeterError, warn_stderr
 
+POLLED_METHOD = ("mean of the meter's reads inside inference windows (idle windows) so far, times each window's "
+                 "duration")
+STREAM_METHOD = "the meter's sample stream integrated over each window"
 SLOW_READ_GAP_CAP_S = 0.25  # a slow meter's reads are trusted this far from a window edge, never further
 
 
@@ -107,6 +117,7 @@ class Sampler(WindowedEnergySource):
         # A meter that integrates its own sample stream gets the windows (see the module docstring).
         stream = getattr(meter, "stream_energy", None)
         self._stream: Optional[WindowedEnergySource] = stream() if callable(stream) else None
+        self.energy_method = STREAM_METHOD if self._stream is not None else POLLED_METHOD
 
     # --- sampling ---------------------------------------------------------------------------
     def sample_once(self) -> PowerReading:
@@ -188,14 +199,19 @@ class Sampler(WindowedEnergySource):
 
     def _run(self) -> None:
         period_s = 1.0 / self.rate_hz
-        next_s = time.monotonic()
+        jitter = random.Random()
+        due_s = time.monotonic()
         while not self._stop.is_set():
+            delay_s = due_s - time.monotonic()
+            if delay_s > 0 and self._wake.wait(delay_s):  # a window edge asked for a sample now
+                self._wake.clear()
+                if not self._stop.is_set():
+                    self.sample_once()  # off the schedule: the periodic read stays due when it was
+                continue
             t0 = time.monotonic()
             self.sample_once()
             now = time.monotonic()
-            next_s, delay_s = next_sample(next_s, now, period_s, now - t0)
-            if self._wake.wait(delay_s):  # a window edge asked for a sample now
-                self._wake.clear()
+            due_s, _ = next_sample(due_s, now, period_s * jitter.uniform(0.5, 1.5), now - t0)
 
     # --- access -----------------------------------------------------------------------------
     def readings(self, t0_s: float = float("-inf"), t1_s: float = float("inf")) -> List[PowerReading]:
@@ -204,6 +220,21 @@ class Sampler(WindowedEnergySource):
             i0 = bisect.bisect_left(self._times, t0_s)
             i1 = bisect.bisect_right(self._times, t1_s)
             return list(self._readings[i0:i1])
+
+    def inside_mw(self, t0_s: float, t1_s: float) -> Optional[List[float]]:
+        """The board power (mW) of every good reading taken strictly inside ``(t0_s, t1_s)``: what a load in
+        that window drew, as far as this meter saw it. None for a streaming meter, whose windows integrate
+        its own stream."""
+        if self._stream is not None:
+            return None
+        return [float(r.total_mw) for r in self.readings(t0_s, t1_s)  # type: ignore[arg-type]
+                if r.valid and t0_s < r.t_s < t1_s]
+
+    def sample_interval_s(self) -> float:
+        """How far apart this meter's readings really are: the period, or a typical read where reads are slower."""
+        with self._lock:
+            typical = statistics.median(self._read_s) if self._read_s else 0.0
+        return max(1.0 / self.rate_hz, typical)
 
     def now_s(self) -> float:
         # a streaming meter maps its samples onto its own clock, so its windows must use that clock

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from edgeexit.energy.reading import EnergyWindow, PeriodEnergy
 from edgeexit.errors import MeterError
@@ -26,6 +26,13 @@ def energy_per_period_mj(
 
 class WindowedEnergySource(ABC):
     """Anything that can integrate power over a host-time window."""
+
+    energy_method: Optional[str] = None  # how readings become a window's energy (None: nothing measured)
+
+    def inside_mw(self, t0_s: float, t1_s: float) -> Optional[List[float]]:
+        """The power (mW) of each reading strictly inside ``(t0_s, t1_s)``, for a source that polls a meter
+        (its windows are then judged by such reads); None where a window's energy is its own integral."""
+        return None
 
     @abstractmethod
     def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:

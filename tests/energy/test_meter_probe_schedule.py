@@ -49,7 +49,9 @@ def test_the_meters_reads_are_not_inference_latency() -> None:
     out = run_samples(Runtime(bundle), make_policy("threshold", bundle), bundle.split("evaluation").take(5), probe=probe)
     lat = [r["latency_ms"] for r in out.records]
     assert max(lat) < read_s * 1e3, lat  # they were 20+ ms: the edge read before block 0 was timed
-    assert all(r["energy_mj"] is not None for r in out.records)
+    # No read landed inside an inference (the edge reads lie outside, by design): unknown, not the idle
+    # power of the reads around it, which is what these windows used to report.
+    assert all(r["energy_mj"] is None for r in out.records) and out.summary().mean_energy_mj is None
 
 
 class FakeBoard:
@@ -65,13 +67,16 @@ class FakeBoard:
     def advance(self, s: float) -> None:
         self.t[0] += s
 
-    def run(self, probe: MeterProbe, inference_s: List[float]) -> List[Dict[str, Any]]:
+    def run(self, probe: MeterProbe, inference_s: List[float], read_inside: bool = False) -> List[Dict[str, Any]]:
+        """``read_inside``: the sampler's periodic read lands inside each inference (it then lasts a read longer)."""
         done: List[Dict[str, Any]] = []
         for s in inference_s:
             probe.before_inference()
             self.starts.append(self.t[0])
             self.busy[0] = True
             self.advance(s)
+            if read_inside:
+                self.sampler.sample_once()
             self.busy[0] = False
             probe.end(None, None)  # type: ignore[arg-type]
             done += probe.hold(probe.measure(None))  # type: ignore[arg-type]
@@ -81,17 +86,33 @@ class FakeBoard:
 def test_periods_do_not_drift_and_are_metered_end_to_end() -> None:
     board = FakeBoard(read_s=0.003)
     probe = MeterProbe(board.sampler, "slow", period_ms=50.0, sleep=board.advance)
-    recs = board.run(probe, [0.002] * 6)
+    recs = board.run(probe, [0.002] * 6, read_inside=True)
     assert len(recs) == 6
     gaps = [b - a for a, b in zip(board.starts, board.starts[1:])]
     # Each period used to take 50 ms plus the idle window's closing read and the next inference's opening read.
     assert gaps == pytest.approx([0.05] * 5, abs=1e-9)
     for r in recs:
         assert r["period_actual_ms"] == pytest.approx(50.0, abs=1e-6) and r["period_overrun"] is False
-        # Contiguous windows: the whole period is metered, the reads' time included. (Every read lands
-        # outside the inference here, so the meter saw idle power only: 50 ms of it, no more, no less.)
+        # Contiguous windows: the whole period is metered, the reads' time included: the inference (2 ms and
+        # the read inside it) at the power read inside it, the rest at the idle reads (the edges among them).
+        # The inference's window used to be interpolated between the idle reads around it: 50 ms of idle.
+        assert r["energy_mj"] == pytest.approx(BUSY_MW * 0.005)
+        assert r["idle_energy_mj"] == pytest.approx(IDLE_MW * 0.045)
         assert r["energy_period_mj"] == pytest.approx(r["energy_mj"] + r["idle_energy_mj"])
-        assert r["energy_period_mj"] == pytest.approx(IDLE_MW * 0.05)
+
+
+def test_an_inference_no_read_landed_in_is_unknown_until_one_does() -> None:
+    """A polled meter reads every few ms; an inference that no read fell in is not measured by the idle reads
+    around it (they reported idle power as the inference's): unknown, until reads inside inferences give
+    the busy power, which then prices every inference by its duration."""
+    board = FakeBoard(read_s=0.003)
+    probe = MeterProbe(board.sampler, "slow", period_ms=50.0, sleep=board.advance)
+    recs = board.run(probe, [0.002] * 3)
+    assert [r["energy_mj"] for r in recs] == [None] * 3 and [r["energy_period_mj"] for r in recs] == [None] * 3
+    assert all(r["idle_energy_mj"] == pytest.approx(IDLE_MW * 0.048) for r in recs)
+    recs = board.run(probe, [0.002], read_inside=True) + board.run(probe, [0.004])
+    assert recs[0]["energy_mj"] == pytest.approx(BUSY_MW * 0.005)
+    assert recs[1]["energy_mj"] == pytest.approx(BUSY_MW * 0.004)  # no read inside: the busy power so far
 
 
 def test_the_probe_tells_the_planner_how_long_its_reads_take() -> None:
@@ -152,7 +173,9 @@ def test_a_metered_periodic_run_reports_the_periods_it_really_took() -> None:
     assert [r["period_actual_ms"] for r in out.records] == pytest.approx([40.0] * 4)
     extra = out.summary().extra
     assert extra["mean_period_actual_ms"] == pytest.approx(40.0) and extra["period_overrun_rate"] == 0.0
-    assert extra["mean_energy_period_mj"] == pytest.approx(IDLE_MW * 0.04)
+    # no read fell inside an inference: no inference's energy is known, so neither is a period's
+    assert extra["mean_energy_period_mj"] is None and extra["energy_known"] == 0
+    assert all(r["idle_energy_mj"] is not None for r in out.records)
 
 
 def test_a_streaming_meter_keeps_enough_for_the_period_within_its_memory_bound() -> None:
@@ -225,7 +248,7 @@ def test_the_held_record_is_written_when_the_run_ends_early() -> None:
     assert [r["index"] for r in writer.records] == [0, 1, 2]
     assert all(r["period_actual_ms"] == pytest.approx(20.0) for r in writer.records[:2])
     last = writer.records[-1]
-    assert last["interrupted"] is True and last["energy_period_mj"] is None and last["energy_mj"] is not None
+    assert last["interrupted"] is True and last["energy_period_mj"] is None and last["idle_energy_mj"] is None
 
 
 @pytest.mark.backend

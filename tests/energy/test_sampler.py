@@ -229,3 +229,23 @@ def test_a_window_edge_waits_for_a_read_begun_after_it(tmp_path: Path) -> None:
             if not after:
                 late.append(i)
     assert late == [] and sampler.stalls == 0
+
+
+def test_edge_reads_do_not_push_the_periodic_reads_out_of_back_to_back_windows(tmp_path: Path) -> None:
+    """Each edge read used to take the place of the next periodic one: windows back to back (a run without a
+    period, 2.5 ms inferences at 200 Hz) left only edge reads, all outside the windows, so no read ever saw a
+    load. The periodic reads now keep their own (jittered) schedule and land inside the windows."""
+    make_nano(tmp_path)
+    meter = Ina3221Meter(tmp_path, NANO_POWER)
+    windows = []
+    with Sampler(meter, rate_hz=200.0) as sampler:
+        end = time.monotonic() + 0.5
+        n = 0
+        while time.monotonic() < end:
+            key = "w{}".format(n)
+            t0 = sampler.begin_window(key)
+            time.sleep(0.0025)
+            windows.append((t0, sampler.end_window(key).t1_s))
+            n += 1
+        inside = sum(len(sampler.inside_mw(a, b) or []) for a, b in windows)
+    assert inside >= 10, (inside, len(windows))  # about 100 periodic reads in 0.5 s; 0 before
