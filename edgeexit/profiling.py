@@ -8,10 +8,14 @@ the open board session's DVFS controller and fills the ``edgeexit-profile/1`` fo
   operating point the simulated kernel reports after pinning; the host clock is never used.
 * Real board: each segment's ``invoke()`` is timed on the host (median of ``repeats``). With a
   power meter (a running :class:`~edgeexit.energy.sampler.Sampler`) the segment is invoked in a
-  loop inside one meter window lasting at least ``energy_window_s``; energy per segment is the
-  window's mean power times the segment's median invoke time, busy power is the mean power over all
-  segment windows at that OPP, and idle power is the mean power over a ``idle_window_s`` sleep
-  at that OPP. Without a meter the energy fields are null and a note says so.
+  loop inside one meter window lasting at least ``energy_window_s`` and at least ``INSIDE_READS``
+  of the meter's read intervals; the window's power is the mean of the meter's reads taken inside
+  it (a polled meter's edge reads are taken between loads: interpolating between them put 12-14% of
+  the busy power, and on a slow Pi 5 PMIC all of it, at idle), and a window with fewer than
+  ``MIN_INSIDE_READS`` good reads inside is measured again, then left null. Energy per segment is that
+  power times the segment's median invoke time, busy power is the time-weighted mean over all segment
+  windows at that OPP, and idle power is the mean over a ``idle_window_s`` sleep at that OPP, taken
+  before the segments there. Without a meter the energy fields are null and a note says so.
 
 The demo runtime runs every segment on the CPU (no GPU delegate), so GPU DVFS cannot change a
 segment's latency or energy: the GPU's table is recorded, not swept, and the profile says why.
@@ -46,6 +50,19 @@ Progress = Callable[[int], None]
 # A window is measured again when it has no valid samples (the sampler thread starved by the invoke loop, a
 # transient read error): one bad window would otherwise null the profile's whole power columns.
 WINDOW_ATTEMPTS = 3
+INSIDE_READS = 10  # a segment's loop lasts at least this many of the meter's read intervals
+MIN_INSIDE_READS = 3  # good reads inside a window for its power to count
+
+
+def window_power_mw(sampler: Any, w: Any) -> Optional[float]:
+    """Mean power over window ``w``: of a polled meter's good reads inside it (None with fewer than
+    MIN_INSIDE_READS), or a streaming meter's own integral; None for a window the meter could not cover."""
+    if not w.valid:
+        return None
+    inside = sampler.inside_mw(w.t0_s, w.t1_s)
+    if inside is None:
+        return float(w.mean_power_mw)
+    return statistics.mean(inside) if len(inside) >= MIN_INSIDE_READS else None
 
 
 def segment_inputs(runtime: Any, sample_q: np.ndarray) -> Dict[str, np.ndarray]:
@@ -222,6 +239,19 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
         effective.append(ctl.set_cpu_khz(f))
         time.sleep(settle_s)  # let the governor's write land before timing
         busy_e = busy_t = 0.0
+        if sampler is not None:
+            # idle first: the segments' heat would otherwise read as idle power
+            power = None
+            for attempt in range(WINDOW_ATTEMPTS):
+                key = "profile-idle-{}-{}".format(f, attempt)
+                sampler.begin_window(key)
+                time.sleep(max(idle_window_s, INSIDE_READS * sampler.sample_interval_s()))
+                power = window_power_mw(sampler, sampler.end_window(key))
+                if power is not None:
+                    break
+            idle.append(None if power is None else round(power, 6))
+            if power is None:
+                invalid.append((f, "idle"))
         for s in segs:
             label = s.spec.label
             if sampler is not None:
@@ -229,16 +259,18 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
                     key = "profile-{}-{}-{}".format(f, label, attempt)
                     _warm_up(s, inputs[label])  # outside the window: it is not one of the timed invokes
                     sampler.begin_window(key)
-                    times = _time_loop(s, inputs[label], repeats, energy_window_s, warm_up=False)
+                    loop_s = max(energy_window_s, INSIDE_READS * sampler.sample_interval_s())
+                    times = _time_loop(s, inputs[label], repeats, loop_s, warm_up=False)
                     w = sampler.end_window(key)
-                    if w.valid:
+                    power = window_power_mw(sampler, w)
+                    if power is not None:
                         break
-                if w.valid:
+                if power is not None:
                     # Mean power while looping, times the median invoke (the latency column): the window also
                     # holds each pass's set_tensor and timer reads, as long as a small head's invoke itself,
                     # so dividing its energy by the invokes overstated a segment's energy up to 2.8x.
-                    energy[label].append(round(w.mean_power_mw * statistics.median(times) / 1e9, 9))
-                    busy_e += w.energy_mj
+                    energy[label].append(round(power * statistics.median(times) / 1e9, 9))
+                    busy_e += power * w.duration_s
                     busy_t += w.duration_s
                 else:
                     energy[label].append(None)
@@ -250,15 +282,6 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
                 on_progress(1)
         if sampler is not None:
             busy.append(round(busy_e / busy_t, 6) if busy_t > 0 else None)
-            for attempt in range(WINDOW_ATTEMPTS):
-                sampler.begin_window("profile-idle-{}-{}".format(f, attempt))
-                time.sleep(idle_window_s)
-                w = sampler.end_window("profile-idle-{}-{}".format(f, attempt))
-                if w.valid:
-                    break
-            idle.append(round(w.mean_power_mw, 6) if w.valid else None)
-            if not w.valid:
-                invalid.append((f, "idle"))
     out: Dict[str, Any] = {"latency_source": "host", "repeats": repeats}
     if sampler is None:
         notes.append("no power meter: energy_mj, busy_power_mw and idle_power_mw are null (latency only); "
@@ -278,15 +301,16 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
                                          "energy_mj": None if any(v is None for v in e) else e}
     if invalid or any(v is None for v in busy + idle):
         # A partly measured power column would mislead the planner: drop the columns, keep latency.
-        notes.append("the meter gave no valid samples for {} window(s) in {} attempts each (first: {} kHz {}); "
-                     "busy/idle power left null".format(len(invalid), WINDOW_ATTEMPTS, invalid[0][0] if invalid else "?",
+        notes.append("the meter gave fewer than {} good reads inside {} window(s) in {} attempts each (first: {} kHz {}); "
+                     "busy/idle power left null".format(MIN_INSIDE_READS, len(invalid), WINDOW_ATTEMPTS, invalid[0][0] if invalid else "?",
                                                          invalid[0][1] if invalid else "?"))
         out.update({"busy_power_mw": None, "idle_power_mw": None})
     else:
         out.update({"busy_power_mw": busy, "idle_power_mw": idle})
-    notes.append("energy per segment: the meter's mean power over a loop of invokes lasting >= {:.0f} ms, times "
-                 "the median invoke; idle power: mean over a {:.0f} ms sleep at each OPP".format(
-                     energy_window_s * 1e3, idle_window_s * 1e3))
+    notes.append("energy per segment: the mean of the meter's reads inside a loop of invokes lasting >= {:.0f} ms "
+                 "(and >= {} read intervals), times the median invoke; idle power: the mean of its reads inside a "
+                 ">= {:.0f} ms sleep at each OPP, before its segments".format(
+                     energy_window_s * 1e3, INSIDE_READS, idle_window_s * 1e3))
     return out
 
 

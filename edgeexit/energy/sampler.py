@@ -107,6 +107,7 @@ class Sampler(WindowedEnergySource):
         self._wake = threading.Event()
         self._readings: List[PowerReading] = []
         self._times: List[float] = []
+        self._spans: List[Tuple[float, float]] = []  # when each reading's read began and ended
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._read_s: Deque[float] = collections.deque(maxlen=32)  # durations of recent good reads
@@ -146,11 +147,13 @@ class Sampler(WindowedEnergySource):
             i = bisect.bisect_right(self._times, t_s)
             self._times.insert(i, t_s)
             self._readings.insert(i, reading)
+            self._spans.insert(i, (t_before, t_after))
             cutoff = t_s - self.history_s
             drop = bisect.bisect_left(self._times, cutoff)
             if drop:
                 del self._times[:drop]
                 del self._readings[:drop]
+                del self._spans[:drop]
         return reading
 
     def _note_read_time(self, read_s: float) -> None:
@@ -222,13 +225,17 @@ class Sampler(WindowedEnergySource):
             return list(self._readings[i0:i1])
 
     def inside_mw(self, t0_s: float, t1_s: float) -> Optional[List[float]]:
-        """The board power (mW) of every good reading taken strictly inside ``(t0_s, t1_s)``: what a load in
-        that window drew, as far as this meter saw it. None for a streaming meter, whose windows integrate
-        its own stream."""
+        """The board power (mW) of every good reading whose read began and ended within ``[t0_s, t1_s]``: what
+        a load in that window drew, as far as this meter saw it (a read begun before the load, and slowed by
+        it, is stamped inside but may have read the sensor before). None for a streaming meter, whose windows
+        integrate its own stream."""
         if self._stream is not None:
             return None
-        return [float(r.total_mw) for r in self.readings(t0_s, t1_s)  # type: ignore[arg-type]
-                if r.valid and t0_s < r.t_s < t1_s]
+        with self._lock:
+            i0 = bisect.bisect_left(self._times, t0_s)
+            i1 = bisect.bisect_right(self._times, t1_s)
+            picked = zip(self._readings[i0:i1], self._spans[i0:i1])
+            return [float(r.total_mw) for r, (a, b) in picked if r.valid and t0_s <= a and b <= t1_s]  # type: ignore[arg-type]
 
     def sample_interval_s(self) -> float:
         """How far apart this meter's readings really are: the period, or a typical read where reads are slower."""
