@@ -110,7 +110,7 @@ class MeterProbe(BoardProbe):
         self._start_s: Optional[float] = None  # when the current one was due (or was asked for, when late)
         self._late = False  # the current inference was asked for late: the period before it overran
         # (start, inference window, its energy) of the held record's period
-        self._prev: Optional[Tuple[float, EnergyWindow, Optional[float]]] = None
+        self._prev: Optional[Tuple[float, float, Optional[float]]] = None
         self._held: Optional[Dict[str, Any]] = None  # the record whose period is still open
         self._done: Optional[Dict[str, Any]] = None  # period fields of the held record, once its period closed
         self.last: Dict[str, Any] = {}
@@ -118,6 +118,11 @@ class MeterProbe(BoardProbe):
         self._begin_read_ms = 0.0
         self._busy = [0.0, 0]  # sum (mW) and count of the reads inside inference windows so far
         self._idle = [0.0, 0]  # and inside idle windows
+        # Closed windows whose reads may still be arriving: (start, end, the sums they count in). A read is
+        # stored once it ends, after a short window has closed: it is counted then, by its midpoint.
+        self._open: Deque[Tuple[float, float, List[float]]] = deque()
+        self._mark = float("-inf")  # reads stamped up to here are counted
+        self._last_good_s: Optional[float] = None  # the newest good read counted
         self.energy_method = sampler.energy_method
 
     def before_inference(self) -> None:
@@ -140,37 +145,75 @@ class MeterProbe(BoardProbe):
 
     def end(self, result: InferenceResult, state: SampleState) -> None:
         t_end = self.sampler.now_s()
-        w = self.sampler.end_window("inference-{}".format(self._n))
+        key = "inference-{}".format(self._n)
+        if self.sampler.polled:  # judged by the reads inside windows (_mean_mj), not integrated here
+            t0, t1 = self.sampler.close_window(key)
+            stream = None
+        else:
+            stream = self.sampler.end_window(key)
+            t0, t1 = stream.t0_s, stream.t1_s
         self._read_ms.append(self._begin_read_ms + (self.sampler.now_s() - t_end) * 1e3)
+        idle = self.period_ms is not None and self._prev is not None
+        if self.sampler.polled:  # both windows known before any read is counted into them, in time order
+            if idle:
+                self._open.append((self._prev[1], self._t0, self._idle))  # type: ignore[index]
+            self._open.append((t0, t1, self._busy))
+            self._count_reads()
+        if idle:  # the previous period ended where this inference's window began
+            self._done = self._period_fields(self._prev, self._t0, self._late, counted=True)  # type: ignore[arg-type]
         # A window the meter could not cover is "energy unknown", never a guess.
-        energy = self._window_mj(self._busy, w)
-        rec: Dict[str, Any] = {"energy_mj": None if energy is None else round(energy, 6), "energy_samples": w.n_samples}
+        energy = self._window_mj(self._busy, t0, t1, stream)
+        rec: Dict[str, Any] = {"energy_mj": None if energy is None else round(energy, 6),
+                               "energy_samples": len(self.sampler.valid_mw(t0, t1)) if stream is None else stream.n_samples}
         if self.period_ms is not None:
-            period_s = self.period_ms / 1e3
-            if self._prev is not None:  # the previous period ended where this inference's window began
-                self._done = self._period_fields(self._prev, self._t0, self._late)
-            self._prev = (self._t0, w, energy)
+            self._prev = (self._t0, t1, energy)
             rec["period_ms"] = self.period_ms
-            self._due_s = self._start_s + period_s  # type: ignore[operator]
+            self._due_s = self._start_s + self.period_ms / 1e3  # type: ignore[operator]
         self.last = rec
 
-    def _window_mj(self, acc: List[float], w: EnergyWindow) -> Optional[float]:
-        """Energy over window ``w``: a stream's own integral, or a polled meter's mean power inside windows of
-        this kind so far (``acc``, which the reads inside ``w`` join) times its duration; None if unknown."""
-        if not w.valid:
+    def _window_mj(self, acc: List[float], t0_s: float, t1_s: float, stream: Optional[EnergyWindow]) -> Optional[float]:
+        """Energy over ``[t0_s, t1_s]``: a stream's own integral (``stream``), or a polled meter's mean power inside
+        windows of this kind so far (``acc``, which the reads inside this one join as they arrive) times its
+        duration; None if unknown, or where the meter has had no good read for a while (an outage)."""
+        if stream is not None or not self.sampler.polled:
+            window = stream if stream is not None else self.sampler.energy_mj(t0_s, t1_s)
+            return window.energy_mj if window.valid else None
+        limit_s = max(4.0 * self.sampler.sample_interval_s(), self.sampler.gap_s())
+        alive = self._last_good_s is not None and t1_s - self._last_good_s <= limit_s
+        if self.sampler.latest_s() is not None:  # nothing read yet is no outage
+            self.sampler.note_window(alive)
+        if not alive:
             return None
-        inside = self.sampler.inside_mw(w.t0_s, w.t1_s)
-        if inside is None:
-            return w.energy_mj
-        acc[0] += sum(inside)
-        acc[1] += len(inside)
-        return acc[0] / acc[1] * (w.t1_s - w.t0_s) if acc[1] else None
+        return acc[0] / acc[1] * (t1_s - t0_s) if acc[1] else None
 
-    def _period_fields(self, prev: Tuple[float, EnergyWindow, Optional[float]], next_start_s: float,
-                       overrun: bool) -> Dict[str, Any]:
-        """The held record's idle and period energy: idle from its inference window's end to ``next_start_s``."""
-        t0, w, energy = prev
-        idle = self._window_mj(self._idle, self.sampler.energy_mj(w.t1_s, next_start_s))
+    def _count_reads(self) -> None:
+        """Add each read stored since the last call to the sums of the window its midpoint lies in. Reads end in
+        the order they are stamped (one thread reads), so every read stamped before the newest one is stored:
+        none is lost to a window judged while it was still reading, which skipped every window's last
+        half-read (and, waited for, locked the reads to the windows' phase). A read in no window (between
+        back-to-back inferences) counts nowhere."""
+        newest = self.sampler.latest_s()
+        if newest is None or newest <= self._mark:
+            return
+        for t, mw in self.sampler.valid_mw(self._mark, newest):
+            self._last_good_s = t
+            while self._open and self._open[0][1] < t:
+                self._open.popleft()
+            if self._open and self._open[0][0] < t < self._open[0][1]:
+                acc = self._open[0][2]
+                acc[0] += mw
+                acc[1] += 1
+        self._mark = newest
+
+    def _period_fields(self, prev: Tuple[float, float, Optional[float]], next_start_s: float,
+                       overrun: bool, counted: bool = False) -> Dict[str, Any]:
+        """The held record's idle and period energy: idle from its inference window's end to ``next_start_s``
+        (``counted``: that idle window's reads are already being counted)."""
+        t0, t1, energy = prev
+        if self.sampler.polled and not counted:
+            self._open.append((t1, next_start_s, self._idle))
+            self._count_reads()
+        idle = self._window_mj(self._idle, t1, next_start_s, None)
         return {
             "idle_energy_mj": None if idle is None else round(idle, 6),
             "energy_period_mj": round(energy + idle, 6) if (energy is not None and idle is not None) else None,
@@ -303,7 +346,8 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
         if warn is not None:
             warn("{} Energy is not reported for this run.".format(err.message))
         return unmetered()
-    sampler = Sampler(m, rate_hz=rate_hz, history_s=history_s).start()
+    # No reads of its own at window edges: the periodic reads must be free to fall inside short inferences.
+    sampler = Sampler(m, rate_hz=rate_hz, history_s=history_s, edge_reads=False).start()
     return BoardRun(session, MeterProbe(sampler, m.source, period_ms=period_ms), None, sampler)
 
 

@@ -137,7 +137,8 @@ class RunOutcome:
         extra: Dict[str, Any] = {}
         periods = [r.get("energy_period_mj") for r in recs]
         known_periods = [p for p in periods if p is not None]
-        if recs and recs[0].get("period_ms") is not None:
+        metered = probe is not None and probe.energy_method is not None
+        if recs and recs[0].get("period_ms") is not None and (known_periods or metered):
             # over the periods whose energy is known, as mean_energy_mj (a polled meter knows none before its
             # first read inside an inference; a window it could not cover is unknown)
             extra["mean_energy_period_mj"] = float(np.mean(known_periods)) if known_periods else None
@@ -146,10 +147,10 @@ class RunOutcome:
         if recs and all(a is not None for a in actual):  # metered periods: what the schedule really gave
             extra["mean_period_actual_ms"] = float(np.mean(actual))
             extra["period_overrun_rate"] = float(np.mean([bool(r.get("period_overrun")) for r in recs]))
-        if probe is not None and probe.energy_method is not None:
+        if metered:
             extra["energy_method"] = probe.energy_method
-        if probe is not None and probe.energy_source is not None and len(known) < len(recs):
-            extra["energy_known"] = len(known)  # the means are over these records only
+            if len(known) < len(recs):
+                extra["energy_known"] = len(known)  # the means are over these records only
         if self.deadline_ms is not None:
             extra["deadline_ms"] = self.deadline_ms
             extra["deadline_miss_rate"] = float(np.mean([r["deadline_missed"] for r in recs])) if recs else None

@@ -70,6 +70,18 @@ def arms_table(res: Dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def known_note(res: Dict[str, Any]) -> List[str]:
+    """A line naming the arms whose energy is known for only some inferences (a polled meter prices them once one
+    of its reads has fallen inside an inference), or nothing."""
+    part = ["{} {} of {}".format(arm, s["energy_known"], res["n_samples"])
+            for arm, s in ((a, res["arms"][a]) for a in in_arm_order(res["arms"])) if s.get("energy_known") is not None]
+    if not part:
+        return []
+    return ["**Energy known** for only some inferences: {}. A polled meter reads every few ms; an inference's "
+            "energy is known once one of its reads has fallen inside an inference, and the means are over those "
+            "inferences.".format("; ".join(part)), ""]
+
+
 def overrun_note(res: Dict[str, Any]) -> List[str]:
     """A paragraph naming the arms whose periods ran over (an inference, with the meter's reads on a board, longer
     than the period), or nothing: their energy per period covers periods longer than the nominal one."""
@@ -146,7 +158,7 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         "",
         arms_table(res),
         "",
-    ] + overrun_note(res)
+    ] + overrun_note(res) + known_note(res)
     d = res["derived"]
     lines += ["## Savings", "", "A saving is positive where the arm spends less than the arm it is compared with, negative where "
               "it spends more; MACs over oracle: how many more MACs the arm runs than the oracle.", "",

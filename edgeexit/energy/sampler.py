@@ -84,6 +84,7 @@ class Sampler(WindowedEnergySource):
         sync_edges: bool = True,
         read_timeout_s: Optional[float] = None,
         warn: Optional[Callable[[str], None]] = None,
+        edge_reads: bool = True,
     ) -> None:
         if not rate_hz > 0:
             raise MeterError(f"Sampler rate_hz must be > 0, got {rate_hz!r}.")
@@ -93,6 +94,11 @@ class Sampler(WindowedEnergySource):
         self.history_s = float(history_s)
         self.max_gap_s = float(max_gap_s) if max_gap_s is not None else 2.0 / self.rate_hz
         self.sync_edges = sync_edges
+        # False (while the thread samples): no read at a window's edges. An edge read keeps the thread reading
+        # just before or after every window (back to back, each closing read opens the next one), so no periodic
+        # read could fall in a window's first half-read: loads shorter than that went unseen, longer ones were
+        # sampled short of their start. Nor is the read under way waited for: that locks the reads' phase.
+        self.edge_reads = edge_reads
         # a sensor read slower than this at a window edge counts as stalled (default: 5 periods, >= 0.25 s)
         self.read_timeout_s = float(read_timeout_s) if read_timeout_s is not None else max(0.25, 5.0 / self.rate_hz)
         self.warn = warn or warn_stderr
@@ -119,6 +125,7 @@ class Sampler(WindowedEnergySource):
         stream = getattr(meter, "stream_energy", None)
         self._stream: Optional[WindowedEnergySource] = stream() if callable(stream) else None
         self.energy_method = STREAM_METHOD if self._stream is not None else POLLED_METHOD
+        self.polled = self._stream is None
 
     # --- sampling ---------------------------------------------------------------------------
     def sample_once(self) -> PowerReading:
@@ -210,6 +217,11 @@ class Sampler(WindowedEnergySource):
                 self._wake.clear()
                 if not self._stop.is_set():
                     self.sample_once()  # off the schedule: the periodic read stays due when it was
+                    now = time.monotonic()
+                    if due_s < now:
+                        # fell due during the edge's read: drawn afresh, not fired at once, which would put it
+                        # at the same place in every window (just after a window's opening read)
+                        due_s = now + period_s * jitter.uniform(0.0, 1.0)
                 continue
             t0 = time.monotonic()
             self.sample_once()
@@ -224,18 +236,36 @@ class Sampler(WindowedEnergySource):
             i1 = bisect.bisect_right(self._times, t1_s)
             return list(self._readings[i0:i1])
 
-    def inside_mw(self, t0_s: float, t1_s: float) -> Optional[List[float]]:
-        """The board power (mW) of every good reading whose read began and ended within ``[t0_s, t1_s]``: what
-        a load in that window drew, as far as this meter saw it (a read begun before the load, and slowed by
-        it, is stamped inside but may have read the sensor before). None for a streaming meter, whose windows
-        integrate its own stream."""
+    def latest_s(self) -> Optional[float]:
+        """When the newest stored reading was taken (None before the first)."""
+        with self._lock:
+            return self._times[-1] if self._times else None
+
+    def valid_mw(self, after_s: float, upto_s: float) -> List[Tuple[float, float]]:
+        """(time, board power mW) of each good reading stamped in ``(after_s, upto_s]``."""
+        with self._lock:
+            i0 = bisect.bisect_right(self._times, after_s)
+            i1 = bisect.bisect_right(self._times, upto_s)
+            return [(t, float(r.total_mw)) for t, r in zip(self._times[i0:i1], self._readings[i0:i1])  # type: ignore[arg-type]
+                    if r.valid]
+
+    def inside_mw(self, t0_s: float, t1_s: float, whole: bool = False) -> Optional[List[float]]:
+        """The board power (mW) of every good reading stamped (at its read's midpoint) inside ``(t0_s, t1_s)``:
+        what a load in that window drew, as far as this meter saw it. Midpoints fall uniformly in time when
+        nothing else keeps the sampler reading, so windows of every length are sampled alike; an INA3221 read
+        (~3 ms) is longer than many inferences. ``whole``: only reads begun and ended within ``[t0_s, t1_s]``,
+        for windows many reads long (a read begun before the load and slowed by it is stamped inside but may
+        have read the sensor before). None for a streaming meter, whose windows integrate its own stream."""
         if self._stream is not None:
             return None
         with self._lock:
             i0 = bisect.bisect_left(self._times, t0_s)
             i1 = bisect.bisect_right(self._times, t1_s)
-            picked = zip(self._readings[i0:i1], self._spans[i0:i1])
-            return [float(r.total_mw) for r, (a, b) in picked if r.valid and t0_s <= a and b <= t1_s]  # type: ignore[arg-type]
+            picked = list(zip(self._readings[i0:i1], self._times[i0:i1], self._spans[i0:i1]))
+        if whole:
+            return [float(r.total_mw) for r, _, (a, b) in picked  # type: ignore[arg-type]
+                    if r.valid and t0_s <= a and b <= t1_s]
+        return [float(r.total_mw) for r, t, _ in picked if r.valid and t0_s < t < t1_s]  # type: ignore[arg-type]
 
     def sample_interval_s(self) -> float:
         """How far apart this meter's readings really are: the period, or a typical read where reads are slower."""
@@ -254,6 +284,8 @@ class Sampler(WindowedEnergySource):
         if thread is None or not thread.is_alive():
             self.sample_once()  # no background thread (tests with a fake clock): read here
             return
+        if not self.edge_reads:
+            return
         # Let the sampler thread read, so a read that blocks stalls that thread, never the run.
         with self._sampled:
             # Reads are serial (one thread): the first begun after now is number _started + 1. At a window's
@@ -266,7 +298,7 @@ class Sampler(WindowedEnergySource):
             self.stalls += 1
             self.last_error = TimeoutError("power sensor read took longer than {:.2f} s".format(self.read_timeout_s))
 
-    def _note_window(self, valid: bool) -> None:
+    def note_window(self, valid: bool) -> None:
         """Warn once at the start of each run of invalid windows (then stay quiet until one is valid)."""
         if valid:
             self._in_invalid_run = False
@@ -288,7 +320,7 @@ class Sampler(WindowedEnergySource):
             raise MeterError(f"Window end {t1_s} s is before its start {t0_s} s.")
         if self._stream is not None:
             window = self._stream.energy_mj(t0_s, t1_s)
-            self._note_window(window.valid)
+            self.note_window(window.valid)
             return window
         gap_s = self.gap_s()
         near = [r for r in self.readings(t0_s - gap_s, t1_s + gap_s) if r.valid]
@@ -300,9 +332,9 @@ class Sampler(WindowedEnergySource):
         # interpolation only where no instant of the window lies further than gap_s from a good one.
         if (not near or near[0].t_s > t0_s + gap_s or near[-1].t_s < t1_s - gap_s
                 or _outage_inside(near, t0_s, t1_s, gap_s)):
-            self._note_window(False)
+            self.note_window(False)
             return invalid
-        self._note_window(True)
+        self.note_window(True)
         # The knots used are the near samples plus the closest valid one beyond each side, so an
         # interior gap (dropped reads) is bridged by interpolation, never by zeros.
         ts = [r.t_s for r in near]

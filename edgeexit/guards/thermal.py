@@ -19,7 +19,7 @@ import numbers
 import re
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from edgeexit.boards.config import BoardConfig, ThermalZone
 from edgeexit.boards.sysfs import Sysfs
@@ -54,7 +54,7 @@ def zone_paths(board: BoardConfig, sysfs: Sysfs) -> List[Optional[str]]:
     if not types:
         return [z.relpath for z in board.thermal_zones]
     out = []  # type: List[Optional[str]]
-    taken = set()  # type: Set[str]
+    taken: Set[str] = set()
     for z in board.thermal_zones:
         want = z.type.lower()
         first = "thermal_zone{}".format(z.index)  # where the config expects it

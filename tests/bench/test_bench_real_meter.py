@@ -1,6 +1,7 @@
 """`edgeexit bench` on a real board whose power meter is slow to read: the Raspberry Pi 5's PMIC, where each
 read forks `vcgencmd` (here a stand-in on PATH that answers as the real one does, a little late). The
-default period leaves room for the meter's reads beside the deadline; a report whose periods ran over says so.
+meter's reads stay on the sampler's thread, out of the periods (the report's overrun note is tested on the
+simulated Nano, tests/bench/test_bench.py).
 
 A "real" board is a `sim init` tree without the simulator's marker: plain files that edgeexit treats as sysfs.
 """
@@ -47,20 +48,13 @@ def _bench(tree: Path, out: Path, *extra: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def test_the_default_period_holds_a_slow_meters_reads(pi5: Path, tmp_path: Path) -> None:
-    """The default period was the deadline alone: the PMIC's two forked reads (12.5 ms on one host) then
-    overran every period of a 1.4 ms deadline, and every arm's energy per period was its real period's."""
+def test_a_slow_meters_reads_stay_out_of_the_periods(pi5: Path, tmp_path: Path) -> None:
+    """The PMIC's forked reads (12.5 ms a pair on one host) used to be taken at every window's edges, on the run's
+    own thread: periods had to hold them, and their default grew by that much. Runs now leave every read to the
+    sampler's thread, at its own pace, so a period holds the inference alone, and none runs over."""
     res = _bench(pi5, tmp_path / "out")
-    assert res["meter_read_ms"] >= 2 * READ_S * 1e3
-    assert res["period_ms"] >= res["deadline_ms"] + res["meter_read_ms"]
+    assert not res["meter_read_ms"] or res["meter_read_ms"] < READ_S * 1e3, res["meter_read_ms"]
+    assert res["period_ms"] <= res["deadline_ms"] + 1.0  # room for the bookkeeping, not for reads (2 x 5 ms and more)
     overran = {arm: s["period_overrun_rate"] for arm, s in res["arms"].items()}
-    assert max(overran.values()) < 0.5, overran  # a fork slower than the five timed ones may still run over (1.0 before)
-    report = (tmp_path / "out" / "report.md").read_text()
-    assert "the power meter's two reads per period took up to" in report
+    assert max(overran.values()) < 0.5, overran
 
-
-def test_a_report_says_when_periods_ran_over(pi5: Path, tmp_path: Path) -> None:
-    res = _bench(pi5, tmp_path / "out", "--deadline-ms", "2", "--period-ms", "2")
-    assert min(s["period_overrun_rate"] for s in res["arms"].values()) > 0.5
-    report = (tmp_path / "out" / "report.md").read_text()
-    assert "**Periods ran over** the nominal 2.0 ms" in report and "--period-ms" in report

@@ -29,11 +29,16 @@ def test_periodic_run_meters_idle_and_restores(tmp_path: Path):
     before = _snapshot(root)
     out = tmp_path / "r.jsonl"
     s = json_out(edgeexit("run", "--board", "jetson-nano", "--sysfs-root", str(root), "--policy", "predictive",
-                          "--deadline-ms", "5", "--period-ms", "10", "--limit", "8", "--output", str(out), "--json"))
+                          "--deadline-ms", "5", "--period-ms", "10", "--limit", "40", "--output", str(out),
+                          "--json"))
     assert s["simulated"] is False and s["latency_source"] == "host"
-    assert s["energy_source"].startswith("INA3221 6-0040") and "reads inside inference windows" in s["energy_method"]
+    assert s["energy_source"].startswith("INA3221 6-0040")
     recs = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(recs) == 8
+    assert len(recs) == 40
+    # a host inference here is a tenth of a ms, mostly Python holding the lock the sampler's thread needs: its
+    # reads rarely fall inside one, so how many are priced is reported (tests/energy prices them exactly)
+    assert "reads inside inference windows" in s["energy_method"]
+    assert s.get("energy_known", len(recs)) == sum(r["energy_mj"] is not None for r in recs)
     for r in recs:
         # the tree's static 5 V input reading is metered over every idle gap; an inference of well under a ms is
         # known once a 200 Hz read has landed inside one, and its period with it

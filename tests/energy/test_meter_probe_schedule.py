@@ -269,3 +269,39 @@ def test_a_periodic_run_without_a_meter_keeps_its_period(tmp_path: Path, meter: 
     assert time.monotonic() - t0 > 0.6 - 0.15  # four periods, the last one idled to its end
     assert out["mean_period_actual_ms"] == pytest.approx(150.0, abs=15.0)
     assert out["mean_energy_mj"] is None and out["simulated"] is False
+
+
+def test_a_sampler_thread_prices_inferences_shorter_than_its_reads() -> None:
+    """A real sampler thread (3 ms reads, as an INA3221's I2C reads, at 200 Hz) and 1 ms inferences every 10 ms:
+    reads taken at the windows' edges kept the thread busy just before each inference, so none could fall
+    inside one and no inference was priced (or, interpolated, each was priced at idle power)."""
+    load = [False]
+
+    class ThreeMs(PowerMeter):
+        name = source = "3 ms reads"
+
+        def read(self) -> PowerReading:
+            t = self.clock()
+            time.sleep(0.0015)
+            p = BUSY_MW if load[0] else IDLE_MW  # the value is the read's midpoint's
+            time.sleep(0.0015)
+            return PowerReading(self._stamp(t), {"IN": p}, p, "input rail")
+
+    sampler = Sampler(ThreeMs(), rate_hz=200.0, edge_reads=False).start()  # as make_probe builds it
+    try:
+        probe = MeterProbe(sampler, "3 ms reads", period_ms=10.0)
+        recs: List[Dict[str, Any]] = []
+        for _ in range(150):
+            probe.before_inference()
+            load[0] = True
+            time.sleep(0.001)
+            load[0] = False
+            probe.end(None, None)  # type: ignore[arg-type]
+            recs += probe.hold(probe.measure(None))  # type: ignore[arg-type]
+        recs += probe.flush()
+    finally:
+        sampler.stop()
+    assert sum(r["energy_mj"] is not None for r in recs) >= 0.8 * len(recs)
+    assert probe._busy[1] >= 8  # reads fell inside inferences: about one period in six
+    assert probe._busy[0] / probe._busy[1] == pytest.approx(BUSY_MW, rel=0.1)
+    assert probe._idle[0] / probe._idle[1] == pytest.approx(IDLE_MW, rel=0.1)
