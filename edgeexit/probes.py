@@ -67,9 +67,10 @@ class ClockOnly(WindowedEnergySource):
 class MeterProbe(BoardProbe):
     """Energy per inference from a sampled power meter; latency from the host clock.
 
-    The meter's edge reads happen outside the latency: the one before an inference in
-    :meth:`before_inference`, before the runtime's clock starts (an INA3221 read is six I2C file reads,
-    a Pi 5 PMIC read forks vcgencmd), the one after it once the runtime has stopped its clock.
+    The window edges lie outside the latency: the one before an inference in :meth:`before_inference`,
+    before the runtime's clock starts, the one after it once the runtime has stopped its clock. A sampler
+    that reads at its edges (an INA3221 read is six I2C file reads, a Pi 5 PMIC read forks vcgencmd) reads
+    there; the one :func:`make_probe` builds reads only on its own schedule.
 
     With a period, inference is periodic for real, on a fixed schedule: inference k starts at
     t_0 + k * period (or at once, when the one before overran), and the probe idles until then in
@@ -239,7 +240,7 @@ class MeterProbe(BoardProbe):
             key = "read-time-{}".format(i)
             t = self.sampler.now_s()
             self.sampler.begin_window(key)
-            self.sampler.end_window(key)
+            self.sampler.close_window(key)  # timed, not measured: no window warning before the run
             worst = max(worst, (self.sampler.now_s() - t) * 1e3)
         return worst
 

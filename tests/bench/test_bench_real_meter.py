@@ -45,6 +45,7 @@ def _bench(tree: Path, out: Path, *extra: str) -> dict:
     p = edgeexit("bench", "--board", "raspberry-pi-5", "--sysfs-root", str(tree), "--limit", "20", "--policies",
                  "threshold", "--no-sweep", "--no-sensitivity", "--out", str(out), *extra, timeout=600)
     assert p.returncode == 0, p.stderr
+    assert "no usable samples" not in p.stderr, p.stderr  # the timed edges are no measured windows
     return json.loads((out / "results.json").read_text())
 
 
