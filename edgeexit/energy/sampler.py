@@ -18,8 +18,11 @@ board as it is between loads. The periodic reads keep their own schedule, which 
 not move, and each interval is drawn between half and one and a half periods: back-to-back windows
 used to push every periodic read out, leaving only edge reads, none inside any window, and a fixed
 grid can lock onto a periodic load's phase. What a load drew is therefore told by the reads taken
-inside its windows (:meth:`Sampler.inside_mw`), not by interpolating a window shorter than the
-sampling period between the idle reads around it.
+inside its windows (:meth:`Sampler.inside_mw`, or counted as they arrive from :meth:`Sampler.valid_mw`
+as :class:`~edgeexit.probes.MeterProbe` does), not by interpolating a window shorter than the sampling
+period between the idle reads around it. With ``edge_reads=False`` (what runs use) the thread takes no
+read at the edges at all: an edge read keeps it reading just before or after every window, where no
+periodic read can then fall.
 
 Faults (docs/reliability.md): a read that raises or returns garbage is an invalid sample; a read
 that *blocks* (a hung I2C transaction) must not hang the run, so while the background thread runs,
