@@ -147,21 +147,21 @@ class MeterProbe(BoardProbe):
     def end(self, result: InferenceResult, state: SampleState) -> None:
         t_end = self.sampler.now_s()
         key = "inference-{}".format(self._n)
-        if self.sampler.polled:  # judged by the reads inside windows (_mean_mj), not integrated here
+        if self.sampler.polled:  # judged by the reads inside windows (_window_mj), not integrated here
             t0, t1 = self.sampler.close_window(key)
             stream = None
         else:
             stream = self.sampler.end_window(key)
             t0, t1 = stream.t0_s, stream.t1_s
         self._read_ms.append(self._begin_read_ms + (self.sampler.now_s() - t_end) * 1e3)
-        idle = self.period_ms is not None and self._prev is not None
+        prev = self._prev if self.period_ms is not None else None
         if self.sampler.polled:  # both windows known before any read is counted into them, in time order
-            if idle:
-                self._open.append((self._prev[1], self._t0, self._idle))  # type: ignore[index]
+            if prev is not None:
+                self._open.append((prev[1], self._t0, self._idle))
             self._open.append((t0, t1, self._busy))
             self._count_reads()
-        if idle:  # the previous period ended where this inference's window began
-            self._done = self._period_fields(self._prev, self._t0, self._late, counted=True)  # type: ignore[arg-type]
+        if prev is not None:  # the previous period ended where this inference's window began
+            self._done = self._period_fields(prev, self._t0, self._late)
         # A window the meter could not cover is "energy unknown", never a guess.
         energy = self._window_mj(self._busy, t0, t1, stream)
         rec: Dict[str, Any] = {"energy_mj": None if energy is None else round(energy, 6),
@@ -207,13 +207,10 @@ class MeterProbe(BoardProbe):
         self._mark = newest
 
     def _period_fields(self, prev: Tuple[float, float, Optional[float]], next_start_s: float,
-                       overrun: bool, counted: bool = False) -> Dict[str, Any]:
+                       overrun: bool) -> Dict[str, Any]:
         """The held record's idle and period energy: idle from its inference window's end to ``next_start_s``
-        (``counted``: that idle window's reads are already being counted)."""
+        (a polled meter's reads in that idle window already being counted, see :meth:`end` and :meth:`flush`)."""
         t0, t1, energy = prev
-        if self.sampler.polled and not counted:
-            self._open.append((t1, next_start_s, self._idle))
-            self._count_reads()
         idle = self._window_mj(self._idle, t1, next_start_s, None)
         return {
             "idle_energy_mj": None if idle is None else round(idle, 6),
@@ -272,6 +269,9 @@ class MeterProbe(BoardProbe):
         key = "period-end-{}".format(self._n)
         t_end = self.sampler.begin_window(key)  # an edge read at the period's end
         self.sampler.cancel_window(key)
+        if self.sampler.polled:
+            self._open.append((prev[1], t_end, self._idle))
+            self._count_reads()
         rec.update(self._period_fields(prev, t_end, late))
         return [rec]
 

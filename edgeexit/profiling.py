@@ -59,7 +59,7 @@ def window_power_mw(sampler: Any, w: Any) -> Optional[float]:
     MIN_INSIDE_READS), or a streaming meter's own integral; None for a window the meter could not cover."""
     if not w.valid:
         return None
-    inside = sampler.inside_mw(w.t0_s, w.t1_s, whole=True)  # a loop is many reads long: edge-straddlers left out
+    inside = sampler.inside_mw(w.t0_s, w.t1_s)  # a loop is many reads long: edge-straddlers left out
     if inside is None:
         return float(w.mean_power_mw)
     return statistics.mean(inside) if len(inside) >= MIN_INSIDE_READS else None

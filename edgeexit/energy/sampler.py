@@ -18,8 +18,8 @@ board as it is between loads. The periodic reads keep their own schedule, which 
 not move, and each interval is drawn between half and one and a half periods: back-to-back windows
 used to push every periodic read out, leaving only edge reads, none inside any window, and a fixed
 grid can lock onto a periodic load's phase. What a load drew is therefore told by the reads taken
-inside its windows (:meth:`Sampler.inside_mw`, or counted as they arrive from :meth:`Sampler.valid_mw`
-as :class:`~edgeexit.probes.MeterProbe` does), not by interpolating a window shorter than the sampling
+inside its windows (counted by midpoint as they arrive from :meth:`Sampler.valid_mw`, as
+:class:`~edgeexit.probes.MeterProbe` does; read wholly inside long ones, :meth:`Sampler.inside_mw`), not by interpolating a window shorter than the sampling
 period between the idle reads around it. With ``edge_reads=False`` (what runs use) the thread takes no
 read at the edges at all: an edge read keeps it reading just before or after every window, where no
 periodic read can then fall.
@@ -252,23 +252,18 @@ class Sampler(WindowedEnergySource):
             return [(t, float(r.total_mw)) for t, r in zip(self._times[i0:i1], self._readings[i0:i1])  # type: ignore[arg-type]
                     if r.valid]
 
-    def inside_mw(self, t0_s: float, t1_s: float, whole: bool = False) -> Optional[List[float]]:
-        """The board power (mW) of every good reading stamped (at its read's midpoint) inside ``(t0_s, t1_s)``:
-        what a load in that window drew, as far as this meter saw it. Midpoints fall uniformly in time when
-        nothing else keeps the sampler reading, so windows of every length are sampled alike; an INA3221 read
-        (~3 ms) is longer than many inferences. ``whole``: only reads begun and ended within ``[t0_s, t1_s]``,
-        for windows many reads long (a read begun before the load and slowed by it is stamped inside but may
-        have read the sensor before). None for a streaming meter, whose windows integrate its own stream."""
+    def inside_mw(self, t0_s: float, t1_s: float) -> Optional[List[float]]:
+        """The board power (mW) of every good reading whose read began and ended within ``[t0_s, t1_s]``: what a
+        load filling that window drew, for windows many reads long (a read begun before the load and slowed by
+        it is stamped inside but may have read the sensor before; short windows are judged by midpoints,
+        :meth:`valid_mw`). None for a streaming meter, whose windows integrate its own stream."""
         if self._stream is not None:
             return None
         with self._lock:
             i0 = bisect.bisect_left(self._times, t0_s)
             i1 = bisect.bisect_right(self._times, t1_s)
-            picked = list(zip(self._readings[i0:i1], self._times[i0:i1], self._spans[i0:i1]))
-        if whole:
-            return [float(r.total_mw) for r, _, (a, b) in picked  # type: ignore[arg-type]
-                    if r.valid and t0_s <= a and b <= t1_s]
-        return [float(r.total_mw) for r, t, _ in picked if r.valid and t0_s < t < t1_s]  # type: ignore[arg-type]
+            picked = list(zip(self._readings[i0:i1], self._spans[i0:i1]))
+        return [float(r.total_mw) for r, (a, b) in picked if r.valid and t0_s <= a and b <= t1_s]  # type: ignore[arg-type]
 
     def sample_interval_s(self) -> float:
         """How far apart this meter's readings really are: the period, or a typical read where reads are slower."""

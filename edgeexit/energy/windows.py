@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from edgeexit.energy.reading import EnergyWindow, PeriodEnergy
 from edgeexit.errors import MeterError
@@ -28,32 +28,8 @@ class WindowedEnergySource(ABC):
     """Anything that can integrate power over a host-time window."""
 
     energy_method: Optional[str] = None  # how readings become a window's energy (None: nothing measured)
-    polled = False  # a polled meter's windows are judged by the reads inside them (Sampler)
+    polled = False  # a polled meter's windows are judged by the reads inside them (Sampler: latest_s, valid_mw)
 
-    def latest_s(self) -> Optional[float]:
-        """When the newest reading was taken (None: none, or no readings kept)."""
-        return None
-
-    def valid_mw(self, after_s: float, upto_s: float) -> List[Tuple[float, float]]:
-        """(time, power mW) of each good reading in ``(after_s, upto_s]`` (none by default)."""
-        return []
-
-    def sample_interval_s(self) -> float:
-        """How far apart readings are (s); a source without readings has none."""
-        return 0.0
-
-    def gap_s(self) -> float:
-        """How far from a window's edges its nearest good reading may lie (s)."""
-        return 0.0
-
-    def note_window(self, valid: bool) -> None:
-        """Count a window judged (un)usable, for the source's own warning (default: nothing)."""
-
-    def inside_mw(self, t0_s: float, t1_s: float, whole: bool = False) -> Optional[List[float]]:
-        """The power (mW) of each reading taken inside the window (``whole``: read wholly within it), for a
-        source that polls a meter (its windows are then judged by such reads); None where a window's energy
-        is its own integral."""
-        return None
 
     @abstractmethod
     def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:
