@@ -140,7 +140,8 @@ meter_rate = click.option(
     type=FiniteFloatRange(min=1.0, max=1e6),
     default=200.0,
     show_default=True,
-    help="Sampling rate of the power meter's background thread.",
+    help="Sampling rate of the power meter's background thread; never faster than the sensor updates, where its "
+    "driver says (an INA3221's hwmon update_interval).",
 )
 
 

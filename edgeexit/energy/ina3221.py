@@ -43,6 +43,8 @@ ZERO_LOAD_MA = 20.0
 ZERO_LOAD_MW = 100.0
 RELOCATE_INTERVAL_S = 1.0  # rescan for a renumbered hwmonN/iio:deviceN at most this often
 # Trial reads at open: I2C reads fail transiently (EAGAIN, EIO), so one failure is not yet a dead rail.
+# The driver's slowest setting: 3 channels x (8.244 + 8.244) ms conversions x 1024 samples; beyond it, garbage.
+MAX_UPDATE_INTERVAL_MS = 3 * 2 * 8.244 * 1024
 OPEN_TRIES = 3
 OPEN_RETRY_S = 0.02
 
@@ -213,6 +215,38 @@ def locate_chip(root: Path, chip: Ina3221Chip) -> List[RailFiles]:
     )
 
 
+@dataclass(frozen=True)
+class Conversion:
+    """One hwmon chip's conversion settings as its driver reports them [Kina]: ``update_interval_ms``, the
+    data conversion time (a value stays in the registers that long before the next one replaces it), and
+    ``samples``, the averaging count. None where the file is absent or unreadable."""
+
+    chip: str
+    update_interval_ms: Optional[float]
+    samples: Optional[int]
+
+
+def conversion_settings(rails: Sequence[RailFiles]) -> List[Conversion]:
+    """The conversion settings of each hwmon chip among ``rails`` (JetPack 4's ``ina3221x`` IIO driver
+    exposes none)."""
+    out: List[Conversion] = []
+    for chip in dict.fromkeys(r.chip for r in rails if r.power_path is None):
+        node = next(r.voltage_path.parent for r in rails if r.chip == chip)
+        interval = read_number(node / "update_interval")
+        samples = read_number(node / "samples")
+        out.append(Conversion(chip, interval if interval is not None and 0 < interval <= MAX_UPDATE_INTERVAL_MS else None,
+                              int(samples) if samples is not None and samples >= 1 else None))
+    return out
+
+
+def _ms(interval_ms: Optional[float]) -> str:
+    return "? ms (no update_interval)" if interval_ms is None else "{:g} ms".format(interval_ms)
+
+
+def _samples(samples: Optional[int]) -> str:
+    return "averaging ? samples" if samples is None else "averaging {} sample{}".format(samples, "" if samples == 1 else "s")
+
+
 class Ina3221Meter(PowerMeter):
     """Reads every configured INA3221 rail; the layout (iio/hwmon) comes from each chip's driver."""
 
@@ -248,7 +282,12 @@ class Ina3221Meter(PowerMeter):
                 "the sum misses loads on no measured rail)"
             )
         chips = ", ".join(f"{c.device} ({c.driver})" for c in config.ina3221)
-        self.source = f"INA3221 {chips}: {', '.join(names)}"
+        self.conversions = conversion_settings(self.rails)
+        intervals = [c.update_interval_ms for c in self.conversions if c.update_interval_ms]
+        self.update_interval_s = max(intervals) / 1e3 if intervals else None
+        self.source = f"INA3221 {chips}: {', '.join(names)}" + "".join(
+            "; {} converts every {} ({})".format(c.chip, _ms(c.update_interval_ms), _samples(c.samples))
+            for c in self.conversions)
         self.relocations = 0
         self._next_relocate_s = float("-inf")
         self._check_total_rails()

@@ -25,6 +25,9 @@ class PowerMeter(ABC):
 
     name: str = "meter"
     source: str = ""
+    #: How often the sensor itself makes a new value, where its driver says (the INA3221 hwmon driver's
+    #: update_interval); reads closer together return the same value again. None: not known.
+    update_interval_s: Optional[float] = None
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock

@@ -92,7 +92,11 @@ class Sampler(WindowedEnergySource):
         if not rate_hz > 0:
             raise MeterError(f"Sampler rate_hz must be > 0, got {rate_hz!r}.")
         self.meter = meter
-        self.rate_hz = float(rate_hz)
+        self.requested_rate_hz = float(rate_hz)
+        # Faster than the sensor updates, a read returns the value before again: a repeat counted as a
+        # read of its own is stamped later than the load it measured, and costs the bus for nothing.
+        update_s = meter.update_interval_s
+        self.rate_hz = min(float(rate_hz), 1.0 / update_s) if update_s else float(rate_hz)
         self.clock = clock
         self.history_s = float(history_s)
         self.max_gap_s = float(max_gap_s) if max_gap_s is not None else 2.0 / self.rate_hz

@@ -168,8 +168,9 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
                 put("{}/crit_power_limit_{}".format(base, ch), "20000 mw\n", RW)
         else:  # JetPack 5+ hwmon [Kina]
             put(base + "/name", "ina3221\n")
-            put(base + "/update_interval", "1\n", RW)
-            put(base + "/samples", "512\n", RW)
+            # the mainline driver's default CONFIG 0x7127: 3 channels x (1.1 + 1.1) ms, no averaging [Kina]
+            put(base + "/update_interval", "7\n", RW)
+            put(base + "/samples", "1\n", RW)
             put(base + "/in7_label", "sum of shunt voltages\n")
             for ch, label in enumerate(chip.channels, start=1):
                 put("{}/in{}_label".format(base, ch), label + "\n")

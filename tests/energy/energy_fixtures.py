@@ -95,8 +95,8 @@ def make_hwmon_chip(
     """
     node = root / "sys/bus/i2c/drivers/ina3221" / device / "hwmon" / f"hwmon{hwmon_index}"
     write(node / "name", "ina3221\n")
-    write(node / "update_interval", "1\n")
-    write(node / "samples", "512\n")
+    write(node / "update_interval", "7\n")  # the mainline default: 3 x (1.1 + 1.1) ms
+    write(node / "samples", "1\n")
     for n, (label, (mv, ma)) in enumerate(zip(labels, mv_ma), start=1):
         write(node / f"in{n}_label", f"{label}\n")
         write(node / f"in{n}_input", f"{mv}\n")

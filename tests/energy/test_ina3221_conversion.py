@@ -1,0 +1,59 @@
+"""The INA3221 hwmon driver's conversion settings: read, reported, and the sampler kept to them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from energy_fixtures import AGX_ORIN_POWER, NANO_POWER, ORIN_NANO_POWER, make_agx_orin, make_nano, make_orin_nano, write
+
+from edgeexit.energy import Ina3221Meter
+from edgeexit.energy.sampler import Sampler
+
+
+def test_hwmon_update_interval_and_samples_are_read_and_named(tmp_path: Path, clock) -> None:
+    node = make_orin_nano(tmp_path)
+    write(node / "update_interval", "13\n")
+    write(node / "samples", "4\n")
+    meter = Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock)
+    assert [(c.chip, c.update_interval_ms, c.samples) for c in meter.conversions] == [("1-0040", 13.0, 4)]
+    assert meter.update_interval_s == 0.013
+    assert "1-0040 converts every 13 ms (averaging 4 samples)" in meter.source
+
+
+def test_slowest_chip_sets_the_update_interval(tmp_path: Path, clock) -> None:
+    first, second = make_agx_orin(tmp_path)
+    write(second / "update_interval", "26\n")
+    meter = Ina3221Meter(tmp_path, AGX_ORIN_POWER, clock=clock)
+    assert [c.update_interval_ms for c in meter.conversions] == [7.0, 26.0]
+    assert meter.update_interval_s == 0.026
+
+
+def test_missing_or_garbage_interval_is_unknown(tmp_path: Path, clock) -> None:
+    node = make_orin_nano(tmp_path)
+    (node / "update_interval").unlink()
+    write(node / "samples", "banana\n")
+    meter = Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock)
+    assert meter.update_interval_s is None
+    assert "converts every ? ms (no update_interval) (averaging ? samples)" in meter.source
+    write(node / "update_interval", "-5\n")
+    assert Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock).update_interval_s is None
+    write(node / "update_interval", "1e12\n")  # beyond the driver's slowest setting
+    assert Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock).update_interval_s is None
+
+
+def test_jetpack4_iio_driver_reports_no_conversion(tmp_path: Path, clock) -> None:
+    make_nano(tmp_path)
+    meter = Ina3221Meter(tmp_path, NANO_POWER, clock=clock)
+    assert meter.conversions == [] and meter.update_interval_s is None
+    assert "converts" not in meter.source
+
+
+def test_sampler_reads_no_faster_than_the_chip_updates(tmp_path: Path, clock) -> None:
+    node = make_orin_nano(tmp_path)
+    meter = Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock)  # the driver default, 7 ms
+    sampler = Sampler(meter, rate_hz=200.0, clock=clock)
+    assert sampler.requested_rate_hz == 200.0
+    assert abs(sampler.rate_hz - 1 / 0.007) < 1e-9
+    assert abs(sampler.sample_interval_s() - 0.007) < 1e-12
+    assert Sampler(meter, rate_hz=50.0, clock=clock).rate_hz == 50.0  # slower than the chip: as asked
+    (node / "update_interval").unlink()
+    assert Sampler(Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock), rate_hz=200.0, clock=clock).rate_hz == 200.0
