@@ -25,6 +25,7 @@ import numpy as np
 
 from edgeexit.bundle import load_bundle
 from edgeexit.bundle.data import quantize_inputs
+from edgeexit.errors import EdgeExitError
 from edgeexit.interpreter import open_interpreter
 from edgeexit.policies.simple import FullPolicy, ThresholdPolicy
 from edgeexit.runtime import Runtime
@@ -117,6 +118,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=_at_least(0), default=30, help="untimed inferences before each arm (default: 30)")
     ap.add_argument("--json", action="store_true", help="print the measurements as JSON instead of the text summary")
     a = ap.parse_args()
+    if not (a.heavy / "manifest.json").is_file():
+        ap.error("--heavy {}: no bundle there; make it with `python -m tools.make_heavy_bundle --out {}` (needs the "
+                 "[tools] extra)".format(a.heavy, a.heavy))
     result = {
         "host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(), "python": sys.version.split()[0]},
         "threads": a.threads,
@@ -143,4 +147,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except EdgeExitError as err:  # a damaged bundle: one line naming the fix, as the CLI gives
+        sys.exit("segment_overhead: error: {}".format(err))

@@ -137,6 +137,9 @@ class ProfileCostModel(CostModel):
 
 def _read_profile(path: Path, bundle: Bundle, board: Optional[str]) -> Dict[str, Any]:
     """A profile's JSON, checked against the bundle (and ``board`` unless None)."""
+    if not Path(path).exists():  # a mistyped path: profiling again would not help
+        raise CalibrationError("there is no profile at {}; check the path, or write one there with `edgeexit profile "
+                               "--out {}`".format(path, path))
     data = read_json(Path(path), lambda why: CalibrationError(
         "cannot read profile {} ({}); run `edgeexit profile` again".format(path, why)))
     if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
@@ -213,9 +216,9 @@ def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional
                 path, board, board, board))
     measured = data.get("threads", 1)  # an integer: checked in _read_profile
     if threads is not None and measured != threads:
-        raise CalibrationError("profile {} was measured with {} interpreter thread(s) and this run uses {}; run `edgeexit "
-                               "profile --threads {}` (or run with --threads {})".format(path, measured, threads, threads,
-                                                                                         measured))
+        raise CalibrationError("profile {} was measured with {} interpreter thread(s) and this run uses {}; run `{}` "
+                               "(or run with --threads {})".format(path, measured, threads,
+                                                                   profile_command(board, simulated, threads), measured))
     if board_khz is not None:
         # The planner pins the profile's operating points: one the board's table lacks would be rounded by the
         # kernel (or refused mid-run), so the profile was measured on another board or firmware.
@@ -249,6 +252,12 @@ def default_profile_path(bundle: Bundle, board: str, simulated: bool, threads: i
                                                            "-{}threads".format(threads) if threads != 1 else "")
 
 
+def profile_command(board: str, simulated: Optional[bool], threads: int) -> str:
+    """The `edgeexit profile` command line that writes the default profile a run of ``board`` looks for."""
+    return "{}edgeexit profile --board {}{} --threads {}".format("" if simulated else "sudo ", board,
+                                                                 " --simulate" if simulated else "", threads)
+
+
 def other_threads_note(bundle: Bundle, board: str, simulated: bool, threads: int) -> Optional[str]:
     """The warning for a run that plans from the board model beside the bundle's default-path profiles of
     this board measured with another interpreter thread count; None when there are none."""
@@ -261,9 +270,9 @@ def other_threads_note(bundle: Bundle, board: str, simulated: bool, threads: int
     if not others:
         return None
     return ("planning from the board model: the bundle's profiles of {} were measured with {} interpreter thread(s), "
-            "not {} ({}); pass --threads {} to plan from one, or run `edgeexit profile --threads {}`".format(
+            "not {} ({}); pass --threads {} to plan from one, or run `{}`".format(
                 board, ", ".join(map(str, others)), threads, ", ".join(str(p) for p in others.values()), min(others),
-                threads))
+                profile_command(board, simulated, threads)))
 
 
 @dataclass

@@ -115,8 +115,10 @@ def default_deadline_ms(rt: Runtime, bundle: Bundle, physics: BoardPhysics, top_
 
 
 def default_period_ms(deadline_ms: float, read_ms: float) -> float:
-    """The deadline, plus room for a real meter's two reads per period with half again as much for their
-    jitter (a forked vcgencmd varies), to 0.1 ms: without it every period of a metered board ran over."""
+    """The deadline, plus room for the meter probe's own time at a period's edges (``read_ms``) with half again
+    as much for its jitter, to 0.1 ms. A run's sampler reads on its own thread, so that is bookkeeping, well under
+    1 ms; a sampler that read at the edges (a forked vcgencmd, six I2C reads) made every period of a metered board
+    run over without it."""
     if not read_ms:
         return deadline_ms
     return min(round(deadline_ms + math.ceil(read_ms * 1.5 * 10.0) / 10.0, 3), MAX_PERIOD_MS)
@@ -175,7 +177,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         board_name = probe_session.board.name  # what --board auto found
         governor = probe_session.profile.cpu.default_governor
         brun = make_probe(probe_session, cfg.threads, meter=cfg.meter)
-        try:  # a real meter's reads need room in every period, beside the inference
+        try:  # the meter probe's own time at a period's edges needs room in every period, beside the inference
             read_ms = brun.probe.time_edge_reads_ms() if brun.sampler is not None else 0.0
         finally:
             brun.close()
@@ -244,7 +246,7 @@ def run_bench(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
             "deadline_default": not (cfg.deadline_ms or cfg.period_ms),
             "cpu_max_khz": top_khz,  # the highest point that could run: the default deadline's and "at max" figures
             "period_ms": period,
-            "meter_read_ms": round(read_ms, 3) if read_ms else None,  # a period's two edge reads, before the arms
+            "meter_read_ms": round(read_ms, 3) if read_ms else None,  # the probe's time at a period's edges, timed before the arms
             "default_governor": governor,
             "threads": cfg.threads,
             "target_accuracy": target,

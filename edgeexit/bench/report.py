@@ -83,7 +83,7 @@ def known_note(res: Dict[str, Any]) -> List[str]:
 
 
 def overrun_note(res: Dict[str, Any]) -> List[str]:
-    """A paragraph naming the arms whose periods ran over (an inference, with the meter's reads on a board, longer
+    """A paragraph naming the arms whose periods ran over (an inference, with the meter probe's time on a board, longer
     than the period), or nothing: their energy per period covers periods longer than the nominal one."""
     over = [(arm, s) for arm, s in ((a, res["arms"][a]) for a in in_arm_order(res["arms"]))
             if s.get("period_overrun_rate")]
@@ -107,7 +107,7 @@ def overrun_note(res: Dict[str, Any]) -> List[str]:
             "period there is an inference with the idle after it over a longer period: it compares per inference, not "
             "per unit of time. Run again with a --period-ms that holds the inference{} where the arm should fit it."
             .format(period, "; ".join(parts),
-                    " and the power meter's reads (about {:.1f} ms)".format(reads) if reads else ""), ""]
+                    " and the meter probe's own time (about {:.1f} ms)".format(reads) if reads else ""), ""]
 
 
 def headline_rows(res: Dict[str, Any]) -> List[str]:
@@ -142,7 +142,7 @@ def render(res: Dict[str, Any], plots: List[str]) -> str:
         "governor {}; {}; the planner's cost model: {}.".format(
             res["n_samples"], res["target_accuracy"], res["full_accuracy_calibration"], res["deadline_ms"],
             " (by default twice the path through every block and head at {})".format(max_clock(res)) if res.get("deadline_default")
-            else "", res["period_ms"], " (the power meter's two reads per period took up to {:.2f} ms)".format(res["meter_read_ms"])
+            else "", res["period_ms"], " (with room for up to {:.2f} ms of the meter probe's own time at each period's edges)".format(res["meter_read_ms"])
             if res.get("meter_read_ms") else "", res["threads"], "" if res["threads"] == 1 else "s", res["seed"], res["default_governor"],
             res["software"]["interpreter"], res.get("cost_model") or "-"),
         "",

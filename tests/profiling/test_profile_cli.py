@@ -141,7 +141,7 @@ def test_unusable_profile_for_run_is_one_line(profiles, tmp_path: Path):
         "shorteffective.json": json.dumps(dict(good, effective_cpu_khz=[1000])),
         "capped.json": json.dumps(dict(good, effective_cpu_khz=[999] * len(good["cpu_opps_khz"]))),
     }
-    needles = {"missing.json": "No such file or directory", "torn.json": "cannot read profile",
+    needles = {"missing.json": "there is no profile at", "torn.json": "cannot read profile",
                "other.json": "not an edgeexit profile", "noboard.json": "names no board",
                "pi5.json": "measured on raspberry-pi-5 but this run is on jetson-nano",
                "noopps.json": "cpu_opps_khz must be a non-empty list",
@@ -269,6 +269,8 @@ def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
     assert one["cost_model"].startswith("board model") and one["deadline_miss_rate"] == 0.0
     # said, not silent: the README's 1-thread bench after it planned from the board model without a word
     assert "planning from the board model" in p.stderr and "pass --threads 4" in p.stderr, p.stderr
+    # the command it names runs as printed (a bare `edgeexit profile --threads 1` cannot find the board)
+    assert "`edgeexit profile --board jetson-nano --simulate --threads 1`" in p.stderr, p.stderr
     # a run that plans nothing (a simulated board's governor emulated, threshold) has nothing to hear
     quiet = edgeexit("run", "--board", "jetson-nano", "--simulate", "--model", str(bundle_dir), "--limit", "3")
     assert quiet.returncode == 0 and "planning from the board model" not in quiet.stderr, quiet.stderr
@@ -285,7 +287,10 @@ def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
     assert len(said) == 1 and "pass --threads 4" in said[0]
     assert json_out(edgeexit(*run, "--threads", "4"))["cost_model"].startswith("profile")
     assert_one_line_error(edgeexit(*run, "--profile", four["profile_path"]), "measured with 4 interpreter thread(s)",
-                          "this run uses 1", "--threads 1")
+                          "this run uses 1", "`edgeexit profile --board jetson-nano --simulate --threads 1`")
+    # a mistyped path is named as such: profiling again would not fix it
+    missing = str(tmp_path / "typo.json")
+    assert_one_line_error(edgeexit(*run, "--profile", missing), "there is no profile at", "check the path")
 
 
 def test_the_profile_plots_latency_from_zero(tmp_path: Path, profiles, monkeypatch):
