@@ -154,6 +154,7 @@ class DvfsController:
         # per domain path: the OWNED_FIELDS as edgeexit last left them; paths whose change is under way
         self.expected = {}  # type: Dict[str, Dict[str, Optional[str]]]
         self.in_flight = set()  # type: Set[str]
+        self._restoring = False  # inside restore_checked: a state file that cannot be marked does not stop it
         # Domains pinned again and again (a planned run): the state file keeps them in flight (see _pin).
         self.kept_in_flight = set()  # type: Set[str]
         self._pinned = set()  # type: Set[str]
@@ -238,7 +239,16 @@ class DvfsController:
             # write-ahead: a run killed from here on must not take this domain's state for someone else's
             self.in_flight.add(dom.relpath)
             if self._armed and self._on_change is not None and dom.relpath not in self.kept_in_flight:
-                self._on_change()
+                try:
+                    self._on_change()
+                except OSError as err:
+                    if not self._restoring:
+                        raise  # a pin: nothing may change that the state file does not cover
+                    # A restore goes on: putting the clocks back matters more than marking them in flight. The file
+                    # still holds the saved values; a restore killed from here on finds this domain as a conflict
+                    # (kept, reported, --force restores it), never lost.
+                    self._warn("restoring {} without marking it in the state file, which cannot be saved ({})".format(
+                        dom.relpath, getattr(err, "strerror", None) or err))
         if not self._armed:
             if self._before_first_write is not None:
                 self._before_first_write()  # raises when nothing could save the clocks: nothing written yet
@@ -514,6 +524,14 @@ class DvfsController:
         report = RestoreReport()
         before = self.write_count
         self._armed = True  # restoring never triggers a new save
+        self._restoring = True
+        try:
+            return self._restore_domains(snapshot, expected, in_flight, force, report, before)
+        finally:
+            self._restoring = False
+
+    def _restore_domains(self, snapshot: List[Dict[str, Any]], expected: Optional[Dict[str, Dict[str, Optional[str]]]],
+                         in_flight: Optional[Set[str]], force: bool, report: RestoreReport, before: int) -> RestoreReport:
         exp = self.expected if expected is None else expected
         if in_flight is not None:
             # the caller's own set: what this restore marks in flight is added to it, for its on_change to save

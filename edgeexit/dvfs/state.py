@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from edgeexit.boards.sysfs import read_file
-from edgeexit.errors import BoardBusyError, StateFileError
+from edgeexit.errors import BoardBusyError, DvfsError, StateFileError
 from edgeexit.paths import prepare_runtime_dir, runtime_dir
 
 STATE_FORMAT = 1
@@ -415,7 +415,10 @@ class BoardLock:
         if self.path.parent == runtime_dir():
             prepare_runtime_dir()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise self._unwritable(err) from None
         try:
             st = os.fstat(fd)
             if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o644:
@@ -451,9 +454,18 @@ class BoardLock:
                                          self.board, other, unknown, d))
             raise BoardBusyError("board {} is in use by another user's edgeexit run (lock {}, pid {}); wait for "
                                  "it to finish or stop that process".format(self.board, other, _holder(other)))
-        os.ftruncate(fd, 0)
-        os.write(fd, "{}\n".format(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, "{}\n".format(os.getpid()).encode())
+        except OSError as err:  # a full disk: the lock says no pid, and the state file would not fit either
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise self._unwritable(err) from None
         self._fd = fd
+
+    def _unwritable(self, err: OSError) -> StateFileError:
+        return StateFileError("cannot write the board lock {} ({}); free space there, or set EDGEEXIT_RUNTIME_DIR to a "
+                              "writable directory".format(self.path, err.strerror or err))
 
     def _holders_may_pin(self, uid: int, other: Path, unknown: str) -> bool:
         """Whether the run holding user ``uid``'s lock ``other`` (held, or ``unknown``) may pin the board."""
@@ -481,6 +493,19 @@ class BoardLock:
 
 def write_state(path: Path, board: str, root: Path, simulated: bool, domains: List[Dict[str, Any]],
                 extra: Optional[Dict[str, Any]] = None) -> None:
+    """:func:`_write_state`, with a failure (a full disk, a read-only runtime directory) as one line naming the
+    place: the OSError alone ("No space left on device") named neither the file nor the fix."""
+    try:
+        _write_state(path, board, root, simulated, domains, extra)
+    except DvfsError:
+        raise
+    except OSError as err:
+        raise StateFileError("cannot save the board's state to {} ({}); free space there, or set EDGEEXIT_RUNTIME_DIR "
+                             "to a writable directory".format(path, err.strerror or err)) from None
+
+
+def _write_state(path: Path, board: str, root: Path, simulated: bool, domains: List[Dict[str, Any]],
+                 extra: Optional[Dict[str, Any]] = None) -> None:
     """Atomically write the state file (fsync'd: it must survive a crash or SIGKILL), 0644 whatever the umask.
 
     ``extra`` carries what restore needs to tell edgeexit's own changes from someone else's:

@@ -238,3 +238,65 @@ def test_changed_after_sigkill_is_not_restored_blindly(tmp_path: Path, runtime_d
     assert result["restored"]
     assert diff(tree(k.root), before) == []
     assert not list(runtime_dir.glob("*.state.json"))
+
+
+class FullDisk:
+    """The runtime directory's disk, filling up: the first ``room`` state-file writes fit, every later one
+    fails with ENOSPC, as on a full tmpfs (a review filled one to just past the first state file)."""
+
+    def __init__(self, real: object, room: int) -> None:
+        self.real, self.room, self.refused = real, room, 0
+
+    def __call__(self, path: Path, *args: object, **kwargs: object) -> None:
+        if self.room <= 0:
+            self.refused += 1
+            raise OSError(28, os.strerror(28), str(path.with_name(path.name + ".tmp")))
+        self.room -= 1
+        self.real(path, *args, **kwargs)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_full_runtime_dir_still_restores_the_board(tmp_path: Path, backend: str, runtime_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run failed once the state file could not be rewritten, and its restore failed too: its first write
+    marks the domain in flight in the state file, and that save was refused, so the CPU stayed pinned
+    ('restoring the board failed ... policy0: No space left on device'). The restore now goes on without the
+    mark, and the run's error names the runtime directory and the fix."""
+    import edgeexit.dvfs.state as state
+
+    with board_root(tmp_path, backend) as (root, k):
+        before = tree(k.root)
+        disk = FullDisk(state._write_state, room=1)
+        monkeypatch.setattr(state, "_write_state", disk)
+        warnings = []
+        with pytest.raises(DvfsError) as info:
+            with open_board("jetson-nano", sysfs_root=root, warn=warnings.append) as s:
+                s.controller.set_cpu_khz(s.controller.cpu_opps_khz()[0])
+        msg = str(info.value)
+        assert "cannot save the board's state" in msg and "EDGEEXIT_RUNTIME_DIR" in msg and "\n" not in msg, msg
+        assert disk.refused >= 2  # the pin's record, then the restore's mark
+        assert any("restoring {} without marking it".format(NANO_CPU) in w for w in warnings), warnings
+        assert diff(tree(k.root), before) == []
+
+
+def _no_room() -> None:
+    """In the child: no file may grow (RLIMIT_FSIZE 0), as on a full disk; EFBIG, not a SIGXFSZ kill."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def test_a_lock_that_cannot_be_written_is_one_line(tmp_path: Path, runtime_dir: Path) -> None:
+    """A full runtime directory ended `run` with 'No space left on device; check the files and devices this command
+    uses (--model, --input, --out, the board's sysfs)', exit 1, naming neither the lock nor the fix."""
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    before = tree(k.root)
+    proc = subprocess.run([sys.executable, "-m", "edgeexit", "run", "--board", "jetson-nano", "--sysfs-root",
+                           str(k.root), "--cpu-khz", "min", "--limit", "2"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env=dict(os.environ), timeout=120,
+                          preexec_fn=_no_room)
+    one_line_error(proc, "cannot write the board lock", str(runtime_dir), "EDGEEXIT_RUNTIME_DIR")
+    assert proc.returncode == 2
+    assert diff(tree(k.root), before) == []
