@@ -138,7 +138,7 @@ class ProfileCostModel(CostModel):
 def _read_profile(path: Path, bundle: Bundle, board: Optional[str]) -> Dict[str, Any]:
     """A profile's JSON, checked against the bundle (and ``board`` unless None)."""
     if not Path(path).exists():  # a mistyped path: profiling again would not help
-        raise CalibrationError("there is no profile at {}; check the path, or write one there with `edgeexit profile "
+        raise CalibrationError("profile {} does not exist; check the path, or write one there with `edgeexit profile "
                                "--out {}`".format(path, path))
     data = read_json(Path(path), lambda why: CalibrationError(
         "cannot read profile {} ({}); run `edgeexit profile` again".format(path, why)))

@@ -77,11 +77,13 @@ class Segment:
         where = "bundle segment {} ({})".format(spec.label, spec.file)
         self.spec = spec
         it = open_interpreter(backend, path, num_threads)
-        ins = it.get_input_details()
+        try:
+            ins, outs = it.get_input_details(), it.get_output_details()
+        except UnicodeDecodeError:  # the bundle check refuses such names: a second line of defence
+            raise BundleError("{}: a tensor name is not UTF-8 text; re-export the bundle".format(where)) from None
         if len(ins) != 1:
             raise BundleError("{}: expected one input tensor, found {}; re-export the bundle".format(where, len(ins)))
         _check(tensor_spec(ins[0]), spec.input, where + " input")
-        outs = it.get_output_details()
         self.in_index = int(ins[0]["index"])
         self.out_index = _match_output(outs, spec.output, where + " output", [])
         self.conf_index = -1

@@ -69,6 +69,18 @@ class _Table:
         at = self.ref(index)
         return 0 if at is None else self.r.vector(at, elem_size)
 
+    def text(self, index: int, what: str) -> None:
+        """Check the string field ``index``: inside the file, and UTF-8 as FlatBuffers strings are (the
+        interpreter decodes tensor names and signature keys, and a byte that is not UTF-8 raised there)."""
+        at = self.ref(index)
+        if at is None:
+            return
+        n = self.r.vector(at, 1)
+        try:
+            self.r.data[at + 4:at + 4 + n].decode("utf-8")
+        except UnicodeDecodeError:
+            raise Broken("a {} is not UTF-8 text".format(what)) from None
+
     def ints(self, index: int) -> list:
         at = self.ref(index)
         if at is None:
@@ -94,18 +106,18 @@ def verify_tflite(data: bytes) -> None:
     model = r.table(r.uint(0, 4))
     opcodes = model.tables(1)
     for code in opcodes:
-        code.vector(1, 1)  # custom_code
+        code.text(1, "custom operator code")
     buffers = model.tables(4)
     for buf in buffers:
         buf.vector(0, 1)  # data
         offset, size = buf.scalar(1, 8), buf.scalar(2, 8)
         if offset > 1 and offset + size > r.n:  # data kept outside the flatbuffer, later in the file
             raise Broken("a buffer's data runs past the end of the file ({} bytes)".format(r.n))
-    model.vector(3, 1)  # description
+    model.text(3, "model description")
     for b in model.ints(5):  # metadata_buffer
         _index(b, len(buffers), "buffer")
     for meta in model.tables(6):
-        meta.vector(0, 1)  # name
+        meta.text(0, "metadata name")
         _index(meta.scalar(1, 4), len(buffers), "buffer")
     subgraphs = model.tables(2)
     if not subgraphs:
@@ -117,7 +129,7 @@ def verify_tflite(data: bytes) -> None:
         for t in tensors:
             if any(d == 0 for d in t.ints(0)):  # shape
                 raise Broken("a tensor has a dimension of 0")
-            t.vector(3, 1)  # name
+            t.text(3, "tensor name")
             t.vector(7, 4)  # shape_signature
             _index(t.scalar(2, 4), max(len(buffers), 1), "buffer")
             q = t.ref(4)
@@ -137,11 +149,11 @@ def verify_tflite(data: bytes) -> None:
             if i != -1:  # an optional input left out
                 _index(i, len(tensors), "tensor")
     for sig in model.tables(7):  # signature_defs: names for a subgraph's input and output tensors
-        sig.vector(2, 1)  # signature_key
+        sig.text(2, "signature key")
         graph = sig.scalar(4, 4)
         _index(graph, len(subgraphs), "subgraph")
         for tensor_map in sig.tables(0) + sig.tables(1):
-            tensor_map.vector(0, 1)  # name
+            tensor_map.text(0, "signature tensor name")
             _index(tensor_map.scalar(1, 4), n_tensors[graph], "tensor")
 
 

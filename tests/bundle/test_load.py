@@ -254,3 +254,22 @@ def test_an_uncalibrated_bundle_names_its_own_path(bundle_copy: Path):
     for name in ("threshold", "predictive", "pe-heuristic", "eenet"):
         with pytest.raises(CalibrationError, match="run `edgeexit calibrate --model {}`".format(bundle_copy)):
             make_policy(name, b)
+
+
+def test_a_tensor_name_that_is_not_utf8_is_one_line(bundle_copy: Path):
+    """A review's byte mutation (0xf7 inside 'StatefulPartitionedCall_1:0', sha256 fixed) passed the structure
+    check, and the interpreter's get_output_details() then raised UnicodeDecodeError: a 46-line traceback."""
+    from edgeexit.bundle.flatbuffer import _Reader
+
+    p = bundle_copy / "exit5.tflite"
+    data = bytearray(p.read_bytes())
+    r = _Reader(bytes(data))
+    tensors = r.table(r.uint(0, 4)).tables(2)[0].tables(0)
+    name_at = tensors[-1].ref(3)
+    assert name_at is not None and r.vector(name_at, 1) > 0
+    data[name_at + 4] = 0xF7  # the name's first byte: no UTF-8 text starts so
+    p.write_bytes(bytes(data))
+    _edit(bundle_copy, lambda m: m["exits"][5].__setitem__("sha256", hashlib.sha256(p.read_bytes()).hexdigest()))
+    with pytest.raises(BundleError, match=r"exit5 file 'exit5.tflite' is not a whole TFLite model \(a tensor name is "
+                                          r"not UTF-8 text.*\); re-export the bundle"):
+        load_bundle(bundle_copy, calibration=False)

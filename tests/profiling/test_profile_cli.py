@@ -141,7 +141,7 @@ def test_unusable_profile_for_run_is_one_line(profiles, tmp_path: Path):
         "shorteffective.json": json.dumps(dict(good, effective_cpu_khz=[1000])),
         "capped.json": json.dumps(dict(good, effective_cpu_khz=[999] * len(good["cpu_opps_khz"]))),
     }
-    needles = {"missing.json": "there is no profile at", "torn.json": "cannot read profile",
+    needles = {"missing.json": "does not exist; check the path", "torn.json": "cannot read profile",
                "other.json": "not an edgeexit profile", "noboard.json": "names no board",
                "pi5.json": "measured on raspberry-pi-5 but this run is on jetson-nano",
                "noopps.json": "cpu_opps_khz must be a non-empty list",
@@ -290,7 +290,7 @@ def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
                           "this run uses 1", "`edgeexit profile --board jetson-nano --simulate --threads 1`")
     # a mistyped path is named as such: profiling again would not fix it
     missing = str(tmp_path / "typo.json")
-    assert_one_line_error(edgeexit(*run, "--profile", missing), "there is no profile at", "check the path")
+    assert_one_line_error(edgeexit(*run, "--profile", missing), "does not exist", "check the path")
 
 
 def test_the_profile_plots_latency_from_zero(tmp_path: Path, profiles, monkeypatch):
