@@ -199,6 +199,22 @@ def bundle_files(bundle: Any) -> List[Tuple[str, Path]]:
     return files
 
 
+def refuse_inside_board(outputs: Sequence[Tuple[str, Optional[Path]]], sysfs_root: Optional[Path]) -> None:
+    """Refuse, in one line, an output (``(option, path)``) inside the board's sysfs: ``sys/`` under ``sysfs_root``
+    (``/`` on a board) and a simulated tree's hidden state. Records written over a node there replaced a governor
+    with JSON, which only the next command on the tree undid."""
+    root = Path("/") if sysfs_root is None else Path(sysfs_root)
+    for part in ("sys", ".edgeexit-sim"):
+        board = os.path.realpath(str(root / part))
+        for opt, path in outputs:
+            if path is None or str(path) == "-":
+                continue
+            target = os.path.realpath(str(path))
+            if target == board or target.startswith(board.rstrip(os.sep) + os.sep):
+                raise OutputError("{} {} is inside the board's {} ({}), where it would replace the kernel's files; pass "
+                                  "{} a path outside it".format(opt, path, part, board, opt))
+
+
 def refuse_overwriting(outputs: Sequence[Tuple[str, Optional[Path]]], inputs: Sequence[Tuple[str, Path]]) -> None:
     """Refuse, in one line naming both, an output (``(option, path)``; None for one not given) that would replace
     an input (``(name, path)``) or another output: checked before anything is written or a board is touched."""

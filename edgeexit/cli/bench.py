@@ -15,7 +15,7 @@ from edgeexit.bundle.fileio import replace_file, replace_target
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, stages, warn
 from edgeexit.errors import OutputError
-from edgeexit.paths import writable_output
+from edgeexit.paths import refuse_inside_board, writable_output
 
 EPILOG = """\b
 Examples:
@@ -96,6 +96,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], simulate: bool, mo
                       deadline_ms=deadline_ms, period_ms=period_ms, policies=wanted, max_drop_pp=max_drop_pp,
                       target_accuracy=target_accuracy, seed=seed, limit=limit, threads=threads, interpreter=interpreter,
                       sweep=not no_sweep, sensitivity=False if no_sensitivity else None, meter=meter, bundle=bundle)
+    refuse_inside_board([("--out", out_dir)], sysfs_root)
     writable_output(out_dir, "the benchmark", "--out DIR", directory=True)  # before minutes of work, not after
     for name in OUTPUT_FILES:  # a directory, device or FIFO in the way would fail (or block) only at the end
         replace_target(out_dir / name, _cannot_write(out_dir / name))

@@ -11,7 +11,7 @@ from edgeexit.bundle import load_bundle
 from edgeexit.bundle.fileio import replace_target
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, progress, table, warn
-from edgeexit.paths import bundle_files, refuse_overwriting, writable_output
+from edgeexit.paths import bundle_files, refuse_inside_board, refuse_overwriting, writable_output
 from edgeexit.runtime import Runtime
 
 EPILOG = """\b
@@ -87,6 +87,7 @@ def command(
 
     bundle = load_bundle(model_path, calibration=False)
     refuse_overwriting([("--out", out), ("--plot", plot)], bundle_files(bundle))
+    refuse_inside_board([("--out", out), ("--plot", plot)], sysfs_root)
     if out is not None:
         check_output(out)
     if plot is not None:  # before minutes of profiling, not after

@@ -12,7 +12,7 @@ from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, key_values, progress, warn
 from edgeexit.policies import make_policy, policy_names
 from edgeexit.execute import execute
-from edgeexit.paths import bundle_files, refuse_overwriting
+from edgeexit.paths import bundle_files, refuse_inside_board, refuse_overwriting
 from edgeexit.records import RecordWriter
 from edgeexit.runtime import Runtime
 
@@ -104,6 +104,7 @@ def command(
     inputs = bundle_files(bundle) + [(name, p) for name, p in (("the --input file", input_path),
                                                                ("the --profile file", profile)) if p is not None]
     refuse_overwriting([("--output", output)], inputs)  # before a sample is read or the board is touched
+    refuse_inside_board([("--output", output)], sysfs_root)
     samples = read_samples(input_path, bundle.manifest.input, bundle.manifest.num_classes) if input_path else bundle.split("evaluation")
     samples = samples.take(limit)
     extra: Dict[str, Any] = {}

@@ -132,3 +132,23 @@ def test_profile_with_a_missing_interpreter_prints_one_line():
     except ImportError:
         pass
     assert_one_line_error(edgeexit("profile", *NANO, "--interpreter", "tflite", "--json"), "tflite")
+
+
+def test_outputs_inside_the_boards_sysfs_are_refused(tmp_path: Path) -> None:
+    """A review's `run --output TREE/sys/.../scaling_governor` wrote the records over the governor node, rc 0; only
+    the next command on the tree noticed and put schedutil back."""
+    tree = tmp_path / "nano"
+    assert edgeexit("sim", "init", "--board", "jetson-nano", str(tree)).returncode == 0
+    governor = tree / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor"
+    before = governor.read_bytes()
+    on_tree = ("--board", "jetson-nano", "--sysfs-root", str(tree))
+    for args in (("run",) + on_tree + ("--limit", "2", "--output", str(governor)),
+                 ("profile",) + on_tree + ("--repeats", "1", "--out", str(tree / "sys/profile.json")),
+                 ("profile",) + on_tree + ("--repeats", "1", "--out", str(tmp_path / "p.json"), "--plot",
+                                           str(tree / ".edgeexit-sim/p.png")),
+                 ("bench",) + on_tree + ("--limit", "10", "--out", str(tree / "sys/bench"))):
+        assert_one_line_error(edgeexit(*args), "is inside the board's", "a path outside it")
+    assert governor.read_bytes() == before
+    assert not (tree / "sys/bench").exists() and not (tree / "sys/profile.json").exists()
+    # the real board's sysfs is refused the same way, whatever the board
+    assert_one_line_error(edgeexit("run", "--limit", "1", "--output", "/sys/kernel/x.jsonl"), "inside the board's sys")
