@@ -573,8 +573,9 @@ def restore_board(board: str, sysfs_root: Optional[Path] = None, force: bool = F
         try:
             with signals_held():
                 found = session.restore_stale(force=force)
-                if found:
-                    session.show_idle_sensors()
+                # A simulated tree's sensors read idle after a restore even when no clock was saved: a run killed
+                # before it pinned anything (a --dvfs governor run, a host-clocked one) left them at load.
+                session.show_idle_sensors()
                 done = True  # a Ctrl-C held until here is raised as the block ends, after the restore
         finally:
             session._lock.release()

@@ -28,6 +28,7 @@ from edgeexit.boards.config import KERNEL_FAMILIES, BoardConfig, load_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import read_file
 from edgeexit.errors import BoardConfigError, DvfsError, warn_stderr
+from edgeexit.signals import signals_held
 from edgeexit.sim import rules
 
 SIM_DIR = ".edgeexit-sim"
@@ -357,21 +358,24 @@ class SimulatedKernel:
         else:
             pst = path.parent.stat()
             owner = (pst.st_uid, pst.st_gid)
-        fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="{}{}-".format(TMP_PREFIX, writer_tag()))
-        try:
+        # Ctrl-C or SIGTERM is held until the temporary file is in place or gone: one arriving between mkstemp
+        # and the try below left an empty temporary file in the tree (a review's SIGTERM did).
+        with signals_held():
+            fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="{}{}-".format(TMP_PREFIX, writer_tag()))
             try:
-                os.write(fd, content.encode())
-                _give(fd, owner)
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
-            os.replace(tmp, str(path))  # inside the try: a refused replace (immutable file) must not leak tmp
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+                try:
+                    os.write(fd, content.encode())
+                    _give(fd, owner)
+                    os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, str(path))  # inside the try: a refused replace (immutable file) must not leak tmp
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
 
     def _mkdirs(self, d: Path) -> None:
         """``mkdir -p`` whose new directories take their parent's owner (see :meth:`put`)."""

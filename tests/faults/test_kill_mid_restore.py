@@ -260,3 +260,32 @@ def test_a_refused_write_names_the_fix_for_its_errno(tmp_path: Path, board: str,
     assert "\n" not in msg
     assert diff(tree(k.root), before) == []  # the injected fault was consumed; nothing else changed
     assert not list(runtime_dir.glob("*.state.json*"))
+
+
+@pytest.mark.parametrize("board", ["jetson-nano", "raspberry-pi-5"])
+def test_restore_sets_a_killed_runs_sensors_idle_when_no_clock_was_saved(tmp_path: Path, board: str,
+                                                                       runtime_dir: Path) -> None:
+    """A review SIGKILLed a run that pinned nothing (host clocks; a Pi 5 --dvfs governor run): `restore` found no
+    state file, said 'nothing to restore', and left the rails reading the load (2602 mW against 1419 idle)."""
+    from edgeexit.energy import meter_for_board
+    from edgeexit.sim.kernel import SimulatedKernel
+    from edgeexit.sim.vcgencmd import simulated_vcgencmd
+
+    root = tmp_path / "t"
+    make_tree(root, board)
+    with open_board(board, sysfs_root=root):
+        pass  # a clean session ends with the sensors idle
+    k = SimulatedKernel(root)
+    cfg = load_board(board)
+
+    def total_mw() -> float:
+        m = meter_for_board(cfg.power, root=root, runner=simulated_vcgencmd(root) if board == "raspberry-pi-5" else None)
+        return float(m.read().total_mw)
+
+    idle = total_mw()
+    for rail in cfg.power.rails():  # what a killed run leaves: every rail at load
+        k.set_rail(rail, 5000.0, 900.0)
+    assert total_mw() > idle * 1.2
+    report = restore_board(board, sysfs_root=root)
+    assert not report["restored"]
+    assert total_mw() == pytest.approx(idle)

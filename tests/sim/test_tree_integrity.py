@@ -192,6 +192,27 @@ def test_a_writer_killed_mid_put_leaves_no_file_once_the_tree_is_opened_again(tm
     assert diff(before, tree(k.root)) == []
 
 
+def test_ctrl_c_right_after_mkstemp_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review's SIGTERM left an empty `.tmp-*` beside an AGX Orin rail: the signal's exception came between put()'s
+    mkstemp and the try that removes the file. put() now holds the signal until the node is written."""
+    import tempfile
+
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    rel = k.board.power.rails()[0]
+    real = tempfile.mkstemp
+
+    def mkstemp_then_ctrl_c(*args, **kwargs):  # type: ignore[no-untyped-def]
+        made = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Python's handler runs at the next bytecode: here, or in put()
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        k.set_rail(rel, 5000.0, 321.0)
+    monkeypatch.undo()
+    assert [p for p in k.root.rglob(".tmp-*")] == []
+
+
 @pytest.mark.parametrize("edit", ["clocks", "top point", "governors", "default mode's cap", "power model", "another mode"])
 def test_a_tree_made_from_another_firmware_profile_is_named(tmp_path: Path, runtime_dir: Path, backend: str,
                                                             monkeypatch: pytest.MonkeyPatch, edit: str) -> None:
