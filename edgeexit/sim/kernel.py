@@ -17,6 +17,7 @@ import os
 import posixpath
 import re
 import shutil
+import signal
 import stat
 import tempfile
 import threading
@@ -28,7 +29,7 @@ from edgeexit.boards.config import KERNEL_FAMILIES, BoardConfig, load_board
 from edgeexit.boards.profile import FirmwareProfile, load_profile
 from edgeexit.boards.sysfs import read_file
 from edgeexit.errors import BoardConfigError, DvfsError, warn_stderr
-from edgeexit.signals import signals_held
+from edgeexit.signals import HELD
 from edgeexit.sim import rules
 
 SIM_DIR = ".edgeexit-sim"
@@ -154,6 +155,18 @@ def _writer_alive(name: str, age_s: float) -> bool:
     except OSError:  # EPERM: alive, another user's
         pass
     return True
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Block Ctrl-C and SIGTERM in this thread for the block; one that arrived is delivered when it ends. Blocked, not
+    re-handled (signals_held): the `sim mount` server runs libfuse's own C handlers, which unmount cleanly, and
+    swapping Python handlers in and out replaced them with SIG_DFL after its first write."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def remove_dead_writers_files(root: Path) -> None:
@@ -360,7 +373,7 @@ class SimulatedKernel:
             owner = (pst.st_uid, pst.st_gid)
         # Ctrl-C or SIGTERM is held until the temporary file is in place or gone: one arriving between mkstemp
         # and the try below left an empty temporary file in the tree (a review's SIGTERM did).
-        with signals_held():
+        with _signals_blocked():
             fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix="{}{}-".format(TMP_PREFIX, writer_tag()))
             try:
                 try:
