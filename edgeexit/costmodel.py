@@ -21,7 +21,9 @@ Profile file (``schema: edgeexit-profile/1``)::
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -137,7 +139,7 @@ class ProfileCostModel(CostModel):
 
 def _read_profile(path: Path, bundle: Bundle, board: Optional[str]) -> Dict[str, Any]:
     """A profile's JSON, checked against the bundle (and ``board`` unless None)."""
-    if not Path(path).exists():  # a mistyped path: profiling again would not help
+    if not os.path.lexists(str(path)):  # a mistyped path: profiling again would not help (never raises)
         raise CalibrationError("profile {} does not exist; check the path, or write one there with `edgeexit profile "
                                "--out {}`".format(path, path))
     data = read_json(Path(path), lambda why: CalibrationError(
@@ -218,7 +220,10 @@ def load_profile_json(path: Path, bundle: Bundle, board: str, fallback: Optional
     if threads is not None and measured != threads:
         raise CalibrationError("profile {} was measured with {} interpreter thread(s) and this run uses {}; run `{}` "
                                "(or run with --threads {})".format(path, measured, threads,
-                                                                   profile_command(board, simulated, threads), measured))
+                                                                   profile_command(board, simulated, threads, bundle,
+                                                                   None if Path(path) == default_profile_path(
+                                                                       bundle, board, bool(simulated), threads)
+                                                                   else Path(path)), measured))
     if board_khz is not None:
         # The planner pins the profile's operating points: one the board's table lacks would be rounded by the
         # kernel (or refused mid-run), so the profile was measured on another board or firmware.
@@ -252,10 +257,16 @@ def default_profile_path(bundle: Bundle, board: str, simulated: bool, threads: i
                                                            "-{}threads".format(threads) if threads != 1 else "")
 
 
-def profile_command(board: str, simulated: Optional[bool], threads: int) -> str:
-    """The `edgeexit profile` command line that writes the default profile a run of ``board`` looks for."""
-    return "{}edgeexit profile --board {}{} --threads {}".format("" if simulated else "sudo ", board,
-                                                                 " --simulate" if simulated else "", threads)
+def profile_command(board: str, simulated: Optional[bool], threads: int, bundle: Bundle,
+                    out: Optional[Path] = None) -> str:
+    """The `edgeexit profile` command line that writes the profile a run of ``board`` looks for: the bundle's
+    default one, or ``out``. On a real board it runs under sudo, which needs the full path of a venv's edgeexit."""
+    from edgeexit.paths import demo_bundle_dir
+
+    exe = "sudo {} ".format(shutil.which("edgeexit") or "edgeexit") if not simulated else "edgeexit "
+    model = "" if Path(bundle.root).resolve() == demo_bundle_dir().resolve() else " --model {}".format(bundle.root)
+    return "{}profile --board {}{}{} --threads {}{}".format(exe, board, " --simulate" if simulated else "", model,
+                                                           threads, "" if out is None else " --out {}".format(out))
 
 
 def other_threads_note(bundle: Bundle, board: str, simulated: bool, threads: int) -> Optional[str]:
@@ -272,7 +283,7 @@ def other_threads_note(bundle: Bundle, board: str, simulated: bool, threads: int
     return ("planning from the board model: the bundle's profiles of {} were measured with {} interpreter thread(s), "
             "not {} ({}); pass --threads {} to plan from one, or run `{}`".format(
                 board, ", ".join(map(str, others)), threads, ", ".join(str(p) for p in others.values()), min(others),
-                profile_command(board, simulated, threads)))
+                profile_command(board, simulated, threads, bundle)))
 
 
 @dataclass

@@ -200,19 +200,21 @@ def bundle_files(bundle: Any) -> List[Tuple[str, Path]]:
 
 
 def refuse_inside_board(outputs: Sequence[Tuple[str, Optional[Path]]], sysfs_root: Optional[Path]) -> None:
-    """Refuse, in one line, an output (``(option, path)``) inside the board's sysfs: ``sys/`` under ``sysfs_root``
-    (``/`` on a board) and a simulated tree's hidden state. Records written over a node there replaced a governor
-    with JSON, which only the next command on the tree undid."""
-    root = Path("/") if sysfs_root is None else Path(sysfs_root)
-    for part in ("sys", ".edgeexit-sim"):
-        board = os.path.realpath(str(root / part))
-        for opt, path in outputs:
-            if path is None or str(path) == "-":
-                continue
-            target = os.path.realpath(str(path))
-            if target == board or target.startswith(board.rstrip(os.sep) + os.sep):
-                raise OutputError("{} {} is inside the board's {} ({}), where it would replace the kernel's files; pass "
-                                  "{} a path outside it".format(opt, path, part, board, opt))
+    """Refuse, in one line, an output (``(option, path)``) inside the board's files: the whole tree a ``sysfs_root``
+    other than ``/`` names (its sys/, proc/device-tree/ and hidden state), ``/sys`` on a board, and edgeexit's
+    runtime directory (the state files `edgeexit restore` needs after a SIGKILL). Records written over a node
+    replaced a governor with JSON, which only the next command on the tree undid."""
+    root = os.path.realpath(str(sysfs_root)) if sysfs_root is not None else os.sep
+    guarded = [("board's tree", root)] if root != os.sep else [("board's sysfs", os.path.join(root, "sys"))]
+    guarded.append(("runtime directory", os.path.realpath(str(runtime_dir()))))
+    for opt, path in outputs:
+        if path is None or str(path) == "-":
+            continue
+        target = os.path.realpath(str(path))
+        for what, place in guarded:
+            if target == place or target.startswith(place.rstrip(os.sep) + os.sep):
+                raise OutputError("{} {} is inside the {} ({}), where it would replace edgeexit's or the kernel's "
+                                  "files; pass {} a path outside it".format(opt, path, what, place, opt))
 
 
 def refuse_overwriting(outputs: Sequence[Tuple[str, Optional[Path]]], inputs: Sequence[Tuple[str, Path]]) -> None:

@@ -464,8 +464,8 @@ class BoardLock:
         self._fd = fd
 
     def _unwritable(self, err: OSError) -> StateFileError:
-        return StateFileError("cannot write the board lock {} ({}); free space there, or set EDGEEXIT_RUNTIME_DIR to a "
-                              "writable directory".format(self.path, err.strerror or err))
+        return StateFileError("cannot write the board lock {} ({}); {}".format(self.path, err.strerror or err,
+                                                                             runtime_dir_fix(err)))
 
     def _holders_may_pin(self, uid: int, other: Path, unknown: str) -> bool:
         """Whether the run holding user ``uid``'s lock ``other`` (held, or ``unknown``) may pin the board."""
@@ -491,6 +491,15 @@ class BoardLock:
             self._fd = None
 
 
+def runtime_dir_fix(err: OSError) -> str:
+    """The fix for a state file or lock that cannot be written, by what stopped it."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free space there, or set EDGEEXIT_RUNTIME_DIR to a directory with room"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "check its permissions, or set EDGEEXIT_RUNTIME_DIR to a writable directory"
+    return "set EDGEEXIT_RUNTIME_DIR to a writable directory"
+
+
 def write_state(path: Path, board: str, root: Path, simulated: bool, domains: List[Dict[str, Any]],
                 extra: Optional[Dict[str, Any]] = None) -> None:
     """:func:`_write_state`, with a failure (a full disk, a read-only runtime directory) as one line naming the
@@ -500,8 +509,8 @@ def write_state(path: Path, board: str, root: Path, simulated: bool, domains: Li
     except DvfsError:
         raise
     except OSError as err:
-        raise StateFileError("cannot save the board's state to {} ({}); free space there, or set EDGEEXIT_RUNTIME_DIR "
-                             "to a writable directory".format(path, err.strerror or err)) from None
+        raise StateFileError("cannot save the board's state to {} ({}); {}".format(
+            path, err.strerror or err, runtime_dir_fix(err))) from None
 
 
 def _write_state(path: Path, board: str, root: Path, simulated: bool, domains: List[Dict[str, Any]],

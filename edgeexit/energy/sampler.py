@@ -107,7 +107,8 @@ class Sampler(WindowedEnergySource):
         # sampled short of their start. Nor is the read under way waited for: that locks the reads' phase.
         self.edge_reads = edge_reads
         # a sensor read slower than this at a window edge counts as stalled (default: 5 periods, >= 0.25 s)
-        self.read_timeout_s = float(read_timeout_s) if read_timeout_s is not None else max(0.25, 5.0 / self.rate_hz)
+        # (from the rate asked for: how long a read takes has nothing to do with how often the sensor updates)
+        self.read_timeout_s = float(read_timeout_s) if read_timeout_s is not None else max(0.25, 5.0 / self.requested_rate_hz)
         self.warn = warn or warn_stderr
         self.last_error: Optional[BaseException] = None
         self.last_failed_rails: List[str] = []  # the rails that made the latest unusable reading unusable

@@ -147,8 +147,14 @@ def test_outputs_inside_the_boards_sysfs_are_refused(tmp_path: Path) -> None:
                  ("profile",) + on_tree + ("--repeats", "1", "--out", str(tmp_path / "p.json"), "--plot",
                                            str(tree / ".edgeexit-sim/p.png")),
                  ("bench",) + on_tree + ("--limit", "10", "--out", str(tree / "sys/bench"))):
-        assert_one_line_error(edgeexit(*args), "is inside the board's", "a path outside it")
+        assert_one_line_error(edgeexit(*args), "is inside the board's tree", "a path outside it")
     assert governor.read_bytes() == before
     assert not (tree / "sys/bench").exists() and not (tree / "sys/profile.json").exists()
     # the real board's sysfs is refused the same way, whatever the board
-    assert_one_line_error(edgeexit("run", "--limit", "1", "--output", "/sys/kernel/x.jsonl"), "inside the board's sys")
+    assert_one_line_error(edgeexit("run", "--limit", "1", "--output", "/sys/kernel/x.jsonl"), "inside the board's sysfs")
+    # the tree's device tree, which --board auto reads, and the runtime directory's state files
+    assert_one_line_error(edgeexit("run", *on_tree, "--limit", "1", "--output", str(tree / "proc/device-tree/model")),
+                          "inside the board's tree")
+    from edgeexit.paths import runtime_dir
+    assert_one_line_error(edgeexit("run", "--limit", "1", "--output", str(runtime_dir() / "x.state.json")),
+                          "inside the runtime directory")

@@ -55,5 +55,10 @@ def test_sampler_reads_no_faster_than_the_chip_updates(tmp_path: Path, clock) ->
     assert abs(sampler.rate_hz - 1 / 0.007) < 1e-9
     assert abs(sampler.sample_interval_s() - 0.007) < 1e-12
     assert Sampler(meter, rate_hz=50.0, clock=clock).rate_hz == 50.0  # slower than the chip: as asked
+    # a stalled read is judged by the rate asked for, not by the chip's interval (up to ~50 s): a hung I2C read
+    # must still count as stalled within a quarter second
+    write(node / "update_interval", "40000\n")
+    slow = Sampler(Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock), rate_hz=200.0, clock=clock)
+    assert slow.rate_hz == 1 / 40.0 and slow.read_timeout_s == 0.25
     (node / "update_interval").unlink()
     assert Sampler(Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock), rate_hz=200.0, clock=clock).rate_hz == 200.0

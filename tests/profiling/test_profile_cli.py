@@ -270,7 +270,7 @@ def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
     # said, not silent: the README's 1-thread bench after it planned from the board model without a word
     assert "planning from the board model" in p.stderr and "pass --threads 4" in p.stderr, p.stderr
     # the command it names runs as printed (a bare `edgeexit profile --threads 1` cannot find the board)
-    assert "`edgeexit profile --board jetson-nano --simulate --threads 1`" in p.stderr, p.stderr
+    assert "`edgeexit profile --board jetson-nano --simulate --model {} --threads 1`".format(bundle_dir) in p.stderr, p.stderr
     # a run that plans nothing (a simulated board's governor emulated, threshold) has nothing to hear
     quiet = edgeexit("run", "--board", "jetson-nano", "--simulate", "--model", str(bundle_dir), "--limit", "3")
     assert quiet.returncode == 0 and "planning from the board model" not in quiet.stderr, quiet.stderr
@@ -287,7 +287,8 @@ def test_a_profile_serves_only_runs_with_its_thread_count(tmp_path: Path):
     assert len(said) == 1 and "pass --threads 4" in said[0]
     assert json_out(edgeexit(*run, "--threads", "4"))["cost_model"].startswith("profile")
     assert_one_line_error(edgeexit(*run, "--profile", four["profile_path"]), "measured with 4 interpreter thread(s)",
-                          "this run uses 1", "`edgeexit profile --board jetson-nano --simulate --threads 1`")
+                          "this run uses 1", "`edgeexit profile --board jetson-nano --simulate --model {} --threads 1 --out {}`"
+                          .format(bundle_dir, four["profile_path"]))
     # a mistyped path is named as such: profiling again would not fix it
     missing = str(tmp_path / "typo.json")
     assert_one_line_error(edgeexit(*run, "--profile", missing), "does not exist", "check the path")
