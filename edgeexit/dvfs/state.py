@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from edgeexit.boards.sysfs import read_file
-from edgeexit.errors import BoardBusyError, DvfsError, StateFileError
+from edgeexit.errors import BoardBusyError, StateFileError
 from edgeexit.paths import prepare_runtime_dir, runtime_dir
 
 STATE_FORMAT = 1
@@ -506,8 +506,6 @@ def write_state(path: Path, board: str, root: Path, simulated: bool, domains: Li
     place: the OSError alone ("No space left on device") named neither the file nor the fix."""
     try:
         _write_state(path, board, root, simulated, domains, extra)
-    except DvfsError:
-        raise
     except OSError as err:
         raise StateFileError("cannot save the board's state to {} ({}); {}".format(
             path, err.strerror or err, runtime_dir_fix(err))) from None

@@ -30,7 +30,6 @@ class WindowedEnergySource(ABC):
     energy_method: Optional[str] = None  # how readings become a window's energy (None: nothing measured)
     polled = False  # a polled meter's windows are judged by the reads inside them (Sampler: latest_s, valid_mw)
 
-
     @abstractmethod
     def energy_mj(self, t0_s: float, t1_s: float) -> EnergyWindow:
         """Energy over ``[t0_s, t1_s]`` in host time (s). Units: mJ."""

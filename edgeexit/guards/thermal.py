@@ -57,12 +57,12 @@ def zone_paths(board: BoardConfig, sysfs: Sysfs) -> List[Optional[str]]:
     taken: Set[str] = set()
     for z in board.thermal_zones:
         want = z.type.lower()
-        first = "thermal_zone{}".format(z.index)  # where the config expects it
-        hits = [first] if types.get(first) == want and first not in taken else []
-        hits += [n for n, t in types.items() if t == want and n not in taken]
-        if hits:
-            taken.add(hits[0])
-        out.append("{}/{}".format(ZONES_DIR, hits[0]) if hits else None)
+        hits = [n for n, t in types.items() if t == want and n not in taken]
+        first = "thermal_zone{}".format(z.index)  # where the config expects it, if that zone has the type
+        pick = first if first in hits else (hits[0] if hits else None)
+        if pick is not None:
+            taken.add(pick)
+        out.append(None if pick is None else "{}/{}".format(ZONES_DIR, pick))
     return out
 
 
