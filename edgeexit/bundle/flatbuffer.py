@@ -4,15 +4,24 @@ LiteRT verifies a model and refuses a broken one with a ValueError; tflite-runti
 fallback) does not, and a segment cut short, its sha256 updated with it, crashed the process (SIGSEGV). This
 walks the tables and vectors the interpreter reads (schema.fbs: Model, SubGraph, Tensor, Operator, Buffer,
 Metadata, SignatureDef) and checks that each lies inside the file, that the indices between them are in
-range and that no tensor has a zero dimension (a division by zero, SIGFPE, in tflite-runtime's kernels).
-It is no full verifier: a file that passes can still be refused by the interpreter, in one line, and an
-operator's options (a stride, a filter size) are not checked.
+range, that no tensor has a zero dimension (a division by zero, SIGFPE, in tflite-runtime's kernels) and that
+a tensor is marked absent (-1) only where its kernel runs without one. It is no full verifier: a file that
+passes can still be refused by the interpreter, in one line, and an operator's options (a stride, a filter
+size) are not checked.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 IDENTIFIER = b"TFL3"  # the FlatBuffer file identifier, bytes 4-8 of every .tflite
+
+# The operator input that may be absent (-1): a bias, which these kernels do without. Elsewhere an absent tensor
+# is no model: an absent weight (CONV_2D, FULLY_CONNECTED) or STRIDED_SLICE/RESHAPE operand segfaulted both
+# LiteRT 2.3 and tflite-runtime 2.14 (tests/bundle/test_load.py), and the rest were refused when invoked.
+_OPTIONAL_INPUT = {3: 2, 4: 2, 9: 2, 67: 3}  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV
+# Recurrent operators, whose optional inputs (peepholes, projection, layer norm) this check leaves alone:
+# LSTM, SVDF, UNIDIRECTIONAL_SEQUENCE_RNN, UNIDIRECTIONAL_SEQUENCE_LSTM, BIDIRECTIONAL_SEQUENCE_RNN/_LSTM.
+_UNCHECKED_INPUTS = {16, 27, 35, 44, 46, 52}
 
 
 class Broken(Exception):
@@ -105,8 +114,11 @@ def verify_tflite(data: bytes) -> None:
     r = _Reader(data)
     model = r.table(r.uint(0, 4))
     opcodes = model.tables(1)
+    builtin = []
     for code in opcodes:
         code.text(1, "custom operator code")
+        # schema 3a moved the code from an int8 to an int32 field; readers take the larger of the two
+        builtin.append(max(code.scalar(0, 1, 0), code.scalar(3, 4, 0)))
     buffers = model.tables(4)
     for buf in buffers:
         buf.vector(0, 1)  # data
@@ -138,16 +150,21 @@ def verify_tflite(data: bytes) -> None:
                 for i, size in ((0, 4), (1, 4), (2, 4), (3, 8)):  # min, max, scale, zero_point
                     qp.vector(i, size)
         used = sub.ints(1) + sub.ints(2)
-        for op in sub.tables(3):
+        for k, op in enumerate(sub.tables(3)):
             _index(op.scalar(0, 4), len(opcodes), "opcode")
-            used += op.ints(1) + op.ints(2) + op.ints(8)
+            code = builtin[op.scalar(0, 4)]
+            inputs = op.ints(1)
+            for slot, i in enumerate(inputs):
+                if i == -1 and code not in _UNCHECKED_INPUTS and _OPTIONAL_INPUT.get(code) != slot:
+                    raise Broken("operator {} (builtin code {}) has its input {} marked absent (-1), which only a "
+                                 "bias may be".format(k, code, slot))
+            used += [i for i in inputs if i != -1] + op.ints(2) + [i for i in op.ints(8) if i != -1]
             options = op.ref(4)
             if options is not None:
                 r.table(options)
             op.vector(5, 1)  # custom_options
-        for i in used:
-            if i != -1:  # an optional input left out
-                _index(i, len(tensors), "tensor")
+        for i in used:  # -1 in a subgraph's or an operator's outputs is an index out of range too
+            _index(i, len(tensors), "tensor")
     for sig in model.tables(7):  # signature_defs: names for a subgraph's input and output tensors
         sig.text(2, "signature key")
         graph = sig.scalar(4, 4)
