@@ -18,6 +18,7 @@ from edgeexit.interpreter import Backend, resolve_backend
 from edgeexit.jsonvalues import is_integer
 from edgeexit.policies.base import ExitPolicy, HeadDecoder, HeadView, SampleState
 from edgeexit.segments import Segment, make_requant
+from edgeexit.segment_probe import probe_segments
 
 
 #: Relative scale difference at a segment boundary worth a warning. Exporter-calibrated chains agree to ~1e-7; a
@@ -116,6 +117,8 @@ class Runtime:
         self.num_threads = int(num_threads)  # per segment; what a board model of this run must assume too
         self.backend: Backend = resolve_backend(interpreter)
         m = bundle.manifest
+        probe_segments([(s.label, bundle.segment_paths[s.label]) for s in m.blocks + m.exits], self.backend,
+                       self.num_threads, warn or warn_stderr)
         self.blocks = [Segment(s, bundle.segment_paths[s.label], self.backend, num_threads) for s in m.blocks]
         self.exits = [Segment(s, bundle.segment_paths[s.label], self.backend, num_threads) for s in m.exits]
         self.decoders = [HeadDecoder(s) for s in m.exits]

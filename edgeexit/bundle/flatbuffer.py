@@ -4,8 +4,9 @@ LiteRT verifies a model and refuses a broken one with a ValueError; tflite-runti
 fallback) does not, and a segment cut short, its sha256 updated with it, crashed the process (SIGSEGV). This
 walks the tables and vectors the interpreter reads (schema.fbs: Model, SubGraph, Tensor, Operator, Buffer,
 Metadata, SignatureDef) and checks that each lies inside the file, that the indices between them are in
-range, that no tensor has a zero dimension (a division by zero, SIGFPE, in tflite-runtime's kernels) and that
-a tensor is marked absent (-1) only where its kernel runs without one. It is no full verifier: a file that
+range and that no tensor has a zero dimension (a division by zero, SIGFPE, in tflite-runtime's kernels). It
+also checks that a tensor is marked absent (-1) only where its kernel runs without one, and that each tensor
+an operator writes is its own, not an input, a constant or another operator's output. It is no full verifier: a file that
 passes can still be refused by the interpreter, in one line, and an operator's options (a stride, a filter
 size) are not checked.
 """
@@ -150,6 +151,13 @@ def verify_tflite(data: bytes) -> None:
                 for i, size in ((0, 4), (1, 4), (2, 4), (3, 8)):  # min, max, scale, zero_point
                     qp.vector(i, size)
         used = sub.ints(1) + sub.ints(2)
+        # Whose data each tensor is: the caller's (a subgraph input), the file's (a constant), or one operator's.
+        # An operator writing over another's, the input or a constant segfaulted both interpreters.
+        source = {i: "the subgraph's input" for i in sub.ints(1)}
+        for i, t in enumerate(tensors):
+            b = t.scalar(2, 4)
+            if b < len(buffers) and (buffers[b].vector(0, 1) > 0 or buffers[b].scalar(1, 8) > 1):  # data, in or after
+                source.setdefault(i, "a constant")
         for k, op in enumerate(sub.tables(3)):
             _index(op.scalar(0, 4), len(opcodes), "opcode")
             code = builtin[op.scalar(0, 4)]
@@ -158,7 +166,12 @@ def verify_tflite(data: bytes) -> None:
                 if i == -1 and code not in _UNCHECKED_INPUTS and _OPTIONAL_INPUT.get(code) != slot:
                     raise Broken("operator {} (builtin code {}) has its input {} marked absent (-1), which only a "
                                  "bias may be".format(k, code, slot))
-            used += [i for i in inputs if i != -1] + op.ints(2) + [i for i in op.ints(8) if i != -1]
+            for i in op.ints(2):
+                _index(i, len(tensors), "tensor")
+                if i in source:
+                    raise Broken("operator {} writes tensor {}, which is {}".format(k, i, source[i]))
+                source[i] = "operator {}'s output".format(k)
+            used += [i for i in inputs if i != -1] + [i for i in op.ints(8) if i != -1]
             options = op.ref(4)
             if options is not None:
                 r.table(options)

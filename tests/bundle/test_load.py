@@ -11,6 +11,7 @@ import pytest
 from edgeexit.bundle import load_bundle
 from edgeexit.errors import BundleError, InterpreterError
 from edgeexit.runtime import Runtime
+from tests.bundle.segment_edits import edit_segment, tensor_slot
 
 pytestmark = pytest.mark.backend
 
@@ -120,16 +121,6 @@ def test_corrupt_tflite_with_matching_sha(bundle_copy: Path, calibration: bool, 
         load_bundle(bundle_copy, calibration=calibration)
 
 
-def _set_uint(data: bytes, where) -> bytes:
-    """``data`` with the uint32 that ``where(model)`` locates (a _Table.field position) set to a value."""
-    from edgeexit.bundle.flatbuffer import _Reader
-
-    r = _Reader(data)
-    at, value = where(r.table(r.uint(0, 4)))
-    assert at is not None
-    return data[:at] + value.to_bytes(4, "little") + data[at + 4:]
-
-
 def _first_dim(model):
     tensor = model.tables(2)[0].tables(0)[0]
     return tensor.ref(0) + 4, 0  # the first entry of its shape vector
@@ -142,9 +133,7 @@ def _first_dim(model):
     (_first_dim, "a tensor has a dimension of 0"),
 ])
 def test_an_index_out_of_range_with_matching_sha(bundle_copy: Path, where, needle: str):
-    p = bundle_copy / "block1.tflite"
-    p.write_bytes(_set_uint(p.read_bytes(), where))
-    _edit(bundle_copy, lambda m: m["blocks"][1].__setitem__("sha256", hashlib.sha256(p.read_bytes()).hexdigest()))
+    edit_segment(bundle_copy, "block1", where)
     with pytest.raises(BundleError, match=r"block1 file 'block1.tflite' is not a whole TFLite model \({}.*\); "
                                           r"re-export the bundle".format(needle)):
         load_bundle(bundle_copy, calibration=False)
@@ -275,23 +264,6 @@ def test_a_tensor_name_that_is_not_utf8_is_one_line(bundle_copy: Path):
         load_bundle(bundle_copy, calibration=False)
 
 
-def _absent(segment: str, op: int, field: int, slot: int):
-    """Where ``where`` of _set_uint finds slot ``slot`` of operator ``op``'s inputs (field 1) or outputs (2), or
-    (op None) of the subgraph's own inputs/outputs, to be set to -1 (absent)."""
-    def where(model):
-        sub = model.tables(2)[0]
-        table = sub if op is None else sub.tables(3)[op]
-        return table.ref(field) + 4 + 4 * slot, 0xFFFFFFFF
-    return where
-
-
-def _with_absent(root: Path, segment: str, where) -> None:
-    p = root / "{}.tflite".format(segment)
-    p.write_bytes(_set_uint(p.read_bytes(), where))
-    kind, index = ("blocks", int(segment[5:])) if segment.startswith("block") else ("exits", int(segment[4:]))
-    _edit(root, lambda m: m[kind][index].__setitem__("sha256", hashlib.sha256(p.read_bytes()).hexdigest()))
-
-
 @pytest.mark.parametrize("segment,op,field,slot,needle", [
     # each of the first four segfaulted LiteRT 2.3 and tflite-runtime 2.14 on the first inference
     ("block1", 0, 1, 1, "operator 0 \\(builtin code 3\\) has its input 1 marked absent"),  # CONV_2D's filter
@@ -308,9 +280,22 @@ def test_an_absent_tensor_where_the_kernel_needs_one_is_refused(bundle_copy: Pat
     r = _Reader(data)
     ops = r.table(r.uint(0, 4)).tables(2)[0].tables(3)
     assert op is None or ops[op].ints(1)[slot] != -1 or field == 2
-    _with_absent(bundle_copy, segment, _absent(segment, op, field, slot))
+    edit_segment(bundle_copy, segment, tensor_slot(op, field, slot, -1))
     with pytest.raises(BundleError, match=r"{0} file '{0}.tflite' is not a whole TFLite model \({1}.*\); "
                                           r"re-export the bundle".format(segment, needle)):
+        load_bundle(bundle_copy, calibration=False)
+
+
+@pytest.mark.parametrize("op,tensor,needle", [
+    (6, 0, "operator 6 writes tensor 0, which is the subgraph's input"),  # segfaulted both interpreters
+    (6, 5, "operator 6 writes tensor 5, which is a constant"),  # the weights of the same FULLY_CONNECTED
+    (1, 13, "operator 5 writes tensor 13, which is operator 1's output"),  # segfaulted both interpreters
+])
+def test_an_operator_writing_a_tensor_that_is_not_its_own_is_refused(bundle_copy: Path, op: int, tensor: int, needle):
+    """exit3: CONV_2D, AVERAGE_POOL_2D, SHAPE, STRIDED_SLICE, PACK, RESHAPE (writes 13), FULLY_CONNECTED (reads 13)."""
+    edit_segment(bundle_copy, "exit3", tensor_slot(op, 2, 0, tensor))
+    with pytest.raises(BundleError, match=r"exit3 file 'exit3.tflite' is not a whole TFLite model \({}\); "
+                                          r"re-export the bundle".format(needle)):
         load_bundle(bundle_copy, calibration=False)
 
 
@@ -326,12 +311,12 @@ def test_an_absent_bias_is_left_to_the_interpreter(bundle_copy: Path):
         return [len(op.ints(1)) for op in ops]
 
     assert fc_and_conv("exit4.tflite")[6] == 3 and fc_and_conv("block3.tflite")[0] == 3
-    _with_absent(bundle_copy, "exit4", _absent("exit4", 6, 1, 2))
+    edit_segment(bundle_copy, "exit4", tensor_slot(6, 1, 2, -1))
     b = load_bundle(bundle_copy, calibration=False)
     xq = quantize_inputs(b.split("evaluation").take(2).x, b.manifest.input)
     with Runtime(b) as rt:
         assert rt.exit_table(xq).pred.shape == (2, len(b.exits))
-    _with_absent(bundle_copy, "block3", _absent("block3", 0, 1, 2))
+    edit_segment(bundle_copy, "block3", tensor_slot(0, 1, 2, -1))
     b = load_bundle(bundle_copy, calibration=False)
     with pytest.raises(InterpreterError, match="block3.*optional but was expected"):
         with Runtime(b) as rt:

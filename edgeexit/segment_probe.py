@@ -1,0 +1,129 @@
+"""A first inference of every segment in a child process, before the runtime loads them.
+
+The bundle's structure check (``bundle/flatbuffer.py``) refuses a segment cut short, pointing outside itself
+or missing a tensor its kernel reads, but not every graph an interpreter's kernels crash on: a RESHAPE fed a
+constant of another type segfaulted LiteRT 2.3 and aborted tflite-runtime 2.14. A crash in the runtime's own
+process ends a command without a word, after it may have pinned the board's clocks. So the runtime first
+runs each segment once, on zeros, in a forked child; a child killed by a signal names its segment in one line.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+from edgeexit.errors import InterpreterError
+
+#: a child's first inferences take milliseconds; a child slower than this is left, and the runtime goes on
+PROBE_TIMEOUT_S = 120.0
+# the signals a crashing kernel dies of (a bad read, an abort, an arithmetic or illegal-instruction fault)
+_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
+
+
+def probe_segments(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int,
+                   warn: Callable[[str], None], timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`InterpreterError` naming the first of ``segments`` (label, path) whose load or first
+    inference kills a child process. Errors the interpreter raises are left to the runtime's own load.
+
+    Skipped where the process has other threads: a forked child holds copies of their locks, unowned, and
+    can hang on one (the CLI opens its runtime before any thread starts).
+    """
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return
+    outcome = _run_child(segments, backend, num_threads, timeout_s)
+    if outcome is None:
+        warn("a test process took over {:.0f} s to run the bundle's segments once; going on without the crash "
+             "check".format(timeout_s))
+        return
+    signum, label = outcome
+    if signum is None:
+        return
+    # A segment can corrupt the heap and a later one die of it: the first that crashes on its own is named.
+    labels = [s[0] for s in segments]
+    for one in segments[:labels.index(label) + 1] if label in labels else segments:
+        alone = _run_child([one], backend, num_threads, timeout_s)
+        if alone is not None and alone[0] is not None:
+            signum, label = alone[0], one[0]
+            break
+    path = dict(segments).get(label)
+    raise InterpreterError("bundle segment {} ({}) crashed the {} interpreter ({}) on a test inference in a "
+                           "child process: its graph is broken; re-export the bundle with tools/export.py".format(
+                               label, path.name if path is not None else "?", backend.name,
+                               signal.Signals(signum).name))
+
+
+def _run_child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int,
+               timeout_s: float) -> Optional[Tuple[Optional[int], str]]:
+    """Run ``segments`` once each in a forked child: (the crash signal or None, the last segment it began), or
+    None where it took over ``timeout_s`` (it is killed)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, never runs the parent's handlers, finally blocks or atexit
+        status = 0
+        try:
+            os.close(read_fd)
+            _child(segments, backend, num_threads, write_fd)
+        except BaseException:
+            status = 3
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    reaped = False
+    buf = b""
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
+                return None
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+    finally:
+        if not reaped:  # a timeout, or a Ctrl-C here: the child must not outlive the probe
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+        os.close(read_fd)
+    crashed = os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASHES
+    return (os.WTERMSIG(status) if crashed else None), _last(buf)
+
+
+def _last(buf: bytes) -> str:
+    """The label of the last segment the child began (one line each, before it loads it)."""
+    lines = [line for line in buf.decode("utf-8", "replace").split("\n") if line]
+    return lines[-1] if lines else ""
+
+
+def _child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int, write_fd: int) -> None:
+    import faulthandler
+
+    import numpy as np
+
+    faulthandler.disable()  # a crash here is the parent's to report, in one line
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's; it kills the child
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # never the CLI's handler, which restores the board
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # the interpreter's own messages come again when the runtime loads the segment
+    os.dup2(devnull, 2)
+    for label, path in segments:
+        os.write(write_fd, label.encode("utf-8") + b"\n")
+        try:
+            it = backend.interpreter_cls(model_path=str(path), num_threads=int(num_threads))
+            it.allocate_tensors()
+            for d in it.get_input_details():
+                it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+            it.invoke()
+            for d in it.get_output_details():
+                it.get_tensor(d["index"])
+        except Exception:  # refused, not crashed: the runtime's load says why
+            continue

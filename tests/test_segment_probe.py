@@ -1,0 +1,86 @@
+"""The runtime's crash probe: a segment that kills the interpreter is named in one line, before the board is touched."""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from edgeexit.bundle import load_bundle
+from edgeexit.errors import InterpreterError
+from edgeexit.interpreter import resolve_backend
+from edgeexit.paths import demo_bundle_dir
+from edgeexit.runtime import Runtime
+from edgeexit.segment_probe import probe_segments
+from tests.bundle.segment_edits import edit_segment, tensor_slot
+from tests.cli.helpers import assert_one_line_error, edgeexit
+
+pytestmark = pytest.mark.backend
+
+
+@pytest.fixture
+def crashing_bundle(tmp_path: Path) -> Path:
+    """exit4's RESHAPE fed the FULLY_CONNECTED's int32 bias (tensor 6) for its data: it passes the structure
+    check, and segfaulted LiteRT 2.3 and aborted tflite-runtime 2.14 on the first inference."""
+    root = tmp_path / "bundle"
+    shutil.copytree(str(demo_bundle_dir()), str(root))
+    edit_segment(root, "exit4", tensor_slot(5, 1, 0, 6))
+    return root
+
+
+def _no_child_left() -> bool:
+    try:
+        return os.waitpid(-1, os.WNOHANG) == (0, 0) and False
+    except ChildProcessError:
+        return True
+
+
+def test_a_segment_that_crashes_the_interpreter_is_named(crashing_bundle: Path):
+    b = load_bundle(crashing_bundle, calibration=False)  # the structure check lets it through
+    with pytest.raises(InterpreterError, match=r"bundle segment exit4 \(exit4.tflite\) crashed the \w+ interpreter "
+                                               r"\(SIG(SEGV|ABRT)\) on a test inference .*re-export the bundle"):
+        Runtime(b)
+    assert _no_child_left()
+
+
+def test_run_names_it_in_one_line_before_opening_the_board(crashing_bundle: Path, tmp_path: Path):
+    root = tmp_path / "board"
+    assert edgeexit("sim", "init", "--board", "jetson-nano", str(root)).returncode == 0
+    before = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    p = edgeexit("run", "--board", "jetson-nano", "--sysfs-root", str(root), "--model", str(crashing_bundle),
+                 "--policy", "full", "--limit", "5")
+    assert_one_line_error(p, "exit4 (exit4.tflite) crashed the", "re-export the bundle")
+    assert {str(q.relative_to(root)): q.read_bytes() for q in sorted(root.rglob("*")) if q.is_file()} == before
+
+
+def test_a_sound_bundle_passes_and_leaves_no_child():
+    b = load_bundle()
+    items = [(s.label, b.segment_paths[s.label]) for s in b.manifest.blocks + b.manifest.exits]
+    warnings = []
+    probe_segments(items, resolve_backend(None), 1, warnings.append)
+    assert warnings == [] and _no_child_left()
+
+
+def test_a_probe_past_its_time_is_killed_and_the_runtime_goes_on():
+    b = load_bundle()
+    items = [(s.label, b.segment_paths[s.label]) for s in b.manifest.blocks + b.manifest.exits]
+    warnings = []
+    probe_segments(items, resolve_backend(None), 1, warnings.append, timeout_s=0.0)
+    assert len(warnings) == 1 and "going on without the crash check" in warnings[0]
+    assert _no_child_left()
+
+
+def test_no_fork_while_other_threads_run(crashing_bundle: Path):
+    """A forked child holds copies of other threads' locks, unowned: the probe stands aside, and the load is
+    the check (this bundle would crash at its first inference, which this test never runs)."""
+    b = load_bundle(crashing_bundle, calibration=False)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        Runtime(b).close()
+    finally:
+        stop.set()
+        t.join()
