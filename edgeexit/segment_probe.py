@@ -13,6 +13,7 @@ import select
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -29,15 +30,21 @@ def probe_segments(segments: Sequence[Tuple[str, Path]], backend: Any, num_threa
     """Raise :class:`InterpreterError` naming the first of ``segments`` (label, path) whose load or first
     inference kills a child process. Errors the interpreter raises are left to the runtime's own load.
 
-    Skipped where the process has other threads: a forked child holds copies of their locks, unowned, and
-    can hang on one (the CLI opens its runtime before any thread starts).
+    Skipped where the process has other Python threads: a forked child holds copies of their locks, unowned,
+    and can hang on one (the CLI opens its runtime before it starts any). Native threads (OpenBLAS's, an
+    interpreter's pool) are not counted: their libraries reset their state in a child, and a child that hangs
+    anyway is killed after ``timeout_s``. Skipped too where no child can be made or waited for (fork fails,
+    or SIGCHLD is ignored): the probe is a second line of defence, never a reason to refuse a bundle.
     """
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return
-    outcome = _run_child(segments, backend, num_threads, timeout_s)
+    try:
+        outcome = _run_child(segments, backend, num_threads, timeout_s)
+    except OSError:  # EAGAIN/ENOMEM from fork, ECHILD where SIGCHLD is ignored
+        return
     if outcome is None:
-        warn("a test process took over {:.0f} s to run the bundle's segments once; going on without the crash "
-             "check".format(timeout_s))
+        warn("the crash check of the bundle's segments (each run once in a test process) took over {:.0f} s and "
+             "was stopped; going on without it".format(timeout_s))
         return
     signum, label = outcome
     if signum is None:
@@ -59,14 +66,22 @@ def probe_segments(segments: Sequence[Tuple[str, Path]], backend: Any, num_threa
 def _run_child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int,
                timeout_s: float) -> Optional[Tuple[Optional[int], str]]:
     """Run ``segments`` once each in a forked child: (the crash signal or None, the last segment it began), or
-    None where it took over ``timeout_s`` (it is killed)."""
+    None where it took over ``timeout_s`` (it is killed). OSError where no child could be made or reaped."""
+    parent = os.getpid()
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        with warnings.catch_warnings():  # Python 3.12+ warns of fork() beside native threads (see above)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
     if pid == 0:  # the child: never returns, never runs the parent's handlers, finally blocks or atexit
         status = 0
         try:
             os.close(read_fd)
-            _child(segments, backend, num_threads, write_fd)
+            _child(segments, backend, num_threads, write_fd, parent)
         except BaseException:
             status = 3
         finally:
@@ -87,13 +102,15 @@ def _run_child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: 
         _, status = os.waitpid(pid, 0)
         reaped = True
     finally:
-        if not reaped:  # a timeout, or a Ctrl-C here: the child must not outlive the probe
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-        os.close(read_fd)
+        try:
+            if not reaped:  # a timeout, or a Ctrl-C here: the child must not outlive the probe
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                os.waitpid(pid, 0)
+        finally:
+            os.close(read_fd)
     crashed = os.WIFSIGNALED(status) and os.WTERMSIG(status) in _CRASHES
     return (os.WTERMSIG(status) if crashed else None), _last(buf)
 
@@ -104,12 +121,13 @@ def _last(buf: bytes) -> str:
     return lines[-1] if lines else ""
 
 
-def _child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int, write_fd: int) -> None:
+def _child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int, write_fd: int, parent: int) -> None:
     import faulthandler
 
     import numpy as np
 
     faulthandler.disable()  # a crash here is the parent's to report, in one line
+    _no_core_dump_and_die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's; it kills the child
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # never the CLI's handler, which restores the board
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -127,3 +145,24 @@ def _child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int,
                 it.get_tensor(d["index"])
         except Exception:  # refused, not crashed: the runtime's load says why
             continue
+
+
+def _no_core_dump_and_die_with_parent(parent: int) -> None:
+    """A crash the probe looks for must leave no core file (tens of MB in the user's directory) or crash
+    report, and a child whose parent was killed (SIGKILL) must not run on."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no dump, not even through a core_pattern pipe (apport)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before PDEATHSIG was set
+        os._exit(0)

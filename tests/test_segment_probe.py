@@ -68,7 +68,8 @@ def test_a_probe_past_its_time_is_killed_and_the_runtime_goes_on():
     items = [(s.label, b.segment_paths[s.label]) for s in b.manifest.blocks + b.manifest.exits]
     warnings = []
     probe_segments(items, resolve_backend(None), 1, warnings.append, timeout_s=0.0)
-    assert len(warnings) == 1 and "going on without the crash check" in warnings[0]
+    assert len(warnings) == 1 and "crash check of the bundle's segments" in warnings[0]
+    assert "was stopped; going on without it" in warnings[0]
     assert _no_child_left()
 
 
@@ -84,3 +85,57 @@ def test_no_fork_while_other_threads_run(crashing_bundle: Path):
     finally:
         stop.set()
         t.join()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_no_child_to_be_had_leaves_the_probe_out(monkeypatch: pytest.MonkeyPatch):
+    """fork() refused (EAGAIN, or ENOMEM on a Nano under strict overcommit): a bare OSError, and two pipe fds
+    leaked, per runtime; the probe is a second line of defence, so the runtime goes on without it."""
+    import errno
+
+    def no_fork() -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    b = load_bundle()
+    before = _open_fds()
+    monkeypatch.setattr(os, "fork", no_fork)
+    Runtime(b).close()
+    monkeypatch.undo()
+    assert _open_fds() == before
+
+
+def test_a_process_that_ignores_sigchld_still_opens_a_runtime():
+    """With SIGCHLD ignored the kernel reaps children itself and waitpid() fails with ECHILD: Runtime() raised
+    ChildProcessError and leaked the pipe's read end."""
+    import signal
+
+    b = load_bundle()
+    before = _open_fds()
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        Runtime(b).close()
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    assert _open_fds() == before and _no_child_left()
+
+
+def test_a_crash_it_finds_leaves_no_core_file(crashing_bundle: Path, tmp_path: Path):
+    """With core dumps allowed (ulimit -c unlimited, core_pattern 'core'), each crash the probe provoked left a
+    core file of tens of MB in the working directory."""
+    import resource
+    import subprocess
+    import sys
+
+    work = tmp_path / "cwd"
+    work.mkdir()
+    code = ("from edgeexit.bundle import load_bundle\nfrom edgeexit.runtime import Runtime\n"
+            "from edgeexit.errors import InterpreterError\n"
+            "try:\n    Runtime(load_bundle({!r}, calibration=False))\nexcept InterpreterError as e:\n"
+            "    print('refused', e)\n").format(str(crashing_bundle))
+    p = subprocess.run([sys.executable, "-c", code], cwd=str(work), capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2))
+    assert p.stdout.startswith("refused bundle segment exit4"), p.stdout + p.stderr
+    assert list(work.iterdir()) == []

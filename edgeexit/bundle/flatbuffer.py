@@ -4,11 +4,12 @@ LiteRT verifies a model and refuses a broken one with a ValueError; tflite-runti
 fallback) does not, and a segment cut short, its sha256 updated with it, crashed the process (SIGSEGV). This
 walks the tables and vectors the interpreter reads (schema.fbs: Model, SubGraph, Tensor, Operator, Buffer,
 Metadata, SignatureDef) and checks that each lies inside the file, that the indices between them are in
-range and that no tensor has a zero dimension (a division by zero, SIGFPE, in tflite-runtime's kernels). It
-also checks that a tensor is marked absent (-1) only where its kernel runs without one, and that each tensor
-an operator writes is its own, not an input, a constant or another operator's output. It is no full verifier: a file that
-passes can still be refused by the interpreter, in one line, and an operator's options (a stride, a filter
-size) are not checked.
+range and that no tensor of rank 2 or more has a zero dimension (a division by zero, SIGFPE, in
+tflite-runtime's kernels). It also checks that a tensor is marked absent (-1) only where its kernel runs
+without one, and that each tensor an operator writes is its own, not an input, a constant or another
+operator's output. It is no full verifier: a file that passes can still be refused by the interpreter, in
+one line, or crash a kernel, which the runtime's probe (``edgeexit/segment_probe.py``) names; an operator's
+options (a stride, a filter size) are not checked.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ IDENTIFIER = b"TFL3"  # the FlatBuffer file identifier, bytes 4-8 of every .tfli
 # The operator input that may be absent (-1): a bias, which these kernels do without. Elsewhere an absent tensor
 # is no model: an absent weight (CONV_2D, FULLY_CONNECTED) or STRIDED_SLICE/RESHAPE operand segfaulted both
 # LiteRT 2.3 and tflite-runtime 2.14 (tests/bundle/test_load.py), and the rest were refused when invoked.
-_OPTIONAL_INPUT = {3: 2, 4: 2, 9: 2, 67: 3}  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV
+# CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV, CONV_3D, CONV_3D_TRANSPOSE (the converter leaves
+# out a 3-D convolution's bias even for use_bias=True, adding it in an ADD)
+_OPTIONAL_INPUT = {3: 2, 4: 2, 9: 2, 67: 3, 132: 2, 141: 3}
 # Recurrent operators, whose optional inputs (peepholes, projection, layer norm) this check leaves alone:
 # LSTM, SVDF, UNIDIRECTIONAL_SEQUENCE_RNN, UNIDIRECTIONAL_SEQUENCE_LSTM, BIDIRECTIONAL_SEQUENCE_RNN/_LSTM.
 _UNCHECKED_INPUTS = {16, 27, 35, 44, 46, 52}
@@ -140,7 +143,9 @@ def verify_tflite(data: bytes) -> None:
         tensors = sub.tables(0)
         n_tensors.append(len(tensors))
         for t in tensors:
-            if any(d == 0 for d in t.ints(0)):  # shape
+            shape = t.ints(0)
+            # a vector may be empty: the new shape of a reshape to a scalar is the constant []
+            if len(shape) > 1 and any(d == 0 for d in shape):
                 raise Broken("a tensor has a dimension of 0")
             t.text(3, "tensor name")
             t.vector(7, 4)  # shape_signature

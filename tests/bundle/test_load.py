@@ -299,6 +299,45 @@ def test_an_operator_writing_a_tensor_that_is_not_its_own_is_refused(bundle_copy
         load_bundle(bundle_copy, calibration=False)
 
 
+@pytest.mark.parametrize("code,slot,refused", [(3, 1, True), (132, 2, False), (132, 1, True)])
+def test_a_3d_convolution_may_leave_its_bias_out(code: int, slot: int, refused: bool):
+    """The converter leaves out a CONV_3D's bias even for use_bias=True (it adds it in an ADD), and Keras'
+    Conv3D and Conv3DTranspose were refused (a review's sweep of converter output): exit0's CONV_2D made a
+    CONV_3D (builtin code 132) in its operator code table, one input marked absent."""
+    from edgeexit.bundle.flatbuffer import Broken, _Reader, verify_tflite
+    from edgeexit.paths import demo_bundle_dir
+    from tests.bundle.segment_edits import set_uint
+
+    data = set_uint((demo_bundle_dir() / "exit0.tflite").read_bytes(), tensor_slot(0, 1, slot, -1))
+    r = _Reader(data)
+    opcode = r.table(r.uint(0, 4)).tables(1)[r.table(r.uint(0, 4)).tables(2)[0].tables(3)[0].scalar(0, 4)]
+    old, new = opcode.field(0), opcode.field(3)  # deprecated_builtin_code (int8), builtin_code (int32)
+    assert r.uint(old, 1) == 3 and r.uint(new, 4) == 3
+    data = bytearray(data)
+    data[old] = min(code, 127)  # 127: the placeholder for codes past int8
+    data[new:new + 4] = code.to_bytes(4, "little")
+    if refused:
+        with pytest.raises(Broken, match="operator 0 \\(builtin code {}\\) has its input {} marked absent".format(code, slot)):
+            verify_tflite(bytes(data))
+    else:
+        verify_tflite(bytes(data))
+
+
+def test_an_empty_vector_is_no_zero_dimension(bundle_copy: Path):
+    """A reshape to a scalar takes the constant [] as its new shape (shape [0]): such models were refused.
+    exit3's SHAPE output (int32 [4]) made [0]: it loads, and the interpreter says what it makes of it."""
+    from edgeexit.bundle.flatbuffer import verify_tflite
+
+    def first_dim_of(i: int):
+        return lambda model: (model.tables(2)[0].tables(0)[i].ref(0) + 4, 0)
+
+    edit_segment(bundle_copy, "exit3", first_dim_of(10))
+    verify_tflite((bundle_copy / "exit3.tflite").read_bytes())
+    edit_segment(bundle_copy, "exit3", first_dim_of(0))  # the input [1, 7, 7, 32] made [0, 7, 7, 32]
+    with pytest.raises(BundleError, match="a tensor has a dimension of 0"):
+        load_bundle(bundle_copy, calibration=False)
+
+
 def test_an_absent_bias_is_left_to_the_interpreter(bundle_copy: Path):
     """A FULLY_CONNECTED without its bias runs; an int8 CONV_2D without one is refused by the interpreter, in one
     line. Neither crashes, so the structure check lets both through."""
