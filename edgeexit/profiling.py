@@ -6,16 +6,23 @@ the open board session's DVFS controller and fills the ``edgeexit-profile/1`` fo
 
 * Simulated board: latency and energy of each segment come from :class:`BoardPhysics` at the
   operating point the simulated kernel reports after pinning; the host clock is never used.
-* Real board: each segment's ``invoke()`` is timed on the host (median of ``repeats``). With a
+* Real board: the OPPs are swept ``passes`` times, ascending, then descending, and so on, so that a
+  board warming up through the profile (leakage power grows with temperature) biases neither end of
+  the table; each pass reads the thermal zones after each OPP (``temperature_mc``, the hottest zone,
+  and a note where one reached its limit, where the kernel may throttle), and ``pass_spread`` is how
+  much each OPP's full-depth latency differed between passes. Each segment's ``invoke()`` is timed on
+  the host (median of ``repeats`` per pass, over all passes). With a
   power meter (a running :class:`~edgeexit.energy.sampler.Sampler`) the segment is invoked in a
   loop inside one meter window lasting at least ``energy_window_s`` and at least ``INSIDE_READS``
   of the meter's read intervals; the window's power is the mean of the meter's reads taken inside
   it (a polled meter's edge reads are taken between loads: interpolating between them put 12-14% of
   the busy power, and on a slow Pi 5 PMIC all of it, at idle), and a window with fewer than
-  ``MIN_INSIDE_READS`` good reads inside is measured again, then left null. Energy per segment is that
-  power times the segment's median invoke time, busy power is the time-weighted mean over all segment
-  windows at that OPP, and idle power is the mean over a ``idle_window_s`` sleep at that OPP, taken
-  before the segments there. Without a meter the energy fields are null and a note says so.
+  ``MIN_INSIDE_READS`` good reads inside is measured again, then left out of that pass. Energy per
+  segment is that power times the segment's median invoke time, busy power is the time-weighted mean
+  over all segment windows at that OPP, and idle power is the mean over a ``idle_window_s`` sleep at
+  that OPP, taken before the segments there; each is the mean over the passes that measured it, and a
+  window no pass measured nulls the power columns. Without a meter the energy fields are null and a
+  note says so.
 
 The demo runtime runs every segment on the CPU (no GPU delegate), so GPU DVFS cannot change a
 segment's latency or energy: the GPU's table is recorded, not swept, and the profile says why.
@@ -50,6 +57,7 @@ Progress = Callable[[int], None]
 # A window is measured again when it has no valid samples (the sampler thread starved by the invoke loop, a
 # transient read error): one bad window would otherwise null the profile's whole power columns.
 WINDOW_ATTEMPTS = 3
+PASS_SPREAD_NOTE = 0.10  # full-depth latency differing more than this between passes is noted
 INSIDE_READS = 10  # a segment's loop lasts at least this many of the meter's read intervals
 MIN_INSIDE_READS = 3  # good reads inside a window for its power to count
 
@@ -108,6 +116,7 @@ def profile_bundle(
     threads: int = 1,
     repeats: int = 5,
     sampler: Any = None,
+    passes: int = 2,
     on_progress: Optional[Progress] = None,
     energy_window_s: float = 0.05,
     idle_window_s: float = 0.25,
@@ -118,11 +127,14 @@ def profile_bundle(
 
     ``runtime`` is a :class:`~edgeexit.runtime.Runtime` over ``bundle`` opened with ``threads``
     interpreter threads. ``sampler`` (real boards only) is a started power-meter Sampler or None.
-    ``on_progress(n)`` is called once per (operating point, segment). Returns the profile dict
+    ``passes`` (real boards) sweeps the OPPs that many times, alternately ascending and descending.
+    ``on_progress(n)`` is called once per (pass, operating point, segment). Returns the profile dict
     (``edgeexit-profile/1``); the session's context manager restores the board's clocks.
     """
     if repeats < 1:
         raise ProfileError("--repeats must be at least 1, not {}".format(repeats))
+    if passes < 1:
+        raise ProfileError("--passes must be at least 1, not {}".format(passes))
     ctl = session.controller
     opps = ctl.cpu_opps_khz()
     if not opps:
@@ -169,12 +181,13 @@ def profile_bundle(
         notes.append("SIMULATED: latency and energy come from the board model ({}), not from the host clock "
                      "or a meter".format(session.profile.source.name))
         data.update({"latency_source": "simulated", "energy_source": "simulated",
-                     "transition_ms": physics.transition_s * 1e3, "repeats": 1,
+                     "transition_ms": physics.transition_s * 1e3, "repeats": 1, "passes": 1,
+                     "pass_spread": None, "temperature_mc": None,
                      "busy_power_mw": busy, "idle_power_mw": idle})
         data["segments"] = {s.spec.label: {"macs": s.spec.macs, "latency_ms": lat[s.spec.label],
                                            "energy_mj": energy[s.spec.label]} for s in segs}
     else:
-        data.update(_measure_real(session, segs, inputs, opps, effective, repeats, sampler, on_progress,
+        data.update(_measure_real(session, segs, inputs, opps, effective, repeats, passes, sampler, on_progress,
                                   energy_window_s, idle_window_s, settle_s, notes))
         data["transition_ms"] = session.profile.cpu.transition_latency_ns / 1e6
         notes.append("transition_ms is the firmware profile's transition latency, not a measurement")
@@ -190,9 +203,10 @@ def _not_honoured_notes(ctl: Any, opps: List[int], effective: List[int]) -> List
     for f, eff in zip(opps, effective):
         if eff != f:
             ran.setdefault(eff, []).append(f)
-    sources = sorted({e.source for e in ctl.honour_events if e.domain == ctl.cpus[0].name}) or ["the read-back"]
-    return ["operating points {} kHz ran at {} kHz (read back from {}): the firmware did not follow the request, "
-            "so their columns are {}'s".format(", ".join(str(f) for f in asked), eff, " and ".join(sources), eff)
+    sources = sorted({e.source for e in ctl.honour_events if e.domain == ctl.cpus[0].name})
+    where = "read back from {}".format(" and ".join(sources)) if sources else "read back"
+    return ["operating points {} kHz ran at {} kHz ({}): the firmware did not follow the request, "
+            "so their columns are {}'s".format(", ".join(str(f) for f in asked), eff, where, eff)
             for eff, asked in sorted(ran.items())]
 
 
@@ -225,64 +239,98 @@ def _time_loop(seg: Any, x: np.ndarray, repeats: int, min_s: float, warm_up: boo
     return times
 
 
+def _sweep(n: int, passes: int) -> List[Tuple[int, int]]:
+    """(pass, column) in profiling order: ascending, then descending, and so on, so that a board warming up
+    through the profile weighs on neither end of the table."""
+    cols = list(range(n))
+    return [(p, c) for p in range(passes) for c in (cols if p % 2 == 0 else cols[::-1])]
+
+
+def _metered(sampler: Any, key: str, body: Callable[[], Any],
+             before: Optional[Callable[[], None]] = None) -> Tuple[Optional[float], Any, float]:
+    """Run ``body`` inside a meter window, again (up to ``WINDOW_ATTEMPTS`` times, ``before`` each time, outside
+    the window) until the window has enough good reads: (its mean power or None, what ``body`` returned last,
+    the window's length in s)."""
+    result = None
+    for attempt in range(WINDOW_ATTEMPTS):
+        if before is not None:
+            before()
+        window_key = "{}-{}".format(key, attempt)
+        sampler.begin_window(window_key)
+        result = body()
+        w = sampler.end_window(window_key)
+        power = window_power_mw(sampler, w)
+        if power is not None:
+            return power, result, w.duration_s
+    return None, result, 0.0
+
+
+def _hottest(session: Any) -> List[Any]:
+    """The board's thermal zones read now (the session's guard's readings), those that gave a temperature."""
+    guard = getattr(session, "guard", None)
+    return [] if guard is None else [z for z in guard.read() if z.temp_mc is not None]
+
+
 def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], opps: List[int],
-                  effective: List[int], repeats: int, sampler: Any, on_progress: Optional[Progress],
+                  effective: List[int], repeats: int, passes: int, sampler: Any, on_progress: Optional[Progress],
                   energy_window_s: float, idle_window_s: float, settle_s: float,
                   notes: List[str]) -> Dict[str, Any]:
     ctl = session.controller
-    lat = {s.spec.label: [] for s in segs}  # type: Dict[str, List[float]]
-    energy = {s.spec.label: [] for s in segs}  # type: Dict[str, List[Optional[float]]]
-    busy: List[Optional[float]] = []
-    idle: List[Optional[float]] = []
-    invalid: List[Tuple[int, str]] = []
-    for f in opps:
-        effective.append(ctl.set_cpu_khz(f))
+    n = len(opps)
+    labels = [s.spec.label for s in segs]
+    times = {label: [[] for _ in opps] for label in labels}  # type: Dict[str, List[List[int]]]
+    power_mw = {label: [[] for _ in opps] for label in labels}  # type: Dict[str, List[List[float]]]  # per pass
+    busy = [[0.0, 0.0] for _ in opps]  # mW*s and s of every segment window at each OPP
+    idle = [[] for _ in opps]  # type: List[List[float]]
+    pass_ms = [[] for _ in opps]  # type: List[List[float]]  # each pass's full-depth sum of medians
+    hottest = [None] * n  # type: List[Optional[int]]
+    ran = [None] * n  # type: List[Optional[int]]
+    moved = []  # type: List[str]
+    hot = {}  # type: Dict[str, Tuple[int, int, int]]  # zone -> (peak m°C, its limit, at kHz)
+    for p, col in _sweep(n, passes):
+        f = opps[col]
+        eff = ctl.set_cpu_khz(f)
+        if ran[col] is None:
+            ran[col] = eff
+        elif eff != ran[col]:
+            moved.append("{} kHz ran at {} kHz in pass 1 and {} kHz in pass {}".format(f, ran[col], eff, p + 1))
         time.sleep(settle_s)  # let the governor's write land before timing
-        busy_e = busy_t = 0.0
         if sampler is not None:
             # idle first: the segments' heat would otherwise read as idle power
-            power = None
-            for attempt in range(WINDOW_ATTEMPTS):
-                key = "profile-idle-{}-{}".format(f, attempt)
-                sampler.begin_window(key)
-                time.sleep(max(idle_window_s, INSIDE_READS * sampler.sample_interval_s()))
-                power = window_power_mw(sampler, sampler.end_window(key))
-                if power is not None:
-                    break
-            idle.append(None if power is None else round(power, 6))
-            if power is None:
-                invalid.append((f, "idle"))
+            idle_s = max(idle_window_s, INSIDE_READS * sampler.sample_interval_s())
+            power, _, _ = _metered(sampler, "profile-idle-{}-{}".format(f, p), lambda: time.sleep(idle_s))
+            if power is not None:
+                idle[col].append(power)
+        full_ms = 0.0
         for s in segs:
-            label = s.spec.label
+            label, x = s.spec.label, inputs[s.spec.label]
             if sampler is not None:
-                for attempt in range(WINDOW_ATTEMPTS):
-                    key = "profile-{}-{}-{}".format(f, label, attempt)
-                    _warm_up(s, inputs[label])  # outside the window: it is not one of the timed invokes
-                    sampler.begin_window(key)
-                    loop_s = max(energy_window_s, INSIDE_READS * sampler.sample_interval_s())
-                    times = _time_loop(s, inputs[label], repeats, loop_s, warm_up=False)
-                    w = sampler.end_window(key)
-                    power = window_power_mw(sampler, w)
-                    if power is not None:
-                        break
+                loop_s = max(energy_window_s, INSIDE_READS * sampler.sample_interval_s())
+                # the warm-up invoke lies outside the window: it is not one of the timed invokes
+                power, t, length_s = _metered(sampler, "profile-{}-{}-{}".format(f, label, p),
+                                              lambda: _time_loop(s, x, repeats, loop_s, warm_up=False),
+                                              before=lambda: _warm_up(s, x))
                 if power is not None:
-                    # Mean power while looping, times the median invoke (the latency column): the window also
-                    # holds each pass's set_tensor and timer reads, as long as a small head's invoke itself,
-                    # so dividing its energy by the invokes overstated a segment's energy up to 2.8x.
-                    energy[label].append(round(power * statistics.median(times) / 1e9, 9))
-                    busy_e += power * w.duration_s
-                    busy_t += w.duration_s
-                else:
-                    energy[label].append(None)
-                    invalid.append((f, label))
+                    power_mw[label][col].append(power)
+                    busy[col][0] += power * length_s
+                    busy[col][1] += length_s
             else:
-                times = _time_loop(s, inputs[label], repeats, 0.0)
-            lat[label].append(round(statistics.median(times) / 1e6, 9))
+                t = _time_loop(s, x, repeats, 0.0)
+            times[label][col].extend(t)
+            full_ms += statistics.median(t) / 1e6
             if on_progress is not None:
                 on_progress(1)
-        if sampler is not None:
-            busy.append(round(busy_e / busy_t, 6) if busy_t > 0 else None)
-    out: Dict[str, Any] = {"latency_source": "host", "repeats": repeats}
+        pass_ms[col].append(full_ms)
+        for z in _hottest(session):
+            hottest[col] = z.temp_mc if hottest[col] is None else max(hottest[col], z.temp_mc)
+            if z.over and z.temp_mc > hot.get(z.zone, (0, 0, 0))[0]:
+                hot[z.zone] = (z.temp_mc, z.limit_mc, f)
+    effective.extend(int(f) for f in ran)  # type: ignore[arg-type]
+    spread = [round((max(v) - min(v)) / min(v), 4) if len(v) > 1 and min(v) > 0 else None for v in pass_ms]
+    out = {"latency_source": "host", "repeats": repeats, "passes": passes,
+           "pass_spread": spread if passes > 1 else None, "temperature_mc": hottest}  # type: Dict[str, Any]
+    _sweep_notes(opps, spread, moved, hot, notes)
+    lat = {label: [round(statistics.median(v) / 1e6, 9) for v in times[label]] for label in labels}
     if sampler is None:
         notes.append("no power meter: energy_mj, busy_power_mw and idle_power_mw are null (latency only); "
                      "`edgeexit run --profile` takes power from the board model")
@@ -296,22 +344,48 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
     out["energy_basis"] = getattr(sampler.meter, "total_basis", None)
     out["segments"] = {}
     for s in segs:
-        e = energy[s.spec.label]
-        out["segments"][s.spec.label] = {"macs": s.spec.macs, "latency_ms": lat[s.spec.label],
-                                         "energy_mj": None if any(v is None for v in e) else e}
-    if invalid or any(v is None for v in busy + idle):
+        # Mean power while looping, times the median invoke (the latency column): the window also holds each
+        # loop's set_tensor and timer reads, as long as a small head's invoke itself, so dividing its energy by
+        # the invokes overstated a segment's energy up to 2.8x.
+        pw = power_mw[s.spec.label]
+        out["segments"][s.spec.label] = {
+            "macs": s.spec.macs, "latency_ms": lat[s.spec.label],
+            "energy_mj": None if not all(pw) else [round(statistics.mean(v) * ms / 1e3, 9)
+                                                   for v, ms in zip(pw, lat[s.spec.label])]}
+    # A window counts as measured when some pass measured it; one no pass measured nulls its power columns.
+    invalid = [(opps[c], "idle") for c in range(n) if not idle[c]] + [
+        (opps[c], label) for label in labels for c in range(n) if not power_mw[label][c]]
+    if invalid:
         # A partly measured power column would mislead the planner: drop the columns, keep latency.
-        notes.append("the meter gave fewer than {} good reads inside {} window(s) in {} attempts each (first: {} kHz {}); "
-                     "busy/idle power left null".format(MIN_INSIDE_READS, len(invalid), WINDOW_ATTEMPTS, invalid[0][0] if invalid else "?",
-                                                         invalid[0][1] if invalid else "?"))
+        notes.append("the meter gave fewer than {} good reads inside {} window(s) in {} attempts each in every pass "
+                     "(first: {} kHz {}); busy/idle power left null".format(
+                         MIN_INSIDE_READS, len(invalid), WINDOW_ATTEMPTS, invalid[0][0], invalid[0][1]))
         out.update({"busy_power_mw": None, "idle_power_mw": None})
     else:
-        out.update({"busy_power_mw": busy, "idle_power_mw": idle})
+        out.update({"busy_power_mw": [round(e / t, 6) for e, t in busy],
+                    "idle_power_mw": [round(statistics.mean(v), 6) for v in idle]})
     notes.append("energy per segment: the mean of the meter's reads inside a loop of invokes lasting >= {:.0f} ms "
                  "(and >= {} read intervals), times the median invoke; idle power: the mean of its reads inside a "
-                 ">= {:.0f} ms sleep at each OPP, before its segments".format(
-                     energy_window_s * 1e3, INSIDE_READS, idle_window_s * 1e3))
+                 ">= {:.0f} ms sleep at each OPP, before its segments; each the mean over {} pass(es)".format(
+                     energy_window_s * 1e3, INSIDE_READS, idle_window_s * 1e3, passes))
     return out
+
+
+def _sweep_notes(opps: List[int], spread: List[Optional[float]], moved: List[str],
+                 hot: Dict[str, Tuple[int, int, int]], notes: List[str]) -> None:
+    """What the passes and the thermal zones say about the profile's trust."""
+    worst = max(((v, f) for v, f in zip(spread, opps) if v is not None), default=None)
+    if worst is not None and worst[0] > PASS_SPREAD_NOTE:
+        notes.append("full-depth latency at {} kHz differed by {:.0%} between passes (ascending, then descending): "
+                     "something else ran, or the board throttled; profile again on an idle, cool board".format(
+                         worst[1], worst[0]))
+    if moved:
+        notes.append("the firmware ran some operating points at other clocks in later passes ({}): a cap moved "
+                     "during the profile".format("; ".join(moved)))
+    for zone, (temp, limit, khz) in sorted(hot.items()):
+        notes.append("thermal zone {} reached {} m°C, at or over its limit of {} m°C, at {} kHz: the kernel may have "
+                     "throttled the clock, so the figures there are suspect; let the board cool or add cooling, "
+                     "and profile again".format(zone, temp, limit, khz))
 
 
 def inference_table(data: Dict[str, Any], labels: List[str]) -> List[Dict[str, Any]]:

@@ -19,7 +19,7 @@ Examples:
   edgeexit profile --board jetson-nano --simulate --threads 4      # the board model, labelled SIMULATED
   edgeexit profile --board raspberry-pi-5 --simulate --out /tmp/pi5.json --json
   edgeexit profile --board jetson-nano --simulate --plot nano-profile.png   # energy vs clock, as a PNG
-  sudo edgeexit profile --board auto --repeats 20                  # a real board, its own power meter
+  sudo edgeexit profile --board auto --repeats 20 --passes 4       # a real board, its own power meter
   edgeexit run --board jetson-nano --simulate --threads 4 --profile PROFILE.json
 """
 
@@ -45,6 +45,16 @@ Examples:
     "board's model needs one.",
 )
 @click.option(
+    "--passes",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Sweeps over the operating points on a real board, ascending, then descending, and so on, so that "
+    "the board warming up biases neither end of the table. Latency is the median over all passes, energy and "
+    "power the mean; the profile records how much each point's latency differed between passes and the "
+    "hottest thermal zone. A simulated board's model needs one.",
+)
+@click.option(
     "--plot",
     type=options.PathType(dir_okay=False, path_type=Path),
     default=None,
@@ -63,6 +73,7 @@ def command(
     model_path: Optional[Path],
     out: Optional[Path],
     repeats: int,
+    passes: int,
     plot: Optional[Path],
     threads: int,
     interpreter: Optional[str],
@@ -73,9 +84,10 @@ def command(
     """Measure every block and exit head of a bundle at every CPU operating point of a board and write
     the profile the DVFS planner uses (`edgeexit run --profile`).
 
-    On a real board each operating point is pinned in turn, each segment's invoke is timed on the host
-    (median of --repeats) and, where the board has a power meter, its energy, busy power and idle power
-    are measured; the board's clocks are restored afterwards, also on errors and Ctrl-C. On a simulated
+    On a real board each operating point is pinned in turn (--passes sweeps, alternately ascending and
+    descending), each segment's invoke is timed on the host (median of --repeats) and, where the board has
+    a power meter, its energy, busy power and idle power are measured; the hottest thermal zone is recorded
+    at each point. The board's clocks are restored afterwards, also on errors and Ctrl-C. On a simulated
     board (--simulate, or a tree from `edgeexit sim init`) the board model gives latency and energy and
     every output says SIMULATED. The GPU table is recorded, not swept: the segments run on the CPU.
     """
@@ -134,9 +146,9 @@ def command(
                 # hold one steady load, so samples are trusted as far out as a slow meter's are.
                 sampler = stack.enter_context(Sampler(m, rate_hz=meter_rate_hz, max_gap_s=SLOW_READ_GAP_CAP_S))
         total = len(session.controller.cpu_opps_khz()) * (len(bundle.blocks) + len(bundle.exits))
-        with progress(total, "profiling") as update:
+        with progress(total * (1 if session.simulated else passes), "profiling") as update:
             data = profile_bundle(bundle, session, rt, threads=threads, repeats=repeats, sampler=sampler,
-                                  on_progress=update)
+                                  passes=passes, on_progress=update)
         write_profile(data, path)
         description = session.describe()
     full = [s.label for s in bundle.blocks] + [bundle.exits[-1].label]

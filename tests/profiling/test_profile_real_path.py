@@ -52,7 +52,7 @@ def test_real_path_with_meter_known_answer(tmp_path: Path):
                                   on_progress=ticks.append, energy_window_s=0.005, idle_window_s=0.02, settle_s=0.0)
         assert session.controller.cpus[0].governor() == "userspace"  # pinned while profiling
     n_opps = len(data["cpu_opps_khz"])
-    assert len(ticks) == n_opps * len(data["segments"])
+    assert data["passes"] == 2 and len(ticks) == 2 * n_opps * len(data["segments"])  # ascending, then descending
     assert data["simulated"] is False and data["latency_source"] == "host"
     assert data["energy_source"] == meter.source and data["energy_basis"] == meter.total_basis
     assert data["busy_power_mw"] is not None and data["idle_power_mw"] is not None, data["notes"]
@@ -148,25 +148,36 @@ FIRST_KHZ = 102000  # the Nano's lowest CPU operating point: profiled first
 
 def test_a_window_without_samples_is_measured_again(tmp_path: Path):
     """One starved window (a segment's, or an idle one) nulled every busy and idle power of the profile."""
-    data, keys, mw = _profile_with(tmp_path, {"profile-{}-block0".format(FIRST_KHZ): 1,
-                                              "profile-idle-{}".format(FIRST_KHZ): 2})
+    data, keys, mw = _profile_with(tmp_path, {"profile-{}-block0-0".format(FIRST_KHZ): 1,
+                                              "profile-idle-{}-0".format(FIRST_KHZ): 2})
     assert data["cpu_opps_khz"][0] == FIRST_KHZ
+    # (pass, attempt): pass 0 measured it again; pass 1, descending, came back to it last
     assert [k for k in keys if k.startswith("profile-{}-block0-".format(FIRST_KHZ))] == [
-        "profile-{}-block0-0".format(FIRST_KHZ), "profile-{}-block0-1".format(FIRST_KHZ)]
-    assert "profile-idle-{}-2".format(FIRST_KHZ) in keys
+        "profile-{}-block0-{}".format(FIRST_KHZ, pa) for pa in ("0-0", "0-1", "1-0")]
+    assert "profile-idle-{}-0-2".format(FIRST_KHZ) in keys
+    assert keys.index("profile-idle-{}-1-0".format(FIRST_KHZ)) > keys.index("profile-idle-1479000-1-0")
     assert data["busy_power_mw"] == pytest.approx([mw] * len(data["cpu_opps_khz"]))
     assert data["idle_power_mw"] == pytest.approx([mw] * len(data["cpu_opps_khz"]))
     assert all(e is not None for seg in data["segments"].values() for e in seg["energy_mj"])
-    assert not any("no valid samples" in n for n in data["notes"])
+    assert not any("good reads" in n for n in data["notes"])
+
+
+def test_a_window_one_pass_missed_is_taken_from_the_other(tmp_path: Path):
+    data, keys, mw = _profile_with(tmp_path, {"profile-{}-exit0-0".format(FIRST_KHZ): WINDOW_ATTEMPTS})
+    assert keys.count("profile-{}-exit0-0-{}".format(FIRST_KHZ, WINDOW_ATTEMPTS - 1)) == 1
+    assert data["busy_power_mw"] == pytest.approx([mw] * len(data["cpu_opps_khz"]))
+    assert data["segments"]["exit0"]["energy_mj"][0] == pytest.approx(mw * data["segments"]["exit0"]["latency_ms"][0] / 1e3)
+    assert not any("good reads" in n for n in data["notes"])
 
 
 def test_a_window_that_never_gets_samples_leaves_power_null_and_says_which(tmp_path: Path):
-    data, keys, _ = _profile_with(tmp_path, {"profile-{}-exit0".format(FIRST_KHZ): WINDOW_ATTEMPTS})
-    assert keys.count("profile-{}-exit0-{}".format(FIRST_KHZ, WINDOW_ATTEMPTS - 1)) == 1
+    data, keys, _ = _profile_with(tmp_path, {"profile-{}-exit0-{}".format(FIRST_KHZ, p): WINDOW_ATTEMPTS
+                                             for p in (0, 1)})
+    assert keys.count("profile-{}-exit0-1-{}".format(FIRST_KHZ, WINDOW_ATTEMPTS - 1)) == 1
     assert data["busy_power_mw"] is None and data["idle_power_mw"] is None
     assert data["segments"]["exit0"]["energy_mj"] is None
     assert data["segments"]["block0"]["energy_mj"] is not None
-    assert any("fewer than 3 good reads inside 1 window(s) in {} attempts each (first: {} kHz exit0)".format(
+    assert any("fewer than 3 good reads inside 1 window(s) in {} attempts each in every pass (first: {} kHz exit0)".format(
         WINDOW_ATTEMPTS, FIRST_KHZ) in n for n in data["notes"]), data["notes"]
 
 
@@ -254,3 +265,39 @@ def test_a_segment_window_is_judged_by_the_reads_inside_it(tmp_path: Path, monke
     assert data["busy_power_mw"] == pytest.approx([busy_mw] * 2, rel=0.01)
     for seg in data["segments"].values():
         assert seg["energy_mj"] == pytest.approx([busy_mw * ms / 1e3 for ms in seg["latency_ms"]], rel=0.01)
+
+
+def test_the_sweep_goes_up_then_down():
+    from edgeexit.profiling import _sweep
+
+    assert _sweep(3, 3) == [(0, 0), (0, 1), (0, 2), (1, 2), (1, 1), (1, 0), (2, 0), (2, 1), (2, 2)]
+    assert _sweep(2, 1) == [(0, 0), (0, 1)]
+
+
+def test_a_hot_zone_is_recorded_and_named(tmp_path: Path):
+    """A profile swept only ascending, with no temperature kept: the board heating through it could not be seen,
+    and a zone at its trip (where the kernel throttles) went unsaid."""
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    zone = tree / "sys/class/thermal/thermal_zone1"
+    assert (zone / "type").read_text().strip() == "CPU-therm"
+    assert int((zone / "trip_point_0_temp").read_text()) == 97000
+    (zone / "temp").write_text("97500\n")
+    bundle = load_bundle(None)
+    with open_board("jetson-nano", tree) as session, Runtime(bundle, num_threads=1) as rt:
+        data = profile_bundle(bundle, session, rt, threads=1, repeats=1, passes=1, settle_s=0.0)
+    assert data["passes"] == 1 and data["pass_spread"] is None
+    assert data["temperature_mc"] == [97500] * len(data["cpu_opps_khz"])
+    assert any(n.startswith("thermal zone CPU-therm reached 97500 m°C, at or over its limit of 97000 m°C, at "
+                            "{} kHz".format(FIRST_KHZ)) for n in data["notes"]), data["notes"]
+
+
+def test_latency_that_moved_between_passes_is_named():
+    from edgeexit.profiling import _sweep_notes
+
+    notes = []
+    _sweep_notes([102000, 204000], [0.02, 0.25], [], {}, notes)
+    assert notes == ["full-depth latency at 204000 kHz differed by 25% between passes (ascending, then descending): "
+                     "something else ran, or the board throttled; profile again on an idle, cool board"]
+    notes = []
+    _sweep_notes([102000, 204000], [0.02, 0.05], [], {}, notes)
+    assert notes == []
