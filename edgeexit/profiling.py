@@ -10,9 +10,10 @@ the open board session's DVFS controller and fills the ``edgeexit-profile/1`` fo
   board warming up through the profile (leakage power grows with temperature) biases neither end of
   the table; each pass reads the thermal zones after each OPP (``temperature_mc``, the hottest zone,
   and a note where one reached its limit, where the kernel may throttle), and ``pass_spread`` is how
-  much each OPP's full-depth latency differed between passes. Each segment's ``invoke()`` is timed on
-  the host (median of ``repeats`` per pass, over all passes). With a
-  power meter (a running :class:`~edgeexit.energy.sampler.Sampler`) the segment is invoked in a
+  much each OPP's latency of all segments differed between passes; a pass whose clock read back
+  otherwise than the first's is left out at that OPP. Each segment's ``invoke()`` is timed on
+  the host, in a loop of at least ``repeats`` invokes and ``energy_window_s`` (the median over all
+  passes' invokes is kept). With a power meter (a running :class:`~edgeexit.energy.sampler.Sampler`) the segment is invoked in a
   loop inside one meter window lasting at least ``energy_window_s`` and at least ``INSIDE_READS``
   of the meter's read intervals; the window's power is the mean of the meter's reads taken inside
   it (a polled meter's edge reads are taken between loads: interpolating between them put 12-14% of
@@ -57,7 +58,7 @@ Progress = Callable[[int], None]
 # A window is measured again when it has no valid samples (the sampler thread starved by the invoke loop, a
 # transient read error): one bad window would otherwise null the profile's whole power columns.
 WINDOW_ATTEMPTS = 3
-PASS_SPREAD_NOTE = 0.10  # full-depth latency differing more than this between passes is noted
+PASS_SPREAD_NOTE = 0.10  # an OPP whose latency of all segments differs more than this between passes is noted
 INSIDE_READS = 10  # a segment's loop lasts at least this many of the meter's read intervals
 MIN_INSIDE_READS = 3  # good reads inside a window for its power to count
 
@@ -266,9 +267,12 @@ def _metered(sampler: Any, key: str, body: Callable[[], Any],
 
 
 def _hottest(session: Any) -> List[Any]:
-    """The board's thermal zones read now (the session's guard's readings), those that gave a temperature."""
+    """The board's thermal zones read now (the session's guard's readings) that gave a temperature, PMIC zones
+    left out: the Nano's PMIC-Die reads a fixed 100 °C, which would be every point's hottest."""
     guard = getattr(session, "guard", None)
-    return [] if guard is None else [z for z in guard.read() if z.temp_mc is not None]
+    if guard is None:
+        return []
+    return [r for z, r in zip(guard.board.thermal_zones, guard.read()) if z.role != "pmic" and r.temp_mc is not None]
 
 
 def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], opps: List[int],
@@ -282,7 +286,7 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
     power_mw = {label: [[] for _ in opps] for label in labels}  # type: Dict[str, List[List[float]]]  # per pass
     busy = [[0.0, 0.0] for _ in opps]  # mW*s and s of every segment window at each OPP
     idle = [[] for _ in opps]  # type: List[List[float]]
-    pass_ms = [[] for _ in opps]  # type: List[List[float]]  # each pass's full-depth sum of medians
+    pass_ms = [[] for _ in opps]  # type: List[List[float]]  # each pass's sum of every segment's median
     hottest = [None] * n  # type: List[Optional[int]]
     ran = [None] * n  # type: List[Optional[int]]
     moved = []  # type: List[str]
@@ -292,8 +296,11 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
         eff = ctl.set_cpu_khz(f)
         if ran[col] is None:
             ran[col] = eff
-        elif eff != ran[col]:
+        elif eff != ran[col]:  # another clock's figures would mix into this column: this pass is left out
             moved.append("{} kHz ran at {} kHz in pass 1 and {} kHz in pass {}".format(f, ran[col], eff, p + 1))
+            if on_progress is not None:
+                on_progress(len(segs))
+            continue
         time.sleep(settle_s)  # let the governor's write land before timing
         if sampler is not None:
             # idle first: the segments' heat would otherwise read as idle power
@@ -314,8 +321,8 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
                     power_mw[label][col].append(power)
                     busy[col][0] += power * length_s
                     busy[col][1] += length_s
-            else:
-                t = _time_loop(s, x, repeats, 0.0)
+            else:  # as long as a metered loop: a median of a few invokes of 10 us moved 30% between passes
+                t = _time_loop(s, x, repeats, energy_window_s)
             times[label][col].extend(t)
             full_ms += statistics.median(t) / 1e6
             if on_progress is not None:
@@ -376,12 +383,12 @@ def _sweep_notes(opps: List[int], spread: List[Optional[float]], moved: List[str
     """What the passes and the thermal zones say about the profile's trust."""
     worst = max(((v, f) for v, f in zip(spread, opps) if v is not None), default=None)
     if worst is not None and worst[0] > PASS_SPREAD_NOTE:
-        notes.append("full-depth latency at {} kHz differed by {:.0%} between passes (ascending, then descending): "
-                     "something else ran, or the board throttled; profile again on an idle, cool board".format(
-                         worst[1], worst[0]))
+        notes.append("the latency of all segments at {} kHz differed by {:.1%} between passes (ascending, then "
+                     "descending): something else ran, or the board throttled; profile again on an idle, cool "
+                     "board".format(worst[1], worst[0]))
     if moved:
         notes.append("the firmware ran some operating points at other clocks in later passes ({}): a cap moved "
-                     "during the profile".format("; ".join(moved)))
+                     "during the profile, and those passes were left out there".format("; ".join(moved)))
     for zone, (temp, limit, khz) in sorted(hot.items()):
         notes.append("thermal zone {} reached {} m°C, at or over its limit of {} m°C, at {} kHz: the kernel may have "
                      "throttled the clock, so the figures there are suspect; let the board cool or add cooling, "

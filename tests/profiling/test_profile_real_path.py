@@ -282,9 +282,13 @@ def test_a_hot_zone_is_recorded_and_named(tmp_path: Path):
     assert (zone / "type").read_text().strip() == "CPU-therm"
     assert int((zone / "trip_point_0_temp").read_text()) == 97000
     (zone / "temp").write_text("97500\n")
+    pmic = tree / "sys/class/thermal/thermal_zone4"
+    assert (pmic / "type").read_text().strip() == "PMIC-Die"
+    (pmic / "temp").write_text("100000\n")  # what a Nano's PMIC zone always reads: it was every point's hottest
     bundle = load_bundle(None)
     with open_board("jetson-nano", tree) as session, Runtime(bundle, num_threads=1) as rt:
-        data = profile_bundle(bundle, session, rt, threads=1, repeats=1, passes=1, settle_s=0.0)
+        data = profile_bundle(bundle, session, rt, threads=1, repeats=1, passes=1, settle_s=0.0,
+                              energy_window_s=0.001)
     assert data["passes"] == 1 and data["pass_spread"] is None
     assert data["temperature_mc"] == [97500] * len(data["cpu_opps_khz"])
     assert any(n.startswith("thermal zone CPU-therm reached 97500 m°C, at or over its limit of 97000 m°C, at "
@@ -296,8 +300,33 @@ def test_latency_that_moved_between_passes_is_named():
 
     notes = []
     _sweep_notes([102000, 204000], [0.02, 0.25], [], {}, notes)
-    assert notes == ["full-depth latency at 204000 kHz differed by 25% between passes (ascending, then descending): "
-                     "something else ran, or the board throttled; profile again on an idle, cool board"]
+    assert notes == ["the latency of all segments at 204000 kHz differed by 25.0% between passes (ascending, then "
+                     "descending): something else ran, or the board throttled; profile again on an idle, cool board"]
     notes = []
     _sweep_notes([102000, 204000], [0.02, 0.05], [], {}, notes)
     assert notes == []
+
+
+def test_a_pass_whose_clock_read_back_otherwise_is_left_out(tmp_path: Path):
+    """A cap that moves between passes: the column mixed two clocks' invokes under the first pass's clock."""
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    cur = tree / "sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq"
+    assert cur.read_text().strip() == str(FIRST_KHZ)  # a plain file: every request reads back as this
+    bundle = load_bundle(None)
+    ticks = []
+
+    def tick(n: int) -> None:
+        ticks.append(n)
+        if sum(ticks) == len(data_opps) * 16:  # pass 1 done: from now on the clock reads back as 204000 kHz
+            cur.write_text("204000\n")
+
+    with open_board("jetson-nano", tree) as session, Runtime(bundle, num_threads=1) as rt:
+        data_opps = session.controller.cpu_opps_khz()
+        assert len(bundle.blocks) + len(bundle.exits) == 16
+        data = profile_bundle(bundle, session, rt, threads=1, repeats=1, passes=2, settle_s=0.0,
+                              energy_window_s=0.001, on_progress=tick)
+    assert sum(ticks) == 2 * len(data_opps) * 16
+    assert data["effective_cpu_khz"] == [FIRST_KHZ] * len(data_opps)
+    assert data["pass_spread"] == [None] * len(data_opps)  # one pass measured each column
+    assert any("in pass 1 and 204000 kHz in pass 2" in n and "those passes were left out there" in n
+               for n in data["notes"]), data["notes"]
