@@ -51,16 +51,20 @@ def probe_segments(segments: Sequence[Tuple[str, Path]], backend: Any, num_threa
         return
     # A segment can corrupt the heap and a later one die of it: the first that crashes on its own is named.
     labels = [s[0] for s in segments]
-    for one in segments[:labels.index(label) + 1] if label in labels else segments:
+    suspects = segments[:labels.index(label) + 1] if label in labels else segments
+    for one in suspects:
         alone = _run_child([one], backend, num_threads, timeout_s)
         if alone is not None and alone[0] is not None:
-            signum, label = alone[0], one[0]
-            break
-    path = dict(segments).get(label)
-    raise InterpreterError("bundle segment {} ({}) crashed the {} interpreter ({}) on a test inference in a "
-                           "child process: its graph is broken; re-export the bundle with tools/export.py".format(
-                               label, path.name if path is not None else "?", backend.name,
-                               signal.Signals(signum).name))
+            path = one[1]
+            raise InterpreterError("bundle segment {} ({}) crashed the {} interpreter ({}) on a test inference in a "
+                                   "child process: its graph is broken; re-export the bundle with "
+                                   "tools/export.py".format(one[0], path.name, backend.name,
+                                                            signal.Signals(alone[0]).name))
+    # None did alone (a corruption that crashes only some heap layouts): name where it died, and say so.
+    raise InterpreterError("the bundle's segments crashed the {} interpreter ({}) on test inferences in a child process, "
+                           "at segment {}, though none crashed alone: one of {} corrupts memory; re-export the "
+                           "bundle with tools/export.py".format(backend.name, signal.Signals(signum).name, label or "?",
+                                                               "{}..{}".format(suspects[0][0], suspects[-1][0])))
 
 
 def _run_child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int,

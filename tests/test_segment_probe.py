@@ -20,13 +20,25 @@ from tests.cli.helpers import assert_one_line_error, edgeexit
 pytestmark = pytest.mark.backend
 
 
+# Edits that pass the structure check and crash the backend's kernel every time, alone or after the rest:
+# LiteRT 2.3 segfaults on exit1's RESHAPE given the FULLY_CONNECTED's int32 bias (tensor 6) as its new shape (40
+# of 40 runtimes); tflite-runtime 2.14 refuses that one, and aborts on exit4's RESHAPE fed the bias as its data
+# (40 of 40). LiteRT also crashes on exit4's, but alone in a forked child only now and then (29 of 40): a
+# corruption a later segment dies of, named in its own words (test_a_crash_no_segment_makes_alone_is_said_so).
+CRASHERS = {"litert": ("exit1", 5, 1), "tflite": ("exit4", 5, 0)}
+
+
 @pytest.fixture
-def crashing_bundle(tmp_path: Path) -> Path:
-    """exit4's RESHAPE fed the FULLY_CONNECTED's int32 bias (tensor 6) for its data: it passes the structure
-    check, and segfaulted LiteRT 2.3 and aborted tflite-runtime 2.14 on the first inference."""
+def crasher() -> str:
+    return CRASHERS[resolve_backend(None).name][0]
+
+
+@pytest.fixture
+def crashing_bundle(tmp_path: Path, crasher: str) -> Path:
     root = tmp_path / "bundle"
     shutil.copytree(str(demo_bundle_dir()), str(root))
-    edit_segment(root, "exit4", tensor_slot(5, 1, 0, 6))
+    segment, op, slot = CRASHERS[resolve_backend(None).name]
+    edit_segment(root, segment, tensor_slot(op, 1, slot, 6))
     return root
 
 
@@ -37,21 +49,21 @@ def _no_child_left() -> bool:
         return True
 
 
-def test_a_segment_that_crashes_the_interpreter_is_named(crashing_bundle: Path):
+def test_a_segment_that_crashes_the_interpreter_is_named(crashing_bundle: Path, crasher: str):
     b = load_bundle(crashing_bundle, calibration=False)  # the structure check lets it through
-    with pytest.raises(InterpreterError, match=r"bundle segment exit4 \(exit4.tflite\) crashed the \w+ interpreter "
-                                               r"\(SIG(SEGV|ABRT)\) on a test inference .*re-export the bundle"):
+    with pytest.raises(InterpreterError, match=r"bundle segment {0} \({0}.tflite\) crashed the \w+ interpreter "
+                                               r"\(SIG(SEGV|ABRT)\) on a test inference .*re-export the bundle".format(crasher)):
         Runtime(b)
     assert _no_child_left()
 
 
-def test_run_names_it_in_one_line_before_opening_the_board(crashing_bundle: Path, tmp_path: Path):
+def test_run_names_it_in_one_line_before_opening_the_board(crashing_bundle: Path, crasher: str, tmp_path: Path):
     root = tmp_path / "board"
     assert edgeexit("sim", "init", "--board", "jetson-nano", str(root)).returncode == 0
     before = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
     p = edgeexit("run", "--board", "jetson-nano", "--sysfs-root", str(root), "--model", str(crashing_bundle),
                  "--policy", "full", "--limit", "5")
-    assert_one_line_error(p, "exit4 (exit4.tflite) crashed the", "re-export the bundle")
+    assert_one_line_error(p, "{0} ({0}.tflite) crashed the".format(crasher), "re-export the bundle")
     assert {str(q.relative_to(root)): q.read_bytes() for q in sorted(root.rglob("*")) if q.is_file()} == before
 
 
@@ -73,18 +85,20 @@ def test_a_probe_past_its_time_is_killed_and_the_runtime_goes_on():
     assert _no_child_left()
 
 
-def test_no_fork_while_other_threads_run(crashing_bundle: Path):
-    """A forked child holds copies of other threads' locks, unowned: the probe stands aside, and the load is
-    the check (this bundle would crash at its first inference, which this test never runs)."""
-    b = load_bundle(crashing_bundle, calibration=False)
+def test_no_fork_while_other_threads_run(tmp_path: Path):
+    """A forked child holds copies of other Python threads' locks, unowned: the probe stands aside, and the load
+    is the check. (The fake's 'b' crashes whenever it runs after 'a', so the probe would name it.)"""
+    items = [(label, tmp_path / label) for label in ("a", "b")]
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        Runtime(b).close()
+        probe_segments(items, _Corrupting(), 1, print)  # no child: nothing crashed, nothing said
     finally:
         stop.set()
         t.join()
+    with pytest.raises(InterpreterError, match="at segment b, though none crashed alone"):
+        probe_segments(items, _Corrupting(), 1, print)
 
 
 def _open_fds() -> int:
@@ -122,7 +136,7 @@ def test_a_process_that_ignores_sigchld_still_opens_a_runtime():
     assert _open_fds() == before and _no_child_left()
 
 
-def test_a_crash_it_finds_leaves_no_core_file(crashing_bundle: Path, tmp_path: Path):
+def test_a_crash_it_finds_leaves_no_core_file(crashing_bundle: Path, crasher: str, tmp_path: Path):
     """With core dumps allowed (ulimit -c unlimited, core_pattern 'core'), each crash the probe provoked left a
     core file of tens of MB in the working directory."""
     import resource
@@ -137,5 +151,45 @@ def test_a_crash_it_finds_leaves_no_core_file(crashing_bundle: Path, tmp_path: P
             "    print('refused', e)\n").format(str(crashing_bundle))
     p = subprocess.run([sys.executable, "-c", code], cwd=str(work), capture_output=True, text=True, timeout=120,
                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2))
-    assert p.stdout.startswith("refused bundle segment exit4"), p.stdout + p.stderr
+    assert p.stdout.startswith("refused bundle segment " + crasher), p.stdout + p.stderr
     assert list(work.iterdir()) == []
+
+
+class _Corrupting:
+    """A backend whose segment 'a' corrupts the process and whose 'b' then dies of it (SIGSEGV); neither
+    crashes alone, as LiteRT's exit4 edit does in some forked children."""
+
+    name = "fake"
+    corrupted = False
+
+    class interpreter_cls:  # noqa: N801  (a backend's interpreter class, as LiteRT's Interpreter)
+        def __init__(self, model_path: str, num_threads: int) -> None:
+            self.path = Path(model_path)
+
+        def allocate_tensors(self) -> None:
+            pass
+
+        def get_input_details(self) -> list:
+            return []
+
+        def get_output_details(self) -> list:
+            return []
+
+        def invoke(self) -> None:
+            import signal
+
+            if self.path.name == "a":
+                _Corrupting.corrupted = True
+            elif self.path.name == "b" and _Corrupting.corrupted:
+                os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_crash_no_segment_makes_alone_is_said_so(tmp_path: Path):
+    """LiteRT's crash on exit4's edit came, in about a quarter of forked children, at exit5 and not from exit4
+    alone: exit5, a sound segment, was named as broken (and the test naming exit4 failed in CI)."""
+    items = [(label, tmp_path / label) for label in ("first", "a", "b", "last")]
+    with pytest.raises(InterpreterError, match=r"the bundle's segments crashed the fake interpreter \(SIGSEGV\) on test "
+                                               r"inferences in a child process, at segment b, though none crashed alone: "
+                                               r"one of first\.\.b corrupts memory; re-export the bundle"):
+        probe_segments(items, _Corrupting(), 1, print)
+    assert _no_child_left()
