@@ -34,5 +34,5 @@ make_venv "$PY_OLD" .venv-tflite
 .venv-tflite/bin/python -m pip install -q --upgrade pip
 .venv-tflite/bin/python -m pip install -q -e . 'numpy<2' 'tflite-runtime>=2.13' 'pytest>=7' 'hypothesis>=6'
 .venv-tflite/bin/python -c 'import sys; print("python", sys.version.split()[0])'
-EDGEEXIT_INTERPRETER=tflite .venv-tflite/bin/python -m pytest -q -p no:cacheprovider -m backend tests/bundle tests/runtime tests/policies tests/cli
+EDGEEXIT_INTERPRETER=tflite .venv-tflite/bin/python -m pytest -q -p no:cacheprovider -m backend tests/bundle tests/runtime tests/policies tests/cli tests/test_segment_probe.py
 echo "== all test stages passed"
