@@ -53,7 +53,10 @@ def probe_segments(segments: Sequence[Tuple[str, Path]], backend: Any, num_threa
     labels = [s[0] for s in segments]
     suspects = segments[:labels.index(label) + 1] if label in labels else segments
     for one in suspects:
-        alone = _run_child([one], backend, num_threads, timeout_s)
+        try:
+            alone = _run_child([one], backend, num_threads, timeout_s)
+        except OSError:  # no child to be had now: the crash is still reported, where it happened
+            break
         if alone is not None and alone[0] is not None:
             path = one[1]
             raise InterpreterError("bundle segment {} ({}) crashed the {} interpreter ({}) on a test inference in a "

@@ -193,3 +193,24 @@ def test_a_crash_no_segment_makes_alone_is_said_so(tmp_path: Path):
                                                r"one of first\.\.b corrupts memory; re-export the bundle"):
         probe_segments(items, _Corrupting(), 1, print)
     assert _no_child_left()
+
+
+def test_a_crash_is_reported_when_no_second_child_can_be_had(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """fork() refused after the first child crashed (the solo runs): a bare OSError came out of Runtime()."""
+    import errno
+
+    real_fork = os.fork
+    forks = []
+
+    def fork_once() -> int:
+        forks.append(1)
+        if len(forks) > 1:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork_once)
+    items = [(label, tmp_path / label) for label in ("a", "b")]
+    with pytest.raises(InterpreterError, match="at segment b, though none crashed alone: one of a..b"):
+        probe_segments(items, _Corrupting(), 1, print)
+    monkeypatch.undo()
+    assert _no_child_left()
