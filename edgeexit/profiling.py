@@ -13,8 +13,8 @@ the open board session's DVFS controller and fills the ``edgeexit-profile/1`` fo
   much each OPP's latency of all segments differed between passes; a pass whose clock read back
   otherwise than the first's is left out at that OPP. Each segment's ``invoke()`` is timed on
   the host, in a loop of at least ``repeats`` invokes and ``energy_window_s`` (the median over all
-  passes' invokes is kept). With a power meter (a running :class:`~edgeexit.energy.sampler.Sampler`) the segment is invoked in a
-  loop inside one meter window lasting at least ``energy_window_s`` and at least ``INSIDE_READS``
+  passes' invokes is kept). With a power meter (a running :class:`~edgeexit.energy.sampler.Sampler`)
+  the segment is invoked in a loop inside one meter window lasting at least ``energy_window_s`` and at least ``INSIDE_READS``
   of the meter's read intervals; the window's power is the mean of the meter's reads taken inside
   it (a polled meter's edge reads are taken between loads: interpolating between them put 12-14% of
   the busy power, and on a slow Pi 5 PMIC all of it, at idle), and a window with fewer than

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 from edgeexit.errors import InterpreterError
+from edgeexit.interpreter import open_interpreter
 
 #: a child's first inferences take milliseconds; a child slower than this is left, and the runtime goes on
 PROBE_TIMEOUT_S = 120.0
@@ -143,8 +144,7 @@ def _child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int,
     for label, path in segments:
         os.write(write_fd, label.encode("utf-8") + b"\n")
         try:
-            it = backend.interpreter_cls(model_path=str(path), num_threads=int(num_threads))
-            it.allocate_tensors()
+            it = open_interpreter(backend, path, num_threads)
             for d in it.get_input_details():
                 it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
             it.invoke()
