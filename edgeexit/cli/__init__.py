@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 import signal
 import sys
 from typing import Any, List, Optional
@@ -61,10 +62,16 @@ class _LazyGroup(click.Group):
             # past click, which prints a blank line before its Abort; a signal's has no message, one raised
             # with a message says what the interrupt left undone
             raise _Interrupted(str(err)) from None
+        except BrokenPipeError:
+            raise _PipeClosed() from None  # past click, which turns EPIPE into a silent exit 1
 
 
 class _Interrupted(BaseException):
     """Ctrl-C inside a command, on its way to main's one line (exit 130)."""
+
+
+class _PipeClosed(BaseException):
+    """The reader of stdout went away (`edgeexit run | head`), on its way to main's exit 141."""
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,6 +92,15 @@ def _quiet_swallowed_signal(unraisable: Any) -> None:
     if isinstance(unraisable.exc_value, (KeyboardInterrupt, SystemExit)) and received_signal() is not None:
         return
     sys.__unraisablehook__(unraisable)
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test's capture): nothing to flush there
+        pass
 
 
 def _command_path(argv: List[str]) -> str:
@@ -151,7 +167,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     except KeyboardInterrupt:
         click.echo("edgeexit: interrupted; the board state was restored", err=True)
         sys.exit(130)
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
+        # As a shell reports a pipeline member killed by SIGPIPE. Python's own flush of stdout at exit
+        # would fail again and print "Exception ignored": point stdout at /dev/null first.
+        _silence_stdout()
         sys.exit(141)
     except OSError as err:
         # Unexpected I/O failure outside our own checks: still one line, never a traceback.

@@ -65,3 +65,25 @@ def test_tree_of_another_board_is_refused_and_left_alone(tmp_path: Path):
         # only run has --simulate: status and restore told their users to add an option they refuse
         assert ("--simulate" in p.stderr) == (args[0] == "run"), p.stderr
     assert _snapshot(root) == before
+
+
+def test_reader_gone_exits_141_quietly_and_restores(tmp_path: Path):
+    """`edgeexit run | head -c0`: click turned the EPIPE into a silent exit 1, which a script reads as a failed
+    run. It is now 141, as a shell reports a pipeline member killed by SIGPIPE, with no error on stderr (a plain-file
+    tree's clock does not follow a write, which is warned about)."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "board"
+    assert edgeexit("sim", "init", "--board", "jetson-nano", str(root)).returncode == 0
+    shutil.rmtree(str(root / ".edgeexit-sim"))
+    before = _snapshot(root)
+    p = subprocess.Popen([sys.executable, "-m", "edgeexit", "run", "--board", "jetson-nano", "--sysfs-root", str(root),
+                          "--policy", "predictive", "--deadline-ms", "5", "--limit", "400"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # the reader is gone before the first record
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 141, err
+    assert [line for line in err.splitlines() if not line.startswith("edgeexit: warning:")] == [], err
+    assert _snapshot(root) == before
