@@ -15,6 +15,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from edgeexit.costmodel import (CostModel, PhysicsCostModel, default_profile_path, load_profile_json,
                                 other_threads_note)
+from edgeexit.energy.busy_idle import BusyHistory, BusyIdleFit
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource
@@ -47,6 +48,9 @@ def board_meter(target: Any, kind: str = "auto", history_s: Optional[float] = No
 READ_HISTORY = 32  # periods whose edge-read time the planner's reserve looks at
 READ_QUANTILE = 0.9  # ... and the quantile of them it keeps
 LATE_S = 0.001  # asking for a start later than planned by more than this is an overrun, not timer slack
+LAGGED_METHOD = ("busy and idle power fitted to the meter's reads so far, each read weighed by the busy share of "
+                 "the {:g} ms before it that its value may come from (the sensor's conversion lag), times each "
+                 "window's duration")
 
 
 class ClockOnly(WindowedEnergySource):
@@ -89,12 +93,14 @@ class MeterProbe(BoardProbe):
 
     A polled meter (INA3221, the Pi 5 PMIC) reads every few ms, while an inference takes a fraction of
     that: integrating its window between the reads around it, taken while the board is between loads,
-    reported idle power. The probe instead keeps the mean of every read taken inside an inference window
-    so far (the sampler's reads fall at random phases) as the busy power, and likewise the idle power
-    from the reads inside idle windows; an inference's energy is the busy power times its duration, an
-    idle gap's the idle power times its length (``energy_method``). Unknown until the first read inside
-    a window of that kind; a window the meter could not cover is unknown as before. A streaming meter
-    (the Joulescope) integrates its own samples over each window.
+    reported idle power. The probe instead fits the busy and the idle power to every read so far (the
+    sampler's reads fall at random phases): without a sensor lag, the mean of the reads inside inference
+    windows and the mean of those outside; with one (an INA3221's conversions, in a periodic run), from
+    the busy share of the time each read's value may come from (:mod:`edgeexit.energy.busy_idle`). An
+    inference's energy is the busy power times its duration, an idle gap's the idle power times its
+    length (``energy_method``). Unknown until the reads give that power; a window the meter could not
+    cover is unknown as before. A streaming meter (the Joulescope) integrates its own samples over each
+    window.
     """
 
     latency_source = "host"
@@ -117,11 +123,13 @@ class MeterProbe(BoardProbe):
         self.last: Dict[str, Any] = {}
         self._read_ms: Deque[float] = deque(maxlen=READ_HISTORY)  # per period: both edge reads (ms)
         self._begin_read_ms = 0.0
-        self._busy = [0.0, 0]  # sum (mW) and count of the reads inside inference windows so far
-        self._idle = [0.0, 0]  # and inside idle windows
-        # Closed windows whose reads may still be arriving: (start, end, the sums they count in). A read is
-        # stored once it ends, after a short window has closed: it is counted then, by its midpoint.
-        self._open: Deque[Tuple[float, float, List[float]]] = deque()
+        # The inference windows so far, and the busy and idle power fitted to the reads. A read is stored once it
+        # ends, after a short window has closed: it is counted then, by its midpoint. The sensor's lag counts
+        # only between periodic inferences: back to back, the time before an inference is busy too.
+        meter = getattr(sampler, "meter", None)
+        self._lag_s = float(getattr(meter, "conversion_lag_s", 0.0) or 0.0) if period_ms is not None else 0.0
+        self._history = BusyHistory(0.0)
+        self._fit: Optional[BusyIdleFit] = None  # once the first reads tell whether the lag is real
         self._mark = float("-inf")  # reads stamped up to here are counted
         self._last_good_s: Optional[float] = None  # the newest good read counted
         self.energy_method = sampler.energy_method
@@ -155,15 +163,13 @@ class MeterProbe(BoardProbe):
             t0, t1 = stream.t0_s, stream.t1_s
         self._read_ms.append(self._begin_read_ms + (self.sampler.now_s() - t_end) * 1e3)
         prev = self._prev if self.period_ms is not None else None
-        if self.sampler.polled:  # both windows known before any read is counted into them, in time order
-            if prev is not None:
-                self._open.append((prev[1], self._t0, self._idle))
-            self._open.append((t0, t1, self._busy))
+        if self.sampler.polled:  # the window known before any read in it is counted
+            self._history.add(t0, t1)
             self._count_reads()
         if prev is not None:  # the previous period ended where this inference's window began
             self._done = self._period_fields(prev, self._t0, self._late)
         # A window the meter could not cover is "energy unknown", never a guess.
-        energy = self._window_mj(self._busy, t0, t1, stream)
+        energy = self._window_mj(True, t0, t1, stream)
         rec: Dict[str, Any] = {"energy_mj": None if energy is None else round(energy, 6),
                                "energy_samples": len(self.sampler.valid_mw(t0, t1)) if stream is None else stream.n_samples}
         if self.period_ms is not None:
@@ -172,10 +178,10 @@ class MeterProbe(BoardProbe):
             self._due_s = self._start_s + self.period_ms / 1e3  # type: ignore[operator]
         self.last = rec
 
-    def _window_mj(self, acc: List[float], t0_s: float, t1_s: float, stream: Optional[EnergyWindow]) -> Optional[float]:
-        """Energy over ``[t0_s, t1_s]``: a stream's own integral (``stream``), or a polled meter's mean power inside
-        windows of this kind so far (``acc``, which the reads inside this one join as they arrive) times its
-        duration; None if unknown, or where the meter has had no good read for a while (an outage)."""
+    def _window_mj(self, busy: bool, t0_s: float, t1_s: float, stream: Optional[EnergyWindow]) -> Optional[float]:
+        """Energy over ``[t0_s, t1_s]``: a stream's own integral (``stream``), or a polled meter's busy (else idle)
+        power fitted so far times its duration; None if unknown, or where the meter has had no good read for a
+        while (an outage)."""
         if stream is not None or not self.sampler.polled:
             window = stream if stream is not None else self.sampler.energy_mj(t0_s, t1_s)
             return window.energy_mj if window.valid else None
@@ -183,35 +189,48 @@ class MeterProbe(BoardProbe):
         alive = self._last_good_s is not None and t1_s - self._last_good_s <= limit_s
         if self.sampler.latest_s() is not None:  # nothing read yet is no outage
             self.sampler.note_window(alive)
-        if not alive:
+        if not alive or self._fit is None:
             return None
-        return acc[0] / acc[1] * (t1_s - t0_s) if acc[1] else None
+        mw = self._fit.busy_mw() if busy else self._fit.idle_mw()
+        return None if mw is None else mw * (t1_s - t0_s)
 
-    def _count_reads(self) -> None:
-        """Add each read stored since the last call to the sums of the window its midpoint lies in. Reads end in
-        the order they are stamped (one thread reads), so every read stamped before the newest one is stored:
-        none is lost to a window judged while it was still reading, which skipped every window's last
-        half-read (and, waited for, locked the reads to the windows' phase). A read in no window (between
-        back-to-back inferences) counts nowhere."""
+    def _count_reads(self, upto_s: float = float("inf")) -> None:
+        """Fit each read stored since the last call (up to ``upto_s``), by its midpoint, to the windows up to now.
+        Reads end in the order they are stamped (one thread reads), so every read stamped before the newest one
+        is stored: none is lost to a window judged while it was still reading, which skipped every window's last
+        half-read (and, waited for, locked the reads to the windows' phase). Called between inferences, so no
+        window is open: a read's time back to its lag is all known."""
         newest = self.sampler.latest_s()
-        if newest is None or newest <= self._mark:
+        upto = min(upto_s, newest) if newest is not None else self._mark
+        if upto <= self._mark:
             return
-        for t, mw in self.sampler.valid_mw(self._mark, newest):
+        reads = self.sampler.valid_mw(self._mark, upto)
+        if reads and self._fit is None:
+            self._start_fit()
+        for t, mw in reads:
             self._last_good_s = t
-            while self._open and self._open[0][1] < t:
-                self._open.popleft()
-            if self._open and self._open[0][0] < t < self._open[0][1]:
-                acc = self._open[0][2]
-                acc[0] += mw
-                acc[1] += 1
-        self._mark = newest
+            share = self._history.busy_share(t)
+            if share is not None:  # None: it measured the time before the run
+                self._fit.add(share, mw)  # type: ignore[union-attr]
+        self._mark = upto
+
+    def _start_fit(self) -> None:
+        """Fit with the sensor's lag unless its reads show it has none: an INA3221 set to convert on demand
+        (single-shot) waits for the conversion, so each read takes about the update interval and is fresh."""
+        took = getattr(self.sampler, "read_duration_s", lambda: None)()
+        if self._lag_s > 0 and took is not None and took >= self._lag_s / 2:
+            self._lag_s = 0.0
+        self._history.lag_s = self._lag_s
+        self._fit = BusyIdleFit(lagged=self._lag_s > 0)
+        if self._lag_s > 0:
+            self.energy_method = LAGGED_METHOD.format(self._lag_s * 1e3)
 
     def _period_fields(self, prev: Tuple[float, float, Optional[float]], next_start_s: float,
                        overrun: bool) -> Dict[str, Any]:
         """The held record's idle and period energy: idle from its inference window's end to ``next_start_s``
         (a polled meter's reads in that idle window already being counted, see :meth:`end` and :meth:`flush`)."""
         t0, t1, energy = prev
-        idle = self._window_mj(self._idle, t1, next_start_s, None)
+        idle = self._window_mj(False, t1, next_start_s, None)
         return {
             "idle_energy_mj": None if idle is None else round(idle, 6),
             "energy_period_mj": round(energy + idle, 6) if (energy is not None and idle is not None) else None,
@@ -270,8 +289,7 @@ class MeterProbe(BoardProbe):
         t_end = self.sampler.begin_window(key)  # an edge read at the period's end
         self.sampler.cancel_window(key)
         if self.sampler.polled:
-            self._open.append((prev[1], t_end, self._idle))
-            self._count_reads()
+            self._count_reads(t_end)
         rec.update(self._period_fields(prev, t_end, late))
         return [rec]
 

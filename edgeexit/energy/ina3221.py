@@ -286,6 +286,11 @@ class Ina3221Meter(PowerMeter):
         self.conversions = conversion_settings(self.rails)
         intervals = [c.update_interval_ms for c in self.conversions if c.update_interval_ms]
         self.update_interval_s = max(intervals) / 1e3 if intervals else None
+        # Only where every rail's chip says how it converts, one sample at a time: JetPack 4's IIO driver says
+        # nothing, and with averaging the chip's filter lags further in a way its documents do not agree on.
+        hwmon_only = all(r.power_path is None for r in self.rails)
+        plain = self.conversions and all(c.update_interval_ms and c.samples == 1 for c in self.conversions)
+        self.conversion_lag_s = self.update_interval_s if (hwmon_only and plain and self.update_interval_s) else 0.0
         self.source = f"INA3221 {chips}: {', '.join(names)}" + "".join(
             "; {} converts every {} ({})".format(c.chip, _ms(c.update_interval_ms), _samples(c.samples))
             for c in self.conversions)

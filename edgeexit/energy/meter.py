@@ -28,6 +28,10 @@ class PowerMeter(ABC):
     #: How often the sensor itself makes a new value, where its driver says (the INA3221 hwmon driver's
     #: update_interval); reads closer together return the same value again. None: not known.
     update_interval_s: Optional[float] = None
+    #: How long before a read the value it returns may have been measured, evenly spread over that time (an
+    #: INA3221 converting continuously returns its last finished conversion). 0: a read measures the moment
+    #: it is taken, or the lag is not known.
+    conversion_lag_s: float = 0.0
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock

@@ -184,9 +184,7 @@ class Sampler(WindowedEnergySource):
     def gap_s(self) -> float:
         """How far from a window's edges its nearest good sample may lie: ``max_gap_s``, or two typical reads
         of a meter slower than that (vcgencmd forks a process per read), at most 0.25 s."""
-        with self._lock:
-            typical = statistics.median(self._read_s) if self._read_s else 0.0
-        return max(self.max_gap_s, min(2.0 * typical, SLOW_READ_GAP_CAP_S))
+        return max(self.max_gap_s, min(2.0 * (self.read_duration_s() or 0.0), SLOW_READ_GAP_CAP_S))
 
     def start(self) -> "Sampler":
         """Start the background thread (idempotent)."""
@@ -270,11 +268,14 @@ class Sampler(WindowedEnergySource):
             picked = list(zip(self._readings[i0:i1], self._spans[i0:i1]))
         return [float(r.total_mw) for r, (a, b) in picked if r.valid and t0_s <= a and b <= t1_s]  # type: ignore[arg-type]
 
+    def read_duration_s(self) -> Optional[float]:
+        """How long a good read takes here (the median of the recent ones); None before the first."""
+        with self._lock:
+            return statistics.median(self._read_s) if self._read_s else None
+
     def sample_interval_s(self) -> float:
         """How far apart this meter's readings really are: the period, or a typical read where reads are slower."""
-        with self._lock:
-            typical = statistics.median(self._read_s) if self._read_s else 0.0
-        return max(1.0 / self.rate_hz, typical)
+        return max(1.0 / self.rate_hz, self.read_duration_s() or 0.0)
 
     def now_s(self) -> float:
         # a streaming meter maps its samples onto its own clock, so its windows must use that clock

@@ -47,6 +47,21 @@ def test_jetpack4_iio_driver_reports_no_conversion(tmp_path: Path, clock) -> Non
     assert "converts" not in meter.source
 
 
+def test_conversion_lag_only_where_the_driver_says_how_it_converts(tmp_path: Path, clock) -> None:
+    """A read returns the chip's last conversion, up to an update interval old: the lag the probe fits busy power
+    with (edgeexit.energy.busy_idle). Only where it is known: one sample at a time, on the hwmon driver."""
+    node = make_orin_nano(tmp_path)
+    assert Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock).conversion_lag_s == 0.007  # the mainline default
+    write(node / "samples", "4\n")  # averaging: a filter whose lag the documents do not agree on
+    assert Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock).conversion_lag_s == 0.0
+    write(node / "samples", "1\n")
+    (node / "update_interval").unlink()
+    assert Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock).conversion_lag_s == 0.0
+    nano = tmp_path / "nano"
+    make_nano(nano)  # JetPack 4's IIO driver says nothing
+    assert Ina3221Meter(nano, NANO_POWER, clock=clock).conversion_lag_s == 0.0
+
+
 def test_sampler_reads_no_faster_than_the_chip_updates(tmp_path: Path, clock) -> None:
     node = make_orin_nano(tmp_path)
     meter = Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock)  # the driver default, 7 ms

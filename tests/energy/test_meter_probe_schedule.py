@@ -302,6 +302,7 @@ def test_a_sampler_thread_prices_inferences_shorter_than_its_reads() -> None:
     finally:
         sampler.stop()
     assert sum(r["energy_mj"] is not None for r in recs) >= 0.8 * len(recs)
-    assert probe._busy[1] >= 8  # reads fell inside inferences: about one period in six
-    assert probe._busy[0] / probe._busy[1] == pytest.approx(BUSY_MW, rel=0.1)
-    assert probe._idle[0] / probe._idle[1] == pytest.approx(IDLE_MW, rel=0.1)
+    fit = probe._fit
+    assert fit is not None and fit.busy_reads >= 8  # reads fell inside inferences: about one period in six
+    assert fit.busy_mw() == pytest.approx(BUSY_MW, rel=0.1)
+    assert fit.idle_mw() == pytest.approx(IDLE_MW, rel=0.1)
