@@ -35,13 +35,32 @@ def fuse_problem() -> Optional[str]:
         return "/dev/fuse is missing: load the fuse kernel module (modprobe fuse) or run the container with --device /dev/fuse"
     if not (shutil.which("fusermount3") or shutil.which("fusermount")):
         return "fusermount3 is not installed: apt-get install fuse3"
+    if sys.version_info < (3, 9):
+        # mfusepy 3 needs Python 3.9; the mfusepy 1.x that pip picks on 3.8 passes direct_io to libfuse3 as a mount
+        # option, which it refuses ("unknown option(s): -o direct_io"), and without it reads would be cached
+        return "sim mount needs Python 3.9 or later (mfusepy 3, which passes direct_io as libfuse3 wants it); run " \
+               "it from a Python 3.9+ environment with the [fuse] extra"
     try:
         import mfusepy  # noqa: F401
     except ImportError:
-        return "the mfusepy package is not installed: pip install mfusepy (the [fuse] extra)"
+        return "the mfusepy package is not installed: pip install 'mfusepy>=3' (the [fuse] extra)"
     except (OSError, EnvironmentError) as err:  # libfuse itself missing
         return "libfuse is not installed ({}): apt-get install fuse3".format(err)
+    version = _mfusepy_version()
+    if version is not None and version < 3:
+        return "mfusepy {} passes direct_io to libfuse3 as a mount option, which it refuses: pip install " \
+               "'mfusepy>=3'".format(version)
     return None
+
+
+def _mfusepy_version() -> Optional[int]:
+    """mfusepy's major version (None where its metadata cannot be read)."""
+    try:
+        from importlib.metadata import version
+
+        return int(version("mfusepy").split(".")[0])
+    except Exception:  # no metadata, or an odd version string: try the mount and let libfuse say
+        return None
 
 
 def _make_operations(kernel: SimulatedKernel, served: Optional[List[bool]] = None) -> Any:
@@ -197,7 +216,7 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
                 err.seek(0)
                 lines = [l for l in err.read().decode("utf-8", "replace").splitlines() if l.strip()]
                 if exited and lines:
-                    raise DvfsError(lines[-1].split("error: ", 1)[-1]) from None
+                    raise DvfsError(server_refusal(lines)) from None
                 raise
             except BaseException:  # Ctrl-C while waiting: the same
                 _stop_server(proc, mountpoint)
@@ -251,6 +270,16 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
                 os.close(served_fd)
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def server_refusal(lines: List[str]) -> str:
+    """A background server's refusal as one line: its own error line, with what libfuse printed before it (a
+    foreground mount shows that above its error; in the background it was lost)."""
+    last = lines[-1].split("error: ", 1)[-1]
+    said = [l.strip() for l in lines[:-1] if not l.startswith("edgeexit: ")]
+    if said and "its own message is above" in last:
+        last = last.replace("its own message is above", "libfuse said: " + " / ".join(said))
+    return last
 
 
 def _stop_server(proc: "subprocess.Popen[bytes]", mountpoint: Path) -> None:
