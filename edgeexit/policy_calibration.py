@@ -268,7 +268,8 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
     the per-segment ``latency`` table (a profile's, or measured on this host).
 
     The chain may start at a later exit (``start_exit``: the heads before it never run): every start
-    s = 0..E-2 is fitted the same way on exits s.. (exit s's previous score 0), and the one kept is the
+    s = 0..E-1 is fitted the same way on exits s.. (exit s's previous score 0; s = E-1 is full
+    inference, where no early exit pays), and the one kept is the
     cheapest on the calibration split that meets the target -- for a budget, the most accurate within it,
     then the cheapest -- ties to the earlier start. A weak first head that costs more than it saves (the
     demo's exit 0) is dropped, as the threshold policy disables an exit that cannot pay.
@@ -291,10 +292,10 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
                             else (data.macs_to_exit, data.head_macs, "MACs"))
     macs, head_macs = list(data.macs_to_exit), list(data.head_macs)
     to_exit, heads = list(to_exit), list(heads)
-    # The least any start can cost: every sample leaving at its first head.
+    # The least any start can cost: every sample leaving at its first head (the last start: full inference).
     floor = [to_exit[s] + heads[s] for s in range(n_exits)]
-    if budget is not None and budget < min(floor[:max(1, n_exits - 1)]):
-        s_min = int(np.argmin(floor[:max(1, n_exits - 1)]))
+    if budget is not None and budget < min(floor):
+        s_min = int(np.argmin(floor))
         raise CalibrationError(
             "a budget of {:.4g} {} is below the cost of the cheapest schedule, every sample exiting at exit {} ({:.4g} {}); "
             "raise the budget".format(budget, unit, s_min, floor[s_min], unit))
@@ -312,7 +313,9 @@ def calibrate_eenet(rt: Runtime, data: CalibrationData, target: float, budget_ma
         return f.accuracy > than.accuracy or (f.accuracy == than.accuracy and cheaper)
 
     best: Optional[Tuple[int, np.ndarray, ThresholdFit]] = None
-    for s in range(max(1, n_exits - 1)):  # starting at the final exit is no chain: full inference
+    # The last start is no chain, full inference: kept where every chain costs more (exits too weak to pay) or,
+    # for a budget, where it is the most accurate schedule that fits.
+    for s in range(n_exits):
         # Prune: a start whose first head alone costs at least the best schedule's mean cannot be cheaper; for
         # a budget, one whose first head exceeds it cannot fit it (a start under it may still be more accurate).
         if budget is not None and floor[s] > budget:

@@ -73,3 +73,29 @@ def test_impossible_or_ambiguous_budgets_say_what_to_do(data):
     with pytest.raises(CalibrationError, match="segment latencies"):
         calibrate_eenet(rt, cal, 1.0, budget_ms=1.0)
     assert np.isfinite(calibrate_eenet(rt, cal, 0.95)["mean_macs"])  # no budget: the accuracy target, as before
+
+
+def _weak_exits(cal):
+    """The calibration data with every early exit wrong: no chain of them can pay."""
+    from edgeexit.calibration import CalibrationData
+
+    t = cal.table
+    pred = t.pred.copy()
+    pred[:, :-1] = (cal.y[:, None] + 1) % 10
+    table = type(t)(logits_q=t.logits_q, logits=t.logits, confidence=t.confidence, max_softmax=t.max_softmax,
+                    pred=pred, conf_q=t.conf_q, block_outputs=t.block_outputs)
+    return CalibrationData(table, cal.y, cal.macs_to_exit, cal.head_macs, cal.full_accuracy)
+
+
+def test_full_inference_is_a_schedule_when_no_exit_pays(data):
+    """Starts ran 0..E-2 only, so on a bundle whose early exits are too weak to pay, eenet kept a chain costing
+    more than the full network (a review's post-trained bundle: 8.02M MACs against full's 7.57M, at lower
+    accuracy), and for a budget above full's cost it gave up accuracy full inference would have kept."""
+    b, rt, cal, _ = data
+    weak = _weak_exits(cal)
+    last = len(rt.exits) - 1
+    e = calibrate_eenet(rt, weak, target=cal.full_accuracy - 0.005)
+    assert e["start_exit"] == last and e["mean_macs"] == rt.full_macs and e["accuracy"] == cal.full_accuracy
+    e = calibrate_eenet(rt, weak, 1.0, budget_macs=1.01 * rt.full_macs)
+    assert e["start_exit"] == last and e["accuracy"] == cal.full_accuracy
+    assert calibrate_eenet(rt, cal, target=cal.full_accuracy - 0.005)["start_exit"] < last  # the demo's exits pay
