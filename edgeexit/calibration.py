@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from numbers import Real
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -216,8 +217,9 @@ class CalibrationData:
 
 def collect(runtime: "Runtime", samples: "Samples", keep_block0: bool = False) -> CalibrationData:
     """Run every exit of ``runtime`` over held-out ``samples`` (labels required)."""
-    from edgeexit.bundle.data import quantize_inputs
+    from edgeexit.bundle.data import check_given_samples, quantize_inputs
 
+    check_given_samples(samples, runtime.bundle.manifest.input, runtime.bundle.manifest.num_classes)
     y = samples.require_labels("calibration")
     xq = quantize_inputs(samples.x, runtime.bundle.manifest.input)
     table = runtime.exit_table(xq, keep_block0=keep_block0)
@@ -233,7 +235,12 @@ def collect(runtime: "Runtime", samples: "Samples", keep_block0: bool = False) -
 def target_from(data: CalibrationData, max_drop_pp: float, target_accuracy: Optional[float] = None) -> float:
     """The accuracy to calibrate for: an absolute target, or the final exit's minus ``max_drop_pp``."""
     if target_accuracy is not None:
+        if isinstance(target_accuracy, bool) or not isinstance(target_accuracy, Real) or not 0.0 <= target_accuracy <= 1.0:
+            raise CalibrationError("target_accuracy={!r} is not an accuracy; give a number from 0 to 1".format(target_accuracy))
         return float(target_accuracy)
+    if isinstance(max_drop_pp, bool) or not isinstance(max_drop_pp, Real) or not 0.0 <= max_drop_pp <= 100.0:
+        raise CalibrationError("max_drop_pp={!r} is not a drop in percentage points; give a number from 0 to 100".format(
+            max_drop_pp))
     if max_drop_pp / 100.0 > data.full_accuracy + 5e-5:  # the 2-decimal limit the message names passes
         raise CalibrationError("--max-drop-pp {:g} is more than the final exit's accuracy on the calibration split "
                                "({:.2f}%), which leaves no accuracy target; give at most {:.2f}, or --target-accuracy 0 "

@@ -73,7 +73,8 @@ def execute(
     runtime's ``num_threads``. ``profile``: an `edgeexit profile` file for the planner (default: the bundle's
     own for this board, else the board model). ``meter``/``meter_rate_hz``: the power meter on a real board
     (auto, ina3221, pmic, joulescope, none) and its sampling rate. ``writer``: where each record goes as it
-    completes. ``on_progress(n)``: called after each inference. ``pass_labels``: let the policy see the true
+    completes. ``on_progress(1)``: called after each inference with the increment (as click's progress bar's
+    ``update`` takes it). ``pass_labels``: let the policy see the true
     label (the oracle only). ``warn(msg)``: where warnings go (default: stderr; pass ``lambda msg: None`` to
     silence them). ``physics_override``: the board model to use instead of the session's (a sensitivity study).
 
@@ -81,6 +82,9 @@ def execute(
     is touched.
     """
     warn_given = warn is not None
+    if warn_given and not callable(warn):
+        raise PolicyError("warn must be callable (called with each warning's text), not a {}; pass e.g. "
+                          "warn=print, or leave it out for stderr".format(type(warn).__name__))
     if warn is None:
         warn = warn_stderr  # the library's default (errors.warn_stderr): a dropped warning hides why figures moved
     _check_objects(bundle, runtime, session, writer, on_progress, profile)
@@ -187,7 +191,7 @@ def _check_objects(bundle: Any, runtime: Any, session: Any, writer: Any, on_prog
         raise PolicyError("writer must have a write(record) method (edgeexit.records.RecordWriter(path)), not a "
                           "{}".format(type(writer).__name__))
     if on_progress is not None and not callable(on_progress):
-        raise PolicyError("on_progress must be callable (called with the number of inferences done), not a "
+        raise PolicyError("on_progress must be callable (called with 1 after each inference), not a "
                           "{}".format(type(on_progress).__name__))
     if profile is not None and not isinstance(profile, (str, os.PathLike)):
         raise PolicyError("profile must be the path of an `edgeexit profile` file, not a {}".format(

@@ -6,6 +6,7 @@ exit table with the runtime's own policy code (edgeexit.offline).
 """
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -361,6 +362,24 @@ def calibrate_confidence_head(rt: Runtime, data: CalibrationData, target: float)
     return {"thresholds": fitres.thresholds, "target_accuracy": target, "accuracy": r.accuracy(data.y), "mean_macs": float(r.macs.mean())}
 
 
+FITTED = ("threshold", "predictive", "pe-heuristic", "eenet", "confidence-head")
+
+
+def _check_fit_args(target: Any, seed: Any, policies: Any) -> None:
+    """A library caller's target, seed and policy names, checked as the CLI's options are (a NaN target fitted
+    "never exit early" and was saved as NaN; a bad seed was a numpy ValueError; an unknown name was skipped)."""
+    if isinstance(target, bool) or not isinstance(target, Real) or not 0.0 <= float(target) <= 1.0:
+        raise CalibrationError("target={!r} is not an accuracy; give a number from 0 to 1 (0.95 for 95%)".format(target))
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed <= 2**32 - 1:
+        raise CalibrationError("seed={!r} is not a seed; give an integer from 0 to 2**32 - 1".format(seed))
+    if policies is not None:
+        names = [policies] if isinstance(policies, str) else policies
+        unknown = [p for p in names if p not in FITTED] if isinstance(names, (list, tuple, set, frozenset)) else [names]
+        if unknown:
+            raise CalibrationError("policies={!r}: {} not a policy calibrate fits; give a list of: {}".format(
+                policies, ", ".join(map(repr, unknown)), ", ".join(FITTED)))
+
+
 def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int = 0, metric: str = "max_softmax",
                   eenet_budget_macs: Optional[float] = None, eenet_budget_ms: Optional[float] = None,
                   latency: Optional[SegmentLatency] = None,
@@ -375,6 +394,9 @@ def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int =
     rather than failing them all: e.g. a first exit that meets the target alone leaves predictive
     nothing to forecast, at any target. An explicit eenet budget that cannot be met still fails.
     """
+    _check_fit_args(target, seed, policies)
+    if isinstance(policies, str):
+        policies = [policies]
     n = len(data.y)
     if n < MIN_CALIBRATION_SAMPLES:  # fewer leaves cross-fit folds empty: IndexErrors and NaN means, not fits
         raise CalibrationError("the calibration split has {} samples; calibrate needs at least {}: export the bundle with a "

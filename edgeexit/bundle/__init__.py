@@ -28,6 +28,8 @@ class Bundle:
     manifest: Manifest
     segment_paths: Dict[str, Path]  # "block0" / "exit3" -> verified file
     calibration: Dict[str, Any] = field(default_factory=dict)
+    #: False where load_bundle(..., calibration=False) left calibration.json unread
+    calibration_read: bool = True
     #: set once a Runtime has warned about far-apart requantized boundaries: one warning per loaded bundle
     requant_warned: bool = field(default=False, repr=False, compare=False)
 
@@ -110,7 +112,7 @@ def load_bundle(path: Optional[Path] = None, calibration: bool = True) -> Bundle
     for seg in manifest.blocks + manifest.exits:
         paths[seg.label] = verify_file(root, seg.file, seg.sha256, seg.label, tflite=True)
     cal = _read_calibration(root, manifest) if calibration else {}
-    return Bundle(root=root, manifest=manifest, segment_paths=paths, calibration=cal)
+    return Bundle(root=root, manifest=manifest, segment_paths=paths, calibration=cal, calibration_read=calibration)
 
 
 def _read_calibration(root: Path, manifest: Manifest) -> Dict[str, Any]:

@@ -114,6 +114,10 @@ def _check_arrays(path: Path, head: bytes) -> Optional[str]:
 def read_samples(path: Path, spec: InputSpec, num_classes: int) -> Samples:
     """Read and check samples against the bundle's input spec: an .npz with x (and optionally y), or an
     .npy holding x alone."""
+    if not isinstance(spec, InputSpec) or isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise InputDataError("read_samples(path, spec, num_classes) takes the bundle's bundle.manifest.input and "
+                             "bundle.manifest.num_classes, not a {} and a {}".format(type(spec).__name__,
+                                                                                  type(num_classes).__name__))
     try:
         mode = os.stat(str(path)).st_mode
         head = b""
@@ -204,6 +208,16 @@ def check_samples(x: np.ndarray, y: Optional[np.ndarray], spec: InputSpec, num_c
 
 def quantize_inputs(x: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Preprocess and quantize all samples at once to block 0's int8 input: shape (N, 1, ...)."""
+    if not isinstance(spec, InputSpec):
+        raise InputDataError("spec must be the bundle's InputSpec (bundle.manifest.input), not a {}".format(
+            type(spec).__name__))
+    if not isinstance(x, np.ndarray) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise InputDataError("x must be a numeric numpy array of samples, not a {}; pass np.asarray(x)".format(
+            type(x).__name__ if not isinstance(x, np.ndarray) else "{} array".format(x.dtype)))
+    want = tuple(spec.shape[1:])
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise InputDataError("x has shape {} but the model takes (N, {}); one sample is x[None], more are "
+                             "reshaped to that".format(tuple(x.shape), ", ".join(map(str, want))))
     real = x.astype(np.float32) * np.float32(spec.preprocess_scale) + np.float32(spec.preprocess_offset)
     info = np.iinfo(np.dtype(spec.dtype))
     q = np.clip(np.round(real / np.float32(spec.scale)) + spec.zero_point, info.min, info.max)

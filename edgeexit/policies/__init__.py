@@ -91,6 +91,9 @@ def _not_calibrated(bundle: Bundle, name: str) -> Optional[str]:
 def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     """Build policy ``name`` for ``bundle`` from its stored calibration."""
     check_bundle(bundle, "make_policy", PolicyError)
+    if not isinstance(name, str):
+        raise PolicyError("make_policy takes a policy's name (a str), not a {}; choose one of: {}".format(
+            type(name).__name__, ", ".join(POLICIES)))
     factory = POLICIES.get(name)
     if factory is None:
         raise PolicyError("unknown policy '{}'; choose one of: {}".format(name, ", ".join(POLICIES)))
@@ -104,6 +107,9 @@ def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     why = _not_calibrated(bundle, name)
     if why is not None:  # "run edgeexit calibrate" would send the user in circles: say why it was left out
         raise CalibrationError("the bundle has no {} calibration: `edgeexit calibrate` could not fit it: {}".format(name, why))
+    if name in CALIBRATED and not bundle.calibration_read and not bundle.calibration:  # bench fits its own
+        raise CalibrationError("bundle {} was loaded with calibration=False, so its calibration.json was not read; "
+                               "load it with load_bundle({!r}) for the {} policy".format(bundle.root, str(bundle.root), name))
     if name in CALIBRATED and not (isinstance(bundle.calibration, dict) and bundle.calibration.get(name)):
         raise CalibrationError("bundle {} has no {} calibration; run `edgeexit calibrate --model {}`".format(
             bundle.root, name, bundle.root))

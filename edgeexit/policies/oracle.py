@@ -86,9 +86,12 @@ class OraclePolicy(ExitPolicy):
 def oracle_targets(bundle: Any, samples: Any, interpreter: Optional[str] = None) -> np.ndarray:
     """Each labelled sample's target for the oracle (:func:`earliest_correct` by :func:`exit_costs`), from every exit
     of ``bundle`` run on ``samples`` with a runtime of its own."""
-    from edgeexit.bundle.data import quantize_inputs
+    from edgeexit.bundle import check_bundle
+    from edgeexit.bundle.data import check_given_samples, quantize_inputs
     from edgeexit.runtime import Runtime
 
+    check_bundle(bundle, "oracle_targets", PolicyError)
+    check_given_samples(samples, bundle.manifest.input, bundle.manifest.num_classes)
     y = samples.require_labels("the oracle policy")
     with Runtime(bundle, interpreter=interpreter) as rt:
         table = rt.exit_table(quantize_inputs(samples.x, bundle.manifest.input))
