@@ -363,6 +363,19 @@ def calibrate_confidence_head(rt: Runtime, data: CalibrationData, target: float)
 
 
 FITTED = ("threshold", "predictive", "pe-heuristic", "eenet", "confidence-head")
+UNFITTED = ("full", "oracle")  # named in a bench's --policies, fitted by nothing
+
+
+def _policy_names(policies: Any) -> Optional[List[Any]]:
+    """``policies`` as a list: one name, or any iterable of names (a generator is read once, here)."""
+    if policies is None:
+        return None
+    if isinstance(policies, str):
+        return [policies]
+    try:
+        return list(policies)
+    except TypeError:
+        return [policies]
 
 
 def _check_fit_args(target: Any, seed: Any, policies: Any) -> None:
@@ -373,11 +386,10 @@ def _check_fit_args(target: Any, seed: Any, policies: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed <= 2**32 - 1:
         raise CalibrationError("seed={!r} is not a seed; give an integer from 0 to 2**32 - 1".format(seed))
     if policies is not None:
-        names = [policies] if isinstance(policies, str) else policies
-        unknown = [p for p in names if p not in FITTED] if isinstance(names, (list, tuple, set, frozenset)) else [names]
+        unknown = [p for p in policies if p not in FITTED + UNFITTED]
         if unknown:
-            raise CalibrationError("policies={!r}: {} not a policy calibrate fits; give a list of: {}".format(
-                policies, ", ".join(map(repr, unknown)), ", ".join(FITTED)))
+            raise CalibrationError("policies={!r}: {} not a policy; give a list of: {}".format(
+                policies, ", ".join(map(repr, unknown)), ", ".join(FITTED + UNFITTED)))
 
 
 def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int = 0, metric: str = "max_softmax",
@@ -394,9 +406,8 @@ def calibrate_all(rt: Runtime, data: CalibrationData, target: float, seed: int =
     rather than failing them all: e.g. a first exit that meets the target alone leaves predictive
     nothing to forecast, at any target. An explicit eenet budget that cannot be met still fails.
     """
+    policies = _policy_names(policies)
     _check_fit_args(target, seed, policies)
-    if isinstance(policies, str):
-        policies = [policies]
     n = len(data.y)
     if n < MIN_CALIBRATION_SAMPLES:  # fewer leaves cross-fit folds empty: IndexErrors and NaN means, not fits
         raise CalibrationError("the calibration split has {} samples; calibrate needs at least {}: export the bundle with a "

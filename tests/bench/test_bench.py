@@ -165,6 +165,13 @@ def test_a_solve_after_the_last_inference_is_not_kept(tmp_path):
     assert [n for n, _ in res["timeline_solves"]["predictive@planned"]] == [8]
 
 
+def test_policies_that_nothing_fits_may_be_named(tmp_path):
+    """full and oracle are --policies choices that calibration does not fit: naming them must not fail the fit."""
+    _bench(tmp_path / "b", "jetson-nano", "--limit", "16", "--no-sweep", "--no-sensitivity", "--policies", "oracle,full")
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert "oracle@planned" in json.dumps(res) and "full@max" in json.dumps(res)
+
+
 def test_unwritable_out_fails_before_benching(tmp_path):
     from tests.cli.helpers import assert_one_line_error
 

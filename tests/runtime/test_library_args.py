@@ -89,10 +89,13 @@ def test_calibrate_all_refuses_a_bad_seed(rt, cal, seed):
 
 def test_calibrate_all_refuses_an_unknown_policy_name(rt, cal):
     """An unknown name was skipped without a word, so only threshold was fitted."""
-    with pytest.raises(CalibrationError, match=r"^policies=\['foo'\]: 'foo' not a policy calibrate fits"):
+    with pytest.raises(CalibrationError, match=r"^policies=\['foo'\]: 'foo' not a policy; give a list of"):
         calibrate_all(rt, cal, 0.9, policies=["foo"])
     out = calibrate_all(rt, cal, 0.9, policies="pe-heuristic")  # one name as a str: that policy, not a substring match
     assert "pe-heuristic" in out and "eenet" not in out
+    # a bench's --policies names full and oracle too, which nothing fits; any iterable of names will do
+    out = calibrate_all(rt, cal, 0.9, policies=(p for p in ["oracle", "full", "pe-heuristic"]))
+    assert "pe-heuristic" in out and "predictive" not in out
 
 
 @pytest.mark.parametrize("args", [(0.25, 1.5), (0.25, "0.9"), (150.0,), (math.nan,)])
