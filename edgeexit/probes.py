@@ -15,7 +15,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from edgeexit.costmodel import (CostModel, PhysicsCostModel, default_profile_path, load_profile_json,
                                 other_threads_note)
-from edgeexit.energy.busy_idle import BusyHistory, BusyIdleFit
+from edgeexit.energy.busy_idle import BusyHistory, BusyIdleFit, locked_period
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource
@@ -48,9 +48,10 @@ def board_meter(target: Any, kind: str = "auto", history_s: Optional[float] = No
 READ_HISTORY = 32  # periods whose edge-read time the planner's reserve looks at
 READ_QUANTILE = 0.9  # ... and the quantile of them it keeps
 LATE_S = 0.001  # asking for a start later than planned by more than this is an overrun, not timer slack
+CONVERSION_SPAN = 1.0 + 1.0 / 6.0  # a value's conversion averages over U / 6 of its own (busy_idle's module doc)
 LAGGED_METHOD = ("busy and idle power fitted to the meter's reads so far, each read weighed by the busy share of "
-                 "the {:g} ms before it that its value may come from (the sensor's conversion lag), times each "
-                 "window's duration")
+                 "the {:.3g} ms before it that its value may come from (the sensor's update interval and conversion), "
+                 "times each window's duration")
 
 
 class ClockOnly(WindowedEnergySource):
@@ -218,12 +219,12 @@ class MeterProbe(BoardProbe):
         """Fit with the sensor's lag unless its reads show it has none: an INA3221 set to convert on demand
         (single-shot) waits for the conversion, so each read takes about the update interval and is fresh."""
         took = getattr(self.sampler, "read_duration_s", lambda: None)()
-        if self._lag_s > 0 and took is not None and took >= self._lag_s / 2:
+        if self._lag_s > 0 and took is not None and took >= self._lag_s:  # a continuous read is a few I2C reads
             self._lag_s = 0.0
-        self._history.lag_s = self._lag_s
+        self._history.lag_s = self._lag_s * CONVERSION_SPAN
         self._fit = BusyIdleFit(lagged=self._lag_s > 0)
         if self._lag_s > 0:
-            self.energy_method = LAGGED_METHOD.format(self._lag_s * 1e3)
+            self.energy_method = LAGGED_METHOD.format(self._lag_s * CONVERSION_SPAN * 1e3)
 
     def _period_fields(self, prev: Tuple[float, float, Optional[float]], next_start_s: float,
                        overrun: bool) -> Dict[str, Any]:
@@ -366,6 +367,11 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
             warn("{} Energy is not reported for this run.".format(err.message))
         return unmetered()
     # No reads of its own at window edges: the periodic reads must be free to fall inside short inferences.
+    lag_s = float(getattr(m, "conversion_lag_s", 0.0) or 0.0)
+    if period_ms is not None and warn is not None and locked_period(period_ms / 1e3, lag_s):
+        warn("--period-ms {:g} is close to a multiple of the power meter's {:g} ms update interval (or it of the period): "
+             "its conversions fall at the same phase of every period, so energy per inference can be far off; give "
+             "a period a few percent away from any multiple".format(period_ms, lag_s * 1e3))
     sampler = Sampler(m, rate_hz=rate_hz, history_s=history_s, edge_reads=False).start()
     return BoardRun(session, MeterProbe(sampler, m.source, period_ms=period_ms), None, sampler)
 

@@ -78,8 +78,9 @@ def known_note(res: Dict[str, Any]) -> List[str]:
     if not part:
         return []
     return ["**Energy known** for only some inferences: {}. A polled meter reads every few ms; an inference's "
-            "energy is known once one of its reads has fallen inside an inference, and the means are over those "
-            "inferences.".format("; ".join(part)), ""]
+            "energy is known once the reads give the busy power (a read inside an inference; with an INA3221's "
+            "conversion lag fitted, 20 reads and a standard error within 5%, about a second into a run), and the "
+            "means are over those inferences.".format("; ".join(part)), ""]
 
 
 def overrun_note(res: Dict[str, Any]) -> List[str]:
