@@ -87,3 +87,18 @@ def test_reader_gone_exits_141_quietly_and_restores(tmp_path: Path):
     assert p.wait(timeout=300) == 141, err
     assert [line for line in err.splitlines() if not line.startswith("edgeexit: warning:")] == [], err
     assert _snapshot(root) == before
+
+
+def test_a_period_locked_to_the_meters_conversions_is_warned_about(tmp_path: Path):
+    """An Orin Nano's INA3221 converts every 7 ms: a 14 ms period puts every conversion at the same phase, where the
+    lag fit of energy per inference can be far off (tests/energy/test_busy_idle.py)."""
+    root = tmp_path / "board"
+    assert edgeexit("sim", "init", "--board", "jetson-orin-nano", str(root)).returncode == 0
+    shutil.rmtree(str(root / ".edgeexit-sim"))
+    p = edgeexit("run", "--board", "jetson-orin-nano", "--sysfs-root", str(root), "--policy", "threshold",
+                 "--period-ms", "14", "--limit", "3", "--json")
+    assert p.returncode == 0, p.stderr
+    assert "--period-ms 14 is close to a multiple of the power meter's 7 ms update interval" in p.stderr
+    p = edgeexit("run", "--board", "jetson-orin-nano", "--sysfs-root", str(root), "--policy", "threshold",
+                 "--period-ms", "10", "--limit", "3", "--json")
+    assert p.returncode == 0 and "update interval" not in p.stderr, p.stderr
