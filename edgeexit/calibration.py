@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from numbers import Real
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -232,10 +232,15 @@ def collect(runtime: "Runtime", samples: "Samples", keep_block0: bool = False) -
     )
 
 
+def is_accuracy(v: Any) -> bool:
+    """A real number from 0 to 1 (not a bool, not NaN): an accuracy target a library caller passes."""
+    return isinstance(v, Real) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+
+
 def target_from(data: CalibrationData, max_drop_pp: float, target_accuracy: Optional[float] = None) -> float:
     """The accuracy to calibrate for: an absolute target, or the final exit's minus ``max_drop_pp``."""
     if target_accuracy is not None:
-        if isinstance(target_accuracy, bool) or not isinstance(target_accuracy, Real) or not 0.0 <= target_accuracy <= 1.0:
+        if not is_accuracy(target_accuracy):
             raise CalibrationError("target_accuracy={!r} is not an accuracy; give a number from 0 to 1".format(target_accuracy))
         return float(target_accuracy)
     if isinstance(max_drop_pp, bool) or not isinstance(max_drop_pp, Real) or not 0.0 <= max_drop_pp <= 100.0:

@@ -6,17 +6,17 @@ exit table with the runtime's own policy code (edgeexit.offline).
 """
 from __future__ import annotations
 
-from numbers import Integral, Real
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edgeexit.bundle import NOT_CALIBRATED
 from edgeexit.calibration import (CROSS_FIT_FOLDS, MIN_CALIBRATION_SAMPLES, CalibrationData, ThresholdFit, calibrate_threshold,
-                                  first_exit, fit_thresholds, folds, threshold_cost)
+                                  first_exit, fit_thresholds, folds, is_accuracy, threshold_cost)
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.errors import CalibrationError
 from edgeexit.forecaster import Forecaster, distill, distill_entry, fit, head_features, pooled_features, training_pairs
+from edgeexit.jsonvalues import is_integer
 from edgeexit.offline import replay
 from edgeexit.policies.base import HeadView
 from edgeexit.policies.confidence_head import ConfidenceHeadPolicy
@@ -381,9 +381,9 @@ def _policy_names(policies: Any) -> Optional[List[Any]]:
 def _check_fit_args(target: Any, seed: Any, policies: Any) -> None:
     """A library caller's target, seed and policy names, checked as the CLI's options are (a NaN target fitted
     "never exit early" and was saved as NaN; a bad seed was a numpy ValueError; an unknown name was skipped)."""
-    if isinstance(target, bool) or not isinstance(target, Real) or not 0.0 <= float(target) <= 1.0:
+    if not is_accuracy(target):
         raise CalibrationError("target={!r} is not an accuracy; give a number from 0 to 1 (0.95 for 95%)".format(target))
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed <= 2**32 - 1:
+    if not is_integer(seed) or not 0 <= seed <= 2**32 - 1:
         raise CalibrationError("seed={!r} is not a seed; give an integer from 0 to 2**32 - 1".format(seed))
     if policies is not None:
         unknown = [p for p in policies if p not in FITTED + UNFITTED]

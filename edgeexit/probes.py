@@ -15,7 +15,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from edgeexit.costmodel import (CostModel, PhysicsCostModel, default_profile_path, load_profile_json,
                                 other_threads_note)
-from edgeexit.energy.busy_idle import BusyHistory, BusyIdleFit, locked_period
+from edgeexit.energy.busy_idle import CONVERSION_SPAN, BusyHistory, BusyIdleFit, locked_period
 from edgeexit.energy.reading import EnergyWindow
 from edgeexit.energy.sampler import Sampler
 from edgeexit.energy.windows import WindowedEnergySource
@@ -48,7 +48,6 @@ def board_meter(target: Any, kind: str = "auto", history_s: Optional[float] = No
 READ_HISTORY = 32  # periods whose edge-read time the planner's reserve looks at
 READ_QUANTILE = 0.9  # ... and the quantile of them it keeps
 LATE_S = 0.001  # asking for a start later than planned by more than this is an overrun, not timer slack
-CONVERSION_SPAN = 1.0 + 1.0 / 6.0  # a value's conversion averages over U / 6 of its own (busy_idle's module doc)
 LAGGED_METHOD = ("busy and idle power fitted to the meter's reads so far, each read weighed by the busy share of "
                  "the {:.3g} ms before it that its value may come from (the sensor's update interval and conversion), "
                  "times each window's duration")

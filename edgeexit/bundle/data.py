@@ -174,15 +174,19 @@ def check_given_samples(samples: Any, spec: InputSpec, num_classes: int) -> None
     check_samples(samples.x, samples.y, spec, num_classes, src, allow_empty=True)
 
 
-def check_samples(x: np.ndarray, y: Optional[np.ndarray], spec: InputSpec, num_classes: int, source: str,
-                  allow_empty: bool = False) -> None:
+def shape_problem(x: np.ndarray, spec: InputSpec) -> Optional[str]:
+    """Why samples ``x`` are not (N, ...) of the model's input shape, or None."""
     want = tuple(spec.shape[1:])
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-        raise InputDataError(
-            "{}: x has shape {} but the model takes (N, {}); reshape the samples to that".format(
-                source, tuple(x.shape), ", ".join(map(str, want))
-            )
-        )
+        return "x has shape {} but the model takes (N, {})".format(tuple(x.shape), ", ".join(map(str, want)))
+    return None
+
+
+def check_samples(x: np.ndarray, y: Optional[np.ndarray], spec: InputSpec, num_classes: int, source: str,
+                  allow_empty: bool = False) -> None:
+    problem = shape_problem(x, spec)
+    if problem is not None:
+        raise InputDataError("{}: {}; reshape the samples to that".format(source, problem))
     if x.shape[0] == 0 and not allow_empty:
         raise InputDataError("{} holds no samples (x has shape {}); pass a file with at least one".format(source, tuple(x.shape)))
     if x.dtype != np.dtype(spec.raw_dtype):
@@ -214,10 +218,9 @@ def quantize_inputs(x: np.ndarray, spec: InputSpec) -> np.ndarray:
     if not isinstance(x, np.ndarray) or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise InputDataError("x must be a numeric numpy array of samples, not a {}; pass np.asarray(x)".format(
             type(x).__name__ if not isinstance(x, np.ndarray) else "{} array".format(x.dtype)))
-    want = tuple(spec.shape[1:])
-    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-        raise InputDataError("x has shape {} but the model takes (N, {}); one sample is x[None], more are "
-                             "reshaped to that".format(tuple(x.shape), ", ".join(map(str, want))))
+    problem = shape_problem(x, spec)
+    if problem is not None:
+        raise InputDataError("{}; one sample is x[None], more are reshaped to that".format(problem))
     real = x.astype(np.float32) * np.float32(spec.preprocess_scale) + np.float32(spec.preprocess_offset)
     info = np.iinfo(np.dtype(spec.dtype))
     q = np.clip(np.round(real / np.float32(spec.scale)) + spec.zero_point, info.min, info.max)

@@ -27,6 +27,8 @@ import math
 from collections import deque
 from typing import Deque, Optional, Tuple
 
+#: The time a value may come from, in update intervals: the interval and the conversion's own U / 6 (module doc).
+CONVERSION_SPAN = 1.0 + 1.0 / 6.0
 #: An estimate is given once its standard error is at most this share of it.
 MAX_RELATIVE_SE = 0.05
 #: ... and once this many reads with lag were fitted (the standard error of a few is no guide).
