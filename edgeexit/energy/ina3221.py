@@ -42,8 +42,8 @@ MAX_PLAUSIBLE_RAIL_MW = 1.0e6
 ZERO_LOAD_MA = 20.0
 ZERO_LOAD_MW = 100.0
 RELOCATE_INTERVAL_S = 1.0  # rescan for a renumbered hwmonN/iio:deviceN at most this often
-# The slowest update_interval any driver version reports: 3 channels x (8.244 + 8.244) ms conversions, x 1024
-# samples where it counts them (its first version); beyond it, garbage.
+# The slowest update_interval the hwmon driver reports: 3 channels x (8.244 + 8.244) ms conversions x 1024
+# samples (it counts the averaging); beyond it, garbage.
 MAX_UPDATE_INTERVAL_MS = 3 * 2 * 8.244 * 1024
 # Trial reads at open: I2C reads fail transiently (EAGAIN, EIO), so one failure is not yet a dead rail.
 OPEN_TRIES = 3
