@@ -13,7 +13,9 @@ the open board session's DVFS controller and fills the ``edgeexit-profile/1`` fo
   much each OPP's latency of all segments differed between passes; a pass whose clock read back
   otherwise than the first's is left out at that OPP. Each segment's ``invoke()`` is timed on
   the host, in a loop of at least ``repeats`` invokes and ``energy_window_s`` (the median over all
-  passes' invokes is kept). With a power meter (a running :class:`~edgeexit.energy.sampler.Sampler`)
+  passes' invokes is kept). With ``cool_below_c``, each pass begins only once the hottest thermal zone
+  reads at most that, waiting at the lowest clock (a board still hot from earlier work otherwise
+  profiles its first pass throttled or leaky). With a power meter (a running :class:`~edgeexit.energy.sampler.Sampler`)
   the segment is invoked in a loop inside one meter window lasting at least ``energy_window_s`` and at least ``INSIDE_READS``
   of the meter's read intervals; the window's power is the mean of the meter's reads taken inside
   it (a polled meter's edge reads are taken between loads: interpolating between them put 12-14% of
@@ -44,6 +46,7 @@ from edgeexit.bundle import Bundle, manifest_sha256
 from edgeexit.bundle.fileio import replace_file, replace_target
 from edgeexit.costmodel import PROFILE_SCHEMA, SegmentLatency
 from edgeexit.errors import ProfileError
+from edgeexit.jsonvalues import is_finite_number
 from edgeexit.paths import writable_output
 from edgeexit.probes import board_meter, board_physics  # noqa: F401  (board_meter re-exported: profile, status, tests)
 
@@ -58,6 +61,8 @@ Progress = Callable[[int], None]
 # A window is measured again when it has no valid samples (the sampler thread starved by the invoke loop, a
 # transient read error): one bad window would otherwise null the profile's whole power columns.
 WINDOW_ATTEMPTS = 3
+COOL_POLL_S = 1.0  # how often a pass waiting for the board to cool reads the thermal zones
+COOL_MAX_C = 150.0  # beyond every zone's trip points: a wait for that is a typo
 PASS_SPREAD_NOTE = 0.10  # an OPP whose latency of all segments differs more than this between passes is noted
 INSIDE_READS = 10  # a segment's loop lasts at least this many of the meter's read intervals
 MIN_INSIDE_READS = 3  # good reads inside a window for its power to count
@@ -123,19 +128,30 @@ def profile_bundle(
     idle_window_s: float = 0.25,
     settle_s: float = 0.02,
     sample_q: Optional[np.ndarray] = None,
+    cool_below_c: Optional[float] = None,
+    cool_timeout_s: float = 600.0,
+    on_cooling: Optional[Callable[[str, float], None]] = None,
+    cool_poll_s: float = COOL_POLL_S,
 ) -> Dict[str, Any]:
     """Profile every segment of ``bundle`` at every CPU OPP of the open board ``session``.
 
     ``runtime`` is a :class:`~edgeexit.runtime.Runtime` over ``bundle`` opened with ``threads``
     interpreter threads. ``sampler`` (real boards only) is a started power-meter Sampler or None.
     ``passes`` (real boards) sweeps the OPPs that many times, alternately ascending and descending.
-    ``on_progress(n)`` is called once per (pass, operating point, segment). Returns the profile dict
+    ``on_progress(n)`` is called once per (pass, operating point, segment). ``cool_below_c`` (real boards)
+    makes each pass wait, at the lowest clock, until the hottest thermal zone reads at most that many °C,
+    for at most ``cool_timeout_s``; ``on_cooling(zone, temp_c)`` is called when a wait begins. Returns the profile dict
     (``edgeexit-profile/1``); the session's context manager restores the board's clocks.
     """
     if repeats < 1:
         raise ProfileError("--repeats must be at least 1, not {}".format(repeats))
     if passes < 1:
         raise ProfileError("--passes must be at least 1, not {}".format(passes))
+    if cool_below_c is not None and not (is_finite_number(cool_below_c) and 0 < cool_below_c < COOL_MAX_C):
+        raise ProfileError("--cool-below-c must be a temperature in °C between 0 and {:g}, not {!r}".format(
+            COOL_MAX_C, cool_below_c))
+    if not (is_finite_number(cool_timeout_s) and cool_timeout_s >= 0):
+        raise ProfileError("--cool-timeout-s must be a number of seconds >= 0, not {!r}".format(cool_timeout_s))
     ctl = session.controller
     opps = ctl.cpu_opps_khz()
     if not opps:
@@ -183,13 +199,19 @@ def profile_bundle(
                      "or a meter".format(session.profile.source.name))
         data.update({"latency_source": "simulated", "energy_source": "simulated",
                      "transition_ms": physics.transition_s * 1e3, "repeats": 1, "passes": 1,
-                     "pass_spread": None, "temperature_mc": None,
+                     "pass_spread": None, "temperature_mc": None, "cooling": None,
                      "busy_power_mw": busy, "idle_power_mw": idle})
         data["segments"] = {s.spec.label: {"macs": s.spec.macs, "latency_ms": lat[s.spec.label],
                                            "energy_mj": energy[s.spec.label]} for s in segs}
     else:
+        cooling = None
+        if cool_below_c is not None:
+            if not _hottest(session):
+                raise ProfileError("--cool-below-c needs a thermal zone to read, and board {} gave none under {}; check "
+                                   "`edgeexit status`, or leave --cool-below-c out".format(session.board.name, session.root))
+            cooling = _Cooling(session, opps[0], cool_below_c, cool_timeout_s, cool_poll_s, on_cooling)
         data.update(_measure_real(session, segs, inputs, opps, effective, repeats, passes, sampler, on_progress,
-                                  energy_window_s, idle_window_s, settle_s, notes))
+                                  energy_window_s, idle_window_s, settle_s, notes, cooling))
         data["transition_ms"] = session.profile.cpu.transition_latency_ns / 1e6
         notes.append("transition_ms is the firmware profile's transition latency, not a measurement")
     data["effective_cpu_khz"] = effective
@@ -275,10 +297,49 @@ def _hottest(session: Any) -> List[Any]:
     return [r for z, r in zip(guard.board.thermal_zones, guard.read()) if z.role != "pmic" and r.temp_mc is not None]
 
 
+class _Cooling:
+    """Waits before each pass, pinned at the lowest clock, until the hottest thermal zone reads at most
+    ``below_c``; what each pass began at is kept for the profile."""
+
+    def __init__(self, session: Any, lowest_khz: int, below_c: float, timeout_s: float, poll_s: float,
+                 on_cooling: Optional[Callable[[str, float], None]]) -> None:
+        self.session, self.lowest_khz, self.below_c = session, lowest_khz, float(below_c)
+        self.timeout_s, self.poll_s, self.on_cooling = float(timeout_s), float(poll_s), on_cooling
+        self.start_mc = []  # type: List[Optional[int]]
+        self.waited_s = []  # type: List[float]
+
+    def wait(self) -> None:
+        t0 = time.monotonic()
+        pinned = False
+        while True:
+            zones = _hottest(self.session)
+            hottest = max(zones, key=lambda z: z.temp_mc) if zones else None
+            if hottest is None or hottest.temp_mc <= self.below_c * 1000:
+                # a zone that stopped answering cannot hold the profile up; the pass records what it read
+                self.start_mc.append(None if hottest is None else int(hottest.temp_mc))
+                self.waited_s.append(round(time.monotonic() - t0, 3))
+                return
+            waited_s = time.monotonic() - t0
+            if waited_s >= self.timeout_s:
+                raise ProfileError("thermal zone {} still reads {:.1f} °C after {:g} s at the lowest clock, above "
+                                   "--cool-below-c {:g}; let the board cool or add cooling, or raise --cool-below-c "
+                                   "or --cool-timeout-s".format(hottest.zone, hottest.temp_mc / 1000.0, self.timeout_s,
+                                                                self.below_c))
+            if not pinned:
+                self.session.controller.set_cpu_khz(self.lowest_khz)  # the least heat while it waits
+                pinned = True
+                if self.on_cooling is not None:
+                    self.on_cooling(hottest.zone, hottest.temp_mc / 1000.0)
+            time.sleep(min(self.poll_s, max(0.0, self.timeout_s - waited_s)))
+
+    def record(self) -> Dict[str, Any]:
+        return {"below_c": self.below_c, "pass_start_mc": self.start_mc, "waited_s": self.waited_s}
+
+
 def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], opps: List[int],
                   effective: List[int], repeats: int, passes: int, sampler: Any, on_progress: Optional[Progress],
                   energy_window_s: float, idle_window_s: float, settle_s: float,
-                  notes: List[str]) -> Dict[str, Any]:
+                  notes: List[str], cooling: Optional[_Cooling] = None) -> Dict[str, Any]:
     ctl = session.controller
     n = len(opps)
     labels = [s.spec.label for s in segs]
@@ -291,7 +352,9 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
     ran = [None] * n  # type: List[Optional[int]]
     moved = []  # type: List[str]
     hot = {}  # type: Dict[str, Tuple[int, int, int]]  # zone -> (peak m°C, its limit, at kHz)
-    for p, col in _sweep(n, passes):
+    for i, (p, col) in enumerate(_sweep(n, passes)):
+        if cooling is not None and i % n == 0:
+            cooling.wait()
         f = opps[col]
         eff = ctl.set_cpu_khz(f)
         if ran[col] is None:
@@ -335,8 +398,12 @@ def _measure_real(session: Any, segs: List[Any], inputs: Dict[str, np.ndarray], 
     effective.extend(int(f) for f in ran)  # type: ignore[arg-type]
     spread = [round((max(v) - min(v)) / min(v), 4) if len(v) > 1 and min(v) > 0 else None for v in pass_ms]
     out = {"latency_source": "host", "repeats": repeats, "passes": passes,
-           "pass_spread": spread if passes > 1 else None, "temperature_mc": hottest}  # type: Dict[str, Any]
+           "pass_spread": spread if passes > 1 else None, "temperature_mc": hottest,
+           "cooling": None if cooling is None else cooling.record()}  # type: Dict[str, Any]
     _sweep_notes(opps, spread, moved, hot, notes)
+    if cooling is not None:
+        notes.append("each pass began once the hottest thermal zone read at most {:g} °C (waited {:.1f} s in all, at "
+                     "{} kHz)".format(cooling.below_c, sum(cooling.waited_s), cooling.lowest_khz))
     lat = {label: [round(statistics.median(v) / 1e6, 9) for v in times[label]] for label in labels}
     if sampler is None:
         notes.append("no power meter: energy_mj, busy_power_mw and idle_power_mw are null (latency only); "

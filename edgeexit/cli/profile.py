@@ -20,6 +20,7 @@ Examples:
   edgeexit profile --board raspberry-pi-5 --simulate --out /tmp/pi5.json --json
   edgeexit profile --board jetson-nano --simulate --plot nano-profile.png   # energy vs clock, as a PNG
   sudo edgeexit profile --board auto --repeats 20 --passes 4       # a real board, its own power meter
+  sudo edgeexit profile --board auto --cool-below-c 45             # each pass starts at <= 45 °C
   edgeexit run --board jetson-nano --simulate --threads 4 --profile PROFILE.json
 """
 
@@ -55,6 +56,22 @@ Examples:
     "hottest thermal zone. A simulated board's model needs one.",
 )
 @click.option(
+    "--cool-below-c",
+    type=options.FiniteFloatRange(min=0, max=150, min_open=True, max_open=True),
+    default=None,
+    help="On a real board, begin each pass only once the hottest thermal zone (PMIC zones left out) reads at "
+    "most this many °C, waiting at the lowest CPU clock, so that no pass starts hot from earlier work. The "
+    "profile records what each pass began at. Default: no wait. A simulated board has no temperature.",
+)
+@click.option(
+    "--cool-timeout-s",
+    type=options.FiniteFloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Give up with an error when a --cool-below-c wait lasts longer than this (the board's clocks are "
+    "restored).",
+)
+@click.option(
     "--plot",
     type=options.PathType(dir_okay=False, path_type=Path),
     default=None,
@@ -74,6 +91,8 @@ def command(
     out: Optional[Path],
     repeats: int,
     passes: int,
+    cool_below_c: Optional[float],
+    cool_timeout_s: float,
     plot: Optional[Path],
     threads: int,
     interpreter: Optional[str],
@@ -129,6 +148,9 @@ def command(
         if session.simulated:
             click.echo("edgeexit: {}".format(session.describe()), err=True)
             warn_meter_ignored(meter, warn)
+            if cool_below_c is not None:
+                warn("--cool-below-c is ignored on a simulated board: its model has no temperature")
+                cool_below_c = None
         sampler = None
         if not session.simulated and meter != "none":
             from edgeexit.energy.sampler import SLOW_READ_GAP_CAP_S, Sampler
@@ -148,7 +170,8 @@ def command(
         total = len(session.controller.cpu_opps_khz()) * (len(bundle.blocks) + len(bundle.exits))
         with progress(total * (1 if session.simulated else passes), "profiling") as update:
             data = profile_bundle(bundle, session, rt, threads=threads, repeats=repeats, sampler=sampler,
-                                  passes=passes, on_progress=update)
+                                  passes=passes, on_progress=update, cool_below_c=cool_below_c,
+                                  cool_timeout_s=cool_timeout_s, on_cooling=_say_cooling(cool_below_c))
         write_profile(data, path)
         description = session.describe()
     full = [s.label for s in bundle.blocks] + [bundle.exits[-1].label]
@@ -174,6 +197,13 @@ def command(
     if plot is not None:
         click.echo("wrote {}{}".format(plot, " (SIMULATED)" if data["simulated"] else ""))
     click.echo("board clocks restored")
+
+
+def _say_cooling(below_c: Optional[float]) -> Any:
+    def say(zone: str, temp_c: float) -> None:
+        click.echo("edgeexit: waiting at the lowest clock for thermal zone {} ({:.1f} °C) to cool to {:g} °C".format(
+            zone, temp_c, below_c), err=True)
+    return say
 
 
 def _row(r: Dict[str, Any]) -> Any:

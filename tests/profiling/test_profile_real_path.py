@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from edgeexit.profiling import WINDOW_ATTEMPTS, board_meter, profile_bundle
 from edgeexit.runtime import Runtime
 from edgeexit.sim.kernel import SIM_DIR
 from edgeexit.sim.physics import BoardPhysics
-from tests.cli.helpers import edgeexit, json_out
+from tests.cli.helpers import assert_one_line_error, edgeexit, json_out
 
 def _plain_tree(tmp_path: Path, board: str) -> Path:
     tree = tmp_path / board
@@ -330,3 +331,79 @@ def test_a_pass_whose_clock_read_back_otherwise_is_left_out(tmp_path: Path):
     assert data["pass_spread"] == [None] * len(data_opps)  # one pass measured each column
     assert any("in pass 1 and 204000 kHz in pass 2" in n and "those passes were left out there" in n
                for n in data["notes"]), data["notes"]
+
+
+def _cpu_therm(tree: Path) -> Path:
+    zone = tree / "sys/class/thermal/thermal_zone1"
+    assert (zone / "type").read_text().strip() == "CPU-therm"
+    return zone / "temp"
+
+
+def test_each_pass_waits_for_the_board_to_cool(tmp_path: Path):
+    """A board hot from earlier work profiled its first pass hot (throttled, leaky): --cool-below-c holds each pass
+    at the lowest clock until the hottest zone has cooled, and the profile records what each pass began at."""
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    temp = _cpu_therm(tree)
+    temp.write_text("70000\n")
+    setspeed = tree / "sys/devices/system/cpu/cpufreq/policy0/scaling_setspeed"
+    waits = []
+
+    def cooling(zone: str, temp_c: float) -> None:
+        waits.append((zone, temp_c, int(setspeed.read_text())))
+        threading.Timer(0.3, lambda: temp.write_text("44000\n")).start()  # the board cools while it waits
+
+    bundle = load_bundle(None)
+    with open_board("jetson-nano", tree) as session, Runtime(bundle, num_threads=1) as rt:
+        data = profile_bundle(bundle, session, rt, threads=1, repeats=1, passes=2, settle_s=0.0, energy_window_s=0.001,
+                              cool_below_c=45, cool_timeout_s=30, on_cooling=cooling, cool_poll_s=0.02)
+    assert waits == [("CPU-therm", 70.0, FIRST_KHZ)]  # once: the second pass began cool
+    rec = data["cooling"]
+    assert rec["below_c"] == 45 and rec["pass_start_mc"] == [44000, 44000]
+    assert rec["waited_s"][0] >= 0.25 and rec["waited_s"][1] < 0.25
+    assert any(n.startswith("each pass began once the hottest thermal zone read at most 45 °C") for n in data["notes"])
+
+
+def test_a_board_that_does_not_cool_fails_with_the_fix_and_is_restored(tmp_path: Path):
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    _cpu_therm(tree).write_text("70000\n")
+    governor = tree / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor"
+    p = edgeexit("profile", "--board", "jetson-nano", "--sysfs-root", str(tree), "--meter", "none", "--repeats", "1",
+                 "--cool-below-c", "45", "--cool-timeout-s", "0.2", "--out", str(tmp_path / "p.json"))
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    # the wait's own status line, then the error naming the fix
+    assert p.stderr.splitlines() == [
+        "edgeexit: waiting at the lowest clock for thermal zone CPU-therm (70.0 °C) to cool to 45 °C",
+        "edgeexit: error: thermal zone CPU-therm still reads 70.0 °C after 0.2 s at the lowest clock, above "
+        "--cool-below-c 45; let the board cool or add cooling, or raise --cool-below-c or --cool-timeout-s"]
+    assert governor.read_text().strip() == "schedutil"  # the wait pinned the lowest clock; the error restored it
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--cool-below-c", "0"], "--cool-below-c"), (["--cool-below-c", "nan"], "--cool-below-c"),
+    (["--cool-below-c", "200"], "--cool-below-c"), (["--cool-timeout-s", "-1"], "--cool-timeout-s"),
+    (["--cool-timeout-s", "inf"], "--cool-timeout-s"),
+])
+def test_bad_cooling_arguments_are_refused(args, needle):
+    assert_one_line_error(edgeexit("profile", "--board", "jetson-nano", "--simulate", *args), needle)
+
+
+def test_cooling_on_a_simulated_board_is_ignored_with_a_word(tmp_path: Path):
+    out = edgeexit("profile", "--board", "jetson-nano", "--simulate", "--cool-below-c", "45", "--json",
+                   "--out", str(tmp_path / "p.json"))
+    assert "--cool-below-c is ignored on a simulated board" in out.stderr
+    assert json_out(out)["profile"]["cooling"] is None
+
+
+def test_the_library_refuses_a_cooling_wait_it_cannot_keep(tmp_path: Path):
+    from edgeexit.errors import ProfileError
+
+    tree = _plain_tree(tmp_path, "jetson-nano")
+    for z in (tree / "sys/class/thermal").iterdir():
+        (z / "temp").unlink()  # no zone answers: a wait could never end
+    bundle = load_bundle(None)
+    with open_board("jetson-nano", tree) as session, Runtime(bundle, num_threads=1) as rt:
+        with pytest.raises(ProfileError, match="--cool-below-c needs a thermal zone to read"):
+            profile_bundle(bundle, session, rt, repeats=1, passes=1, cool_below_c=45)
+        with pytest.raises(ProfileError, match="--cool-below-c must be a temperature"):
+            profile_bundle(bundle, session, rt, repeats=1, passes=1, cool_below_c=float("nan"))
