@@ -16,5 +16,7 @@ def main() -> None:
         # Exiting: the board is back, or its state file kept for `edgeexit restore`. A Ctrl-C during the
         # interpreter's teardown could only print a traceback from a finalizer (LiteRT's, threading's),
         # and a SIGTERM there would turn the exit status already chosen into 0.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        from edgeexit.signals import HELD  # imported with the CLI already
+
+        for s in HELD:
+            signal.signal(s, signal.SIG_IGN)

@@ -3,12 +3,16 @@ halfway, leaving clocks pinned and the simulated kernel's tree half-rendered), a
 into an exception, so one lost in a finalizer still ends the command."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
-HELD = (signal.SIGINT, signal.SIGTERM)
+# Signals that end a command as SIGTERM does, unwinding through the restore: a hang-up (an SSH session that
+# dropped: the likeliest end of a run on a board) and Ctrl-\ killed the process outright, leaving clocks pinned.
+TERMINATING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
+HELD = (signal.SIGINT,) + TERMINATING
 
 # Signals a handler turned into an exception. A handler runs wherever the main thread is, a finalizer or
 # weakref callback included, where Python prints "Exception ignored" and goes on: the work would then run
@@ -91,8 +95,47 @@ def ignore_further_signals() -> None:
 
 
 def sigterm_to_exit(signum: int, frame: Any) -> None:
-    """A SIGTERM handler for where SIGTERM was SIG_DFL: SystemExit unwinds through every cleanup (and
-    restore), which one more signal must not cut short."""
+    """A SIGTERM (SIGHUP, SIGQUIT) handler for where it was SIG_DFL: SystemExit unwinds through every cleanup
+    (and restore), which one more signal must not cut short. After a hang-up the terminal is gone and a write
+    to it fails (EIO), which would end the restore's report in an error: stdout and stderr on a terminal are
+    pointed at /dev/null first."""
     note_caught(signum)
     ignore_further_signals()
+    if signum == getattr(signal, "SIGHUP", None):
+        _detach_terminal()
     raise SystemExit(128 + signum)
+
+
+def _detach_terminal() -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        for fd in (1, 2):
+            try:
+                if os.isatty(fd):
+                    os.dup2(null, fd)
+            except OSError:
+                pass
+    finally:
+        os.close(null)
+
+
+def handle_terminating(handler: Any = None) -> Dict[int, Any]:
+    """Install ``handler`` (default :func:`sigterm_to_exit`) for every TERMINATING signal left at SIG_DFL; one
+    ignored stays ignored (``nohup`` ignores SIGHUP). Returns the handlers it replaced."""
+    old: Dict[int, Any] = {}
+    for s in TERMINATING:
+        if signal.getsignal(s) == signal.SIG_DFL:
+            old[s] = signal.signal(s, handler or sigterm_to_exit)
+    return old
+
+
+def signal_word(signum: int) -> str:
+    """How a command's last line names the signal that ended it."""
+    if signum == signal.SIGINT:
+        return "interrupted"
+    if signum == signal.SIGTERM:
+        return "terminated"
+    return "terminated by {}".format(signal.Signals(signum).name)

@@ -175,3 +175,48 @@ def test_a_signal_answered_does_not_stop_the_next_run() -> None:
                 raise KeyboardInterrupt
         assert caught_signal() is None
         assert len(run_samples(rt, make_policy("full", bundle), samples).records) == 3
+
+
+LONG_RUN = ["run", "--board", "jetson-nano", "--cpu-khz", "921600", "--policy", "full", "--limit", "1000",
+            "--period-ms", "20"]
+
+
+def _started(p: "subprocess.Popen[str]", state_dir: Path) -> None:
+    """Wait until the run has pinned the board (its state file is written before the first write)."""
+    import time
+
+    for _ in range(600):
+        if any(state_dir.glob("**/*.json")) or p.poll() is not None:
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig,code,word", [("SIGHUP", 129, "terminated by SIGHUP"),
+                                           ("SIGQUIT", 131, "terminated by SIGQUIT")])
+def test_a_hang_up_restores_the_board_like_sigterm(tmp_path: Path, runtime_dir: Path, sig: str, code: int,
+                                                   word: str) -> None:
+    """An SSH session that dropped (SIGHUP) or Ctrl-\\ (SIGQUIT) killed a run outright: the board stayed pinned
+    at userspace 921600 until `edgeexit restore`. They now unwind through the restore as SIGTERM does."""
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    before = tree(k.root)
+    p = subprocess.Popen([sys.executable, "-m", "edgeexit"] + LONG_RUN + ["--sysfs-root", str(k.root)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True)
+    _started(p, runtime_dir)
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == code, err
+    assert err.strip().splitlines()[-1] == "edgeexit: " + word, err
+    assert "Traceback" not in err
+    assert diff(before, tree(k.root)) == []
+    assert not list(runtime_dir.glob("**/*.json"))  # nothing left for `edgeexit restore`
+
+
+def test_a_hang_up_ignored_by_nohup_stays_ignored(tmp_path: Path, runtime_dir: Path) -> None:
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    p = subprocess.Popen([sys.executable, "-m", "edgeexit"] + LONG_RUN[:-4] + ["--limit", "30", "--sysfs-root", str(k.root)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, universal_newlines=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    _started(p, runtime_dir)
+    p.send_signal(signal.SIGHUP)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err  # ran to its end

@@ -16,7 +16,7 @@ import click
 
 from edgeexit import __version__
 from edgeexit.errors import EdgeExitError
-from edgeexit.signals import caught_signal, forget_caught, received_signal, sigterm_to_exit
+from edgeexit.signals import caught_signal, forget_caught, handle_terminating, received_signal, signal_word, sigterm_to_exit
 
 # name on the command line -> module under edgeexit.cli
 COMMANDS = {
@@ -140,9 +140,17 @@ def os_error_line(err: OSError) -> str:
     return "{} ({}); {}".format(what, path, fix)
 
 
+def _last_word(signum: int) -> None:
+    try:
+        click.echo("edgeexit: {}".format(signal_word(signum)), err=True)
+    except OSError:  # stderr gone with the terminal: the exit status still says it
+        pass
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console-script entry point: one line per error, no tracebacks, clean Ctrl-C/SIGTERM."""
     signal.signal(signal.SIGTERM, sigterm_to_exit)  # unwinds through every restore
+    handle_terminating()  # a hang-up and Ctrl-\ too, unless ignored (nohup)
     sys.unraisablehook = _quiet_swallowed_signal
     forget_caught()  # one command's signal is not the next one's (main called again in one process)
     try:
@@ -177,12 +185,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         click.echo("edgeexit: error: {}".format(os_error_line(err)), err=True)
         sys.exit(1)
     except SystemExit as err:
-        if err.code == 128 + signal.SIGTERM and received_signal() == signal.SIGTERM:
-            click.echo("edgeexit: terminated", err=True)
+        signum = received_signal()
+        if signum is not None and signum != signal.SIGINT and err.code == 128 + signum:
+            _last_word(signum)
         raise
     signum = caught_signal()
     if signum is not None:  # its exception was swallowed by a finalizer ("Exception ignored"): still a signal's end
-        click.echo("edgeexit: {}".format("interrupted" if signum == signal.SIGINT else "terminated"), err=True)
+        _last_word(signum)
         sys.exit(128 + signum)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -23,7 +23,7 @@ from edgeexit.boards.sysfs import HostSysfs, Sysfs
 from edgeexit.boards.vcgencmd import Runner, arm_clock_reader, run_vcgencmd
 from edgeexit.dvfs.controller import DvfsController, RestoreConflict
 from edgeexit.dvfs.domains import FreqDomain
-from edgeexit.signals import HELD, ignore_further_signals, note_caught, signal_answered, sigterm_to_exit, signals_held
+from edgeexit.signals import HELD, handle_terminating, ignore_further_signals, note_caught, signal_answered, signals_held
 from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, claim_tree, foreign_states,
                                  node_writable, read_state, record_problem, release_tree, remove_foreign, saved_problem,
                                  short_error, state_path, sweep_killed_simulations, user_groups, write_state)
@@ -480,8 +480,7 @@ class BoardSession(BoardTarget):
             # SIGTERM -> SystemExit so the with-block unwinds and restores (the CLI does the same); the first
             # Ctrl-C or SIGTERM unwinds, later ones are ignored until close() has put the board back.
             self._old_handlers = {s: signal.getsignal(s) for s in HELD}
-            if self._old_handlers[signal.SIGTERM] == signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, sigterm_to_exit)
+            handle_terminating()  # SIGTERM, a hang-up, Ctrl-\: each left at SIG_DFL unwinds as SystemExit
             if self._old_handlers[signal.SIGINT] is signal.default_int_handler:
                 signal.signal(signal.SIGINT, _first_interrupt_only)
         self._entered = True
