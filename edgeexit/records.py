@@ -1,8 +1,10 @@
 """Per-inference records (JSONL, flushed as written) and the run summary."""
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,8 +54,9 @@ class RecordWriter:
 
     def __init__(self, path: Optional[Path]) -> None:
         self.path = path
-        self._f: Optional[IO[str]] = None
+        self._f: Optional[IO[Any]] = None  # text for stdout; binary and unbuffered for a file of our own
         self._own = True
+        self._good = 0  # bytes of whole records in our own file: a failed write is cut back to there
         self.closed = False
         self._pending = False  # a file checked, to be opened (truncated) when the run starts
         if path is not None and str(path) == "-":  # the Unix convention: stdout, for piping into jq & co.
@@ -70,7 +73,7 @@ class RecordWriter:
             self._pending = False
             try:
                 Path(str(self.path)).parent.mkdir(parents=True, exist_ok=True)
-                self._f = open(str(self.path), "w", encoding="utf-8")
+                self._f = open(str(self.path), "wb", buffering=0)
             except OSError as err:
                 raise self._error(err) from None
 
@@ -80,14 +83,39 @@ class RecordWriter:
             raise OutputError("this RecordWriter (to {}) is closed; write every record before closing it, or open a new "
                               "RecordWriter".format(where))
         self.start()
-        if self._f is not None:
-            try:
-                self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        if self._f is None:
+            return
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        try:
+            if self._own:
+                self._write_whole(line.encode("utf-8"))
+            else:
+                self._f.write(line)
                 self._f.flush()
-            except BrokenPipeError:
-                raise  # the reader went away (`| head`): the CLI exits quietly
-            except OSError as err:  # a full disk, /dev/full: say which output, mid-run
-                raise self._error(err) from None
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the CLI exits quietly
+        except OSError as err:  # a full disk, /dev/full: say which output, mid-run
+            raise self._error(err) from None
+
+    def _write_whole(self, data: bytes) -> None:
+        """Append one record to our own file, or none of it: a disk that fills mid-record left a torn last
+        line (a review: 149 records, then 102 bytes of the 150th), which a JSONL reader fails on."""
+        assert self._f is not None
+        done = 0
+        try:
+            while done < len(data):
+                n = self._f.write(data[done:])
+                if not n:
+                    raise OSError(errno.EIO, "the file took no more of the record")
+                done += n
+        except OSError:
+            try:
+                os.ftruncate(self._f.fileno(), self._good)
+                os.lseek(self._f.fileno(), self._good, os.SEEK_SET)
+            except OSError:
+                pass
+            raise
+        self._good += done
 
     def _error(self, err: OSError) -> OutputError:
         where = "stdout" if not self._own else str(self.path)
