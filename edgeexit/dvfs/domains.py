@@ -203,6 +203,20 @@ class CpufreqPolicy(FreqDomain):
         # table verify raises max to the next entry only when no entry lies in [min, max] [Kft]
         return not any(cur_min <= f < cur_max for f in self.available())
 
+    def _requested_max(self, lo: int, hi: int) -> int:
+        """The max to write back for a saved (min, shown max) pair. Where no table entry lies in [min, max),
+        the max shown may be the entry the kernel bumped a request in [min, max) up to [K49][Kft]: nvpmodel
+        5W's 918000 with jetson_clocks' min = max shows 921600 on a Nano. Writing 921600 back raised the cap
+        a step for good, seen once min was lowered again. Every request in [min, max) caps the clock alike
+        (no entry lies there), so: the max shown now where it lies there and the pair now shown is no bump
+        (the run only lowered min: that is the request itself), else min (jetson_clocks' request)."""
+        if lo >= hi or not self._shown_max_may_exceed_request(lo, hi):
+            return hi
+        cur_min, cur_max = self.limits()
+        if lo <= cur_max < hi and not self._shown_max_may_exceed_request(cur_min, cur_max):
+            return cur_max
+        return lo
+
     def status(self) -> Dict[str, object]:
         online = self.online()  # an offline policy is left alone by the controller
         try:
@@ -267,6 +281,8 @@ class CpufreqPolicy(FreqDomain):
                 "setspeed": self._read("scaling_setspeed") if gov == "userspace" else None}
 
     def restore(self, saved: Dict[str, Optional[str]], write: WriteFn, keep_max: Optional[int] = None) -> Optional[str]:
+        if keep_max is None:
+            saved = dict(saved, max=str(self._requested_max(int(str(saved["min"])), int(str(saved["max"])))))
         self._restore_limits(saved, write, keep_max, "scaling_min_freq", "scaling_max_freq")
         write(self._path("scaling_governor"), str(saved["governor"]))
         if saved.get("setspeed") is not None:

@@ -81,3 +81,39 @@ def test_lowering_writes_min_first(tmp_path: Path, board: str) -> None:
     sysfs.writes.clear()
     ctl.set_cpu_khz(opps[2])
     assert [w[0] for w in sysfs.writes if w[0].startswith("scaling_m")][:2] == ["scaling_min_freq", "scaling_max_freq"]
+
+
+def _kernel(board: str) -> str:
+    from edgeexit.boards.config import load_board
+
+    return load_board(board).kernel
+
+
+# 4.9 and 5.10 show a request that needs no bump as written; 5.15 and 6.x show every limit as a table entry, so
+# the request behind a shown pair cannot be read there (docs/reliability.md).
+SHOWN_AS_WRITTEN = [b for b in BOARDS if _kernel(b) in ("4.9", "5.10")]
+
+
+@pytest.mark.parametrize("method", ["minmax", "userspace"])
+@pytest.mark.parametrize("board", SHOWN_AS_WRITTEN)
+def test_a_run_keeps_a_bumped_max_request(tmp_path: Path, board: str, method: str) -> None:
+    """A review: after nvpmodel 5W (max 918000) and jetson_clocks (min = max) a Nano shows max 921600; a run saved
+    that and wrote it back, so the kernel's request became 921600, and once min was lowered again the CPU ran a
+    step above the power mode's cap (825600 -> 921600 under performance)."""
+    assert "jetson-nano" in SHOWN_AS_WRITTEN and len(SHOWN_AS_WRITTEN) >= 3
+    from edgeexit.dvfs.session import open_board
+    from edgeexit.sim.sysfs import SimulatedSysfs
+
+    k = make_tree(tmp_path / "t", board)
+    s = SimulatedSysfs(k.root, k)
+    pol = k.board.cpu_policies[0]
+    table = k.profile.cpu_table(pol.name).freqs
+    v = (table[len(table) // 2] + table[len(table) // 2 + 1]) // 2  # a cap between two entries
+    s.write(pol.relpath + "/scaling_max_freq", v)
+    s.write(pol.relpath + "/scaling_min_freq", v)
+    shown = (s.read(pol.relpath + "/scaling_min_freq"), s.read(pol.relpath + "/scaling_max_freq"))
+    with open_board(board, sysfs_root=k.root, method=method) as session:
+        session.controller.set_cpu_khz(table[1])
+    assert (s.read(pol.relpath + "/scaling_min_freq"), s.read(pol.relpath + "/scaling_max_freq")) == shown
+    s.write(pol.relpath + "/scaling_min_freq", table[0])  # `jetson_clocks --restore`: the cap shows again
+    assert int(s.read(pol.relpath + "/scaling_max_freq")) <= v  # the request, as the kernel shows it: not above it
