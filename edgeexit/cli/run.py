@@ -127,6 +127,11 @@ def command(
                                                    "it" if len(given) == 1 else "them"))
     options.check_deadline(deadline_ms, period_ms)
     mode = resolve_dvfs(dvfs, pol, cpu_khz, on_board)
+    if deadline_ms and dvfs == "auto" and mode == "none" and not cpu_khz:
+        # --dvfs auto plans only a policy that forecasts: the deadline was otherwise left to the governor unsaid
+        warn("--deadline-ms {:g} is counted, not planned for: --policy {} makes no forecast, so --dvfs auto leaves the "
+             "clocks to the board's governor; pass --dvfs worst-case to plan for its worst case, or use --policy "
+             "predictive".format(deadline_ms, policy))
     with ExitStack() as stack:
         # The interpreter first: one that cannot start must fail before any clock is pinned.
         rt = stack.enter_context(Runtime(bundle, interpreter=interpreter, num_threads=threads))
