@@ -74,6 +74,18 @@ simulate = click.option(
     "board. Every output then says it is simulated.",
 )
 
+def _no_simulate(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        raise click.UsageError("{} works on a board's state, and a --simulate tree is gone when its run ends; make a "
+                               "tree with `edgeexit sim init --board NAME DIR` and pass --sysfs-root DIR".format(
+                                   ctx.command_path))
+    return value
+
+
+# `status` and `restore`: --simulate would show or restore a fresh tree, so it is refused with the way to a kept one.
+no_simulate = click.option("--simulate", is_flag=True, hidden=True, expose_value=False, callback=_no_simulate,
+                           help="Refused, with the way to a simulated tree that outlives the command.")
+
 model = click.option(
     "--model",
     "model_path",

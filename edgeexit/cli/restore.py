@@ -13,6 +13,7 @@ from edgeexit.cli import options
 @click.command("restore")
 @options.board
 @options.sysfs_root
+@options.no_simulate
 @click.option("--force", is_flag=True,
               help="Also restore domains that someone else changed since the run died (by default those are left "
                    "alone and reported, so another tool's settings are not overwritten blindly).")

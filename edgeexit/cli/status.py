@@ -69,6 +69,7 @@ def collect(target: Any) -> Dict[str, Any]:
 @click.command("status")
 @options.board
 @options.sysfs_root
+@options.no_simulate
 @options.json_output
 def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> None:
     """Show governors, current/min/max frequency per clock domain, temperatures and power rails.

@@ -20,6 +20,7 @@ from edgeexit.errors import BoardBusyError, StateFileError
 from edgeexit.paths import prepare_runtime_dir, runtime_dir
 
 STATE_FORMAT = 1
+BOARD_LOCK_NODE = "sys/devices/system/cpu"  # every board has it; a run's second lock (see BoardLock)
 MAX_STATE_BYTES = 1 << 20  # a state file names a few domains: far below this
 
 
@@ -408,6 +409,11 @@ class BoardLock:
         self.path = lock_path(board, root)
         self.may_pin = may_pin
         self._fd = None  # type: Optional[int]
+        # The lock above lives in this user's runtime dir, which EDGEEXIT_RUNTIME_DIR moves: two runs with two
+        # dirs (or two containers, each with its own /run, sharing the host's /sys) both took the board, and
+        # each restored the other's pin. A second flock, on the board's own CPU directory, is the same for all.
+        self.board_node = Path(root) / BOARD_LOCK_NODE
+        self._board_fd = None  # type: Optional[int]
 
     def acquire(self) -> None:
         # Readable by all (a lock holds a pid, a state file clock values), writable by this user alone, whatever
@@ -455,13 +461,69 @@ class BoardLock:
             raise BoardBusyError("board {} is in use by another user's edgeexit run (lock {}, pid {}); wait for "
                                  "it to finish or stop that process".format(self.board, other, _holder(other)))
         try:
+            self._board_fd = self._lock_board_node()
+        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
+        try:
             os.ftruncate(fd, 0)
             os.write(fd, "{}\n".format(os.getpid()).encode())
         except OSError as err:  # a full disk: the lock says no pid, and the state file would not fit either
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+            self._unlock_board_node()
             raise self._unwritable(err) from None
         self._fd = fd
+
+    def _lock_board_node(self) -> Optional[int]:
+        """An flock on the board's CPU directory, or None where it cannot be taken (no such directory, a file
+        system without locks): the runtime-dir lock still stands. Held by a run that could pin the board: busy.
+        Judged by its holders as another user's runtime lock is, so that no one can keep every run off a board
+        by locking a directory anyone may open."""
+        try:
+            bfd = os.open(str(self.board_node), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(bfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return bfd
+        except OSError as err:
+            os.close(bfd)
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return None
+        holders = lock_holders(self.board_node)
+        if holders is not None and self.may_pin is not None and not any(
+                h.uid == 0 or h.privileged or self.may_pin(h.uid, h.groups) for h in holders):
+            return None
+        if holders is not None and not holders:
+            return self._lock_board_node_again()
+        raise BoardBusyError("board {} is in use by another edgeexit run{} that keeps its lock in another runtime "
+                             "directory (EDGEEXIT_RUNTIME_DIR, or another container's /run); wait for it to finish or "
+                             "stop that process".format(self.board, "" if not holders else " (pid {})".format(
+                                 ", ".join(str(h) for h in _holder_pids(self.board_node)) or "?")))
+
+    def _lock_board_node_again(self) -> Optional[int]:
+        """The holder let go while it was looked up: one more try, then busy."""
+        try:
+            bfd = os.open(str(self.board_node), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(bfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return bfd
+        except OSError:
+            os.close(bfd)
+            raise BoardBusyError("board {} is in use by another edgeexit run that keeps its lock in another runtime "
+                                 "directory; wait for it to finish or stop that process".format(self.board)) from None
+
+    def _unlock_board_node(self) -> None:
+        if self._board_fd is not None:
+            try:
+                fcntl.flock(self._board_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._board_fd)
+                self._board_fd = None
 
     def _unwritable(self, err: OSError) -> StateFileError:
         return StateFileError("cannot write the board lock {} ({}); {}".format(self.path, err.strerror or err,
@@ -489,6 +551,15 @@ class BoardLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+        self._unlock_board_node()
+
+
+def _holder_pids(path: Path) -> List[int]:
+    """The pids /proc/locks names for the flocks on ``path`` ([] when that cannot be told)."""
+    try:
+        return _flock_pids(os.stat(str(path))) or []
+    except OSError:
+        return []
 
 
 def runtime_dir_fix(err: OSError) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+import pytest
 
 from edgeexit.cli import COMMANDS, cli
 from tests.cli.helpers import edgeexit
@@ -62,7 +63,7 @@ def test_bench_help_states_its_own_deadline_and_period_defaults():
     assert "Default: the deadline" in p, p
     # run keeps its own: no deadline without a period, back-to-back inferences
     d, p = _option_help("run", "--deadline-ms"), _option_help("run", "--period-ms")
-    assert "Default: the period, if given, else none" in d and "worst-case" not in d, d
+    assert "Default: the period, if given, else none" in d and "twice the worst-case path" not in d, d
     assert "Default: none" in p, p
 
 
@@ -76,3 +77,14 @@ def test_profile_paths_in_help_name_the_threads_suffix():
 def test_bench_policies_help_states_the_default():
     h = _option_help("bench", "--policies")
     assert "Default: all of them" in h and "confidence-head only where the bundle has confidence heads" in h, h
+
+
+@pytest.mark.parametrize("command", ["status", "restore"])
+def test_simulate_on_status_and_restore_names_the_way_to_a_tree(command: str) -> None:
+    """A review: `status --board jetson-nano --simulate` said only "No such option '--simulate'", though run,
+    profile and bench take it."""
+    from tests.cli.helpers import assert_one_line_error, edgeexit
+
+    assert_one_line_error(edgeexit(command, "--board", "jetson-nano", "--simulate"),
+                          "edgeexit {} works on a board's state".format(command),
+                          "`edgeexit sim init --board NAME DIR` and pass --sysfs-root DIR")

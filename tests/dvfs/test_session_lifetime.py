@@ -3,6 +3,7 @@ closed), close is idempotent, and a --simulate tree goes with its session howeve
 from __future__ import annotations
 
 import gc
+import os
 import tempfile
 from pathlib import Path
 
@@ -182,3 +183,35 @@ def test_a_closed_simulated_session_says_it_is_closed(private_tmp: Path) -> None
     with Runtime(b) as rt:
         with pytest.raises(DvfsError, match="session is closed; run inside `with open_board"):
             execute(b, rt, make_policy("full", b), b.split("evaluation").take(2), session=session)
+
+
+def test_a_run_with_another_runtime_dir_is_kept_off_the_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: two runs on one board with two EDGEEXIT_RUNTIME_DIRs (or two containers sharing /sys) both took it;
+    the first then warned of someone else's change and left it, the second restored the first's pin as the board's
+    own: the board stayed at userspace 921600, with no state file for `edgeexit restore`."""
+    import subprocess
+    import sys
+
+    from edgeexit.dvfs import open_board
+    from tests.sim.helpers import make_tree
+
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    monkeypatch.setenv("EDGEEXIT_RUNTIME_DIR", str(tmp_path / "rt-a"))
+    with open_board("jetson-nano", k.root) as session:
+        session.controller.set_cpu_khz(921600)
+        env = dict(os.environ, EDGEEXIT_RUNTIME_DIR=str(tmp_path / "rt-b"))
+        p = subprocess.run([sys.executable, "-m", "edgeexit", "run", "--board", "jetson-nano", "--sysfs-root", str(k.root),
+                            "--cpu-khz", "1428000", "--limit", "2"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+        assert p.returncode != 0
+        assert p.stderr.strip().splitlines() == [
+            "edgeexit: error: board jetson-nano is in use by another edgeexit run (pid {}) that keeps its lock in another "
+            "runtime directory (EDGEEXIT_RUNTIME_DIR, or another container's /run); wait for it to finish or stop that "
+            "process".format(os.getpid())], p.stderr
+        assert session.controller.cpus[0].current() == 921600  # the second run wrote nothing
+    assert (k.root / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor").read_text().strip() == "schedutil"
+    # released with the session: the next run, in any runtime dir, takes the board
+    q = subprocess.run([sys.executable, "-m", "edgeexit", "run", "--board", "jetson-nano", "--sysfs-root", str(k.root),
+                        "--cpu-khz", "max", "--limit", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=300)
+    assert q.returncode == 0, q.stderr
