@@ -125,9 +125,9 @@ def _read_calibration(root: Path, manifest: Manifest) -> Dict[str, Any]:
     if there is not None:
         raise BundleError("{} is {}, not a calibration; remove it and {}".format(cal_path, there, redo))
     calibration = read_json(cal_path, lambda why: BundleError(
-        "{} is not valid JSON ({}); delete it and run `edgeexit calibrate`".format(cal_path, why)))
+        "{} is not valid JSON ({}); delete it and {}".format(cal_path, why, redo)))
     if not isinstance(calibration, dict):
-        raise BundleError("{} must hold a JSON object; delete it and run `edgeexit calibrate`".format(cal_path))
+        raise BundleError("{} must hold a JSON object; delete it and {}".format(cal_path, redo))
     meta = calibration.get("meta")
     made_for = meta.get("model_sha256") if isinstance(meta, dict) else None
     # Older calibrations carry no such hash and are taken as they are.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -91,6 +92,24 @@ def _not_calibrated(bundle: Bundle, name: str) -> Optional[str]:
 def make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     """Build policy ``name`` for ``bundle`` from its stored calibration."""
     check_bundle(bundle, "make_policy", PolicyError)
+    try:
+        return _make_policy(name, bundle, **options)
+    except CalibrationError as err:
+        raise naming_bundle(err, bundle.root) from None
+
+
+def naming_bundle(err: CalibrationError, root: Any) -> CalibrationError:
+    """``err`` naming the bundle: the file at fault and `edgeexit calibrate --model DIR`. Run as written, a plain
+    `edgeexit calibrate` recalibrated the demo bundle and left a user's own bundle broken (a review)."""
+    msg = err.message
+    if msg.startswith("calibration.json:"):
+        msg = "{}{}".format(Path(str(root)) / "calibration.json", msg[len("calibration.json"):])
+    if "--model" not in msg:
+        msg = msg.replace("run `edgeexit calibrate`", "run `edgeexit calibrate --model {}`".format(root))
+    return type(err)(msg)
+
+
+def _make_policy(name: str, bundle: Bundle, **options: Any) -> ExitPolicy:
     if not isinstance(name, str):
         raise PolicyError("make_policy takes a policy's name (a str), not a {}; choose one of: {}".format(
             type(name).__name__, ", ".join(POLICIES)))

@@ -17,7 +17,7 @@ from edgeexit.runtime import Runtime
 
 pytestmark = pytest.mark.backend
 
-FIX = "run `edgeexit calibrate` again"
+FIX = "run `edgeexit calibrate --model .*` again"
 
 
 @pytest.fixture(scope="module")

@@ -274,7 +274,7 @@ def test_pe_heuristic_values_that_mean_nothing_are_refused(setup, change):
     b = load_bundle()
     b.calibration = dict(setup[0].calibration)
     b.calibration["pe-heuristic"] = dict(b.calibration["pe-heuristic"], **change)
-    with pytest.raises(CalibrationError, match="run `edgeexit calibrate` again"):
+    with pytest.raises(CalibrationError, match="run `edgeexit calibrate --model .*` again"):
         make_policy("pe-heuristic", b)
 
 
