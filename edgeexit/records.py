@@ -60,6 +60,9 @@ class RecordWriter:
         self.closed = False
         self._pending = False  # a file checked, to be opened (truncated) when the run starts
         if path is not None and str(path) == "-":  # the Unix convention: stdout, for piping into jq & co.
+            if sys.stdout is None:  # closed (`>&-`): every record would be dropped without a word
+                raise OutputError("stdout is closed, so the records would be lost; run with stdout open, or pass "
+                                  "--output FILE")
             self._f, self._own = sys.stdout, False
         elif path is not None:
             # Checked now, opened at the first record: a run refused in its setup (a bad --profile, --dvfs)

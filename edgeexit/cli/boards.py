@@ -1,13 +1,13 @@
 """`edgeexit boards`: list the shipped board configs (and print the udev rule)."""
 from __future__ import annotations
 
-import json
 
 import click
 
 from edgeexit.boards.config import load_all_boards
 from edgeexit.boards.profile import load_profile
 from edgeexit.cli import options
+from edgeexit.cli.render import echo_json
 
 
 @click.command("boards")
@@ -29,7 +29,7 @@ def command(as_json: bool, udev_rule: bool) -> None:
         from edgeexit.dvfs.udev import udev_rule as make_rule
 
         if as_json:  # --json promises JSON on stdout; a script gets the rule as one string it can write out
-            click.echo(json.dumps({"udev_rule": make_rule()}, indent=2, sort_keys=True))
+            echo_json({"udev_rule": make_rule()})
         else:
             click.echo(make_rule(), nl=False)
         return
@@ -43,7 +43,7 @@ def command(as_json: bool, udev_rule: bool) -> None:
         s["firmware_profile"] = str(p.source)
         rows.append(s)
     if as_json:
-        click.echo(json.dumps({"boards": rows}, indent=2, sort_keys=True))
+        echo_json({"boards": rows})
         return
     click.echo("{:<18} {:<7} {:<8} {:<26} {:<24} {}".format("BOARD", "KERNEL", "JETPACK", "CPU kHz (policies)",
                                                              "GPU Hz", "POWER SENSOR"))

@@ -14,8 +14,22 @@ def warn(msg: str) -> None:
     click.echo("edgeexit: warning: {}".format(msg), err=True)
 
 
-def echo_json(obj: Any, err: bool = False) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str), err=err)
+def echo_json(obj: Any, err: bool = False, indent: Optional[int] = 2) -> None:
+    """``obj`` as JSON on stdout (stderr with ``err``). A closed stream (`>&-`) dropped it without a word and exit 0;
+    a full one (`> /dev/full`) said only "No space left on device" (a review): both now say where and why."""
+    from edgeexit.errors import OutputError
+
+    where = "stderr" if err else "stdout"
+    if (sys.stderr if err else sys.stdout) is None:
+        raise OutputError("{} is closed, so the JSON result would be lost; run with {} open, or leave --json "
+                          "out".format(where, where))
+    try:
+        click.echo(json.dumps(obj, indent=indent, sort_keys=True, default=str), err=err)
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): the CLI exits quietly
+    except OSError as exc:
+        raise OutputError("cannot write the JSON result to {} ({}); send it somewhere with room, or leave --json "
+                          "out".format(where, exc.strerror or exc)) from None
 
 
 def table(rows: Sequence[Sequence[Any]], header: Optional[Sequence[str]] = None) -> str:

@@ -1,13 +1,13 @@
 """`edgeexit restore`: put a board's clocks back after a run was killed (SIGKILL, power loss)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import click
 
 from edgeexit.cli import options
+from edgeexit.cli.render import echo_json
 
 
 @click.command("restore")
@@ -33,7 +33,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], force: bool, as_js
 
     result = restore_board(board or "auto", sysfs_root, force=force)
     if as_json:
-        click.echo(json.dumps(result, sort_keys=True))
+        echo_json(result, indent=None)
         return
     board = result["board"] + (" (SIMULATED)" if result["simulated"] else "")
     if result["restored"]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno as errno_mod
-import json
 import shlex
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -10,6 +9,7 @@ from typing import Any, Dict, Optional
 import click
 
 from edgeexit.cli import options
+from edgeexit.cli.render import echo_json
 
 
 def power_readings(target: Any) -> Dict[str, Any]:
@@ -88,7 +88,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
     target = resolve_target(board or "auto", sysfs_root, False, offer_simulate=False)
     info = collect(target)
     if as_json:
-        click.echo(json.dumps(info, sort_keys=True))
+        echo_json(info, indent=None)
         return
     click.echo(info["describe"])
     for d in info["domains"]:
