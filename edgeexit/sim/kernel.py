@@ -481,7 +481,7 @@ class SimulatedKernel:
             return []  # another user's tree: its owner's kernel replays them
         with self.locked():
             state = self.load_state()
-            nodes = list(self._clock_nodes(state))
+            nodes = list(self._clock_nodes(state)) + [(rel, content, RO) for rel, content in self.static_nodes()]
             ds = state.get("devfreq")
             if self.gpu_dir is not None and ds and ds["governor"] == "userspace":
                 nodes.append((self.gpu_dir + "/userspace/set_freq", _set_freq_shown(ds), RW))
@@ -516,6 +516,10 @@ class SimulatedKernel:
                     break
             try:
                 self._commit(new, old=state)
+                static = dict(self.static_nodes())
+                for rel, _shown, content, _mode in edits:
+                    if rel in static:  # no render writes these: the board's tables, fixed at boot
+                        self.put(rel, content)
             except OSError:
                 return []  # a reader who may not write the tree, or one a render cannot replace
             lines = []
@@ -811,6 +815,31 @@ class SimulatedKernel:
             self._render_pmic(state)
         if self.board.vendor == "raspberrypi":
             self._render_measure_clock(state)
+
+    def static_nodes(self) -> Iterator[Tuple[str, str]]:
+        """(path, content) of the read-only clock nodes no state changes: each policy's tables and limits, the
+        GPU's lists. A plain edit of one (a frequency table of "1 2") was kept, and runs took it for the
+        board's: `--cpu-khz max` asked for 2 kHz (a review)."""
+        for pol in self.board.cpu_policies:
+            table = self.profile.cpu_table(pol.name).freqs
+            d = pol.relpath
+            yield d + "/related_cpus", " ".join(str(c) for c in pol.cpus) + "\n"
+            yield d + "/cpuinfo_min_freq", "{}\n".format(table[0])
+            yield d + "/cpuinfo_max_freq", "{}\n".format(table[-1])
+            yield d + "/cpuinfo_transition_latency", "{}\n".format(self.profile.cpu.transition_latency_ns)
+            # "%u " per entry, then "\n": note the trailing space [Kft]
+            yield d + "/scaling_available_frequencies", "".join("{} ".format(f) for f in table) + "\n"
+            yield d + "/scaling_available_governors", "".join(
+                "{} ".format(g) for g in self.profile.cpu.available_governors) + "\n"
+            yield d + "/scaling_driver", self.profile.cpu.scaling_driver + "\n"
+        if self.gpu_dir is not None and self.profile.gpu is not None:
+            gpu, d = self.profile.gpu, self.gpu_dir
+            # devfreq lists trim the trailing space [K49df]
+            yield d + "/available_frequencies", " ".join(str(f) for f in gpu.table.freqs) + "\n"
+            yield d + "/available_governors", " ".join(gpu.available_governors) + "\n"
+            if self.board.kernel != "4.9" and self.board.gpu is not None:  # 5.10 adds name and timer [K510df]
+                yield d + "/name", self.board.gpu.devfreq_name + "\n"
+                yield d + "/timer", "deferrable\n"  # assumption: the devfreq default timer; read-only here
 
     def _clock_nodes(self, state: Dict[str, Any]) -> Iterator[Tuple[str, str, int]]:
         """(path, content, mode) of every CPU and GPU clock node ``state`` shows, bar the userspace group."""

@@ -99,17 +99,9 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
     all_cpus = list(range(board.possible_cpus))
     put(CPU_DIR + "/possible", "0-{}\n".format(board.possible_cpus - 1))
     put(CPU_DIR + "/present", "0-{}\n".format(board.possible_cpus - 1))
+    for rel, content in k.static_nodes():  # policy tables, GPU lists
+        put(rel, content)
     for pol in board.cpu_policies:
-        table = profile.cpu_table(pol.name).freqs
-        d = pol.relpath
-        put(d + "/related_cpus", " ".join(str(c) for c in pol.cpus) + "\n")
-        put(d + "/cpuinfo_min_freq", "{}\n".format(table[0]))
-        put(d + "/cpuinfo_max_freq", "{}\n".format(table[-1]))
-        put(d + "/cpuinfo_transition_latency", "{}\n".format(profile.cpu.transition_latency_ns))
-        # "%u " per entry, then "\n": note the trailing space [Kft]
-        put(d + "/scaling_available_frequencies", "".join("{} ".format(f) for f in table) + "\n")
-        put(d + "/scaling_available_governors", "".join("{} ".format(g) for g in profile.cpu.available_governors) + "\n")
-        put(d + "/scaling_driver", profile.cpu.scaling_driver + "\n")
         for c in pol.cpus:
             _symlink(root, "{}/cpu{}/cpufreq".format(CPU_DIR, c), "../cpufreq/" + pol.name)
     assert sorted(all_cpus) == all_cpus
@@ -118,13 +110,7 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
     if board.gpu is not None and profile.gpu is not None:
         d = board.gpu.devfreq_paths[0]
         gpu = profile.gpu
-        # devfreq lists trim the trailing space [K49df]
-        put(d + "/available_frequencies", " ".join(str(f) for f in gpu.table.freqs) + "\n")
-        put(d + "/available_governors", " ".join(gpu.available_governors) + "\n")
         put(d + "/polling_interval", "{}\n".format(gpu.polling_interval_ms), RW)
-        if board.kernel != "4.9":  # 5.10 adds name and timer [K510df]
-            put(d + "/name", board.gpu.devfreq_name + "\n")
-            put(d + "/timer", "deferrable\n")  # assumption: the devfreq default timer; read-only here
         parent = d.rsplit("/", 1)[0]
         device_dir = parent.rsplit("/", 1)[0] if parent.endswith("/devfreq") else parent
         _symlink(root, d + "/device", os.path.relpath(device_dir, d))

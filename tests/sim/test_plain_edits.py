@@ -156,3 +156,22 @@ def test_a_kill_before_the_replay_commits_leaves_the_edits_to_the_next_kernel(tm
     assert os.WEXITSTATUS(status) == 9
     assert len(_reopen(plain.root)) == 2  # the edits were still there to replay
     assert tree(plain.root) == tree(kernel.root)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_edits_of_the_boards_fixed_tables_are_undone(tmp_path: Path, board: str) -> None:
+    """A review: `echo "1 2" > .../scaling_available_frequencies` was kept without a word, and `run --cpu-khz max`
+    then asked for 2 kHz; `cpuinfo_max_freq` likewise. The board's tables are read-only and fixed: shown again."""
+    k = make_tree(tmp_path / "t", board)
+    before = tree(k.root)
+    d = k.board.cpu_policies[0].relpath
+    edited = [d + "/scaling_available_frequencies", d + "/cpuinfo_max_freq", d + "/related_cpus"]
+    if k.gpu_dir is not None:
+        edited.append(k.gpu_dir + "/available_frequencies")
+    for rel in edited:
+        _plain_write(k.root, rel, "1 2")
+    lines = _reopen(k.root)
+    assert tree(k.root) == before
+    assert sorted(re.search(r": (\S+) was edited to '1 2' without the simulated kernel", l).group(1) for l in lines) == \
+        sorted(edited), lines
+    assert all("the node is read-only, so it shows" in l for l in lines), lines
