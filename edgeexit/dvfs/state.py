@@ -481,41 +481,28 @@ class BoardLock:
         system without locks): the runtime-dir lock still stands. Held by a run that could pin the board: busy.
         Judged by its holders as another user's runtime lock is, so that no one can keep every run off a board
         by locking a directory anyone may open."""
-        try:
-            bfd = os.open(str(self.board_node), os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(bfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return bfd
-        except OSError as err:
-            os.close(bfd)
-            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+        for _ in range(2):  # again once if the holder let go while it was looked up
+            try:
+                bfd = os.open(str(self.board_node), os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
                 return None
-        holders = lock_holders(self.board_node)
-        if holders is not None and self.may_pin is not None and not any(
-                h.uid == 0 or h.privileged or self.may_pin(h.uid, h.groups) for h in holders):
-            return None
-        if holders is not None and not holders:
-            return self._lock_board_node_again()
+            try:
+                fcntl.flock(bfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return bfd
+            except OSError as err:
+                os.close(bfd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    return None
+            holders = lock_holders(self.board_node)
+            if holders is not None and self.may_pin is not None and not any(
+                    h.uid == 0 or h.privileged or self.may_pin(h.uid, h.groups) for h in holders):
+                return None
+            if holders is None or holders:
+                break
+        pids = ", ".join(str(p) for p in _holder_pids(self.board_node))
         raise BoardBusyError("board {} is in use by another edgeexit run{} that keeps its lock in another runtime "
                              "directory (EDGEEXIT_RUNTIME_DIR, or another container's /run); wait for it to finish or "
-                             "stop that process".format(self.board, "" if not holders else " (pid {})".format(
-                                 ", ".join(str(h) for h in _holder_pids(self.board_node)) or "?")))
-
-    def _lock_board_node_again(self) -> Optional[int]:
-        """The holder let go while it was looked up: one more try, then busy."""
-        try:
-            bfd = os.open(str(self.board_node), os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(bfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return bfd
-        except OSError:
-            os.close(bfd)
-            raise BoardBusyError("board {} is in use by another edgeexit run that keeps its lock in another runtime "
-                                 "directory; wait for it to finish or stop that process".format(self.board)) from None
+                             "stop that process".format(self.board, " (pid {})".format(pids) if pids else ""))
 
     def _unlock_board_node(self) -> None:
         if self._board_fd is not None:
