@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from edgeexit.boards.config import BoardConfig, load_board
-from edgeexit.signals import sigterm_to_exit, signals_held
+from edgeexit.signals import TERMINATING, sigterm_to_exit, signals_held
 from edgeexit.dvfs.state import MOUNT_SIM_PREFIX, sweep_killed_simulations
 from edgeexit.errors import DvfsError
 from edgeexit.paths import missing_folders, remove_folders
@@ -228,8 +228,8 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
     served_fd = None  # type: Optional[int]
     # Until libfuse's own handlers are in, SIGTERM unwinds (SystemExit) through the cleanup below, so a
     # server stopped while it builds its temporary tree leaves none behind (the CLI's handler does the same).
-    old_term = signal.getsignal(signal.SIGTERM)
-    if old_term == signal.SIG_DFL:
+    old_handlers = {s: signal.getsignal(s) for s in TERMINATING}
+    if old_handlers[signal.SIGTERM] == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, sigterm_to_exit)
     up = []  # type: List[bool]
     try:
@@ -245,8 +245,11 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
         served_fd = _claim_tree(Path(backing), mountpoint)
         say("SIMULATED {} (kernel {} rules) mounted at {} (backing tree {}); Ctrl-C or `edgeexit sim umount {}` "
             "unmounts".format(board.name, kernel.family, mountpoint, backing, mountpoint))
-        # libfuse only installs its SIGTERM/SIGINT handlers (which unmount cleanly) over SIG_DFL.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # libfuse only installs its SIGTERM/SIGHUP/SIGINT handlers (which unmount cleanly) over SIG_DFL; the CLI's
+        # Python handlers would wait for a libfuse loop that never returns to Python. SIGQUIT kills, as before.
+        for sig, was in old_handlers.items():
+            if was != signal.SIG_IGN or sig == signal.SIGTERM:  # a hang-up nohup ignores stays ignored
+                signal.signal(sig, signal.SIG_DFL)
         # One thread: the kernel serialises every write under its lock anyway, and libfuse 3.12-3.14's
         # multi-threaded fuse_main prints a spurious "Ignoring invalid max threads value" (libfuse#1003).
         mfusepy.FUSE(_make_operations(kernel, up), str(mountpoint), foreground=True, nothreads=True, direct_io=True,
@@ -260,7 +263,8 @@ def _mount_on(board: BoardConfig, mountpoint: Path, backing: Optional[Path], for
                         "installed and /dev/fuse exists, or `edgeexit sim umount {}` a stale mount there".format(
                             "serve" if up else "mount", mountpoint, err, mountpoint)) from None
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, was in old_handlers.items():
+            signal.signal(sig, was if was is not None else signal.SIG_DFL)
         with signals_held():  # a signal now waits for the cleanup, then is delivered
             if served_fd is not None:
                 try:

@@ -16,7 +16,7 @@ from tests.sim.helpers import make_tree, require_fuse
 
 @pytest.mark.fuse
 @pytest.mark.parametrize("written", [False, True])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_unmounts_a_foreground_mount_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int,
                                                       written: bool) -> None:
     """libfuse ends its loop on the signal, unmounts, and returns status 8, which mfusepy raised as a bare
