@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 from edgeexit.errors import InterpreterError
 from edgeexit.interpreter import open_interpreter
+from edgeexit.signals import TERMINATING
 
 #: a child's first inferences take milliseconds; a child slower than this is left, and the runtime goes on
 PROBE_TIMEOUT_S = 120.0
@@ -137,7 +138,8 @@ def _child(segments: Sequence[Tuple[str, Path]], backend: Any, num_threads: int,
     faulthandler.disable()  # a crash here is the parent's to report, in one line
     _no_core_dump_and_die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's; it kills the child
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # never the CLI's handler, which restores the board
+    for sig in TERMINATING:  # never the CLI's handler, which restores the board
+        signal.signal(sig, signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # the interpreter's own messages come again when the runtime loads the segment
     os.dup2(devnull, 2)
