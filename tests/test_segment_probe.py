@@ -155,6 +155,20 @@ def test_a_crash_it_finds_leaves_no_core_file(crashing_bundle: Path, crasher: st
     assert list(work.iterdir()) == []
 
 
+class _FakeInterpreter:  # a backend's interpreter class, as LiteRT's Interpreter, whose invoke() a fake defines
+    def __init__(self, model_path: str, num_threads: int) -> None:
+        self.path = Path(model_path)
+
+    def allocate_tensors(self) -> None:
+        pass
+
+    def get_input_details(self) -> list:
+        return []
+
+    def get_output_details(self) -> list:
+        return []
+
+
 class _Corrupting:
     """A backend whose segment 'a' corrupts the process and whose 'b' then dies of it (SIGSEGV); neither
     crashes alone, as LiteRT's exit4 edit does in some forked children."""
@@ -162,19 +176,7 @@ class _Corrupting:
     name = "fake"
     corrupted = False
 
-    class interpreter_cls:  # noqa: N801  (a backend's interpreter class, as LiteRT's Interpreter)
-        def __init__(self, model_path: str, num_threads: int) -> None:
-            self.path = Path(model_path)
-
-        def allocate_tensors(self) -> None:
-            pass
-
-        def get_input_details(self) -> list:
-            return []
-
-        def get_output_details(self) -> list:
-            return []
-
+    class interpreter_cls(_FakeInterpreter):  # noqa: N801
         def invoke(self) -> None:
             import signal
 
@@ -226,18 +228,8 @@ class _SometimesAlone:
         counter.write_text("0")
         counter_path = counter
 
-        class interpreter_cls:  # noqa: N801
-            def __init__(self, model_path: str, num_threads: int) -> None:
-                self.path = Path(model_path)
-
-            def allocate_tensors(self) -> None:
-                pass
-
-            def get_input_details(self) -> list:
-                return []
-
-            def get_output_details(self) -> list:
-                return []
+        class interpreter_cls(_FakeInterpreter):  # noqa: N801
+            corrupted = False
 
             def invoke(self) -> None:
                 import signal
@@ -248,7 +240,7 @@ class _SometimesAlone:
                     interpreter_cls.corrupted = True
                     if runs == 3:  # 1: in the set; 2: alone, survived; 3: alone again, dies
                         os.kill(os.getpid(), signal.SIGSEGV)
-                elif self.path.name == "b" and getattr(interpreter_cls, "corrupted", False):
+                elif self.path.name == "b" and interpreter_cls.corrupted:
                     os.kill(os.getpid(), signal.SIGSEGV)
 
         self.interpreter_cls = interpreter_cls

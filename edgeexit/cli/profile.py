@@ -12,6 +12,7 @@ from edgeexit.bundle.fileio import replace_target
 from edgeexit.cli import options
 from edgeexit.cli.render import echo_json, progress, table, warn
 from edgeexit.paths import bundle_files, refuse_inside_board, refuse_overwriting, writable_output
+from edgeexit.profiling import COOL_MAX_C
 from edgeexit.runtime import Runtime
 
 EPILOG = """\b
@@ -57,7 +58,7 @@ Examples:
 )
 @click.option(
     "--cool-below-c",
-    type=options.FiniteFloatRange(min=0, max=150, min_open=True, max_open=True),
+    type=options.FiniteFloatRange(min=0, max=COOL_MAX_C, min_open=True, max_open=True),
     default=None,
     help="On a real board, begin each pass only once the hottest thermal zone (PMIC zones left out) reads at "
     "most this many °C, waiting at the lowest CPU clock, so that no pass starts hot from earlier work. The "

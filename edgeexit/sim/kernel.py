@@ -481,7 +481,8 @@ class SimulatedKernel:
             return []  # another user's tree: its owner's kernel replays them
         with self.locked():
             state = self.load_state()
-            nodes = list(self._clock_nodes(state)) + [(rel, content, RO) for rel, content in self.static_nodes()]
+            static = dict(self.static_nodes())
+            nodes = list(self._clock_nodes(state)) + [(rel, content, RO) for rel, content in static.items()]
             ds = state.get("devfreq")
             if self.gpu_dir is not None and ds and ds["governor"] == "userspace":
                 nodes.append((self.gpu_dir + "/userspace/set_freq", _set_freq_shown(ds), RW))
@@ -516,7 +517,6 @@ class SimulatedKernel:
                     break
             try:
                 self._commit(new, old=state)
-                static = dict(self.static_nodes())
                 for rel, _shown, content, _mode in edits:
                     if rel in static:  # no render writes these: the board's tables, fixed at boot
                         self.put(rel, content)
