@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno as errno_mod
-import shlex
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -83,6 +82,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
       edgeexit status --board jetson-nano --sysfs-root /tmp/nano --json
     """
     from edgeexit.dvfs.session import resolve_target
+    from edgeexit.dvfs.state import restore_command
     from edgeexit.paths import runtime_dir
 
     target = resolve_target(board or "auto", sysfs_root, False, offer_simulate=False)
@@ -122,8 +122,7 @@ def command(board: Optional[str], sysfs_root: Optional[Path], as_json: bool) -> 
         click.echo("  power total          {} ({})".format(total, power["total_basis"]))
     own = runtime_dir()
     for f in info["unfinished_state_files"]:  # a SIGKILLed run: the clocks above may be its pins
-        click.echo("  a run that did not finish left its saved clocks in {}; `{}edgeexit restore --board {}{}` puts "
-                   "them back".format(f, "" if Path(f).parent == own else "sudo ", info["board"],
-                                      "" if info["root"] == "/" else " --sysfs-root " + shlex.quote(info["root"])))
+        click.echo("  a run that did not finish left its saved clocks in {}; `{}` puts them back".format(
+            f, restore_command(info["board"], Path(info["root"]), sudo=Path(f).parent != own)))
     if info["simulated"]:
         click.echo("SIMULATED board: these are not measurements of real hardware")

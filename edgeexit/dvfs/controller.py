@@ -175,6 +175,7 @@ class DvfsController:
         self._changing = None  # type: Optional[FreqDomain]
         self._armed = False
         self.closed = False  # set once its session has restored the board: no write after that
+        self.retry_hint = "run `edgeexit restore` to retry"  # its session names the board and root
         self.cpus = [CpufreqPolicy(sysfs, p.relpath, p.name, p.cpus) for p in board.cpu_policies]
         self._online = None  # type: Optional[List[CpufreqPolicy]]  # the policies pins reach, read once
         self._offline_note = None  # type: Optional[str]
@@ -592,8 +593,8 @@ class DvfsController:
             self._warn(w)
         report.writes = self.write_count - before
         if report.errors:
-            raise DvfsError("restoring the board failed for {} domain(s): {}; the saved state is kept, run "
-                            "`edgeexit restore` to retry".format(len(report.errors), " | ".join(report.errors)))
+            raise DvfsError("restoring the board failed for {} domain(s): {}; the saved state is kept, {}".format(
+                len(report.errors), " | ".join(report.errors), self.retry_hint))
         return report
 
 

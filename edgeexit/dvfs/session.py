@@ -7,6 +7,7 @@ import os
 import pwd
 import re
 import reprlib
+import shlex
 import shutil
 import signal
 import tempfile
@@ -26,7 +27,7 @@ from edgeexit.dvfs.domains import FreqDomain
 from edgeexit.signals import HELD, handle_terminating, ignore_further_signals, note_caught, signal_answered, signals_held
 from edgeexit.dvfs.state import (PRIVATE_SIM_PREFIX, SAVED_FIELDS, BoardLock, ForeignState, claim_tree, foreign_states,
                                  node_writable, read_state, record_problem, release_tree, remove_foreign, saved_problem,
-                                 short_error, state_path, sweep_killed_simulations, user_groups, write_state)
+                                 restore_command, short_error, state_path, sweep_killed_simulations, user_groups, write_state)
 from edgeexit.errors import (BoardConfigError, BoardDetectError, DvfsError, RestoreConflictError, StateFileError,
                              warn_stderr)
 from edgeexit.guards.thermal import ThermalGuard
@@ -217,14 +218,20 @@ def resolve_target(board: Optional[str] = "auto", sysfs_root: Optional[Path] = N
     return BoardTarget(cfg, load_profile(cfg), HostSysfs(root), False, None)
 
 
-def check_mount_alive(root: Path) -> None:
-    """A FUSE mount whose `edgeexit sim mount` process died answers every access with ENOTCONN."""
+def fuse_server_gone(root: Path) -> bool:
+    """Whether ``root`` is a FUSE mount whose `edgeexit sim mount` process died (it answers every access
+    with ENOTCONN)."""
     try:
         os.stat(str(root))
     except OSError as err:
-        if err.errno == errno.ENOTCONN:
-            raise DvfsError("--sysfs-root {} is a FUSE mount whose server has stopped; unmount it with `edgeexit sim "
-                            "umount {}` and mount it again".format(root, root)) from None
+        return err.errno == errno.ENOTCONN
+    return False
+
+
+def check_mount_alive(root: Path) -> None:
+    if fuse_server_gone(root):
+        raise DvfsError("--sysfs-root {} is a FUSE mount whose server has stopped; unmount it with `edgeexit sim "
+                        "umount {}` and mount it again".format(root, root))
 
 
 def require_cpufreq(cfg: BoardConfig, root: Path, offer_simulate: bool = True) -> None:
@@ -255,6 +262,7 @@ class BoardSession(BoardTarget):
             self.guard = ThermalGuard(self.board, self.sysfs, thermal_limit_mc) if thermal_guard else None
             self.controller = DvfsController(self.board, self.sysfs, self._save, method, guard=self.guard,
                                              on_change=self._persist, actual_cpu_khz=self.firmware_cpu_khz(), warn=warn)
+            self.controller.retry_hint = "run `{}` to retry".format(restore_command(self.board.name, self.root))
         except BaseException:
             self.cleanup()
             raise
@@ -331,10 +339,10 @@ class BoardSession(BoardTarget):
             if me not in (0, found.uid) and (not problem or (found.uid == 0 and found.data is None)):
                 raise StateFileError(
                     "{} left the saved state of a run on board {} that did not finish ({}), and only {} can restore "
-                    "and delete it: run `sudo edgeexit restore --board {}{}`{}, then run again".format(
+                    "and delete it: run `{}`{}, then run again".format(
                         "root" if found.uid == 0 else "user {}".format(_user_name(found.uid)), self.board.name,
-                        found.path, "root" if found.uid == 0 else "that user or root", self.board.name,
-                        "" if os.path.realpath(str(self.root)) == "/" else " --sysfs-root {}".format(self.root),
+                        found.path, "root" if found.uid == 0 else "that user or root",
+                        restore_command(self.board.name, self.root, sudo=True),
                         "" if found.uid == 0 else " (or that user, without sudo)"))
             if problem or data is None:
                 warn_stderr("ignoring the state file {}: {}".format(found.path, problem))
@@ -506,7 +514,11 @@ class BoardSession(BoardTarget):
             with signals_held():
                 if self._snapshot is not None:
                     # raises (keeping the state file for `edgeexit restore`) when a domain cannot be written
-                    report = self.controller.restore_checked(self._snapshot)
+                    try:
+                        report = self.controller.restore_checked(self._snapshot)
+                    except DvfsError:
+                        self._raise_if_server_gone()
+                        raise
                     self.restore_report = report
                     for c in report.conflicts:
                         warn_stderr(c.describe())  # the user sees the saved values here; nothing is kept for later
@@ -525,6 +537,16 @@ class BoardSession(BoardTarget):
             # a --simulate tree is private and deleted next: its lock file would only pile up
             self._lock.release(remove=self.tmpdir is not None)
             self.cleanup()
+
+    def _raise_if_server_gone(self) -> None:
+        """A FUSE mount whose server died mid-run fails every restore write with ENOTCONN; `edgeexit restore`
+        works again only once the same backing tree is served there again."""
+        if not fuse_server_gone(self.root):
+            return
+        raise DvfsError("the FUSE server of --sysfs-root {} stopped during the run, so the board was not put back "
+                        "(its saved state is kept): `edgeexit sim umount {}`, mount the same --backing tree there "
+                        "again with `edgeexit sim mount`, then run `{}`".format(
+                            self.root, shlex.quote(str(self.root)), restore_command(self.board.name, self.root))) from None
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import stat
 import tempfile
@@ -46,6 +47,12 @@ def _key(board: str, root: Path) -> str:
 
 def state_path(board: str, root: Path) -> Path:
     return runtime_dir() / "{}.state.json".format(_key(board, root))
+
+
+def restore_command(board: str, root: Path, sudo: bool = False) -> str:
+    """The `edgeexit restore` command line that finds the state file of ``board`` at ``root``."""
+    at = "" if os.path.realpath(str(root)) == "/" else " --sysfs-root " + shlex.quote(str(root))
+    return "{}edgeexit restore --board {}{}".format("sudo " if sudo else "", board, at)
 
 
 def _other_runtime_dirs() -> List[Tuple[Path, int]]:

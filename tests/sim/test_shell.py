@@ -175,3 +175,44 @@ def test_sim_init_refuses_auto_and_does_not_offer_it(tmp_path: Path) -> None:
     for cmd in ("init", "mount"):
         h = subprocess.run(run + [cmd, "--help"], stdout=subprocess.PIPE, universal_newlines=True, timeout=60).stdout
         assert "auto" not in h.split("--board", 1)[1].split("--", 1)[0]
+
+
+def test_a_run_whose_mount_server_dies_names_how_to_restore(tmp_path: Path) -> None:
+    """The server killed mid-run: the run's restore fails with ENOTCONN. The error used to say "run `edgeexit
+    restore`", which fails the same way until the backing tree is served again; it now says how, and that
+    way restores the board."""
+    import re
+    import signal
+
+    from edgeexit.dvfs.session import open_board, restore_board
+    from edgeexit.errors import DvfsError
+    from edgeexit.sim.fusefs import is_fuse_mount
+    from tests.sim.helpers import require_fuse
+
+    require_fuse()
+    mnt, backing = tmp_path / "mnt", tmp_path / "tree"
+    k = make_tree(backing, "jetson-nano")
+    gov = backing / k.board.cpu_policies[0].relpath / "scaling_governor"
+    mount = [sys.executable, "-m", "edgeexit", "sim", "mount", "--board", "jetson-nano", "--backing", str(backing),
+             "--background", str(mnt)]
+    r = subprocess.run(mount, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        with pytest.raises(DvfsError) as err:
+            with open_board("jetson-nano", sysfs_root=mnt) as session:
+                session.controller.set_cpu_khz("max")
+                assert gov.read_text() == "userspace\n"
+                os.kill(int(re.search(r"\(pid (\d+)", r.stderr).group(1)), signal.SIGKILL)
+                time.sleep(0.3)
+        msg = str(err.value)
+        assert "stopped during the run" in msg and "--backing" in msg, msg
+        assert "`edgeexit restore --board jetson-nano --sysfs-root {}`".format(mnt) in msg, msg
+        assert gov.read_text() == "userspace\n"  # not put back: the state file is kept for the restore
+        subprocess.run([sys.executable, "-m", "edgeexit", "sim", "umount", str(mnt)], timeout=60, check=True)
+        r = subprocess.run(mount, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert restore_board("jetson-nano", mnt)["restored"]
+        assert gov.read_text() != "userspace\n"
+    finally:
+        if is_fuse_mount(mnt):  # also one whose server died
+            subprocess.run([sys.executable, "-m", "edgeexit", "sim", "umount", str(mnt)], timeout=60)
