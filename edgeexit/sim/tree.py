@@ -158,6 +158,7 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
             put(base + "/update_interval", "7\n", RW)
             put(base + "/samples", "1\n", RW)
             put(base + "/in7_label", "sum of shunt voltages\n")
+            put(base + "/curr4_crit_alarm", "0\n")  # the summation channel's alarm (V [ONS])
             for ch, label in enumerate(chip.channels, start=1):
                 put("{}/in{}_label".format(base, ch), label + "\n")
                 put("{}/curr{}_max".format(base, ch), "6480\n", RW)
