@@ -66,7 +66,7 @@ class PredictivePolicy(ExitPolicy):
 
     def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict", risk: float = 1.0,
                  table: Optional[ForecastTable] = None, entry: Optional[Forecaster] = None, entry_risk: float = 1.0,
-                 entry_tree: Optional[EntryTree] = None, entry_exit: int = 0) -> None:
+                 entry_tree: Optional[EntryTree] = None, entry_exit: Optional[int] = 0) -> None:
         if on_miss not in ("repredict", "step"):
             raise PolicyError("on_miss must be 'repredict' or 'step', not {!r}; pass one of them".format(on_miss))
         self.forecaster = forecaster
@@ -78,7 +78,8 @@ class PredictivePolicy(ExitPolicy):
         self.entry_risk = float(entry_risk)
         self.entry_tree = entry_tree if entry is not None else None  # the entry forecaster distilled (used when present)
         # The exit whose block's output both forecasters read: the entry forecast runs right after that block.
-        self.entry_exit = int(entry_exit)
+        self.entry_exit = 0 if entry_exit is None else int(entry_exit)
+        self.entry_exit_recorded = entry_exit is not None  # None: calibrated before the entry could move past exit 0
         self._target = 0
         self.forecast_ns = 0  # host time spent forecasting for the current sample
 
@@ -109,8 +110,9 @@ class PredictivePolicy(ExitPolicy):
         tree = None
         if first is not None and entry.get("entry_tree"):
             tree = EntryTree.from_dict(entry["entry_tree"], n_features=first.w1.shape[0], n_exits=n_exits)
-        entry_exit = entry.get("entry_exit", 0)  # absent: calibrated before the entry could move past exit 0
-        if isinstance(entry_exit, bool) or not isinstance(entry_exit, int) or not 0 <= entry_exit < n_exits:
+        entry_exit = entry.get("entry_exit")  # absent: calibrated before the entry could move past exit 0
+        if entry_exit is not None and (isinstance(entry_exit, bool) or not isinstance(entry_exit, int)
+                                       or not 0 <= entry_exit < n_exits):
             raise CalibrationError("calibration.json: the predictive entry_exit {!r} is not an exit of this bundle; run "
                                    "`edgeexit calibrate` again".format(entry_exit))
         return cls(fc, th, on_miss, float(risk), table, first, float(1.0 if entry_risk is None else entry_risk), tree,
@@ -124,9 +126,12 @@ class PredictivePolicy(ExitPolicy):
         self.n_exits = n
         self.enabled = enabled_exits(self.thresholds)
         self.first = self.enabled.index(True)
-        if self.entry_exit > self.first:
-            raise CalibrationError("the predictive forecasters read exit {}'s block, after exit {}, the first one enabled; "
-                                   "run `edgeexit calibrate` again".format(self.entry_exit, self.first))
+        if self.entry_exit > self.first or (self.entry_exit_recorded and self.entry_exit != self.first):
+            # calibration writes the first enabled exit: another one makes the forecasters read a block they were
+            # not fitted on (a shape check passes wherever two blocks have as many channels)
+            raise CalibrationError("the predictive forecasters read exit {}'s block, not that of exit {}, the first one "
+                                   "enabled; run `edgeexit calibrate` again".format(self.entry_exit, self.first))
+        self._check_targets()
         self._next_enabled = [next(j for j in range(e + 1, n) if self.enabled[j]) if e < n - 1 else e for e in range(n)]
         # Additive logit mask (disabled exits are never forecast) and the matching probability weights.
         self._mask = np.where(self.enabled, 0.0, -1e9)
@@ -154,6 +159,24 @@ class PredictivePolicy(ExitPolicy):
             self._tree_on_sums = self.entry_tree.on_sums(positions, self._feat_scale, self._feat_zp)
         elif self.entry is not None:
             self._bind_entry(positions)
+
+    def _check_targets(self) -> None:
+        """The distilled table and tree may only name enabled exits: a disabled one would be evaluated all the same
+        (its head run, the planner reserving no time for it), and a tree jump before the entry exit is never reached
+        (every head skipped, each sample run to the final exit). Only a hand-edited or half-refreshed calibration
+        has them."""
+        names = []  # type: List[Any]
+        if self.table is not None:
+            for e in range(self.n_exits - 1):  # the final exit's row is never looked up
+                if self.enabled[e]:
+                    names += [("forecast table", v) for v in self.table.planned[e] + self.table.jump[e]]
+        if self.entry_tree is not None:
+            leaves = [i for i, f in enumerate(self.entry_tree.feature) if f < 0]
+            names += [("entry tree", v) for i in leaves for v in (self.entry_tree.planned[i], self.entry_tree.jump[i])]
+        for where, v in names:
+            if not self.enabled[v] or v < self.first:
+                raise CalibrationError("calibration.json: the predictive {} names exit {}, which its thresholds disable; run "
+                                       "`edgeexit calibrate` again".format(where, v))
 
     def _bind_entry(self, positions: int) -> None:
         """Fold everything constant of the entry forecast into its weights, once: the pooling weights, the

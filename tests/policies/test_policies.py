@@ -2,6 +2,8 @@
 held-out data, and a misprediction never ends in an unconfident exit."""
 from __future__ import annotations
 
+from typing import List
+
 import numpy as np
 import pytest
 
@@ -84,15 +86,16 @@ def _scrambled(good: Forecaster, rng: np.random.RandomState) -> Forecaster:
                       use_block_features=True)
 
 
-def _random_tree(n_features: int, n_exits: int, rng: np.random.RandomState) -> EntryTree:
-    """A full depth-3 tree with random splits on plausible channel means and random exits at every node
-    (disabled exits included)."""
+def _random_tree(n_features: int, allowed: List[int], rng: np.random.RandomState) -> EntryTree:
+    """A full depth-3 tree with random splits on plausible channel means and random ``allowed`` exits at every
+    node (a tree naming a disabled exit is refused at bind)."""
     n = 15
     inner = list(range(7))
+    pick = np.asarray(allowed)
     return EntryTree(feature=[int(rng.randint(n_features)) if i in inner else -1 for i in range(n)],
                      threshold=[float(rng.uniform(0.0, 0.4)) if i in inner else 0.0 for i in range(n)],
                      left=[2 * i + 1 if i in inner else -1 for i in range(n)], right=[2 * i + 2 if i in inner else -1 for i in range(n)],
-                     planned=[int(v) for v in rng.randint(n_exits, size=n)], jump=[int(v) for v in rng.randint(n_exits, size=n)])
+                     planned=[int(v) for v in rng.choice(pick, size=n)], jump=[int(v) for v in rng.choice(pick, size=n)])
 
 
 @pytest.mark.parametrize("seed,entry", [(1, None), (2, None), (3, "mlp"), (4, "mlp"), (5, "tree"), (6, "tree")])
@@ -105,8 +108,9 @@ def test_misprediction_never_returns_unconfident_exit(setup, seed, entry):
     rng = np.random.RandomState(seed)
     bad = _scrambled(Forecaster.from_dict(cal["forecaster"]), rng)
     bad_entry = _scrambled(Forecaster.from_dict(cal["entry_forecaster"]), rng) if entry else None
-    bad_tree = _random_tree(bad_entry.w1.shape[0], bad_entry.n_exits, rng) if entry == "tree" else None
     th = cal["thresholds"]
+    enabled = [e for e in range(len(th)) if th[e] <= 1.0 or e == len(th) - 1]
+    bad_tree = _random_tree(bad_entry.w1.shape[0], enabled, rng) if entry == "tree" else None
     pol = PredictivePolicy(bad, th, risk=0.1, entry=bad_entry, entry_risk=0.1, entry_tree=bad_tree, entry_exit=cal["entry_exit"])
     pol.bind(rt)
     xq = quantize_inputs(samples.x[:400], b.manifest.input)

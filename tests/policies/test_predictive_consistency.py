@@ -147,3 +147,55 @@ def test_step_on_a_miss_skips_disabled_exits(demo):
     v = _view(rt, table, 0, 2)
     assert v.max_softmax() < th[2]
     assert pol.decide(v, state) is False and pol._target == 5
+
+
+def _edited(b, edit):
+    import copy
+
+    from edgeexit.errors import CalibrationError
+
+    cal = copy.deepcopy(b.calibration)
+    edit(cal["predictive"])
+    return cal, CalibrationError
+
+
+def _disable_middle_exits(p):
+    p["thresholds"][2:-1] = [2.0] * (len(p["thresholds"]) - 3)
+
+
+def _disable_early_exits(p):
+    p["thresholds"] = [2.0] * (len(p["thresholds"]) - 1) + [0.0]
+
+
+def _tree_jumps_before_entry(p):
+    p["entry_tree"]["jump"] = [0] * len(p["entry_tree"]["jump"])
+
+
+def _entry_reads_block_0(p):
+    p["entry_exit"] = 0
+
+
+@pytest.mark.parametrize("edit, why", [
+    (_disable_middle_exits, "which its thresholds disable"),  # its table and tree still named them: their heads ran
+    (_disable_early_exits, "not that of exit 7"),  # the same, costing more than `full`
+    (_tree_jumps_before_entry, "which its thresholds disable"),  # never reached: every sample ran to the end
+    (_entry_reads_block_0, "not that of exit 1"),  # block 0 has block 1's channels: the shape check passed
+])
+def test_a_calibration_at_odds_with_its_thresholds_is_refused(demo, edit, why):
+    """A hand-edited or half-refreshed calibration.json: each of these ran silently, costing more MACs
+    than `full` or than the calibration it came from."""
+    b, rt, _ = demo
+    assert b.calibration["predictive"]["entry_exit"] == 1  # the demo's: exit 0 is disabled
+    cal, err = _edited(b, edit)
+    pol = PredictivePolicy.from_calibration(cal, len(rt.exits))
+    with pytest.raises(err, match=why):
+        pol.bind(rt)
+    PredictivePolicy.from_calibration(b.calibration, len(rt.exits)).bind(rt)  # the shipped one binds
+
+
+def test_a_calibration_without_entry_exit_reads_block_0():
+    """Files from before entry_exit was recorded: their forecasters read exit 0's block."""
+    pol = PredictivePolicy(Forecaster(w1=np.zeros((4, 2)), b1=np.zeros(2), w2=np.zeros((2, 3)), b2=np.zeros(3),
+                                      mean=np.zeros(4), std=np.ones(4), n_exits=3, use_block_features=False),
+                           [0.5, 0.5, 0.0], entry_exit=None)
+    assert pol.entry_exit == 0 and not pol.entry_exit_recorded
