@@ -35,6 +35,18 @@ def test_wheel_carries_the_data(wheel: Path):
         assert "edgeexit/models/demo/" + f in names
 
 
+def test_wheel_metadata_license_and_runtime_requirements(wheel: Path):
+    """click 7 lacks FloatRange(min_open=...), so every command crashed on it (Debian 11 ships 7.1.2); psutil
+    is for the soak test only; Apache-2.0 wants its text in every distribution."""
+    z = zipfile.ZipFile(str(wheel))
+    names = z.namelist()
+    meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    runtime = [l for l in meta.splitlines() if l.startswith("Requires-Dist:") and "extra ==" not in l]
+    assert any(l.startswith("Requires-Dist: click>=8.0") for l in runtime), runtime
+    assert not any("psutil" in l for l in runtime) and not any("tensorflow" in l for l in runtime), runtime
+    assert any(n.endswith("LICENSE") and "Apache License" in z.read(n).decode() for n in names if ".dist-info/" in n)
+
+
 def test_installed_copy_runs_outside_the_source_tree(wheel: Path, tmp_path: Path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],
