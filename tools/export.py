@@ -265,6 +265,11 @@ def _raw_splits(splits: DataSplits, raw_dtype: str) -> dict[str, np.ndarray]:
                                 f"{raw_dtype!r}; pass raw_dtype={split.x.dtype.name!r} (or samples that are "
                                 f"{raw_dtype} values)")
         raw[part] = x
+    shared = {r.tobytes() for r in raw["calibration"]} & {r.tobytes() for r in raw["evaluation"]}
+    if shared:
+        # an evaluation sample calibration has seen is scored in-sample, where the targets hold by construction
+        raise ExportRefused(f"{len(shared)} sample(s) are in both the calibration and the evaluation split; make them "
+                            f"disjoint (split the held-out data before export)")
     return raw
 
 

@@ -345,6 +345,11 @@ def check_structure(m: Manifest) -> None:
         # The full path's MACs are what every MAC saving is a fraction of: zero divided by zero in the summary.
         raise BundleError("manifest.json: the blocks and the final exit have 0 MACs in all; give each segment its "
                           "multiply-accumulate count ('macs'); {}".format(_FIX))
+    cal, ev = m.splits.get("calibration"), m.splits.get("evaluation")
+    if cal is not None and ev is not None and (cal.file == ev.file or cal.sha256 == ev.sha256):
+        # every figure on the evaluation split would be in-sample: calibration meets its targets there by construction
+        raise BundleError("manifest.json: the calibration and evaluation splits are the same samples ({}); point "
+                          "splits.evaluation at samples calibration never sees, or {}".format(ev.file, _FIX))
     if len(m.labels) != m.num_classes:
         raise BundleError("manifest.json: {} labels for num_classes={}; {}".format(len(m.labels), m.num_classes, _FIX))
     if list(m.input.shape) != list(m.blocks[0].input.shape) or m.input.dtype != m.blocks[0].input.dtype:

@@ -91,3 +91,25 @@ def test_valid_npy_and_npz_still_load(tmp_path: Path) -> None:
     assert len(read_samples(tmp_path / "x.npy", spec.input, spec.num_classes)) == 3
     s = read_samples(tmp_path / "xy.npz", spec.input, spec.num_classes)
     assert len(s) == 3 and list(s.y) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("same", ["file", "sha256"])
+def test_an_evaluation_split_that_is_the_calibration_split_is_refused(bundle_copy: Path, same: str) -> None:
+    """Review finding: splits.evaluation pointed at calib.npz ran calibrate and run without a word, and run
+    reported the in-sample accuracy (where calibration meets its target by construction) as an evaluation."""
+    import json
+    import shutil
+
+    from edgeexit.bundle import load_bundle
+    from edgeexit.errors import BundleError
+
+    m = json.loads((bundle_copy / "manifest.json").read_text())
+    if same == "file":
+        m["splits"]["evaluation"].update(m["splits"]["calibration"])
+    else:  # a copy under another name
+        shutil.copy(str(bundle_copy / m["splits"]["calibration"]["file"]), str(bundle_copy / "eval-copy.npz"))
+        m["splits"]["evaluation"].update(m["splits"]["calibration"], file="eval-copy.npz")
+    (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="the calibration and evaluation splits are the same samples"):
+        load_bundle(bundle_copy)
+    assert_one_line_error(edgeexit("run", "--model", str(bundle_copy), "--limit", "2"), "same samples", "splits.evaluation")

@@ -225,3 +225,22 @@ def test_float_samples_are_not_truncated_into_uint8_splits(tmp_path: Path, tiny_
     assert m["input"]["raw_dtype"] == "float32"
     with np.load(tmp_path / "f" / "eval.npz") as d:
         np.testing.assert_array_equal(d["x"], floats.evaluation.x)
+
+
+def test_export_refuses_splits_that_share_samples():
+    """An evaluation sample calibration has seen is scored in-sample, where every calibration target holds by
+    construction: the export refuses before minutes of conversion."""
+    from tools.bundle_dir import ExportRefused
+    from tools.data import DataSplits, Split
+    from tools.export import _raw_splits
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(6, 4, 4, 1)).astype(np.uint8)
+    y = np.arange(6) % 2
+    ok = DataSplits(Split(x, y), Split(x[:3], y[:3]), Split(x[3:], y[3:]), dataset="t",
+                    preprocessing_scale=1 / 255, preprocessing_offset=0.0)
+    assert set(_raw_splits(ok, "uint8")) == {"calibration", "evaluation"}
+    shared = DataSplits(Split(x, y), Split(x[:4], y[:4]), Split(x[2:], y[2:]), dataset="t",
+                        preprocessing_scale=1 / 255, preprocessing_offset=0.0)
+    with pytest.raises(ExportRefused, match=r"^2 sample\(s\) are in both the calibration and the evaluation split"):
+        _raw_splits(shared, "uint8")
