@@ -93,7 +93,8 @@ def between_scores(column: np.ndarray, t: float) -> float:
     upper = float(column[passing].min())  # the search only picks thresholds some sample passes
     if not passing.all():
         lower = float(column[~passing].max())
-        return lower + 0.5 * (upper - lower)
+        mid = lower + 0.5 * (upper - lower)
+        return mid if lower < mid <= upper else upper  # one float step apart: the midpoint rounds onto lower
     distinct = np.unique(column)
     gap = float(distinct[1] - distinct[0]) if len(distinct) > 1 else 1e-6 * max(1.0, abs(upper))
     return upper - 0.5 * gap
@@ -163,8 +164,10 @@ def fit_thresholds(
         if th[e] < never:
             th[e] = between_scores(s[:, e], th[e])
     acc_mid, cost_mid = evaluate(th)
-    # Same pass/fail for every sample, so the same outcome; anything else is a bug, not data.
-    assert acc_mid == acc and abs(cost_mid - cost) <= 1e-6 * max(1.0, cost), (acc_mid, acc, cost_mid, cost)
+    # Same pass/fail for every sample, so the same outcome; anything else is a bug, not data (one line, still).
+    if not (acc_mid == acc and abs(cost_mid - cost) <= 1e-6 * max(1.0, cost)):
+        raise CalibrationError("calibration moved a threshold between two scores and the outcome changed (accuracy "
+                               "{} -> {}, cost {} -> {}): a bug; please report it with the bundle".format(acc, acc_mid, cost, cost_mid))
     ms = metric == "max_softmax"
     out: List[float] = []
     for e, v in enumerate(th):

@@ -249,3 +249,17 @@ def test_no_drop_still_exits_early_where_that_loses_nothing(demo, metric):
     fit = calibrate_threshold(data, target_from(data, 0.0), metric)
     assert fit.accuracy == data.full_accuracy
     assert fit.mean_macs < 0.9 * data.macs_to_exit[-1]
+
+
+def test_a_threshold_between_scores_one_float_step_apart_keeps_every_outcome():
+    """Review finding: the midpoint of two scores one ulp apart rounded onto the failing one, which then passed;
+    calibration stopped on an assert (a traceback). The threshold now stays where the passing score is."""
+    import numpy as np
+
+    from edgeexit.calibration import between_scores
+
+    lo = 0.7
+    hi = float(np.nextafter(lo, 1.0))
+    column = np.array([0.1, lo, hi, 0.9])
+    t = between_scores(column, hi)
+    assert ((column >= t) == (column >= hi)).all() and lo < t <= hi
