@@ -265,6 +265,10 @@ class DvfsPlanner(RuntimeHooks):
             self._pin(self.worst_case_khz)
         elif self._typical is not None:
             self._pin(self._start_khz)  # where inferences are best begun
+        elif mode == "planned":
+            # no forecast to begin by: where the worst case fits, as the baselines begin (left at the governor's
+            # clock, inference 0 paid a transition they do not, and could miss for it)
+            self._pin(self.worst_case_khz)
 
     # -- the reachable operating points and what depends on them ------------------------------------------
     def _reach(self, solve: bool = True) -> None:
@@ -324,7 +328,23 @@ class DvfsPlanner(RuntimeHooks):
         else:
             future, back = np.zeros(n), self.busy * self.trans_ms  # the next inference wants f back
         self._first_uj = first
-        self._set_parking(future, back)
+        self._set_parking(future + self._stuck_uj(), back)
+
+    def _stuck_uj(self) -> np.ndarray:
+        """MISS_UJ at each point an idle gap must not end at: those from which the next inference's first plan
+        has no candidate meeting the deadline, where some point has one; where none has (a deadline below the
+        worst case at f_max), those that need a transition to do their best. Parked at the lowest clock, the
+        transition back pushed paths that meet the deadline from f_max past it. H, once solved, prices this
+        in itself (its stuck rows), but not the guesses before it."""
+        n = len(self.opps)
+        if self.deadline_ms is None or not self.period_ms:
+            return np.zeros(n)
+        work, hold = self._work_ms(0, self._typical_e if self._typical is not None else self._plan_exit(0, -1))
+        need = work + hold  # staying at the point; moving adds a transition
+        best = np.minimum(need, self.trans_ms + need.min())
+        fits = best <= self.deadline_ms
+        bad = ~fits if fits.any() else best > need.min() + ROUNDING_MS
+        return np.where(bad, MISS_UJ, 0.0)
 
     def _set_parking(self, future: np.ndarray, back: np.ndarray) -> None:
         """What the idle gap costs per point, from GAMMA * H (``future``) and the way back there (``back``)."""
@@ -826,13 +846,15 @@ def _t_975(dof: int) -> float:
     return next((t for d, t in reversed(table) if dof >= d), table[0][1])
 
 
-def overhead_summary(plan_ns: List[int], records: List[Dict[str, Any]]) -> Dict[str, float]:
+def overhead_summary(plan_ns: List[int], records: List[Dict[str, Any]]) -> Dict[str, Optional[float]]:
     """The planner's own host cost per inference (planning + controller bookkeeping, and the policy's
-    forecasting as recorded in ``forecast_us``): what `run` and `bench` report beside block latency."""
+    forecasting as recorded in ``forecast_us``): what `run` and `bench` report beside block latency. A
+    policy that times no forecasting (the oracle's lookup) has ``forecast_us_median`` None, not 0."""
     plan_us = np.asarray(plan_ns, dtype=np.float64) / 1e3
-    out = {"planner_us_mean": float(plan_us.mean()), "planner_us_median": float(np.median(plan_us))}
+    out = {"planner_us_mean": float(plan_us.mean()), "planner_us_median": float(np.median(plan_us))}  # type: Dict[str, Optional[float]]
     if len(plan_us) == len(records):
+        timed = any("forecast_us" in r for r in records)
         forecast_us = np.asarray([r.get("forecast_us", 0.0) for r in records], dtype=np.float64)
-        out["forecast_us_median"] = float(np.median(forecast_us))
+        out["forecast_us_median"] = float(np.median(forecast_us)) if timed else None
         out["overhead_us_median"] = float(np.median(plan_us + forecast_us))
     return out

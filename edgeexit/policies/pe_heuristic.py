@@ -15,11 +15,13 @@ Calibration judges each beta by replaying this very policy, so what it reports i
 """
 from __future__ import annotations
 
+from time import perf_counter_ns
 from typing import Any, Dict, List
 
 import numpy as np
 
 from edgeexit.errors import CalibrationError
+from edgeexit.jsonvalues import is_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
@@ -38,13 +40,19 @@ class PEHeuristicPolicy(ExitPolicy):
         self.rounds = int(rounds)
         self.start_exit = int(start_exit)  # the public code's start_layer: no exit is checked before it
         self._target = self.start_exit
+        self.forecast_ns = 0  # host time spent predicting jumps for the current sample (the planner's overhead)
 
     @classmethod
     def from_calibration(cls, calibration: Dict[str, Any], n_exits: int) -> "PEHeuristicPolicy":
         entry = calibration.get("pe-heuristic")
         if not entry or len(entry.get("tau", [])) != n_exits:
             raise CalibrationError("the bundle has no pe-heuristic calibration; run `edgeexit calibrate --model PATH`")
-        policy = cls(entry["tau"], entry["beta"], entry.get("rounds", 8), entry.get("start_exit", 0))
+        rounds, start = entry.get("rounds", 8), entry.get("start_exit", 0)
+        if not all(is_number(v) and float(v).is_integer() for v in (rounds, start)):
+            # int() would run 2.7 as 2 silently
+            raise CalibrationError("calibration.json: pe-heuristic rounds and start_exit must be whole numbers, not {!r} "
+                                   "and {!r}; run `edgeexit calibrate` again".format(rounds, start))
+        policy = cls(entry["tau"], entry["beta"], int(rounds), int(start))
         # Values that parse but mean nothing: beta or tau <= 0 passes every sample at its first check, and
         # rounds < 1 predicts no jump.
         # (NaN passes here, for make_policy's own line on non-finite values)
@@ -64,6 +72,7 @@ class PEHeuristicPolicy(ExitPolicy):
 
     def start(self, state: SampleState) -> None:
         self._target = self.start_exit
+        self.forecast_ns = 0
 
     def wants_head(self, exit_index: int, state: SampleState) -> bool:
         return exit_index == self._target
@@ -81,7 +90,9 @@ class PEHeuristicPolicy(ExitPolicy):
         z = head.logits()
         if float(np.abs(z).max()) > self.limits[e]:
             return True
+        t0 = perf_counter_ns()
         self._target = min(e + self.predict_jump(z, e), self.last)
+        self.forecast_ns += perf_counter_ns() - t0
         state.planned_exit = self._target
         return False
 

@@ -364,7 +364,8 @@ def test_a_block_past_the_plan_is_re_planned_without_a_new_forecast(bundle_rt, d
                      deadline_ms=deadline, period_ms=2 * deadline)
     assert all(r["exit"] == len(rt.exits) - 1 for r in ex.records)
     assert max(r["latency_ms"] for r in ex.records) <= deadline
-    assert any(len(set(r["cpu_khz_trace"])) > 1 for r in ex.records)  # it did move the clock mid-inference
+    if deadline > 2.0:  # at 2 ms only f_max meets the worst case (1.84 ms) past the plan: pinned there before the run
+        assert any(len(set(r["cpu_khz_trace"])) > 1 for r in ex.records)  # it did move the clock mid-inference
 
 
 def test_a_deadline_met_exactly_is_met(bundle_rt):

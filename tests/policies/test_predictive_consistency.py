@@ -199,3 +199,19 @@ def test_a_calibration_without_entry_exit_reads_block_0():
                                       mean=np.zeros(4), std=np.ones(4), n_exits=3, use_block_features=False),
                            [0.5, 0.5, 0.0], entry_exit=None)
     assert pol.entry_exit == 0 and not pol.entry_exit_recorded
+
+
+@pytest.mark.parametrize("key, value", [("rounds", 3.9), ("start_exit", 2.7), ("rounds", "8")])
+def test_pe_heuristic_refuses_fractional_rounds_and_start_exit(key, value):
+    """int() ran rounds 3.9 as 3 and start_exit 2.7 as 2, silently (eenet refuses its fractional start_exit)."""
+    import copy
+
+    from edgeexit.errors import CalibrationError
+    from edgeexit.policies.pe_heuristic import PEHeuristicPolicy
+
+    b = load_bundle()
+    cal = copy.deepcopy(b.calibration)
+    cal["pe-heuristic"][key] = value
+    with pytest.raises(CalibrationError, match="whole numbers"):
+        PEHeuristicPolicy.from_calibration(cal, len(b.manifest.exits))
+    PEHeuristicPolicy.from_calibration(b.calibration, len(b.manifest.exits))
