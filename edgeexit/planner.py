@@ -266,9 +266,9 @@ class DvfsPlanner(RuntimeHooks):
         elif self._typical is not None:
             self._pin(self._start_khz)  # where inferences are best begun
         elif mode == "planned":
-            # no forecast to begin by: where the worst case fits, as the baselines begin (left at the governor's
-            # clock, inference 0 paid a transition they do not, and could miss for it)
-            self._pin(self.worst_case_khz)
+            # no typical forecast: where a first plan already there would stay (left at the governor's clock,
+            # inference 0 paid a transition the pinned baselines do not, and could miss for it)
+            self._pin(lambda: self._decide(self._plan(0, self._plan_exit(0, -1), steady=True), 0.0))
 
     # -- the reachable operating points and what depends on them ------------------------------------------
     def _reach(self, solve: bool = True) -> None:
