@@ -229,6 +229,7 @@ def fuse_server_gone(root: Path) -> bool:
 
 
 def check_mount_alive(root: Path) -> None:
+    """One line naming the fix where ``root``'s `edgeexit sim mount` server has died."""
     if fuse_server_gone(root):
         raise DvfsError("--sysfs-root {} is a FUSE mount whose server has stopped; unmount it with `edgeexit sim "
                         "umount {}` and mount it again".format(root, root))

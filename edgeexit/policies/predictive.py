@@ -66,7 +66,7 @@ class PredictivePolicy(ExitPolicy):
 
     def __init__(self, forecaster: Forecaster, thresholds: List[float], on_miss: str = "repredict", risk: float = 1.0,
                  table: Optional[ForecastTable] = None, entry: Optional[Forecaster] = None, entry_risk: float = 1.0,
-                 entry_tree: Optional[EntryTree] = None, entry_exit: Optional[int] = 0) -> None:
+                 entry_tree: Optional[EntryTree] = None, entry_exit: Optional[int] = None) -> None:
         if on_miss not in ("repredict", "step"):
             raise PolicyError("on_miss must be 'repredict' or 'step', not {!r}; pass one of them".format(on_miss))
         self.forecaster = forecaster

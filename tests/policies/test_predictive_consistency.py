@@ -215,3 +215,12 @@ def test_pe_heuristic_refuses_fractional_rounds_and_start_exit(key, value):
     with pytest.raises(CalibrationError, match="whole numbers"):
         PEHeuristicPolicy.from_calibration(cal, len(b.manifest.exits))
     PEHeuristicPolicy.from_calibration(b.calibration, len(b.manifest.exits))
+
+
+def test_a_policy_built_without_entry_exit_binds_where_exit_0_is_disabled(demo):
+    """A library caller that leaves entry_exit out gets the older files' reading (block 0), not a refusal for
+    an entry exit it never chose."""
+    b, rt, _ = demo
+    shipped = PredictivePolicy.from_calibration(b.calibration, len(rt.exits))
+    assert shipped.thresholds[0] > 1.0, "the demo calibration disables exit 0"
+    PredictivePolicy(shipped.forecaster, shipped.thresholds, table=shipped.table).bind(rt)
