@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -15,7 +17,7 @@ from edgeexit.paths import demo_bundle_dir
 from edgeexit.runtime import Runtime
 from edgeexit.segment_probe import probe_segments
 from tests.bundle.segment_edits import edit_segment, tensor_slot
-from tests.cli.helpers import assert_one_line_error, edgeexit
+from tests.cli.helpers import edgeexit
 
 pytestmark = pytest.mark.backend
 
@@ -49,11 +51,24 @@ def _no_child_left() -> bool:
         return True
 
 
+def _names_the_crasher(msg: str, crasher: str, labels: List[str]) -> bool:
+    """The crasher named; or, where its corruption crashed only a later segment and never the crasher in its
+    solo rounds (heap-layout dependent: CI saw tflite-runtime's exit4 corruption die at exit6, exit4 surviving
+    5 solo rounds), the range of segments named holds it. Either line is true and names the fix."""
+    if re.search(r"bundle segment {0} \({0}.tflite\) crashed the \w+ interpreter \(SIG(SEGV|ABRT)\) on a test "
+                 r"inference .*re-export the bundle".format(crasher), msg):
+        return True
+    m = re.search(r"crashed the \w+ interpreter \(SIG(SEGV|ABRT)\) on test inferences .* though none crashed alone: one "
+                  r"of (\w+)\.\.(\w+) corrupts memory; re-export the bundle", msg)
+    return bool(m) and labels.index(m.group(2)) <= labels.index(crasher) <= labels.index(m.group(3))
+
+
 def test_a_segment_that_crashes_the_interpreter_is_named(crashing_bundle: Path, crasher: str):
     b = load_bundle(crashing_bundle, calibration=False)  # the structure check lets it through
-    with pytest.raises(InterpreterError, match=r"bundle segment {0} \({0}.tflite\) crashed the \w+ interpreter "
-                                               r"\(SIG(SEGV|ABRT)\) on a test inference .*re-export the bundle".format(crasher)):
+    with pytest.raises(InterpreterError) as err:
         Runtime(b)
+    labels = [s.label for s in b.manifest.blocks + b.manifest.exits]  # the order the probe runs them in
+    assert _names_the_crasher(str(err.value), crasher, labels), str(err.value)
     assert _no_child_left()
 
 
@@ -63,7 +78,11 @@ def test_run_names_it_in_one_line_before_opening_the_board(crashing_bundle: Path
     before = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
     p = edgeexit("run", "--board", "jetson-nano", "--sysfs-root", str(root), "--model", str(crashing_bundle),
                  "--policy", "full", "--limit", "5")
-    assert_one_line_error(p, "{0} ({0}.tflite) crashed the".format(crasher), "re-export the bundle")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode != 0 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    m = load_bundle(crashing_bundle, calibration=False).manifest
+    labels = [s.label for s in m.blocks + m.exits]
+    assert _names_the_crasher(lines[0], crasher, labels), lines[0]
     assert {str(q.relative_to(root)): q.read_bytes() for q in sorted(root.rglob("*")) if q.is_file()} == before
 
 
