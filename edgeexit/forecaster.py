@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgeexit.errors import CalibrationError
-from edgeexit.jsonvalues import holds_bool, is_number
+from edgeexit.jsonvalues import holds_bool, is_number, whole_number
 from edgeexit.policies.base import HeadView
 
 HEAD_FEATURES = 3  # what head_features() returns per head
@@ -203,16 +203,6 @@ def fit(
 LUT_BINS = 32
 
 
-def _whole(v: Any) -> int:
-    """``v`` as an int when it is one (7 or 7.0); ValueError for 7.5, "7", true, NaN or infinity, which int()
-    would truncate, parse or turn into 1 without a word."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError("{!r} is not a whole number".format(v))
-    if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
-        raise ValueError("{!r} is not a whole number".format(v))
-    return int(v)
-
-
 def _real(v: Any) -> float:
     """``v`` as a float when it is a number; ValueError for true or "0.5", which float() reads as 1.0 or 0.5."""
     if not is_number(v):
@@ -247,8 +237,8 @@ class ForecastTable:
     def from_dict(cls, d: Dict[str, Any], n_exits: Optional[int] = None) -> "ForecastTable":
         """The table in ``d``, checked; with ``n_exits``, also checked to fit a bundle with that many exits."""
         try:
-            t = cls(_whole(d["bins"]), [[_whole(v) for v in row] for row in d["planned"]],
-                    [[_whole(v) for v in row] for row in d["jump"]])
+            t = cls(whole_number(d["bins"]), [[whole_number(v) for v in row] for row in d["planned"]],
+                    [[whole_number(v) for v in row] for row in d["jump"]])
         except (KeyError, TypeError, ValueError, OverflowError) as err:  # OverflowError: 10**400 as a float
             raise CalibrationError("calibration.json: the forecast table is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
         if t.bins < 1:
@@ -362,8 +352,8 @@ class EntryTree:
     @classmethod
     def from_dict(cls, d: Dict[str, Any], n_features: Optional[int] = None, n_exits: Optional[int] = None) -> "EntryTree":
         try:
-            t = cls([_whole(v) for v in d["feature"]], [_real(v) for v in d["threshold"]], [_whole(v) for v in d["left"]],
-                    [_whole(v) for v in d["right"]], [_whole(v) for v in d["planned"]], [_whole(v) for v in d["jump"]])
+            t = cls([whole_number(v) for v in d["feature"]], [_real(v) for v in d["threshold"]], [whole_number(v) for v in d["left"]],
+                    [whole_number(v) for v in d["right"]], [whole_number(v) for v in d["planned"]], [whole_number(v) for v in d["jump"]])
         except (KeyError, TypeError, ValueError, OverflowError) as err:  # OverflowError: 10**400 as a float
             raise CalibrationError("calibration.json: the entry tree is malformed ({}); run `edgeexit calibrate` again".format(err)) from None
         n = len(t.feature)

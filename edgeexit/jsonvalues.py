@@ -35,3 +35,13 @@ def is_finite_number(v: Any) -> bool:
         return math.isfinite(v)
     except OverflowError:  # an int past float's range
         return False
+
+
+def whole_number(v: Any) -> int:
+    """``v`` as an int when it is one (7 or 7.0); ValueError for 7.5, "7", true, NaN or infinity, which int()
+    would truncate, parse or turn into 1 without a word."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("{!r} is not a whole number".format(v))
+    if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+        raise ValueError("{!r} is not a whole number".format(v))
+    return int(v)

@@ -1,7 +1,6 @@
 """`edgeexit boards`: list the shipped board configs (and print the udev rule)."""
 from __future__ import annotations
 
-
 import click
 
 from edgeexit.boards.config import load_all_boards

@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from edgeexit.errors import CalibrationError
-from edgeexit.jsonvalues import is_number
+from edgeexit.jsonvalues import whole_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
 
@@ -48,11 +48,12 @@ class PEHeuristicPolicy(ExitPolicy):
         if not entry or len(entry.get("tau", [])) != n_exits:
             raise CalibrationError("the bundle has no pe-heuristic calibration; run `edgeexit calibrate --model PATH`")
         rounds, start = entry.get("rounds", 8), entry.get("start_exit", 0)
-        if not all(is_number(v) and float(v).is_integer() for v in (rounds, start)):
-            # int() would run 2.7 as 2 silently
+        try:  # int() would run 2.7 as 2 silently
+            rounds, start = whole_number(rounds), whole_number(start)
+        except ValueError:
             raise CalibrationError("calibration.json: pe-heuristic rounds and start_exit must be whole numbers, not {!r} "
-                                   "and {!r}; run `edgeexit calibrate` again".format(rounds, start))
-        policy = cls(entry["tau"], entry["beta"], int(rounds), int(start))
+                                   "and {!r}; run `edgeexit calibrate` again".format(rounds, start)) from None
+        policy = cls(entry["tau"], entry["beta"], rounds, start)
         # Values that parse but mean nothing: beta or tau <= 0 passes every sample at its first check, and
         # rounds < 1 predicts no jump.
         # (NaN passes here, for make_policy's own line on non-finite values)
