@@ -2,7 +2,9 @@
 evaluated, the exit at which a sample will be confident enough to stop.
 
 Features at exit e: the head's max-softmax, top-1 minus top-2 probability, the position e / (E - 1),
-and (optionally) the channel means of the first exit's block output. Output: a distribution over
+and (optionally) the channel means of the first exit's block output (on a block wider than
+MAX_POOLED_FEATURES channels, the means of that many groups of adjacent channels, so the MLPs stay at a
+few thousand parameters). Output: a distribution over
 exits, masked to exits after e. Trained (seeded, full-batch Adam, cross-entropy) by
 ``edgeexit calibrate`` on the bundle's held-out calibration split; stored in calibration.json.
 The entry forecaster is the same MLP on the channel means alone, before any head runs.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -24,6 +27,26 @@ from edgeexit.jsonvalues import holds_bool, is_number, whole_number
 from edgeexit.policies.base import HeadView
 
 HEAD_FEATURES = 3  # what head_features() returns per head
+# Pooled features at most: 64 keep both MLPs near 2.4k parameters (hidden 16, 8 exits); 256 channels
+# one feature each made them 8.5k, past the design card's "a few thousand at most".
+MAX_POOLED_FEATURES = 64
+
+
+def pooled_width(channels: int) -> int:
+    """How many pooled features a block output with ``channels`` channels gives."""
+    return min(channels, MAX_POOLED_FEATURES)
+
+
+@lru_cache(maxsize=8)
+def channel_groups(channels: int) -> Optional[np.ndarray]:
+    """The (channels, groups) 0/1 matrix putting each channel in one of MAX_POOLED_FEATURES groups of
+    adjacent channels (sizes differ by at most one), or None where each channel is its own feature."""
+    if channels <= MAX_POOLED_FEATURES:
+        return None
+    m = np.zeros((channels, MAX_POOLED_FEATURES), dtype=np.float32)
+    m[np.arange(channels), np.arange(channels) * MAX_POOLED_FEATURES // channels] = 1.0
+    m.setflags(write=False)  # cached and shared
+    return m
 
 
 def head_features(head: HeadView, n_exits: int) -> List[float]:
@@ -37,11 +60,14 @@ def head_features(head: HeadView, n_exits: int) -> List[float]:
 
 
 def pooled_features(block_output: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Channel means of an int8 NHWC block output, dequantized."""
+    """Channel means of an int8 NHWC block output, dequantized (group means on a wide block:
+    :func:`channel_groups`)."""
     flat = block_output.reshape(-1, block_output.shape[-1]).astype(np.float32)
     # A matrix-vector product is ~5x faster than .mean(axis=0) on int8 here (it sits on the hot path).
     weights = np.full(flat.shape[0], scale / flat.shape[0], dtype=np.float32)
-    return weights @ flat - np.float32(zero_point * scale)
+    means = weights @ flat - np.float32(zero_point * scale)
+    groups = channel_groups(flat.shape[1])
+    return means if groups is None else means @ (groups / groups.sum(axis=0))
 
 
 @dataclass
@@ -331,10 +357,13 @@ class EntryTree:
             node = self.right[node] if x[feature[node]] > threshold[node] else self.left[node]
         return node
 
-    def on_sums(self, positions: int, scale: float, zero_point: int) -> "EntryTree":
+    def on_sums(self, positions: int, scale: float, zero_point: int, group_sizes: Optional[Sequence[float]] = None) -> "EntryTree":
         """The same tree with thresholds on raw int8 channel *sums* over ``positions`` values:
-        mean = scale * (sum / positions - zero_point), so mean > t  <=>  sum > (t / scale + zero_point) * positions."""
-        th = [(t / scale + zero_point) * positions if f >= 0 else 0.0 for f, t in zip(self.feature, self.threshold)]
+        mean = scale * (sum / positions - zero_point), so mean > t  <=>  sum > (t / scale + zero_point) * positions.
+        With ``group_sizes`` (channels per feature, :func:`channel_groups`) the sums are group sums, each over
+        ``positions`` times its group's size."""
+        th = [(t / scale + zero_point) * positions * (1.0 if group_sizes is None else float(group_sizes[f]))
+              if f >= 0 else 0.0 for f, t in zip(self.feature, self.threshold)]
         return EntryTree(list(self.feature), th, list(self.left), list(self.right), list(self.planned), list(self.jump))
 
     @property

@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from edgeexit.errors import CalibrationError, PolicyError
-from edgeexit.forecaster import HEAD_FEATURES, EntryTree, Forecaster, ForecastTable, head_features, pooled_features
+from edgeexit.forecaster import (HEAD_FEATURES, EntryTree, Forecaster, ForecastTable, channel_groups, head_features,
+                                 pooled_features, pooled_width)
 from edgeexit.jsonvalues import is_finite_number, is_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
@@ -147,16 +148,19 @@ class PredictivePolicy(ExitPolicy):
         self.feature_block = block if (self._pool or self.entry is not None) else None
         channels = int(out.shape[-1])
         for fc, extra in ((self.entry, 0), (self.forecaster if self._pool else None, HEAD_FEATURES)):
-            if fc is not None and fc.w1.shape[0] != channels + extra:
+            if fc is not None and fc.w1.shape[0] != pooled_width(channels) + extra:
                 raise CalibrationError("the predictive forecasters were fitted on another block's features than block {}'s "
                                        "{} channels; run `edgeexit calibrate` again".format(block, channels))
         positions = int(np.prod(out.shape)) // int(out.shape[-1])
+        self._groups = channel_groups(channels)
         self.typical_exit = None
         if self.entry_tree is not None:
             self.typical_exit = self.entry_tree.planned[0]
-            # The tree compares raw int8 channel sums: pooling and dequantization folded into its thresholds.
+            # The tree compares raw int8 channel (or channel-group) sums: pooling and dequantization folded
+            # into its thresholds.
             self._ones = np.ones(positions, dtype=np.float32)
-            self._tree_on_sums = self.entry_tree.on_sums(positions, self._feat_scale, self._feat_zp)
+            sizes = None if self._groups is None else self._groups.sum(axis=0)
+            self._tree_on_sums = self.entry_tree.on_sums(positions, self._feat_scale, self._feat_zp, sizes)
         elif self.entry is not None:
             self._bind_entry(positions)
 
@@ -184,6 +188,8 @@ class PredictivePolicy(ExitPolicy):
         enabled weights (into the cost matrix). Per sample it is then one cast, one pooling product, the
         two layers and the expected-cost product: the forecast sits on every inference's critical path."""
         w1, b1, w2, b2 = self.entry.folded()
+        if self._groups is not None:  # group means are linear in the channel means: fold them into the first layer
+            w1 = (self._groups / self._groups.sum(axis=0)) @ w1
         self._entry_pool = np.full(positions, self._feat_scale / positions, dtype=np.float32)
         self._entry_w1, self._entry_w2 = w1, w2
         self._entry_b1 = b1 - (self._feat_zp * self._feat_scale) * w1.sum(axis=0)
@@ -210,7 +216,8 @@ class PredictivePolicy(ExitPolicy):
                 state.extra = pooled_features(out, self._feat_scale, self._feat_zp).tolist()
             if self.entry_tree is not None:
                 tree = self._tree_on_sums
-                leaf = tree.leaf((self._ones @ out.reshape(self._ones.shape[0], -1).astype(np.float32)).tolist())
+                sums = self._ones @ out.reshape(self._ones.shape[0], -1).astype(np.float32)
+                leaf = tree.leaf((sums if self._groups is None else sums @ self._groups).tolist())
                 state.planned_exit, self._target = tree.planned[leaf], tree.jump[leaf]
             elif self.entry is not None:
                 x = self._entry_pool @ out.reshape(self._entry_pool.shape[0], -1).astype(np.float32)
