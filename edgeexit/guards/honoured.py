@@ -62,6 +62,12 @@ class NotHonouredEvent:
                 "effective_" + u: self.effective, "source": self.source, "t_s": self.t_s}
 
     def describe(self) -> str:
+        if self.effective == self.requested:
+            # the clock did follow: the table it was checked against is what disagrees
+            return "{} runs at the requested {} {} (read back from {}), which its available-frequencies list does not " \
+                   "offer (nearest: {} {}): the planner's figures assume the listed points; check that the board " \
+                   "config names this clock's domain".format(self.domain, self.requested, self.unit, self.source,
+                                                            " or ".join(str(f) for f in self.allowed), self.unit)
         return "{} was set to {} {} but runs at {} {} (read back from {}): the kernel accepted the write but " \
                "the clock did not follow (firmware floor, throttling or a cap)".format(
                    self.domain, self.requested, self.unit, self.effective, self.unit, self.source)

@@ -113,7 +113,10 @@ def test_honoured_rules_and_vcgencmd_reader(tmp_path: Path) -> None:
     assert expected_freq(table, 150) == [100, 200] and expected_freq(table, 5) == [100]
     assert expected_freq(table, 999) == [300] and expected_freq([], 7) == [7]
     assert check_honoured("cpu", "khz", table, 150, 100, "x") is None  # floor rounding is fine
-    assert check_honoured("cpu", "khz", table, 150, 300, "x") is not None
+    assert "set to 150 khz but runs at 300 khz" in check_honoured("cpu", "khz", table, 150, 300, "x").describe()
+    # the clock followed a request its list does not offer: the list is what disagrees, not the clock
+    line = check_honoured("cpu", "khz", table, 150, 150, "x").describe()
+    assert "runs at the requested 150 khz" in line and "nearest: 100 or 200 khz" in line and "but runs at" not in line
     assert parse_measure_clock_hz("frequency(48)=1500345728\n") == 1500345728
     for bad in ("", "error=1 error_msg=\"Command not registered\"", "frequency(0)=abc", "volt=0.87V"):
         with pytest.raises(ValueError):
