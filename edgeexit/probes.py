@@ -344,7 +344,7 @@ def make_probe(session: Any, threads: int, period_ms: Optional[float] = None, me
         warn_meter_ignored(meter, warn)
         physics = physics or board_physics(session, threads)
         kernel = session.sim
-        publish = publish_to_kernel(kernel, session.board) if kernel is not None else None
+        publish = publish_to_kernel(kernel, session.board, physics.pm.rail_voltage_mv) if kernel is not None else None
         brun = BoardRun(session, None, physics, None)
         brun.probe = SimulatedBoardProbe(physics, brun.cpu_khz, period_ms=period_ms, publish=publish)
         return brun

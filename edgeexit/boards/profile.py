@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from edgeexit.boards.config import BoardConfig
+from edgeexit.boards.config import NOT_CONNECTED, BoardConfig
 from edgeexit.boards.tomlload import load_toml, refuse_non_file
 from edgeexit.boards.validate import Table
 from edgeexit.errors import BoardConfigError
@@ -28,6 +28,7 @@ RENAMED_POWER_MODEL_KEYS = {"cpu_ceff_nf": "cpu_ceff_pf", "gpu_ceff_nf": "gpu_ce
 MAX_CPU_KHZ = 100 * 10 ** 6  # 100 GHz
 MAX_HZ = 10 ** 11  # GPU and EMC clocks, 100 GHz
 MAX_VOLTAGE_MV = 5000
+MAX_RAIL_VOLTAGE_MV = 26000  # the INA3221's bus-voltage range: what a rail it measures can show
 MAX_POWER_MW = 1e6  # 1 kW
 MAX_CEFF_PF = 1e6
 MAX_MACS_PER_CYCLE = 1e6
@@ -129,6 +130,9 @@ class PowerModel:
     # Every other numeric key of [power_model] (e.g. cpu_vmin_mv), kept for the physics to read.
     extra: Dict[str, float] = field(default_factory=dict)
     public_figures: Dict[str, Any] = field(default_factory=dict)
+    # INA3221 rail -> the bus voltage its simulated sensor reads (``[power_model.rail_voltage_mv]``); rails not
+    # named read sim.sensors.RAIL_VOLTAGE_MV. The current then follows from the modelled power.
+    rail_voltage_mv: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,7 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
         values[k] = pt.num(k, minimum=low, maximum=high, min_open=low_open)
     extra = {}  # type: Dict[str, float]
     for k, v in pt.data.items():
-        if k in values or k == "public_figures":
+        if k in values or k in ("public_figures", "rail_voltage_mv"):
             continue
         low, high, low_open = _extra_range(k) if isinstance(k, str) else (-1e12, 1e12, False)
         extra[k] = pt.num(k, minimum=low, maximum=high, min_open=low_open)
@@ -253,15 +257,28 @@ def parse_profile(data: Dict[str, Any], source: Path, board: BoardConfig) -> Fir
         if lo is not None and hi is not None and lo > hi:
             raise pt.fail(rail + "_vmin_mv", "({:g}) must not exceed {}_vmax_mv ({:g})".format(lo, rail, hi))
     figures = pt.table("public_figures").data
+    rail_mv = _rail_voltages(pt, board)
     model = PowerModel(
         idle_board_mw=values["idle_board_mw"], cpu_ceff_pf=values["cpu_ceff_pf"],
         cpu_static_mw=values["cpu_static_mw"], mem_active_mw=values["mem_active_mw"],
         cpu_int8_macs_per_cycle=values["cpu_int8_macs_per_cycle"],
         mem_bound_fraction=values["mem_bound_fraction"], invoke_overhead_us=values["invoke_overhead_us"],
         gpu_ceff_pf=values.get("gpu_ceff_pf"), gpu_static_mw=values.get("gpu_static_mw"),
-        extra=extra, public_figures=dict(figures),
+        extra=extra, public_figures=dict(figures), rail_voltage_mv=rail_mv,
     )
     return FirmwareProfile(source.stem, board.name, cpu, gpu, emc, default_mode, modes, model, source)
+
+
+def _rail_voltages(pt: Table, board: BoardConfig) -> Dict[str, float]:
+    if not pt.has("rail_voltage_mv"):
+        return {}
+    rt = pt.table("rail_voltage_mv")
+    rails = [r for chip in board.power.ina3221 for r in chip.channels if r != NOT_CONNECTED]
+    for name in rt.data:
+        if name not in rails:
+            raise rt.fail(name, "is not an INA3221 rail of board {} ({}); name one of its rails or remove it".format(
+                board.name, ", ".join(rails) or "it has none"))
+    return {name: rt.num(name, minimum=0.0, maximum=float(MAX_RAIL_VOLTAGE_MV), min_open=True) for name in rt.data}
 
 
 def load_profile(board: BoardConfig, directory: Optional[Path] = None) -> FirmwareProfile:

@@ -3,12 +3,14 @@ layout (INA3221 rails, or the Pi 5 PMIC's ``vcgencmd pmic_read_adc`` text), so a
 simulated board exactly as it reads a real one."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from edgeexit.boards.config import BoardConfig, PowerConfig
 from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
 
-RAIL_VOLTAGE_MV = 5000.0  # Jetson INA3221 rails sit on the 5 V side of each regulator
+# The bus voltage of an INA3221 rail its board's profile gives none for (``[power_model.rail_voltage_mv]``): the
+# Nano's POM_5V_* rails are 5 V by name; elsewhere an assumption. The AGX Orin's core rails read ~0.8 V [FNM].
+RAIL_VOLTAGE_MV = 5000.0
 FED_RAIL_SHARE = 0.25  # assumption: the part of a feeder's power its fed rails (AGX Orin's DRAM rail) draw
 
 
@@ -39,8 +41,11 @@ def rail_powers_mw(power: PowerConfig, bd: PowerBreakdown) -> Dict[str, float]:
     return out
 
 
-def publish_to_kernel(kernel: Any, board: BoardConfig) -> Optional[Callable[[PowerBreakdown], None]]:
-    """A callback writing a modelled breakdown into the simulated sensors, in the board's layout."""
+def publish_to_kernel(kernel: Any, board: BoardConfig, rail_voltage_mv: Optional[Mapping[str, float]] = None,
+                      ) -> Optional[Callable[[PowerBreakdown], None]]:
+    """A callback writing a modelled breakdown into the simulated sensors, in the board's layout. An INA3221
+    rail reads the bus voltage ``rail_voltage_mv`` gives it (RAIL_VOLTAGE_MV if none) and the matching current."""
+    volts = dict(rail_voltage_mv or {})
     power = board.power
     if power.sensor == "none":
         return None
@@ -57,7 +62,8 @@ def publish_to_kernel(kernel: Any, board: BoardConfig) -> Optional[Callable[[Pow
                 kernel.set_rail(r, 3300.0, share / 3300.0 * 1000.0)
             return
         for label, mw in rail_powers_mw(power, bd).items():
-            kernel.set_rail(label, RAIL_VOLTAGE_MV, mw / RAIL_VOLTAGE_MV * 1000.0)
+            mv = volts.get(label, RAIL_VOLTAGE_MV)
+            kernel.set_rail(label, mv, mw / mv * 1000.0)
 
     return publish
 
@@ -65,7 +71,7 @@ def publish_to_kernel(kernel: Any, board: BoardConfig) -> Optional[Callable[[Pow
 def publish_idle(kernel: Any, board: BoardConfig, physics: BoardPhysics) -> None:
     """Show the idle board at the clock the tree runs now: after `sim init`, and after a run restored it
     (a real sensor stops reading the run's load when the run ends)."""
-    publish = publish_to_kernel(kernel, board)
+    publish = publish_to_kernel(kernel, board, physics.pm.rail_voltage_mv)
     if publish is not None and board.cpu_policies:
         cur_khz = kernel.load_state()["cpufreq"][board.cpu_policies[0].name]["cur"]
         publish(physics.power(cur_khz, False))

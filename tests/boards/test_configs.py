@@ -121,6 +121,11 @@ def _copy_profiles(tmp_path: Path) -> Path:
     ("online_cpus = 2", "online_cpus = 9", "nvpmodel.modes[1].online_cpus' must be between 1 and 4"),
     ("transition_latency_ns = 300000", "transition_latency_ns = 10000000000000000000000",
      "cpu.transition_latency_ns' must be between 0 and 1e+10"),
+    # a simulated rail's bus voltage: only a rail the board has, and within the INA3221's 26 V
+    ("[power_model.public_figures]", "[power_model.rail_voltage_mv]\nVDD_NOPE = 800.0\n[power_model.public_figures]",
+     "rail_voltage_mv.VDD_NOPE' is not an INA3221 rail of board jetson-nano (POM_5V_IN, POM_5V_GPU, POM_5V_CPU)"),
+    ("[power_model.public_figures]", "[power_model.rail_voltage_mv]\nPOM_5V_IN = 0.0\n[power_model.public_figures]",
+     "rail_voltage_mv.POM_5V_IN' must be > 0 and <= 26000"),
 ])
 def test_firmware_profile_numbers_out_of_range_fail_on_one_line(tmp_path: Path, old: str, new: str, needle: str) -> None:
     d = _copy_profiles(tmp_path)
