@@ -391,14 +391,14 @@ def _needed_history_s(period_ms: float) -> float:
 
 def meter_history(period_ms: Optional[float], rate_hz: float, warn: Any = None) -> Tuple[float, float]:
     """(seconds of readings to keep, sampling rate) for a polled meter's sampler. A long period at a high
-    rate would hold millions of readings, so the background rate drops to fit (each inference window is
-    still bracketed by its own edge reads), with a warning."""
+    rate would hold millions of readings, so the background rate drops to fit (fewer reads then fit each
+    inference's energy), with a warning."""
     history_s = DEFAULT_HISTORY_S if period_ms is None else max(DEFAULT_HISTORY_S, _needed_history_s(period_ms))
     fit_hz = MAX_KEPT_READINGS / history_s
     if rate_hz > fit_hz:
         if warn is not None:
             warn("--period-ms {:g} is long: the power meter samples at {:.3g} Hz instead of --meter-rate-hz {:g} to "
-                 "keep {:.0f} s of readings in memory (inferences are still bracketed by their own reads)".format(
+                 "keep {:.0f} s of readings in memory (energy per inference is then fitted from fewer reads)".format(
                      period_ms, fit_hz, rate_hz, history_s))
         rate_hz = fit_hz
     return history_s, rate_hz

@@ -242,6 +242,17 @@ class Sampler(WindowedEnergySource):
             i1 = bisect.bisect_right(self._times, t1_s)
             return list(self._readings[i0:i1])
 
+    def _valid_beyond(self, t_s: float, before: bool) -> List[PowerReading]:
+        """The closest valid reading strictly before (or after) ``t_s``, as a list of at most one."""
+        with self._lock:
+            if before:
+                i = bisect.bisect_left(self._times, t_s)
+                picks = reversed(self._readings[:i])
+            else:
+                i = bisect.bisect_right(self._times, t_s)
+                picks = iter(self._readings[i:])
+            return next(([r] for r in picks if r.valid), [])
+
     def latest_s(self) -> Optional[float]:
         """When the newest stored reading was taken (None before the first)."""
         with self._lock:
@@ -274,8 +285,10 @@ class Sampler(WindowedEnergySource):
             return statistics.median(self._read_s) if self._read_s else None
 
     def sample_interval_s(self) -> float:
-        """How far apart this meter's readings really are: the period, or a typical read where reads are slower."""
-        return max(1.0 / self.rate_hz, self.read_duration_s() or 0.0)
+        """How far apart this meter's readings really are: the period, or where a typical read is slower than
+        that, the read and the rest after it (:func:`next_sample`)."""
+        period_s, read_s = 1.0 / self.rate_hz, self.read_duration_s() or 0.0
+        return period_s if read_s <= period_s else read_s + min(read_s, SLOW_READ_GAP_CAP_S)
 
     def now_s(self) -> float:
         # a streaming meter maps its samples onto its own clock, so its windows must use that clock
@@ -339,8 +352,9 @@ class Sampler(WindowedEnergySource):
             self.note_window(False)
             return invalid
         self.note_window(True)
-        # The knots used are the near samples plus the closest valid one beyond each side, so an
-        # interior gap (dropped reads) is bridged by interpolation, never by zeros.
+        # The knots used are the near samples plus the closest valid one beyond each side, so a gap
+        # (dropped reads) is bridged by interpolation, never by zeros, nor held flat to an edge.
+        near = self._valid_beyond(t0_s - gap_s, before=True) + near + self._valid_beyond(t1_s + gap_s, before=False)
         ts = [r.t_s for r in near]
         ps = [r.total_mw for r in near]  # type: ignore[misc]
         duration_s = t1_s - t0_s

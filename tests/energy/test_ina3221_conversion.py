@@ -77,3 +77,30 @@ def test_sampler_reads_no_faster_than_the_chip_updates(tmp_path: Path, clock) ->
     assert slow.rate_hz == 1 / 40.0 and slow.read_timeout_s == 0.25
     (node / "update_interval").unlink()
     assert Sampler(Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock), rate_hz=200.0, clock=clock).rate_hz == 200.0
+
+
+def test_profile_window_power_leaves_out_reads_whose_value_predates_the_window(tmp_path: Path, clock) -> None:
+    """A hwmon INA3221 read returns the chip's last finished conversion, from up to U + U/6 before it: the
+    first reads of a segment's window show the idle board before it. The profile averaged them in (~4% low on
+    busy power at 7 ms); reads begun in that first lag are now left out."""
+    from edgeexit.profiling import conversion_lag_s, window_power_mw
+
+    node = make_orin_nano(tmp_path)
+    sampler = Sampler(Ina3221Meter(tmp_path, ORIN_NANO_POWER, clock=clock), rate_hz=200.0, clock=clock)
+    lag_s = conversion_lag_s(sampler)
+    assert abs(lag_s - 0.007 * 7 / 6) < 1e-12
+    t0_s = clock.t_s = 100.0
+    write(node / "in1_input", "5000\n")
+
+    def read_at(t_s: float) -> None:  # VDD_IN at 5 V: the load of lag_s ago, idle 1500 mW before t0, 5000 inside
+        clock.t_s = t_s
+        write(node / "curr1_input", "{}\n".format(1000 if t_s - lag_s >= t0_s else 300))
+
+    read_at(t0_s)
+    sampler.begin_window("seg")  # its edge read, at t0, shows the idle board
+    for k in range(1, 13):
+        read_at(t0_s + 0.007 * k)
+        sampler.sample_once()
+    w = sampler.end_window("seg")
+    assert w.valid and w.mean_power_mw < 4900  # the trapezoid over the window sees the idle start
+    assert window_power_mw(sampler, w) == 5000.0

@@ -5,6 +5,7 @@ way the simulated board (or the kernel) updates them.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Tuple
@@ -249,3 +250,45 @@ def test_edge_reads_do_not_push_the_periodic_reads_out_of_back_to_back_windows(t
             n += 1
         inside = sum(len(sampler.valid_mw(a, b)) for a, b in windows)  # reads stamped inside
     assert inside >= 10, (inside, len(windows))  # about 100 periodic reads in 0.5 s; 0 before
+
+
+def test_a_slow_meters_sample_interval_is_its_read_and_the_rest_after_it(tmp_path: Path, clock: FakeClock) -> None:
+    """A read slower than the period is followed by a rest as long as it (next_sample), so reads land two reads
+    apart: the profile sized its windows by one read and got ~4 reads where it asked for 10 (Pi 5 PMIC)."""
+    read_s = [0.040]
+
+    class Slow(Ina3221Meter):
+        def read(self):  # type: ignore[no-untyped-def]
+            clock.t_s += read_s[0]
+            return super().read()
+
+    make_nano(tmp_path)
+    sampler = Sampler(Slow(tmp_path, NANO_POWER, clock=clock), rate_hz=200.0, clock=clock)
+    assert sampler.sample_interval_s() == pytest.approx(0.005)  # no read yet: the period
+    for _ in range(3):
+        sampler.sample_once()
+    due, wait = next_sample(0.0, read_s[0], 0.005, read_s[0])  # a read begun at 0 ends at read_s
+    assert sampler.sample_interval_s() == pytest.approx(due) == pytest.approx(0.080)
+    read_s[0] = 1.0  # hung reads: the rest is capped
+    for _ in range(32):
+        sampler.sample_once()
+    assert sampler.sample_interval_s() == pytest.approx(1.0 + SLOW_READ_GAP_CAP_S)
+
+
+def test_failed_reads_before_a_window_are_bridged_not_held_flat(tmp_path: Path, clock: FakeClock) -> None:
+    """Reads of 1000, failed, failed, 4000 mW at 100.0-100.3 s: the window [100.25, 100.30] lies on the line
+    from 1000 to 4000 (3500 to 4000 mW). The last good read before it was further than the gap away, so it was
+    no knot, and the window was held flat at 4000 mW."""
+    sampler, node = nano_sampler(tmp_path, clock)
+    for k, mw in enumerate([1000, None, None, 4000, 4000]):
+        clock.t_s = 100.0 + 0.1 * k
+        if mw is None:  # the driver unbound for a moment: its directory gone
+            shutil.move(str(node), str(tmp_path / "unbound"))
+            assert not sampler.sample_once().valid
+            shutil.move(str(tmp_path / "unbound"), str(node))
+        else:
+            set_iio_power(node, 0, mw)
+            assert sampler.sample_once().valid
+    assert 100.25 - sampler.gap_s() > 100.0  # the good read before lies beyond the gap
+    w = sampler.energy_mj(100.25, 100.30)
+    assert w.valid and w.energy_mj == pytest.approx(0.5 * (3500.0 + 4000.0) * 0.05)
