@@ -76,7 +76,8 @@ def measure(bundle_dir: Path, interpreter: str, threads: int, reps: int, warmup:
         th = bundle.calibration.get("threshold", {}).get("thresholds") or [0.5] * len(bundle.exits)
         policies = {"full": FullPolicy(), "threshold": ThresholdPolicy(th)}
         for p in policies.values():
-            runtime_stats(rt, p, xq, warmup)
+            if warmup:  # a median of no inferences is no warm-up
+                runtime_stats(rt, p, xq, warmup)
         out: Dict[str, Any] = {
             "bundle": bundle.name,
             "full_macs": rt.full_macs,
@@ -87,7 +88,8 @@ def measure(bundle_dir: Path, interpreter: str, threads: int, reps: int, warmup:
             out[name] = runtime_stats(rt, p, xq, reps)
         if mono:
             mono_path = bundle_dir / "monolithic.tflite"
-            monolithic_ms(rt, mono_path, xq, warmup, threads)
+            if warmup:
+                monolithic_ms(rt, mono_path, xq, warmup, threads)
             out["monolithic_ms"] = monolithic_ms(rt, mono_path, xq, reps, threads)
             out["segmented_over_monolithic"] = out["full"]["median_latency_ms"] / out["monolithic_ms"]
         out["interpreter"] = "{} {}".format(rt.backend.name, rt.backend.version)

@@ -48,10 +48,20 @@ def main() -> int:
     simulated = []
     for manifest in manifests:
         bundle = manifest.parent
-        name = describe(json.loads(manifest.read_text()).get("training", {}))
+        try:
+            name = describe(json.loads(manifest.read_text()).get("training", {}))
+        except (OSError, ValueError, AttributeError) as err:  # ValueError: not JSON; AttributeError: not an object
+            print("{}: not a readable bundle manifest ({}); re-export that bundle or remove it from {}".format(
+                manifest, err, a.root), file=sys.stderr)
+            return 2
         out = a.out / "{}-{}".format(bundle.parent.name, bundle.name)
-        subprocess.run([sys.executable, "-m", "edgeexit", "bench", "--board", a.board, "--simulate", "--model", str(bundle),
-                        "--no-sweep", "--no-sensitivity", "--out", str(out), "--json"], check=True, stdout=subprocess.DEVNULL)
+        bench = subprocess.run([sys.executable, "-m", "edgeexit", "bench", "--board", a.board, "--simulate", "--model",
+                                str(bundle), "--no-sweep", "--no-sensitivity", "--out", str(out), "--json"],
+                               stdout=subprocess.DEVNULL)
+        if bench.returncode != 0:  # bench said why on stderr, in one line
+            print("`edgeexit bench` failed on {} (exit {}); see its error above".format(bundle, bench.returncode),
+                  file=sys.stderr)
+            return bench.returncode
         r = json.loads((out / "results.json").read_text())
         simulated.append(bool(r.get("simulated")))
         arms, d = r["arms"], r["derived"].get("predictive@planned", {})  # left out where it could not be calibrated
