@@ -36,7 +36,8 @@ def _cannot_write(path: Path) -> Callable[[str], OutputError]:
 
 def summary_of(res: dict) -> dict:
     keys = ("accuracy", "mean_macs", "macs_reduction_vs_full", "mean_latency_ms", "p99_latency_ms", "deadline_miss_rate",
-            "mean_energy_mj", "mean_energy_period_mj", "energy_known", "sysfs_writes_per_inference")
+            "mean_energy_mj", "mean_energy_period_mj", "energy_known", "sysfs_writes_per_inference",
+            "period_overrun_rate", "mean_period_actual_ms")  # an overrun arm's energy per period covers longer periods
     return {
         "simulated": res["simulated"], "board": res["board"], "model": res["model"], "deadline_ms": res["deadline_ms"],
         "period_ms": res["period_ms"], "target_accuracy": res["target_accuracy"], "n_samples": res["n_samples"],
