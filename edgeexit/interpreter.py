@@ -157,6 +157,25 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+def _import_failure(err: BaseException) -> Optional[str]:
+    """The first line of an ImportError behind ``err`` (its cause or context, however deep), or None."""
+    seen = set()
+    e = err.__cause__ or err.__context__  # type: Optional[BaseException]
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ImportError):
+            text = str(e).strip()
+            return text.splitlines()[0] if text else type(e).__name__
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _numpy_version() -> str:
+    import numpy
+
+    return str(numpy.__version__)
+
+
 def open_interpreter(backend: Backend, path: Path, num_threads: int = 1) -> Any:
     """Load and allocate one segment. ``num_threads`` is always passed explicitly (None means 1 anyway)."""
     try:
@@ -165,6 +184,13 @@ def open_interpreter(backend: Backend, path: Path, num_threads: int = 1) -> Any:
             it.allocate_tensors()
     except (ValueError, RuntimeError, SystemError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        abi = _import_failure(err)
+        if abi is not None:
+            # tflite-runtime <= 2.14 was built against NumPy 1.x: under NumPy 2 it imports, then fails here
+            raise InterpreterError(
+                "{} {} could not load {} because its native part failed to import NumPy {} ({}); it needs NumPy 1.x: "
+                "pip install 'numpy<2', or use --interpreter litert".format(
+                    backend.name, backend.version, path.name, _numpy_version(), abi)) from None
         raise InterpreterError(
             "{} is not a loadable TFLite model ({}); re-export the bundle with tools/export.py".format(path, first)
         ) from None
