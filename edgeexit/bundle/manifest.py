@@ -195,8 +195,11 @@ def _count(r: _Reader, key: str) -> int:
     return value
 
 
-def _dtype(r: _Reader, key: str, kinds: tuple, example: str) -> str:
-    """A numpy dtype name of one of ``kinds``; anything else would only fail (TypeError) once samples are read."""
+def _dtype(r: _Reader, key: str, kinds: tuple, example: str, default: Optional[str] = None) -> str:
+    """A numpy dtype name of one of ``kinds`` (``default`` where the key is absent and one is given); anything
+    else would only fail (TypeError) once samples are read."""
+    if default is not None and isinstance(r.data, dict) and key not in r.data:
+        return default
     value = r.typed(key, str)
     try:
         ok = any(np.issubdtype(np.dtype(value), k) for k in kinds)
@@ -291,7 +294,7 @@ def parse_manifest(data: Any) -> Manifest:
     q = inp.sub("quantization").known(("scale", "zero_point"))
     input_spec = InputSpec(
         shape=_shape(inp),
-        raw_dtype=_dtype(inp, "raw_dtype", (np.integer, np.floating), "uint8"),
+        raw_dtype=_dtype(inp, "raw_dtype", (np.integer, np.floating), "uint8", default="uint8"),  # optional (bundle-format.md)
         preprocess_scale=_bounded(pre, "scale", 0.0, MAX_PREPROCESS, low_open=True),
         preprocess_offset=_bounded(pre, "offset", -MAX_PREPROCESS, MAX_PREPROCESS),
         dtype=_int8(inp, "dtype"),

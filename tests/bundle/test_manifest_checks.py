@@ -77,6 +77,13 @@ def test_input_dtypes_must_be_dtype_names(bundle_copy: Path, key: str, value: st
     _one_line(err)
 
 
+def test_raw_dtype_is_optional_as_the_format_says(bundle_copy: Path) -> None:
+    """docs/bundle-format.md gives input.raw_dtype a default (uint8); a manifest written from it was refused."""
+    _edit(bundle_copy, lambda m: m["input"].pop("raw_dtype"))
+    b = load_bundle(bundle_copy)
+    assert b.manifest.input.raw_dtype == "uint8" and len(b.split("calibration").take(3).x) == 3
+
+
 @pytest.mark.parametrize("value", ["float32", "", "int16"])
 def test_the_input_dtype_must_be_int8(bundle_copy: Path, value: str) -> None:
     _edit(bundle_copy, lambda m: m["input"].__setitem__("dtype", value))
