@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -18,19 +19,23 @@ class ExportRefused(RuntimeError):
     """The int8 chain disagrees with the float model too often, or the output dir is unsafe."""
 
 
-# edgeexit's own folder inside a bundle: `edgeexit profile` writes profiles/<board>.json (atomically, via .tmp).
-_OWN_FOLDERS = {"profiles": (".json", ".json.tmp")}
+# edgeexit's own folder inside a bundle: `edgeexit profile` writes profiles/<board>.json.
+_OWN_FOLDERS = {"profiles": (".json",)}
+# What edgeexit.bundle.fileio.replace_file leaves where a write of NAME (a profile, calibration.json) was killed.
+_INTERRUPTED_WRITE = re.compile(r"^\..+\.json\.[0-9a-f]{8}\.tmp$")
 
 
 def _ours(p: Path) -> bool:
-    """A bundle file, or edgeexit's own profiles/ folder holding only profiles: replaced with the bundle."""
+    """A bundle file, or edgeexit's own profiles/ folder holding only profiles: replaced with the bundle. The
+    temporary file of an interrupted write of either is ours too."""
     if p.is_symlink():
         return False
     if p.is_file():
-        return p.suffix in _BUNDLE_SUFFIXES
+        return p.suffix in _BUNDLE_SUFFIXES or bool(_INTERRUPTED_WRITE.match(p.name))
     suffixes = _OWN_FOLDERS.get(p.name)
     return p.is_dir() and suffixes is not None and all(
-        c.is_file() and not c.is_symlink() and c.name.endswith(suffixes) for c in p.iterdir())
+        c.is_file() and not c.is_symlink() and (c.name.endswith(suffixes) or bool(_INTERRUPTED_WRITE.match(c.name)))
+        for c in p.iterdir())
 
 
 def check_out_dir(out: Path) -> None:

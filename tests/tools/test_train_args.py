@@ -62,11 +62,14 @@ def test_an_existing_bundle_with_its_profiles_may_be_replaced(tmp_path: Path) ->
     out = _bundle_dir(tmp_path / "b")
     (out / "profiles").mkdir()
     (out / "profiles" / "jetson-nano-simulated.json").write_text("{}")
-    (out / "profiles" / "raspberry-pi-5.json.tmp").write_text("{")  # a profile write interrupted
+    # a profile write and a calibration write interrupted, under the names replace_file gives their temporaries
+    (out / "profiles" / ".raspberry-pi-5.json.1a2b3c4d.tmp").write_text("{")
+    (out / ".calibration.json.0f9e8d7c.tmp").write_text("{")
     check_out_dir(out)
 
 
-@pytest.mark.parametrize("intruder", ["profiles/notes.txt", "profiles/sub/x.json", "other/x.json", "notes.txt"])
+@pytest.mark.parametrize("intruder", ["profiles/notes.txt", "profiles/sub/x.json", "other/x.json", "notes.txt",
+                                      "profiles/.notes.txt.1a2b3c4d.tmp", ".draft.json.tmp"])
 def test_anything_else_in_a_bundle_is_kept(tmp_path: Path, intruder: str) -> None:
     out = _bundle_dir(tmp_path / "b")
     (out / intruder).parent.mkdir(parents=True, exist_ok=True)
