@@ -127,6 +127,11 @@ def translate_oserror(err: OSError, relpath: str, value: str, privileged: bool =
 #: last wrote another value there, the write is made; a node it never wrote is left as it shows (a restore of a
 #: domain the run never touched writes nothing).
 REQUEST_HIDDEN = ("/scaling_setspeed", "/scaling_min_freq", "/scaling_max_freq", "/min_freq", "/max_freq")
+#: A restore by a controller that wrote nothing (``edgeexit restore`` after a SIGKILL) does not know what the run
+#: asked for: setspeed of a domain the run touched is written even where it shows the saved value (a cap may hide
+#: the run's pin there, which comes back when the cap lifts). Writing the saved value is harmless where it was not
+#: hidden. Min and max are not: 4.9 shows a max bumped to a table entry, and writing that back changes the request.
+UNKNOWN_AFTER_KILL = ("/scaling_setspeed",)
 
 class DvfsController:
     """Pins every CPU policy to one frequency and the GPU devfreq device to another.
@@ -160,7 +165,9 @@ class DvfsController:
         self._pinned = set()  # type: Set[str]
         # per domain path: (the cap before edgeexit's last pin, the max that pin left; None while it runs)
         self._pin_caps: Dict[str, Tuple[int, Optional[int]]] = {}
-        self._written: Dict[str, str] = {}  # the last value this controller wrote to each node
+        # the last value this controller wrote to each node; None where the kernel's request is unknown (a write
+        # failed, or a restore after a SIGKILL: UNKNOWN_AFTER_KILL)
+        self._written: Dict[str, Optional[str]] = {}
         self._before_first_write = before_first_write
         self._on_change = on_change
         self._actual_cpu_khz = actual_cpu_khz
@@ -257,11 +264,13 @@ class DvfsController:
         try:
             with signals_held():  # one write is one syscall on a board, but many files in the simulator
                 self.sysfs.write(relpath, value)
+                # recorded before a held Ctrl-C or SIGTERM is raised: the kernel has the value now
+                self._written[relpath] = value
+                self.write_count += 1
         except OSError as err:
-            self._written.pop(relpath, None)
+            # what the kernel holds after a failed write is unknown: a restore must write this node
+            self._written[relpath] = None
             raise translate_oserror(err, relpath, value, self.sysfs.privileged, self._mode(relpath)) from None
-        self._written[relpath] = value
-        self.write_count += 1
 
     def _mode(self, relpath: str) -> Optional[int]:
         try:
@@ -572,6 +581,9 @@ class DvfsController:
                                              "<mode>; else echo 1 > /sys/devices/system/cpu/cpuN/online)".format(
                                                  path, _cpulist(dom.cpus())))
                     continue
+                if (path in exp or path in flying) and not any(k.startswith(path + "/") for k in self._written):
+                    for node in UNKNOWN_AFTER_KILL:  # touched by a run this controller did not run
+                        self._written[path + node] = None
                 self._changing = dom  # write-ahead, as for a pin (see _write)
                 try:
                     # keep_max only when set: restore(saved, write) stays the call domains (and wrappers) know

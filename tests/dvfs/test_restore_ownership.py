@@ -323,3 +323,86 @@ def test_a_saved_min_above_a_lowered_max_comes_back_when_the_max_lifts(tmp_path:
     assert int(_r(k, min_rel)) == int(_r(k, _max_rel(k, kind))) == cap  # the cap holds; min shows it
     _w(k, _max_rel(k, kind), boot_max)  # the cap lifts
     assert int(_r(k, min_rel)) == (cap if k.family == "4.9" else saved_min)
+
+
+# --- a userspace request a cap hides (scaling_setspeed shows policy->cur, not the request) --------------------
+NANO_CPU = "sys/devices/system/cpu/cpufreq/policy0"
+
+
+def _user_request_khz(k: SimulatedKernel) -> object:
+    return k.load_state()["cpufreq"]["policy0"]["setspeed"]  # the kernel's request, which no file shows
+
+
+def _userspace_at(k: SimulatedKernel, khz: int) -> None:
+    _w(k, NANO_CPU + "/scaling_governor", "userspace")
+    _w(k, NANO_CPU + "/scaling_setspeed", khz)
+
+
+def test_restore_after_sigkill_writes_a_setspeed_a_cap_hides(tmp_path: Path, runtime_dir: Path) -> None:
+    """The board at userspace 1224000; a run pins 1479000, a thermal cap lowers max to 1224000 (setspeed then
+    shows 1224000, the saved value) and the run is killed. `edgeexit restore` took the node for restored and
+    skipped it: the kernel's request stayed 1479000, and the CPU went there when the cap lifted."""
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    _userspace_at(k, 1224000)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3
+        try:
+            with open_board("jetson-nano", sysfs_root=k.root) as s:
+                s.controller.set_cpu_khz(1479000)
+                code = 0
+                os._exit(0)  # no unwinding, no restore: as SIGKILL leaves it
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert _user_request_khz(k) == 1479000
+    _w(k, NANO_CPU + "/scaling_max_freq", 1224000)  # the cap
+    assert _r(k, NANO_CPU + "/scaling_setspeed") == "1224000"
+    res = cli("restore", "--board", "jetson-nano", "--sysfs-root", str(k.root))
+    assert res.returncode == 0, res.stderr
+    assert _user_request_khz(k) == 1224000
+    _w(k, NANO_CPU + "/scaling_max_freq", 1479000)  # the cap lifts
+    assert _r(k, NANO_CPU + "/scaling_cur_freq") == "1224000"
+
+
+def test_a_failed_pin_does_not_make_restore_skip_an_earlier_one(tmp_path: Path) -> None:
+    """Under a cap of 1224000, a pin of 1479000 lands hidden (setspeed shows 1224000); the next pin fails (EBUSY).
+    The failure wiped the record of the first write, so the restore skipped setspeed as showing the saved value."""
+    from edgeexit.errors import DvfsError
+
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    _w(k, NANO_CPU + "/scaling_max_freq", 1224000)
+    _userspace_at(k, 1224000)
+    with pytest.raises(DvfsError, match="busy"):
+        with open_board("jetson-nano", sysfs_root=k.root) as s:
+            s.controller.set_cpu_khz(1479000)
+            k.inject_error(NANO_CPU + "/scaling_setspeed", "EBUSY")
+            s.controller.set_cpu_khz(1428000)
+    assert _user_request_khz(k) == 1224000
+    _w(k, NANO_CPU + "/scaling_max_freq", 1479000)
+    assert _r(k, NANO_CPU + "/scaling_cur_freq") == "1224000"
+
+
+def test_a_pin_interrupted_by_ctrl_c_is_restored(tmp_path: Path) -> None:
+    """Ctrl-C during the setspeed write is held until the write ends, then raised before the write was recorded:
+    the restore took the node (showing the saved value under the cap) for one edgeexit never wrote."""
+    import signal
+
+    k = make_tree(tmp_path / "t", "jetson-nano")
+    _w(k, NANO_CPU + "/scaling_max_freq", 1224000)
+    _userspace_at(k, 1224000)
+    with pytest.raises(KeyboardInterrupt):
+        with open_board("jetson-nano", sysfs_root=k.root) as s:
+            write = s.sysfs.write
+
+            def write_then_ctrl_c(rel: str, value: str) -> None:
+                write(rel, value)
+                if rel.endswith("/scaling_setspeed"):
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            s.sysfs.write = write_then_ctrl_c  # type: ignore[method-assign]
+            s.controller.set_cpu_khz(1479000)
+    assert _user_request_khz(k) == 1224000
+    _w(k, NANO_CPU + "/scaling_max_freq", 1479000)
+    assert _r(k, NANO_CPU + "/scaling_cur_freq") == "1224000"
