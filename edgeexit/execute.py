@@ -18,7 +18,7 @@ from edgeexit.errors import PolicyError, warn_stderr
 from edgeexit.costmodel import SegmentLatency
 from edgeexit.deadlines import check_deadline_period, real_as_float
 from edgeexit.energy.factory import KINDS as METER_KINDS
-from edgeexit.planner import LOAD_DRIVEN, check_dvfs, overhead_summary
+from edgeexit.planner import LOAD_DRIVEN, check_dvfs, overhead_summary, shortest_path_ms
 from edgeexit.policies.base import ExitPolicy
 from edgeexit.probes import BoardRun, attach_planner, cost_model_for, make_probe
 from edgeexit.records import RecordWriter
@@ -146,6 +146,8 @@ def execute(
                          "--period-ms)".format(deadline_ms, shortest_ms, cost.source))
             if profile is not None and planner is None:
                 _check_unused_profile(brun, bundle, threads, profile, session, warn)
+            if session is not None and planner is None and deadline_ms is not None:
+                _warn_unmeetable(brun, runtime, policy, bundle, threads, deadline_ms, session, warn)
             annotate = None
             if session is not None:
                 ctl = session.controller
@@ -218,6 +220,23 @@ def _threads(runtime: Runtime, threads: Optional[int]) -> int:
                           "count than ran; leave threads out (it follows the Runtime) or build Runtime(bundle, "
                           "num_threads={!r})".format(threads, runtime.num_threads, threads))
     return int(threads)
+
+
+def _warn_unmeetable(brun: BoardRun, runtime: Runtime, policy: ExitPolicy, bundle: Bundle, threads: int,
+                     deadline_ms: float, session: Any, warn: Any) -> None:
+    """A deadline no inference can meet where no planner sets the clock (a pin, --dvfs none): judged at the
+    clock the CPU is held at, or at the highest it may run where a governor follows the load."""
+    runtime.bind(policy)
+    cost = cost_model_for(brun, bundle, threads)
+    ctl = session.controller
+    held = load_driven_governor(session) is None  # pinned by this session, or a governor that ignores the load
+    khz = int(brun.cpu_khz()) if held else int(ctl.cpu_cap_khz() or max(ctl.cpu_opps_khz()))
+    shortest_ms = shortest_path_ms(runtime, policy, cost, khz)
+    if deadline_ms < shortest_ms:
+        warn("no inference can meet the {:g} ms deadline: the shortest path through the bundle takes {:.3f} ms at {} "
+             "({} kHz; {}); every inference will miss it, so give a longer --deadline-ms (or --period-ms){}".format(
+                 deadline_ms, shortest_ms, "the clock the CPU is held at" if held else "the highest clock it may run",
+                 khz, cost.source, ", or a higher --cpu-khz" if held else ""))
 
 
 def load_driven_governor(session: Any) -> Optional[str]:

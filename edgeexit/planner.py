@@ -152,6 +152,19 @@ class _Replay(NamedTuple):
     end_col: np.ndarray  # the point it ended at
 
 
+def _shortest(block_ms: Any, head_ms: Any, exit_blocks: List[int], policy: Any) -> float:
+    to_block = np.cumsum(block_ms)
+    return float(min(to_block[b] + head_ms[e] for e, b in enumerate(exit_blocks)
+                     if policy.may_evaluate(e) or e == len(exit_blocks) - 1))
+
+
+def shortest_path_ms(rt: Runtime, policy: Any, cost: Any, freq_khz: int) -> float:
+    """The fastest an inference of ``policy`` (bound to ``rt``) can be at ``freq_khz``, by ``cost``: for a run
+    whose clock no planner sets."""
+    heads = [cost.segment_ms(h.spec.label, freq_khz) if policy.may_evaluate(e) else 0.0 for e, h in enumerate(rt.exits)]
+    return _shortest([cost.segment_ms(b.spec.label, freq_khz) for b in rt.blocks], heads, list(rt.exit_blocks), policy)
+
+
 def check_dvfs(mode: Any, policy: ExitPolicy, deadline_ms: Optional[float], period_ms: Optional[float]) -> None:
     """The DVFS mode, the policy and the deadline/period can plan together (checked before anything runs)."""
     check_deadline_period(deadline_ms, period_ms)
@@ -385,9 +398,7 @@ class DvfsPlanner(RuntimeHooks):
     def shortest_ms(self) -> float:
         """The fastest any inference can be: block 0 up to the cheapest exit the policy may take, and its
         head, at the maximum (a disabled exit's head costs nothing here, but no sample stops there)."""
-        to_block = np.cumsum(self.block_ms[:, -1])
-        return float(min(to_block[b] + self.head_ms[e, -1] for e, b in enumerate(self.exit_blocks)
-                         if self.policy.may_evaluate(e) or e == len(self.exit_blocks) - 1))
+        return _shortest(self.block_ms[:, -1], self.head_ms[:, -1], self.exit_blocks, self.policy)
 
     def worst_case_khz(self) -> int:
         """The lowest operating point at which the worst case meets the deadline (f_max if none does)."""

@@ -85,6 +85,7 @@ def run_samples(
                 "latency_ms": round(res.latency_ms, 6),
                 "host_latency_ms": round(res.latency_ms, 6),
                 "heads": res.heads_run,
+                # the last forecast, after any re-prediction (offline.Replay.planned keeps the first one)
                 "planned_exit": res.planned_exit,
                 # host invoke times, whatever latency_ms is (a simulated board's comes from its model)
                 "host_segments_ms": {k: round(v, 6) for k, v in res.segment_latency_ms().items()},
@@ -138,9 +139,9 @@ class RunOutcome:
         periods = [r.get("energy_period_mj") for r in recs]
         known_periods = [p for p in periods if p is not None]
         metered = probe is not None and probe.energy_method is not None
-        if recs and recs[0].get("period_ms") is not None and (known_periods or metered):
+        if recs and recs[0].get("period_ms") is not None:
             # over the periods whose energy is known, as mean_energy_mj (a polled meter knows none before its
-            # first read inside an inference; a window it could not cover is unknown)
+            # first read inside an inference; a window it could not cover is unknown; no meter knows none)
             extra["mean_energy_period_mj"] = float(np.mean(known_periods)) if known_periods else None
             extra["period_ms"] = recs[0].get("period_ms")
         actual = [r.get("period_actual_ms") for r in recs]

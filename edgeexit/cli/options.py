@@ -245,3 +245,20 @@ thermal_limit = click.option(
     "lowering stays allowed. A PMIC zone keeps its own limit (the Nano's reads a fixed 100 C). "
     "Default: each zone's own passive trip point from the board config.",
 )
+
+
+def given(name: str, value: Any) -> bool:
+    """Whether option ``name`` was given (on the command line or in the environment), not left at its default."""
+    ctx = click.get_current_context()
+    source = getattr(ctx, "get_parameter_source", None)
+    if source is None:  # click 7.x records no source: a value other than the default was given
+        param = next(p for p in ctx.command.params if p.name == name)
+        return value != param.default
+    src = source(name)
+    return src is not None and src.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def warn_rate_ignored(meter_rate_hz: float, warn: Any) -> None:
+    """An explicit --meter-rate-hz on a simulated board: said once, as an explicit --meter is."""
+    if given("meter_rate_hz", meter_rate_hz):
+        warn("--meter-rate-hz is ignored on a simulated board: its energy is modelled, and labelled simulated")

@@ -149,6 +149,7 @@ def command(
         if session.simulated:
             click.echo("edgeexit: {}".format(session.describe()), err=True)
             warn_meter_ignored(meter, warn)
+            options.warn_rate_ignored(meter_rate_hz, warn)
             if cool_below_c is not None:
                 warn("--cool-below-c is ignored on a simulated board: its model has no temperature")
                 cool_below_c = None

@@ -26,6 +26,10 @@ Examples:
 """
 
 
+#: Summary lists the text output counts (their entries are in --json, and were said as warnings when they happened).
+COUNTED_LISTS = ("thermal_events", "not_honoured_writes", "restore_conflicts")
+
+
 @click.command("run", epilog=EPILOG)
 @options.model
 @click.option(
@@ -120,7 +124,7 @@ def command(
     if not on_board:  # given without a board, these were ignored without a word (their defaults are fine)
         values = {"thermal_limit_mc": thermal_limit_mc, "meter": meter, "meter_rate_hz": meter_rate_hz}
         given = ["--" + name.replace("_", "-") for name in ("thermal_limit_mc", "meter", "meter_rate_hz")
-                 if _given(name, values[name]) and not (name == "meter" and meter == "none")]  # none asks for nothing
+                 if options.given(name, values[name]) and not (name == "meter" and meter == "none")]  # none asks for nothing
         if given:
             raise click.UsageError("{} need{} a board: add --board NAME (with --simulate or --sysfs-root DIR), or leave "
                                    "{} out".format("/".join(given), "s" if len(given) == 1 else "",
@@ -140,6 +144,8 @@ def command(
             from edgeexit.dvfs import open_board
 
             session = stack.enter_context(open_board(board or "auto", sysfs_root, simulate, thermal_limit_mc=thermal_limit_mc))
+            if session.simulated:
+                options.warn_rate_ignored(meter_rate_hz, warn)
             if cpu_khz:
                 extra["cpu_khz"] = session.controller.set_cpu_khz(cpu_khz)
             if gpu_hz:
@@ -163,19 +169,13 @@ def command(
         return
     if summary.get("simulated"):
         click.echo("SIMULATED board: latency and energy below come from the board model, not a measurement.", err=to_err)
-    click.echo(key_values({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}), err=to_err)
+    shown = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
+    for key in COUNTED_LISTS:  # what --json lists in full: counted here, so the text never hides that they happened
+        if summary.get(key):
+            shown[key] = len(summary[key])
+    click.echo(key_values(shown), err=to_err)
     click.echo("exit_histogram  " + " ".join(str(c) for c in summary["exit_histogram"]), err=to_err)
 
-
-def _given(name: str, value: Any) -> bool:
-    """Whether option ``name`` was given (on the command line or in the environment), not left at its default."""
-    ctx = click.get_current_context()
-    source = getattr(ctx, "get_parameter_source", None)
-    if source is None:  # click 7.x records no source: a value other than the default was given
-        param = next(p for p in ctx.command.params if p.name == name)
-        return value != param.default
-    src = source(name)
-    return src is not None and src.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def resolve_dvfs(dvfs: str, policy: Any, cpu_khz: Optional[str], on_board: bool) -> str:

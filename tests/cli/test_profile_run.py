@@ -70,3 +70,6 @@ def test_an_explicit_meter_on_a_simulated_board_is_warned_about_once(tmp_path: P
     assert gpu.returncode == 0 and gpu.stderr.count("--gpu-hz is pinned, but it changes no simulated figure") == 1
     quiet = edgeexit("run", "--limit", "2", "--board", "jetson-nano", "--simulate")
     assert "--meter" not in quiet.stderr  # auto, the default, is not a choice to warn about
+    for args in (("run", "--limit", "2"), ("profile", "--out", str(tmp_path / "r.json"))):  # nor was the rate
+        p = edgeexit(*args, "--meter-rate-hz", "5", "--board", "jetson-nano", "--simulate")
+        assert p.returncode == 0 and p.stderr.count("--meter-rate-hz is ignored on a simulated board") == 1, p.stderr
