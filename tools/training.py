@@ -30,8 +30,10 @@ def seed_everything(seed: int) -> None:
 def exit_weights(kind: str, n_exits: int) -> list[float]:
     """Per-exit loss weights.
 
-    ``uniform``: all 1 (SDN-style sum). ``eenet``: (k+1)/(K(K+1)/2) (EENet's train.py, later
-    exits weigh more), normalised to sum to K so the learning rate means the same.
+    ``uniform``: all 1 (SDN-style sum). ``eenet``: proportional to k+1, as EENet's train.py weighs
+    exits ((k+1)/(K(K+1)), which sums to 1/2), normalised here to sum to K so the learning rate means
+    the same. So a ``--distill`` alpha weighs the KL term against cross-entropy weights 2K times
+    EENet's: EENet's alpha_kl of 0.01 corresponds to about 0.01 * 2K here.
     """
     if kind == "uniform":
         return [1.0] * n_exits

@@ -5,7 +5,8 @@ beta). Exit at exit l when the activation max|logit_l| exceeds beta * tau_l. Oth
 smoothing the current logits with the kernel [1, 1, 1] (zero-padded neighbour sum) up to ``rounds``
 times; the first round i whose max|v| exceeds beta * tau_{l+i} predicts a jump of i exits (``rounds``
 if none). Intermediate heads are skipped; at the target the exit is checked again, and on a miss the
-jump is predicted again from there.
+jump is predicted again from there. A target is clamped to the last intermediate exit (the code's
+``if self.target_layer > self.exit_num``), which is checked before the final exit runs.
 
 tau_l is the public code's: the absolute value of exit l's mean logit (utils_new.calculate_average_activations
 averages the signed logits; set_activation_thresholds keeps abs() of each), here over the bundle's calibration
@@ -92,7 +93,8 @@ class PEHeuristicPolicy(ExitPolicy):
         if float(np.abs(z).max()) > self.limits[e]:
             return True
         t0 = perf_counter_ns()
-        self._target = min(e + self.predict_jump(z, e), self.last)
+        # clamped to the last intermediate exit, as the public code clamps to exit_num; a miss there goes to the final
+        self._target = self.last if e >= self.last - 1 else min(e + self.predict_jump(z, e), self.last - 1)
         self.forecast_ns += perf_counter_ns() - t0
         state.planned_exit = self._target
         return False

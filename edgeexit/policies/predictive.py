@@ -1,7 +1,8 @@
 """Predictive Exit: forecast the exit after the first block, evaluate only that head, re-predict on a miss.
 
-Right after the block of the first exit calibration kept (the first block, as in the paper, when
-exit 0 is enabled; a later one costs no extra work and shows more of the sample), an entry forecaster
+Right after the block of the first exit calibration kept (the first block when exit 0 is enabled, as
+the design card reads the paper, which does not define it; a later one costs no extra work and shows
+more of the sample), an entry forecaster
 (when calibration found one that pays) reads cheap pooled features of that block's output and gives a
 distribution p over all exits; the policy
 jumps to the exit j minimizing the expected cost sum_t p_t * C[j, t], where C[j, t] is the MACs of

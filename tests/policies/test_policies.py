@@ -295,3 +295,48 @@ def test_pe_heuristic_tau_is_the_public_codes(setup):
     # the shipped file was calibrated under LiteRT: tflite-runtime rounds a few int8 codes otherwise (~2e-4),
     # far inside the gap to the mean |logit| (1.5 to 3 times larger)
     assert np.allclose(load_bundle().calibration["pe-heuristic"]["tau"], want, rtol=1e-2)
+
+
+def _public_pe_heuristic(logits: np.ndarray, limits: List[float], start: int, rounds: int = 8) -> List[int]:
+    """The heads the Predictive Exit public code checks for one sample (models_1.py normal_forward and prediction,
+    0-based): no check before start_layer; at the target exit, exit if max|logit| > beta tau, else smooth with
+    [1, 1, 1] up to ``rounds`` times for the jump (tau past the list: its last entry); the target is clamped to
+    the last intermediate exit (exit_num), and after it comes the final exit."""
+    n = logits.shape[0]
+    exit_num, target, checked = n - 2, start, []
+    for layer in range(start, n - 1):
+        if layer != target:
+            continue
+        checked.append(layer)
+        v = logits[layer].astype(np.float64)
+        if np.abs(v).max() > limits[layer]:
+            return checked
+        jump = rounds
+        for i in range(1, rounds + 1):
+            v = np.convolve(v, [1.0, 1.0, 1.0], mode="same")
+            if np.abs(v).max() > limits[min(layer + i, n - 1)]:
+                jump = i
+                break
+        target = min(layer + jump, exit_num)
+    return checked + [n - 1]
+
+
+def test_pe_heuristic_checks_the_heads_the_public_code_checks(setup):
+    """A transcription of the public loop picks the heads on the demo's table for a grid of beta and start exits.
+    A jump past the last intermediate exit went straight to the final exit (the public code checks that exit
+    first): 21 of 1000 calibration samples at beta 4.49, start 5, ran block 7 for nothing. An off-by-one in the
+    jump's tau index also passed every other test."""
+    from edgeexit.policies.pe_heuristic import PEHeuristicPolicy, tau_from_logits
+
+    _, rt, cal, _, _, _ = setup
+    tau = tau_from_logits(cal.table.logits)
+    differ = 0
+    for beta in (2.0, 4.49, 8.0):
+        for start in (0, 3, 5, 6):
+            pol = PEHeuristicPolicy(tau, beta, 8, start)
+            r = replay(rt, pol, cal.table)
+            limits = [beta * t for t in tau]
+            want = [_public_pe_heuristic(cal.table.logits[i], limits, start) for i in range(len(r.heads))]
+            assert [list(h) for h in r.heads] == want, (beta, start)
+            differ += sum(len(h) > 1 for h in want)
+    assert differ > 0  # jumps were predicted, so the transcription was exercised
