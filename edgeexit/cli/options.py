@@ -171,7 +171,7 @@ def _ms_option(name: str, help_text: str) -> Any:
 
 # `run` and `bench` default differently (bench always needs both: see edgeexit.bench.core.run_bench)
 deadline_ms = _ms_option("--deadline-ms", _DEADLINE_HELP + "--dvfs auto plans for it only with a policy that forecasts "
-                         "(predictive); with another, pass --dvfs worst-case, or misses are only counted (the run says "
+                         "(predictive, pe-heuristic, oracle); with another, pass --dvfs worst-case, or misses are only counted (the run says "
                          "so). Default: the period, if given, else none.")
 period_ms = _ms_option("--period-ms", _PERIOD_HELP + "Default: none (inferences run back to back).")
 bench_deadline_ms = _ms_option(
