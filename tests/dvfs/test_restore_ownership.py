@@ -344,18 +344,7 @@ def test_restore_after_sigkill_writes_a_setspeed_a_cap_hides(tmp_path: Path, run
     skipped it: the kernel's request stayed 1479000, and the CPU went there when the cap lifted."""
     k = make_tree(tmp_path / "t", "jetson-nano")
     _userspace_at(k, 1224000)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 3
-        try:
-            with open_board("jetson-nano", sysfs_root=k.root) as s:
-                s.controller.set_cpu_khz(1479000)
-                code = 0
-                os._exit(0)  # no unwinding, no restore: as SIGKILL leaves it
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    _killed_while_pinned(k, "jetson-nano")  # the CPU at its max, 1479000
     assert _user_request_khz(k) == 1479000
     _w(k, NANO_CPU + "/scaling_max_freq", 1224000)  # the cap
     assert _r(k, NANO_CPU + "/scaling_setspeed") == "1224000"
