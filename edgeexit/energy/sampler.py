@@ -244,14 +244,17 @@ class Sampler(WindowedEnergySource):
 
     def _valid_beyond(self, t_s: float, before: bool) -> List[PowerReading]:
         """The closest valid reading strictly before (or after) ``t_s``, as a list of at most one."""
-        with self._lock:
+        with self._lock:  # walked by index: no copy of the history per window (usually the first one is valid)
+            readings = self._readings
             if before:
-                i = bisect.bisect_left(self._times, t_s)
-                picks = reversed(self._readings[:i])
+                j, step = bisect.bisect_left(self._times, t_s) - 1, -1
             else:
-                i = bisect.bisect_right(self._times, t_s)
-                picks = iter(self._readings[i:])
-            return next(([r] for r in picks if r.valid), [])
+                j, step = bisect.bisect_right(self._times, t_s), 1
+            while 0 <= j < len(readings):
+                if readings[j].valid:
+                    return [readings[j]]
+                j += step
+            return []
 
     def latest_s(self) -> Optional[float]:
         """When the newest stored reading was taken (None before the first)."""
