@@ -75,15 +75,13 @@ def test_fed_rails_share_their_feeder_and_the_summed_rails_add_up_to_the_modelle
     assert sum(out[r] for r in power.summed_rails()) == 5000.0
 
 
-def test_rails_read_the_bus_voltage_their_profile_gives() -> None:
+def test_rails_read_the_bus_voltage_their_profile_gives(tmp_path: Path) -> None:
     """The AGX Orin's core rails are measured after their regulators (VDD_GPU_SOC 843 mV, VDD_CPU_CV 780 mV
     [FNM]): at 5 V their currents read about 6x too low. A rail the profile names no voltage for reads 5 V."""
-    import tempfile
-
     from edgeexit.boards.profile import load_profile
     from edgeexit.sim.sensors import RAIL_VOLTAGE_MV
 
-    k = make_tree(Path(tempfile.mkdtemp()) / "t", "jetson-agx-orin")
+    k = make_tree(tmp_path / "t", "jetson-agx-orin")
     volts = load_profile(k.board).power_model.rail_voltage_mv
     assert volts["VDD_GPU_SOC"] == 843.0 and volts["VDD_CPU_CV"] == 780.0 and "VDDQ_VDD2_1V8AO" not in volts
     publish = publish_to_kernel(k, k.board, volts)
