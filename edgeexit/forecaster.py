@@ -49,6 +49,18 @@ def channel_groups(channels: int) -> Optional[np.ndarray]:
     return m
 
 
+@lru_cache(maxsize=8)
+def group_means(channels: int) -> Optional[np.ndarray]:
+    """:func:`channel_groups` scaled so that channel means times it are group means (each column sums to 1),
+    or None where each channel is its own feature. Cached: pooling a wide block runs on the hot path."""
+    groups = channel_groups(channels)
+    if groups is None:
+        return None
+    m = groups / groups.sum(axis=0)
+    m.setflags(write=False)
+    return m
+
+
 def head_features(head: HeadView, n_exits: int) -> List[float]:
     """[max-softmax, top1 - top2 probability, exit position in [0, 1]] from the int8 codes."""
     codes = head.codes
@@ -66,8 +78,8 @@ def pooled_features(block_output: np.ndarray, scale: float, zero_point: int) -> 
     # A matrix-vector product is ~5x faster than .mean(axis=0) on int8 here (it sits on the hot path).
     weights = np.full(flat.shape[0], scale / flat.shape[0], dtype=np.float32)
     means = weights @ flat - np.float32(zero_point * scale)
-    groups = channel_groups(flat.shape[1])
-    return means if groups is None else means @ (groups / groups.sum(axis=0))
+    to_groups = group_means(flat.shape[1])
+    return means if to_groups is None else means @ to_groups
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from edgeexit.boards.config import NOT_CONNECTED, BoardConfig
+from edgeexit.boards.config import BoardConfig
 from edgeexit.boards.tomlload import load_toml, refuse_non_file
 from edgeexit.boards.validate import Table
 from edgeexit.errors import BoardConfigError
@@ -273,7 +273,7 @@ def _rail_voltages(pt: Table, board: BoardConfig) -> Dict[str, float]:
     if not pt.has("rail_voltage_mv"):
         return {}
     rt = pt.table("rail_voltage_mv")
-    rails = [r for chip in board.power.ina3221 for r in chip.channels if r != NOT_CONNECTED]
+    rails = board.power.rails() if board.power.ina3221 else []  # not the Pi 5's PMIC rails: their voltage is modelled
     for name in rt.data:
         if name not in rails:
             raise rt.fail(name, "is not an INA3221 rail of board {} ({}); name one of its rails or remove it".format(

@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from edgeexit.errors import CalibrationError, PolicyError
-from edgeexit.forecaster import (HEAD_FEATURES, EntryTree, Forecaster, ForecastTable, channel_groups, head_features,
-                                 pooled_features, pooled_width)
+from edgeexit.forecaster import (HEAD_FEATURES, EntryTree, Forecaster, ForecastTable, channel_groups, group_means,
+                                 head_features, pooled_features, pooled_width)
 from edgeexit.jsonvalues import is_finite_number, is_number
 from edgeexit.policies.base import ExitPolicy, HeadView, SampleState
 
@@ -153,7 +153,7 @@ class PredictivePolicy(ExitPolicy):
                 raise CalibrationError("the predictive forecasters were fitted on another block's features than block {}'s "
                                        "{} channels; run `edgeexit calibrate` again".format(block, channels))
         positions = int(np.prod(out.shape)) // int(out.shape[-1])
-        self._groups = channel_groups(channels)
+        self._groups, self._to_groups = channel_groups(channels), group_means(channels)
         self.typical_exit = None
         if self.entry_tree is not None:
             self.typical_exit = self.entry_tree.planned[0]
@@ -189,8 +189,8 @@ class PredictivePolicy(ExitPolicy):
         enabled weights (into the cost matrix). Per sample it is then one cast, one pooling product, the
         two layers and the expected-cost product: the forecast sits on every inference's critical path."""
         w1, b1, w2, b2 = self.entry.folded()
-        if self._groups is not None:  # group means are linear in the channel means: fold them into the first layer
-            w1 = (self._groups / self._groups.sum(axis=0)) @ w1
+        if self._to_groups is not None:  # group means are linear in the channel means: fold them into the first layer
+            w1 = self._to_groups @ w1
         self._entry_pool = np.full(positions, self._feat_scale / positions, dtype=np.float32)
         self._entry_w1, self._entry_w2 = w1, w2
         self._entry_b1 = b1 - (self._feat_zp * self._feat_scale) * w1.sum(axis=0)

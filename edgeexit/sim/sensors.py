@@ -11,6 +11,13 @@ from edgeexit.sim.physics import BoardPhysics, PowerBreakdown
 # The bus voltage of an INA3221 rail its board's profile gives none for (``[power_model.rail_voltage_mv]``): the
 # Nano's POM_5V_* rails are 5 V by name; elsewhere an assumption. The AGX Orin's core rails read ~0.8 V [FNM].
 RAIL_VOLTAGE_MV = 5000.0
+
+
+def bus_voltage_mv(rail_voltage_mv: Mapping[str, float], label: str) -> float:
+    """What INA3221 rail ``label`` reads as its bus voltage: the profile's (``rail_voltage_mv``), else RAIL_VOLTAGE_MV."""
+    return float(rail_voltage_mv.get(label, RAIL_VOLTAGE_MV))
+
+
 FED_RAIL_SHARE = 0.25  # assumption: the part of a feeder's power its fed rails (AGX Orin's DRAM rail) draw
 
 
@@ -62,7 +69,7 @@ def publish_to_kernel(kernel: Any, board: BoardConfig, rail_voltage_mv: Optional
                 kernel.set_rail(r, 3300.0, share / 3300.0 * 1000.0)
             return
         for label, mw in rail_powers_mw(power, bd).items():
-            mv = volts.get(label, RAIL_VOLTAGE_MV)
+            mv = bus_voltage_mv(volts, label)
             kernel.set_rail(label, mv, mw / mv * 1000.0)
 
     return publish

@@ -12,7 +12,7 @@ from edgeexit.errors import DvfsError
 from edgeexit.sim import rules
 from edgeexit.sim.kernel import CPU_DIR, MARKER, MARKER_FORMAT, RW, SimulatedKernel, profile_digest
 from edgeexit.sim.physics import BoardPhysics
-from edgeexit.sim.sensors import RAIL_VOLTAGE_MV, publish_idle
+from edgeexit.sim.sensors import bus_voltage_mv, publish_idle
 
 IDLE_TEMP_MC = 40000
 
@@ -171,7 +171,7 @@ def build_tree(root: Path, board: BoardConfig, profile: FirmwareProfile) -> Simu
                     put("{}/curr{}_input".format(base, ch), "0\n")
         for label in chip.channels:
             if label != NOT_CONNECTED:
-                k.set_rail(label, profile.power_model.rail_voltage_mv.get(label, RAIL_VOLTAGE_MV), 0.0, create=True)
+                k.set_rail(label, bus_voltage_mv(profile.power_model.rail_voltage_mv, label), 0.0, create=True)
 
     state = initial_state(board, profile)
     k.save_state(state)
